@@ -1,0 +1,67 @@
+//! `larmon`: the command-line front end. Each subcommand lives in `commands/`; the work itself is
+//! done by the library crates (`larmon-decode`, `larmon-ingest`).
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Data-quality monitor and data mover of the DUNE ND-LAr 2x2 prototype.
+///
+/// larmon reads the charge-readout files of the 2x2 LArPix TPCs — raw PACMAN files
+/// (`msgs`/`msg_headers`) and packet files (`packets`, every 2.x layout) — and turns them into
+/// Arrow record batches for calibration, plots and reports.
+///
+/// Examples:
+///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
+///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
+///   larmon bench tests/data/*.h5          measure read throughput on this machine
+#[derive(Parser)]
+#[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    /// More log output (-v info, -vv debug). RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Convert(commands::convert::Args),
+    Inspect(commands::inspect::Args),
+    Bench(commands::bench::Args),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("larmon: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
