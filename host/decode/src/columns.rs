@@ -158,6 +158,13 @@ macro_rules! define_packet_columns {
                 }
                 Some(PacketRow { $( $name: self.$name[i], )* unix_time: self.unix_time[i] })
             }
+            /// Value of file column `name` at row `i`, widened to u64.
+            pub fn value(&self, name: &str, i: usize) -> Option<u64> {
+                match name {
+                    $( stringify!($name) => self.$name.get(i).map(|v| u64::from(*v)), )*
+                    _ => None,
+                }
+            }
             /// Mutable access to a file column by its compound member name.
             pub fn column_mut(&mut self, name: &str) -> Option<ColumnMut<'_>> {
                 match name {

@@ -39,6 +39,22 @@ pub struct RawFileReader {
     batch_rows: usize,
     stats: DecodeStats,
     pending: PacketColumns,
+    block: MessageBlock,
+}
+
+/// Messages read from HDF5 (one read covers many) and not yet decoded.
+#[derive(Default)]
+struct MessageBlock {
+    first_row: u64,
+    messages: Vec<VarLenArray<u8>>,
+    io_groups: Vec<u8>,
+    decoded: usize,
+}
+
+impl MessageBlock {
+    fn remaining(&self) -> usize {
+        self.messages.len() - self.decoded
+    }
 }
 
 impl RawFileReader {
@@ -123,6 +139,7 @@ impl RawFileReader {
             batch_rows: options.batch_rows.max(1),
             stats: DecodeStats::default(),
             pending: PacketColumns::default(),
+            block: MessageBlock::default(),
         })
     }
 
@@ -158,6 +175,7 @@ impl RawFileReader {
     pub fn seek(&mut self, message: u64) {
         self.next_message = message.min(self.messages());
         self.pending.clear();
+        self.block = MessageBlock::default();
     }
 
     /// Re-reads the dataset lengths of a file still being written; returns the readable messages.
@@ -171,14 +189,15 @@ impl RawFileReader {
         Ok(self.messages())
     }
 
-    /// Decodes messages until a batch of about `batch_rows` rows is ready (whole messages only),
-    /// or returns what is left; `None` once every readable message has been returned.
+    /// Decodes messages until a batch of at least `batch_rows` rows is ready (whole messages only,
+    /// so it exceeds `batch_rows` by less than one message), or returns what is left; `None` once
+    /// every readable message has been returned.
     pub fn next_batch(&mut self) -> Result<Option<PacketColumns>> {
-        let available = self.messages();
-        while self.next_message < available && self.pending.len() < self.batch_rows {
-            let start = self.next_message;
-            let end = (start + self.messages_per_read as u64).min(available);
-            self.decode_block(start, end)?;
+        while self.pending.len() < self.batch_rows {
+            if self.block.remaining() == 0 && !self.read_block()? {
+                break;
+            }
+            self.decode_next_message()?;
         }
         if self.pending.is_empty() {
             return Ok(None);
@@ -186,7 +205,13 @@ impl RawFileReader {
         Ok(Some(std::mem::take(&mut self.pending)))
     }
 
-    fn decode_block(&mut self, start: u64, end: u64) -> Result<()> {
+    /// Reads the next `messages_per_read` messages from HDF5; false when none are readable.
+    fn read_block(&mut self) -> Result<bool> {
+        let start = self.next_message;
+        let end = (start + self.messages_per_read as u64).min(self.messages());
+        if start >= end {
+            return Ok(false);
+        }
         let read_error = |dataset: &str, source| IngestError::Read {
             path: self.path.clone(),
             dataset: dataset.into(),
@@ -205,22 +230,33 @@ impl RawFileReader {
             .as_reader()
             .read_slice_1d::<MessageHeaderRecord, _>(range)
             .map_err(|e| read_error("msg_headers", e))?;
-        for (i, (msg, header)) in messages.iter().zip(headers.iter()).enumerate() {
-            let row = start + i as u64;
-            decode_message(
-                msg.as_slice(),
-                header.io_groups,
-                row,
-                &mut self.pending,
-                &mut self.stats,
-            )
-            .map_err(|source| IngestError::Message {
-                path: self.path.clone(),
-                row,
-                source,
-            })?;
-            self.next_message = row + 1;
-        }
+        self.block = MessageBlock {
+            first_row: start,
+            messages: messages.into_raw_vec_and_offset().0,
+            io_groups: headers.iter().map(|h| h.io_groups).collect(),
+            decoded: 0,
+        };
+        Ok(true)
+    }
+
+    fn decode_next_message(&mut self) -> Result<()> {
+        let i = self.block.decoded;
+        let row = self.block.first_row + i as u64;
+        let (msg, io_group) = (&self.block.messages[i], self.block.io_groups[i]);
+        decode_message(
+            msg.as_slice(),
+            io_group,
+            row,
+            &mut self.pending,
+            &mut self.stats,
+        )
+        .map_err(|source| IngestError::Message {
+            path: self.path.clone(),
+            row,
+            source,
+        })?;
+        self.block.decoded += 1;
+        self.next_message = row + 1;
         Ok(())
     }
 }
