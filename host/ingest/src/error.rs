@@ -30,7 +30,7 @@ pub enum IngestError {
         /// The file.
         path: PathBuf,
         /// HDF5's own message.
-        source: hdf5::Error,
+        source: Hdf5Failure,
     },
     /// An HDF5 file, but not one larmon knows.
     #[error("{path}: not a LArPix file: {reason}")]
@@ -62,7 +62,7 @@ pub enum IngestError {
         /// One past the last row.
         end: u64,
         /// HDF5's own message.
-        source: hdf5::Error,
+        source: Hdf5Failure,
     },
     /// One raw PACMAN message could not be decoded.
     #[error("{path}: dataset `msgs`, row {row}: {source}")]
@@ -82,7 +82,7 @@ pub enum IngestError {
         /// What larmon was doing.
         what: String,
         /// HDF5's own message.
-        source: hdf5::Error,
+        source: Hdf5Failure,
     },
     /// The output exists and overwriting was not asked for.
     #[error("{path}: already exists (use --force to overwrite)")]
@@ -90,6 +90,36 @@ pub enum IngestError {
         /// The file.
         path: PathBuf,
     },
+}
+
+/// An HDF5 library error, displayed once: the library's error stack often repeats the same
+/// frame text ("H5Fopen(): ...: H5Fopen(): ..."), which helps nobody at 3 a.m.
+#[derive(Debug)]
+pub struct Hdf5Failure(pub hdf5::Error);
+
+impl From<hdf5::Error> for Hdf5Failure {
+    fn from(e: hdf5::Error) -> Self {
+        Self(e)
+    }
+}
+
+impl std::fmt::Display for Hdf5Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        let parts: Vec<&str> = text.split(": ").collect();
+        // Drop a repetition of the whole sequence of frames (A: B: A: B -> A: B).
+        let n = parts.len();
+        if n % 2 == 0 && parts[..n / 2] == parts[n / 2..] {
+            return f.write_str(&parts[..n / 2].join(": "));
+        }
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for Hdf5Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// Result of the ingest stage.
@@ -105,7 +135,7 @@ impl<T> Hdf5Context<T> for hdf5::Result<T> {
         self.map_err(|source| IngestError::Hdf5 {
             path: path.to_path_buf(),
             what: what(),
-            source,
+            source: source.into(),
         })
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn open_readonly(path: &Path) -> Result<File> {
         .or_else(|_| open(OpenMode::Read))
         .map_err(|source| IngestError::Open {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })
 }
 

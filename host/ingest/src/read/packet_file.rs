@@ -327,7 +327,7 @@ impl PacketFileReader {
             dataset: "packets".into(),
             start,
             end,
-            source,
+            source: source.into(),
         })?;
         let mut columns = PacketColumns::default();
         self.layout.decode_records(&self.records, &mut columns);

@@ -217,7 +217,7 @@ impl RawFileReader {
             dataset: dataset.into(),
             start,
             end,
-            source,
+            source: hdf5::Error::into(source),
         };
         let range = start as usize..end as usize;
         let messages = self

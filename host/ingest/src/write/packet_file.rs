@@ -113,9 +113,9 @@ impl PacketFileWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let temp_path = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        let file = File::create(&temp_path).map_err(|source| IngestError::Open {
+        let file = File::create(&temp_path).map_err(|e| IngestError::Open {
             path: temp_path.clone(),
-            source,
+            source: e.into(),
         })?;
         let writer = Self::init(path, temp_path.clone(), file, options);
         if writer.is_err() {

@@ -33,7 +33,7 @@ impl RawFileWriter {
         }
         let file = File::create(path).map_err(|source| IngestError::Open {
             path: path.to_path_buf(),
-            source,
+            source: source.into(),
         })?;
         let meta = file
             .create_group("meta")
