@@ -151,6 +151,32 @@ macro_rules! define_packet_columns {
                 $( self.$name.push(row.$name); )*
                 self.unix_time.push(row.unix_time);
             }
+            /// Appends rows given row by row (the decoder's output), one tight loop per column.
+            pub fn extend_from_rows(&mut self, rows: &[PacketRow]) {
+                $( self.$name.extend(rows.iter().map(|r| r.$name)); )*
+                self.unix_time.extend(rows.iter().map(|r| r.unix_time));
+            }
+            /// Appends every row to `out` as a packed little-endian canonical 36-byte record:
+            /// one strided pass per column.
+            pub fn encode_canonical(&self, out: &mut Vec<u8>) {
+                let n = self.len();
+                let base = out.len();
+                out.resize(base + n * CANONICAL_RECORD_SIZE, 0);
+                let records = &mut out[base..];
+                let mut offset = 0usize;
+                $(
+                    {
+                        const W: usize = std::mem::size_of::<$ty>();
+                        let at = offset;
+                        for (record, v) in records.chunks_exact_mut(CANONICAL_RECORD_SIZE).zip(&self.$name) {
+                            let field: &mut [u8; W] = (&mut record[at..at + W]).try_into().unwrap();
+                            *field = v.to_le_bytes();
+                        }
+                        offset += W;
+                    }
+                )*
+                debug_assert_eq!(offset, CANONICAL_RECORD_SIZE);
+            }
             /// Returns row `i`, if it exists.
             pub fn row(&self, i: usize) -> Option<PacketRow> {
                 if i >= self.len() {
@@ -320,6 +346,29 @@ mod tests {
         assert_eq!(size, CANONICAL_RECORD_SIZE);
         assert_eq!(PACKET_COLUMNS[9].name, "dataword");
         assert_eq!(PACKET_COLUMNS[21].name, "receipt_timestamp");
+    }
+
+    #[test]
+    fn columnar_encoding_equals_row_encoding() {
+        let rows: Vec<PacketRow> = (0..100u64)
+            .map(|i| PacketRow {
+                io_group: i as u8,
+                chip_id: (i * 7) as u8,
+                timestamp: i * 0x0101_0101_01,
+                shared_fifo_events: (i * 300) as u16,
+                counter: (i * 70_000) as u32,
+                receipt_timestamp: (i * 123_456_789) as u32,
+                unix_time: 1_700_000_000 + i,
+                ..Default::default()
+            })
+            .collect();
+        let mut columns = PacketColumns::default();
+        columns.extend_from_rows(&rows);
+        assert_eq!(columns.row(42), Some(rows[42]));
+        let mut bytes = Vec::new();
+        columns.encode_canonical(&mut bytes);
+        let expected: Vec<u8> = rows.iter().flat_map(|r| r.to_canonical_bytes()).collect();
+        assert_eq!(bytes, expected);
     }
 
     #[test]

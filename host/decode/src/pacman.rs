@@ -2,7 +2,7 @@
 //! conversion into packet rows in larpix-control's order (larpix-formats.md §1.3, §1.5):
 //! one type-4 row per message carrying its Unix time, then one row per word.
 
-use crate::columns::{PacketColumns, PacketRow};
+use crate::columns::PacketRow;
 use crate::packet::LArPixPacket;
 
 /// Bytes in a message header.
@@ -126,19 +126,21 @@ fn u32_at(word: &[u8], at: usize) -> u32 {
 
 /// Decodes one PACMAN message read from `io_group` and appends its rows to `out`.
 ///
+/// Rows are produced row by row (one push each, the fast path); callers turn them into columns
+/// with [`PacketColumns::extend_from_rows`](crate::PacketColumns::extend_from_rows).
 /// `message_index` only labels unknown words in `stats`. On error nothing is appended.
 pub fn decode_message(
     msg: &[u8],
     io_group: u8,
     message_index: u64,
-    out: &mut PacketColumns,
+    out: &mut Vec<PacketRow>,
     stats: &mut DecodeStats,
 ) -> Result<(), MessageError> {
     let header = MessageHeader::parse(msg)?;
     stats.messages += 1;
     let unix_time = u64::from(header.unix_time);
     out.reserve(header.words as usize + 1);
-    out.push(&PacketRow {
+    out.push(PacketRow {
         io_group,
         packet_type: TIMESTAMP_ROW,
         timestamp: unix_time,
@@ -207,7 +209,7 @@ pub fn decode_message(
                 continue;
             }
         };
-        out.push(&row);
+        out.push(row);
     }
     Ok(())
 }
@@ -224,19 +226,28 @@ mod tests {
     }
 
     /// Message 0 of the 2x2 golden vectors (larpix-formats.md §1.6).
+    fn decode(
+        msg: &[u8],
+        io_group: u8,
+        index: u64,
+        stats: &mut DecodeStats,
+    ) -> Result<Vec<PacketRow>, MessageError> {
+        let mut rows = Vec::new();
+        decode_message(msg, io_group, index, &mut rows, stats).map(|_| rows)
+    }
+
     #[test]
     fn golden_message_gives_timestamp_row_then_data_row() {
         let msg = hex("44433111640001004411e2695a0000005004bc5e5a8023c0");
-        let mut out = PacketColumns::default();
         let mut stats = DecodeStats::default();
-        decode_message(&msg, 1, 0, &mut out, &mut stats).unwrap();
+        let out = decode(&msg, 1, 0, &mut stats).unwrap();
         assert_eq!(out.len(), 2);
-        let t = out.row(0).unwrap();
+        let t = out[0];
         assert_eq!(
             (t.io_group, t.packet_type, t.timestamp),
             (1, 4, 1_678_848_323)
         );
-        let d = out.row(1).unwrap();
+        let d = out[1];
         assert_eq!(
             (
                 d.io_group,
@@ -269,14 +280,13 @@ mod tests {
         msg.extend_from_slice(&[
             b'S', b'S', 3, 0, 0x7f, 0x96, 0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0,
         ]);
-        let mut out = PacketColumns::default();
-        decode_message(&msg, 2, 0, &mut out, &mut DecodeStats::default()).unwrap();
-        let trig = out.row(1).unwrap();
+        let out = decode(&msg, 2, 0, &mut DecodeStats::default()).unwrap();
+        let trig = out[1];
         assert_eq!(
             (trig.packet_type, trig.trigger_type, trig.timestamp),
             (7, 2, 0xffff_ffff)
         );
-        let sync = out.row(2).unwrap();
+        let sync = out[2];
         assert_eq!(
             (sync.packet_type, sync.trigger_type, sync.dataword),
             (6, 83, 1)
@@ -288,9 +298,8 @@ mod tests {
     fn unknown_words_are_counted_not_emitted() {
         let mut msg = vec![b'D', 0, 0, 0, 0, 0, 1, 0];
         msg.extend_from_slice(&[b'Z'; 16]);
-        let mut out = PacketColumns::default();
         let mut stats = DecodeStats::default();
-        decode_message(&msg, 1, 7, &mut out, &mut stats).unwrap();
+        let out = decode(&msg, 1, 7, &mut stats).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(stats.unknown_words, 1);
         assert_eq!(stats.first_unknown_word, Some((7, 0, b'Z')));
@@ -298,7 +307,7 @@ mod tests {
 
     #[test]
     fn short_and_long_messages_are_rejected_without_output() {
-        let mut out = PacketColumns::default();
+        let mut out = Vec::new();
         let mut stats = DecodeStats::default();
         let short = [b'D', 0, 0, 0, 0, 0, 2, 0, b'D', 0];
         let err = decode_message(&short, 1, 0, &mut out, &mut stats).unwrap_err();

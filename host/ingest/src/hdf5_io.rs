@@ -72,6 +72,14 @@ pub(crate) fn open_readonly(path: &Path) -> Result<File> {
         })
 }
 
+/// Creates (truncates) a file whose `close()` closes every object still open in it at once, so a
+/// file is complete on disk when `close()` returns (HDF5's default "weak" degree defers it).
+pub(crate) fn create_strong_close(path: &Path) -> hdf5::Result<File> {
+    File::with_options()
+        .with_fapl(|p| p.fclose_degree(hdf5::file::FileCloseDegree::Strong))
+        .create(path)
+}
+
 /// Builds a native memory type with the same member names, offsets and size as a file compound.
 pub(crate) fn memory_type_like(desc: &TypeDescriptor) -> hdf5::Result<Datatype> {
     Datatype::from_descriptor(desc)
@@ -135,6 +143,29 @@ pub(crate) fn write_rows_raw(
             file_space.id(),
             H5P_DEFAULT,
             data.as_ptr().cast(),
+        ))
+    })?;
+    Ok(())
+}
+
+/// Writes one whole, unfiltered chunk of a 1-D chunked dataset whose first row is `first_row`,
+/// as the file bytes they are (`H5Dwrite_chunk`): no chunk cache, no type conversion, no fill.
+pub(crate) fn write_chunk_direct(
+    dataset: &Dataset,
+    first_row: usize,
+    bytes: &[u8],
+) -> hdf5::Result<()> {
+    let offset = [first_row as hdf5_sys::h5::hsize_t];
+    hdf5::sync::sync(|| unsafe {
+        // SAFETY: `bytes` is one whole chunk of the dataset's file type; `offset` has one element
+        // per dimension (1) and is a multiple of the chunk size (the caller writes whole chunks).
+        hdf5::h5check(hdf5_sys::h5d::H5Dwrite_chunk(
+            dataset.id(),
+            H5P_DEFAULT,
+            0,
+            offset.as_ptr(),
+            bytes.len(),
+            bytes.as_ptr().cast(),
         ))
     })?;
     Ok(())

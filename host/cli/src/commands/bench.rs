@@ -71,7 +71,8 @@ fn convert(path: &PathBuf, out: &std::path::Path) -> Result<u64> {
         ..Default::default()
     };
     let mut writer = PacketFileWriter::create(out, &options)?;
-    while let Some(batch) = reader.next_batch()? {
+    let mut batch = larmon_ingest::PacketColumns::default();
+    while reader.read_batch_into(&mut batch)? {
         writer.append(&batch)?;
     }
     let rows = writer.rows();

@@ -49,9 +49,22 @@ pub fn run(args: Args) -> Result<()> {
     };
     let bar = progress::bar(reader.progress_total(), unit);
     bar.set_prefix("converting");
-    while let Some(batch) = reader.next_batch()? {
-        writer.append(&batch)?;
-        bar.set_position(reader.progress_done());
+    match &mut reader {
+        // Row format to row format: decoded rows go straight into records.
+        LarpixReader::Raw(raw) => {
+            let mut rows = Vec::new();
+            while raw.read_rows_into(&mut rows)? {
+                writer.append_rows(&rows)?;
+                bar.set_position(raw.messages_read());
+            }
+        }
+        LarpixReader::Packets(packets) => {
+            let mut batch = larmon_ingest::PacketColumns::default();
+            while packets.read_batch_into(&mut batch)? {
+                writer.append(&batch)?;
+                bar.set_position(packets.rows_read());
+            }
+        }
     }
     bar.finish_and_clear();
     let rows = writer.rows();

@@ -95,7 +95,8 @@ pub fn summarise(path: &PathBuf) -> Result<FileSummary> {
     let bar = progress::bar(reader.progress_total(), "units");
     bar.set_prefix("reading");
     let mut seen_groups = [false; 256];
-    while let Some(batch) = reader.next_batch()? {
+    let mut batch = larmon_ingest::PacketColumns::default();
+    while reader.read_batch_into(&mut batch)? {
         s.rows += batch.len() as u64;
         for i in 0..batch.len() {
             let kind = batch.packet_type[i];

@@ -123,6 +123,17 @@ impl LarpixReader {
     }
 }
 
+impl LarpixReader {
+    /// Like [`next_batch`](Self::next_batch), but fills `out` (cleared first) and reuses its
+    /// allocations — for consumers that do not keep the batch. Returns false at the end.
+    pub fn read_batch_into(&mut self, out: &mut PacketColumns) -> Result<bool> {
+        match self {
+            Self::Raw(r) => r.read_batch_into(out),
+            Self::Packets(r) => r.read_batch_into(out),
+        }
+    }
+}
+
 impl Iterator for LarpixReader {
     type Item = Result<PacketColumns>;
     fn next(&mut self) -> Option<Self::Item> {

@@ -310,8 +310,16 @@ impl PacketFileReader {
 
     /// Reads the next batch of rows, or `None` at the end of the table.
     pub fn next_batch(&mut self) -> Result<Option<PacketColumns>> {
+        let mut columns = PacketColumns::default();
+        Ok(self.read_batch_into(&mut columns)?.then_some(columns))
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but fills `out` (cleared first) and reuses its
+    /// allocations; returns false at the end.
+    pub fn read_batch_into(&mut self, out: &mut PacketColumns) -> Result<bool> {
+        out.clear();
         if self.next_row >= self.rows {
-            return Ok(None);
+            return Ok(false);
         }
         let start = self.next_row;
         let end = (start + self.batch_rows as u64).min(self.rows);
@@ -329,10 +337,9 @@ impl PacketFileReader {
             end,
             source: source.into(),
         })?;
-        let mut columns = PacketColumns::default();
-        self.layout.decode_records(&self.records, &mut columns);
-        columns.fill_unix_time(&mut self.last_unix_time);
+        self.layout.decode_records(&self.records, out);
+        out.fill_unix_time(&mut self.last_unix_time);
         self.next_row = end;
-        Ok(Some(columns))
+        Ok(true)
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::{IntSize, TypeDescriptor, VarLenArray};
 use hdf5::{Dataset, File, H5Type};
-use larmon_decode::{decode_message, DecodeStats, PacketColumns};
+use larmon_decode::{decode_message, DecodeStats, PacketColumns, PacketRow};
 
 use crate::error::{Hdf5Context, IngestError, Result};
 use crate::hdf5_io::{f64_attr, open_readonly, string_attr};
@@ -38,7 +38,7 @@ pub struct RawFileReader {
     messages_per_read: usize,
     batch_rows: usize,
     stats: DecodeStats,
-    pending: PacketColumns,
+    pending: Vec<PacketRow>,
     block: MessageBlock,
 }
 
@@ -138,7 +138,7 @@ impl RawFileReader {
             messages_per_read: options.messages_per_read.max(1),
             batch_rows: options.batch_rows.max(1),
             stats: DecodeStats::default(),
-            pending: PacketColumns::default(),
+            pending: Vec::new(),
             block: MessageBlock::default(),
         })
     }
@@ -193,16 +193,41 @@ impl RawFileReader {
     /// so it exceeds `batch_rows` by less than one message), or returns what is left; `None` once
     /// every readable message has been returned.
     pub fn next_batch(&mut self) -> Result<Option<PacketColumns>> {
+        let mut columns = PacketColumns::default();
+        Ok(self.read_batch_into(&mut columns)?.then_some(columns))
+    }
+
+    /// Like [`next_batch`](Self::next_batch), but fills `out` (cleared first) and reuses its
+    /// allocations; returns false at the end.
+    pub fn read_batch_into(&mut self, out: &mut PacketColumns) -> Result<bool> {
+        out.clear();
+        self.decode_batch()?;
+        out.extend_from_rows(&self.pending);
+        self.pending.clear();
+        Ok(!out.is_empty())
+    }
+
+    /// The same rows as [`read_batch_into`](Self::read_batch_into), row by row, as the decoder
+    /// produces them: for row-oriented consumers (conversion to a packet file) that gain nothing
+    /// from columns. `out` is cleared first; returns false at the end.
+    pub fn read_rows_into(&mut self, out: &mut Vec<PacketRow>) -> Result<bool> {
+        out.clear();
+        std::mem::swap(out, &mut self.pending);
+        let done = self.decode_batch();
+        std::mem::swap(out, &mut self.pending);
+        done?;
+        Ok(!out.is_empty())
+    }
+
+    /// Decodes whole messages into `pending` until it holds at least `batch_rows` rows.
+    fn decode_batch(&mut self) -> Result<()> {
         while self.pending.len() < self.batch_rows {
             if self.block.remaining() == 0 && !self.read_block()? {
                 break;
             }
             self.decode_next_message()?;
         }
-        if self.pending.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(std::mem::take(&mut self.pending)))
+        Ok(())
     }
 
     /// Reads the next `messages_per_read` messages from HDF5; false when none are readable.

@@ -9,12 +9,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hdf5::dataset::FillTime;
 use hdf5::types::{CompoundField, CompoundType, IntSize, TypeDescriptor};
 use hdf5::{Dataset, Datatype, File};
-use larmon_decode::{IntWidth, PacketColumns, CANONICAL_RECORD_SIZE, PACKET_COLUMNS};
+use larmon_decode::{IntWidth, PacketColumns, PacketRow, CANONICAL_RECORD_SIZE, PACKET_COLUMNS};
 
 use crate::error::{Hdf5Context, IngestError, Result};
-use crate::hdf5_io::{write_f64_attr, write_rows_raw, write_string_attr};
+use crate::hdf5_io::{
+    create_strong_close, write_chunk_direct, write_f64_attr, write_rows_raw, write_string_attr,
+};
 
 /// The format version written.
 pub const WRITTEN_VERSION: &str = "2.4";
@@ -96,10 +99,15 @@ pub struct PacketFileWriter {
     final_path: PathBuf,
     temp_path: PathBuf,
     file: Option<File>,
-    packets: Dataset,
+    packets: Option<Dataset>,
     memory_type: Datatype,
-    rows: u64,
-    records: Vec<u8>,
+    chunk_rows: usize,
+    compressed: bool,
+    /// Rows already in the file.
+    written: u64,
+    /// Encoded rows not yet written: writes go out in whole chunks only, so HDF5 never has to
+    /// fill or re-read a partially written chunk.
+    pending: Vec<u8>,
 }
 
 impl PacketFileWriter {
@@ -113,7 +121,7 @@ impl PacketFileWriter {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let temp_path = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        let file = File::create(&temp_path).map_err(|e| IngestError::Open {
+        let file = create_strong_close(&temp_path).map_err(|e| IngestError::Open {
             path: temp_path.clone(),
             source: e.into(),
         })?;
@@ -136,7 +144,10 @@ impl PacketFileWriter {
 
         let packet_type = canonical_packet_type();
         let mut builder = file.new_dataset_builder();
-        builder = builder.packed(true).chunk(options.chunk_rows.max(1));
+        builder = builder
+            .packed(true)
+            .chunk(options.chunk_rows.max(1))
+            .fill_time(FillTime::Never);
         if let Some(level) = options.gzip {
             builder = builder.deflate(level.clamp(1, 9));
         }
@@ -185,45 +196,90 @@ impl PacketFileWriter {
             final_path: path.to_path_buf(),
             temp_path,
             file: Some(file),
-            packets,
+            packets: Some(packets),
             memory_type,
-            rows: 0,
-            records: Vec::new(),
+            chunk_rows: options.chunk_rows.max(1),
+            compressed: options.gzip.is_some(),
+            written: 0,
+            pending: Vec::new(),
         })
     }
 
-    /// Rows written so far.
+    /// Rows appended so far.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.written + (self.pending.len() / CANONICAL_RECORD_SIZE) as u64
     }
 
-    /// Appends a batch of rows.
+    /// Appends a batch of rows given as columns.
     pub fn append(&mut self, columns: &PacketColumns) -> Result<()> {
-        let n = columns.len();
-        if n == 0 {
+        columns.encode_canonical(&mut self.pending);
+        self.write_whole_chunks()
+    }
+
+    /// Appends rows given row by row (the raw decoder's output).
+    pub fn append_rows(&mut self, rows: &[PacketRow]) -> Result<()> {
+        self.pending.reserve(rows.len() * CANONICAL_RECORD_SIZE);
+        for row in rows {
+            self.pending.extend_from_slice(&row.to_canonical_bytes());
+        }
+        self.write_whole_chunks()
+    }
+
+    fn write_whole_chunks(&mut self) -> Result<()> {
+        let chunk_bytes = self.chunk_rows * CANONICAL_RECORD_SIZE;
+        let whole = self.pending.len() / chunk_bytes * chunk_bytes;
+        if whole == 0 {
             return Ok(());
         }
-        self.records.clear();
-        self.records.reserve(n * CANONICAL_RECORD_SIZE);
-        for i in 0..n {
-            let row = columns.row(i).expect("i < len");
-            self.records.extend_from_slice(&row.to_canonical_bytes());
-        }
-        let start = self.rows as usize;
+        let start = self.written as usize;
+        let rows = whole / CANONICAL_RECORD_SIZE;
         let p = self.temp_path.as_path();
-        self.packets
-            .resize(start + n)
+        let packets = self.packets.as_ref().expect("open until finish");
+        packets
+            .resize(start + rows)
             .context(p, || "growing `packets`".into())?;
-        write_rows_raw(&self.packets, &self.memory_type, start, &self.records)
-            .context(p, || {
-                format!("writing `packets` rows {start}..{}", start + n)
-            })?;
-        self.rows += n as u64;
+        if self.compressed {
+            write_rows_raw(packets, &self.memory_type, start, &self.pending[..whole])
+        } else {
+            // Whole unfiltered chunks go straight to the file, bypassing the chunk cache.
+            self.pending[..whole]
+                .chunks_exact(chunk_bytes)
+                .enumerate()
+                .try_for_each(|(k, chunk)| {
+                    write_chunk_direct(packets, start + k * self.chunk_rows, chunk)
+                })
+        }
+        .context(p, || {
+            format!("writing `packets` rows {start}..{}", start + rows)
+        })?;
+        self.pending.drain(..whole);
+        self.written += rows as u64;
+        Ok(())
+    }
+
+    /// Writes the last, partial chunk.
+    fn write_remainder(&mut self) -> Result<()> {
+        let start = self.written as usize;
+        let rows = self.pending.len() / CANONICAL_RECORD_SIZE;
+        if rows == 0 {
+            return Ok(());
+        }
+        let p = self.temp_path.as_path();
+        let packets = self.packets.as_ref().expect("open until finish");
+        packets
+            .resize(start + rows)
+            .context(p, || "growing `packets`".into())?;
+        write_rows_raw(packets, &self.memory_type, start, &self.pending).context(p, || {
+            format!("writing `packets` rows {start}..{}", start + rows)
+        })?;
+        self.pending.clear();
+        self.written += rows as u64;
         Ok(())
     }
 
     /// Sets `_header.modified`, closes the file and moves it to its final name.
     pub fn finish(mut self) -> Result<PathBuf> {
+        self.write_remainder()?;
         let p = self.temp_path.clone();
         let file = self.file.take().expect("finish is called once");
         let header = file
@@ -246,6 +302,7 @@ impl Drop for PacketFileWriter {
     fn drop(&mut self) {
         if self.file.is_some() {
             // Not finished: never leave the partial file behind.
+            self.packets = None;
             self.file = None;
             let _ = std::fs::remove_file(&self.temp_path);
         }

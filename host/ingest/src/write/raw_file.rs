@@ -8,7 +8,7 @@ use hdf5::types::VarLenArray;
 use hdf5::{Dataset, File, H5Type};
 
 use crate::error::{Hdf5Context, IngestError, Result};
-use crate::hdf5_io::{write_f64_attr, write_string_attr};
+use crate::hdf5_io::{create_strong_close, write_f64_attr, write_string_attr};
 
 #[derive(H5Type, Clone, Copy, Debug, Default)]
 #[repr(C)]
@@ -31,7 +31,7 @@ impl RawFileWriter {
         if path.exists() && !overwrite {
             return Err(IngestError::OutputExists { path: path.into() });
         }
-        let file = File::create(path).map_err(|source| IngestError::Open {
+        let file = create_strong_close(path).map_err(|source| IngestError::Open {
             path: path.to_path_buf(),
             source: source.into(),
         })?;
