@@ -9,9 +9,7 @@ use larmon_ingest::read::{LarpixReader, ReadOptions};
 
 /// A file committed under `tests/data/`.
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
 }
 
 /// A file of `../shared/fixtures`, or `None` (with a note on stderr) when that folder is absent.
@@ -75,21 +73,13 @@ pub fn write_packet_table(
         .iter()
         .enumerate()
         .map(|(index, (name, ty))| {
-            let f = CompoundField {
-                name: (*name).into(),
-                ty: ty.clone(),
-                offset,
-                index,
-            };
+            let f = CompoundField { name: (*name).into(), ty: ty.clone(), offset, index };
             offset += ty.size();
             f
         })
         .collect();
     let size = offset;
-    let desc = TypeDescriptor::Compound(CompoundType {
-        fields: fields.clone(),
-        size,
-    });
+    let desc = TypeDescriptor::Compound(CompoundType { fields: fields.clone(), size });
     let mut bytes = vec![0u8; size * rows.len()];
     for i in 0..rows.len() {
         for f in &fields {

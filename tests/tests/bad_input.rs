@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use larmon_ingest::IngestError;
 use larmon_ingest::read::{LarpixReader, RawFileReader, ReadOptions};
 use larmon_ingest::write::RawFileWriter;
-use larmon_ingest::IngestError;
 use larmon_tests::{data, scratch};
 
 fn read_everything(path: &Path) -> Result<u64, IngestError> {
@@ -20,10 +20,7 @@ fn read_everything(path: &Path) -> Result<u64, IngestError> {
 fn expect_error(path: &Path) -> String {
     let err = read_everything(path).expect_err("broken input must be an error");
     let text = err.to_string();
-    assert!(
-        text.contains(&path.display().to_string()),
-        "error does not name the file: {text}"
-    );
+    assert!(text.contains(&path.display().to_string()), "error does not name the file: {text}");
     text
 }
 
@@ -42,9 +39,7 @@ fn data_message(unix: u32, words: u16) -> Vec<u8> {
 
 fn write_raw(path: &Path, messages: &[Vec<u8>]) {
     let mut writer = RawFileWriter::create(path, 1.7e9, true).unwrap();
-    writer
-        .append(messages.iter().map(|m| (1u8, m.as_slice())))
-        .unwrap();
+    writer.append(messages.iter().map(|m| (1u8, m.as_slice()))).unwrap();
     writer.finish(1.7e9).unwrap();
 }
 
@@ -77,10 +72,7 @@ fn truncated_files_are_refused_when_opened() {
         let cut = dir.join(name);
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         let text = expect_error(&cut);
-        assert!(
-            text.contains("HDF5 cannot open") || text.contains("rows"),
-            "{text}"
-        );
+        assert!(text.contains("HDF5 cannot open") || text.contains("rows"), "{text}");
     }
 }
 
@@ -92,18 +84,11 @@ fn hdf5_files_of_another_kind_are_named_as_such() {
     f.new_dataset::<f32>().shape(4).create("waveforms").unwrap();
     drop(f);
     let text = expect_error(&other);
-    assert!(
-        text.contains("not a LArPix file") && text.contains("waveforms"),
-        "{text}"
-    );
+    assert!(text.contains("not a LArPix file") && text.contains("waveforms"), "{text}");
 
     let no_headers = dir.join("no_headers.h5");
     let f = hdf5::File::create(&no_headers).unwrap();
-    f.new_dataset::<hdf5::types::VarLenArray<u8>>()
-        .shape(0..)
-        .chunk(8)
-        .create("msgs")
-        .unwrap();
+    f.new_dataset::<hdf5::types::VarLenArray<u8>>().shape(0..).chunk(8).create("msgs").unwrap();
     drop(f);
     assert!(expect_error(&no_headers).contains("without a `msg_headers`"));
 
@@ -112,10 +97,7 @@ fn hdf5_files_of_another_kind_are_named_as_such() {
     f.new_dataset::<f64>().shape(10).create("packets").unwrap();
     drop(f);
     let text = expect_error(&wrong_type);
-    assert!(
-        text.contains("dataset `packets`") && text.contains("compound"),
-        "{text}"
-    );
+    assert!(text.contains("dataset `packets`") && text.contains("compound"), "{text}");
 }
 
 #[test]
@@ -126,10 +108,7 @@ fn message_shorter_than_its_header_names_the_row() {
     messages[3].truncate(8 + 16 * 2 + 5);
     write_raw(&path, &messages);
     let text = expect_error(&path);
-    assert!(
-        text.contains("dataset `msgs`, row 3") && text.contains("truncated"),
-        "{text}"
-    );
+    assert!(text.contains("dataset `msgs`, row 3") && text.contains("truncated"), "{text}");
 }
 
 #[test]
@@ -150,9 +129,7 @@ fn unknown_word_types_are_counted_not_fatal() {
 fn msgs_longer_than_msg_headers_reads_the_common_prefix() {
     let dir = scratch("growing");
     let path = dir.join("raw.h5");
-    let messages: Vec<Vec<u8>> = (0..10)
-        .map(|i| data_message(1_700_000_000 + i, 2))
-        .collect();
+    let messages: Vec<Vec<u8>> = (0..10).map(|i| data_message(1_700_000_000 + i, 2)).collect();
     write_raw(&path, &messages);
     // What a reader sees between the writer's two resizes: msgs already longer.
     let f = hdf5::File::open_rw(&path).unwrap();

@@ -6,7 +6,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::UInt64Type;
 use hdf5::types::TypeDescriptor;
-use larmon_decode::{PacketColumns, PACKET_COLUMNS};
+use larmon_decode::{PACKET_COLUMNS, PacketColumns};
 use larmon_ingest::arrow::{packets_record_batch, packets_schema};
 use larmon_ingest::read::{FileKind, LarpixReader, PacketFileReader, ReadOptions};
 use larmon_ingest::write::{PacketFileWriter, WriteOptions};
@@ -38,11 +38,7 @@ fn assert_same_rows(ours: &PacketColumns, reference: &PacketColumns, what: &str)
     for spec in PACKET_COLUMNS {
         for i in 0..ours.len() {
             let (a, b) = (ours.value(spec.name, i), reference.value(spec.name, i));
-            assert_eq!(
-                a, b,
-                "{what}: column {} differs first at row {i}",
-                spec.name
-            );
+            assert_eq!(a, b, "{what}: column {} differs first at row {i}", spec.name);
         }
     }
 }
@@ -50,11 +46,7 @@ fn assert_same_rows(ours: &PacketColumns, reference: &PacketColumns, what: &str)
 fn check_conversion(raw: &Path, reference: &Path, name: &str) {
     let out = scratch(name).join("converted.h5");
     convert(raw, &out);
-    assert_eq!(
-        packets_type(&out),
-        packets_type(reference),
-        "{name}: record layout"
-    );
+    assert_eq!(packets_type(&out), packets_type(reference), "{name}: record layout");
     let ours = read_all(&out, &ReadOptions::default());
     let theirs = read_all(reference, &ReadOptions::default());
     assert_same_rows(&ours, &theirs, name);
@@ -68,19 +60,14 @@ fn convert_equals_larpix_control_on_small_raw() {
 
 #[test]
 fn convert_reads_libver_latest_raw_written_by_hdf5_2() {
-    check_conversion(
-        &data("small-raw-libver-latest.h5"),
-        &data("small-packets.h5"),
-        "latest",
-    );
+    check_conversion(&data("small-raw-libver-latest.h5"), &data("small-packets.h5"), "latest");
 }
 
 #[test]
 fn convert_equals_larpix_control_on_cosmics_raw() {
-    let (Some(raw), Some(reference)) = (
-        shared_fixture("cosmics-raw.h5"),
-        shared_fixture("cosmics-packets.h5"),
-    ) else {
+    let (Some(raw), Some(reference)) =
+        (shared_fixture("cosmics-raw.h5"), shared_fixture("cosmics-packets.h5"))
+    else {
         return;
     };
     check_conversion(&raw, &reference, "cosmics");
@@ -106,30 +93,26 @@ fn raw_and_packet_files_give_the_same_arrow_stream() {
 
 #[test]
 fn batches_are_bounded_and_do_not_change_the_result() {
-    let small = ReadOptions {
-        batch_rows: 1000,
-        messages_per_read: 7,
-    };
-    for name in ["small-raw.h5", "small-packets.h5"] {
-        let reader = LarpixReader::open(&data(name), &small).unwrap();
-        let is_raw = reader.kind() == FileKind::Raw;
-        let mut batches = 0;
-        for batch in reader {
-            let batch = batch.unwrap();
-            batches += 1;
-            // raw batches end on a message boundary: at most one message (<= 257 rows) over
-            let limit = if is_raw { 1000 + 257 } else { 1000 };
-            assert!(
-                batch.len() <= limit,
-                "{name}: batch of {} rows",
-                batch.len()
-            );
+    let reference = concat(&data("small-packets.h5"), &ReadOptions::default());
+    for read_ahead in [false, true] {
+        let small = ReadOptions { batch_rows: 1000, messages_per_read: 7, read_ahead };
+        for name in ["small-raw.h5", "small-packets.h5"] {
+            let reader = LarpixReader::open(&data(name), &small).unwrap();
+            // Raw batches end on a message boundary: at most one message (<= 257 rows) over.
+            // Packet-file batches are whole HDF5 chunks (574 rows in this file): 2 chunks.
+            let limit = match reader.kind() {
+                FileKind::Raw => 1000 + 257,
+                FileKind::Packets => 1000usize.div_ceil(574) * 574,
+            };
+            let mut batches = 0;
+            for batch in reader {
+                let batch = batch.unwrap();
+                batches += 1;
+                assert!(batch.len() <= limit, "{name}: batch of {} rows", batch.len());
+            }
+            assert!(batches >= 32, "{name}: {batches} batches");
+            assert_eq!(concat(&data(name), &small), reference, "{name}, read_ahead {read_ahead}");
         }
-        assert!(batches >= 36, "{name}: {batches} batches");
-        assert_eq!(
-            concat(&data(name), &small),
-            concat(&data("small-packets.h5"), &Default::default())
-        );
     }
 }
 
@@ -151,10 +134,7 @@ fn unix_time_is_inherited_from_the_preceding_timestamp_row() {
         PacketFileReader::open(&data("small-packets.h5"), &ReadOptions::default()).unwrap();
     reader.seek(5);
     let batch = packets_record_batch(reader.next_batch().unwrap().unwrap());
-    let unix = batch
-        .column_by_name("unix_time")
-        .unwrap()
-        .as_primitive::<UInt64Type>();
+    let unix = batch.column_by_name("unix_time").unwrap().as_primitive::<UInt64Type>();
     let first_type4 = (5..).position(|i| rows.packet_type[i] == 4).unwrap();
     assert!(first_type4 > 0);
     assert_eq!(unix.null_count(), first_type4);
@@ -167,10 +147,7 @@ fn counts_equal_the_simulation_truth() {
         serde_json::from_str(&std::fs::read_to_string(data("small-truth.json")).unwrap()).unwrap();
     let counts = &truth["counts"];
     let rows = read_all(&data("small-raw.h5"), &ReadOptions::default());
-    assert_eq!(
-        rows.len() as u64,
-        counts["packet_rows_total"].as_u64().unwrap()
-    );
+    assert_eq!(rows.len() as u64, counts["packet_rows_total"].as_u64().unwrap());
     for (kind, n) in counts["packet_rows_by_type"].as_object().unwrap() {
         let kind: u8 = kind.parse().unwrap();
         let ours = rows.packet_type.iter().filter(|t| **t == kind).count() as u64;
@@ -179,21 +156,13 @@ fn counts_equal_the_simulation_truth() {
     let parity_errors = (0..rows.len())
         .filter(|&i| rows.packet_type[i] <= 3 && rows.valid_parity[i] == 0)
         .count() as u64;
-    assert_eq!(
-        parity_errors,
-        counts["invalid_parity_rows"].as_u64().unwrap()
-    );
+    assert_eq!(parity_errors, counts["invalid_parity_rows"].as_u64().unwrap());
     let late = (0..rows.len())
         .filter(|&i| {
             rows.packet_type[i] == 0 && u64::from(rows.receipt_timestamp[i]) < rows.timestamp[i]
         })
         .count() as u64;
-    assert_eq!(
-        late,
-        counts["receipt_before_timestamp_data_rows"]
-            .as_u64()
-            .unwrap()
-    );
+    assert_eq!(late, counts["receipt_before_timestamp_data_rows"].as_u64().unwrap());
 }
 
 #[test]
@@ -213,16 +182,10 @@ fn legacy_35_byte_layout_reads_like_the_canonical_file() {
 
 /// Member lists of the historical 2.x layouts (larpix-formats.md §1.1.2).
 fn historical_layout(name: &str) -> Vec<(&'static str, TypeDescriptor)> {
-    let canonical: Vec<(&'static str, TypeDescriptor)> = PACKET_COLUMNS
-        .iter()
-        .map(|c| (c.name, uint(c.width.bytes())))
-        .collect();
+    let canonical: Vec<(&'static str, TypeDescriptor)> =
+        PACKET_COLUMNS.iter().map(|c| (c.name, uint(c.width.bytes()))).collect();
     let without = |names: &[&str]| -> Vec<_> {
-        canonical
-            .iter()
-            .filter(|(n, _)| !names.contains(n))
-            .cloned()
-            .collect()
+        canonical.iter().filter(|(n, _)| !names.contains(n)).cloned().collect()
     };
     let with_sfe_u1 = |mut v: Vec<(&'static str, TypeDescriptor)>| {
         for m in &mut v {
@@ -267,27 +230,12 @@ fn every_historical_2x_layout_reads_by_member_name() {
         let members = historical_layout(name);
         let path = dir.join(format!("{name}.h5"));
         write_packet_table(&path, Some(version), &members, &rows, chunk, gzip);
-        let reader = PacketFileReader::open(
-            &path,
-            &ReadOptions {
-                batch_rows: 1024,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let reader =
+            PacketFileReader::open(&path, &ReadOptions { batch_rows: 1024, ..Default::default() })
+                .unwrap();
         assert_eq!(reader.layout().record_size, size, "{name}");
-        let first_packet_at = reader
-            .layout()
-            .members
-            .iter()
-            .position(|m| m.name == "first_packet");
-        let read = read_all(
-            &path,
-            &ReadOptions {
-                batch_rows: 1024,
-                ..Default::default()
-            },
-        );
+        let first_packet_at = reader.layout().members.iter().position(|m| m.name == "first_packet");
+        let read = read_all(&path, &ReadOptions { batch_rows: 1024, ..Default::default() });
         assert_eq!(read.len(), rows.len());
         for spec in PACKET_COLUMNS {
             let stored = members.iter().find(|(n, _)| *n == spec.name);

@@ -6,10 +6,7 @@ use std::process::{Command, Output};
 use larmon_tests::{data, scratch};
 
 fn larmon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_larmon"))
-        .args(args)
-        .output()
-        .expect("runs larmon")
+    Command::new(env!("CARGO_BIN_EXE_larmon")).args(args).output().expect("runs larmon")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -29,10 +26,7 @@ fn help_teaches_the_subcommands_with_examples() {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
     let help = text(&larmon(&["convert", "--help"]).stdout);
-    assert!(
-        help.contains("--force") && help.contains("Example"),
-        "{help}"
-    );
+    assert!(help.contains("--force") && help.contains("Example"), "{help}");
 }
 
 #[test]
@@ -42,27 +36,11 @@ fn convert_writes_then_refuses_to_overwrite_without_force() {
     let raw = data("small-raw.h5");
     let first = larmon(&["convert", p(&raw), "-o", p(&out_file)]);
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(
-        text(&first.stdout).contains("36730 rows"),
-        "{}",
-        text(&first.stdout)
-    );
+    assert!(text(&first.stdout).contains("36730 rows"), "{}", text(&first.stdout));
     let again = larmon(&["convert", p(&raw), "-o", p(&out_file)]);
     assert!(!again.status.success());
-    assert!(
-        text(&again.stderr).contains("already exists"),
-        "{}",
-        text(&again.stderr)
-    );
-    let forced = larmon(&[
-        "convert",
-        p(&raw),
-        "-o",
-        p(&out_file),
-        "--force",
-        "--gzip",
-        "4",
-    ]);
+    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    let forced = larmon(&["convert", p(&raw), "-o", p(&out_file), "--force", "--gzip", "4"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     // the gzip'd output reads back to the same rows
     let inspect = larmon(&["inspect", "--json", p(&out_file)]);
@@ -79,51 +57,33 @@ fn failed_convert_leaves_no_output_behind() {
     let mut writer = larmon_ingest::write::RawFileWriter::create(&broken, 1.7e9, false).unwrap();
     let good = [b'D', 1, 0, 0, 0, 0, 0, 0];
     let short = [b'D', 1, 0, 0, 0, 0, 1, 0, b'D'];
-    writer
-        .append([(1u8, &good[..]), (1, &good[..]), (2, &short[..])])
-        .unwrap();
+    writer.append([(1u8, &good[..]), (1, &good[..]), (2, &short[..])]).unwrap();
     writer.finish(1.7e9).unwrap();
     let out_file = dir.join("packets.h5");
     let out = larmon(&["convert", p(&broken), "-o", p(&out_file)]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with("larmon: error: ") && stderr.contains(p(&broken)),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("larmon: error: ") && stderr.contains(p(&broken)), "{stderr}");
     assert!(stderr.contains("dataset `msgs`, row 2"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let left: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "files left behind: {left:?}");
 }
 
 #[test]
 fn inspect_json_reports_kind_layout_counts_and_time_span() {
-    let out = larmon(&[
-        "inspect",
-        "--json",
-        p(&data("small-raw.h5")),
-        p(&data("small-legacy-v3_4.h5")),
-    ]);
+    let out =
+        larmon(&["inspect", "--json", p(&data("small-raw.h5")), p(&data("small-legacy-v3_4.h5"))]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let raw = &json[0];
     assert_eq!(raw["kind"], "raw");
     assert_eq!(raw["messages"], 149);
-    assert_eq!(
-        raw["packets_by_type"],
-        serde_json::json!([36261, 0, 2, 0, 149, 0, 18, 300])
-    );
+    assert_eq!(raw["packets_by_type"], serde_json::json!([36261, 0, 2, 0, 149, 0, 18, 300]));
     assert_eq!(raw["parity_errors"], 33);
     assert_eq!(raw["io_groups"], serde_json::json!([1, 2]));
     assert_eq!(
-        (
-            raw["first_unix_time"].as_u64(),
-            raw["last_unix_time"].as_u64()
-        ),
+        (raw["first_unix_time"].as_u64(), raw["last_unix_time"].as_u64()),
         (Some(1678848001), Some(1678848005))
     );
     let legacy = &json[1];

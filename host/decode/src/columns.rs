@@ -182,7 +182,7 @@ macro_rules! define_packet_columns {
                 if i >= self.len() {
                     return None;
                 }
-                Some(PacketRow { $( $name: self.$name[i], )* unix_time: self.unix_time[i] })
+                Some(PacketRow { $( $name: self.$name[i], )* unix_time: self.unix_time.get(i).copied().unwrap_or(0) })
             }
             /// Value of file column `name` at row `i`, widened to u64.
             pub fn value(&self, name: &str, i: usize) -> Option<u64> {

@@ -7,13 +7,14 @@
 //!
 //! Nothing here panics on any input: malformed messages are errors, unknown words are counted.
 
+mod canonical;
 pub mod columns;
 pub mod packet;
 pub mod pacman;
 
 pub use columns::{
-    ColumnInt, ColumnMut, ColumnSpec, IntWidth, OwnedColumn, PacketColumns, PacketParts, PacketRow,
-    CANONICAL_RECORD_SIZE, PACKET_COLUMNS,
+    CANONICAL_RECORD_SIZE, ColumnInt, ColumnMut, ColumnSpec, IntWidth, OwnedColumn, PACKET_COLUMNS,
+    PacketColumns, PacketParts, PacketRow,
 };
 pub use packet::LArPixPacket;
-pub use pacman::{decode_message, DecodeStats, MessageError, MessageHeader};
+pub use pacman::{DecodeStats, MessageError, MessageHeader, decode_message};

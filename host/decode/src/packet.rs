@@ -129,10 +129,7 @@ mod tests {
         let good = LArPixPacket::from_bytes([0x50, 0x04, 0xbc, 0x5e, 0x5a, 0x80, 0x23, 0xc0]);
         assert!(good.has_valid_parity());
         for bit in 0..64 {
-            assert!(
-                !LArPixPacket(good.0 ^ (1 << bit)).has_valid_parity(),
-                "bit {bit}"
-            );
+            assert!(!LArPixPacket(good.0 ^ (1 << bit)).has_valid_parity(), "bit {bit}");
         }
     }
 }

@@ -219,10 +219,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     /// Message 0 of the 2x2 golden vectors (larpix-formats.md §1.6).
@@ -243,29 +240,14 @@ mod tests {
         let out = decode(&msg, 1, 0, &mut stats).unwrap();
         assert_eq!(out.len(), 2);
         let t = out[0];
-        assert_eq!(
-            (t.io_group, t.packet_type, t.timestamp),
-            (1, 4, 1_678_848_323)
-        );
+        assert_eq!((t.io_group, t.packet_type, t.timestamp), (1, 4, 1_678_848_323));
         let d = out[1];
         assert_eq!(
-            (
-                d.io_group,
-                d.io_channel,
-                d.chip_id,
-                d.packet_type,
-                d.downstream_marker
-            ),
+            (d.io_group, d.io_channel, d.chip_id, d.packet_type, d.downstream_marker),
             (1, 17, 20, 0, 1)
         );
-        assert_eq!(
-            (d.parity, d.valid_parity, d.channel_id, d.timestamp),
-            (1, 1, 1, 5_922_492)
-        );
-        assert_eq!(
-            (d.dataword, d.register_address, d.register_data),
-            (35, 1, 175)
-        );
+        assert_eq!((d.parity, d.valid_parity, d.channel_id, d.timestamp), (1, 1, 1, 5_922_492));
+        assert_eq!((d.dataword, d.register_address, d.register_data), (35, 1, 175));
         assert_eq!((d.first_packet, d.receipt_timestamp), (1, 5_925_346));
         assert_eq!(d.unix_time, 1_678_848_323);
         assert_eq!(stats.data_words, 1);
@@ -274,23 +256,13 @@ mod tests {
     #[test]
     fn trigger_and_sync_words_keep_full_32_bit_timestamp() {
         let mut msg = vec![b'D', 1, 0, 0, 0, 0, 2, 0];
-        msg.extend_from_slice(&[
-            b'T', 2, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
-        ]);
-        msg.extend_from_slice(&[
-            b'S', b'S', 3, 0, 0x7f, 0x96, 0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        ]);
+        msg.extend_from_slice(&[b'T', 2, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+        msg.extend_from_slice(&[b'S', b'S', 3, 0, 0x7f, 0x96, 0x98, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let out = decode(&msg, 2, 0, &mut DecodeStats::default()).unwrap();
         let trig = out[1];
-        assert_eq!(
-            (trig.packet_type, trig.trigger_type, trig.timestamp),
-            (7, 2, 0xffff_ffff)
-        );
+        assert_eq!((trig.packet_type, trig.trigger_type, trig.timestamp), (7, 2, 0xffff_ffff));
         let sync = out[2];
-        assert_eq!(
-            (sync.packet_type, sync.trigger_type, sync.dataword),
-            (6, 83, 1)
-        );
+        assert_eq!((sync.packet_type, sync.trigger_type, sync.dataword), (6, 83, 1));
         assert_eq!(sync.timestamp, 9_999_999);
     }
 

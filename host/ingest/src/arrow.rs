@@ -10,10 +10,10 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{ArrayRef, PrimitiveArray, RecordBatch};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Schema, SchemaRef, UInt16Type, UInt32Type, UInt64Type,
-    UInt8Type,
+    ArrowPrimitiveType, DataType, Field, Schema, SchemaRef, UInt8Type, UInt16Type, UInt32Type,
+    UInt64Type,
 };
-use larmon_decode::{IntWidth, OwnedColumn, PacketColumns, PACKET_COLUMNS};
+use larmon_decode::{IntWidth, OwnedColumn, PACKET_COLUMNS, PacketColumns};
 
 /// Name of the stream in schema metadata (`larmon.stream`).
 pub const PACKETS_STREAM: &str = "packets";
@@ -40,10 +40,7 @@ pub fn packets_schema() -> SchemaRef {
             fields.push(Field::new("unix_time", DataType::UInt64, true));
             let metadata = HashMap::from([
                 ("larmon.stream".to_owned(), PACKETS_STREAM.to_owned()),
-                (
-                    "larmon.schema_version".to_owned(),
-                    PACKETS_SCHEMA_VERSION.to_owned(),
-                ),
+                ("larmon.schema_version".to_owned(), PACKETS_SCHEMA_VERSION.to_owned()),
             ]);
             Arc::new(Schema::new_with_metadata(fields, metadata))
         })

@@ -23,25 +23,18 @@ const HDF5_SIGNATURE: [u8; 8] = [0x89, b'H', b'D', b'F', b'\r', b'\n', 0x1a, b'\
 /// Checks that `path` is a readable HDF5 file before handing it to the C library, so that random
 /// bytes or a text file get a plain answer instead of an HDF5 error stack.
 pub(crate) fn check_signature(path: &Path) -> Result<()> {
-    let io_err = |source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| IngestError::Io { path: path.to_path_buf(), source };
     let mut file = std::fs::File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     if len == 0 {
-        return Err(IngestError::NotHdf5 {
-            path: path.into(),
-            reason: "the file is empty".into(),
-        });
+        return Err(IngestError::NotHdf5 { path: path.into(), reason: "the file is empty".into() });
     }
     // HDF5 looks for the signature at 0, 512, 1024, 2048, ... (user block sizes).
     let mut offset = 0u64;
     let mut head = vec![0u8; 8];
     while offset + 8 <= len {
         use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(offset))
-            .map_err(io_err)?;
+        file.seek(std::io::SeekFrom::Start(offset)).map_err(io_err)?;
         file.read_exact(&mut head).map_err(io_err)?;
         if head == HDF5_SIGNATURE {
             return Ok(());
@@ -59,17 +52,10 @@ pub(crate) fn check_signature(path: &Path) -> Result<()> {
 /// larpix-control, so a live writer is never blocked by the monitor.
 pub(crate) fn open_readonly(path: &Path) -> Result<File> {
     check_signature(path)?;
-    let open = |mode| {
-        File::with_options()
-            .with_fapl(|p| p.file_locking(false))
-            .open_as(path, mode)
-    };
+    let open = |mode| File::with_options().with_fapl(|p| p.file_locking(false)).open_as(path, mode);
     open(OpenMode::ReadSWMR)
         .or_else(|_| open(OpenMode::Read))
-        .map_err(|source| IngestError::Open {
-            path: path.to_path_buf(),
-            source: source.into(),
-        })
+        .map_err(|source| IngestError::Open { path: path.to_path_buf(), source: source.into() })
 }
 
 /// Creates (truncates) a file whose `close()` closes every object still open in it at once, so a
@@ -187,11 +173,7 @@ pub(crate) fn string_attr(loc: &hdf5::Location, name: &str) -> Option<String> {
                 let mut v = Vec::new();
                 r.read_to_end(&mut v).ok().map(|_| v)
             })?;
-            Some(
-                String::from_utf8_lossy(&bytes)
-                    .trim_end_matches('\0')
-                    .to_owned(),
-            )
+            Some(String::from_utf8_lossy(&bytes).trim_end_matches('\0').to_owned())
         }
         _ => None,
     }
@@ -204,15 +186,12 @@ pub(crate) fn f64_attr(loc: &hdf5::Location, name: &str) -> Option<f64> {
 
 /// Writes (or replaces) a variable-length UTF-8 string attribute.
 pub(crate) fn write_string_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let value: VarLenUnicode = value
-        .parse()
-        .map_err(|e| hdf5::Error::from(format!("attribute {name}: {e}")))?;
+    let value: VarLenUnicode =
+        value.parse().map_err(|e| hdf5::Error::from(format!("attribute {name}: {e}")))?;
     if loc.attr(name).is_ok() {
         loc.delete_attr(name)?;
     }
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&value)
+    loc.new_attr::<VarLenUnicode>().create(name)?.write_scalar(&value)
 }
 
 /// Writes (or replaces) a float attribute.

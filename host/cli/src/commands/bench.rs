@@ -15,7 +15,8 @@ use serde::Serialize;
 ///
 /// For each file it reads every row into Arrow record batches, repeatedly for at least
 /// --seconds, and reports rows per second (best and median pass). For raw files it also times
-/// `convert` to a temporary packet file. Run it on a release build:
+/// `convert` to a temporary packet file; for packet files also the single-core figure
+/// (read-ahead off). Run it on a release build:
 ///   cargo run --release -p larmon -- bench tests/data/small-raw.h5 tests/data/small-packets.h5
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -56,20 +57,28 @@ fn measure(min_seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<(u
     Ok((rows, rates))
 }
 
-fn to_arrow(path: &PathBuf) -> Result<u64> {
+fn to_arrow(path: &PathBuf, read_ahead: bool) -> Result<u64> {
     let mut rows = 0;
-    for batch in LarpixReader::open(path, &ReadOptions::default())? {
+    let options = ReadOptions { read_ahead, ..Default::default() };
+    for batch in LarpixReader::open(path, &options)? {
         rows += packets_record_batch(batch?).num_rows() as u64;
+    }
+    Ok(rows)
+}
+
+fn to_columns_reused(path: &PathBuf) -> Result<u64> {
+    let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
+    let mut batch = larmon_ingest::PacketColumns::default();
+    let mut rows = 0;
+    while reader.read_batch_into(&mut batch)? {
+        rows += batch.len() as u64;
     }
     Ok(rows)
 }
 
 fn convert(path: &PathBuf, out: &std::path::Path) -> Result<u64> {
     let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
-    let options = WriteOptions {
-        overwrite: true,
-        ..Default::default()
-    };
+    let options = WriteOptions { overwrite: true, ..Default::default() };
     let mut writer = PacketFileWriter::create(out, &options)?;
     let mut batch = larmon_ingest::PacketColumns::default();
     while reader.read_batch_into(&mut batch)? {
@@ -85,13 +94,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     for file in &args.files {
         let kind = LarpixReader::open(file, &ReadOptions::default())?.kind();
-        let mut tasks: Vec<(&'static str, Box<dyn FnMut() -> Result<u64>>)> =
-            vec![("file -> arrow packets", Box::new(|| to_arrow(file)))];
+        let mut tasks: Vec<(&'static str, Box<dyn FnMut() -> Result<u64>>)> = vec![
+            ("file -> arrow packets", Box::new(|| to_arrow(file))),
+            ("file -> columns, reused buffers", Box::new(|| to_columns_reused(file))),
+        ];
+        if kind == FileKind::Packets {
+            tasks.push(("file -> arrow, no read-ahead (1 core)", Box::new(|| to_arrow(file, false))));
+        }
         if kind == FileKind::Raw {
-            tasks.push((
-                "convert raw -> packet file",
-                Box::new(|| convert(file, &scratch)),
-            ));
+            tasks.push(("convert raw -> packet file", Box::new(|| convert(file, &scratch))));
         }
         for (task, pass) in tasks {
             let (rows, rates) = measure(args.seconds, pass)?;

@@ -37,11 +37,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let mut reader = LarpixReader::open(&args.input, &ReadOptions::default())?;
-    let options = WriteOptions {
-        overwrite: args.force,
-        gzip: args.gzip,
-        ..Default::default()
-    };
+    let options = WriteOptions { overwrite: args.force, gzip: args.gzip, ..Default::default() };
     let mut writer = PacketFileWriter::create(&args.output, &options)?;
     let unit = match reader.kind() {
         FileKind::Raw => "messages",
@@ -68,9 +64,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish_and_clear();
     let rows = writer.rows();
-    let output = writer
-        .finish()
-        .with_context(|| format!("finishing {}", args.output.display()))?;
+    let output = writer.finish().with_context(|| format!("finishing {}", args.output.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     if let LarpixReader::Raw(raw) = &reader {
         let stats = raw.stats();

@@ -125,16 +125,8 @@ pub fn summarise(path: &PathBuf) -> Result<FileSummary> {
     Ok(s)
 }
 
-const TYPE_NAMES: [&str; 8] = [
-    "data",
-    "test",
-    "config write",
-    "config read",
-    "timestamp",
-    "message",
-    "sync",
-    "trigger",
-];
+const TYPE_NAMES: [&str; 8] =
+    ["data", "test", "config write", "config read", "timestamp", "message", "sync", "trigger"];
 
 fn print_text(s: &FileSummary) {
     println!("{}", s.path.display());
@@ -146,10 +138,7 @@ fn print_text(s: &FileSummary) {
     println!(
         "  format version  {}{}",
         s.format_version.as_deref().unwrap_or("(none)"),
-        s.io_version
-            .as_deref()
-            .map(|v| format!(" (io_version {v})"))
-            .unwrap_or_default()
+        s.io_version.as_deref().map(|v| format!(" (io_version {v})")).unwrap_or_default()
     );
     if let Some(layout) = &s.layout {
         println!(
@@ -171,12 +160,7 @@ fn print_text(s: &FileSummary) {
         println!("  messages        {m}");
     }
     println!("  rows            {}", s.rows);
-    for (t, n) in s
-        .packets_by_type
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-    {
+    for (t, n) in s.packets_by_type.iter().enumerate().filter(|(_, n)| **n > 0) {
         println!("    type {t} {:<13} {n}", TYPE_NAMES[t]);
     }
     if s.other_types > 0 {

@@ -2,6 +2,7 @@
 
 mod packet_file;
 mod raw_file;
+mod read_ahead;
 
 use std::path::Path;
 
@@ -19,14 +20,14 @@ pub struct ReadOptions {
     pub batch_rows: usize,
     /// Raw files: messages read from HDF5 per call (one `msgs` chunk is 1024 in DAQ files).
     pub messages_per_read: usize,
+    /// Packet files: read the next blocks in a background thread while the current one is
+    /// decoded (uses a second core; memory bounded to two extra blocks).
+    pub read_ahead: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self {
-            batch_rows: 1 << 16,
-            messages_per_read: 1024,
-        }
+        Self { batch_rows: 1 << 15, messages_per_read: 1024, read_ahead: true }
     }
 }
 
@@ -55,20 +56,14 @@ impl LarpixReader {
         if file.link_exists("msgs") {
             Ok(Self::Raw(RawFileReader::from_file(path, file, options)?))
         } else if file.link_exists("packets") {
-            Ok(Self::Packets(PacketFileReader::from_file(
-                path, file, options,
-            )?))
+            Ok(Self::Packets(PacketFileReader::from_file(path, file, options)?))
         } else {
             let found = file.member_names().unwrap_or_default();
             Err(IngestError::NotLarpix {
                 path: path.into(),
                 reason: format!(
                     "expected `msgs` + `msg_headers` (raw) or `packets` (packet file); found {}",
-                    if found.is_empty() {
-                        "nothing".into()
-                    } else {
-                        found.join(", ")
-                    }
+                    if found.is_empty() { "nothing".into() } else { found.join(", ") }
                 ),
             })
         }

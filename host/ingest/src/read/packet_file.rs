@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::{IntSize, TypeDescriptor};
 use hdf5::{Dataset, Datatype, File};
-use larmon_decode::{ColumnInt, ColumnMut, PacketColumns, PACKET_COLUMNS};
+use larmon_decode::{CANONICAL_RECORD_SIZE, ColumnInt, ColumnMut, PACKET_COLUMNS, PacketColumns};
 
 use crate::error::{Hdf5Context, IngestError, Result};
 use crate::hdf5_io::{f64_attr, memory_type_like, open_readonly, read_rows_raw, string_attr};
 use crate::read::ReadOptions;
+use crate::read::read_ahead::{Block, ReadAhead};
 
 /// How one compound member is stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +39,8 @@ pub struct PacketLayout {
     pub missing: Vec<&'static str>,
     /// File members larmon does not use.
     pub ignored: Vec<String>,
+    /// True for the canonical 2.4 layout (read through a fixed-offset fast path).
+    pub canonical: bool,
     #[serde(skip)]
     bound: Vec<BoundColumn>,
 }
@@ -81,6 +84,7 @@ impl PacketLayout {
             members: Vec::new(),
             missing: Vec::new(),
             ignored: Vec::new(),
+            canonical: false,
             bound: Vec::new(),
         };
         for field in &compound.fields {
@@ -119,11 +123,20 @@ impl PacketLayout {
             .map(|c| c.name)
             .filter(|name| !layout.bound.iter().any(|b| b.column == *name))
             .collect();
+        let mut canonical_offset = 0;
+        layout.canonical = compound.size == CANONICAL_RECORD_SIZE
+            && layout.bound.len() == PACKET_COLUMNS.len()
+            && PACKET_COLUMNS.iter().zip(&layout.bound).all(|(spec, b)| {
+                let same = b.column == spec.name
+                    && b.offset == canonical_offset
+                    && b.bytes == spec.width.bytes()
+                    && !b.signed;
+                canonical_offset += spec.width.bytes();
+                same
+            });
         for required in ["packet_type", "timestamp"] {
             if layout.missing.contains(&required) {
-                return Err(format!(
-                    "no `{required}` member: not a LArPix v2 packet table"
-                ));
+                return Err(format!("no `{required}` member: not a LArPix v2 packet table"));
             }
         }
         Ok(layout)
@@ -131,6 +144,10 @@ impl PacketLayout {
 
     /// Decodes `rows` packed records into `out`, replacing its content.
     pub fn decode_records(&self, records: &[u8], out: &mut PacketColumns) {
+        if self.canonical && cfg!(target_endian = "little") {
+            out.decode_canonical(records.as_chunks::<CANONICAL_RECORD_SIZE>().0);
+            return;
+        }
         let rows = records.len() / self.record_size.max(1);
         out.clear();
         for bound in &self.bound {
@@ -198,6 +215,8 @@ pub struct PacketFileReader {
     batch_rows: usize,
     records: Vec<u8>,
     last_unix_time: Option<u64>,
+    use_read_ahead: bool,
+    read_ahead: Option<ReadAhead>,
 }
 
 impl PacketFileReader {
@@ -214,11 +233,9 @@ impl PacketFileReader {
             reason,
         };
         let (version, created, modified) = match file.group("_header") {
-            Ok(h) => (
-                string_attr(&h, "version"),
-                f64_attr(&h, "created"),
-                f64_attr(&h, "modified"),
-            ),
+            Ok(h) => {
+                (string_attr(&h, "version"), f64_attr(&h, "created"), f64_attr(&h, "modified"))
+            }
             Err(_) => (None, None, None),
         };
         if let Some(v) = &version {
@@ -231,12 +248,10 @@ impl PacketFileReader {
                 ));
             }
         }
-        let dataset = file
-            .dataset("packets")
-            .map_err(|_| IngestError::NotLarpix {
-                path: path.into(),
-                reason: "no `packets` dataset".into(),
-            })?;
+        let dataset = file.dataset("packets").map_err(|_| IngestError::NotLarpix {
+            path: path.into(),
+            reason: "no `packets` dataset".into(),
+        })?;
         if dataset.ndim() != 1 {
             return Err(layout_error(
                 "packets",
@@ -251,6 +266,10 @@ impl PacketFileReader {
         let memory_type = memory_type_like(&desc)
             .context(path, || "building the memory type of `packets`".into())?;
         let rows = dataset.size() as u64;
+        // Whole chunks are read straight into our buffer; a block that cuts a chunk goes through
+        // HDF5's chunk cache and costs a copy. Round the block up to whole chunks.
+        let chunk = dataset.chunk().and_then(|c| c.first().copied()).unwrap_or(1).max(1);
+        let batch_rows = options.batch_rows.max(1).div_ceil(chunk) * chunk;
         Ok(Self {
             path: path.to_path_buf(),
             _file: file,
@@ -262,9 +281,11 @@ impl PacketFileReader {
             modified,
             rows,
             next_row: 0,
-            batch_rows: options.batch_rows.max(1),
+            batch_rows,
             records: Vec::new(),
             last_unix_time: None,
+            use_read_ahead: options.read_ahead,
+            read_ahead: None,
         })
     }
 
@@ -295,15 +316,14 @@ impl PacketFileReader {
     /// Continues from row `row` (e.g. after a restart); the Unix time of the rows before it is
     /// unknown until the next type-4 row.
     pub fn seek(&mut self, row: u64) {
+        self.read_ahead = None;
         self.next_row = row.min(self.rows);
         self.last_unix_time = None;
     }
 
     /// Re-reads the table length of a file still being written; returns the new row count.
     pub fn refresh(&mut self) -> Result<u64> {
-        self.dataset
-            .refresh()
-            .context(&self.path, || "refreshing `packets`".into())?;
+        self.dataset.refresh().context(&self.path, || "refreshing `packets`".into())?;
         self.rows = self.dataset.size() as u64;
         Ok(self.rows)
     }
@@ -321,25 +341,60 @@ impl PacketFileReader {
         if self.next_row >= self.rows {
             return Ok(false);
         }
-        let start = self.next_row;
-        let end = (start + self.batch_rows as u64).min(self.rows);
-        read_rows_raw(
-            &self.dataset,
-            &self.memory_type,
-            start as usize,
-            end as usize,
-            &mut self.records,
-        )
-        .map_err(|source| IngestError::Read {
-            path: self.path.clone(),
-            dataset: "packets".into(),
-            start,
-            end,
-            source: source.into(),
-        })?;
-        self.layout.decode_records(&self.records, out);
+        let block_rows = self.batch_rows as u64;
+        let block = if self.use_read_ahead && self.rows - self.next_row > block_rows {
+            self.next_block_read_ahead(block_rows)?
+        } else {
+            self.read_ahead = None;
+            let start = self.next_row;
+            let end = (start + block_rows).min(self.rows);
+            let mut bytes = std::mem::take(&mut self.records);
+            read_rows_raw(
+                &self.dataset,
+                &self.memory_type,
+                start as usize,
+                end as usize,
+                &mut bytes,
+            )
+            .map_err(|source| IngestError::Read {
+                path: self.path.clone(),
+                dataset: "packets".into(),
+                start,
+                end,
+                source: source.into(),
+            })?;
+            Block { start, end, bytes }
+        };
+        debug_assert_eq!(block.start, self.next_row);
+        self.layout.decode_records(&block.bytes, out);
         out.fill_unix_time(&mut self.last_unix_time);
-        self.next_row = end;
+        self.next_row = block.end;
+        match &self.read_ahead {
+            Some(read_ahead) => read_ahead.recycle(block.bytes),
+            None => self.records = block.bytes,
+        }
         Ok(true)
+    }
+
+    /// The next block from the read-ahead thread, (re)starting it when needed — at the first
+    /// read and after the file grew past the range it was started for.
+    fn next_block_read_ahead(&mut self, block_rows: u64) -> Result<Block> {
+        for _ in 0..2 {
+            if self.read_ahead.is_none() {
+                self.read_ahead = Some(ReadAhead::start(
+                    self.path.clone(),
+                    self.dataset.clone(),
+                    self.memory_type.clone(),
+                    self.next_row,
+                    self.rows,
+                    block_rows,
+                ));
+            }
+            match self.read_ahead.as_mut().and_then(ReadAhead::next) {
+                Some(block) => return block,
+                None => self.read_ahead = None, // range exhausted: restart from next_row
+            }
+        }
+        unreachable!("a freshly started read-ahead over a non-empty range yields a block")
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::{IntSize, TypeDescriptor, VarLenArray};
 use hdf5::{Dataset, File, H5Type};
-use larmon_decode::{decode_message, DecodeStats, PacketColumns, PacketRow};
+use larmon_decode::{DecodeStats, PacketColumns, PacketRow, decode_message};
 
 use crate::error::{Hdf5Context, IngestError, Result};
 use crate::hdf5_io::{f64_attr, open_readonly, string_attr};
@@ -80,10 +80,7 @@ impl RawFileReader {
         let headers = open_dataset("msg_headers")?;
         for (name, ds) in [("msgs", &msgs), ("msg_headers", &headers)] {
             if ds.ndim() != 1 {
-                return Err(layout_error(
-                    name,
-                    format!("{} dimensions, expected 1", ds.ndim()),
-                ));
+                return Err(layout_error(name, format!("{} dimensions, expected 1", ds.ndim())));
             }
         }
         let msgs_type = msgs
@@ -181,8 +178,7 @@ impl RawFileReader {
     /// Re-reads the dataset lengths of a file still being written; returns the readable messages.
     pub fn refresh(&mut self) -> Result<u64> {
         for ds in [&self.msgs, &self.headers] {
-            ds.refresh()
-                .context(&self.path, || "refreshing the raw datasets".into())?;
+            ds.refresh().context(&self.path, || "refreshing the raw datasets".into())?;
         }
         self.msgs_len = self.msgs.size() as u64;
         self.headers_len = self.headers.size() as u64;
@@ -268,18 +264,8 @@ impl RawFileReader {
         let i = self.block.decoded;
         let row = self.block.first_row + i as u64;
         let (msg, io_group) = (&self.block.messages[i], self.block.io_groups[i]);
-        decode_message(
-            msg.as_slice(),
-            io_group,
-            row,
-            &mut self.pending,
-            &mut self.stats,
-        )
-        .map_err(|source| IngestError::Message {
-            path: self.path.clone(),
-            row,
-            source,
-        })?;
+        decode_message(msg.as_slice(), io_group, row, &mut self.pending, &mut self.stats)
+            .map_err(|source| IngestError::Message { path: self.path.clone(), row, source })?;
         self.block.decoded += 1;
         self.next_message = row + 1;
         Ok(())

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hdf5::dataset::FillTime;
 use hdf5::types::{CompoundField, CompoundType, IntSize, TypeDescriptor};
 use hdf5::{Dataset, Datatype, File};
-use larmon_decode::{IntWidth, PacketColumns, PacketRow, CANONICAL_RECORD_SIZE, PACKET_COLUMNS};
+use larmon_decode::{CANONICAL_RECORD_SIZE, IntWidth, PACKET_COLUMNS, PacketColumns, PacketRow};
 
 use crate::error::{Hdf5Context, IngestError, Result};
 use crate::hdf5_io::{
@@ -39,11 +39,7 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self {
-            overwrite: false,
-            gzip: None,
-            chunk_rows: 32_768,
-        }
+        Self { overwrite: false, gzip: None, chunk_rows: 32_768 }
     }
 }
 
@@ -62,36 +58,22 @@ fn compound(members: &[(&str, TypeDescriptor)]) -> TypeDescriptor {
         .iter()
         .enumerate()
         .map(|(index, (name, ty))| {
-            let field = CompoundField {
-                name: (*name).into(),
-                ty: ty.clone(),
-                offset,
-                index,
-            };
+            let field = CompoundField { name: (*name).into(), ty: ty.clone(), offset, index };
             offset += ty.size();
             field
         })
         .collect();
-    TypeDescriptor::Compound(CompoundType {
-        fields,
-        size: offset,
-    })
+    TypeDescriptor::Compound(CompoundType { fields, size: offset })
 }
 
 /// The packed 36-byte `packets` record of version 2.4.
 pub fn canonical_packet_type() -> TypeDescriptor {
-    let members: Vec<_> = PACKET_COLUMNS
-        .iter()
-        .map(|c| (c.name, unsigned(c.width)))
-        .collect();
+    let members: Vec<_> = PACKET_COLUMNS.iter().map(|c| (c.name, unsigned(c.width))).collect();
     compound(&members)
 }
 
 fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// Appends packet rows to a new canonical packet file.
@@ -116,15 +98,10 @@ impl PacketFileWriter {
         if path.exists() && !options.overwrite {
             return Err(IngestError::OutputExists { path: path.into() });
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp_path = path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-        let file = create_strong_close(&temp_path).map_err(|e| IngestError::Open {
-            path: temp_path.clone(),
-            source: e.into(),
-        })?;
+        let file = create_strong_close(&temp_path)
+            .map_err(|e| IngestError::Open { path: temp_path.clone(), source: e.into() })?;
         let writer = Self::init(path, temp_path.clone(), file, options);
         if writer.is_err() {
             let _ = std::fs::remove_file(&temp_path);
@@ -135,19 +112,14 @@ impl PacketFileWriter {
     fn init(path: &Path, temp_path: PathBuf, file: File, options: &WriteOptions) -> Result<Self> {
         let p = temp_path.as_path();
         let now = now_unix();
-        let header = file
-            .create_group("_header")
-            .context(p, || "creating `_header`".into())?;
+        let header = file.create_group("_header").context(p, || "creating `_header`".into())?;
         write_string_attr(&header, "version", WRITTEN_VERSION).context(p, || "header".into())?;
         write_f64_attr(&header, "created", now).context(p, || "header".into())?;
         write_f64_attr(&header, "modified", now).context(p, || "header".into())?;
 
         let packet_type = canonical_packet_type();
         let mut builder = file.new_dataset_builder();
-        builder = builder
-            .packed(true)
-            .chunk(options.chunk_rows.max(1))
-            .fill_time(FillTime::Never);
+        builder = builder.packed(true).chunk(options.chunk_rows.max(1)).fill_time(FillTime::Never);
         if let Some(level) = options.gzip {
             builder = builder.deflate(level.clamp(1, 9));
         }
@@ -235,23 +207,16 @@ impl PacketFileWriter {
         let rows = whole / CANONICAL_RECORD_SIZE;
         let p = self.temp_path.as_path();
         let packets = self.packets.as_ref().expect("open until finish");
-        packets
-            .resize(start + rows)
-            .context(p, || "growing `packets`".into())?;
+        packets.resize(start + rows).context(p, || "growing `packets`".into())?;
         if self.compressed {
             write_rows_raw(packets, &self.memory_type, start, &self.pending[..whole])
         } else {
             // Whole unfiltered chunks go straight to the file, bypassing the chunk cache.
-            self.pending[..whole]
-                .chunks_exact(chunk_bytes)
-                .enumerate()
-                .try_for_each(|(k, chunk)| {
-                    write_chunk_direct(packets, start + k * self.chunk_rows, chunk)
-                })
+            self.pending[..whole].chunks_exact(chunk_bytes).enumerate().try_for_each(
+                |(k, chunk)| write_chunk_direct(packets, start + k * self.chunk_rows, chunk),
+            )
         }
-        .context(p, || {
-            format!("writing `packets` rows {start}..{}", start + rows)
-        })?;
+        .context(p, || format!("writing `packets` rows {start}..{}", start + rows))?;
         self.pending.drain(..whole);
         self.written += rows as u64;
         Ok(())
@@ -266,12 +231,9 @@ impl PacketFileWriter {
         }
         let p = self.temp_path.as_path();
         let packets = self.packets.as_ref().expect("open until finish");
-        packets
-            .resize(start + rows)
-            .context(p, || "growing `packets`".into())?;
-        write_rows_raw(packets, &self.memory_type, start, &self.pending).context(p, || {
-            format!("writing `packets` rows {start}..{}", start + rows)
-        })?;
+        packets.resize(start + rows).context(p, || "growing `packets`".into())?;
+        write_rows_raw(packets, &self.memory_type, start, &self.pending)
+            .context(p, || format!("writing `packets` rows {start}..{}", start + rows))?;
         self.pending.clear();
         self.written += rows as u64;
         Ok(())
@@ -282,18 +244,14 @@ impl PacketFileWriter {
         self.write_remainder()?;
         let p = self.temp_path.clone();
         let file = self.file.take().expect("finish is called once");
-        let header = file
-            .group("_header")
-            .context(&p, || "opening `_header`".into())?;
+        let header = file.group("_header").context(&p, || "opening `_header`".into())?;
         write_f64_attr(&header, "modified", now_unix()).context(&p, || "header".into())?;
         drop(header);
         file.flush().context(&p, || "flushing".into())?;
         // Closing the file invalidates the handles still held (the `packets` dataset).
         file.close().context(&p, || "closing".into())?;
-        std::fs::rename(&p, &self.final_path).map_err(|source| IngestError::Io {
-            path: self.final_path.clone(),
-            source,
-        })?;
+        std::fs::rename(&p, &self.final_path)
+            .map_err(|source| IngestError::Io { path: self.final_path.clone(), source })?;
         Ok(self.final_path.clone())
     }
 }

@@ -35,9 +35,7 @@ impl RawFileWriter {
             path: path.to_path_buf(),
             source: source.into(),
         })?;
-        let meta = file
-            .create_group("meta")
-            .context(path, || "creating `meta`".into())?;
+        let meta = file.create_group("meta").context(path, || "creating `meta`".into())?;
         for (name, value) in [("version", "0.0"), ("io_version", "0.0")] {
             write_string_attr(&meta, name, value).context(path, || "meta".into())?;
         }
@@ -60,13 +58,7 @@ impl RawFileWriter {
             .shape(0..)
             .create("msg_headers")
             .context(path, || "creating `msg_headers`".into())?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            msgs,
-            headers,
-            messages: 0,
-        })
+        Ok(Self { path: path.to_path_buf(), file, msgs, headers, messages: 0 })
     }
 
     /// Messages written so far.
@@ -78,27 +70,16 @@ impl RawFileWriter {
     pub fn append<'a>(&mut self, messages: impl IntoIterator<Item = (u8, &'a [u8])>) -> Result<()> {
         let (groups, msgs): (Vec<_>, Vec<_>) = messages
             .into_iter()
-            .map(|(g, m)| {
-                (
-                    MessageHeaderRecord { io_groups: g },
-                    VarLenArray::from_slice(m),
-                )
-            })
+            .map(|(g, m)| (MessageHeaderRecord { io_groups: g }, VarLenArray::from_slice(m)))
             .unzip();
         if msgs.is_empty() {
             return Ok(());
         }
         let (start, end) = (self.messages, self.messages + msgs.len());
         let p = self.path.as_path();
-        self.msgs
-            .resize(end)
-            .context(p, || "growing `msgs`".into())?;
-        self.msgs
-            .write_slice(&msgs, start..end)
-            .context(p, || "writing `msgs`".into())?;
-        self.headers
-            .resize(end)
-            .context(p, || "growing `msg_headers`".into())?;
+        self.msgs.resize(end).context(p, || "growing `msgs`".into())?;
+        self.msgs.write_slice(&msgs, start..end).context(p, || "writing `msgs`".into())?;
+        self.headers.resize(end).context(p, || "growing `msg_headers`".into())?;
         self.headers
             .write_slice(&groups, start..end)
             .context(p, || "writing `msg_headers`".into())?;
@@ -109,10 +90,7 @@ impl RawFileWriter {
     /// Sets `meta.modified` and closes the file.
     pub fn finish(self, modified: f64) -> Result<()> {
         let p = self.path.clone();
-        let meta = self
-            .file
-            .group("meta")
-            .context(&p, || "opening `meta`".into())?;
+        let meta = self.file.group("meta").context(&p, || "opening `meta`".into())?;
         write_f64_attr(&meta, "modified", modified).context(&p, || "meta".into())?;
         drop(meta);
         self.file.flush().context(&p, || "flushing".into())?;
