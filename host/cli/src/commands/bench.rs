@@ -95,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     for file in &args.files {
         let kind = LarpixReader::open(file, &ReadOptions::default())?.kind();
         let mut tasks: Vec<(&'static str, Box<dyn FnMut() -> Result<u64>>)> = vec![
-            ("file -> arrow packets", Box::new(|| to_arrow(file))),
+            ("file -> arrow packets", Box::new(|| to_arrow(file, true))),
             ("file -> columns, reused buffers", Box::new(|| to_columns_reused(file))),
         ];
         if kind == FileKind::Packets {
