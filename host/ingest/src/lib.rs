@@ -3,7 +3,8 @@
 //! - [`read`]: raw PACMAN files (`msgs`/`msg_headers`, SWMR-aware) and packet files (`packets`,
 //!   every 2.x layout, bound by member name), as bounded [`PacketColumns`] batches;
 //! - [`arrow`]: those batches as Arrow record batches of the documented `packets` schema;
-//! - [`write`]: canonical 2.4 packet files (what `larmon convert` produces).
+//! - [`write`]: canonical 2.4 packet files and raw files;
+//! - [`convert`]: raw (or any 2.x packet) file -> canonical packet file, on two cores.
 //!
 //! ```no_run
 //! use larmon_ingest::{read::{LarpixReader, ReadOptions}, arrow::packets_record_batch};
@@ -16,6 +17,7 @@
 //! ```
 
 pub mod arrow;
+pub mod convert;
 mod error;
 mod hdf5_io;
 pub mod read;

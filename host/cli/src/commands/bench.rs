@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
-use larmon_ingest::write::{PacketFileWriter, WriteOptions};
+use larmon_ingest::write::WriteOptions;
 use serde::Serialize;
 
 /// Measure ingest throughput on this machine (one core, page cache warm).
@@ -77,16 +77,8 @@ fn to_columns_reused(path: &PathBuf) -> Result<u64> {
 }
 
 fn convert(path: &PathBuf, out: &std::path::Path) -> Result<u64> {
-    let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
     let options = WriteOptions { overwrite: true, ..Default::default() };
-    let mut writer = PacketFileWriter::create(out, &options)?;
-    let mut batch = larmon_ingest::PacketColumns::default();
-    while reader.read_batch_into(&mut batch)? {
-        writer.append(&batch)?;
-    }
-    let rows = writer.rows();
-    writer.finish()?;
-    Ok(rows)
+    Ok(larmon_ingest::convert::convert(path, out, &ReadOptions::default(), &options, |_, _| {})?.rows)
 }
 
 pub fn run(args: Args) -> Result<()> {

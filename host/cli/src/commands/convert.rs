@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
-use larmon_ingest::write::{PacketFileWriter, WriteOptions};
+use larmon_ingest::convert::convert;
+use larmon_ingest::read::ReadOptions;
+use larmon_ingest::write::WriteOptions;
 
 use crate::progress;
 
@@ -36,56 +37,35 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let mut reader = LarpixReader::open(&args.input, &ReadOptions::default())?;
     let options = WriteOptions { overwrite: args.force, gzip: args.gzip, ..Default::default() };
-    let mut writer = PacketFileWriter::create(&args.output, &options)?;
-    let unit = match reader.kind() {
-        FileKind::Raw => "messages",
-        FileKind::Packets => "rows",
-    };
-    let bar = progress::bar(reader.progress_total(), unit);
+    let bar = progress::bar(0, "units");
     bar.set_prefix("converting");
-    match &mut reader {
-        // Row format to row format: decoded rows go straight into records.
-        LarpixReader::Raw(raw) => {
-            let mut rows = Vec::new();
-            while raw.read_rows_into(&mut rows)? {
-                writer.append_rows(&rows)?;
-                bar.set_position(raw.messages_read());
-            }
-        }
-        LarpixReader::Packets(packets) => {
-            let mut batch = larmon_ingest::PacketColumns::default();
-            while packets.read_batch_into(&mut batch)? {
-                writer.append(&batch)?;
-                bar.set_position(packets.rows_read());
-            }
-        }
-    }
+    let summary = convert(&args.input, &args.output, &ReadOptions::default(), &options, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .with_context(|| format!("converting {}", args.input.display()))?;
     bar.finish_and_clear();
-    let rows = writer.rows();
-    let output = writer.finish().with_context(|| format!("finishing {}", args.output.display()))?;
     let seconds = started.elapsed().as_secs_f64();
-    if let LarpixReader::Raw(raw) = &reader {
-        let stats = raw.stats();
-        if stats.unknown_words > 0 || stats.non_data_messages > 0 {
-            let first = stats
-                .first_unknown_word
-                .map(|(m, w, b)| format!(" (first: msgs row {m}, word {w}, type byte 0x{b:02x})"))
-                .unwrap_or_default();
-            eprintln!(
-                "larmon: warning: {}: skipped {} words of unknown type{first} and the words of {} non-data messages",
-                args.input.display(),
-                stats.unknown_words,
-                stats.non_data_messages
-            );
-        }
+    if let Some(stats) = summary.decode_stats.filter(|s| s.unknown_words > 0 || s.non_data_messages > 0) {
+        let first = stats
+            .first_unknown_word
+            .map(|(m, w, b)| format!(" (first: msgs row {m}, word {w}, type byte 0x{b:02x})"))
+            .unwrap_or_default();
+        eprintln!(
+            "larmon: warning: {}: skipped {} words of unknown type{first} and the words of {} \
+             non-data messages",
+            args.input.display(),
+            stats.unknown_words,
+            stats.non_data_messages
+        );
     }
     println!(
-        "{} -> {}: {rows} rows in {seconds:.2} s ({:.1} M rows/s)",
+        "{} -> {}: {} rows in {seconds:.2} s ({:.1} M rows/s)",
         args.input.display(),
-        output.display(),
-        rows as f64 / seconds.max(1e-9) / 1e6
+        summary.output.display(),
+        summary.rows,
+        summary.rows as f64 / seconds.max(1e-9) / 1e6
     );
     Ok(())
 }
