@@ -354,7 +354,7 @@ mod tests {
             .map(|i| PacketRow {
                 io_group: i as u8,
                 chip_id: (i * 7) as u8,
-                timestamp: i * 0x0101_0101_01,
+                timestamp: i * 0x0001_0101_0101,
                 shared_fifo_events: (i * 300) as u16,
                 counter: (i * 70_000) as u32,
                 receipt_timestamp: (i * 123_456_789) as u32,

@@ -27,7 +27,7 @@ pub struct ConvertSummary {
 /// A batch in flight, in the shape its reader produces.
 enum Batch {
     Rows(Vec<PacketRow>),
-    Columns(PacketColumns),
+    Columns(Box<PacketColumns>),
 }
 
 /// Converts `input` into the packet file `output`. `progress(done, total)` is called after each
@@ -59,7 +59,7 @@ pub fn convert(
                     LarpixReader::Packets(packets) => {
                         let mut columns = match recycled {
                             Some(Batch::Columns(columns)) => columns,
-                            _ => PacketColumns::default(),
+                            _ => Box::default(),
                         };
                         packets
                             .read_batch_into(&mut columns)

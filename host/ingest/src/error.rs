@@ -109,7 +109,7 @@ impl std::fmt::Display for Hdf5Failure {
         let parts: Vec<&str> = text.split(": ").collect();
         // Drop a repetition of the whole sequence of frames (A: B: A: B -> A: B).
         let n = parts.len();
-        if n % 2 == 0 && parts[..n / 2] == parts[n / 2..] {
+        if n.is_multiple_of(2) && parts[..n / 2] == parts[n / 2..] {
             return f.write_str(&parts[..n / 2].join(": "));
         }
         f.write_str(&text)
@@ -119,6 +119,13 @@ impl std::fmt::Display for Hdf5Failure {
 impl std::error::Error for Hdf5Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.0)
+    }
+}
+
+impl IngestError {
+    /// A [`IngestError::Layout`] error: `dataset` of `path` is not what the format allows.
+    pub(crate) fn layout(path: &std::path::Path, dataset: &str, reason: String) -> Self {
+        Self::Layout { path: path.to_path_buf(), dataset: dataset.into(), reason }
     }
 }
 

@@ -2,7 +2,7 @@
 //! packets, and raw file to packet file — so performance goals are checked by measurement, not by
 //! timed assertions in tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -43,6 +43,9 @@ struct Measurement {
     median_rows_per_s: f64,
 }
 
+/// One timed pass over a file, returning the rows it handled.
+type Pass<'a> = Box<dyn FnMut() -> Result<u64> + 'a>;
+
 fn measure(min_seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<(u64, Vec<f64>)> {
     let budget = Duration::from_secs_f64(min_seconds);
     let started = Instant::now();
@@ -57,7 +60,7 @@ fn measure(min_seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<(u
     Ok((rows, rates))
 }
 
-fn to_arrow(path: &PathBuf, read_ahead: bool) -> Result<u64> {
+fn to_arrow(path: &Path, read_ahead: bool) -> Result<u64> {
     let mut rows = 0;
     let options = ReadOptions { read_ahead, ..Default::default() };
     for batch in LarpixReader::open(path, &options)? {
@@ -66,7 +69,7 @@ fn to_arrow(path: &PathBuf, read_ahead: bool) -> Result<u64> {
     Ok(rows)
 }
 
-fn to_columns_reused(path: &PathBuf) -> Result<u64> {
+fn to_columns_reused(path: &Path) -> Result<u64> {
     let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
     let mut batch = larmon_ingest::PacketColumns::default();
     let mut rows = 0;
@@ -76,9 +79,10 @@ fn to_columns_reused(path: &PathBuf) -> Result<u64> {
     Ok(rows)
 }
 
-fn convert(path: &PathBuf, out: &std::path::Path) -> Result<u64> {
+fn convert(path: &Path, out: &Path) -> Result<u64> {
     let options = WriteOptions { overwrite: true, ..Default::default() };
-    Ok(larmon_ingest::convert::convert(path, out, &ReadOptions::default(), &options, |_, _| {})?.rows)
+    Ok(larmon_ingest::convert::convert(path, out, &ReadOptions::default(), &options, |_, _| {})?
+        .rows)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -86,12 +90,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     for file in &args.files {
         let kind = LarpixReader::open(file, &ReadOptions::default())?.kind();
-        let mut tasks: Vec<(&'static str, Box<dyn FnMut() -> Result<u64>>)> = vec![
+        let mut tasks: Vec<(&'static str, Pass)> = vec![
             ("file -> arrow packets", Box::new(|| to_arrow(file, true))),
             ("file -> columns, reused buffers", Box::new(|| to_columns_reused(file))),
         ];
         if kind == FileKind::Packets {
-            tasks.push(("file -> arrow, no read-ahead (1 core)", Box::new(|| to_arrow(file, false))));
+            tasks.push((
+                "file -> arrow, no read-ahead (1 core)",
+                Box::new(|| to_arrow(file, false)),
+            ));
         }
         if kind == FileKind::Raw {
             tasks.push(("convert raw -> packet file", Box::new(|| convert(file, &scratch))));

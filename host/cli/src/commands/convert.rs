@@ -40,14 +40,17 @@ pub fn run(args: Args) -> Result<()> {
     let options = WriteOptions { overwrite: args.force, gzip: args.gzip, ..Default::default() };
     let bar = progress::bar(0, "units");
     bar.set_prefix("converting");
-    let summary = convert(&args.input, &args.output, &ReadOptions::default(), &options, |done, total| {
-        bar.set_length(total);
-        bar.set_position(done);
-    })
-    .with_context(|| format!("converting {}", args.input.display()))?;
+    let summary =
+        convert(&args.input, &args.output, &ReadOptions::default(), &options, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .with_context(|| format!("converting {}", args.input.display()))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(stats) = summary.decode_stats.filter(|s| s.unknown_words > 0 || s.non_data_messages > 0) {
+    if let Some(stats) =
+        summary.decode_stats.filter(|s| s.unknown_words > 0 || s.non_data_messages > 0)
+    {
         let first = stats
             .first_unknown_word
             .map(|(m, w, b)| format!(" (first: msgs row {m}, word {w}, type byte 0x{b:02x})"))

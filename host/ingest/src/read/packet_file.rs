@@ -227,11 +227,8 @@ impl PacketFileReader {
     }
 
     pub(crate) fn from_file(path: &Path, file: File, options: &ReadOptions) -> Result<Self> {
-        let layout_error = |dataset: &str, reason: String| IngestError::Layout {
-            path: path.to_path_buf(),
-            dataset: dataset.into(),
-            reason,
-        };
+        let layout_error =
+            |dataset: &str, reason: String| IngestError::layout(path, dataset, reason);
         let (version, created, modified) = match file.group("_header") {
             Ok(h) => {
                 (string_attr(&h, "version"), f64_attr(&h, "created"), f64_attr(&h, "modified"))

@@ -65,11 +65,8 @@ impl RawFileReader {
     }
 
     pub(crate) fn from_file(path: &Path, file: File, options: &ReadOptions) -> Result<Self> {
-        let layout_error = |dataset: &str, reason: String| IngestError::Layout {
-            path: path.to_path_buf(),
-            dataset: dataset.into(),
-            reason,
-        };
+        let layout_error =
+            |dataset: &str, reason: String| IngestError::layout(path, dataset, reason);
         let open_dataset = |name: &str| {
             file.dataset(name).map_err(|_| IngestError::NotLarpix {
                 path: path.into(),

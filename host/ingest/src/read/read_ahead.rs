@@ -4,7 +4,7 @@
 //! `DEPTH` blocks wait in the channel, so memory stays bounded.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use hdf5::{Dataset, Datatype};
@@ -46,10 +46,7 @@ impl ReadAhead {
                 let mut at = start;
                 while at < end {
                     let stop = (at + block_rows).min(end);
-                    let mut bytes = match recycle_rx.try_recv() {
-                        Ok(buffer) => buffer,
-                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::new(),
-                    };
+                    let mut bytes = recycle_rx.try_recv().unwrap_or_default();
                     let read = read_rows_raw(
                         &dataset,
                         &memory_type,
