@@ -1,0 +1,422 @@
+//! The streaming calibrator: packet batches in, hits and events out.
+//!
+//! 1. **Timing** (per io_group, in file order): timestamps masked to 31 bits; +`pps_ticks` after
+//!    every sync row of type 'S' (83); data read out after the PPS that follows them
+//!    (`receipt_timestamp < timestamp`) get −`pps_ticks`. `ts` counts ticks from the first PPS
+//!    of the stream.
+//! 2. **Triggers**: type-7 rows with `trigger_type & trigger_mask`; triggers of several io_groups
+//!    within `trigger_coincidence_ticks` are one trigger; `t0 = ts + t0_offset_ticks`.
+//! 3. **Hits**: valid-parity data packets, ADC → mV → ke⁻ with the channel's constants, pixel
+//!    position from the geometry.
+//! 4. **Events**, swept in time order: a hit with `0 ≤ ts − t0 ≤ window` of the latest trigger
+//!    belongs to it (drift time and coordinate known); other hits form self-triggered clusters
+//!    (gap ≤ `self_trigger_gap_ticks`, ≥ `self_trigger_min_hits` hits; no t0) or stay
+//!    unassociated. Within an event, hits of one channel closer than `hit_merge_ticks` merge
+//!    (charge summed, time charge-weighted).
+//!
+//! Packets arrive in readout order, not time order, so hits wait until the data time of every
+//! io_group has passed them by `max_lateness_ticks`; an event that straddles two batches is
+//! therefore built whole. [`Calibrator::finish`] flushes everything at the end of a stream.
+
+use larmon_decode::PacketColumns;
+
+use crate::channels::{ChannelTable, unique_id};
+use crate::config::DetectorConfig;
+use crate::error::CalibrationError;
+use crate::geometry::Geometry;
+use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
+
+const SYNC_ROW: u8 = 6;
+const TRIGGER_ROW: u8 = 7;
+const PPS_SYNC_TYPE: u8 = b'S';
+const TIMESTAMP_MASK: u64 = 0x7FFF_FFFF;
+
+/// A data packet turned into charge and position, before event building.
+#[derive(Clone, Copy, Debug)]
+struct PendingHit {
+    ts: i64,
+    unix_time: u64,
+    unique_id: u32,
+    io_group: u8,
+    io_channel: u8,
+    chip_id: u8,
+    channel_id: u8,
+    trigger_type: u8,
+    q_mv: f64,
+    q_ke: f64,
+    /// (tile index, x, y) when the geometry knows the channel.
+    pixel: Option<(u16, f64, f64)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingTrigger {
+    ts: i64,
+    unix_time: u64,
+    count: u32,
+}
+
+/// Counts of what the calibrator saw, for reports and checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CalibrationStats {
+    /// Packet rows seen.
+    pub rows: u64,
+    /// Valid-parity data packets turned into hits (before merging).
+    pub data_packets: u64,
+    /// Data packets (types 0–3) skipped for bad parity.
+    pub bad_parity_packets: u64,
+    /// Data packets whose channel the geometry does not know (kept, without position).
+    pub packets_outside_geometry: u64,
+    /// PPS sync rows.
+    pub pps_syncs: u64,
+    /// External-trigger rows (before merging across io_groups).
+    pub trigger_rows: u64,
+    /// Hits emitted (after merging).
+    pub hits: u64,
+    /// Events emitted, by kind.
+    pub triggered_events: u64,
+    /// Self-triggered events emitted.
+    pub self_triggered_events: u64,
+}
+
+/// Turns packet batches into calibrated hits and events.
+pub struct Calibrator {
+    config: DetectorConfig,
+    geometry: Geometry,
+    channels: ChannelTable,
+    mm_per_tick: f64,
+    rollover: Box<[i64; 256]>,
+    latest_ts: Box<[Option<i64>; 256]>,
+    hits: Vec<PendingHit>,
+    triggers: Vec<PendingTrigger>,
+    cluster: Vec<PendingHit>,
+    next_event_id: u64,
+    stats: CalibrationStats,
+}
+
+impl Calibrator {
+    /// Builds a calibrator: reads the layouts and channel files the configuration names.
+    pub fn new(config: DetectorConfig) -> Result<Self, CalibrationError> {
+        let geometry = config.geometry()?;
+        let channels = config.channels()?;
+        Ok(Self::with_tables(config, geometry, channels))
+    }
+
+    /// Builds a calibrator from tables already loaded.
+    pub fn with_tables(config: DetectorConfig, geometry: Geometry, channels: ChannelTable) -> Self {
+        let mm_per_tick = config.drift_mm_per_tick();
+        Self {
+            config,
+            geometry,
+            channels,
+            mm_per_tick,
+            rollover: Box::new([0; 256]),
+            latest_ts: Box::new([None; 256]),
+            hits: Vec::new(),
+            triggers: Vec::new(),
+            cluster: Vec::new(),
+            next_event_id: 0,
+            stats: CalibrationStats::default(),
+        }
+    }
+
+    /// The geometry in use.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// What has been seen so far.
+    pub fn stats(&self) -> &CalibrationStats {
+        &self.stats
+    }
+
+    /// Consumes one batch of packet rows (in file order) and returns what is complete.
+    pub fn push(&mut self, packets: &PacketColumns) -> CalibratedBatch {
+        self.ingest(packets);
+        let horizon = self.latest_ts.iter().flatten().min().copied();
+        let mut out = CalibratedBatch::default();
+        if let Some(horizon) = horizon {
+            self.drain(horizon - self.config.events.max_lateness_ticks, &mut out);
+        }
+        out
+    }
+
+    /// Flushes every pending hit and event at the end of the stream.
+    pub fn finish(&mut self) -> CalibratedBatch {
+        let mut out = CalibratedBatch::default();
+        self.drain(i64::MAX, &mut out);
+        self.close_cluster(&mut out);
+        out
+    }
+
+    fn ingest(&mut self, p: &PacketColumns) {
+        let pps = self.config.pps_ticks;
+        let mask = self.config.events.trigger_mask;
+        let gain = self.config.charge.gain_mv_per_ke;
+        for i in 0..p.len() {
+            self.stats.rows += 1;
+            let io = p.io_group[i] as usize;
+            match p.packet_type[i] {
+                SYNC_ROW if p.trigger_type[i] == PPS_SYNC_TYPE => {
+                    self.rollover[io] += pps;
+                    self.stats.pps_syncs += 1;
+                }
+                TRIGGER_ROW if p.trigger_type[i] & mask != 0 => {
+                    let ts = (p.timestamp[i] & TIMESTAMP_MASK) as i64 + self.rollover[io];
+                    self.stats.trigger_rows += 1;
+                    self.note_time(io, ts);
+                    self.add_trigger(ts, p.unix_time[i]);
+                }
+                0..=3 if p.valid_parity[i] == 0 => self.stats.bad_parity_packets += 1,
+                0 => {
+                    let timestamp = p.timestamp[i] & TIMESTAMP_MASK;
+                    let late = u64::from(p.receipt_timestamp[i]) & TIMESTAMP_MASK < timestamp;
+                    let ts = timestamp as i64 + self.rollover[io] - if late { pps } else { 0 };
+                    self.note_time(io, ts);
+                    let (g, c, chip, ch) =
+                        (p.io_group[i], p.io_channel[i], p.chip_id[i], p.channel_id[i]);
+                    let id = unique_id(g, c, chip, ch);
+                    let calibration = self.channels.get(id);
+                    let pixel =
+                        self.geometry.pixel(g, c, chip, ch).map(|px| (px.tile_index, px.x, px.y));
+                    if pixel.is_none() {
+                        self.stats.packets_outside_geometry += 1;
+                    }
+                    self.stats.data_packets += 1;
+                    self.hits.push(PendingHit {
+                        ts,
+                        unix_time: p.unix_time[i],
+                        unique_id: id,
+                        io_group: g,
+                        io_channel: c,
+                        chip_id: chip,
+                        channel_id: ch,
+                        trigger_type: p.trigger_type[i],
+                        q_mv: calibration.q_mv(p.dataword[i]),
+                        q_ke: calibration.q_ke(p.dataword[i], gain),
+                        pixel,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn note_time(&mut self, io: usize, ts: i64) {
+        let latest = &mut self.latest_ts[io];
+        *latest = Some(latest.map_or(ts, |t| t.max(ts)));
+    }
+
+    fn add_trigger(&mut self, ts: i64, unix_time: u64) {
+        let window = self.config.events.trigger_coincidence_ticks;
+        let at = self.triggers.partition_point(|t| t.ts < ts);
+        for k in [at.wrapping_sub(1), at] {
+            if let Some(t) = self.triggers.get_mut(k).filter(|t| (t.ts - ts).abs() <= window) {
+                t.ts = t.ts.min(ts);
+                t.count += 1;
+                return;
+            }
+        }
+        self.triggers.insert(at, PendingTrigger { ts, unix_time, count: 1 });
+    }
+
+    /// Emits everything that can no longer change: hits and triggers before `cutoff`, except
+    /// those of a trigger window still open at `cutoff`.
+    fn drain(&mut self, cutoff: i64, out: &mut CalibratedBatch) {
+        let window = self.config.events.trigger_window_ticks;
+        let limit = self
+            .triggers
+            .iter()
+            .find(|t| t.ts.saturating_add(window) >= cutoff)
+            .map_or(cutoff, |t| t.ts.min(cutoff));
+        self.hits.sort_by_key(|h| h.ts);
+        let ready = self.hits.partition_point(|h| h.ts < limit);
+        let closing = self.triggers.partition_point(|t| t.ts < limit);
+        let hits: Vec<PendingHit> = self.hits.drain(..ready).collect();
+        let triggers: Vec<PendingTrigger> = self.triggers.drain(..closing).collect();
+
+        let mut next_trigger = 0;
+        let mut current: Option<(PendingTrigger, Vec<PendingHit>)> = None;
+        for hit in hits {
+            while next_trigger < triggers.len() && triggers[next_trigger].ts <= hit.ts {
+                if let Some((t, members)) = current.take() {
+                    self.emit_triggered(t, members, out);
+                }
+                self.close_cluster(out);
+                current = Some((triggers[next_trigger], Vec::new()));
+                next_trigger += 1;
+            }
+            match &mut current {
+                Some((t, members)) if hit.ts - t.ts <= window => members.push(hit),
+                _ => self.add_to_cluster(hit, out),
+            }
+        }
+        if let Some((t, members)) = current.take() {
+            self.emit_triggered(t, members, out);
+        }
+        for t in &triggers[next_trigger..] {
+            self.emit_triggered(*t, Vec::new(), out);
+        }
+        if self
+            .cluster
+            .last()
+            .is_some_and(|h| h.ts + self.config.events.self_trigger_gap_ticks < limit)
+        {
+            self.close_cluster(out);
+        }
+    }
+
+    fn add_to_cluster(&mut self, hit: PendingHit, out: &mut CalibratedBatch) {
+        let gap = self.config.events.self_trigger_gap_ticks;
+        if self.cluster.last().is_some_and(|last| hit.ts - last.ts > gap) {
+            self.close_cluster(out);
+        }
+        self.cluster.push(hit);
+    }
+
+    fn close_cluster(&mut self, out: &mut CalibratedBatch) {
+        let members = std::mem::take(&mut self.cluster);
+        if members.is_empty() {
+            return;
+        }
+        if members.len() >= self.config.events.self_trigger_min_hits {
+            let id = self.take_event_id();
+            let hits = self.merge(members);
+            let unix_time = hits.first().map_or(0, |(h, _)| h.unix_time);
+            self.emit_event(id, EventKind::SelfTriggered, None, 0, unix_time, hits, out);
+            self.stats.self_triggered_events += 1;
+        } else {
+            for h in members {
+                let row = self.hit_row(None, None, &h, 1);
+                out.hits.push(row);
+                self.stats.hits += 1;
+            }
+        }
+    }
+
+    fn emit_triggered(
+        &mut self,
+        t: PendingTrigger,
+        members: Vec<PendingHit>,
+        out: &mut CalibratedBatch,
+    ) {
+        let id = self.take_event_id();
+        let t0 = t.ts as f64 + self.config.events.t0_offset_ticks;
+        let hits = self.merge(members);
+        self.emit_event(id, EventKind::Triggered, Some(t0), t.count, t.unix_time, hits, out);
+        self.stats.triggered_events += 1;
+    }
+
+    fn take_event_id(&mut self) -> u64 {
+        self.next_event_id += 1;
+        self.next_event_id - 1
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_event(
+        &mut self,
+        id: u64,
+        kind: EventKind,
+        t0: Option<f64>,
+        n_triggers: u32,
+        unix_time: u64,
+        hits: Vec<(PendingHit, u16)>,
+        out: &mut CalibratedBatch,
+    ) {
+        let mut event = EventRow {
+            event_id: id,
+            kind,
+            unix_time,
+            t0_ticks: t0,
+            n_triggers,
+            n_hits: hits.len() as u32,
+            q_ke: 0.0,
+            ts_start: t0.unwrap_or(f64::INFINITY),
+            ts_end: t0.unwrap_or(f64::NEG_INFINITY),
+        };
+        for (h, _) in &hits {
+            event.q_ke += h.q_ke;
+            event.ts_start = event.ts_start.min(h.ts as f64);
+            event.ts_end = event.ts_end.max(h.ts as f64);
+        }
+        if hits.is_empty() && t0.is_none() {
+            (event.ts_start, event.ts_end) = (0.0, 0.0);
+        }
+        for (h, n) in &hits {
+            let row = self.hit_row(Some(id), t0, h, *n);
+            out.hits.push(row);
+        }
+        self.stats.hits += hits.len() as u64;
+        out.events.push(event);
+    }
+
+    /// Merges hits of one channel closer than `hit_merge_ticks`; returns hits with the number of
+    /// packets merged into each, in time order. A merged hit's `ts` is the charge-weighted mean
+    /// (plain mean if the summed charge is not positive), rounded to the nearest tick.
+    fn merge(&self, mut hits: Vec<PendingHit>) -> Vec<(PendingHit, u16)> {
+        let merge_ticks = self.config.events.hit_merge_ticks;
+        if merge_ticks <= 0 {
+            return hits.into_iter().map(|h| (h, 1)).collect();
+        }
+        hits.sort_by_key(|h| (h.unique_id, h.ts));
+        let mut merged: Vec<(PendingHit, u16, f64, f64, i64)> = Vec::with_capacity(hits.len());
+        for h in hits {
+            if let Some((m, n, wsum, tsum, last)) = merged.last_mut() {
+                if m.unique_id == h.unique_id && h.ts - *last <= merge_ticks {
+                    m.q_mv += h.q_mv;
+                    m.q_ke += h.q_ke;
+                    *n += 1;
+                    *wsum += h.q_ke;
+                    *tsum += h.q_ke * h.ts as f64;
+                    *last = h.ts;
+                    continue;
+                }
+            }
+            merged.push((h, 1, h.q_ke, h.q_ke * h.ts as f64, h.ts));
+        }
+        let mut result: Vec<(PendingHit, u16)> = merged
+            .into_iter()
+            .map(|(mut h, n, wsum, tsum, last)| {
+                if n > 1 {
+                    let mean = if wsum > 0.0 { tsum / wsum } else { (h.ts + last) as f64 / 2.0 };
+                    h.ts = mean.round() as i64;
+                }
+                (h, n)
+            })
+            .collect();
+        result.sort_by_key(|(h, _)| h.ts);
+        result
+    }
+
+    fn hit_row(
+        &self,
+        event_id: Option<u64>,
+        t0: Option<f64>,
+        h: &PendingHit,
+        n_packets: u16,
+    ) -> HitRow {
+        let tile = h.pixel.map(|(t, _, _)| &self.geometry.tiles[t as usize]);
+        let drift_ticks = t0.map(|t0| h.ts as f64 - t0);
+        let drift_mm = drift_ticks.map(|d| d * self.mm_per_tick);
+        HitRow {
+            event_id,
+            io_group: h.io_group,
+            io_channel: h.io_channel,
+            chip_id: h.chip_id,
+            channel_id: h.channel_id,
+            tile: tile.map(|t| t.id),
+            tpc: tile.map(|t| t.tpc),
+            ts_ticks: h.ts,
+            unix_time: h.unix_time,
+            trigger_type: h.trigger_type,
+            n_packets,
+            q_mv: h.q_mv as f32,
+            q_ke: h.q_ke as f32,
+            x_mm: h.pixel.map(|(_, x, _)| x as f32),
+            y_mm: h.pixel.map(|(_, _, y)| y as f32),
+            t0_ticks: t0,
+            drift_ticks: drift_ticks.map(|d| d as f32),
+            drift_mm: drift_mm.map(|d| d as f32),
+            z_mm: tile.zip(drift_mm).map(|(t, d)| (t.anode_z + t.drift_dir * d) as f32),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The detector configuration: one TOML file (every key optional; the built-in default is a
+//! 2x2-like module with nominal constants), resolved into the tables the calibration uses.
+//!
+//! ```toml
+//! e_field_kv_cm = 0.5          # drift field
+//! temperature_k = 87.17        # LAr temperature (drift velocity from the BNL mobility formula)
+//! # drift_velocity_mm_per_us = 1.5965   # or set it directly
+//! clock_mhz = 10.0
+//! pps_ticks = 10_000_000
+//!
+//! [[modules]]                  # one per module; default: module 1, io_groups 1-2, built-in layout
+//! id = 1
+//! io_group_offset = 0          # added to the layout's io_groups (2x2 module m: 2*(m-1))
+//! offset_mm = [0.0, 0.0, 0.0]  # x, y, z(drift) offset of the module
+//! layout = "multi_tile_layout-2.4.16.yaml"   # relative to this file; omit for the built-in one
+//!
+//! [charge]
+//! pedestal_file = "pedestal.json"   # {unique_id: {"pedestal_mv": x}}; missing channels: defaults
+//! config_file = "config.json"       # {unique_id: {"vref_mv": x, "vcm_mv": y}}
+//! vref_mv = 1568.0
+//! vcm_mv = 478.1
+//! pedestal_mv = 580.0
+//! gain_mv_per_ke = 4.522
+//!
+//! [events]
+//! trigger_mask = 2                  # type-7 rows with (trigger_type & mask) != 0 are triggers
+//! trigger_window_ticks = 2000       # hits with 0 <= ts - t0 <= window belong to the trigger
+//! trigger_coincidence_ticks = 10    # triggers of several io_groups this close are one
+//! t0_offset_ticks = 0.0             # t0 = trigger time + offset (ndlar_flow uses -2)
+//! hit_merge_ticks = 65              # merge hits of one channel closer than this (0: off)
+//! self_trigger_gap_ticks = 200      # untriggered hits closer than this form a cluster
+//! self_trigger_min_hits = 10        # ... which becomes a self-triggered event at this size
+//! max_lateness_ticks = 2_000_000    # how late (in data time) a packet may arrive
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::channels::ChannelTable;
+use crate::error::CalibrationError;
+use crate::geometry::{Geometry, ModulePlacement};
+use crate::physics::{ChannelCalibration, drift_velocity_mm_per_us};
+
+/// The nominal 2x2-like pixel layout shipped with larmon (16 tiles, 2 anodes, multi-tile schema).
+/// Real runs should name the layout of each module in the configuration.
+pub const BUILT_IN_LAYOUT: &str = include_str!("../data/layout-2x2-nominal.yaml");
+
+/// The whole detector configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Drift field, kV/cm.
+    pub e_field_kv_cm: f64,
+    /// Liquid-argon temperature, K.
+    pub temperature_k: f64,
+    /// Overrides the drift velocity computed from field and temperature, mm/µs.
+    pub drift_velocity_mm_per_us: Option<f64>,
+    /// LArPix clock, MHz.
+    pub clock_mhz: f64,
+    /// Ticks between PPS resets.
+    pub pps_ticks: i64,
+    /// Modules and their layouts.
+    pub modules: Vec<ModuleConfig>,
+    /// ADC → charge constants.
+    pub charge: ChargeConfig,
+    /// Event building.
+    pub events: EventConfig,
+}
+
+/// One module.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// Module number (1-based).
+    pub id: u8,
+    /// Added to the io_groups of the layout.
+    pub io_group_offset: u8,
+    /// Position offset, mm (x, y, z along the drift).
+    pub offset_mm: [f64; 3],
+    /// Layout YAML; `None` uses the built-in layout.
+    pub layout: Option<PathBuf>,
+}
+
+/// ADC → charge constants and per-channel files.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChargeConfig {
+    /// Pedestal JSON.
+    pub pedestal_file: Option<PathBuf>,
+    /// Configuration JSON (vref, vcm).
+    pub config_file: Option<PathBuf>,
+    /// Default reference voltage, mV.
+    pub vref_mv: f64,
+    /// Default common-mode voltage, mV.
+    pub vcm_mv: f64,
+    /// Default pedestal, mV.
+    pub pedestal_mv: f64,
+    /// Front-end gain, mV/ke⁻.
+    pub gain_mv_per_ke: f64,
+}
+
+/// Event building.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventConfig {
+    /// Trigger-type bits that make a type-7 row an external trigger.
+    pub trigger_mask: u8,
+    /// Hits with `0 ≤ ts − t0 ≤ window` belong to the trigger.
+    pub trigger_window_ticks: i64,
+    /// Triggers (of any io_groups) this close are one trigger.
+    pub trigger_coincidence_ticks: i64,
+    /// Added to the trigger time to give t0.
+    pub t0_offset_ticks: f64,
+    /// Hits of one channel closer than this are merged (0 turns merging off).
+    pub hit_merge_ticks: i64,
+    /// Untriggered hits closer than this in time form one cluster.
+    pub self_trigger_gap_ticks: i64,
+    /// A cluster with at least this many hits becomes a self-triggered event.
+    pub self_trigger_min_hits: usize,
+    /// How late, in data time, a packet may arrive after later ones (readout order).
+    pub max_lateness_ticks: i64,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            e_field_kv_cm: 0.5,
+            temperature_k: 87.17,
+            drift_velocity_mm_per_us: None,
+            clock_mhz: 10.0,
+            pps_ticks: 10_000_000,
+            modules: vec![ModuleConfig::default()],
+            charge: ChargeConfig::default(),
+            events: EventConfig::default(),
+        }
+    }
+}
+
+impl Default for ModuleConfig {
+    fn default() -> Self {
+        Self { id: 1, io_group_offset: 0, offset_mm: [0.0; 3], layout: None }
+    }
+}
+
+impl Default for ChargeConfig {
+    fn default() -> Self {
+        Self {
+            pedestal_file: None,
+            config_file: None,
+            vref_mv: 1568.0,
+            vcm_mv: 478.1,
+            pedestal_mv: 580.0,
+            gain_mv_per_ke: 4.522,
+        }
+    }
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        Self {
+            trigger_mask: 2,
+            trigger_window_ticks: 2000,
+            trigger_coincidence_ticks: 10,
+            t0_offset_ticks: 0.0,
+            hit_merge_ticks: 65,
+            self_trigger_gap_ticks: 200,
+            self_trigger_min_hits: 10,
+            max_lateness_ticks: 2_000_000,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Reads a TOML file; relative paths inside it are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, CalibrationError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CalibrationError::Io { path: path.into(), source })?;
+        let mut config: Self = toml::from_str(&text)
+            .map_err(|e| CalibrationError::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
+        };
+        for module in &mut config.modules {
+            resolve(&mut module.layout);
+        }
+        resolve(&mut config.charge.pedestal_file);
+        resolve(&mut config.charge.config_file);
+        Ok(config)
+    }
+
+    /// Drift velocity in mm/µs (configured, or from field and temperature).
+    pub fn drift_velocity(&self) -> f64 {
+        self.drift_velocity_mm_per_us
+            .unwrap_or_else(|| drift_velocity_mm_per_us(self.e_field_kv_cm, self.temperature_k))
+    }
+
+    /// Drift distance per clock tick, mm.
+    pub fn drift_mm_per_tick(&self) -> f64 {
+        self.drift_velocity() / self.clock_mhz
+    }
+
+    /// Builds the geometry of every module.
+    pub fn geometry(&self) -> Result<Geometry, CalibrationError> {
+        if self.modules.is_empty() {
+            return Err(CalibrationError::Config("no [[modules]]".into()));
+        }
+        let texts: Vec<String> = self
+            .modules
+            .iter()
+            .map(|m| match &m.layout {
+                None => Ok(BUILT_IN_LAYOUT.to_owned()),
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|source| CalibrationError::Io { path: path.clone(), source }),
+            })
+            .collect::<Result<_, _>>()?;
+        let layouts: Vec<(&str, ModulePlacement)> = texts
+            .iter()
+            .zip(&self.modules)
+            .map(|(text, m)| {
+                let placement = ModulePlacement {
+                    module: m.id,
+                    io_group_offset: m.io_group_offset,
+                    offset_mm: m.offset_mm,
+                };
+                (text.as_str(), placement)
+            })
+            .collect();
+        Geometry::from_layouts(&layouts)
+    }
+
+    /// Loads the per-channel constants.
+    pub fn channels(&self) -> Result<ChannelTable, CalibrationError> {
+        let c = &self.charge;
+        let default =
+            ChannelCalibration { vref_mv: c.vref_mv, vcm_mv: c.vcm_mv, pedestal_mv: c.pedestal_mv };
+        ChannelTable::load(default, c.pedestal_file.as_deref(), c.config_file.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_built_in_default_and_unknown_keys_are_refused() {
+        let config: DetectorConfig = toml::from_str("").unwrap();
+        assert_eq!(config, DetectorConfig::default());
+        assert!((config.drift_velocity() - 1.5965).abs() < 5e-4);
+        let err = toml::from_str::<DetectorConfig>("e_feild_kv_cm = 0.5").unwrap_err();
+        assert!(err.to_string().contains("e_feild_kv_cm"), "{err}");
+        let partial: DetectorConfig =
+            toml::from_str("[events]\ntrigger_window_ticks = 1820").unwrap();
+        assert_eq!(partial.events.trigger_window_ticks, 1820);
+        assert_eq!(partial.events.trigger_mask, 2);
+    }
+}

@@ -1,0 +1,216 @@
+//! What the calibrator emits: hit and event rows, and their Arrow streams `hits` and `events`
+//! (schemas in docs/data-model.md).
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, UInt8Array, UInt16Array,
+    UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+/// How an event was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum EventKind {
+    /// Opened by an external trigger: t0 known.
+    Triggered = 1,
+    /// A cluster of untriggered hits: t0 unknown.
+    SelfTriggered = 2,
+}
+
+/// One calibrated hit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HitRow {
+    /// Event it belongs to (none for isolated untriggered hits).
+    pub event_id: Option<u64>,
+    /// PACMAN / IO group.
+    pub io_group: u8,
+    /// UART channel.
+    pub io_channel: u8,
+    /// ASIC id.
+    pub chip_id: u8,
+    /// Channel of the ASIC.
+    pub channel_id: u8,
+    /// Tile id (none if the geometry does not know the channel).
+    pub tile: Option<u16>,
+    /// TPC / anode id.
+    pub tpc: Option<u8>,
+    /// Time in ticks since the first PPS of the stream (PPS rollover applied).
+    pub ts_ticks: i64,
+    /// Unix time of the packet's message, s.
+    pub unix_time: u64,
+    /// Trigger type of the (first) packet: 0 self, 1 external, 2 cross, 3 periodic.
+    pub trigger_type: u8,
+    /// Packets merged into this hit.
+    pub n_packets: u16,
+    /// Charge above pedestal, mV.
+    pub q_mv: f32,
+    /// Charge, ke⁻.
+    pub q_ke: f32,
+    /// Pixel x, mm.
+    pub x_mm: Option<f32>,
+    /// Pixel y, mm.
+    pub y_mm: Option<f32>,
+    /// Event t0, ticks (triggered events only).
+    pub t0_ticks: Option<f64>,
+    /// ts − t0, ticks.
+    pub drift_ticks: Option<f32>,
+    /// Drift distance, mm.
+    pub drift_mm: Option<f32>,
+    /// Drift coordinate, mm: anode_z + drift_dir · drift_mm.
+    pub z_mm: Option<f32>,
+}
+
+/// One event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EventRow {
+    /// Sequential id within the stream.
+    pub event_id: u64,
+    /// How it was found.
+    pub kind: EventKind,
+    /// Unix time of the trigger's (or first hit's) message, s.
+    pub unix_time: u64,
+    /// t0 in ticks since the first PPS of the stream (triggered events).
+    pub t0_ticks: Option<f64>,
+    /// Trigger rows merged into the trigger (one per io_group that saw it).
+    pub n_triggers: u32,
+    /// Hits (after merging).
+    pub n_hits: u32,
+    /// Summed hit charge, ke⁻.
+    pub q_ke: f64,
+    /// Earliest of t0 and hit times, ticks.
+    pub ts_start: f64,
+    /// Latest of t0 and hit times, ticks.
+    pub ts_end: f64,
+}
+
+/// Hits and events completed by one call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CalibratedBatch {
+    /// Hits, grouped by event.
+    pub hits: Vec<HitRow>,
+    /// Events.
+    pub events: Vec<EventRow>,
+}
+
+impl CalibratedBatch {
+    /// Appends another batch.
+    pub fn extend(&mut self, other: CalibratedBatch) {
+        self.hits.extend(other.hits);
+        self.events.extend(other.events);
+    }
+}
+
+fn schema(stream: &str, fields: Vec<Field>) -> SchemaRef {
+    let metadata = HashMap::from([
+        ("larmon.stream".to_owned(), stream.to_owned()),
+        ("larmon.schema_version".to_owned(), "1".to_owned()),
+    ]);
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// Schema of the `hits` stream.
+pub fn hits_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        schema(
+            "hits",
+            vec![
+                Field::new("event_id", UInt64, true),
+                Field::new("io_group", UInt8, false),
+                Field::new("io_channel", UInt8, false),
+                Field::new("chip_id", UInt8, false),
+                Field::new("channel_id", UInt8, false),
+                Field::new("tile", UInt16, true),
+                Field::new("tpc", UInt8, true),
+                Field::new("ts_ticks", Int64, false),
+                Field::new("unix_time", UInt64, false),
+                Field::new("trigger_type", UInt8, false),
+                Field::new("n_packets", UInt16, false),
+                Field::new("q_mv", Float32, false),
+                Field::new("q_ke", Float32, false),
+                Field::new("x_mm", Float32, true),
+                Field::new("y_mm", Float32, true),
+                Field::new("t0_ticks", Float64, true),
+                Field::new("drift_ticks", Float32, true),
+                Field::new("drift_mm", Float32, true),
+                Field::new("z_mm", Float32, true),
+            ],
+        )
+    })
+    .clone()
+}
+
+/// Schema of the `events` stream.
+pub fn events_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        schema(
+            "events",
+            vec![
+                Field::new("event_id", UInt64, false),
+                Field::new("kind", UInt8, false),
+                Field::new("unix_time", UInt64, false),
+                Field::new("t0_ticks", Float64, true),
+                Field::new("n_triggers", UInt32, false),
+                Field::new("n_hits", UInt32, false),
+                Field::new("q_ke", Float64, false),
+                Field::new("ts_start", Float64, false),
+                Field::new("ts_end", Float64, false),
+            ],
+        )
+    })
+    .clone()
+}
+
+macro_rules! column {
+    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {
+        Arc::new($rows.iter().map(|$r| $value).collect::<$array>()) as ArrayRef
+    };
+}
+
+/// The hits as a record batch of the `hits` schema.
+pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
+    let columns = vec![
+        column!(hits, UInt64Array, |h| h.event_id),
+        column!(hits, UInt8Array, |h| Some(h.io_group)),
+        column!(hits, UInt8Array, |h| Some(h.io_channel)),
+        column!(hits, UInt8Array, |h| Some(h.chip_id)),
+        column!(hits, UInt8Array, |h| Some(h.channel_id)),
+        column!(hits, UInt16Array, |h| h.tile),
+        column!(hits, UInt8Array, |h| h.tpc),
+        column!(hits, Int64Array, |h| Some(h.ts_ticks)),
+        column!(hits, UInt64Array, |h| Some(h.unix_time)),
+        column!(hits, UInt8Array, |h| Some(h.trigger_type)),
+        column!(hits, UInt16Array, |h| Some(h.n_packets)),
+        column!(hits, Float32Array, |h| Some(h.q_mv)),
+        column!(hits, Float32Array, |h| Some(h.q_ke)),
+        column!(hits, Float32Array, |h| h.x_mm),
+        column!(hits, Float32Array, |h| h.y_mm),
+        column!(hits, Float64Array, |h| h.t0_ticks),
+        column!(hits, Float32Array, |h| h.drift_ticks),
+        column!(hits, Float32Array, |h| h.drift_mm),
+        column!(hits, Float32Array, |h| h.z_mm),
+    ];
+    RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
+}
+
+/// The events as a record batch of the `events` schema.
+pub fn events_record_batch(events: &[EventRow]) -> RecordBatch {
+    let columns = vec![
+        column!(events, UInt64Array, |e| Some(e.event_id)),
+        column!(events, UInt8Array, |e| Some(e.kind as u8)),
+        column!(events, UInt64Array, |e| Some(e.unix_time)),
+        column!(events, Float64Array, |e| e.t0_ticks),
+        column!(events, UInt32Array, |e| Some(e.n_triggers)),
+        column!(events, UInt32Array, |e| Some(e.n_hits)),
+        column!(events, Float64Array, |e| Some(e.q_ke)),
+        column!(events, Float64Array, |e| Some(e.ts_start)),
+        column!(events, Float64Array, |e| Some(e.ts_end)),
+    ];
+    RecordBatch::try_new(events_schema(), columns).expect("columns match the events schema")
+}

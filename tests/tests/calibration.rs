@@ -1,0 +1,188 @@
+//! The calibration stage against the simulation truth: events and t0 from the triggers, PPS
+//! rollover, pixel geometry, drift coordinate, charge constants.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use larmon_calibrate::calibrator::Calibrator;
+use larmon_calibrate::channels::unique_id;
+use larmon_calibrate::config::DetectorConfig;
+use larmon_calibrate::output::{CalibratedBatch, EventKind};
+use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_tests::{data, shared_fixture};
+use serde_json::Value;
+
+fn calibrate(
+    path: &Path,
+    config: DetectorConfig,
+    batch_rows: usize,
+) -> (CalibratedBatch, Calibrator) {
+    let mut calibrator = Calibrator::new(config).unwrap();
+    let mut all = CalibratedBatch::default();
+    let options = ReadOptions { batch_rows, ..Default::default() };
+    for batch in LarpixReader::open(path, &options).unwrap() {
+        all.extend(calibrator.push(&batch.unwrap()));
+    }
+    all.extend(calibrator.finish());
+    (all, calibrator)
+}
+
+fn truth(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn channel_set(truth: &Value, key: &str) -> HashSet<u32> {
+    truth["faults"][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let v: Vec<u8> =
+                c.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u8).collect();
+            unique_id(v[0], v[1], v[2], v[3])
+        })
+        .collect()
+}
+
+fn vec3(v: &Value) -> [f64; 3] {
+    let a = v.as_array().unwrap();
+    [a[0].as_f64().unwrap(), a[1].as_f64().unwrap(), a[2].as_f64().unwrap()]
+}
+
+/// Hit-minus-closest-point on the segment a–b.
+fn offset_from_segment(p: [f64; 3], a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    let d = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    let len2 = d.iter().map(|x| x * x).sum::<f64>();
+    let t = ((0..3).map(|i| (p[i] - a[i]) * d[i]).sum::<f64>() / len2).clamp(0.0, 1.0);
+    [p[0] - (a[0] + t * d[0]), p[1] - (a[1] + t * d[1]), p[2] - (a[2] + t * d[2])]
+}
+
+/// Checks events, t0, rollover and geometry for one fixture.
+fn check_against_truth(packets: &Path, truth_path: &Path, batch_rows: usize) {
+    let truth = truth(truth_path);
+    let mut config = DetectorConfig::default();
+    config.events.hit_merge_ticks = 0; // one hit per packet, so packets can be counted
+    let (out, calibrator) = calibrate(packets, config, batch_rows);
+    let hot = channel_set(&truth, "hot_channels");
+    let tracks = truth["tracks"].as_array().unwrap();
+    let pitch = calibrator.geometry().pixel_pitch;
+
+    // Every true track's trigger is one event (seen on both io_groups), with the exact t0.
+    let triggered: Vec<_> = out.events.iter().filter(|e| e.kind == EventKind::Triggered).collect();
+    assert_eq!(triggered.len(), tracks.len(), "one triggered event per true track");
+    let by_t0: HashMap<i64, u64> =
+        triggered.iter().map(|e| (e.t0_ticks.unwrap() as i64, e.event_id)).collect();
+    let mut hits_by_event: HashMap<u64, Vec<_>> = HashMap::new();
+    for h in &out.hits {
+        if let Some(id) = h.event_id {
+            hits_by_event.entry(id).or_default().push(h);
+        }
+    }
+    let (mut expected_packets, mut found_packets, mut checked) = (0u64, 0u64, 0usize);
+    let mut hot_on_line = 0u64;
+    for track in tracks {
+        let t0 = track["t0_tick"].as_i64().unwrap();
+        let event = *by_t0.get(&t0).unwrap_or_else(|| panic!("no event with t0 {t0}"));
+        assert_eq!(triggered.iter().find(|e| e.event_id == event).unwrap().n_triggers, 2);
+        let (a, b) = (vec3(&track["start_mm"]), vec3(&track["end_mm"]));
+        expected_packets += track["n_data_packets"].as_u64().unwrap()
+            - track["n_data_packets_bad_parity"].as_u64().unwrap();
+        for h in hits_by_event.get(&event).map(Vec::as_slice).unwrap_or_default() {
+            let id = unique_id(h.io_group, h.io_channel, h.chip_id, h.channel_id);
+            if h.trigger_type == 3 {
+                continue; // periodic noise shares the window
+            }
+            let drift = h.drift_ticks.unwrap();
+            assert!((0.0..=2000.0).contains(&drift), "track {}: drift {drift} ticks", track["id"]);
+            let p = [h.x_mm.unwrap() as f64, h.y_mm.unwrap() as f64, h.z_mm.unwrap() as f64];
+            let d = offset_from_segment(p, a, b);
+            let on_line =
+                d[0].abs() <= 1.5 * pitch && d[1].abs() <= 1.5 * pitch && d[2].abs() <= 8.0;
+            if hot.contains(&id) {
+                // A hot pixel fires in the window too; it is a track packet only on the line.
+                found_packets += u64::from(on_line);
+                hot_on_line += u64::from(on_line);
+                continue;
+            }
+            assert!(on_line, "track {}: hit {p:?} is {d:?} from the true line", track["id"]);
+            found_packets += 1;
+            checked += 1;
+        }
+    }
+    // Every track packet is in its event: a PPS rollover error of ±1 s would drop some.
+    assert_eq!(
+        found_packets, expected_packets,
+        "track packets found ({hot_on_line} on hot pixels)"
+    );
+    assert!(checked > 1000, "{checked} hits checked");
+}
+
+#[test]
+fn small_fixture_events_timing_and_geometry_match_truth() {
+    check_against_truth(&data("small-raw.h5"), &data("small-truth.json"), 1 << 15);
+}
+
+#[test]
+fn events_straddling_batch_boundaries_are_built_whole() {
+    // Tiny batches cut almost every event; the result must not change.
+    check_against_truth(&data("small-packets.h5"), &data("small-truth.json"), 997);
+    let (big, _) = calibrate(&data("small-packets.h5"), DetectorConfig::default(), 1 << 15);
+    let (small, _) = calibrate(&data("small-packets.h5"), DetectorConfig::default(), 997);
+    assert_eq!(big.events.len(), small.events.len());
+    assert_eq!(big.hits.len(), small.hits.len());
+}
+
+#[test]
+fn cosmics_fixture_events_timing_and_geometry_match_truth() {
+    let (Some(raw), Some(truth)) =
+        (shared_fixture("cosmics-raw.h5"), shared_fixture("cosmics-truth.json"))
+    else {
+        return;
+    };
+    check_against_truth(&raw, &truth, 1 << 15);
+}
+
+#[test]
+fn merging_sums_charge_and_keeps_every_packet() {
+    let (unmerged, _) = calibrate(
+        &data("small-raw.h5"),
+        {
+            let mut c = DetectorConfig::default();
+            c.events.hit_merge_ticks = 0;
+            c
+        },
+        1 << 15,
+    );
+    let (merged, calibrator) = calibrate(&data("small-raw.h5"), DetectorConfig::default(), 1 << 15);
+    let packets: u64 = merged.hits.iter().map(|h| u64::from(h.n_packets)).sum();
+    assert_eq!(packets, unmerged.hits.len() as u64);
+    assert_eq!(packets, calibrator.stats().data_packets);
+    assert!(merged.hits.len() < unmerged.hits.len());
+    let q = |b: &CalibratedBatch| b.hits.iter().map(|h| f64::from(h.q_ke)).sum::<f64>();
+    assert!((q(&merged) - q(&unmerged)).abs() < 1e-3 * q(&unmerged).abs());
+}
+
+#[test]
+fn per_channel_pedestals_are_used_and_invert_the_digitisation() {
+    let (Some(raw), Some(pedestals)) =
+        (shared_fixture("small-raw.h5"), shared_fixture("small-pedestal.json"))
+    else {
+        return;
+    };
+    let mut config = DetectorConfig::default();
+    config.charge.pedestal_file = Some(pedestals.clone());
+    let table = config.channels().unwrap();
+    assert_eq!(table.len(), 78_400);
+    let pedestal_json = truth(&pedestals);
+    let (out, _) = calibrate(&raw, config.clone(), 1 << 15);
+    let gain = config.charge.gain_mv_per_ke;
+    for h in out.hits.iter().filter(|h| h.n_packets == 1).take(5000) {
+        let id = unique_id(h.io_group, h.io_channel, h.chip_id, h.channel_id);
+        let ped = pedestal_json[id.to_string()]["pedestal_mv"].as_f64().unwrap();
+        let channel = table.get(id);
+        assert_eq!(channel.pedestal_mv, ped);
+        // the charge is the inverse of the simulation's ADC formula for some ADC value
+        let adc = channel.adc_of(f64::from(h.q_ke), gain);
+        assert!((channel.q_ke(adc, gain) - f64::from(h.q_ke)).abs() < 1e-4);
+    }
+}
