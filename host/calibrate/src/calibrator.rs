@@ -31,21 +31,26 @@ const TRIGGER_ROW: u8 = 7;
 const PPS_SYNC_TYPE: u8 = b'S';
 const TIMESTAMP_MASK: u64 = 0x7FFF_FFFF;
 
-/// A data packet turned into charge and position, before event building.
+/// A data packet turned into charge, before event building. Kept to 24 bytes because pending
+/// hits are sorted by time on every batch: the channel fields derive from `unique_id`, the
+/// position is looked up again when the hit is emitted.
 #[derive(Clone, Copy, Debug)]
 struct PendingHit {
     ts: i64,
-    unix_time: u64,
     unique_id: u32,
-    io_group: u8,
-    io_channel: u8,
-    chip_id: u8,
-    channel_id: u8,
+    /// Unix time of the packet's message (fits u32 until 2106).
+    unix_time: u32,
+    q_ke: f32,
     trigger_type: u8,
-    q_mv: f64,
-    q_ke: f64,
-    /// (tile index, x, y) when the geometry knows the channel.
-    pixel: Option<(u16, f64, f64)>,
+    /// Whether the geometry knows the channel.
+    has_pixel: bool,
+}
+
+impl PendingHit {
+    fn channel(&self) -> (u8, u8, u8, u8) {
+        let id = self.unique_id;
+        ((id >> 22) as u8, (id >> 14) as u8, (id >> 6) as u8, (id & 63) as u8)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -176,24 +181,18 @@ impl Calibrator {
                         (p.io_group[i], p.io_channel[i], p.chip_id[i], p.channel_id[i]);
                     let id = unique_id(g, c, chip, ch);
                     let calibration = self.channels.get(id);
-                    let pixel =
-                        self.geometry.pixel(g, c, chip, ch).map(|px| (px.tile_index, px.x, px.y));
-                    if pixel.is_none() {
+                    let has_pixel = self.geometry.tile_index(g, c, chip).is_some();
+                    if !has_pixel {
                         self.stats.packets_outside_geometry += 1;
                     }
                     self.stats.data_packets += 1;
                     self.hits.push(PendingHit {
                         ts,
-                        unix_time: p.unix_time[i],
                         unique_id: id,
-                        io_group: g,
-                        io_channel: c,
-                        chip_id: chip,
-                        channel_id: ch,
+                        unix_time: p.unix_time[i] as u32,
+                        q_ke: calibration.q_ke(p.dataword[i], gain) as f32,
                         trigger_type: p.trigger_type[i],
-                        q_mv: calibration.q_mv(p.dataword[i]),
-                        q_ke: calibration.q_ke(p.dataword[i], gain),
-                        pixel,
+                        has_pixel,
                     });
                 }
                 _ => {}
@@ -228,33 +227,38 @@ impl Calibrator {
             .iter()
             .find(|t| t.ts.saturating_add(window) >= cutoff)
             .map_or(cutoff, |t| t.ts.min(cutoff));
-        self.hits.sort_by_key(|h| h.ts);
-        let ready = self.hits.partition_point(|h| h.ts < limit);
         let closing = self.triggers.partition_point(|t| t.ts < limit);
-        let hits: Vec<PendingHit> = self.hits.drain(..ready).collect();
         let triggers: Vec<PendingTrigger> = self.triggers.drain(..closing).collect();
 
-        let mut next_trigger = 0;
-        let mut current: Option<(PendingTrigger, Vec<PendingHit>)> = None;
-        for hit in hits {
-            while next_trigger < triggers.len() && triggers[next_trigger].ts <= hit.ts {
-                if let Some((t, members)) = current.take() {
-                    self.emit_triggered(t, members, out);
-                }
-                self.close_cluster(out);
-                current = Some((triggers[next_trigger], Vec::new()));
-                next_trigger += 1;
+        // Each ready hit belongs to the latest trigger at or before it, if within its window
+        // (a binary search over the few closing triggers; pending hits need no sorting).
+        let mut members: Vec<Vec<PendingHit>> = vec![Vec::new(); triggers.len()];
+        let mut untriggered = Vec::new();
+        self.hits.retain(|hit| {
+            if hit.ts >= limit {
+                return true;
             }
-            match &mut current {
-                Some((t, members)) if hit.ts - t.ts <= window => members.push(hit),
-                _ => self.add_to_cluster(hit, out),
+            let k = triggers.partition_point(|t| t.ts <= hit.ts);
+            match k.checked_sub(1) {
+                Some(k) if hit.ts - triggers[k].ts <= window => members[k].push(*hit),
+                _ => untriggered.push(*hit),
             }
+            false
+        });
+
+        // Emit in time order: untriggered hits cluster between triggers; a trigger ends the open
+        // cluster. Readout order is nearly time order, which the adaptive stable sort exploits.
+        untriggered.sort_by_key(|h| (h.ts, h.unique_id));
+        let mut untriggered = untriggered.into_iter().peekable();
+        for (trigger, hits) in triggers.into_iter().zip(members) {
+            while let Some(hit) = untriggered.next_if(|h| h.ts < trigger.ts) {
+                self.add_to_cluster(hit, out);
+            }
+            self.close_cluster(out);
+            self.emit_triggered(trigger, hits, out);
         }
-        if let Some((t, members)) = current.take() {
-            self.emit_triggered(t, members, out);
-        }
-        for t in &triggers[next_trigger..] {
-            self.emit_triggered(*t, Vec::new(), out);
+        for hit in untriggered {
+            self.add_to_cluster(hit, out);
         }
         if self
             .cluster
@@ -281,7 +285,7 @@ impl Calibrator {
         if members.len() >= self.config.events.self_trigger_min_hits {
             let id = self.take_event_id();
             let hits = self.merge(members);
-            let unix_time = hits.first().map_or(0, |(h, _)| h.unix_time);
+            let unix_time = hits.first().map_or(0, |(h, _)| u64::from(h.unix_time));
             self.emit_event(id, EventKind::SelfTriggered, None, 0, unix_time, hits, out);
             self.stats.self_triggered_events += 1;
         } else {
@@ -334,7 +338,7 @@ impl Calibrator {
             ts_end: t0.unwrap_or(f64::NEG_INFINITY),
         };
         for (h, _) in &hits {
-            event.q_ke += h.q_ke;
+            event.q_ke += f64::from(h.q_ke);
             event.ts_start = event.ts_start.min(h.ts as f64);
             event.ts_end = event.ts_end.max(h.ts as f64);
         }
@@ -350,40 +354,40 @@ impl Calibrator {
     }
 
     /// Merges hits of one channel closer than `hit_merge_ticks`; returns hits with the number of
-    /// packets merged into each, in time order. A merged hit's `ts` is the charge-weighted mean
+    /// packets merged into each, ordered by channel, then time. A merged hit's `ts` is the charge-weighted mean
     /// (plain mean if the summed charge is not positive), rounded to the nearest tick.
     fn merge(&self, mut hits: Vec<PendingHit>) -> Vec<(PendingHit, u16)> {
         let merge_ticks = self.config.events.hit_merge_ticks;
+        hits.sort_unstable_by_key(|h| (h.unique_id, h.ts));
         if merge_ticks <= 0 {
             return hits.into_iter().map(|h| (h, 1)).collect();
         }
-        hits.sort_by_key(|h| (h.unique_id, h.ts));
-        let mut merged: Vec<(PendingHit, u16, f64, f64, i64)> = Vec::with_capacity(hits.len());
+        let mut merged: Vec<(PendingHit, u16, f64, f64, f64, i64)> = Vec::with_capacity(hits.len());
         for h in hits {
-            if let Some((m, n, wsum, tsum, last)) = merged.last_mut() {
+            let q = f64::from(h.q_ke);
+            if let Some((m, n, qsum, wsum, tsum, last)) = merged.last_mut() {
                 if m.unique_id == h.unique_id && h.ts - *last <= merge_ticks {
-                    m.q_mv += h.q_mv;
-                    m.q_ke += h.q_ke;
                     *n += 1;
-                    *wsum += h.q_ke;
-                    *tsum += h.q_ke * h.ts as f64;
+                    *qsum += q;
+                    *wsum += q;
+                    *tsum += q * h.ts as f64;
                     *last = h.ts;
                     continue;
                 }
             }
-            merged.push((h, 1, h.q_ke, h.q_ke * h.ts as f64, h.ts));
+            merged.push((h, 1, q, q, q * h.ts as f64, h.ts));
         }
-        let mut result: Vec<(PendingHit, u16)> = merged
+        let result: Vec<(PendingHit, u16)> = merged
             .into_iter()
-            .map(|(mut h, n, wsum, tsum, last)| {
+            .map(|(mut h, n, qsum, wsum, tsum, last)| {
                 if n > 1 {
                     let mean = if wsum > 0.0 { tsum / wsum } else { (h.ts + last) as f64 / 2.0 };
                     h.ts = mean.round() as i64;
+                    h.q_ke = qsum as f32;
                 }
                 (h, n)
             })
             .collect();
-        result.sort_by_key(|(h, _)| h.ts);
         result
     }
 
@@ -394,25 +398,30 @@ impl Calibrator {
         h: &PendingHit,
         n_packets: u16,
     ) -> HitRow {
-        let tile = h.pixel.map(|(t, _, _)| &self.geometry.tiles[t as usize]);
+        let (io_group, io_channel, chip_id, channel_id) = h.channel();
+        let pixel = h
+            .has_pixel
+            .then(|| self.geometry.pixel(io_group, io_channel, chip_id, channel_id))
+            .flatten();
+        let tile = pixel.map(|p| &self.geometry.tiles[p.tile_index as usize]);
         let drift_ticks = t0.map(|t0| h.ts as f64 - t0);
         let drift_mm = drift_ticks.map(|d| d * self.mm_per_tick);
         HitRow {
             event_id,
-            io_group: h.io_group,
-            io_channel: h.io_channel,
-            chip_id: h.chip_id,
-            channel_id: h.channel_id,
+            io_group,
+            io_channel,
+            chip_id,
+            channel_id,
             tile: tile.map(|t| t.id),
             tpc: tile.map(|t| t.tpc),
             ts_ticks: h.ts,
-            unix_time: h.unix_time,
+            unix_time: u64::from(h.unix_time),
             trigger_type: h.trigger_type,
             n_packets,
-            q_mv: h.q_mv as f32,
-            q_ke: h.q_ke as f32,
-            x_mm: h.pixel.map(|(_, x, _)| x as f32),
-            y_mm: h.pixel.map(|(_, _, y)| y as f32),
+            q_mv: (f64::from(h.q_ke) * self.config.charge.gain_mv_per_ke) as f32,
+            q_ke: h.q_ke,
+            x_mm: pixel.map(|p| p.x as f32),
+            y_mm: pixel.map(|p| p.y as f32),
             t0_ticks: t0,
             drift_ticks: drift_ticks.map(|d| d as f32),
             drift_mm: drift_mm.map(|d| d as f32),

@@ -119,7 +119,7 @@ impl Geometry {
         let bad =
             |what: String| CalibrationError::Layout(format!("module {}: {what}", placement.module));
         let pitch = file.pixel_pitch;
-        if !(pitch > 0.0) {
+        if pitch.is_nan() || pitch <= 0.0 {
             return Err(bad(format!("pixel_pitch {pitch}")));
         }
         self.pixel_pitch = pitch;

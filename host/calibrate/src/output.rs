@@ -89,7 +89,7 @@ pub struct EventRow {
 /// Hits and events completed by one call.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CalibratedBatch {
-    /// Hits, grouped by event.
+    /// Hits, grouped by event; within an event ordered by channel, then time.
     pub hits: Vec<HitRow>,
     /// Events.
     pub events: Vec<EventRow>,

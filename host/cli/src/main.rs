@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 /// Examples:
 ///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
+///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
 #[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
@@ -31,6 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Convert(commands::convert::Args),
+    Calibrate(commands::calibrate::Args),
     Inspect(commands::inspect::Args),
     Bench(commands::bench::Args),
 }
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
+        Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

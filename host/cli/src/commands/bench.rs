@@ -79,6 +79,22 @@ fn to_columns_reused(path: &Path) -> Result<u64> {
     Ok(rows)
 }
 
+/// Packets -> calibrated hits and events (one core: no read-ahead); returns packet rows.
+fn calibrate(path: &Path) -> Result<u64> {
+    let options = ReadOptions { read_ahead: false, ..Default::default() };
+    let mut reader = LarpixReader::open(path, &options)?;
+    let mut calibrator =
+        larmon_calibrate::Calibrator::new(larmon_calibrate::DetectorConfig::default())?;
+    let mut batch = larmon_ingest::PacketColumns::default();
+    let mut hits = 0;
+    while reader.read_batch_into(&mut batch)? {
+        hits += calibrator.push(&batch).hits.len();
+    }
+    hits += calibrator.finish().hits.len();
+    std::hint::black_box(hits);
+    Ok(calibrator.stats().rows)
+}
+
 fn convert(path: &Path, out: &Path) -> Result<u64> {
     let options = WriteOptions { overwrite: true, ..Default::default() };
     Ok(larmon_ingest::convert::convert(path, out, &ReadOptions::default(), &options, |_, _| {})?
@@ -100,6 +116,7 @@ pub fn run(args: Args) -> Result<()> {
                 Box::new(|| to_arrow(file, false)),
             ));
         }
+        tasks.push(("file -> calibrated hits (1 core)", Box::new(|| calibrate(file))));
         if kind == FileKind::Raw {
             tasks.push(("convert raw -> packet file", Box::new(|| convert(file, &scratch))));
         }
