@@ -105,3 +105,42 @@ fn inspect_of_a_non_hdf5_file_is_a_one_line_error() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not an HDF5 file"), "{stderr}");
 }
+
+#[test]
+fn calibrate_exports_hits_and_events_as_arrow_ipc() {
+    let dir = scratch("cli-calibrate");
+    let hits = dir.join("hits.arrow");
+    let out = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&hits)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("150 events (150 triggered"), "{summary}");
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&hits).unwrap(), None).unwrap();
+    assert_eq!(reader.schema().metadata()["larmon.stream"], "hits");
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert!(summary.contains(&format!("-> {rows} hits")), "{rows} rows vs {summary}");
+
+    let events = dir.join("events.arrow");
+    let out = larmon(&["calibrate", p(&data("small-packets.h5")), "--export", p(&events), "--stream", "events"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&events).unwrap(), None).unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 150);
+
+    let again = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&hits)]);
+    assert!(!again.status.success() && text(&again.stderr).contains("--force"));
+    let parquet = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.parquet"))]);
+    assert!(text(&parquet.stderr).contains("only Arrow IPC"), "{}", text(&parquet.stderr));
+}
+
+#[test]
+fn calibrate_reports_a_bad_configuration_clearly() {
+    let dir = scratch("cli-calibrate-config");
+    let config = dir.join("larmon.toml");
+    std::fs::write(&config, "e_feild_kv_cm = 0.5\n").unwrap();
+    let out = larmon(&["calibrate", p(&data("small-raw.h5")), "--config", p(&config)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("larmon.toml") && stderr.contains("e_feild_kv_cm"), "{stderr}");
+}
