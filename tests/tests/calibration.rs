@@ -186,3 +186,83 @@ fn per_channel_pedestals_are_used_and_invert_the_digitisation() {
         assert!((channel.q_ke(adc, gain) - f64::from(h.q_ke)).abs() < 1e-4);
     }
 }
+
+/// Tracks against the truth: efficiency for true tracks longer than 10 cm, fakes, and the
+/// hits of every reconstructed track near its true line.
+fn check_tracks(packets: &Path, truth_path: &Path) {
+    let truth = truth(truth_path);
+    let (out, calibrator) = calibrate(packets, DetectorConfig::default(), 1 << 15);
+    let pitch = calibrator.geometry().pixel_pitch;
+    let by_t0: HashMap<i64, u64> = out
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Triggered)
+        .map(|e| (e.t0_ticks.unwrap() as i64, e.event_id))
+        .collect();
+    let mut hits_by_track: HashMap<u64, Vec<_>> = HashMap::new();
+    for h in &out.hits {
+        if let Some(t) = h.track_id {
+            hits_by_track.entry(t).or_default().push(h);
+        }
+    }
+    let mut tracks_by_event: HashMap<u64, Vec<_>> = HashMap::new();
+    for t in &out.tracks {
+        tracks_by_event.entry(t.event_id).or_default().push(t);
+    }
+    let (mut long_true, mut long_found, mut matched, mut hits_checked, mut hits_off) =
+        (0, 0, 0, 0, 0);
+    for track in truth["tracks"].as_array().unwrap() {
+        let event = by_t0[&track["t0_tick"].as_i64().unwrap()];
+        let (a, b) = (vec3(&track["start_mm"]), vec3(&track["end_mm"]));
+        let true_length = track["length_mm"].as_f64().unwrap();
+        let mut found = false;
+        for reco in tracks_by_event.get(&event).map(Vec::as_slice).unwrap_or_default() {
+            let hits = &hits_by_track[&reco.track_id];
+            let near = |h: &&&larmon_calibrate::output::HitRow| {
+                let p = [h.x_mm.unwrap() as f64, h.y_mm.unwrap() as f64, h.z_mm.unwrap() as f64];
+                let d = offset_from_segment(p, a, b);
+                d[0].abs() <= 1.5 * pitch && d[1].abs() <= 1.5 * pitch && d[2].abs() <= 8.0
+            };
+            let on_line = hits.iter().filter(near).count();
+            if on_line * 10 >= hits.len() * 8 {
+                matched += 1;
+                hits_checked += hits.len();
+                hits_off += hits.len() - on_line;
+                found |= reco.length_mm >= 0.5 * true_length;
+            }
+        }
+        if true_length > 100.0 {
+            long_true += 1;
+            long_found += usize::from(found);
+        }
+    }
+    let reco = out.tracks.len();
+    let efficiency = long_found as f64 / long_true as f64;
+    let fake_fraction = (reco - matched) as f64 / reco as f64;
+    eprintln!(
+        "tracks: {long_found}/{long_true} true tracks > 10 cm found ({:.1} %), {reco} reconstructed, \
+         {} unmatched ({:.1} %), {hits_off}/{hits_checked} matched-track hits off the true line",
+        100.0 * efficiency,
+        reco - matched,
+        100.0 * fake_fraction
+    );
+    assert!(efficiency >= 0.90, "efficiency {efficiency}");
+    assert!(fake_fraction <= 0.05, "fake fraction {fake_fraction}");
+    assert!(hits_off * 100 <= hits_checked, "{hits_off} of {hits_checked} hits off the true line");
+    assert!(out.segments.iter().all(|s| s.dx_mm > 0.0 && s.dx_mm <= 10.0 + 1e-9));
+}
+
+#[test]
+fn small_fixture_tracks_match_truth() {
+    check_tracks(&data("small-raw.h5"), &data("small-truth.json"));
+}
+
+#[test]
+fn cosmics_fixture_tracks_match_truth() {
+    let (Some(raw), Some(truth)) =
+        (shared_fixture("cosmics-raw.h5"), shared_fixture("cosmics-truth.json"))
+    else {
+        return;
+    };
+    check_tracks(&raw, &truth);
+}

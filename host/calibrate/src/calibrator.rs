@@ -25,6 +25,7 @@ use crate::config::DetectorConfig;
 use crate::error::CalibrationError;
 use crate::geometry::Geometry;
 use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
+use crate::tracks::find_tracks;
 
 const SYNC_ROW: u8 = 6;
 const TRIGGER_ROW: u8 = 7;
@@ -81,6 +82,8 @@ pub struct CalibrationStats {
     pub triggered_events: u64,
     /// Self-triggered events emitted.
     pub self_triggered_events: u64,
+    /// Tracks found.
+    pub tracks: u64,
 }
 
 /// Turns packet batches into calibrated hits and events.
@@ -95,6 +98,7 @@ pub struct Calibrator {
     triggers: Vec<PendingTrigger>,
     cluster: Vec<PendingHit>,
     next_event_id: u64,
+    next_track_id: u64,
     stats: CalibrationStats,
 }
 
@@ -120,6 +124,7 @@ impl Calibrator {
             triggers: Vec::new(),
             cluster: Vec::new(),
             next_event_id: 0,
+            next_track_id: 0,
             stats: CalibrationStats::default(),
         }
     }
@@ -345,9 +350,26 @@ impl Calibrator {
         if hits.is_empty() && t0.is_none() {
             (event.ts_start, event.ts_end) = (0.0, 0.0);
         }
+        let first_hit = out.hits.len();
         for (h, n) in &hits {
             let row = self.hit_row(Some(id), t0, h, *n);
             out.hits.push(row);
+        }
+        if t0.is_some() && self.config.tracks.enabled {
+            let found = find_tracks(
+                &self.config.tracks,
+                id,
+                &out.hits[first_hit..],
+                self.config.clock_mhz,
+                self.next_track_id,
+            );
+            for (i, track_id) in found.assignments {
+                out.hits[first_hit + i].track_id = Some(track_id);
+            }
+            self.next_track_id += found.tracks.len() as u64;
+            self.stats.tracks += found.tracks.len() as u64;
+            out.tracks.extend(found.tracks);
+            out.segments.extend(found.segments);
         }
         self.stats.hits += hits.len() as u64;
         out.events.push(event);
@@ -408,6 +430,7 @@ impl Calibrator {
         let drift_mm = drift_ticks.map(|d| d * self.mm_per_tick);
         HitRow {
             event_id,
+            track_id: None,
             io_group,
             io_channel,
             chip_id,

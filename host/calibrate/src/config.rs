@@ -31,6 +31,16 @@
 //! self_trigger_gap_ticks = 200      # untriggered hits closer than this form a cluster
 //! self_trigger_min_hits = 10        # ... which becomes a self-triggered event at this size
 //! max_lateness_ticks = 2_000_000    # how late (in data time) a packet may arrive
+//!
+//! [tracks]                          # straight tracks in triggered events
+//! enabled = true
+//! inlier_mm = 8.0                   # hit-to-line distance of a track hit
+//! max_gap_mm = 25.0                 # a gap this long along the line splits tracks
+//! min_hits = 5
+//! min_length_mm = 20.0
+//! ransac_trials = 200
+//! max_tracks = 20                   # per event
+//! segment_mm = 10.0                 # dQ/dx segment length
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -41,6 +51,7 @@ use crate::channels::ChannelTable;
 use crate::error::CalibrationError;
 use crate::geometry::{Geometry, ModulePlacement};
 use crate::physics::{ChannelCalibration, drift_velocity_mm_per_us};
+use crate::tracks::TrackConfig;
 
 /// The nominal 2x2-like pixel layout shipped with larmon (16 tiles, 2 anodes, multi-tile schema).
 /// Real runs should name the layout of each module in the configuration.
@@ -66,6 +77,8 @@ pub struct DetectorConfig {
     pub charge: ChargeConfig,
     /// Event building.
     pub events: EventConfig,
+    /// Track finding.
+    pub tracks: TrackConfig,
 }
 
 /// One module.
@@ -133,6 +146,7 @@ impl Default for DetectorConfig {
             modules: vec![ModuleConfig::default()],
             charge: ChargeConfig::default(),
             events: EventConfig::default(),
+            tracks: TrackConfig::default(),
         }
     }
 }

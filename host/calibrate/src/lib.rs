@@ -5,7 +5,8 @@
 //! - [`channels`], [`physics`]: per-channel pedestals/vref/vcm, ADC → mV → ke⁻, drift velocity;
 //! - [`calibrator`]: PPS rollover, external-trigger and self-triggered events, t0, hits with
 //!   charge, position and drift coordinate, built correctly across batch boundaries;
-//! - [`output`]: the `hits` and `events` Arrow streams.
+//! - [`tracks`]: straight tracks (RANSAC + PCA, split at gaps) and dQ/dx segments;
+//! - [`output`]: the `hits`, `events`, `tracks` and `track_segments` Arrow streams.
 //!
 //! ```no_run
 //! use larmon_calibrate::{Calibrator, DetectorConfig};
@@ -26,6 +27,7 @@ mod error;
 pub mod geometry;
 pub mod output;
 pub mod physics;
+pub mod tracks;
 
 pub use calibrator::{CalibrationStats, Calibrator};
 pub use config::DetectorConfig;

@@ -10,6 +10,14 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+pub use crate::tracks::{SegmentRow, TrackRow};
+
+macro_rules! column {
+    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {
+        Arc::new($rows.iter().map(|$r| $value).collect::<$array>()) as ArrayRef
+    };
+}
+
 /// How an event was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[repr(u8)]
@@ -25,6 +33,8 @@ pub enum EventKind {
 pub struct HitRow {
     /// Event it belongs to (none for isolated untriggered hits).
     pub event_id: Option<u64>,
+    /// Track it belongs to, if any.
+    pub track_id: Option<u64>,
     /// PACMAN / IO group.
     pub io_group: u8,
     /// UART channel.
@@ -86,13 +96,17 @@ pub struct EventRow {
     pub ts_end: f64,
 }
 
-/// Hits and events completed by one call.
+/// Hits, events, tracks and segments completed by one call.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CalibratedBatch {
     /// Hits, grouped by event; within an event ordered by channel, then time.
     pub hits: Vec<HitRow>,
     /// Events.
     pub events: Vec<EventRow>,
+    /// Tracks of triggered events.
+    pub tracks: Vec<TrackRow>,
+    /// Segments of those tracks.
+    pub segments: Vec<SegmentRow>,
 }
 
 impl CalibratedBatch {
@@ -100,7 +114,104 @@ impl CalibratedBatch {
     pub fn extend(&mut self, other: CalibratedBatch) {
         self.hits.extend(other.hits);
         self.events.extend(other.events);
+        self.tracks.extend(other.tracks);
+        self.segments.extend(other.segments);
     }
+}
+
+/// Schema of the `tracks` stream.
+pub fn tracks_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        let mut fields =
+            vec![Field::new("track_id", UInt64, false), Field::new("event_id", UInt64, false)];
+        for name in ["start", "end"] {
+            for axis in ["x", "y", "z"] {
+                fields.push(Field::new(format!("{name}_{axis}_mm"), Float64, false));
+            }
+        }
+        fields.push(Field::new("length_mm", Float64, false));
+        for axis in ["x", "y", "z"] {
+            fields.push(Field::new(format!("dir_{axis}"), Float64, false));
+        }
+        fields.extend([
+            Field::new("n_hits", UInt32, false),
+            Field::new("q_ke", Float64, false),
+            Field::new("tpc_mask", UInt32, false),
+            Field::new("has_t0", UInt8, false),
+            Field::new("mean_residual_mm", Float64, false),
+        ]);
+        schema("tracks", fields)
+    })
+    .clone()
+}
+
+/// Schema of the `track_segments` stream.
+pub fn segments_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        schema(
+            "track_segments",
+            vec![
+                Field::new("track_id", UInt64, false),
+                Field::new("event_id", UInt64, false),
+                Field::new("index", UInt32, false),
+                Field::new("dq_ke", Float64, false),
+                Field::new("dx_mm", Float64, false),
+                Field::new("drift_us", Float64, false),
+                Field::new("x_mm", Float64, false),
+                Field::new("y_mm", Float64, false),
+                Field::new("z_mm", Float64, false),
+                Field::new("n_hits", UInt32, false),
+            ],
+        )
+    })
+    .clone()
+}
+
+/// The tracks as a record batch of the `tracks` schema.
+pub fn tracks_record_batch(tracks: &[TrackRow]) -> RecordBatch {
+    let mut columns = vec![
+        column!(tracks, UInt64Array, |t| Some(t.track_id)),
+        column!(tracks, UInt64Array, |t| Some(t.event_id)),
+    ];
+    for k in 0..3 {
+        columns.push(column!(tracks, Float64Array, |t| Some(t.start[k])));
+    }
+    for k in 0..3 {
+        columns.push(column!(tracks, Float64Array, |t| Some(t.end[k])));
+    }
+    columns.push(column!(tracks, Float64Array, |t| Some(t.length_mm)));
+    for k in 0..3 {
+        columns.push(column!(tracks, Float64Array, |t| Some(t.direction[k])));
+    }
+    columns.extend([
+        column!(tracks, UInt32Array, |t| Some(t.n_hits)),
+        column!(tracks, Float64Array, |t| Some(t.q_ke)),
+        column!(tracks, UInt32Array, |t| Some(t.tpc_mask)),
+        column!(tracks, UInt8Array, |t| Some(u8::from(t.has_t0))),
+        column!(tracks, Float64Array, |t| Some(t.mean_residual_mm)),
+    ]);
+    RecordBatch::try_new(tracks_schema(), columns).expect("columns match the tracks schema")
+}
+
+/// The segments as a record batch of the `track_segments` schema.
+pub fn segments_record_batch(segments: &[SegmentRow]) -> RecordBatch {
+    let columns = vec![
+        column!(segments, UInt64Array, |s| Some(s.track_id)),
+        column!(segments, UInt64Array, |s| Some(s.event_id)),
+        column!(segments, UInt32Array, |s| Some(s.index)),
+        column!(segments, Float64Array, |s| Some(s.dq_ke)),
+        column!(segments, Float64Array, |s| Some(s.dx_mm)),
+        column!(segments, Float64Array, |s| Some(s.drift_us)),
+        column!(segments, Float64Array, |s| Some(s.center[0])),
+        column!(segments, Float64Array, |s| Some(s.center[1])),
+        column!(segments, Float64Array, |s| Some(s.center[2])),
+        column!(segments, UInt32Array, |s| Some(s.n_hits)),
+    ];
+    RecordBatch::try_new(segments_schema(), columns).expect("columns match the segments schema")
 }
 
 fn schema(stream: &str, fields: Vec<Field>) -> SchemaRef {
@@ -120,6 +231,7 @@ pub fn hits_schema() -> SchemaRef {
             "hits",
             vec![
                 Field::new("event_id", UInt64, true),
+                Field::new("track_id", UInt64, true),
                 Field::new("io_group", UInt8, false),
                 Field::new("io_channel", UInt8, false),
                 Field::new("chip_id", UInt8, false),
@@ -167,16 +279,11 @@ pub fn events_schema() -> SchemaRef {
     .clone()
 }
 
-macro_rules! column {
-    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {
-        Arc::new($rows.iter().map(|$r| $value).collect::<$array>()) as ArrayRef
-    };
-}
-
 /// The hits as a record batch of the `hits` schema.
 pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     let columns = vec![
         column!(hits, UInt64Array, |h| h.event_id),
+        column!(hits, UInt64Array, |h| h.track_id),
         column!(hits, UInt8Array, |h| Some(h.io_group)),
         column!(hits, UInt8Array, |h| Some(h.io_channel)),
         column!(hits, UInt8Array, |h| Some(h.chip_id)),

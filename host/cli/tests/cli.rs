@@ -121,16 +121,25 @@ fn calibrate_exports_hits_and_events_as_arrow_ipc() {
     assert!(summary.contains(&format!("-> {rows} hits")), "{rows} rows vs {summary}");
 
     let events = dir.join("events.arrow");
-    let out = larmon(&["calibrate", p(&data("small-packets.h5")), "--export", p(&events), "--stream", "events"]);
+    let out = larmon(&[
+        "calibrate",
+        p(&data("small-packets.h5")),
+        "--export",
+        p(&events),
+        "--stream",
+        "events",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let reader =
-        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&events).unwrap(), None).unwrap();
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&events).unwrap(), None)
+            .unwrap();
     let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 150);
 
     let again = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&hits)]);
     assert!(!again.status.success() && text(&again.stderr).contains("--force"));
-    let parquet = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.parquet"))]);
+    let parquet =
+        larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.parquet"))]);
     assert!(text(&parquet.stderr).contains("only Arrow IPC"), "{}", text(&parquet.stderr));
 }
 

@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::FileWriter;
 use larmon_calibrate::output::{
-    events_record_batch, events_schema, hits_record_batch, hits_schema,
+    events_record_batch, events_schema, hits_record_batch, hits_schema, segments_record_batch,
+    segments_schema, tracks_record_batch, tracks_schema,
 };
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::{packets_record_batch, packets_schema};
@@ -18,7 +19,8 @@ use larmon_ingest::read::{LarpixReader, ReadOptions};
 use crate::progress;
 
 /// Calibrate a raw or packet file: PPS rollover, events and t0 from external triggers,
-/// hits in ke- with pixel position and drift coordinate. Prints a summary; with --export, writes
+/// hits in ke- with pixel position and drift coordinate, straight tracks and their dQ/dx
+/// segments. Prints a summary; with --export, writes
 /// one stream as an Arrow IPC file that pandas (pyarrow.ipc.open_file) and polars
 /// (pl.read_ipc) read directly.
 ///
@@ -26,6 +28,7 @@ use crate::progress;
 ///   larmon calibrate run.h5
 ///   larmon calibrate run.h5 --config 2x2.toml --export hits.arrow
 ///   larmon calibrate run.h5 --export events.arrow --stream events
+///   larmon calibrate run.h5 --export segments.arrow --stream track-segments
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -50,6 +53,20 @@ enum Stream {
     Packets,
     Hits,
     Events,
+    Tracks,
+    TrackSegments,
+}
+
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Stream::Packets => "packets",
+            Stream::Hits => "hits",
+            Stream::Events => "events",
+            Stream::Tracks => "tracks",
+            Stream::TrackSegments => "track_segments",
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -74,6 +91,8 @@ pub fn run(args: Args) -> Result<()> {
                 Stream::Packets => packets_schema(),
                 Stream::Hits => hits_schema(),
                 Stream::Events => events_schema(),
+                Stream::Tracks => tracks_schema(),
+                Stream::TrackSegments => segments_schema(),
             };
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -104,6 +123,8 @@ pub fn run(args: Args) -> Result<()> {
             }
             Stream::Hits => write(hits_record_batch(&done.hits))?,
             Stream::Events => write(events_record_batch(&done.events))?,
+            Stream::Tracks => write(tracks_record_batch(&done.tracks))?,
+            Stream::TrackSegments => write(segments_record_batch(&done.segments))?,
         }
         Ok(())
     };
@@ -120,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
     let stats = calibrator.stats();
     println!(
         "{}: {} rows -> {hits} hits ({} packets; {} outside the geometry, {} bad parity), {events} events \
-         ({} triggered, {} self-triggered), {} PPS syncs, in {:.2} s",
+         ({} triggered, {} self-triggered), {} tracks, {} PPS syncs, in {:.2} s",
         args.input.display(),
         stats.rows,
         stats.data_packets,
@@ -128,19 +149,12 @@ pub fn run(args: Args) -> Result<()> {
         stats.bad_parity_packets,
         stats.triggered_events,
         stats.self_triggered_events,
+        stats.tracks,
         stats.pps_syncs,
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &args.export {
-        println!(
-            "wrote {} ({})",
-            path.display(),
-            match args.stream {
-                Stream::Packets => "packets",
-                Stream::Hits => "hits",
-                Stream::Events => "events",
-            }
-        );
+        println!("wrote {} ({})", path.display(), args.stream.name());
     }
     Ok(())
 }

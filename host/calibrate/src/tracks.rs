@@ -1,0 +1,323 @@
+//! Straight-track finding in one event (calibration-dq.md §2.1, our own implementation):
+//!
+//! 1. RANSAC: among the event's unused hits (with x, y, z), lines through random pairs; the line
+//!    with the most hits within `inlier_mm` wins (deterministic: seeded by the event id);
+//! 2. PCA refit on those inliers (centroid + principal axis), inliers collected again;
+//! 3. the inliers are split along the axis where consecutive projections are more than
+//!    `max_gap_mm` apart (a DBSCAN on the line); each piece with ≥ `min_hits` hits and length
+//!    ≥ `min_length_mm` is a track; its hits are removed and the search repeats.
+//!
+//! Each track is cut into segments of `segment_mm` along its axis: summed charge `dq`, length
+//! `dx`, mean drift time and centre — the inputs of dQ/dx and electron-lifetime plots.
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::HitRow;
+
+/// Track-finding parameters (`[tracks]` in the detector configuration).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackConfig {
+    /// Find tracks at all.
+    pub enabled: bool,
+    /// A hit belongs to a line when closer than this, mm.
+    pub inlier_mm: f64,
+    /// Pieces of a line farther apart than this along it are separate tracks, mm.
+    pub max_gap_mm: f64,
+    /// Fewest hits of a track.
+    pub min_hits: usize,
+    /// Shortest track, mm.
+    pub min_length_mm: f64,
+    /// Random line candidates per search.
+    pub ransac_trials: usize,
+    /// Most tracks per event.
+    pub max_tracks: usize,
+    /// Segment length for dQ/dx, mm.
+    pub segment_mm: f64,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            inlier_mm: 8.0,
+            max_gap_mm: 25.0,
+            min_hits: 5,
+            min_length_mm: 20.0,
+            ransac_trials: 200,
+            max_tracks: 20,
+            segment_mm: 10.0,
+        }
+    }
+}
+
+/// One straight track.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackRow {
+    /// Sequential id within the stream.
+    pub track_id: u64,
+    /// Event of the track.
+    pub event_id: u64,
+    /// Start point (the end with the larger y: cosmics come from above), mm.
+    pub start: [f64; 3],
+    /// End point, mm.
+    pub end: [f64; 3],
+    /// |end − start|, mm.
+    pub length_mm: f64,
+    /// Unit vector from start to end.
+    pub direction: [f64; 3],
+    /// Hits on the track.
+    pub n_hits: u32,
+    /// Summed hit charge, ke⁻.
+    pub q_ke: f64,
+    /// TPCs the hits are in (bit k set for TPC k, k < 32).
+    pub tpc_mask: u32,
+    /// Whether t0 (hence z) is known.
+    pub has_t0: bool,
+    /// Mean distance of the hits from the line, mm.
+    pub mean_residual_mm: f64,
+}
+
+/// A piece of a track of about `segment_mm`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentRow {
+    /// Track of the segment.
+    pub track_id: u64,
+    /// Event of the track.
+    pub event_id: u64,
+    /// Index along the track from its start.
+    pub index: u32,
+    /// Charge of the hits projecting into the segment, ke⁻.
+    pub dq_ke: f64,
+    /// Segment length, mm.
+    pub dx_mm: f64,
+    /// Mean drift time of its hits, µs.
+    pub drift_us: f64,
+    /// Segment centre, mm.
+    pub center: [f64; 3],
+    /// Hits in the segment.
+    pub n_hits: u32,
+}
+
+type V3 = [f64; 3];
+
+fn sub(a: V3, b: V3) -> V3 {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+fn dot(a: V3, b: V3) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+fn norm(a: V3) -> f64 {
+    dot(a, a).sqrt()
+}
+fn scale(a: V3, s: f64) -> V3 {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+fn add(a: V3, b: V3) -> V3 {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+/// Distance of `p` from the line through `origin` along the unit vector `axis`.
+fn distance(p: V3, origin: V3, axis: V3) -> f64 {
+    let d = sub(p, origin);
+    let along = dot(d, axis);
+    (dot(d, d) - along * along).max(0.0).sqrt()
+}
+
+/// Centroid and principal axis (largest-eigenvalue eigenvector of the covariance, by power
+/// iteration — the 3×3 case needs nothing more).
+fn pca(points: &[V3]) -> (V3, V3) {
+    let n = points.len() as f64;
+    let c = points.iter().fold([0.0; 3], |acc, p| add(acc, *p));
+    let c = scale(c, 1.0 / n);
+    let mut cov = [[0.0; 3]; 3];
+    for p in points {
+        let d = sub(*p, c);
+        for i in 0..3 {
+            for j in 0..3 {
+                cov[i][j] += d[i] * d[j];
+            }
+        }
+    }
+    // Start from the direction of the farthest point from the centroid.
+    let far = points
+        .iter()
+        .map(|p| sub(*p, c))
+        .fold([0.0; 3], |best, d| if dot(d, d) > dot(best, best) { d } else { best });
+    let mut v = if norm(far) > 0.0 { scale(far, 1.0 / norm(far)) } else { [1.0, 0.0, 0.0] };
+    for _ in 0..50 {
+        let w = [dot(cov[0], v), dot(cov[1], v), dot(cov[2], v)];
+        let len = norm(w);
+        if len == 0.0 {
+            break;
+        }
+        v = scale(w, 1.0 / len);
+    }
+    (c, v)
+}
+
+/// A small deterministic generator (xorshift64*), so results do not depend on the run.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+/// What [`find_tracks`] found in one event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventTracks {
+    /// The tracks.
+    pub tracks: Vec<TrackRow>,
+    /// Their segments.
+    pub segments: Vec<SegmentRow>,
+    /// (index into the event's hits, track id) for every hit on a track.
+    pub assignments: Vec<(usize, u64)>,
+}
+
+/// Finds the tracks of one event among `hits` (those without x, y, z are ignored); track ids
+/// start at `first_track_id`.
+pub fn find_tracks(
+    config: &TrackConfig,
+    event_id: u64,
+    hits: &[HitRow],
+    clock_mhz: f64,
+    first_track_id: u64,
+) -> EventTracks {
+    let mut tracks = Vec::new();
+    let mut segments = Vec::new();
+    let mut assignments = Vec::new();
+    let points: Vec<(usize, V3)> = hits
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            Some((i, [f64::from(h.x_mm?), f64::from(h.y_mm?), f64::from(h.z_mm?)]))
+        })
+        .collect();
+    let mut unused: Vec<(usize, V3)> = points;
+    let mut rng = Rng(event_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut failures = 0;
+    while unused.len() >= config.min_hits && tracks.len() < config.max_tracks && failures < 3 {
+        // 1. RANSAC
+        let mut best: Option<(usize, V3, V3)> = None;
+        for _ in 0..config.ransac_trials {
+            let (a, b) = (rng.below(unused.len()), rng.below(unused.len()));
+            let d = sub(unused[b].1, unused[a].1);
+            let len = norm(d);
+            if a == b || len < config.inlier_mm {
+                continue;
+            }
+            let axis = scale(d, 1.0 / len);
+            let count = unused
+                .iter()
+                .filter(|(_, p)| distance(*p, unused[a].1, axis) <= config.inlier_mm)
+                .count();
+            if best.is_none_or(|(c, _, _)| count > c) {
+                best = Some((count, unused[a].1, axis));
+            }
+        }
+        let Some((count, origin, axis)) = best else { break };
+        if count < config.min_hits {
+            break;
+        }
+        // 2. PCA refit and inliers again
+        let inliers: Vec<V3> = unused
+            .iter()
+            .filter(|(_, p)| distance(*p, origin, axis) <= config.inlier_mm)
+            .map(|(_, p)| *p)
+            .collect();
+        let (center, mut axis) = pca(&inliers);
+        if axis[1] > 0.0 || (axis[1] == 0.0 && axis[0] < 0.0) {
+            axis = scale(axis, -1.0); // start at the top: cosmics go down
+        }
+        let mut on_line: Vec<(f64, usize)> = unused
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, p))| distance(*p, center, axis) <= config.inlier_mm)
+            .map(|(k, (_, p))| (dot(sub(*p, center), axis), k))
+            .collect();
+        on_line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // 3. split at gaps
+        let mut pieces: Vec<&[(f64, usize)]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=on_line.len() {
+            if i == on_line.len() || on_line[i].0 - on_line[i - 1].0 > config.max_gap_mm {
+                pieces.push(&on_line[start..i]);
+                start = i;
+            }
+        }
+        let mut taken: Vec<usize> = Vec::new();
+        for piece in pieces {
+            let (s0, s1) = (piece[0].0, piece[piece.len() - 1].0);
+            if piece.len() < config.min_hits || s1 - s0 < config.min_length_mm {
+                continue;
+            }
+            let track_id = first_track_id + tracks.len() as u64;
+            let member_hits: Vec<&HitRow> =
+                piece.iter().map(|(_, k)| &hits[unused[*k].0]).collect();
+            let start_point = add(center, scale(axis, s0));
+            let end_point = add(center, scale(axis, s1));
+            let residual =
+                piece.iter().map(|(_, k)| distance(unused[*k].1, center, axis)).sum::<f64>()
+                    / piece.len() as f64;
+            let mut tpc_mask = 0u32;
+            for h in &member_hits {
+                if let Some(t) = h.tpc.filter(|t| *t < 32) {
+                    tpc_mask |= 1 << t;
+                }
+            }
+            tracks.push(TrackRow {
+                track_id,
+                event_id,
+                start: start_point,
+                end: end_point,
+                length_mm: s1 - s0,
+                direction: axis,
+                n_hits: piece.len() as u32,
+                q_ke: member_hits.iter().map(|h| f64::from(h.q_ke)).sum(),
+                tpc_mask,
+                has_t0: member_hits.iter().all(|h| h.t0_ticks.is_some()),
+                mean_residual_mm: residual,
+            });
+            // segments of segment_mm along the axis
+            let n_segments = ((s1 - s0) / config.segment_mm).ceil().max(1.0) as usize;
+            let dx = (s1 - s0) / n_segments as f64;
+            let mut acc = vec![(0.0f64, 0.0f64, 0u32); n_segments];
+            for ((s, _), h) in piece.iter().zip(&member_hits) {
+                let i = (((s - s0) / dx) as usize).min(n_segments - 1);
+                acc[i].0 += f64::from(h.q_ke);
+                acc[i].1 += f64::from(h.drift_ticks.unwrap_or(0.0));
+                acc[i].2 += 1;
+            }
+            for (i, (dq, drift_ticks, n)) in acc.into_iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                segments.push(SegmentRow {
+                    track_id,
+                    event_id,
+                    index: i as u32,
+                    dq_ke: dq,
+                    dx_mm: dx,
+                    drift_us: drift_ticks / f64::from(n) / clock_mhz,
+                    center: add(center, scale(axis, s0 + (i as f64 + 0.5) * dx)),
+                    n_hits: n,
+                });
+            }
+            assignments.extend(piece.iter().map(|(_, k)| (unused[*k].0, track_id)));
+            taken.extend(piece.iter().map(|(_, k)| *k));
+        }
+        if taken.is_empty() {
+            failures += 1;
+            continue;
+        }
+        taken.sort_unstable();
+        for k in taken.into_iter().rev() {
+            unused.swap_remove(k);
+        }
+    }
+    EventTracks { tracks, segments, assignments }
+}
