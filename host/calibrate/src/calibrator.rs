@@ -3,7 +3,8 @@
 //! 1. **Timing** (per io_group, in file order): timestamps masked to 31 bits; +`pps_ticks` after
 //!    every sync row of type 'S' (83); data read out after the PPS that follows them
 //!    (`receipt_timestamp < timestamp`) get −`pps_ticks`. `ts` counts ticks from the first PPS
-//!    of the stream.
+//!    of the stream; an optional per-io_group clock-drift correction
+//!    `(ts − offset)/(1 + slope)` follows.
 //! 2. **Triggers**: type-7 rows with `trigger_type & trigger_mask`; triggers of several io_groups
 //!    within `trigger_coincidence_ticks` are one trigger; `t0 = ts + t0_offset_ticks`.
 //! 3. **Hits**: valid-parity data packets, ADC → mV → ke⁻ with the channel's constants, pixel
@@ -93,6 +94,8 @@ pub struct Calibrator {
     channels: ChannelTable,
     mm_per_tick: f64,
     rollover: Box<[i64; 256]>,
+    /// Per io_group (offset, 1 + slope); `None` when no io_group is corrected.
+    clock: Option<Box<[(f64, f64); 256]>>,
     latest_ts: Box<[Option<i64>; 256]>,
     hits: Vec<PendingHit>,
     triggers: Vec<PendingTrigger>,
@@ -107,13 +110,18 @@ impl Calibrator {
     pub fn new(config: DetectorConfig) -> Result<Self, CalibrationError> {
         let geometry = config.geometry()?;
         let channels = config.channels()?;
+        config.clock_correction_table()?;
         Ok(Self::with_tables(config, geometry, channels))
     }
 
     /// Builds a calibrator from tables already loaded.
     pub fn with_tables(config: DetectorConfig, geometry: Geometry, channels: ChannelTable) -> Self {
         let mm_per_tick = config.drift_mm_per_tick();
+        let clock = (!config.clock_correction.is_empty()).then(|| {
+            config.clock_correction_table().unwrap_or_else(|_| Box::new([(0.0, 1.0); 256]))
+        });
         Self {
+            clock,
             config,
             geometry,
             channels,
@@ -171,7 +179,10 @@ impl Calibrator {
                     self.stats.pps_syncs += 1;
                 }
                 TRIGGER_ROW if p.trigger_type[i] & mask != 0 => {
-                    let ts = (p.timestamp[i] & TIMESTAMP_MASK) as i64 + self.rollover[io];
+                    let ts = self.corrected(
+                        io,
+                        (p.timestamp[i] & TIMESTAMP_MASK) as i64 + self.rollover[io],
+                    );
                     self.stats.trigger_rows += 1;
                     self.note_time(io, ts);
                     self.add_trigger(ts, p.unix_time[i]);
@@ -180,7 +191,10 @@ impl Calibrator {
                 0 => {
                     let timestamp = p.timestamp[i] & TIMESTAMP_MASK;
                     let late = u64::from(p.receipt_timestamp[i]) & TIMESTAMP_MASK < timestamp;
-                    let ts = timestamp as i64 + self.rollover[io] - if late { pps } else { 0 };
+                    let ts = self.corrected(
+                        io,
+                        timestamp as i64 + self.rollover[io] - if late { pps } else { 0 },
+                    );
                     self.note_time(io, ts);
                     let (g, c, chip, ch) =
                         (p.io_group[i], p.io_channel[i], p.chip_id[i], p.channel_id[i]);
@@ -202,6 +216,18 @@ impl Calibrator {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Applies the io_group's clock-drift correction, if configured (rounded to whole ticks).
+    #[inline]
+    fn corrected(&self, io: usize, ts: i64) -> i64 {
+        match &self.clock {
+            Some(table) => {
+                let (offset, scale) = table[io];
+                ((ts as f64 - offset) / scale).round() as i64
+            }
+            None => ts,
         }
     }
 
@@ -450,5 +476,84 @@ impl Calibrator {
             drift_mm: drift_mm.map(|d| d as f32),
             z_mm: tile.zip(drift_mm).map(|(t, d)| (t.anode_z + t.drift_dir * d) as f32),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use larmon_decode::PacketRow;
+
+    fn row(packet_type: u8, timestamp: u64, receipt: u32, trigger_type: u8) -> PacketRow {
+        PacketRow {
+            io_group: 1,
+            io_channel: 1,
+            chip_id: 11,
+            packet_type,
+            valid_parity: u8::from(packet_type == 0),
+            timestamp,
+            dataword: 100,
+            trigger_type,
+            receipt_timestamp: receipt,
+            unix_time: 1_700_000_000,
+            ..Default::default()
+        }
+    }
+
+    fn run(config: DetectorConfig, rows: &[PacketRow]) -> CalibratedBatch {
+        let mut columns = PacketColumns::default();
+        columns.extend_from_rows(rows);
+        let mut c = Calibrator::new(config).unwrap();
+        let mut out = c.push(&columns);
+        out.extend(c.finish());
+        out
+    }
+
+    #[test]
+    fn pps_rollover_late_readout_and_clock_correction() {
+        let rows = [
+            row(TRIGGER_ROW, 9_999_000, 0, 2),
+            row(0, 9_999_500, 9_999_600, 0),   // same second
+            row(SYNC_ROW, 9_999_999, 0, b'S'), // PPS: +1e7 from here on
+            row(0, 9_999_800, 300, 0),         // read out after the PPS: belongs before it
+            row(0, 200, 400, 0),               // after the PPS
+            row(SYNC_ROW, 5_000_000, 0, b'H'), // heartbeat: no rollover
+        ];
+        let out = run(DetectorConfig::default(), &rows);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].t0_ticks, Some(9_999_000.0));
+        let mut ts: Vec<i64> = out.hits.iter().map(|h| h.ts_ticks).collect();
+        ts.sort();
+        assert_eq!(ts, [9_999_500, 9_999_800, 10_000_200]);
+        assert!(out.hits.iter().all(|h| h.event_id == Some(0)), "all within the 2000-tick window");
+
+        let mut corrected = DetectorConfig::default();
+        corrected.clock_correction.insert("1".into(), [100.0, 0.0]);
+        let out = run(corrected, &rows);
+        assert_eq!(out.events[0].t0_ticks, Some(9_998_900.0));
+        let mut ts: Vec<i64> = out.hits.iter().map(|h| h.ts_ticks).collect();
+        ts.sort();
+        assert_eq!(ts, [9_999_400, 9_999_700, 10_000_100]);
+    }
+
+    #[test]
+    fn triggers_on_two_io_groups_are_one_event_and_far_hits_are_not_in_it() {
+        let mut second = row(TRIGGER_ROW, 1_003, 0, 2);
+        second.io_group = 2;
+        let rows = [
+            row(TRIGGER_ROW, 1_000, 0, 2),
+            second,
+            row(0, 2_500, 2_600, 0),
+            row(0, 4_000, 4_100, 0),
+        ];
+        let out = run(DetectorConfig::default(), &rows);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].n_triggers, 2);
+        assert_eq!(out.events[0].t0_ticks, Some(1_000.0));
+        let in_event: Vec<i64> =
+            out.hits.iter().filter(|h| h.event_id.is_some()).map(|h| h.ts_ticks).collect();
+        assert_eq!(in_event, [2_500]);
+        let drift = out.hits.iter().find(|h| h.event_id.is_some()).unwrap().drift_ticks;
+        assert_eq!(drift, Some(1_500.0));
     }
 }

@@ -8,6 +8,9 @@
 //! clock_mhz = 10.0
 //! pps_ticks = 10_000_000
 //!
+//! [clock_correction]           # optional, per io_group: [offset_ticks, slope]
+//! "1" = [0.0, 3.0e-7]          # ts' = (ts - offset) / (1 + slope)
+//!
 //! [[modules]]                  # one per module; default: module 1, io_groups 1-2, built-in layout
 //! id = 1
 //! io_group_offset = 0          # added to the layout's io_groups (2x2 module m: 2*(m-1))
@@ -71,6 +74,9 @@ pub struct DetectorConfig {
     pub clock_mhz: f64,
     /// Ticks between PPS resets.
     pub pps_ticks: i64,
+    /// Optional clock-drift correction per io_group: `"io_group" = [offset_ticks, slope]`,
+    /// applied as `ts' = (ts − offset) / (1 + slope)` (ndlar_flow's TimestampCorrector).
+    pub clock_correction: std::collections::BTreeMap<String, [f64; 2]>,
     /// Modules and their layouts.
     pub modules: Vec<ModuleConfig>,
     /// ADC → charge constants.
@@ -143,6 +149,7 @@ impl Default for DetectorConfig {
             drift_velocity_mm_per_us: None,
             clock_mhz: 10.0,
             pps_ticks: 10_000_000,
+            clock_correction: Default::default(),
             modules: vec![ModuleConfig::default()],
             charge: ChargeConfig::default(),
             events: EventConfig::default(),
@@ -215,6 +222,20 @@ impl DetectorConfig {
     /// Drift distance per clock tick, mm.
     pub fn drift_mm_per_tick(&self) -> f64 {
         self.drift_velocity() / self.clock_mhz
+    }
+
+    /// The clock correction as a table indexed by io_group: (offset, 1 + slope).
+    pub fn clock_correction_table(&self) -> Result<Box<[(f64, f64); 256]>, CalibrationError> {
+        let mut table = Box::new([(0.0, 1.0); 256]);
+        for (key, [offset, slope]) in &self.clock_correction {
+            let io_group: u8 = key.parse().map_err(|_| {
+                CalibrationError::Config(format!(
+                    "clock_correction: {key:?} is not an io_group (0-255)"
+                ))
+            })?;
+            table[io_group as usize] = (*offset, 1.0 + slope);
+        }
+        Ok(table)
     }
 
     /// Builds the geometry of every module.
