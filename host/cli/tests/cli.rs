@@ -107,7 +107,7 @@ fn inspect_of_a_non_hdf5_file_is_a_one_line_error() {
 }
 
 #[test]
-fn calibrate_exports_hits_and_events_as_arrow_ipc() {
+fn calibrate_exports_streams_as_arrow_ipc_and_parquet() {
     let dir = scratch("cli-calibrate");
     let hits = dir.join("hits.arrow");
     let out = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&hits)]);
@@ -138,9 +138,27 @@ fn calibrate_exports_hits_and_events_as_arrow_ipc() {
 
     let again = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&hits)]);
     assert!(!again.status.success() && text(&again.stderr).contains("--force"));
-    let parquet =
-        larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.parquet"))]);
-    assert!(text(&parquet.stderr).contains("only Arrow IPC"), "{}", text(&parquet.stderr));
+    let csv = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.csv"))]);
+    assert!(text(&csv.stderr).contains("not .csv"), "{}", text(&csv.stderr));
+
+    let parquet = dir.join("tracks.parquet");
+    let out = larmon(&[
+        "calibrate",
+        p(&data("small-raw.h5")),
+        "--export",
+        p(&parquet),
+        "--stream",
+        "tracks",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&parquet).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+    assert!((150..=160).contains(&rows), "{rows} tracks for 150 true tracks");
 }
 
 #[test]

@@ -15,18 +15,22 @@ use larmon_calibrate::output::{
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::{packets_record_batch, packets_schema};
 use larmon_ingest::read::{LarpixReader, ReadOptions};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 use crate::progress;
 
 /// Calibrate a raw or packet file: PPS rollover, events and t0 from external triggers,
 /// hits in ke- with pixel position and drift coordinate, straight tracks and their dQ/dx
-/// segments. Prints a summary; with --export, writes
-/// one stream as an Arrow IPC file that pandas (pyarrow.ipc.open_file) and polars
-/// (pl.read_ipc) read directly.
+/// segments. Prints a summary; with --export, writes one stream as an Arrow IPC file (.arrow:
+/// pyarrow.ipc.open_file, polars.read_ipc) or a Parquet file (.parquet, snappy:
+/// pandas.read_parquet, polars.read_parquet).
 ///
 /// Examples:
 ///   larmon calibrate run.h5
 ///   larmon calibrate run.h5 --config 2x2.toml --export hits.arrow
+///   larmon calibrate run.h5 --export hits.parquet
 ///   larmon calibrate run.h5 --export events.arrow --stream events
 ///   larmon calibrate run.h5 --export segments.arrow --stream track-segments
 #[derive(clap::Args)]
@@ -37,8 +41,8 @@ pub struct Args {
     /// Detector configuration (TOML); the built-in 2x2-like default otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Write the chosen stream to this Arrow IPC file (.arrow).
-    #[arg(long, value_name = "OUT.arrow")]
+    /// Write the chosen stream to this file: Arrow IPC (.arrow) or Parquet (.parquet).
+    #[arg(long, value_name = "OUT.{arrow,parquet}")]
     export: Option<PathBuf>,
     /// Stream to export.
     #[arg(long, value_enum, default_value_t = Stream::Hits)]
@@ -46,6 +50,37 @@ pub struct Args {
     /// Overwrite the export file if it exists.
     #[arg(short, long)]
     force: bool,
+}
+
+enum ExportFormat {
+    ArrowIpc,
+    Parquet,
+}
+
+/// The open export file.
+enum Exporter {
+    Ipc(FileWriter<BufWriter<File>>),
+    Parquet(ArrowWriter<File>),
+}
+
+impl Exporter {
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Exporter::Ipc(w) => w.write(batch)?,
+            Exporter::Parquet(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Exporter::Ipc(mut w) => w.finish()?,
+            Exporter::Parquet(w) => {
+                w.close()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,12 +113,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut calibrator = Calibrator::new(config).context("setting up the calibration")?;
     let mut writer = match &args.export {
         Some(path) => {
-            if let Some(ext) = path.extension().and_then(|e| e.to_str()).filter(|e| *e != "arrow") {
-                bail!(
-                    "{}: only Arrow IPC export (.arrow) is supported, not .{ext}",
-                    path.display()
-                );
-            }
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("arrow") => ExportFormat::ArrowIpc,
+                Some("parquet") => ExportFormat::Parquet,
+                other => bail!(
+                    "{}: export to .arrow (Arrow IPC) or .parquet, not {}",
+                    path.display(),
+                    other.map_or("a file without extension".into(), |e| format!(".{e}"))
+                ),
+            };
             if path.exists() && !args.force {
                 bail!("{}: already exists (use --force to overwrite)", path.display());
             }
@@ -96,7 +134,16 @@ pub fn run(args: Args) -> Result<()> {
             };
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            Some(FileWriter::try_new(BufWriter::new(file), &schema)?)
+            Some(match format {
+                ExportFormat::ArrowIpc => {
+                    Exporter::Ipc(FileWriter::try_new(BufWriter::new(file), &schema)?)
+                }
+                ExportFormat::Parquet => {
+                    let props =
+                        WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                    Exporter::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
+                }
+            })
         }
         None => None,
     };
@@ -135,7 +182,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     export(calibrator.finish(), None)?;
     bar.finish_and_clear();
-    if let Some(w) = writer.as_mut() {
+    if let Some(w) = writer {
         w.finish()?;
     }
     let stats = calibrator.stats();
