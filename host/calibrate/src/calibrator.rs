@@ -556,4 +556,31 @@ mod tests {
         let drift = out.hits.iter().find(|h| h.event_id.is_some()).unwrap().drift_ticks;
         assert_eq!(drift, Some(1_500.0));
     }
+
+    #[test]
+    fn untriggered_activity_becomes_self_triggered_events() {
+        // 12 hits 50 ticks apart (a cluster), then 3 isolated hits far apart; no trigger.
+        let mut rows: Vec<PacketRow> = (0..12u64)
+            .map(|k| {
+                let mut r = row(0, 100_000 + 50 * k, (100_100 + 50 * k) as u32, 0);
+                r.channel_id = k as u8;
+                r
+            })
+            .collect();
+        rows.extend(
+            (0..3u64).map(|k| row(0, 500_000 + 100_000 * k, (500_100 + 100_000 * k) as u32, 0)),
+        );
+        let out = run(DetectorConfig::default(), &rows);
+        assert_eq!(out.events.len(), 1);
+        let event = out.events[0];
+        assert_eq!(event.kind, EventKind::SelfTriggered);
+        assert_eq!((event.t0_ticks, event.n_hits), (None, 12));
+        assert_eq!((event.ts_start, event.ts_end), (100_000.0, 100_550.0));
+        let in_event = out.hits.iter().filter(|h| h.event_id == Some(event.event_id)).count();
+        assert_eq!(in_event, 12);
+        let alone: Vec<_> = out.hits.iter().filter(|h| h.event_id.is_none()).collect();
+        assert_eq!(alone.len(), 3);
+        assert!(out.hits.iter().all(|h| h.z_mm.is_none()), "no t0, no drift coordinate");
+        assert!(out.tracks.is_empty());
+    }
 }
