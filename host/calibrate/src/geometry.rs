@@ -269,4 +269,22 @@ mod tests {
         // unknown io_group
         assert_eq!(g.pixel(7, 1, 11, 0), None);
     }
+
+    #[test]
+    fn second_module_gets_its_io_groups_tiles_tpcs_and_offset() {
+        let text = include_str!("../data/layout-2x2-nominal.yaml");
+        let m1 = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3] };
+        let m2 = ModulePlacement { module: 2, io_group_offset: 2, offset_mm: [335.0, 0.0, -335.0] };
+        let g = Geometry::from_layouts(&[(text, m1), (text, m2)]).unwrap();
+        assert_eq!(g.tiles.len(), 32);
+        let a = g.pixel(1, 1, 11, 0).unwrap();
+        let b = g.pixel(3, 1, 11, 0).unwrap();
+        let tile = &g.tiles[b.tile_index as usize];
+        assert_eq!((tile.id, tile.module, tile.tpc), (17, 2, 3));
+        assert!((b.x - (a.x + 335.0)).abs() < 1e-9 && (b.y - a.y).abs() < 1e-9);
+        assert!((tile.anode_z - (-304.31 - 335.0)).abs() < 1e-9);
+        let c = g.pixel(4, 1, 11, 0).unwrap();
+        assert_eq!(g.tiles[c.tile_index as usize].tpc, 4);
+        assert_eq!(g.pixel(5, 1, 11, 0), None);
+    }
 }
