@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 ///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
+///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
 #[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
@@ -33,6 +34,7 @@ struct Cli {
 enum Command {
     Convert(commands::convert::Args),
     Calibrate(commands::calibrate::Args),
+    Run(commands::run::Args),
     Inspect(commands::inspect::Args),
     Bench(commands::bench::Args),
 }
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
+        Command::Run(args) => commands::run::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -4,3 +4,4 @@ pub mod bench;
 pub mod calibrate;
 pub mod convert;
 pub mod inspect;
+pub mod run;

@@ -1,0 +1,352 @@
+//! `larmon run`: files of one run → calibration → every plot plugin → report.json + figures.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use arrow::array::RecordBatch;
+use larmon_calibrate::output::{
+    events_record_batch, hits_record_batch, segments_record_batch, tracks_record_batch,
+};
+use larmon_calibrate::{Calibrator, DetectorConfig};
+use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_runtime::{LoadedPlugin, Limits, PluginReport, Runtime};
+use serde::Serialize;
+
+use crate::progress;
+
+/// Run the plot plugins over the files of one run and write its report.
+///
+/// The files are read in order, calibrated (hits, events, tracks), and every batch of every
+/// stream a plugin asked for is handed to it. Each plugin runs sandboxed (no files, network or
+/// environment; memory and CPU limits) in its own thread; one that fails is reported with its
+/// reason while the others go on. Output: DIR/<run>/report.json with each plugin's status,
+/// metrics, checks and log, and DIR/<run>/<plugin>/<figure>.svg (+ .json with the plotted data).
+/// The exit code is non-zero only if larmon itself failed.
+///
+/// Bundled plugins are the .wasm files in --plugin-dir (default: $LARMON_PLUGIN_DIR, else the
+/// build's target/wasm32-wasip2/plugin beside the larmon binary); --plugin adds one or replaces
+/// the bundled plugin of the same name.
+///
+/// Examples:
+///   larmon run tests/data/small-raw.h5 --out reports
+///   larmon run run1_p0.h5 run1_p1.h5 --out reports --plugin my-dqdx.wasm --config larmon.toml
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Raw or packet files of one run.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Output directory (the report goes to DIR/<run>/).
+    #[arg(long)]
+    out: PathBuf,
+    /// A plugin component to add (or to replace the bundled one of the same name).
+    #[arg(long = "plugin")]
+    plugins: Vec<PathBuf>,
+    /// Directory of bundled plugins.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    /// Detector configuration plus `[plugins.NAME]` tables with plugin settings (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run name (default: the first file's name without extension).
+    #[arg(long)]
+    run: Option<String>,
+    /// CPU limit of one plugin call, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    plugin_timeout: f64,
+    /// Memory limit of one plugin instance, MiB.
+    #[arg(long, default_value_t = 512)]
+    plugin_memory_mib: usize,
+    /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct FigureFiles {
+    name: String,
+    title: String,
+    svg: String,
+    data: String,
+}
+
+#[derive(Serialize)]
+struct PluginEntry {
+    name: String,
+    version: String,
+    description: String,
+    file: String,
+    sha256: String,
+    status: &'static str,
+    error: Option<String>,
+    load: LoadEntry,
+    metrics: Vec<larmon_runtime::Metric>,
+    checks: Vec<larmon_runtime::Check>,
+    figures: Vec<FigureFiles>,
+    log: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct LoadEntry {
+    source: larmon_runtime::CompileSource,
+    milliseconds: f64,
+}
+
+#[derive(Serialize)]
+struct RunReport {
+    run: String,
+    files: Vec<PathBuf>,
+    larmon_version: &'static str,
+    created_unix_s: f64,
+    host: larmon_calibrate::CalibrationStats,
+    plugins: Vec<PluginEntry>,
+}
+
+fn default_plugin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LARMON_PLUGIN_DIR") {
+        return Some(dir.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("wasm32-wasip2/plugin"))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("larmon"))
+}
+
+/// Reads the detector configuration and the `[plugins.NAME]` tables.
+fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, String>)> {
+    let Some(path) = path else { return Ok((DetectorConfig::default(), BTreeMap::new())) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut plugin_configs = BTreeMap::new();
+    if let Some(plugins) = table.remove("plugins") {
+        let toml::Value::Table(plugins) = plugins else { bail!("{}: [plugins] must be a table", path.display()) };
+        for (name, value) in plugins {
+            plugin_configs.insert(name, serde_json::to_string(&value)?);
+        }
+    }
+    let rest = std::env::temp_dir().join(format!("larmon-config-{}.toml", std::process::id()));
+    std::fs::write(&rest, toml::to_string(&table)?)?;
+    let detector = DetectorConfig::load(&rest);
+    let _ = std::fs::remove_file(&rest);
+    let mut detector = detector?;
+    // Relative paths in the file are relative to it, not to the temporary copy.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for module in &mut detector.modules {
+        if let Some(layout) = module.layout.as_mut().filter(|p| p.starts_with(std::env::temp_dir())) {
+            *layout = base.join(layout.file_name().unwrap_or_default());
+        }
+    }
+    Ok((detector, plugin_configs))
+}
+
+/// Loads the bundled plugins and the --plugin ones (a --plugin replaces a bundled one of the
+/// same name).
+fn load_plugins(runtime: &Runtime, args: &Args) -> Result<Vec<LoadedPlugin>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let dir = args.plugin_dir.clone().or_else(default_plugin_dir);
+    if let Some(dir) = dir.filter(|d| d.is_dir()) {
+        let mut bundled: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        bundled.sort();
+        files.extend(bundled);
+    }
+    let mut loaded: Vec<LoadedPlugin> = Vec::new();
+    for (k, path) in files.iter().chain(&args.plugins).enumerate() {
+        let plugin = runtime.load_file(path)?;
+        let explicit = k >= files.len();
+        if let Some(i) = loaded.iter().position(|p| p.info().name == plugin.info().name) {
+            if explicit {
+                loaded[i] = plugin;
+            }
+            continue;
+        }
+        loaded.push(plugin);
+    }
+    if loaded.is_empty() {
+        bail!("no plugins: none in the plugin directory and no --plugin given (build them with `bash .ci/plugins`)");
+    }
+    Ok(loaded)
+}
+
+type Work = (&'static str, Arc<RecordBatch>);
+
+pub fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let (detector, plugin_configs) = read_config(args.config.as_deref())?;
+    let limits = Limits {
+        memory_bytes: args.plugin_memory_mib << 20,
+        call_timeout: std::time::Duration::from_secs_f64(args.plugin_timeout),
+        ..Limits::default()
+    };
+    let runtime = Runtime::new(limits, args.cache_dir.clone().or_else(default_cache_dir))?;
+    let plugins = load_plugins(&runtime, &args)?;
+    let run_name = args.run.clone().unwrap_or_else(|| {
+        args.files[0].file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let run_dir = args.out.join(&run_name);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+
+    let mut calibrator = Calibrator::new(detector).context("setting up the calibration")?;
+    let entries = std::thread::scope(|scope| -> Result<Vec<PluginEntry>> {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for plugin in &plugins {
+            let (tx, rx) = sync_channel::<Work>(4);
+            senders.push(tx);
+            let config = plugin_configs.get(&plugin.info().name).cloned().unwrap_or_else(|| "{}".into());
+            let (runtime, run_dir) = (&runtime, &run_dir);
+            workers.push(scope.spawn(move || {
+                let mut run = plugin.open(runtime, &config);
+                for (stream, batch) in rx {
+                    if let Ok(run) = run.as_mut() {
+                        let _ = run.consume(stream, &batch); // a failure is kept in the run
+                    }
+                }
+                finish_plugin(plugin, run, run_dir)
+            }));
+        }
+        let broadcast = |stream: &'static str, batch: RecordBatch| {
+            if batch.num_rows() == 0 {
+                return;
+            }
+            let batch = Arc::new(batch);
+            for tx in &senders {
+                let _ = tx.send((stream, batch.clone()));
+            }
+        };
+        let send_calibrated = |done: larmon_calibrate::output::CalibratedBatch| {
+            broadcast("hits", hits_record_batch(&done.hits));
+            broadcast("events", events_record_batch(&done.events));
+            broadcast("tracks", tracks_record_batch(&done.tracks));
+            broadcast("track_segments", segments_record_batch(&done.segments));
+        };
+        let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let bar = progress::bar(total, "bytes");
+        bar.set_prefix("processing");
+        let mut done_bytes = 0;
+        for file in &args.files {
+            let reader = LarpixReader::open(file, &ReadOptions::default())?;
+            for batch in reader {
+                let batch = batch?;
+                send_calibrated(calibrator.push(&batch));
+                broadcast("packets", packets_record_batch(batch));
+            }
+            done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            bar.set_position(done_bytes);
+        }
+        send_calibrated(calibrator.finish());
+        bar.finish_and_clear();
+        drop(senders);
+        Ok(workers.into_iter().map(|w| w.join().expect("plugin thread")).collect())
+    })?;
+
+    let report = RunReport {
+        run: run_name.clone(),
+        files: args.files.clone(),
+        larmon_version: env!("CARGO_PKG_VERSION"),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        host: calibrator.stats().clone(),
+        plugins: entries,
+    };
+    let path = run_dir.join("report.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    let failed: Vec<&str> = report.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
+    println!(
+        "{}: {} plugins ({} failed{}), {} figures -> {} in {:.2} s",
+        run_name,
+        report.plugins.len(),
+        failed.len(),
+        if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) },
+        report.plugins.iter().map(|p| p.figures.len()).sum::<usize>(),
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Asks a plugin for its report and writes its figures.
+fn finish_plugin(
+    plugin: &LoadedPlugin,
+    run: Result<larmon_runtime::PluginRun, String>,
+    run_dir: &Path,
+) -> PluginEntry {
+    let info = plugin.info();
+    let (result, log) = match run {
+        Ok(mut run) => {
+            let report = run.report();
+            (report, run.log())
+        }
+        Err(e) => (Err(format!("open failed: {e}")), Vec::new()),
+    };
+    let mut entry = PluginEntry {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        description: info.description.clone(),
+        file: plugin.label().into(),
+        sha256: plugin.sha256().into(),
+        status: "ok",
+        error: None,
+        load: LoadEntry {
+            source: plugin.compile_source().clone(),
+            milliseconds: plugin.load_time().as_secs_f64() * 1e3,
+        },
+        metrics: Vec::new(),
+        checks: Vec::new(),
+        figures: Vec::new(),
+        log,
+    };
+    match result {
+        Ok(PluginReport { figures, metrics, checks }) => {
+            entry.metrics = metrics;
+            entry.checks = checks;
+            let dir = run_dir.join(safe_name(&info.name));
+            let _ = std::fs::create_dir_all(&dir);
+            for figure in figures {
+                let stem = safe_name(&figure.name);
+                let (svg, data) = (format!("{stem}.svg"), format!("{stem}.json"));
+                let written = std::fs::write(dir.join(&svg), &figure.svg)
+                    .and_then(|()| std::fs::write(dir.join(&data), &figure.data_json));
+                if let Err(e) = written {
+                    entry.status = "error";
+                    entry.error = Some(format!("writing figure {stem}: {e}"));
+                }
+                let prefix = safe_name(&info.name);
+                entry.figures.push(FigureFiles {
+                    name: figure.name,
+                    title: figure.title,
+                    svg: format!("{prefix}/{svg}"),
+                    data: format!("{prefix}/{data}"),
+                });
+            }
+        }
+        Err(e) => {
+            entry.status = "error";
+            entry.error = Some(e);
+        }
+    }
+    entry
+}
+
+/// A file-name-safe version of a plugin-chosen name (no path separators, no dots first).
+fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() { "unnamed".into() } else { cleaned }
+}

@@ -1,0 +1,76 @@
+//! The glue between a [`Plugin`](crate::Plugin) and the WIT world: IPC decoding, stream
+//! dispatch, JSON configuration, serde snapshots. Plugin authors never see it.
+
+use std::cell::RefCell;
+use std::io::Cursor;
+
+use arrow_ipc::reader::StreamReader;
+
+use crate::Plugin;
+use crate::batch::Batch;
+use crate::bindings::exports::larmon::plugin::plugin::{GuestInstance, Instance, PluginInfo};
+use crate::bindings::larmon::plugin::types as wit;
+
+/// One plugin instance as the component exports it.
+pub struct Adapter<P: Plugin> {
+    state: RefCell<P>,
+}
+
+/// The WIT description of a plugin.
+pub fn wit_info<P: Plugin>() -> PluginInfo {
+    let info = P::info();
+    PluginInfo {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        consumes: info
+            .consumes
+            .into_iter()
+            .map(|(stream, columns)| wit::StreamRequest { stream, columns })
+            .collect(),
+        config_keys: info.config_keys,
+    }
+}
+
+impl<P: Plugin> GuestInstance for Adapter<P> {
+    fn open(config_json: String) -> Result<Instance, String> {
+        let config: serde_json::Value = if config_json.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&config_json).map_err(|e| format!("configuration: {e}"))?
+        };
+        let plugin = P::new(&config)?;
+        Ok(Instance::new(Adapter { state: RefCell::new(plugin) }))
+    }
+
+    fn consume(&self, stream: String, batch_ipc: Vec<u8>) -> Result<(), String> {
+        let reader = StreamReader::try_new(Cursor::new(batch_ipc), None)
+            .map_err(|e| format!("{stream}: reading the IPC stream: {e}"))?;
+        let mut state = self.state.borrow_mut();
+        for batch in reader {
+            let batch = Batch::new(batch.map_err(|e| format!("{stream}: {e}"))?);
+            match stream.as_str() {
+                "packets" => state.packets(&batch)?,
+                "hits" => state.hits(&batch)?,
+                "events" => state.events(&batch)?,
+                "tracks" => state.tracks(&batch)?,
+                "track_segments" => state.track_segments(&batch)?,
+                other => return Err(format!("unknown stream {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, String> {
+        serde_json::to_vec(&*self.state.borrow()).map_err(|e| format!("snapshot: {e}"))
+    }
+
+    fn merge(&self, snapshot: Vec<u8>) -> Result<(), String> {
+        let other: P = serde_json::from_slice(&snapshot).map_err(|e| format!("merge: {e}"))?;
+        self.state.borrow_mut().merge(other)
+    }
+
+    fn report(&self) -> Result<wit::Report, String> {
+        Ok(self.state.borrow().report()?.into_wit())
+    }
+}

@@ -1,0 +1,67 @@
+//! Typed access to the columns of a record batch: `batch.u8("io_group")?` is a `&[u8]`.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
+
+/// A batch of one stream, with typed column access.
+pub struct Batch {
+    inner: RecordBatch,
+}
+
+macro_rules! getter {
+    ($name:ident, $opt:ident, $arrow:ty, $native:ty) => {
+        /// The column's values (nulls read as 0); an error if it is missing or of another type.
+        pub fn $name(&self, column: &str) -> Result<&[$native], String> {
+            Ok(self.primitive::<$arrow>(column)?.values())
+        }
+        /// The column's values with nulls as `None`.
+        pub fn $opt(&self, column: &str) -> Result<Vec<Option<$native>>, String> {
+            Ok(self.primitive::<$arrow>(column)?.iter().collect())
+        }
+    };
+}
+
+impl Batch {
+    pub(crate) fn new(inner: RecordBatch) -> Self {
+        Self { inner }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.inner.num_rows()
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.inner.num_rows() == 0
+    }
+
+    /// The underlying Arrow record batch.
+    pub fn record_batch(&self) -> &RecordBatch {
+        &self.inner
+    }
+
+    fn primitive<T: ArrowPrimitiveType>(
+        &self,
+        column: &str,
+    ) -> Result<&arrow_array::PrimitiveArray<T>, String> {
+        let array = self
+            .inner
+            .column_by_name(column)
+            .ok_or_else(|| format!("no column {column:?} (did info() request it?)"))?;
+        array.as_primitive_opt::<T>().ok_or_else(|| {
+            format!("column {column:?} is {}, not {}", array.data_type(), T::DATA_TYPE)
+        })
+    }
+
+    getter!(u8, opt_u8, UInt8Type, u8);
+    getter!(u16, opt_u16, UInt16Type, u16);
+    getter!(u32, opt_u32, UInt32Type, u32);
+    getter!(u64, opt_u64, UInt64Type, u64);
+    getter!(i64, opt_i64, Int64Type, i64);
+    getter!(f32, opt_f32, Float32Type, f32);
+    getter!(f64, opt_f64, Float64Type, f64);
+}

@@ -1,0 +1,179 @@
+//! Mergeable accumulators: weighted 1-D and 2-D histograms and a time series. Merging two of
+//! them gives exactly what one would hold after seeing both inputs.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A weighted 1-D histogram with fixed, equal bins plus under- and overflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hist1D {
+    /// Lower edge of the first bin.
+    pub lo: f64,
+    /// Upper edge of the last bin.
+    pub hi: f64,
+    /// Sum of weights per bin.
+    pub counts: Vec<f64>,
+    /// Sum of weights below `lo`.
+    pub underflow: f64,
+    /// Sum of weights at or above `hi` (and NaN).
+    pub overflow: f64,
+}
+
+impl Hist1D {
+    /// `bins` equal bins over `[lo, hi)`.
+    pub fn new(bins: usize, lo: f64, hi: f64) -> Self {
+        Self { lo, hi, counts: vec![0.0; bins.max(1)], underflow: 0.0, overflow: 0.0 }
+    }
+
+    /// Bin width.
+    pub fn width(&self) -> f64 {
+        (self.hi - self.lo) / self.counts.len() as f64
+    }
+
+    /// Adds `weight` at `x`.
+    pub fn fill(&mut self, x: f64, weight: f64) {
+        if x < self.lo {
+            self.underflow += weight;
+        } else if x >= self.hi || x.is_nan() {
+            self.overflow += weight;
+        } else {
+            let i = (((x - self.lo) / self.width()) as usize).min(self.counts.len() - 1);
+            self.counts[i] += weight;
+        }
+    }
+
+    /// Centre of bin `i`.
+    pub fn center(&self, i: usize) -> f64 {
+        self.lo + (i as f64 + 0.5) * self.width()
+    }
+
+    /// Sum of weights in the bins (without under/overflow).
+    pub fn total(&self) -> f64 {
+        self.counts.iter().sum()
+    }
+
+    /// Weighted mean of the bin centres, if any weight.
+    pub fn mean(&self) -> Option<f64> {
+        let total = self.total();
+        (total > 0.0).then(|| {
+            self.counts.iter().enumerate().map(|(i, w)| w * self.center(i)).sum::<f64>() / total
+        })
+    }
+
+    /// Adds another histogram with the same binning.
+    pub fn merge(&mut self, other: &Hist1D) -> Result<(), String> {
+        if self.counts.len() != other.counts.len() || self.lo != other.lo || self.hi != other.hi {
+            return Err("merging histograms with different binning".into());
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.underflow += other.underflow;
+        self.overflow += other.overflow;
+        Ok(())
+    }
+}
+
+/// A weighted 2-D histogram (row-major counts, `ny` rows of `nx` bins).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hist2D {
+    /// x binning.
+    pub x: (usize, f64, f64),
+    /// y binning.
+    pub y: (usize, f64, f64),
+    /// Sum of weights per bin, `counts[iy * nx + ix]`.
+    pub counts: Vec<f64>,
+    /// Weight outside the ranges.
+    pub outside: f64,
+}
+
+impl Hist2D {
+    /// `nx × ny` bins over `[xlo, xhi) × [ylo, yhi)`.
+    pub fn new(nx: usize, xlo: f64, xhi: f64, ny: usize, ylo: f64, yhi: f64) -> Self {
+        let (nx, ny) = (nx.max(1), ny.max(1));
+        Self { x: (nx, xlo, xhi), y: (ny, ylo, yhi), counts: vec![0.0; nx * ny], outside: 0.0 }
+    }
+
+    /// Adds `weight` at (x, y).
+    pub fn fill(&mut self, x: f64, y: f64, weight: f64) {
+        let bin = |v: f64, (n, lo, hi): (usize, f64, f64)| {
+            (v >= lo && v < hi).then(|| (((v - lo) / (hi - lo) * n as f64) as usize).min(n - 1))
+        };
+        match (bin(x, self.x), bin(y, self.y)) {
+            (Some(ix), Some(iy)) => self.counts[iy * self.x.0 + ix] += weight,
+            _ => self.outside += weight,
+        }
+    }
+
+    /// Adds another histogram with the same binning.
+    pub fn merge(&mut self, other: &Hist2D) -> Result<(), String> {
+        if self.x != other.x || self.y != other.y {
+            return Err("merging 2-D histograms with different binning".into());
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.outside += other.outside;
+        Ok(())
+    }
+}
+
+/// Sums of weights per time bin (e.g. per Unix second), for rates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSeries {
+    /// Bin start → summed weight.
+    pub bins: BTreeMap<u64, f64>,
+}
+
+impl TimeSeries {
+    /// Adds `weight` to the bin of time `t`.
+    pub fn fill(&mut self, t: u64, weight: f64) {
+        *self.bins.entry(t).or_insert(0.0) += weight;
+    }
+
+    /// Adds another series.
+    pub fn merge(&mut self, other: &TimeSeries) {
+        for (t, w) in &other.bins {
+            self.fill(*t, *w);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_halves_equals_one_pass() {
+        let xs: Vec<f64> = (0..1000).map(|i| (i as f64 * 0.37) % 12.0 - 1.0).collect();
+        let mut whole = Hist1D::new(10, 0.0, 10.0);
+        let (mut a, mut b) = (whole.clone(), whole.clone());
+        for (i, x) in xs.iter().enumerate() {
+            whole.fill(*x, 1.0);
+            if i % 2 == 0 { a.fill(*x, 1.0) } else { b.fill(*x, 1.0) }
+        }
+        a.merge(&b).unwrap();
+        assert_eq!(a, whole);
+        assert!(whole.underflow > 0.0 && whole.overflow > 0.0);
+        assert!(a.merge(&Hist1D::new(5, 0.0, 10.0)).is_err());
+    }
+
+    #[test]
+    fn hist2d_and_time_series_merge() {
+        let mut h = Hist2D::new(4, 0.0, 4.0, 2, 0.0, 2.0);
+        h.fill(1.5, 0.5, 2.0);
+        h.fill(9.0, 0.5, 1.0);
+        let mut g = h.clone();
+        g.merge(&h).unwrap();
+        assert_eq!(g.counts[1], 4.0);
+        assert_eq!(g.outside, 2.0);
+        let mut t = TimeSeries::default();
+        t.fill(10, 1.0);
+        let mut u = TimeSeries::default();
+        u.fill(10, 2.0);
+        u.fill(11, 1.0);
+        t.merge(&u);
+        assert_eq!(t.bins.into_iter().collect::<Vec<_>>(), [(10, 3.0), (11, 1.0)]);
+    }
+}

@@ -1,0 +1,108 @@
+//! SVG figures with one consistent style (title, axis labels with units, readable at dashboard
+//! size), drawn with plotters' SVG backend.
+
+use plotters::prelude::*;
+
+use crate::hist::{Hist1D, TimeSeries};
+
+/// Figure size in pixels.
+pub const SIZE: (u32, u32) = (640, 420);
+const TITLE_FONT: (&str, u32) = ("sans-serif", 22);
+const LABEL_FONT: (&str, u32) = ("sans-serif", 16);
+const BAR: RGBColor = RGBColor(31, 119, 180);
+
+fn finish(result: Result<(), String>, svg: String) -> String {
+    match result {
+        Ok(()) => svg,
+        Err(e) => format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\"><text x=\"20\" y=\"40\">plot failed: {}</text></svg>",
+            SIZE.0,
+            SIZE.1,
+            e.replace('<', "&lt;")
+        ),
+    }
+}
+
+/// A histogram as bars, linear y axis.
+pub fn histogram(h: &Hist1D, title: &str, x_label: &str, y_label: &str) -> String {
+    let mut svg = String::new();
+    let result = (|| -> Result<(), String> {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let ymax = h.counts.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, TITLE_FONT)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(h.lo..h.hi, 0.0..ymax)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .axis_desc_style(LABEL_FONT)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let w = h.width();
+        chart
+            .draw_series(h.counts.iter().enumerate().map(|(i, c)| {
+                let x0 = h.lo + i as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, *c)], BAR.filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    })();
+    finish(result, svg)
+}
+
+/// A time series as a line with markers; x is seconds since the first bin.
+pub fn time_series(series: &[(&str, &TimeSeries)], title: &str, x_label: &str, y_label: &str) -> String {
+    let mut svg = String::new();
+    let result = (|| -> Result<(), String> {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let t0 = series.iter().filter_map(|(_, s)| s.bins.keys().next()).min().copied().unwrap_or(0);
+        let t1 = series.iter().filter_map(|(_, s)| s.bins.keys().last()).max().copied().unwrap_or(t0);
+        let ymax = series.iter().flat_map(|(_, s)| s.bins.values()).cloned().fold(0.0, f64::max).max(1.0) * 1.15;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, TITLE_FONT)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0.0..((t1 - t0) as f64 + 1.0), 0.0..ymax)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .axis_desc_style(LABEL_FONT)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (k, (name, s)) in series.iter().enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let points: Vec<(f64, f64)> = s.bins.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+            chart
+                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+        if series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())
+    })();
+    finish(result, svg)
+}
