@@ -100,7 +100,8 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CheckStatus, Config, Hist1D, Hist2D, Info, Plugin, Report, TimeSeries, export_plugin, log, svg,
+        Batch, CheckStatus, Config, Hist1D, Hist2D, Info, Plugin, Report, TimeSeries,
+        export_plugin, log, svg,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -18,7 +18,12 @@ pub struct Info {
 impl Info {
     /// A plugin called `name` (lower-case, dashes) that does `description`.
     pub fn new(name: &str, description: &str) -> Self {
-        Self { name: name.into(), version: "0.1.0".into(), description: description.into(), ..Default::default() }
+        Self {
+            name: name.into(),
+            version: "0.1.0".into(),
+            description: description.into(),
+            ..Default::default()
+        }
     }
     /// Its version (default 0.1.0).
     pub fn version(mut self, version: &str) -> Self {
@@ -63,7 +68,8 @@ impl Report {
     }
     /// Adds a figure: an SVG and the data plotted in it (serialised as JSON).
     pub fn figure(mut self, name: &str, title: &str, svg: String, data: &impl Serialize) -> Self {
-        let data_json = serde_json::to_string(data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let data_json =
+            serde_json::to_string(data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         self.figures.push(wit::Figure { name: name.into(), title: title.into(), svg, data_json });
         self
     }

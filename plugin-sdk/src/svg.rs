@@ -58,14 +58,23 @@ pub fn histogram(h: &Hist1D, title: &str, x_label: &str, y_label: &str) -> Strin
 }
 
 /// A time series as a line with markers; x is seconds since the first bin.
-pub fn time_series(series: &[(&str, &TimeSeries)], title: &str, x_label: &str, y_label: &str) -> String {
+pub fn time_series(
+    series: &[(&str, &TimeSeries)],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> String {
     let mut svg = String::new();
     let result = (|| -> Result<(), String> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let t0 = series.iter().filter_map(|(_, s)| s.bins.keys().next()).min().copied().unwrap_or(0);
-        let t1 = series.iter().filter_map(|(_, s)| s.bins.keys().last()).max().copied().unwrap_or(t0);
-        let ymax = series.iter().flat_map(|(_, s)| s.bins.values()).cloned().fold(0.0, f64::max).max(1.0) * 1.15;
+        let t0 =
+            series.iter().filter_map(|(_, s)| s.bins.keys().next()).min().copied().unwrap_or(0);
+        let t1 =
+            series.iter().filter_map(|(_, s)| s.bins.keys().last()).max().copied().unwrap_or(t0);
+        let ymax =
+            series.iter().flat_map(|(_, s)| s.bins.values()).cloned().fold(0.0, f64::max).max(1.0)
+                * 1.15;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, TITLE_FONT)
             .margin(12)
@@ -83,12 +92,15 @@ pub fn time_series(series: &[(&str, &TimeSeries)], title: &str, x_label: &str, y
             .map_err(|e| e.to_string())?;
         for (k, (name, s)) in series.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
-            let points: Vec<(f64, f64)> = s.bins.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
+            let points: Vec<(f64, f64)> =
+                s.bins.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
                 .label(*name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
             chart
                 .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| e.to_string())?;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
-pub use plugin_run::{CheckStatus, Figure, Metric, Check, PluginReport, PluginRun};
+pub use plugin_run::{Check, CheckStatus, Figure, Metric, PluginReport, PluginRun};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -128,11 +128,13 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         bindings::DqmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| RuntimeError::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| RuntimeError::Io { path: dir.clone(), source })?;
         }
         Ok(Arc::new(Self { engine, linker, cache_dir, limits }))
     }
@@ -144,8 +146,11 @@ impl Runtime {
 
     /// Loads a component from a file.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, RuntimeError> {
-        let wasm = std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.into(), source })?;
-        let label = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
+        let wasm =
+            std::fs::read(path).map_err(|source| RuntimeError::Io { path: path.into(), source })?;
+        let label = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into());
         self.load(&wasm, &label)
     }
 
@@ -163,12 +168,21 @@ impl Runtime {
         let mut run = PluginRun::start(self, &pre, label)
             .map_err(|e| invalid(format!("instantiating: {e}")))?;
         let info = run.info().map_err(|e| invalid(format!("info(): {e}")))?;
-        Ok(LoadedPlugin { pre, info, label: label.into(), sha256, source, load_time: started.elapsed() })
+        Ok(LoadedPlugin {
+            pre,
+            info,
+            label: label.into(),
+            sha256,
+            source,
+            load_time: started.elapsed(),
+        })
     }
 
     fn compile(&self, wasm: &[u8], sha256: &str) -> Result<(Component, CompileSource), String> {
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm).map(|c| (c, CompileSource::Compiled)).map_err(|e| format!("{e:#}"));
+            return Component::new(&self.engine, wasm)
+                .map(|c| (c, CompileSource::Compiled))
+                .map_err(|e| format!("{e:#}"));
         };
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -188,7 +202,8 @@ impl Runtime {
             let _ = std::fs::remove_file(&temp);
         }
         // SAFETY: `compiled` was just produced by this engine.
-        let component = unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| format!("{e:#}"))?;
+        let component = unsafe { Component::deserialize(&self.engine, &compiled) }
+            .map_err(|e| format!("{e:#}"))?;
         Ok((component, CompileSource::Compiled))
     }
 }

@@ -125,7 +125,12 @@ impl From<wit::Report> for PluginReport {
             figures: r
                 .figures
                 .into_iter()
-                .map(|f| Figure { name: f.name, title: f.title, svg: f.svg, data_json: f.data_json })
+                .map(|f| Figure {
+                    name: f.name,
+                    title: f.title,
+                    svg: f.svg,
+                    data_json: f.data_json,
+                })
                 .collect(),
             metrics: r
                 .metrics
@@ -234,7 +239,11 @@ impl PluginRun {
     fn call<R>(
         &mut self,
         what: &str,
-        f: impl FnOnce(&mut Store<HostState>, &DqmPlugin, Option<ResourceAny>) -> wasmtime::Result<Result<R, String>>,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &DqmPlugin,
+            Option<ResourceAny>,
+        ) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, String> {
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
@@ -264,13 +273,22 @@ impl PluginRun {
                 self.limits.memory_bytes >> 20
             );
         }
-        let panic = String::from_utf8_lossy(&self.stderr.contents())
-            .lines()
-            .find(|l| l.contains("panicked"))
-            .map(|l| format!(" ({l})"))
+        // A Rust guest prints "thread '…' panicked at FILE:LINE:COL:" and the message on the
+        // next line to stderr before trapping.
+        let stderr = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
+        let lines: Vec<&str> = stderr.lines().collect();
+        let panic = lines
+            .iter()
+            .position(|l| l.contains("panicked at"))
+            .map(|i| {
+                let location =
+                    lines[i].split("panicked at ").nth(1).unwrap_or("").trim_end_matches(':');
+                let message = lines.get(i + 1).copied().unwrap_or("");
+                format!(": panicked: {message} (at {location})")
+            })
             .unwrap_or_default();
-        let first_line = text.lines().next().unwrap_or("trap");
-        format!("trapped in {what}: {first_line}{panic}")
+        let cause = error.root_cause().to_string();
+        format!("trapped in {what}: {}{panic}", cause.lines().next().unwrap_or("trap"))
     }
 
     pub(crate) fn info(&mut self) -> Result<PluginInfo, String> {
@@ -304,7 +322,8 @@ impl PluginRun {
         let projected = batch.project(&indices).map_err(|e| e.to_string())?;
         let mut ipc = Vec::new();
         {
-            let mut writer = StreamWriter::try_new(&mut ipc, &projected.schema()).map_err(|e| e.to_string())?;
+            let mut writer =
+                StreamWriter::try_new(&mut ipc, &projected.schema()).map_err(|e| e.to_string())?;
             writer.write(&projected).map_err(|e| e.to_string())?;
             writer.finish().map_err(|e| e.to_string())?;
         }
@@ -324,7 +343,11 @@ impl PluginRun {
     /// Adds another instance's snapshot.
     pub fn merge(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.call("merge", |store, b, instance| {
-            b.larmon_plugin_plugin().instance().call_merge(store, instance.expect("opened"), snapshot)
+            b.larmon_plugin_plugin().instance().call_merge(
+                store,
+                instance.expect("opened"),
+                snapshot,
+            )
         })
     }
 
@@ -333,7 +356,11 @@ impl PluginRun {
         let report = self.call("report", |store, b, instance| {
             b.larmon_plugin_plugin().instance().call_report(store, instance.expect("opened"))
         })?;
-        let size: usize = report.figures.iter().map(|f| f.svg.len() + f.data_json.len() + f.title.len()).sum::<usize>()
+        let size: usize = report
+            .figures
+            .iter()
+            .map(|f| f.svg.len() + f.data_json.len() + f.title.len())
+            .sum::<usize>()
             + report.checks.iter().map(|c| c.message.len()).sum::<usize>();
         if size > self.limits.max_report_bytes {
             let failure = format!(

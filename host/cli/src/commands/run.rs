@@ -14,7 +14,7 @@ use larmon_calibrate::output::{
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
-use larmon_runtime::{LoadedPlugin, Limits, PluginReport, Runtime};
+use larmon_runtime::{Limits, LoadedPlugin, PluginReport, Runtime};
 use serde::Serialize;
 
 use crate::progress;
@@ -125,11 +125,15 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// Reads the detector configuration and the `[plugins.NAME]` tables.
 fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, String>)> {
     let Some(path) = path else { return Ok((DetectorConfig::default(), BTreeMap::new())) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let mut plugin_configs = BTreeMap::new();
     if let Some(plugins) = table.remove("plugins") {
-        let toml::Value::Table(plugins) = plugins else { bail!("{}: [plugins] must be a table", path.display()) };
+        let toml::Value::Table(plugins) = plugins else {
+            bail!("{}: [plugins] must be a table", path.display())
+        };
         for (name, value) in plugins {
             plugin_configs.insert(name, serde_json::to_string(&value)?);
         }
@@ -142,7 +146,8 @@ fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, 
     // Relative paths in the file are relative to it, not to the temporary copy.
     let base = path.parent().unwrap_or(Path::new("."));
     for module in &mut detector.modules {
-        if let Some(layout) = module.layout.as_mut().filter(|p| p.starts_with(std::env::temp_dir())) {
+        if let Some(layout) = module.layout.as_mut().filter(|p| p.starts_with(std::env::temp_dir()))
+        {
             *layout = base.join(layout.file_name().unwrap_or_default());
         }
     }
@@ -175,7 +180,9 @@ fn load_plugins(runtime: &Runtime, args: &Args) -> Result<Vec<LoadedPlugin>> {
         loaded.push(plugin);
     }
     if loaded.is_empty() {
-        bail!("no plugins: none in the plugin directory and no --plugin given (build them with `bash .ci/plugins`)");
+        bail!(
+            "no plugins: none in the plugin directory and no --plugin given (build them with `bash .ci/plugins`)"
+        );
     }
     Ok(loaded)
 }
@@ -205,7 +212,8 @@ pub fn run(args: Args) -> Result<()> {
         for plugin in &plugins {
             let (tx, rx) = sync_channel::<Work>(4);
             senders.push(tx);
-            let config = plugin_configs.get(&plugin.info().name).cloned().unwrap_or_else(|| "{}".into());
+            let config =
+                plugin_configs.get(&plugin.info().name).cloned().unwrap_or_else(|| "{}".into());
             let (runtime, run_dir) = (&runtime, &run_dir);
             workers.push(scope.spawn(move || {
                 let mut run = plugin.open(runtime, &config);
@@ -232,7 +240,8 @@ pub fn run(args: Args) -> Result<()> {
             broadcast("tracks", tracks_record_batch(&done.tracks));
             broadcast("track_segments", segments_record_batch(&done.segments));
         };
-        let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let total: u64 =
+            args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         let bar = progress::bar(total, "bytes");
         bar.set_prefix("processing");
         let mut done_bytes = 0;
@@ -265,7 +274,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     let path = run_dir.join("report.json");
     std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
-    let failed: Vec<&str> = report.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
+    let failed: Vec<&str> =
+        report.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
     println!(
         "{}: {} plugins ({} failed{}), {} figures -> {} in {:.2} s",
         run_name,

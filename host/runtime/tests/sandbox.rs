@@ -1,0 +1,155 @@
+//! The sandbox against hostile plugins, and snapshot/merge equivalence, on real components built
+//! by `bash .ci/plugins` (tests/plugins/hostile, plugins/packet-rate).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_runtime::{CompileSource, Limits, LoadedPlugin, Runtime};
+
+fn component(profile: &str, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let path = target.join("wasm32-wasip2").join(profile).join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins with `bash .ci/plugins`",
+        path.display()
+    );
+    path
+}
+
+/// One compiled-component cache for all tests (Cranelift in a debug-built host is slow).
+fn runtime(limits: Limits) -> Arc<Runtime> {
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-plugin-cache");
+    Runtime::new(limits, Some(cache)).unwrap()
+}
+
+fn packet_batches() -> Vec<RecordBatch> {
+    let options = ReadOptions { batch_rows: 4096, ..Default::default() };
+    LarpixReader::open(&larmon_tests::data("small-packets.h5"), &options)
+        .unwrap()
+        .map(|b| packets_record_batch(b.unwrap()))
+        .collect()
+}
+
+fn limits() -> Limits {
+    Limits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(2), ..Limits::default() }
+}
+
+/// Runs the hostile plugin in `mode` over one batch and returns the reason it stopped.
+fn hostile_failure(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    mode: &str,
+    batch: &RecordBatch,
+) -> String {
+    let mut run = plugin.open(runtime, &format!("{{\"mode\": \"{mode}\"}}")).unwrap();
+    let consumed = run.consume("packets", batch);
+    let reported = run.report();
+    assert!(consumed.is_err() || reported.is_err(), "{mode}: the plugin was not stopped");
+    let reason = run.failure().expect("a failure is recorded").to_owned();
+    // every later call returns the same reason without entering the plugin again
+    assert_eq!(run.snapshot().unwrap_err(), reason);
+    reason
+}
+
+#[test]
+fn hostile_plugins_are_stopped_with_a_reason_and_others_go_on() {
+    let runtime = runtime(limits());
+    let hostile = runtime.load_file(&component("plugin-test", "larmon_test_hostile")).unwrap();
+    let good = runtime.load_file(&component("plugin", "larmon_plugin_packet_rate")).unwrap();
+    let batch = &packet_batches()[0];
+
+    let started = Instant::now();
+    let reason = hostile_failure(&runtime, &hostile, "spin", batch);
+    assert!(reason.contains("CPU limit of 2.0 s"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(30), "the deadline did not stop the loop");
+
+    let reason = hostile_failure(&runtime, &hostile, "memory", batch);
+    assert!(reason.contains("memory limit of 256 MiB"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "panic", batch);
+    assert!(
+        reason.contains("trapped in consume") && reason.contains("panics on purpose"),
+        "{reason}"
+    );
+
+    let reason = hostile_failure(&runtime, &hostile, "huge-svg", batch);
+    assert!(reason.contains("memory limit"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "big-svg", batch);
+    assert!(reason.contains("exceeds the limit of 32 MiB"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "read-file", batch);
+    assert!(reason.contains("cannot open /etc/passwd") && !reason.contains("BREACH"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "socket", batch);
+    assert!(reason.contains("cannot connect") && !reason.contains("BREACH"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "env", batch);
+    assert!(reason.contains("0 variables, 0 arguments"), "{reason}");
+
+    // A well-behaved plugin in the same runtime still works, and so does the hostile one when
+    // it behaves.
+    let mut run = good.open(&runtime, "{}").unwrap();
+    for b in packet_batches() {
+        run.consume("packets", &b).unwrap();
+    }
+    let report = run.report().unwrap();
+    let parity = report.metrics.iter().find(|m| m.name == "parity_errors").unwrap();
+    assert_eq!(parity.value, 33.0);
+    let mut calm = hostile.open(&runtime, "{\"mode\": \"well\"}").unwrap();
+    calm.consume("packets", batch).unwrap();
+    assert_eq!(calm.report().unwrap().metrics[0].value, batch.num_rows() as f64);
+}
+
+#[test]
+fn snapshot_and_merge_of_two_halves_equal_one_pass() {
+    let runtime = runtime(Limits::default());
+    let plugin = runtime.load_file(&component("plugin", "larmon_plugin_packet_rate")).unwrap();
+    let batches = packet_batches();
+    assert!(batches.len() >= 4);
+    let mut whole = plugin.open(&runtime, "{}").unwrap();
+    let mut first = plugin.open(&runtime, "{}").unwrap();
+    let mut second = plugin.open(&runtime, "{}").unwrap();
+    for (i, b) in batches.iter().enumerate() {
+        whole.consume("packets", b).unwrap();
+        if i < batches.len() / 2 {
+            first.consume("packets", b).unwrap()
+        } else {
+            second.consume("packets", b).unwrap()
+        }
+    }
+    let snapshot = second.snapshot().unwrap();
+    first.merge(&snapshot).unwrap();
+    let (merged, single) = (first.report().unwrap(), whole.report().unwrap());
+    assert_eq!(merged, single);
+    assert!(!single.figures.is_empty() && single.figures[0].data_json.len() > 10);
+}
+
+#[test]
+fn compiled_components_come_from_the_cache_the_second_time() {
+    let cache = larmon_tests::scratch("plugin-cache-reuse");
+    let path = component("plugin", "larmon_plugin_packet_rate");
+    let first =
+        Runtime::new(Limits::default(), Some(cache.clone())).unwrap().load_file(&path).unwrap();
+    assert_eq!(first.compile_source(), &CompileSource::Compiled);
+    let second = Runtime::new(Limits::default(), Some(cache)).unwrap().load_file(&path).unwrap();
+    assert_eq!(second.compile_source(), &CompileSource::Cache);
+    assert_eq!(second.info().name, "packet-rate");
+    assert_eq!(second.info().consumes[0].stream, "packets");
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused_clearly() {
+    let runtime = runtime(Limits::default());
+    let err = runtime.load(b"\0asm\x01\0\0\0", "core-module.wasm").err().unwrap().to_string();
+    assert!(err.starts_with("core-module.wasm: not a larmon plugin component"), "{err}");
+    let err = runtime.load(b"hello", "text.wasm").err().unwrap().to_string();
+    assert!(err.contains("text.wasm"), "{err}");
+}
