@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
+///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
 #[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
@@ -35,6 +36,7 @@ enum Command {
     Convert(commands::convert::Args),
     Calibrate(commands::calibrate::Args),
     Run(commands::run::Args),
+    Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
     Bench(commands::bench::Args),
 }
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -171,3 +171,89 @@ fn calibrate_reports_a_bad_configuration_clearly() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("larmon.toml") && stderr.contains("e_feild_kv_cm"), "{stderr}");
 }
+
+fn component(profile: &str, name: &str) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2")
+        .join(profile)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the plugins with `bash .ci/plugins`",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn run_writes_a_report_with_each_plugins_status_metrics_checks_and_figures() {
+    let dir = scratch("cli-run");
+    let config = dir.join("larmon.toml");
+    std::fs::write(&config, "[plugins.hostile]\nmode = \"spin\"\n").unwrap();
+    let plugin_dir =
+        component("plugin", "larmon_plugin_packet_rate").parent().unwrap().to_path_buf();
+    let hostile = component("plugin-test", "larmon_test_hostile");
+    let out = larmon(&[
+        "run",
+        p(&data("small-raw.h5")),
+        "--out",
+        p(&dir.join("reports")),
+        "--plugin-dir",
+        p(&plugin_dir),
+        "--plugin",
+        p(&hostile),
+        "--config",
+        p(&config),
+        "--plugin-timeout",
+        "1",
+        "--cache-dir",
+        p(&dir.join("cache")),
+    ]);
+    assert!(
+        out.status.success(),
+        "the host did not fail, so the exit code is 0: {}",
+        text(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/small-raw/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["host"]["triggered_events"], 150);
+    let plugins = report["plugins"].as_array().unwrap();
+    let by_name = |n: &str| plugins.iter().find(|p| p["name"] == n).unwrap();
+    let rate = by_name("packet-rate");
+    assert_eq!(rate["status"], "ok");
+    let parity =
+        rate["metrics"].as_array().unwrap().iter().find(|m| m["name"] == "parity_errors").unwrap();
+    assert_eq!(parity["value"], 33.0);
+    assert_eq!(rate["checks"][0]["status"], "ok");
+    let svg = dir.join("reports/small-raw").join(rate["figures"][0]["svg"].as_str().unwrap());
+    assert!(std::fs::read_to_string(svg).unwrap().starts_with("<svg"));
+    let hostile = by_name("hostile");
+    assert_eq!(hostile["status"], "error");
+    assert!(hostile["error"].as_str().unwrap().contains("CPU limit of 1.0 s"), "{hostile}");
+}
+
+#[test]
+fn plugin_check_prints_info_and_plugin_new_scaffolds_a_member() {
+    let out = larmon(&["plugin", "check", p(&component("plugin", "larmon_plugin_packet_rate"))]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("packet-rate 0.1.0") && stdout.contains("consumes     packets:"),
+        "{stdout}"
+    );
+
+    let repo = scratch("cli-plugin-new");
+    std::fs::create_dir_all(repo.join("plugins")).unwrap();
+    std::fs::write(repo.join("plugins/Cargo.toml"), "[workspace]\nmembers = [\"packet-rate\"]\n")
+        .unwrap();
+    let out = larmon(&["plugin", "new", "my-plot", "--repo", p(&repo)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let members = std::fs::read_to_string(repo.join("plugins/Cargo.toml")).unwrap();
+    assert!(members.contains("\"my-plot\", \"packet-rate\""), "{members}");
+    let source = std::fs::read_to_string(repo.join("plugins/my-plot/src/lib.rs")).unwrap();
+    assert!(source.contains("Info::new(\"my-plot\"") && source.contains("export_plugin!(State)"));
+    let bad = larmon(&["plugin", "new", "My Plot", "--repo", p(&repo)]);
+    assert!(!bad.status.success() && text(&bad.stderr).contains("lower-case"));
+}

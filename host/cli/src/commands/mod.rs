@@ -4,4 +4,5 @@ pub mod bench;
 pub mod calibrate;
 pub mod convert;
 pub mod inspect;
+pub mod plugin;
 pub mod run;
