@@ -33,6 +33,7 @@
 //! result is a sandboxed component the host loads with `larmon run --plugin FILE.wasm`.
 
 pub mod batch;
+pub mod channels;
 pub mod hist;
 pub mod report;
 pub mod svg;
@@ -53,6 +54,7 @@ mod adapter;
 #[doc(hidden)]
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
+pub use channels::{ChannelStats, Moments, channel_of, unique_id};
 pub use hist::{Hist1D, Hist2D, TimeSeries};
 pub use report::{CheckStatus, Info, Report};
 

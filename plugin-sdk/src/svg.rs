@@ -118,3 +118,80 @@ pub fn time_series(
     })();
     finish(result, svg)
 }
+
+/// A map of values at positions (e.g. per-pixel mean ADC at pixel x, y in mm), one square per
+/// point coloured on the viridis scale between the smallest and largest value, with a colour bar.
+/// `cell` is the square size in data units (the pixel pitch for pixel maps).
+pub fn value_map(
+    points: &[(f64, f64, f64)],
+    cell: f64,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    value_label: &str,
+) -> String {
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    let mut svg = String::new();
+    let result = (|| -> Result<(), String> {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (plot, bar) = root.split_horizontally(SIZE.0 - 90);
+        let range = |f: fn(&(f64, f64, f64)) -> f64| {
+            let lo = points.iter().map(f).fold(f64::INFINITY, f64::min);
+            let hi = points.iter().map(f).fold(f64::NEG_INFINITY, f64::max);
+            if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) }
+        };
+        let ((x0, x1), (y0, y1), (v0, v1)) = (range(|p| p.0), range(|p| p.1), range(|p| p.2));
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(title, TITLE_FONT)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x0 - cell..x1 + cell, y0 - cell..y1 + cell)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .axis_desc_style(LABEL_FONT)
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let half = cell / 2.0;
+        chart
+            .draw_series(points.iter().map(|(x, y, v)| {
+                let color = ViridisRGB.get_color_normalized(*v, v0, v1);
+                Rectangle::new([(x - half, y - half), (x + half, y + half)], color.filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        let mut scale = ChartBuilder::on(&bar)
+            .margin_top(40)
+            .margin_bottom(60)
+            .margin_right(8)
+            .y_label_area_size(56)
+            .caption(value_label, ("sans-serif", 13))
+            .build_cartesian_2d(0.0..1.0, v0..v1)
+            .map_err(|e| e.to_string())?;
+        scale
+            .configure_mesh()
+            .disable_mesh()
+            .disable_x_axis()
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let steps = 64;
+        scale
+            .draw_series((0..steps).map(|i| {
+                let a = v0 + (v1 - v0) * i as f64 / steps as f64;
+                let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
+                Rectangle::new(
+                    [(0.0, a), (1.0, b)],
+                    ViridisRGB.get_color_normalized(a, v0, v1).filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    })();
+    finish(result, svg)
+}
