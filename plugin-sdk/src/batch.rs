@@ -25,7 +25,8 @@ macro_rules! getter {
 }
 
 impl Batch {
-    pub(crate) fn new(inner: RecordBatch) -> Self {
+    /// Wraps a record batch (what the host does; also for native tests and benchmarks).
+    pub fn new(inner: RecordBatch) -> Self {
         Self { inner }
     }
 

@@ -102,8 +102,8 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CheckStatus, Config, Hist1D, Hist2D, Info, Plugin, Report, TimeSeries,
-        export_plugin, log, svg,
+        Batch, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments, Plugin, Report,
+        TimeSeries, channel_of, export_plugin, log, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -1,0 +1,69 @@
+//! A representative plot workload: per-channel ADC mean/RMS, an ADC spectrum and the data rate
+//! per second, from valid data packets.
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+pub struct AdcStats {
+    per_channel: ChannelStats,
+    adc: Hist1D,
+    rate: TimeSeries,
+}
+
+impl Plugin for AdcStats {
+    fn info() -> Info {
+        Info::new("bench-adc-stats", "Per-channel ADC statistics (benchmark workload)").consumes(
+            "packets",
+            &[
+                "packet_type",
+                "valid_parity",
+                "io_group",
+                "io_channel",
+                "chip_id",
+                "channel_id",
+                "dataword",
+                "unix_time",
+            ],
+        )
+    }
+
+    fn new(_config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            per_channel: ChannelStats::default(),
+            adc: Hist1D::new(256, 0.0, 256.0),
+            rate: TimeSeries::default(),
+        })
+    }
+
+    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
+        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
+        let (group, uart, chip, channel) = (
+            batch.u8("io_group")?,
+            batch.u8("io_channel")?,
+            batch.u8("chip_id")?,
+            batch.u8("channel_id")?,
+        );
+        let (adc, unix) = (batch.u8("dataword")?, batch.u64("unix_time")?);
+        for i in 0..batch.len() {
+            if kind[i] == 0 && valid[i] == 1 {
+                let value = f64::from(adc[i]);
+                self.per_channel.fill(unique_id(group[i], uart[i], chip[i], channel[i]), value);
+                self.adc.fill(value, 1.0);
+                self.rate.fill(unix[i], 1.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.per_channel.merge(&other.per_channel);
+        self.rate.merge(&other.rate);
+        self.adc.merge(&other.adc)
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        Ok(Report::new()
+            .metric("channels", self.per_channel.channels.len() as f64, None, "channels")
+            .metric("mean_adc", self.adc.mean().unwrap_or(0.0), None, "counts"))
+    }
+}
