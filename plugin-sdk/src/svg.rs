@@ -1,6 +1,7 @@
 //! SVG figures with one consistent style (title, axis labels with units, readable at dashboard
 //! size), drawn with plotters' SVG backend.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::hist::{Hist1D, TimeSeries};
@@ -23,6 +24,37 @@ fn finish(result: Result<(), String>, svg: String) -> String {
     }
 }
 
+/// The common frame of every figure: title, margins, axis labels with their style. `mesh`
+/// draws the grid (off for maps).
+fn styled_chart<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    (x_label, y_label): (&str, &str),
+    mesh: bool,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, TITLE_FONT)
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    let mut style = chart.configure_mesh();
+    if !mesh {
+        style.disable_mesh();
+    }
+    style
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .axis_desc_style(LABEL_FONT)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// A histogram as bars, linear y axis.
 pub fn histogram(h: &Hist1D, title: &str, x_label: &str, y_label: &str) -> String {
     let mut svg = String::new();
@@ -30,21 +62,8 @@ pub fn histogram(h: &Hist1D, title: &str, x_label: &str, y_label: &str) -> Strin
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let ymax = h.counts.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, TITLE_FONT)
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(h.lo..h.hi, 0.0..ymax)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .axis_desc_style(LABEL_FONT)
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let mut chart =
+            styled_chart(&root, title, h.lo..h.hi, 0.0..ymax, (x_label, y_label), true)?;
         let w = h.width();
         chart
             .draw_series(h.counts.iter().enumerate().map(|(i, c)| {
@@ -75,21 +94,8 @@ pub fn time_series(
         let ymax =
             series.iter().flat_map(|(_, s)| s.bins.values()).cloned().fold(0.0, f64::max).max(1.0)
                 * 1.15;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, TITLE_FONT)
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(0.0..((t1 - t0) as f64 + 1.0), 0.0..ymax)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .axis_desc_style(LABEL_FONT)
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let x_range = 0.0..((t1 - t0) as f64 + 1.0);
+        let mut chart = styled_chart(&root, title, x_range, 0.0..ymax, (x_label, y_label), true)?;
         for (k, (name, s)) in series.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             let points: Vec<(f64, f64)> =
@@ -142,22 +148,8 @@ pub fn value_map(
             if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) }
         };
         let ((x0, x1), (y0, y1), (v0, v1)) = (range(|p| p.0), range(|p| p.1), range(|p| p.2));
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(title, TITLE_FONT)
-            .margin(12)
-            .x_label_area_size(48)
-            .y_label_area_size(72)
-            .build_cartesian_2d(x0 - cell..x1 + cell, y0 - cell..y1 + cell)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .axis_desc_style(LABEL_FONT)
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        let (xs, ys) = (x0 - cell..x1 + cell, y0 - cell..y1 + cell);
+        let mut chart = styled_chart(&plot, title, xs, ys, (x_label, y_label), false)?;
         let half = cell / 2.0;
         chart
             .draw_series(points.iter().map(|(x, y, v)| {

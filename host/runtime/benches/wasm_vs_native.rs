@@ -26,16 +26,14 @@ fn main() {
         .map(|b| packets_record_batch(b.unwrap()))
         .collect();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let columns = [
-        "packet_type",
-        "valid_parity",
-        "io_group",
-        "io_channel",
-        "chip_id",
-        "channel_id",
-        "dataword",
-        "unix_time",
-    ];
+    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/plugin-test/larmon_test_bench_plot.wasm");
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-plugin-cache");
+    let runtime = Runtime::new(Limits::default(), Some(cache)).unwrap();
+    let plugin =
+        runtime.load_file(&component).expect("build the test plugins first: bash .ci/plugins");
+    // The native side gets the columns the plot declares, as the host sends them to the component.
+    let columns = plugin.info().consumes[0].columns.clone();
     let projected: Vec<RecordBatch> = batches
         .iter()
         .map(|b| {
@@ -43,16 +41,6 @@ fn main() {
             b.project(&idx).unwrap()
         })
         .collect();
-
-    let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/wasm32-wasip2/plugin-test/larmon_test_bench_plot.wasm");
-    let runtime = Runtime::new(
-        Limits::default(),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-plugin-cache")),
-    )
-    .unwrap();
-    let plugin =
-        runtime.load_file(&component).expect("build the test plugins first: bash .ci/plugins");
 
     let passes = 20;
     let mut native = Vec::new();
