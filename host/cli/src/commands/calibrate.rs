@@ -21,7 +21,9 @@ use parquet::file::properties::WriterProperties;
 
 use crate::progress;
 
-/// Calibrate a raw or packet file: PPS rollover, events and t0 from external triggers,
+/// Calibrate a raw or packet file into hits, events and tracks; export them for analysts.
+///
+/// Calibration: PPS rollover, events and t0 from external triggers,
 /// hits in ke- with pixel position and drift coordinate, straight tracks and their dQ/dx
 /// segments. Prints a summary; with --export, writes one stream as an Arrow IPC file (.arrow:
 /// pyarrow.ipc.open_file, polars.read_ipc) or a Parquet file (.parquet, snappy:

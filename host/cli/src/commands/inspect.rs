@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use crate::progress;
 
-/// Summarise a raw or packet file: kind, format version, record layout, row counts, packets by
-/// type, io_groups, time span and parity errors. Reads every row.
+/// Summarise raw or packet files: kind, version, layout, counts, time span, parity errors.
+///
+/// Reads every row: format version, record layout, row counts, packets by type, io_groups,
+/// time span and parity errors.
 ///
 /// Examples:
 ///   larmon inspect run.h5
