@@ -197,20 +197,35 @@ impl DetectorConfig {
     pub fn load(path: &Path) -> Result<Self, CalibrationError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| CalibrationError::Io { path: path.into(), source })?;
-        let mut config: Self = toml::from_str(&text)
+        let config: Self = toml::from_str(&text)
             .map_err(|e| CalibrationError::Config(format!("{}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(config.resolved_against(path))
+    }
+
+    /// Builds the configuration from an already parsed TOML table (e.g. a file that also holds
+    /// other sections) read from `source`; relative paths are taken relative to `source`.
+    pub fn from_table(table: toml::Table, source: &Path) -> Result<Self, CalibrationError> {
+        let config: Self = table
+            .try_into()
+            .map_err(|e| CalibrationError::Config(format!("{}: {e}", source.display())))?;
+        Ok(config.resolved_against(source))
+    }
+
+    /// Makes the relative file paths (layouts, pedestal and configuration JSON) relative to the
+    /// directory of `source`, the file they were written in.
+    fn resolved_against(mut self, source: &Path) -> Self {
+        let base = source.parent().unwrap_or(Path::new("."));
         let resolve = |p: &mut Option<PathBuf>| {
             if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
                 *p = base.join(&*p);
             }
         };
-        for module in &mut config.modules {
+        for module in &mut self.modules {
             resolve(&mut module.layout);
         }
-        resolve(&mut config.charge.pedestal_file);
-        resolve(&mut config.charge.config_file);
-        Ok(config)
+        resolve(&mut self.charge.pedestal_file);
+        resolve(&mut self.charge.config_file);
+        self
     }
 
     /// Drift velocity in mm/µs (configured, or from field and temperature).

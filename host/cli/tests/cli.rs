@@ -189,7 +189,14 @@ fn component(profile: &str, name: &str) -> std::path::PathBuf {
 fn run_writes_a_report_with_each_plugins_status_metrics_checks_and_figures() {
     let dir = scratch("cli-run");
     let config = dir.join("larmon.toml");
-    std::fs::write(&config, "[plugins.hostile]\nmode = \"spin\"\n").unwrap();
+    // A relative path in the config is taken relative to the config file.
+    std::fs::create_dir_all(dir.join("calibration")).unwrap();
+    std::fs::write(dir.join("calibration/pedestal.json"), "{}").unwrap();
+    std::fs::write(
+        &config,
+        "[charge]\npedestal_file = \"calibration/pedestal.json\"\n[plugins.hostile]\nmode = \"spin\"\n",
+    )
+    .unwrap();
     let plugin_dir =
         component("plugin", "larmon_plugin_packet_rate").parent().unwrap().to_path_buf();
     let hostile = component("plugin-test", "larmon_test_hostile");

@@ -138,19 +138,7 @@ fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, 
             plugin_configs.insert(name, serde_json::to_string(&value)?);
         }
     }
-    let rest = std::env::temp_dir().join(format!("larmon-config-{}.toml", std::process::id()));
-    std::fs::write(&rest, toml::to_string(&table)?)?;
-    let detector = DetectorConfig::load(&rest);
-    let _ = std::fs::remove_file(&rest);
-    let mut detector = detector?;
-    // Relative paths in the file are relative to it, not to the temporary copy.
-    let base = path.parent().unwrap_or(Path::new("."));
-    for module in &mut detector.modules {
-        if let Some(layout) = module.layout.as_mut().filter(|p| p.starts_with(std::env::temp_dir()))
-        {
-            *layout = base.join(layout.file_name().unwrap_or_default());
-        }
-    }
+    let detector = DetectorConfig::from_table(table, path)?;
     Ok((detector, plugin_configs))
 }
 
