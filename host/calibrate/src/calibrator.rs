@@ -110,17 +110,22 @@ impl Calibrator {
     pub fn new(config: DetectorConfig) -> Result<Self, CalibrationError> {
         let geometry = config.geometry()?;
         let channels = config.channels()?;
-        config.clock_correction_table()?;
-        Ok(Self::with_tables(config, geometry, channels))
+        Self::with_tables(config, geometry, channels)
     }
 
-    /// Builds a calibrator from tables already loaded.
-    pub fn with_tables(config: DetectorConfig, geometry: Geometry, channels: ChannelTable) -> Self {
+    /// Builds a calibrator from tables already loaded; fails only on an invalid clock correction.
+    pub fn with_tables(
+        config: DetectorConfig,
+        geometry: Geometry,
+        channels: ChannelTable,
+    ) -> Result<Self, CalibrationError> {
         let mm_per_tick = config.drift_mm_per_tick();
-        let clock = (!config.clock_correction.is_empty()).then(|| {
-            config.clock_correction_table().unwrap_or_else(|_| Box::new([(0.0, 1.0); 256]))
-        });
-        Self {
+        let clock = if config.clock_correction.is_empty() {
+            None
+        } else {
+            Some(config.clock_correction_table()?)
+        };
+        Ok(Self {
             clock,
             config,
             geometry,
@@ -134,7 +139,7 @@ impl Calibrator {
             next_event_id: 0,
             next_track_id: 0,
             stats: CalibrationStats::default(),
-        }
+        })
     }
 
     /// The geometry in use.
@@ -526,6 +531,13 @@ mod tests {
         ts.sort();
         assert_eq!(ts, [9_999_500, 9_999_800, 10_000_200]);
         assert!(out.hits.iter().all(|h| h.event_id == Some(0)), "all within the 2000-tick window");
+
+        let mut invalid = DetectorConfig::default();
+        invalid.clock_correction.insert("one".into(), [100.0, 0.0]);
+        assert!(
+            Calibrator::new(invalid).is_err(),
+            "an invalid io_group key is refused, not ignored"
+        );
 
         let mut corrected = DetectorConfig::default();
         corrected.clock_correction.insert("1".into(), [100.0, 0.0]);
