@@ -2,9 +2,9 @@
 //! dispatch, JSON configuration, serde snapshots. Plugin authors never see it.
 
 use std::cell::RefCell;
-use std::io::Cursor;
 
-use arrow_ipc::reader::StreamReader;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
 
 use crate::Plugin;
 use crate::batch::Batch;
@@ -44,11 +44,18 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
     }
 
     fn consume(&self, stream: String, batch_ipc: Vec<u8>) -> Result<(), String> {
-        let reader = StreamReader::try_new(Cursor::new(batch_ipc), None)
-            .map_err(|e| format!("{stream}: reading the IPC stream: {e}"))?;
+        // The decoder slices the columns out of the received bytes (no copy when aligned).
+        let mut bytes = Buffer::from_vec(batch_ipc);
+        let mut decoder = StreamDecoder::new();
         let mut state = self.state.borrow_mut();
-        for batch in reader {
-            let batch = Batch::new(batch.map_err(|e| format!("{stream}: {e}"))?);
+        while !bytes.is_empty() {
+            let Some(batch) = decoder
+                .decode(&mut bytes)
+                .map_err(|e| format!("{stream}: reading the IPC stream: {e}"))?
+            else {
+                continue;
+            };
+            let batch = Batch::new(batch);
             match stream.as_str() {
                 "packets" => state.packets(&batch)?,
                 "hits" => state.hits(&batch)?,
@@ -58,7 +65,7 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
                 other => return Err(format!("unknown stream {other:?}")),
             }
         }
-        Ok(())
+        decoder.finish().map_err(|e| format!("{stream}: reading the IPC stream: {e}"))
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {

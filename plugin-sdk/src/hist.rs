@@ -32,6 +32,7 @@ impl Hist1D {
     }
 
     /// Adds `weight` at `x`.
+    #[inline]
     pub fn fill(&mut self, x: f64, weight: f64) {
         if x < self.lo {
             self.underflow += weight;
@@ -119,24 +120,71 @@ impl Hist2D {
     }
 }
 
-/// Sums of weights per time bin (e.g. per Unix second), for rates.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Sums of weights per time bin (e.g. per Unix second), for rates. Times mostly arrive in order,
+/// so the current bin is summed apart and enters the map only when the time changes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "BTreeMap<u64, f64>", into = "BTreeMap<u64, f64>")]
 pub struct TimeSeries {
-    /// Bin start → summed weight.
-    pub bins: BTreeMap<u64, f64>,
+    bins: BTreeMap<u64, f64>,
+    /// The bin being filled and its sum, not yet in `bins`.
+    current: Option<(u64, f64)>,
 }
 
 impl TimeSeries {
     /// Adds `weight` to the bin of time `t`.
+    #[inline]
     pub fn fill(&mut self, t: u64, weight: f64) {
-        *self.bins.entry(t).or_insert(0.0) += weight;
+        match &mut self.current {
+            Some((bin, sum)) if *bin == t => *sum += weight,
+            _ => self.start_bin(t, weight),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_bin(&mut self, t: u64, weight: f64) {
+        if let Some((bin, sum)) = self.current.replace((t, weight)) {
+            *self.bins.entry(bin).or_insert(0.0) += sum;
+        }
     }
 
     /// Adds another series.
     pub fn merge(&mut self, other: &TimeSeries) {
-        for (t, w) in &other.bins {
-            self.fill(*t, *w);
+        for (t, w) in other.points() {
+            *self.bins.entry(t).or_insert(0.0) += w;
         }
+    }
+
+    /// (bin, summed weight) in time order.
+    pub fn points(&self) -> Vec<(u64, f64)> {
+        let mut bins = self.bins.clone();
+        if let Some((bin, sum)) = self.current {
+            *bins.entry(bin).or_insert(0.0) += sum;
+        }
+        bins.into_iter().collect()
+    }
+
+    /// True when nothing was filled.
+    pub fn is_empty(&self) -> bool {
+        self.bins.is_empty() && self.current.is_none()
+    }
+}
+
+impl PartialEq for TimeSeries {
+    fn eq(&self, other: &Self) -> bool {
+        self.points() == other.points()
+    }
+}
+
+impl From<BTreeMap<u64, f64>> for TimeSeries {
+    fn from(bins: BTreeMap<u64, f64>) -> Self {
+        Self { bins, current: None }
+    }
+}
+
+impl From<TimeSeries> for BTreeMap<u64, f64> {
+    fn from(series: TimeSeries) -> Self {
+        series.points().into_iter().collect()
     }
 }
 
@@ -174,6 +222,9 @@ mod tests {
         u.fill(10, 2.0);
         u.fill(11, 1.0);
         t.merge(&u);
-        assert_eq!(t.bins.into_iter().collect::<Vec<_>>(), [(10, 3.0), (11, 1.0)]);
+        assert_eq!(t.points(), [(10, 3.0), (11, 1.0)]);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, r#"{"10":3.0,"11":1.0}"#);
+        assert_eq!(serde_json::from_str::<TimeSeries>(&json).unwrap(), t);
     }
 }

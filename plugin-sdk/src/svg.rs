@@ -88,18 +88,18 @@ pub fn time_series(
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let t0 =
-            series.iter().filter_map(|(_, s)| s.bins.keys().next()).min().copied().unwrap_or(0);
+            series.iter().filter_map(|(_, s)| s.points().first().map(|p| p.0)).min().unwrap_or(0);
         let t1 =
-            series.iter().filter_map(|(_, s)| s.bins.keys().last()).max().copied().unwrap_or(t0);
+            series.iter().filter_map(|(_, s)| s.points().last().map(|p| p.0)).max().unwrap_or(t0);
         let ymax =
-            series.iter().flat_map(|(_, s)| s.bins.values()).cloned().fold(0.0, f64::max).max(1.0)
+            series.iter().flat_map(|(_, s)| s.points()).map(|p| p.1).fold(0.0, f64::max).max(1.0)
                 * 1.15;
         let x_range = 0.0..((t1 - t0) as f64 + 1.0);
         let mut chart = styled_chart(&root, title, x_range, 0.0..ymax, (x_label, y_label), true)?;
         for (k, (name, s)) in series.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
             let points: Vec<(f64, f64)> =
-                s.bins.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
+                s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?

@@ -46,6 +46,7 @@ fn main() {
     let mut native = Vec::new();
     let mut wasm = Vec::new();
     let mut wasm_warm = Vec::new();
+    let mut transport = Vec::new();
     for _ in 0..passes {
         let t = Instant::now();
         let mut state = plot::AdcStats::new(&serde_json::json!({})).unwrap();
@@ -72,12 +73,22 @@ fn main() {
         }
         std::hint::black_box(warm.report().unwrap());
         wasm_warm.push(t.elapsed());
+
+        // Transport alone: the same calls into an instance whose plot code returns at once.
+        let mut idle = plugin.open(&runtime, r#"{"transport_only": true}"#).unwrap();
+        idle.consume("packets", &batches[0]).unwrap();
+        let t = Instant::now();
+        for b in &batches {
+            idle.consume("packets", b).unwrap();
+        }
+        transport.push(t.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
     let (n, w, warm) = (median(&mut native), median(&mut wasm), median(&mut wasm_warm));
+    let transport = median(&mut transport);
     println!(
         "{}: {rows} rows in {} batches, {passes} passes, medians:",
         input.display(),
@@ -98,5 +109,14 @@ fn main() {
         "  wasm, instance already open and warm: {:.2} ms, ratio {:.2}x",
         warm.as_secs_f64() * 1e3,
         warm.as_secs_f64() / n.as_secs_f64()
+    );
+    println!(
+        "  of which transport (project, IPC-encode, copy in, decode; plot code skipped): {:.2} ms",
+        transport.as_secs_f64() * 1e3
+    );
+    println!(
+        "  plot code alone in wasm (warm - transport): {:.2} ms, ratio {:.2}x",
+        (warm - transport).as_secs_f64() * 1e3,
+        (warm - transport).as_secs_f64() / n.as_secs_f64()
     );
 }

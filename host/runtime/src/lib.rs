@@ -115,6 +115,10 @@ impl Runtime {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true).wasm_component_model(true);
+        // `LARMON_WASM_PERFMAP=1 perf record …` names plugin functions in perf profiles.
+        if std::env::var_os("LARMON_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let weak = engine.weak();
         std::thread::Builder::new()

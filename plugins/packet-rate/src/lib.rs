@@ -67,7 +67,7 @@ impl Plugin for PacketRate {
         }
         let mut lines = vec![("all", &total)];
         lines.extend(
-            self.by_type.iter().enumerate().filter(|(_, s)| !s.bins.is_empty()).map(|(k, s)| (TYPE_NAMES[k], s)),
+            self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(k, s)| (TYPE_NAMES[k], s)),
         );
         let svg = svg::time_series(&lines, "Packet rate", "time since first packet [s]", "rate [Hz]");
         let fraction = if self.larpix_packets > 0 {

@@ -8,6 +8,8 @@ pub struct AdcStats {
     per_channel: ChannelStats,
     adc: Hist1D,
     rate: TimeSeries,
+    /// Config `{"transport_only": true}`: return at once (the benchmark's transport-cost run).
+    transport_only: bool,
 }
 
 impl Plugin for AdcStats {
@@ -27,15 +29,19 @@ impl Plugin for AdcStats {
         )
     }
 
-    fn new(_config: &Config) -> Result<Self, String> {
+    fn new(config: &Config) -> Result<Self, String> {
         Ok(Self {
             per_channel: ChannelStats::default(),
             adc: Hist1D::new(256, 0.0, 256.0),
             rate: TimeSeries::default(),
+            transport_only: config.get("transport_only").and_then(|v| v.as_bool()) == Some(true),
         })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
+        if self.transport_only {
+            return Ok(());
+        }
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
         let (group, uart, chip, channel) = (
             batch.u8("io_group")?,
@@ -63,7 +69,7 @@ impl Plugin for AdcStats {
 
     fn report(&self) -> Result<Report, String> {
         Ok(Report::new()
-            .metric("channels", self.per_channel.channels.len() as f64, None, "channels")
+            .metric("channels", self.per_channel.len() as f64, None, "channels")
             .metric("mean_adc", self.adc.mean().unwrap_or(0.0), None, "counts"))
     }
 }
