@@ -62,6 +62,8 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
                 "events" => state.events(&batch)?,
                 "tracks" => state.tracks(&batch)?,
                 "track_segments" => state.track_segments(&batch)?,
+                "track_pixels" => state.track_pixels(&batch)?,
+                "pixels" => state.pixels(&batch)?,
                 other => return Err(format!("unknown stream {other:?}")),
             }
         }

@@ -34,6 +34,8 @@
 
 pub mod batch;
 pub mod channels;
+pub mod fit;
+pub mod geometry;
 pub mod hist;
 pub mod report;
 pub mod svg;
@@ -55,11 +57,20 @@ mod adapter;
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
 pub use channels::{ChannelStats, Moments, channel_of, unique_id};
+pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries};
 pub use report::{CheckStatus, Info, Report};
 
 /// A plugin's configuration: the JSON object given to the run (empty object by default).
 pub type Config = serde_json::Value;
+
+/// A number from the configuration, or `default` when the key is absent.
+pub fn config_number(config: &Config, key: &str, default: f64) -> f64 {
+    config.get(key).and_then(serde_json::Value::as_f64).unwrap_or(default)
+}
+
+/// plotters, for figures the [`svg`] helpers do not cover (draw on `SVGBackend`).
+pub use plotters;
 
 /// What a plugin implements. State must be serde-serialisable: that is how snapshots of one
 /// instance are merged into another (files of a run, shards on many nodes).
@@ -88,6 +99,16 @@ pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + 'stat
     fn track_segments(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
+    /// A batch of the `track_pixels` stream (charge and track length per pixel of a track).
+    fn track_pixels(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
+    /// The `pixels` stream: every connected channel of the detector with its position. Sent
+    /// first, to every instance (also those that only merge), so keep it out of the state
+    /// (`#[serde(skip)]` on a [`Pixels`] field).
+    fn pixels(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
     /// Adds another instance's state (same plugin, same configuration) to this one.
     fn merge(&mut self, other: Self) -> Result<(), String>;
     /// Figures, metrics and checks of everything seen so far.
@@ -102,8 +123,9 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments, Plugin, Report,
-        TimeSeries, channel_of, export_plugin, log, svg, unique_id,
+        Batch, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments, Pixel, Pixels,
+        Plugin, Report, TimeSeries, channel_of, config_number, export_plugin, fit, log, svg,
+        unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -59,6 +59,7 @@ pub struct Report {
     figures: Vec<wit::Figure>,
     metrics: Vec<wit::Metric>,
     checks: Vec<wit::Check>,
+    results: Vec<wit::NamedResult>,
 }
 
 impl Report {
@@ -88,7 +89,52 @@ impl Report {
         self.checks.push(wit::Check { name: name.into(), status, message: message.into() });
         self
     }
+    /// Checks `value` of a metric against upper limits: `error` if above `error_above`,
+    /// `warning` if above `warn_above`, else ok; the message says value and limit.
+    pub fn check_max(self, name: &str, value: f64, warn_above: f64, error_above: f64, unit: &str) -> Self {
+        let (status, message) = if !value.is_finite() || value > error_above {
+            (CheckStatus::Error, format!("{value:.4} {unit} > error limit {error_above} {unit}"))
+        } else if value > warn_above {
+            (CheckStatus::Warning, format!("{value:.4} {unit} > warning limit {warn_above} {unit}"))
+        } else {
+            (CheckStatus::Ok, format!("{value:.4} {unit} ≤ {warn_above} {unit}"))
+        };
+        self.check(name, status, message)
+    }
+    /// Checks `value` against a band: `error` outside `error_band`, `warning` outside
+    /// `warn_band`, else ok.
+    pub fn check_band(
+        self,
+        name: &str,
+        value: f64,
+        warn_band: (f64, f64),
+        error_band: (f64, f64),
+        unit: &str,
+    ) -> Self {
+        let outside = |(lo, hi): (f64, f64)| !(value >= lo && value <= hi);
+        let (status, band) = if outside(error_band) {
+            (CheckStatus::Error, error_band)
+        } else if outside(warn_band) {
+            (CheckStatus::Warning, warn_band)
+        } else {
+            (CheckStatus::Ok, warn_band)
+        };
+        let verb = if status == CheckStatus::Ok { "inside" } else { "outside" };
+        self.check(name, status, format!("{value:.4} {unit} {verb} [{}, {}] {unit}", band.0, band.1))
+    }
+    /// Adds a structured result (e.g. the list of flagged channels): it appears in report.json
+    /// under `results.NAME`.
+    pub fn result(mut self, name: &str, value: &impl Serialize) -> Self {
+        let json = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        self.results.push(wit::NamedResult { name: name.into(), json });
+        self
+    }
     pub(crate) fn into_wit(self) -> wit::Report {
-        wit::Report { figures: self.figures, metrics: self.metrics, checks: self.checks }
+        wit::Report {
+            figures: self.figures,
+            metrics: self.metrics,
+            checks: self.checks,
+            results: self.results,
+        }
     }
 }

@@ -392,6 +392,7 @@ impl Calibrator {
                 id,
                 &out.hits[first_hit..],
                 self.config.clock_mhz,
+                self.geometry.pixel_pitch,
                 self.next_track_id,
             );
             for (i, track_id) in found.assignments {
@@ -401,6 +402,7 @@ impl Calibrator {
             self.stats.tracks += found.tracks.len() as u64;
             out.tracks.extend(found.tracks);
             out.segments.extend(found.segments);
+            out.track_pixels.extend(found.pixels);
         }
         self.stats.hits += hits.len() as u64;
         out.events.push(event);

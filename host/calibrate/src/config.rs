@@ -15,6 +15,7 @@
 //! id = 1
 //! io_group_offset = 0          # added to the layout's io_groups (2x2 module m: 2*(m-1))
 //! offset_mm = [0.0, 0.0, 0.0]  # x, y, z(drift) offset of the module
+//! drift_length_mm = 304.31      # anode to cathode
 //! layout = "multi_tile_layout-2.4.16.yaml"   # relative to this file; omit for the built-in one
 //!
 //! [charge]
@@ -99,6 +100,8 @@ pub struct ModuleConfig {
     pub offset_mm: [f64; 3],
     /// Layout YAML; `None` uses the built-in layout.
     pub layout: Option<PathBuf>,
+    /// Anode-to-cathode distance, mm (2x2 nominal layout: 304.31).
+    pub drift_length_mm: f64,
 }
 
 /// ADC → charge constants and per-channel files.
@@ -160,7 +163,13 @@ impl Default for DetectorConfig {
 
 impl Default for ModuleConfig {
     fn default() -> Self {
-        Self { id: 1, io_group_offset: 0, offset_mm: [0.0; 3], layout: None }
+        Self {
+            id: 1,
+            io_group_offset: 0,
+            offset_mm: [0.0; 3],
+            layout: None,
+            drift_length_mm: 304.31,
+        }
     }
 }
 
@@ -275,6 +284,7 @@ impl DetectorConfig {
                     module: m.id,
                     io_group_offset: m.io_group_offset,
                     offset_mm: m.offset_mm,
+                    drift_length_mm: m.drift_length_mm,
                 };
                 (text.as_str(), placement)
             })

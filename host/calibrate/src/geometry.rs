@@ -31,6 +31,23 @@ pub struct Tile {
     pub drift_dir: f64,
     /// Flips applied to the local pixel x, y.
     pub flip_xy: [f64; 2],
+    /// Anode-to-cathode distance, mm: the cathode is at `anode_z + drift_dir · drift_length_mm`.
+    pub drift_length_mm: f64,
+}
+
+/// A connected channel as the layout lists it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayoutChannel {
+    /// IO group (module offset included).
+    pub io_group: u8,
+    /// UART channel the layout lists for the chip.
+    pub io_channel: u8,
+    /// Chip id.
+    pub chip_id: u8,
+    /// Channel id.
+    pub channel_id: u8,
+    /// Index into [`Geometry::tiles`].
+    pub tile_index: u16,
 }
 
 /// Where a channel's pixel is.
@@ -66,6 +83,8 @@ pub struct ModulePlacement {
     pub io_group_offset: u8,
     /// Added to every position, mm (x, y, z with z along the drift).
     pub offset_mm: [f64; 3],
+    /// Anode-to-cathode distance, mm.
+    pub drift_length_mm: f64,
 }
 
 /// Dense lookup tables for every module of the detector.
@@ -84,6 +103,8 @@ pub struct Geometry {
     local_xy: Vec<[f64; 2]>,
     /// Layout index of each tile.
     tile_layout: Vec<u16>,
+    /// Every connected channel, in layout order.
+    channels: Vec<LayoutChannel>,
 }
 
 const IO_GROUPS: usize = 256;
@@ -100,6 +121,7 @@ impl Geometry {
             tile_by_chip: vec![0; IO_GROUPS * 256],
             local_xy: Vec::new(),
             tile_layout: Vec::new(),
+            channels: Vec::new(),
         };
         for (layout_index, (text, placement)) in layouts.iter().enumerate() {
             let file: LayoutFile = serde_norway::from_str(text).map_err(|e| {
@@ -140,6 +162,10 @@ impl Geometry {
                 row as f64 * pitch + pitch / 2.0 - y_size / 2.0,
             ];
         }
+        let mut connected: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
+        for key in file.chip_channel_to_position.keys() {
+            connected.entry((key / 1000) as u16).or_default().push((key % 1000) as u8);
+        }
         self.local_xy.extend(local);
 
         let [ox, oy, oz] = placement.offset_mm;
@@ -162,6 +188,7 @@ impl Geometry {
                 anode_z: position[0] + tpc_center[2] + oz,
                 drift_dir: orientation[0],
                 flip_xy: [orientation[2], orientation[1]],
+                drift_length_mm: placement.drift_length_mm,
             });
             self.tile_layout.push(layout_index);
             for (&chip, &io) in chips {
@@ -172,9 +199,23 @@ impl Geometry {
                 }
                 self.tile_by_io[io_group * CHANNEL_GROUPS + (io_channel - 1) / 4] = index + 1;
                 self.tile_by_chip[io_group * 256 + chip as usize] = index + 1;
+                for &channel_id in connected.get(&chip).into_iter().flatten() {
+                    self.channels.push(LayoutChannel {
+                        io_group: io_group as u8,
+                        io_channel: io_channel as u8,
+                        chip_id: chip as u8,
+                        channel_id,
+                        tile_index: index,
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// Every connected channel the layouts list (one per pixel).
+    pub fn channels(&self) -> &[LayoutChannel] {
+        &self.channels
     }
 
     /// The tile a packet's channel belongs to, network-agnostically.
@@ -227,7 +268,7 @@ mod tests {
 
     fn nominal() -> Geometry {
         let text = include_str!("../data/layout-2x2-nominal.yaml");
-        let placement = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3] };
+        let placement = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3], drift_length_mm: 304.31 };
         Geometry::from_layouts(&[(text, placement)]).unwrap()
     }
 
@@ -248,6 +289,12 @@ mod tests {
                 .filter(|t| t.tpc == 2)
                 .all(|t| t.anode_z == 304.31 && t.drift_dir == -1.0)
         );
+        // 16 tiles × 100 chips × 49 connected channels, each with a position.
+        assert_eq!(g.channels().len(), 78_400);
+        for c in g.channels() {
+            let p = g.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id).unwrap();
+            assert_eq!(p.tile_index, c.tile_index);
+        }
     }
 
     #[test]
@@ -273,8 +320,8 @@ mod tests {
     #[test]
     fn second_module_gets_its_io_groups_tiles_tpcs_and_offset() {
         let text = include_str!("../data/layout-2x2-nominal.yaml");
-        let m1 = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3] };
-        let m2 = ModulePlacement { module: 2, io_group_offset: 2, offset_mm: [335.0, 0.0, -335.0] };
+        let m1 = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3], drift_length_mm: 304.31 };
+        let m2 = ModulePlacement { module: 2, io_group_offset: 2, offset_mm: [335.0, 0.0, -335.0], drift_length_mm: 304.31 };
         let g = Geometry::from_layouts(&[(text, m1), (text, m2)]).unwrap();
         assert_eq!(g.tiles.len(), 32);
         let a = g.pixel(1, 1, 11, 0).unwrap();

@@ -10,7 +10,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-pub use crate::tracks::{SegmentRow, TrackRow};
+pub use crate::tracks::{SegmentRow, TrackPixelRow, TrackRow};
+
+use crate::geometry::Geometry;
 
 macro_rules! column {
     ($rows:expr, $array:ty, |$r:ident| $value:expr) => {
@@ -107,6 +109,8 @@ pub struct CalibratedBatch {
     pub tracks: Vec<TrackRow>,
     /// Segments of those tracks.
     pub segments: Vec<SegmentRow>,
+    /// Charge and track length per pixel of those tracks.
+    pub track_pixels: Vec<TrackPixelRow>,
 }
 
 impl CalibratedBatch {
@@ -116,7 +120,119 @@ impl CalibratedBatch {
         self.events.extend(other.events);
         self.tracks.extend(other.tracks);
         self.segments.extend(other.segments);
+        self.track_pixels.extend(other.track_pixels);
     }
+}
+
+/// Schema of the `track_pixels` stream.
+pub fn track_pixels_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        schema(
+            "track_pixels",
+            vec![
+                Field::new("track_id", UInt64, false),
+                Field::new("event_id", UInt64, false),
+                Field::new("io_group", UInt8, false),
+                Field::new("io_channel", UInt8, false),
+                Field::new("chip_id", UInt8, false),
+                Field::new("channel_id", UInt8, false),
+                Field::new("tpc", UInt8, false),
+                Field::new("x_mm", Float64, false),
+                Field::new("y_mm", Float64, false),
+                Field::new("z_mm", Float64, false),
+                Field::new("drift_us", Float64, false),
+                Field::new("q_ke", Float64, false),
+                Field::new("dx_mm", Float64, false),
+                Field::new("s_mm", Float64, false),
+                Field::new("at_track_end", UInt8, false),
+                Field::new("n_hits", UInt32, false),
+                Field::new("track_length_mm", Float64, false),
+                Field::new("track_tpc_mask", UInt32, false),
+            ],
+        )
+    })
+    .clone()
+}
+
+/// The track pixels as a record batch of the `track_pixels` schema.
+pub fn track_pixels_record_batch(rows: &[TrackPixelRow]) -> RecordBatch {
+    let columns = vec![
+        column!(rows, UInt64Array, |r| Some(r.track_id)),
+        column!(rows, UInt64Array, |r| Some(r.event_id)),
+        column!(rows, UInt8Array, |r| Some(r.io_group)),
+        column!(rows, UInt8Array, |r| Some(r.io_channel)),
+        column!(rows, UInt8Array, |r| Some(r.chip_id)),
+        column!(rows, UInt8Array, |r| Some(r.channel_id)),
+        column!(rows, UInt8Array, |r| Some(r.tpc)),
+        column!(rows, Float64Array, |r| Some(r.x_mm)),
+        column!(rows, Float64Array, |r| Some(r.y_mm)),
+        column!(rows, Float64Array, |r| Some(r.z_mm)),
+        column!(rows, Float64Array, |r| Some(r.drift_us)),
+        column!(rows, Float64Array, |r| Some(r.q_ke)),
+        column!(rows, Float64Array, |r| Some(r.dx_mm)),
+        column!(rows, Float64Array, |r| Some(r.s_mm)),
+        column!(rows, UInt8Array, |r| Some(u8::from(r.at_track_end))),
+        column!(rows, UInt32Array, |r| Some(r.n_hits)),
+        column!(rows, Float64Array, |r| Some(r.track_length_mm)),
+        column!(rows, UInt32Array, |r| Some(r.track_tpc_mask)),
+    ];
+    RecordBatch::try_new(track_pixels_schema(), columns).expect("columns match the schema")
+}
+
+/// Schema of the `pixels` stream: the detector's connected channels and where they are.
+pub fn pixels_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        use DataType::*;
+        schema(
+            "pixels",
+            vec![
+                Field::new("io_group", UInt8, false),
+                Field::new("io_channel", UInt8, false),
+                Field::new("chip_id", UInt8, false),
+                Field::new("channel_id", UInt8, false),
+                Field::new("tile", UInt16, false),
+                Field::new("tpc", UInt8, false),
+                Field::new("x_mm", Float64, false),
+                Field::new("y_mm", Float64, false),
+                Field::new("pitch_mm", Float64, false),
+                Field::new("anode_z_mm", Float64, false),
+                Field::new("drift_dir", Float64, false),
+                Field::new("drift_length_mm", Float64, false),
+            ],
+        )
+    })
+    .clone()
+}
+
+/// Every connected channel of the geometry as one record batch of the `pixels` schema.
+pub fn pixels_record_batch(geometry: &Geometry) -> RecordBatch {
+    let rows: Vec<_> = geometry
+        .channels()
+        .iter()
+        .filter_map(|c| {
+            let p = geometry.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id)?;
+            Some((c, p, &geometry.tiles[p.tile_index as usize]))
+        })
+        .collect();
+    let pitch = geometry.pixel_pitch;
+    let columns = vec![
+        column!(rows, UInt8Array, |r| Some(r.0.io_group)),
+        column!(rows, UInt8Array, |r| Some(r.0.io_channel)),
+        column!(rows, UInt8Array, |r| Some(r.0.chip_id)),
+        column!(rows, UInt8Array, |r| Some(r.0.channel_id)),
+        column!(rows, UInt16Array, |r| Some(r.2.id)),
+        column!(rows, UInt8Array, |r| Some(r.2.tpc)),
+        column!(rows, Float64Array, |r| Some(r.1.x)),
+        column!(rows, Float64Array, |r| Some(r.1.y)),
+        column!(rows, Float64Array, |_r| Some(pitch)),
+        column!(rows, Float64Array, |r| Some(r.2.anode_z)),
+        column!(rows, Float64Array, |r| Some(r.2.drift_dir)),
+        column!(rows, Float64Array, |r| Some(r.2.drift_length_mm)),
+    ];
+    RecordBatch::try_new(pixels_schema(), columns).expect("columns match the pixels schema")
 }
 
 /// Schema of the `tracks` stream.

@@ -99,6 +99,49 @@ pub struct SegmentRow {
     pub n_hits: u32,
 }
 
+/// The charge one pixel collected from one track, with the length of track above that pixel:
+/// the unit of dQ/dx in a pixel detector (`q_ke / dx_mm`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrackPixelRow {
+    /// Track.
+    pub track_id: u64,
+    /// Event of the track.
+    pub event_id: u64,
+    /// Channel (as read).
+    pub io_group: u8,
+    /// UART channel.
+    pub io_channel: u8,
+    /// Chip.
+    pub chip_id: u8,
+    /// Channel of the chip.
+    pub channel_id: u8,
+    /// TPC of the pixel.
+    pub tpc: u8,
+    /// Pixel centre, mm.
+    pub x_mm: f64,
+    /// Pixel centre, mm.
+    pub y_mm: f64,
+    /// Charge-weighted drift coordinate of its hits, mm.
+    pub z_mm: f64,
+    /// Charge-weighted drift time of its hits, µs.
+    pub drift_us: f64,
+    /// Summed charge of the pixel's hits on the track, ke⁻.
+    pub q_ke: f64,
+    /// Length of the fitted track inside the pixel's column (pitch × pitch, along the drift),
+    /// clipped to the track's extent, mm; 0 when the line misses the pixel.
+    pub dx_mm: f64,
+    /// Position of that piece's centre along the track from its start, mm.
+    pub s_mm: f64,
+    /// The piece was clipped by the track's start or end (its dx is not a full crossing).
+    pub at_track_end: bool,
+    /// Hits summed.
+    pub n_hits: u32,
+    /// Length of the track, mm.
+    pub track_length_mm: f64,
+    /// TPCs of the track (bit k = TPC k).
+    pub track_tpc_mask: u32,
+}
+
 type V3 = [f64; 3];
 
 fn sub(a: V3, b: V3) -> V3 {
@@ -174,8 +217,29 @@ pub struct EventTracks {
     pub tracks: Vec<TrackRow>,
     /// Their segments.
     pub segments: Vec<SegmentRow>,
+    /// Charge and track length per pixel of each track.
+    pub pixels: Vec<TrackPixelRow>,
     /// (index into the event's hits, track id) for every hit on a track.
     pub assignments: Vec<(usize, u64)>,
+}
+
+/// The interval of `s` in `[s0, s1]` where the line `center + axis·s` lies above the pixel
+/// (a square column of side `pitch` around `(px, py)`, unbounded along z).
+fn pixel_chord(center: V3, axis: V3, (s0, s1): (f64, f64), (px, py): (f64, f64), pitch: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (s0, s1);
+    for (c, a, p) in [(center[0], axis[0], px), (center[1], axis[1], py)] {
+        let (edge_lo, edge_hi) = (p - pitch / 2.0, p + pitch / 2.0);
+        if a.abs() < 1e-12 {
+            if c < edge_lo || c > edge_hi {
+                return (0.0, 0.0);
+            }
+            continue;
+        }
+        let (t1, t2) = ((edge_lo - c) / a, (edge_hi - c) / a);
+        lo = lo.max(t1.min(t2));
+        hi = hi.min(t1.max(t2));
+    }
+    if hi > lo { (lo, hi) } else { (0.0, 0.0) }
 }
 
 /// Finds the tracks of one event among `hits` (those without x, y, z are ignored); track ids
@@ -185,10 +249,12 @@ pub fn find_tracks(
     event_id: u64,
     hits: &[HitRow],
     clock_mhz: f64,
+    pixel_pitch_mm: f64,
     first_track_id: u64,
 ) -> EventTracks {
     let mut tracks = Vec::new();
     let mut segments = Vec::new();
+    let mut pixels = Vec::new();
     let mut assignments = Vec::new();
     let points: Vec<(usize, V3)> = hits
         .iter()
@@ -307,6 +373,41 @@ pub fn find_tracks(
                     n_hits: n,
                 });
             }
+            // charge and track length per pixel
+            let mut by_pixel: std::collections::BTreeMap<(u8, u8, u8, u8), Vec<&HitRow>> =
+                std::collections::BTreeMap::new();
+            for h in &member_hits {
+                by_pixel.entry((h.io_group, h.io_channel, h.chip_id, h.channel_id)).or_default().push(h);
+            }
+            for ((io_group, io_channel, chip_id, channel_id), pixel_hits) in by_pixel {
+                let first = pixel_hits[0];
+                let (Some(px), Some(py)) = (first.x_mm, first.y_mm) else { continue };
+                let (px, py) = (f64::from(px), f64::from(py));
+                let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();
+                let weight = |h: &HitRow| if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 };
+                let mean = |value: &dyn Fn(&HitRow) -> f64| pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>();
+                let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pixel_pitch_mm);
+                pixels.push(TrackPixelRow {
+                    track_id,
+                    event_id,
+                    io_group,
+                    io_channel,
+                    chip_id,
+                    channel_id,
+                    tpc: first.tpc.unwrap_or(0),
+                    x_mm: px,
+                    y_mm: py,
+                    z_mm: mean(&|h| f64::from(h.z_mm.unwrap_or(0.0))),
+                    drift_us: mean(&|h| f64::from(h.drift_ticks.unwrap_or(0.0))) / clock_mhz,
+                    q_ke: q,
+                    dx_mm: hi - lo,
+                    s_mm: (lo + hi) / 2.0 - s0,
+                    at_track_end: hi > lo && (lo <= s0 + 1e-9 || hi >= s1 - 1e-9),
+                    n_hits: pixel_hits.len() as u32,
+                    track_length_mm: s1 - s0,
+                    track_tpc_mask: tpc_mask,
+                });
+            }
             assignments.extend(piece.iter().map(|(_, k)| (unused[*k].0, track_id)));
             taken.extend(piece.iter().map(|(_, k)| *k));
         }
@@ -319,5 +420,5 @@ pub fn find_tracks(
             unused.swap_remove(k);
         }
     }
-    EventTracks { tracks, segments, assignments }
+    EventTracks { tracks, segments, pixels, assignments }
 }

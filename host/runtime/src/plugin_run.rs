@@ -117,6 +117,9 @@ pub struct PluginReport {
     pub metrics: Vec<Metric>,
     /// Checks.
     pub checks: Vec<Check>,
+    /// Structured findings by name (JSON values; text the plugin sent that is not JSON is kept
+    /// as a JSON string).
+    pub results: BTreeMap<String, serde_json::Value>,
 }
 
 impl From<wit::Report> for PluginReport {
@@ -148,6 +151,15 @@ impl From<wit::Report> for PluginReport {
                         wit::CheckStatus::Error => CheckStatus::Error,
                     },
                     message: c.message,
+                })
+                .collect(),
+            results: r
+                .results
+                .into_iter()
+                .map(|n| {
+                    let value = serde_json::from_str(&n.json)
+                        .unwrap_or(serde_json::Value::String(n.json));
+                    (n.name, value)
                 })
                 .collect(),
         }
@@ -361,7 +373,8 @@ impl PluginRun {
             .iter()
             .map(|f| f.svg.len() + f.data_json.len() + f.title.len())
             .sum::<usize>()
-            + report.checks.iter().map(|c| c.message.len()).sum::<usize>();
+            + report.checks.iter().map(|c| c.message.len()).sum::<usize>()
+            + report.results.iter().map(|r| r.name.len() + r.json.len()).sum::<usize>();
         if size > self.limits.max_report_bytes {
             let failure = format!(
                 "report of {:.1} MiB exceeds the limit of {} MiB",

@@ -65,11 +65,33 @@ impl Plugin for PacketRate {
         for s in &self.by_type {
             total.merge(s);
         }
-        let mut lines = vec![("all", &total)];
-        lines.extend(
-            self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(k, s)| (TYPE_NAMES[k], s)),
-        );
-        let svg = svg::time_series(&lines, "Packet rate", "time since first packet [s]", "rate [Hz]");
+        let t0 = total.points().first().map_or(0, |p| p.0);
+        let line = |s: &TimeSeries| -> Vec<(f64, f64)> {
+            s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect()
+        };
+        let mut plot = svg::Plot::new("Packet rate by type", "time since first packet [s]", "rate [Hz]")
+            .log_y()
+            .line(line(&total), "all");
+        for (k, s) in self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            plot = plot.line(line(s), TYPE_NAMES[k]);
+        }
+        let counts: Vec<f64> =
+            self.by_type.iter().map(|s| s.points().iter().map(|p| p.1).sum()).collect();
+        let all: f64 = counts.iter().sum();
+        let rows: Vec<Vec<String>> = counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0.0)
+            .map(|(k, c)| {
+                vec![
+                    format!("{k}"),
+                    TYPE_NAMES[k].to_string(),
+                    format!("{c:.0}"),
+                    format!("{:.4} %", 100.0 * c / all.max(1.0)),
+                ]
+            })
+            .collect();
+        let fractions = svg::table("Packet types", &["type", "name", "rows", "fraction"], &rows);
         let fraction = if self.larpix_packets > 0 {
             self.parity_errors as f64 / self.larpix_packets as f64
         } else {
@@ -88,7 +110,8 @@ impl Plugin for PacketRate {
             CheckStatus::Ok
         };
         Ok(Report::new()
-            .figure("rate", "Packet rate by type", svg, &self.by_type)
+            .figure("rate", "Packet rate by type", plot.render(), &self.by_type)
+            .figure("types", "Packet type fractions", fractions, &counts)
             .metric("parity_error_fraction", fraction, Some(error), "")
             .metric("parity_errors", self.parity_errors as f64, None, "packets")
             .metric("larpix_packets", self.larpix_packets as f64, None, "packets")

@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::FileWriter;
 use larmon_calibrate::output::{
-    events_record_batch, events_schema, hits_record_batch, hits_schema, segments_record_batch,
-    segments_schema, tracks_record_batch, tracks_schema,
+    events_record_batch, events_schema, hits_record_batch, hits_schema, pixels_record_batch,
+    pixels_schema, segments_record_batch, segments_schema, track_pixels_record_batch,
+    track_pixels_schema, tracks_record_batch, tracks_schema,
 };
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::{packets_record_batch, packets_schema};
@@ -35,6 +36,8 @@ use crate::progress;
 ///   larmon calibrate run.h5 --export hits.parquet
 ///   larmon calibrate run.h5 --export events.arrow --stream events
 ///   larmon calibrate run.h5 --export segments.arrow --stream track-segments
+///   larmon calibrate run.h5 --export pixels.parquet --stream track-pixels
+///   larmon calibrate run.h5 --export layout.arrow --stream pixels   (the geometry)
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -92,6 +95,8 @@ enum Stream {
     Events,
     Tracks,
     TrackSegments,
+    TrackPixels,
+    Pixels,
 }
 
 impl Stream {
@@ -102,6 +107,8 @@ impl Stream {
             Stream::Events => "events",
             Stream::Tracks => "tracks",
             Stream::TrackSegments => "track_segments",
+            Stream::TrackPixels => "track_pixels",
+            Stream::Pixels => "pixels",
         }
     }
 }
@@ -133,6 +140,8 @@ pub fn run(args: Args) -> Result<()> {
                 Stream::Events => events_schema(),
                 Stream::Tracks => tracks_schema(),
                 Stream::TrackSegments => segments_schema(),
+                Stream::TrackPixels => track_pixels_schema(),
+                Stream::Pixels => pixels_schema(),
             };
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -155,6 +164,9 @@ pub fn run(args: Args) -> Result<()> {
         }
         Ok(())
     };
+    if args.stream == Stream::Pixels {
+        write(pixels_record_batch(calibrator.geometry()))?;
+    }
     let mut reader = LarpixReader::open(&args.input, &ReadOptions::default())?;
     let bar = progress::bar(reader.progress_total(), "units");
     bar.set_prefix("calibrating");
@@ -174,6 +186,8 @@ pub fn run(args: Args) -> Result<()> {
             Stream::Events => write(events_record_batch(&done.events))?,
             Stream::Tracks => write(tracks_record_batch(&done.tracks))?,
             Stream::TrackSegments => write(segments_record_batch(&done.segments))?,
+            Stream::TrackPixels => write(track_pixels_record_batch(&done.track_pixels))?,
+            Stream::Pixels => {}
         }
         Ok(())
     };

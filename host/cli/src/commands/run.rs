@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use larmon_calibrate::output::{
-    events_record_batch, hits_record_batch, segments_record_batch, tracks_record_batch,
+    events_record_batch, hits_record_batch, pixels_record_batch, segments_record_batch,
+    track_pixels_record_batch, tracks_record_batch,
 };
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
@@ -88,6 +89,7 @@ struct PluginEntry {
     metrics: Vec<larmon_runtime::Metric>,
     checks: Vec<larmon_runtime::Check>,
     figures: Vec<FigureFiles>,
+    results: std::collections::BTreeMap<String, serde_json::Value>,
     log: Vec<String>,
 }
 
@@ -227,7 +229,11 @@ pub fn run(args: Args) -> Result<()> {
             broadcast("events", events_record_batch(&done.events));
             broadcast("tracks", tracks_record_batch(&done.tracks));
             broadcast("track_segments", segments_record_batch(&done.segments));
+            broadcast("track_pixels", track_pixels_record_batch(&done.track_pixels));
         };
+        // The detector's channels first: plugins that draw maps or look for dead channels need
+        // them before any data.
+        broadcast("pixels", pixels_record_batch(calibrator.geometry()));
         let total: u64 =
             args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
         let bar = progress::bar(total, "bytes");
@@ -306,12 +312,14 @@ fn finish_plugin(
         metrics: Vec::new(),
         checks: Vec::new(),
         figures: Vec::new(),
+        results: Default::default(),
         log,
     };
     match result {
-        Ok(PluginReport { figures, metrics, checks }) => {
+        Ok(PluginReport { figures, metrics, checks, results }) => {
             entry.metrics = metrics;
             entry.checks = checks;
+            entry.results = results;
             let dir = run_dir.join(safe_name(&info.name));
             let _ = std::fs::create_dir_all(&dir);
             for figure in figures {

@@ -1,0 +1,137 @@
+//! The detector's pixels as the host sends them (stream `pixels`): where every connected channel
+//! is, which anode (TPC) it belongs to, and the anodes' drift geometry. For pixel maps, dead
+//! channels (expected but silent) and fiducial cuts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::batch::Batch;
+use crate::channels::unique_id;
+
+/// One connected channel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pixel {
+    /// Channel key (see [`unique_id`]).
+    pub unique_id: u32,
+    /// Tile.
+    pub tile: u16,
+    /// Anode / TPC.
+    pub tpc: u8,
+    /// Pixel centre, mm.
+    pub x_mm: f64,
+    /// Pixel centre, mm.
+    pub y_mm: f64,
+}
+
+/// One anode: its pixel plane and drift volume.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Anode {
+    /// Anode plane along the drift axis, mm.
+    pub z_mm: f64,
+    /// +1 or −1: direction from the anode towards its cathode.
+    pub drift_dir: f64,
+    /// Anode-to-cathode distance, mm.
+    pub drift_length_mm: f64,
+    /// Extent of its pixel centres, mm: (min x, max x, min y, max y).
+    pub extent: (f64, f64, f64, f64),
+}
+
+impl Anode {
+    /// Whether a point (x, y in the pixel plane, drift distance from this anode) lies at least
+    /// `margin_mm` inside the active volume (pixel plane edges ± half a pitch, anode, cathode).
+    pub fn contains(&self, x: f64, y: f64, drift_mm: f64, margin_mm: f64, pitch: f64) -> bool {
+        let (x0, x1, y0, y1) = self.extent;
+        let half = pitch / 2.0;
+        x >= x0 - half + margin_mm
+            && x <= x1 + half - margin_mm
+            && y >= y0 - half + margin_mm
+            && y <= y1 + half - margin_mm
+            && drift_mm >= margin_mm
+            && drift_mm <= self.drift_length_mm - margin_mm
+    }
+}
+
+/// All pixels of the detector, by channel key.
+#[derive(Clone, Debug, Default)]
+pub struct Pixels {
+    by_id: HashMap<u32, Pixel>,
+    anodes: BTreeMap<u8, Anode>,
+    pitch_mm: f64,
+}
+
+impl Pixels {
+    /// The columns of the `pixels` stream [`Pixels::add`] reads: `.consumes("pixels", Pixels::COLUMNS)`.
+    pub const COLUMNS: &'static [&'static str] = &[
+        "io_group",
+        "io_channel",
+        "chip_id",
+        "channel_id",
+        "tile",
+        "tpc",
+        "x_mm",
+        "y_mm",
+        "pitch_mm",
+        "anode_z_mm",
+        "drift_dir",
+        "drift_length_mm",
+    ];
+
+    /// Adds a batch of the `pixels` stream (columns io_group, io_channel, chip_id, channel_id,
+    /// tile, tpc, x_mm, y_mm, pitch_mm, anode_z_mm, drift_dir, drift_length_mm).
+    pub fn add(&mut self, batch: &Batch) -> Result<(), String> {
+        let (group, uart) = (batch.u8("io_group")?, batch.u8("io_channel")?);
+        let (chip, channel) = (batch.u8("chip_id")?, batch.u8("channel_id")?);
+        let (tile, tpc) = (batch.u16("tile")?, batch.u8("tpc")?);
+        let (x, y, pitch) = (batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("pitch_mm")?);
+        let (anode_z, dir, length) =
+            (batch.f64("anode_z_mm")?, batch.f64("drift_dir")?, batch.f64("drift_length_mm")?);
+        for i in 0..batch.len() {
+            let id = unique_id(group[i], uart[i], chip[i], channel[i]);
+            self.by_id.insert(
+                id,
+                Pixel { unique_id: id, tile: tile[i], tpc: tpc[i], x_mm: x[i], y_mm: y[i] },
+            );
+            self.pitch_mm = pitch[i];
+            let anode = self.anodes.entry(tpc[i]).or_insert(Anode {
+                z_mm: anode_z[i],
+                drift_dir: dir[i],
+                drift_length_mm: length[i],
+                extent: (x[i], x[i], y[i], y[i]),
+            });
+            let e = &mut anode.extent;
+            *e = (e.0.min(x[i]), e.1.max(x[i]), e.2.min(y[i]), e.3.max(y[i]));
+        }
+        Ok(())
+    }
+
+    /// The pixel of a channel.
+    pub fn get(&self, unique_id: u32) -> Option<&Pixel> {
+        self.by_id.get(&unique_id)
+    }
+
+    /// Every pixel, in channel-key order.
+    pub fn iter(&self) -> impl Iterator<Item = &Pixel> {
+        let mut all: Vec<&Pixel> = self.by_id.values().collect();
+        all.sort_unstable_by_key(|p| p.unique_id);
+        all.into_iter()
+    }
+
+    /// Number of connected channels.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True before the `pixels` stream arrived.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The anodes by TPC id.
+    pub fn anodes(&self) -> &BTreeMap<u8, Anode> {
+        &self.anodes
+    }
+
+    /// Pixel pitch, mm.
+    pub fn pitch_mm(&self) -> f64 {
+        self.pitch_mm
+    }
+}

@@ -1,0 +1,245 @@
+//! channel-health: hot, noisy and dead channels, judged against what the run itself says a
+//! channel should do (robust per-run expectations, no reference run needed).
+//!
+//! For every connected channel the expectation is the **median packet count of the other
+//! channels of its chip** (49 neighbours that see the same tracks and share the same
+//! configuration), floored at the median of all channels. With μ that expectation and n the
+//! channel's valid data packets over the run:
+//! - **hot**: n ≥ `hot_factor` · max(μ, 1) (default 20) and a rate ≥ `hot_min_rate_hz`
+//!   (default 10 Hz);
+//! - **noisy**: not hot, n ≥ `noisy_factor` · max(μ, 1) (default 3) and the Poisson chance of n
+//!   or more given μ below `noisy_p_value` (default 1e-6);
+//! - **dead**: no packet although the chance of that, e^(−μ), is below `dead_p_value`
+//!   (default 1e-4, i.e. μ ≥ 9.2): short runs cannot call a channel dead, and the report says
+//!   how many channels had too little expectation to judge.
+//! Channels sending data that the layout does not list are reported as `unknown`.
+
+use std::collections::BTreeMap;
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct ChannelHealth {
+    /// Valid data packets per channel.
+    counts: ChannelStats,
+    span: Option<(u64, u64)>,
+    hot_factor: f64,
+    hot_min_rate_hz: f64,
+    noisy_factor: f64,
+    noisy_p_value: f64,
+    dead_p_value: f64,
+    top: usize,
+    max_hot: f64,
+    #[serde(skip)]
+    pixels: Pixels,
+}
+
+#[derive(Serialize)]
+struct Flag {
+    io_group: u8,
+    io_channel: u8,
+    chip_id: u8,
+    channel_id: u8,
+    kind: &'static str,
+    packets: u64,
+    expected: f64,
+    rate_hz: f64,
+}
+
+/// ln P(N ≥ n | μ) for a Poisson N, by summing the upper tail in log space.
+fn ln_poisson_tail(n: u64, mu: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    if mu <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let ln_fact = |k: u64| (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
+    let mut ln_term = n as f64 * mu.ln() - mu - ln_fact(n);
+    let mut ln_sum = ln_term;
+    for k in n + 1..n + 2000 {
+        ln_term += mu.ln() - (k as f64).ln();
+        let next = ln_sum.max(ln_term) + (1.0 + (-(ln_sum - ln_term).abs()).exp()).ln();
+        if next - ln_sum < 1e-12 {
+            break;
+        }
+        ln_sum = next;
+    }
+    ln_sum.min(0.0)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+impl Plugin for ChannelHealth {
+    fn info() -> Info {
+        Info::new("channel-health", "Hot, noisy and dead channels against robust per-run expectations")
+            .consumes(
+                "packets",
+                &["packet_type", "valid_parity", "io_group", "io_channel", "chip_id", "channel_id", "unix_time"],
+            )
+            .consumes("pixels", Pixels::COLUMNS)
+            .config_key("hot_factor")
+            .config_key("hot_min_rate_hz")
+            .config_key("noisy_factor")
+            .config_key("noisy_p_value")
+            .config_key("dead_p_value")
+            .config_key("top")
+            .config_key("max_hot")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            counts: ChannelStats::default(),
+            span: None,
+            hot_factor: config_number(config, "hot_factor", 20.0),
+            hot_min_rate_hz: config_number(config, "hot_min_rate_hz", 10.0),
+            noisy_factor: config_number(config, "noisy_factor", 3.0),
+            noisy_p_value: config_number(config, "noisy_p_value", 1e-6),
+            dead_p_value: config_number(config, "dead_p_value", 1e-4),
+            top: config_number(config, "top", 15.0) as usize,
+            max_hot: config_number(config, "max_hot", 20.0),
+            pixels: Pixels::default(),
+        })
+    }
+
+    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
+        self.pixels.add(batch)
+    }
+
+    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
+        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
+        let (group, uart, chip, channel) =
+            (batch.u8("io_group")?, batch.u8("io_channel")?, batch.u8("chip_id")?, batch.u8("channel_id")?);
+        let unix = batch.u64("unix_time")?;
+        for i in 0..batch.len() {
+            if kind[i] == 0 && valid[i] == 1 {
+                self.counts.fill(unique_id(group[i], uart[i], chip[i], channel[i]), 0.0);
+                self.span = Some(match self.span {
+                    Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
+                    None => (unix[i], unix[i]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.counts.merge(&other.counts);
+        self.span = match (self.span, other.span) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let count = |id: u32| self.counts.get(id).map_or(0, |m| m.n);
+        // Expected count per chip: median over its connected channels.
+        let mut by_chip: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+        for p in self.pixels.iter() {
+            by_chip.entry(p.unique_id >> 6).or_default().push(count(p.unique_id) as f64);
+        }
+        let mut all: Vec<f64> = by_chip.values().flatten().copied().collect();
+        let global = median(&mut all);
+        let chip_median: BTreeMap<u32, f64> =
+            by_chip.into_iter().map(|(k, mut v)| (k, median(&mut v).max(global))).collect();
+        let mut flags = Vec::new();
+        let mut unjudged_dead = 0usize;
+        let flag = |id: u32, kind: &'static str, n: u64, mu: f64| {
+            let (g, u, c, ch) = channel_of(id);
+            Flag { io_group: g, io_channel: u, chip_id: c, channel_id: ch, kind, packets: n, expected: mu, rate_hz: n as f64 / seconds }
+        };
+        for p in self.pixels.iter() {
+            let id = p.unique_id;
+            let n = count(id);
+            let mu = chip_median.get(&(id >> 6)).copied().unwrap_or(global);
+            let rate = n as f64 / seconds;
+            if n as f64 >= self.hot_factor * mu.max(1.0) && rate >= self.hot_min_rate_hz {
+                flags.push(flag(id, "hot", n, mu));
+            } else if n as f64 >= self.noisy_factor * mu.max(1.0)
+                && ln_poisson_tail(n, mu) < self.noisy_p_value.ln()
+            {
+                flags.push(flag(id, "noisy", n, mu));
+            } else if n == 0 {
+                if -mu < self.dead_p_value.ln() {
+                    flags.push(flag(id, "dead", n, mu));
+                } else {
+                    unjudged_dead += 1;
+                }
+            }
+        }
+        if !self.pixels.is_empty() {
+            for (id, m) in self.counts.iter().filter(|(id, _)| self.pixels.get(*id).is_none()) {
+                flags.push(flag(id, "unknown", m.n, 0.0));
+            }
+        }
+        let kinds = ["hot", "noisy", "dead", "unknown"];
+        let number = |kind: &str| flags.iter().filter(|f| f.kind == kind).count();
+        let mut ranked: Vec<&Flag> = flags.iter().filter(|f| f.kind != "dead").collect();
+        ranked.sort_by(|a, b| b.rate_hz.total_cmp(&a.rate_hz));
+        let rows: Vec<Vec<String>> = ranked
+            .iter()
+            .take(self.top)
+            .map(|f| {
+                vec![
+                    f.kind.to_string(),
+                    format!("{}-{}-{}-{}", f.io_group, f.io_channel, f.chip_id, f.channel_id),
+                    f.packets.to_string(),
+                    format!("{:.1}", f.expected),
+                    format!("{:.2}", f.rate_hz),
+                ]
+            })
+            .collect();
+        let table = svg::table(
+            &format!("Top {} flagged channels by rate", rows.len()),
+            &["kind", "io_group-io_channel-chip-channel", "packets", "expected", "rate [Hz]"],
+            &rows,
+        );
+        let mut rates = Hist1D::new(70, -3.0, 4.0);
+        for p in self.pixels.iter() {
+            let n = count(p.unique_id);
+            rates.fill(if n > 0 { (n as f64 / seconds).log10() } else { -3.0 }, 1.0);
+        }
+        let spectrum = svg::Plot::new("Channel rates", "log10(rate / Hz)  (silent channels at −3)", "channels / bin")
+            .log_y()
+            .hist(&rates, "")
+            .note(format!(
+                "median {:.2} Hz; {} hot, {} noisy, {} dead",
+                global / seconds,
+                number("hot"),
+                number("noisy"),
+                number("dead")
+            ));
+        let flagged: BTreeMap<u32, &'static str> = flags
+            .iter()
+            .map(|f| (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), f.kind))
+            .collect();
+        let map = svg::pixel_map(
+            &self.pixels,
+            &|id| flagged.get(&id).map(|k| kinds.iter().position(|x| x == k).unwrap_or(0) as f64 + 1.0).or(Some(0.0)),
+            "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead)",
+            "flag",
+            false,
+        );
+        let mut report = Report::new()
+            .figure("top_flagged", "Top flagged channels", table, &rows)
+            .figure("rates", "Channel rate spectrum", spectrum.render(), &rates)
+            .figure("flag_map", "Flagged channels on the anodes", map, &())
+            .result("flagged_channels", &flags)
+            .metric("median_channel_rate_hz", global / seconds, None, "Hz")
+            .metric("dead_unjudgeable", unjudged_dead as f64, None, "channels");
+        for kind in kinds {
+            report = report.metric(&format!("{kind}_channels"), number(kind) as f64, None, "channels");
+        }
+        Ok(report.check_max("hot_channels", number("hot") as f64, self.max_hot / 4.0, self.max_hot, "channels"))
+    }
+}
+
+export_plugin!(ChannelHealth);

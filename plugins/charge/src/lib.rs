@@ -1,0 +1,141 @@
+//! charge: calibrated hit charge per TPC, hits per event, event rate and the drift-time
+//! distribution, whose sharp edges are the anode (0 µs) and the cathode (full drift).
+
+use std::collections::BTreeMap;
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct Charge {
+    /// Hit charge per TPC, ke⁻.
+    q_per_tpc: BTreeMap<u8, Hist1D>,
+    /// Drift time of triggered hits per TPC, µs.
+    drift_per_tpc: BTreeMap<u8, Hist1D>,
+    /// Hits per event (log10).
+    hits_per_event: Hist1D,
+    /// Events per Unix second by kind (1 triggered, 2 self-triggered).
+    event_rate: BTreeMap<u8, TimeSeries>,
+    expected_max_drift_us: f64,
+}
+
+impl Plugin for Charge {
+    fn info() -> Info {
+        Info::new("charge", "Hit charge per TPC, hits per event, event rate, drift-time distribution")
+            .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
+            .consumes("events", &["kind", "unix_time", "n_hits"])
+            .config_key("expected_max_drift_us")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            q_per_tpc: BTreeMap::new(),
+            drift_per_tpc: BTreeMap::new(),
+            hits_per_event: Hist1D::new(50, 0.0, 5.0),
+            event_rate: BTreeMap::new(),
+            expected_max_drift_us: config_number(config, "expected_max_drift_us", 190.6),
+        })
+    }
+
+    fn hits(&mut self, batch: &Batch) -> Result<(), String> {
+        let (tpc, q, drift) = (batch.opt_u8("tpc")?, batch.f32("q_ke")?, batch.opt_f32("drift_ticks")?);
+        for i in 0..batch.len() {
+            let tpc = tpc[i].unwrap_or(0);
+            self.q_per_tpc.entry(tpc).or_insert_with(|| Hist1D::new(120, 0.0, 120.0)).fill(f64::from(q[i]), 1.0);
+            if let Some(d) = drift[i] {
+                self.drift_per_tpc
+                    .entry(tpc)
+                    .or_insert_with(|| Hist1D::new(240, -20.0, 220.0))
+                    .fill(f64::from(d) / 10.0, 1.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn events(&mut self, batch: &Batch) -> Result<(), String> {
+        let (kind, unix, n) = (batch.u8("kind")?, batch.u64("unix_time")?, batch.u32("n_hits")?);
+        for i in 0..batch.len() {
+            self.hits_per_event.fill(f64::from(n[i].max(1)).log10(), 1.0);
+            self.event_rate.entry(kind[i]).or_default().fill(unix[i], 1.0);
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (mine, theirs) in [(&mut self.q_per_tpc, other.q_per_tpc), (&mut self.drift_per_tpc, other.drift_per_tpc)] {
+            for (tpc, h) in theirs {
+                match mine.get_mut(&tpc) {
+                    Some(m) => m.merge(&h)?,
+                    None => {
+                        mine.insert(tpc, h);
+                    }
+                }
+            }
+        }
+        for (kind, s) in other.event_rate {
+            self.event_rate.entry(kind).or_default().merge(&s);
+        }
+        self.hits_per_event.merge(&other.hits_per_event)
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let mut charge = svg::Plot::new("Hit charge per TPC", "hit charge [ke⁻]", "hits / ke⁻").log_y();
+        for (tpc, h) in &self.q_per_tpc {
+            charge = charge.hist(h, &format!("TPC {tpc}"));
+        }
+        let mut drift = svg::Plot::new("Drift time of triggered hits", "t − t0 [µs]", "hits / µs");
+        let mut report = Report::new();
+        let mut cathode_edges = Vec::new();
+        for (tpc, h) in &self.drift_per_tpc {
+            drift = drift.hist(h, &format!("TPC {tpc}"));
+            // The cathode edge: where the counts above the plateau fall below half of it.
+            let plateau = {
+                let mut inside: Vec<f64> = (0..h.counts.len())
+                    .filter(|i| (20.0..150.0).contains(&h.center(*i)))
+                    .map(|i| h.counts[i])
+                    .collect();
+                inside.sort_by(f64::total_cmp);
+                inside.get(inside.len() / 2).copied().unwrap_or(0.0)
+            };
+            if let Some(edge) = (0..h.counts.len()).rev().find(|i| h.counts[*i] >= plateau / 2.0 && plateau > 0.0) {
+                let edge_us = h.center(edge) + h.width() / 2.0;
+                cathode_edges.push(edge_us);
+                report = report.metric(&format!("tpc{tpc}_cathode_edge_us"), edge_us, Some(h.width()), "µs");
+            }
+            let mean_q = self.q_per_tpc.get(tpc).and_then(Hist1D::mean).unwrap_or(0.0);
+            report = report.metric(&format!("tpc{tpc}_mean_hit_charge_ke"), mean_q, None, "ke-");
+        }
+        let per_event = svg::Plot::new("Hits per event", "log10(hits)", "events / bin").hist(&self.hits_per_event, "");
+        let t0 = self.event_rate.values().filter_map(|s| s.points().first().map(|p| p.0)).min().unwrap_or(0);
+        let mut rate = svg::Plot::new("Event rate", "time since first event [s]", "events / s");
+        let mut total_events = 0.0;
+        let mut seconds = 1.0f64;
+        for (kind, s) in &self.event_rate {
+            let points = s.points();
+            total_events += points.iter().map(|p| p.1).sum::<f64>();
+            if let (Some(a), Some(b)) = (points.first(), points.last()) {
+                seconds = seconds.max((b.0 - a.0 + 1) as f64);
+            }
+            let name = if *kind == 1 { "triggered" } else { "self-triggered" };
+            rate = rate.line(points.into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect(), name);
+        }
+        report = report
+            .figure("hit_charge", "Hit charge per TPC", charge.render(), &self.q_per_tpc)
+            .figure("drift_time", "Drift-time distribution", drift.render(), &self.drift_per_tpc)
+            .figure("hits_per_event", "Hits per event", per_event.render(), &self.hits_per_event)
+            .figure("event_rate", "Event rate", rate.render(), &self.event_rate)
+            .metric("event_rate_hz", total_events / seconds, None, "Hz");
+        for (k, edge) in cathode_edges.iter().enumerate() {
+            let expected = self.expected_max_drift_us;
+            report = report.check_band(
+                &format!("cathode_edge_{k}"),
+                *edge,
+                (0.95 * expected, 1.05 * expected),
+                (0.85 * expected, 1.15 * expected),
+                "µs",
+            );
+        }
+        Ok(report)
+    }
+}
+
+export_plugin!(Charge);

@@ -1,0 +1,160 @@
+//! electron-lifetime: the most probable dQ/dx of track pixels vs drift time, and an exponential
+//! fit `MPV(t) = MPV₀ · exp(−t / τ)` for the electron lifetime τ.
+//!
+//! Selection (as module0_flow's lifetime measurement): tracks with known t0 (all tracks here
+//! are from triggered events), longer than `min_track_mm` (100 mm), contained in one TPC; pixels
+//! inside the fiducial volume (`fiducial_mm` = 30 mm from the pixel-plane edges, the anode and
+//! the cathode), full crossings of at least `min_dx_mm` (3.3 mm). Per drift-time bin
+//! (`drift_bins` over 0…`max_drift_us`) the dQ/dx spectrum gets a Moyal ⊗ Gauss fit; its MPV
+//! with the fit error enters the exponential fit, whose τ error is widened by √(χ²/ndf) when
+//! the points scatter more than their errors.
+
+use larmon_plugin_sdk::fit::{fit_exponential, fit_moyal_gauss};
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct ElectronLifetime {
+    /// dQ/dx (ke⁻/cm, not lifetime-corrected) per drift-time bin.
+    bins: Vec<Hist1D>,
+    max_drift_us: f64,
+    min_track_mm: f64,
+    fiducial_mm: f64,
+    min_dx_mm: f64,
+    min_entries: f64,
+    warn_below_us: f64,
+    error_below_us: f64,
+    #[serde(skip)]
+    pixels: Pixels,
+}
+
+impl Plugin for ElectronLifetime {
+    fn info() -> Info {
+        Info::new("electron-lifetime", "Electron lifetime from the dQ/dx MPV vs drift time")
+            .consumes(
+                "track_pixels",
+                &[
+                    "tpc", "x_mm", "y_mm", "z_mm", "q_ke", "dx_mm", "drift_us", "at_track_end",
+                    "track_length_mm", "track_tpc_mask",
+                ],
+            )
+            .consumes("pixels", Pixels::COLUMNS)
+            .config_key("drift_bins")
+            .config_key("max_drift_us")
+            .config_key("min_track_mm")
+            .config_key("fiducial_mm")
+            .config_key("min_dx_mm")
+            .config_key("min_entries")
+            .config_key("warn_below_us")
+            .config_key("error_below_us")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        let n = config_number(config, "drift_bins", 10.0).clamp(3.0, 100.0) as usize;
+        Ok(Self {
+            bins: vec![Hist1D::new(300, 0.0, 150.0); n],
+            max_drift_us: config_number(config, "max_drift_us", 190.6),
+            min_track_mm: config_number(config, "min_track_mm", 100.0),
+            fiducial_mm: config_number(config, "fiducial_mm", 30.0),
+            min_dx_mm: config_number(config, "min_dx_mm", 3.3),
+            min_entries: config_number(config, "min_entries", 500.0),
+            warn_below_us: config_number(config, "warn_below_us", 1000.0),
+            error_below_us: config_number(config, "error_below_us", 500.0),
+            pixels: Pixels::default(),
+        })
+    }
+
+    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
+        self.pixels.add(batch)
+    }
+
+    fn track_pixels(&mut self, batch: &Batch) -> Result<(), String> {
+        let (tpc, x, y, z) = (batch.u8("tpc")?, batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("z_mm")?);
+        let (q, dx, drift) = (batch.f64("q_ke")?, batch.f64("dx_mm")?, batch.f64("drift_us")?);
+        let (end, length, mask) =
+            (batch.u8("at_track_end")?, batch.f64("track_length_mm")?, batch.u32("track_tpc_mask")?);
+        let pitch = self.pixels.pitch_mm();
+        let width = self.max_drift_us / self.bins.len() as f64;
+        for i in 0..batch.len() {
+            if length[i] < self.min_track_mm || !mask[i].is_power_of_two() || end[i] != 0 || dx[i] < self.min_dx_mm {
+                continue;
+            }
+            if let Some(anode) = self.pixels.anodes().get(&tpc[i]) {
+                let drift_mm = (z[i] - anode.z_mm) * anode.drift_dir;
+                if !anode.contains(x[i], y[i], drift_mm, self.fiducial_mm, pitch) {
+                    continue;
+                }
+            }
+            let bin = (drift[i] / width).floor();
+            if bin >= 0.0 && (bin as usize) < self.bins.len() {
+                self.bins[bin as usize].fill(q[i] / dx[i] * 10.0, 1.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
+            mine.merge(theirs)?;
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let width = self.max_drift_us / self.bins.len() as f64;
+        let points: Vec<(f64, f64, f64)> = self
+            .bins
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.total() >= self.min_entries)
+            .filter_map(|(k, h)| {
+                let f = fit_moyal_gauss(h, 0.05)?;
+                (f.mpv_error > 0.0 && f.mpv_error.is_finite()).then_some(((k as f64 + 0.5) * width, f.mpv, f.mpv_error))
+            })
+            .collect();
+        let fit = (points.len() >= 3).then(|| fit_exponential(&points, 3000.0)).flatten();
+        let mut plot = svg::Plot::new("dQ/dx MPV vs drift time", "drift time [µs]", "dQ/dx MPV [ke⁻/cm]")
+            .x_range(0.0, self.max_drift_us)
+            .error_points(points.clone(), "MPV per drift bin");
+        let mut report = Report::new().metric(
+            "pixels_used",
+            self.bins.iter().map(Hist1D::total).sum(),
+            None,
+            "pixels",
+        );
+        match &fit {
+            Some(f) => {
+                let (a, tau) = (f.params[0], f.params[1]);
+                let curve = (0..=100).map(|k| {
+                    let t = self.max_drift_us * k as f64 / 100.0;
+                    (t, a * (-t / tau).exp())
+                });
+                plot = plot
+                    .line(curve.collect(), "exponential fit")
+                    .note(format!("τ = {:.0} ± {:.0} µs", tau, f.errors[1]))
+                    .note(format!("χ²/ndf = {:.1}/{}", f.chi2, f.ndf));
+                report = report
+                    .metric("lifetime_us", tau, Some(f.errors[1]), "µs")
+                    .metric("dqdx_at_anode_ke_per_cm", a, Some(f.errors[0]), "ke-/cm")
+                    .metric("fit_chi2_per_ndf", f.chi2 / f.ndf.max(1) as f64, None, "")
+                    .check_band(
+                        "lifetime_us",
+                        tau,
+                        (self.warn_below_us, f64::INFINITY),
+                        (self.error_below_us, f64::INFINITY),
+                        "µs",
+                    );
+            }
+            None => {
+                plot = plot.note("too few drift bins with enough pixels to fit");
+                report = report.check(
+                    "lifetime_us",
+                    CheckStatus::Warning,
+                    format!("no lifetime fit: {} drift bins with ≥ {} pixels", points.len(), self.min_entries),
+                );
+            }
+        }
+        Ok(report.figure("mpv_vs_drift", "dQ/dx MPV vs drift time with exponential fit", plot.render(), &points))
+    }
+}
+
+export_plugin!(ElectronLifetime);

@@ -1,0 +1,136 @@
+//! fifo-flags: how often LArPix data packets report their local (per-chip) or shared FIFO as
+//! more than half full or full, vs time and as fractions. Full FIFOs lose data.
+
+use larmon_plugin_sdk::prelude::*;
+
+/// The four flags: (column, bit, name).
+const FLAGS: [(usize, u8, &str); 4] = [
+    (0, 1, "local half"),
+    (0, 2, "local full"),
+    (1, 1, "shared half"),
+    (1, 2, "shared full"),
+];
+
+#[derive(Serialize, Deserialize)]
+struct FifoFlags {
+    /// Flagged data packets per Unix second, one series per flag.
+    flagged: Vec<TimeSeries>,
+    /// Flagged data packets per flag.
+    counts: [u64; 4],
+    /// Valid-parity data packets.
+    data_packets: u64,
+    warn_full_fraction: f64,
+    error_full_fraction: f64,
+}
+
+impl Plugin for FifoFlags {
+    fn info() -> Info {
+        Info::new("fifo-flags", "Data packets with FIFO half/full flags: rate and fraction")
+            .consumes(
+                "packets",
+                &["packet_type", "valid_parity", "local_fifo", "shared_fifo", "unix_time"],
+            )
+            .config_key("warn_full_fraction")
+            .config_key("error_full_fraction")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            flagged: vec![TimeSeries::default(); 4],
+            counts: [0; 4],
+            data_packets: 0,
+            warn_full_fraction: config_number(config, "warn_full_fraction", 1e-4),
+            error_full_fraction: config_number(config, "error_full_fraction", 1e-3),
+        })
+    }
+
+    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
+        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
+        let fifo = [batch.u8("local_fifo")?, batch.u8("shared_fifo")?];
+        let unix = batch.u64("unix_time")?;
+        for i in 0..batch.len() {
+            if kind[i] != 0 || valid[i] != 1 {
+                continue;
+            }
+            self.data_packets += 1;
+            if fifo[0][i] | fifo[1][i] == 0 {
+                continue;
+            }
+            for (k, (column, bit, _)) in FLAGS.iter().enumerate() {
+                if fifo[*column][i] & bit != 0 {
+                    self.counts[k] += 1;
+                    self.flagged[k].fill(unix[i], 1.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for k in 0..4 {
+            self.flagged[k].merge(&other.flagged[k]);
+            self.counts[k] += other.counts[k];
+        }
+        self.data_packets += other.data_packets;
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let n = self.data_packets.max(1) as f64;
+        let t0 = self.flagged.iter().filter_map(|s| s.points().first().map(|p| p.0)).min();
+        let mut plot = svg::Plot::new(
+            "Data packets with FIFO flags",
+            "time since first flagged packet [s]",
+            "flagged packets / s",
+        );
+        for (k, (_, _, name)) in FLAGS.iter().enumerate() {
+            let points: Vec<(f64, f64)> = self.flagged[k]
+                .points()
+                .into_iter()
+                .map(|(t, v)| ((t - t0.unwrap_or(t)) as f64 + 0.5, v))
+                .collect();
+            if !points.is_empty() {
+                plot = plot.points(points, name);
+            }
+        }
+        if t0.is_none() {
+            plot = plot.note("no flagged packets");
+        }
+        let rows: Vec<Vec<String>> = FLAGS
+            .iter()
+            .enumerate()
+            .map(|(k, (_, _, name))| {
+                vec![
+                    name.to_string(),
+                    self.counts[k].to_string(),
+                    format!("{:.2e}", self.counts[k] as f64 / n),
+                ]
+            })
+            .collect();
+        let table = svg::table(
+            &format!("FIFO flags in {} data packets", self.data_packets),
+            &["flag", "packets", "fraction"],
+            &rows,
+        );
+        let mut report = Report::new()
+            .figure("rate", "FIFO-flagged packets vs time", plot.render(), &self.flagged)
+            .figure("fractions", "FIFO flag fractions", table, &self.counts)
+            .metric("data_packets", self.data_packets as f64, None, "packets");
+        for (k, (_, _, name)) in FLAGS.iter().enumerate() {
+            let key = name.replace(' ', "_");
+            report = report
+                .metric(&format!("{key}_packets"), self.counts[k] as f64, None, "packets")
+                .metric(&format!("{key}_fraction"), self.counts[k] as f64 / n, None, "");
+        }
+        let full = (self.counts[1] + self.counts[3]) as f64 / n;
+        Ok(report.check_max(
+            "fifo_full_fraction",
+            full,
+            self.warn_full_fraction,
+            self.error_full_fraction,
+            "",
+        ))
+    }
+}
+
+export_plugin!(FifoFlags);

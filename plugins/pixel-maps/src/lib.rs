@@ -1,0 +1,83 @@
+//! pixel-maps: per channel mean ADC, ADC RMS and packet rate, drawn on the real anode geometry
+//! (one panel per anode). Grey pixels sent nothing.
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct PixelMaps {
+    adc: ChannelStats,
+    span: Option<(u64, u64)>,
+    #[serde(skip)]
+    pixels: Pixels,
+}
+
+impl Plugin for PixelMaps {
+    fn info() -> Info {
+        Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
+            .consumes(
+                "packets",
+                &["packet_type", "valid_parity", "io_group", "io_channel", "chip_id", "channel_id", "dataword", "unix_time"],
+            )
+            .consumes("pixels", Pixels::COLUMNS)
+    }
+
+    fn new(_config: &Config) -> Result<Self, String> {
+        Ok(Self { adc: ChannelStats::default(), span: None, pixels: Pixels::default() })
+    }
+
+    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
+        self.pixels.add(batch)
+    }
+
+    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
+        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
+        let (group, uart, chip, channel) =
+            (batch.u8("io_group")?, batch.u8("io_channel")?, batch.u8("chip_id")?, batch.u8("channel_id")?);
+        let (adc, unix) = (batch.u8("dataword")?, batch.u64("unix_time")?);
+        for i in 0..batch.len() {
+            if kind[i] == 0 && valid[i] == 1 {
+                self.adc.fill(unique_id(group[i], uart[i], chip[i], channel[i]), f64::from(adc[i]));
+                self.span = Some(match self.span {
+                    Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
+                    None => (unix[i], unix[i]),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.adc.merge(&other.adc);
+        self.span = match (self.span, other.span) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let stat = |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
+        let mean = svg::pixel_map(&self.pixels, &stat(Moments::mean), "Mean ADC per pixel", "ADC", false);
+        let rms = svg::pixel_map(&self.pixels, &stat(Moments::rms), "ADC RMS per pixel", "ADC", false);
+        let rate = svg::pixel_map(
+            &self.pixels,
+            &|id| self.adc.get(id).map(|m| m.n as f64 / seconds),
+            "Packet rate per pixel",
+            "Hz (log)",
+            true,
+        );
+        let seen = self.pixels.iter().filter(|p| self.adc.get(p.unique_id).is_some()).count();
+        let outside = self.adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
+        let table: Vec<(u32, Moments)> = self.adc.iter().collect();
+        Ok(Report::new()
+            .figure("mean_adc", "Mean ADC per pixel", mean, &table)
+            .figure("adc_rms", "ADC RMS per pixel", rms, &())
+            .figure("rate", "Packet rate per pixel", rate, &seconds)
+            .metric("channels_with_data", seen as f64, None, "channels")
+            .metric("channels_in_layout", self.pixels.len() as f64, None, "channels")
+            .metric("channels_outside_layout", outside as f64, None, "channels"))
+    }
+}
+
+export_plugin!(PixelMaps);

@@ -1,0 +1,145 @@
+//! tile-rate: data rate per pixel tile and per TPC, from the calibrated hits (each hit weighted
+//! by the packets merged into it). A silent tile is a lost readout path; a loud one is noise.
+
+use std::collections::BTreeMap;
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct TileRate {
+    /// Packets per tile.
+    per_tile: BTreeMap<u16, f64>,
+    /// Packets per TPC per Unix second.
+    per_tpc: BTreeMap<u8, TimeSeries>,
+    /// First and last Unix second seen.
+    span: Option<(u64, u64)>,
+    /// Tiles of the detector (from the `pixels` stream; context, not state).
+    #[serde(skip)]
+    tiles: BTreeMap<u16, u8>,
+    warn_low_fraction: f64,
+}
+
+impl Plugin for TileRate {
+    fn info() -> Info {
+        Info::new("tile-rate", "Data rate per tile and per TPC")
+            .consumes("hits", &["tile", "tpc", "unix_time", "n_packets"])
+            .consumes("pixels", &["tile", "tpc"])
+            .config_key("warn_low_fraction")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            per_tile: BTreeMap::new(),
+            per_tpc: BTreeMap::new(),
+            span: None,
+            tiles: BTreeMap::new(),
+            warn_low_fraction: config_number(config, "warn_low_fraction", 0.1),
+        })
+    }
+
+    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
+        for (tile, tpc) in batch.u16("tile")?.iter().zip(batch.u8("tpc")?) {
+            self.tiles.insert(*tile, *tpc);
+        }
+        Ok(())
+    }
+
+    fn hits(&mut self, batch: &Batch) -> Result<(), String> {
+        let (tile, tpc) = (batch.opt_u16("tile")?, batch.opt_u8("tpc")?);
+        let (unix, n) = (batch.u64("unix_time")?, batch.u16("n_packets")?);
+        for i in 0..batch.len() {
+            let (Some(tile), Some(tpc)) = (tile[i], tpc[i]) else { continue };
+            let weight = f64::from(n[i]);
+            *self.per_tile.entry(tile).or_default() += weight;
+            self.per_tpc.entry(tpc).or_default().fill(unix[i], weight);
+            self.span = Some(match self.span {
+                Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
+                None => (unix[i], unix[i]),
+            });
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (tile, n) in other.per_tile {
+            *self.per_tile.entry(tile).or_default() += n;
+        }
+        for (tpc, series) in other.per_tpc {
+            self.per_tpc.entry(tpc).or_default().merge(&series);
+        }
+        self.span = match (self.span, other.span) {
+            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        };
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let mut tiles: BTreeMap<u16, u8> = self.tiles.clone();
+        for tile in self.per_tile.keys() {
+            tiles.entry(*tile).or_insert(0);
+        }
+        let (first, last) = (
+            tiles.keys().next().copied().unwrap_or(1),
+            tiles.keys().last().copied().unwrap_or(1),
+        );
+        let mut bars = Hist1D::new(usize::from(last - first) + 1, f64::from(first) - 0.5, f64::from(last) + 0.5);
+        let rates: BTreeMap<u16, f64> = tiles
+            .keys()
+            .map(|t| (*t, self.per_tile.get(t).copied().unwrap_or(0.0) / seconds))
+            .collect();
+        for (tile, rate) in &rates {
+            bars.fill(f64::from(*tile), *rate);
+        }
+        let mut sorted: Vec<f64> = rates.values().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+        let low: Vec<u16> = rates
+            .iter()
+            .filter(|(_, r)| **r < self.warn_low_fraction * median)
+            .map(|(t, _)| *t)
+            .collect();
+        let silent: Vec<u16> = rates.iter().filter(|(_, r)| **r == 0.0).map(|(t, _)| *t).collect();
+        let bar_svg = svg::Plot::new("Data rate per tile", "tile", "rate [Hz]")
+            .hist(&bars, "")
+            .note(format!("median {median:.1} Hz over {seconds:.0} s"))
+            .render();
+        let t0 = self.span.map_or(0, |s| s.0);
+        let mut time_plot = svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
+        for (tpc, series) in &self.per_tpc {
+            let points = series.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
+            time_plot = time_plot.line(points, &format!("TPC {tpc}"));
+        }
+        let mut report = Report::new()
+            .figure("per_tile", "Data rate per tile", bar_svg, &rates)
+            .figure("per_tpc", "Data rate per TPC vs time", time_plot.render(), &self.per_tpc)
+            .metric("median_tile_rate_hz", median, None, "Hz")
+            .metric("low_rate_tiles", low.len() as f64, None, "tiles");
+        for (tpc, series) in &self.per_tpc {
+            let total: f64 = series.points().iter().map(|p| p.1).sum();
+            report = report.metric(&format!("tpc{tpc}_rate_hz"), total / seconds, None, "Hz");
+        }
+        let status = if !silent.is_empty() {
+            CheckStatus::Error
+        } else if !low.is_empty() {
+            CheckStatus::Warning
+        } else {
+            CheckStatus::Ok
+        };
+        Ok(report.check(
+            "tile_rates",
+            status,
+            format!(
+                "{} silent and {} low (< {:.0} % of the median) tiles of {}: {:?}",
+                silent.len(),
+                low.len(),
+                100.0 * self.warn_low_fraction,
+                rates.len(),
+                low
+            ),
+        ))
+    }
+}
+
+export_plugin!(TileRate);
