@@ -11,6 +11,24 @@ pub const SIZE: (u32, u32) = (640, 420);
 const TITLE_FONT: (&str, u32) = ("sans-serif", 22);
 const LABEL_FONT: (&str, u32) = ("sans-serif", 16);
 const BAR: RGBColor = RGBColor(31, 119, 180);
+/// Series colours after the first (blue): orange, green, red, purple, brown, pink, grey, olive,
+/// cyan — distinct on white, no yellow.
+const SERIES: [RGBColor; 9] = [
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The colour of the k-th series of a figure.
+pub fn series_color(k: usize) -> RGBColor {
+    if k == 0 { BAR } else { SERIES[(k - 1) % SERIES.len()] }
+}
 
 fn finish(result: Result<(), String>, svg: String) -> String {
     match result {
@@ -97,7 +115,7 @@ pub fn time_series(
         let x_range = 0.0..((t1 - t0) as f64 + 1.0);
         let mut chart = styled_chart(&root, title, x_range, 0.0..ymax, (x_label, y_label), true)?;
         for (k, (name, s)) in series.iter().enumerate() {
-            let color = Palette99::pick(k).to_rgba();
+            let color = series_color(k).to_rgba();
             let points: Vec<(f64, f64)> =
                 s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
             chart
@@ -306,9 +324,16 @@ impl Plot {
                 (lo.log10().floor(), (hi.log10() + 0.3).ceil().max(lo.log10().floor() + 1.0))
             } else {
                 let (lo, hi) = finite(&ys, &|_| true).unwrap_or((0.0, 1.0));
-                let lo = lo.min(0.0);
-                let hi = if hi > lo { hi } else { lo + 1.0 };
-                (lo, hi + (hi - lo) * 0.12)
+                let has_hist = self.series.iter().any(|(_, s)| matches!(s, Series::Hist(_)));
+                if has_hist || lo >= 0.0 && lo < 0.25 * hi {
+                    let lo = lo.min(0.0);
+                    let hi = if hi > lo { hi } else { lo + 1.0 };
+                    (lo, hi + (hi - lo) * 0.12)
+                } else {
+                    // Points and lines only: zoom on them (a slope must be visible).
+                    let pad = ((hi - lo) * 0.15).max(1e-9 * hi.abs().max(1.0));
+                    (lo - pad, hi + pad * 2.0)
+                }
             }
         });
         (x, y)
@@ -345,8 +370,7 @@ impl Plot {
             let named = self.series.iter().filter(|(n, _)| !n.is_empty()).count();
             let overlay = self.series.len() > 1;
             for (k, (name, series)) in self.series.iter().enumerate() {
-                let color =
-                    if k == 0 { BAR.to_rgba() } else { Palette99::pick(k + 1).to_rgba() };
+                let color = series_color(k).to_rgba();
                 let legend_color = color;
                 let anno = match series {
                     Series::Hist(h) => {
@@ -448,7 +472,23 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
     let row_height = 22;
     let height = (70 + row_height * (rows.len() + 1)).max(120) as u32;
     let width = SIZE.0;
-    let column_width = (width as usize - 40) / header.len().max(1);
+    // Columns as wide as their longest text (8 px per character), spread over the width.
+    let chars: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .chain([header[c].chars().count()])
+                .max()
+                .unwrap_or(1)
+                + 2
+        })
+        .collect();
+    let total: usize = chars.iter().sum::<usize>().max(1);
+    let mut starts = vec![24usize];
+    for c in &chars {
+        starts.push(starts.last().unwrap() + (width as usize - 48) * c / total);
+    }
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\">\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
@@ -472,7 +512,7 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
         for (c, cell) in cells.iter().enumerate() {
             out += &format!(
                 "<text x=\"{}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"14\" font-weight=\"{weight}\">{}</text>",
-                24 + c * column_width,
+                starts[c.min(starts.len() - 1)],
                 escape(cell)
             );
         }
@@ -485,7 +525,8 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A per-pixel map on the real anode geometry: one panel per anode (TPC), each pixel one
 /// raster cell coloured on the viridis scale by `value(unique_id)`; pixels with no value are
-/// grey, so silent channels stand out. `log` colours by log10 of the value. The raster is an
+/// grey, so silent channels stand out. `log` colours by log10 of the value; `range` fixes the
+/// colour scale (default: the values' range). The raster is an
 /// embedded PNG, so a 78 400-pixel map stays small.
 pub fn pixel_map(
     pixels: &crate::geometry::Pixels,
@@ -493,6 +534,7 @@ pub fn pixel_map(
     title: &str,
     value_label: &str,
     log: bool,
+    range: Option<(f64, f64)>,
 ) -> String {
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
     let transform = |v: f64| if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) };
@@ -503,6 +545,9 @@ pub fn pixel_map(
         .filter_map(|(_, v)| *v)
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if let Some((lo, hi)) = range {
+        (v0, v1) = (transform(lo).unwrap_or(lo), transform(hi).unwrap_or(hi));
+    }
     if !v0.is_finite() {
         (v0, v1) = (0.0, 1.0);
     } else if v1 <= v0 {

@@ -3,12 +3,15 @@
 //!
 //! For every connected channel the expectation is the **median packet count of the other
 //! channels of its chip** (49 neighbours that see the same tracks and share the same
-//! configuration), floored at the median of all channels. With μ that expectation and n the
+//! configuration), floored at the median and at the mean of all channels (a track crossing a
+//! pixel gives it a few packets, so a run whose median is 0 still expects some). With μ that
+//! expectation and n the
 //! channel's valid data packets over the run:
 //! - **hot**: n ≥ `hot_factor` · max(μ, 1) (default 20) and a rate ≥ `hot_min_rate_hz`
 //!   (default 10 Hz);
-//! - **noisy**: not hot, n ≥ `noisy_factor` · max(μ, 1) (default 3) and the Poisson chance of n
-//!   or more given μ below `noisy_p_value` (default 1e-6);
+//! - **noisy**: not hot, n ≥ `noisy_min_packets` (default 10: fewer packets cannot tell a noisy
+//!   pixel from one crossed by a track or two), n ≥ `noisy_factor` · max(μ, 1) (default 3) and
+//!   the Poisson chance of n or more given μ below `noisy_p_value` (default 1e-6);
 //! - **dead**: no packet although the chance of that, e^(−μ), is below `dead_p_value`
 //!   (default 1e-4, i.e. μ ≥ 9.2): short runs cannot call a channel dead, and the report says
 //!   how many channels had too little expectation to judge.
@@ -26,6 +29,7 @@ struct ChannelHealth {
     hot_factor: f64,
     hot_min_rate_hz: f64,
     noisy_factor: f64,
+    noisy_min_packets: f64,
     noisy_p_value: f64,
     dead_p_value: f64,
     top: usize,
@@ -87,6 +91,7 @@ impl Plugin for ChannelHealth {
             .config_key("hot_factor")
             .config_key("hot_min_rate_hz")
             .config_key("noisy_factor")
+            .config_key("noisy_min_packets")
             .config_key("noisy_p_value")
             .config_key("dead_p_value")
             .config_key("top")
@@ -100,6 +105,7 @@ impl Plugin for ChannelHealth {
             hot_factor: config_number(config, "hot_factor", 20.0),
             hot_min_rate_hz: config_number(config, "hot_min_rate_hz", 10.0),
             noisy_factor: config_number(config, "noisy_factor", 3.0),
+            noisy_min_packets: config_number(config, "noisy_min_packets", 10.0),
             noisy_p_value: config_number(config, "noisy_p_value", 1e-6),
             dead_p_value: config_number(config, "dead_p_value", 1e-4),
             top: config_number(config, "top", 15.0) as usize,
@@ -147,7 +153,8 @@ impl Plugin for ChannelHealth {
             by_chip.entry(p.unique_id >> 6).or_default().push(count(p.unique_id) as f64);
         }
         let mut all: Vec<f64> = by_chip.values().flatten().copied().collect();
-        let global = median(&mut all);
+        let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
+        let global = median(&mut all).max(mean);
         let chip_median: BTreeMap<u32, f64> =
             by_chip.into_iter().map(|(k, mut v)| (k, median(&mut v).max(global))).collect();
         let mut flags = Vec::new();
@@ -163,7 +170,8 @@ impl Plugin for ChannelHealth {
             let rate = n as f64 / seconds;
             if n as f64 >= self.hot_factor * mu.max(1.0) && rate >= self.hot_min_rate_hz {
                 flags.push(flag(id, "hot", n, mu));
-            } else if n as f64 >= self.noisy_factor * mu.max(1.0)
+            } else if n as f64 >= self.noisy_min_packets
+                && n as f64 >= self.noisy_factor * mu.max(1.0)
                 && ln_poisson_tail(n, mu) < self.noisy_p_value.ln()
             {
                 flags.push(flag(id, "noisy", n, mu));
@@ -227,6 +235,7 @@ impl Plugin for ChannelHealth {
             "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead)",
             "flag",
             false,
+            Some((0.0, 3.0)),
         );
         let mut report = Report::new()
             .figure("top_flagged", "Top flagged channels", table, &rows)

@@ -30,7 +30,7 @@ impl Dqdx {
         if let Some(f) = &fit {
             let curve: Vec<(f64, f64)> = (0..300)
                 .map(|k| f.range.0 + (f.range.1 - f.range.0) * k as f64 / 299.0)
-                .map(|x| (x, f.curve(x) * h.width()))
+                .map(|x| (x, f.curve(x)))
                 .collect();
             plot = plot
                 .line(curve, "Moyal⊗Gauss fit")

@@ -98,7 +98,12 @@ fn draw(id: u64, event: &Event) -> String {
         let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
-            .titled(&format!("Event {id}: {} hits, {} tracks", event.hits.len(), event.tracks.len()), ("sans-serif", 22))
+            .titled(&format!(
+                "Event {id}: {} hits, {} track{}",
+                event.hits.len(),
+                event.tracks.len(),
+                if event.tracks.len() == 1 { "" } else { "s" }
+            ), ("sans-serif", 22))
             .map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(360);
         let qmax = event.hits.iter().map(|h| f64::from(h[3])).fold(1.0, f64::max);

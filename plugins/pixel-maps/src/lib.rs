@@ -58,14 +58,15 @@ impl Plugin for PixelMaps {
     fn report(&self) -> Result<Report, String> {
         let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
         let stat = |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
-        let mean = svg::pixel_map(&self.pixels, &stat(Moments::mean), "Mean ADC per pixel", "ADC", false);
-        let rms = svg::pixel_map(&self.pixels, &stat(Moments::rms), "ADC RMS per pixel", "ADC", false);
+        let mean = svg::pixel_map(&self.pixels, &stat(Moments::mean), "Mean ADC per pixel", "ADC", false, None);
+        let rms = svg::pixel_map(&self.pixels, &stat(Moments::rms), "ADC RMS per pixel", "ADC", false, None);
         let rate = svg::pixel_map(
             &self.pixels,
             &|id| self.adc.get(id).map(|m| m.n as f64 / seconds),
             "Packet rate per pixel",
             "Hz (log)",
             true,
+            None,
         );
         let seen = self.pixels.iter().filter(|p| self.adc.get(p.unique_id).is_some()).count();
         let outside = self.adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();

@@ -1,0 +1,189 @@
+//! The bundled plot plugins (plugins/*) run by `larmon run` on real-format fixtures, checked
+//! against the simulation truth: parity errors, FIFO flags, hot channels, clocks, drift edges
+//! on the committed small fixture; dQ/dx and electron lifetime on the cosmics fixture
+//! (../shared/fixtures, skipped with a message when absent).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use larmon_tests::{data, scratch, shared_fixture};
+use serde_json::Value;
+
+const BUNDLED: [&str; 10] = [
+    "channel-health",
+    "charge",
+    "dqdx",
+    "electron-lifetime",
+    "event-display",
+    "fifo-flags",
+    "packet-rate",
+    "pixel-maps",
+    "tile-rate",
+    "timing",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs every bundled plugin over `file` with `config` (TOML text) and returns report.json.
+fn run_bundled(test: &str, file: &Path, config: &str) -> (Value, PathBuf) {
+    let dir = scratch(test);
+    let plugin_dir = repo().join("target/wasm32-wasip2/plugin");
+    for name in BUNDLED {
+        let wasm = plugin_dir.join(format!("larmon_plugin_{}.wasm", name.replace('-', "_")));
+        assert!(wasm.exists(), "{} is missing: build the plugins with `bash .ci/plugins`", wasm.display());
+    }
+    std::fs::write(dir.join("larmon.toml"), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["run", file.to_str().unwrap(), "--run", "run", "--out"])
+        .arg(dir.join("reports"))
+        .arg("--plugin-dir")
+        .arg(&plugin_dir)
+        .arg("--config")
+        .arg(dir.join("larmon.toml"))
+        .arg("--cache-dir")
+        .arg(repo().join("target/test-plugin-cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run_dir = dir.join("reports/run");
+    let report = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    (report, run_dir)
+}
+
+fn plugin<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no plugin {name}"))
+}
+
+fn metric(report: &Value, name: &str, metric: &str) -> (f64, Option<f64>) {
+    let m = plugin(report, name)["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == metric)
+        .unwrap_or_else(|| panic!("{name} has no metric {metric}"));
+    (m["value"].as_f64().unwrap(), m["error"].as_f64())
+}
+
+fn truth(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+type Channel = (u64, u64, u64, u64);
+
+fn channels(list: &Value) -> BTreeSet<Channel> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c[0].as_u64().unwrap(), c[1].as_u64().unwrap(), c[2].as_u64().unwrap(), c[3].as_u64().unwrap()))
+        .collect()
+}
+
+fn flagged(report: &Value, kind: &str) -> BTreeSet<Channel> {
+    plugin(report, "channel-health")["results"]["flagged_channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == kind)
+        .map(|f| {
+            let n = |k: &str| f[k].as_u64().unwrap();
+            (n("io_group"), n("io_channel"), n("chip_id"), n("channel_id"))
+        })
+        .collect()
+}
+
+/// Checks that shared by both fixtures.
+fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
+    for name in BUNDLED {
+        let p = plugin(report, name);
+        assert_eq!(p["status"], "ok", "{name}: {}", p["error"]);
+        assert!(!p["figures"].as_array().unwrap().is_empty(), "{name} drew nothing");
+        for figure in p["figures"].as_array().unwrap() {
+            let svg = std::fs::read_to_string(run_dir.join(figure["svg"].as_str().unwrap())).unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{name}: {}", figure["svg"]);
+            assert!(!svg.contains("plot failed"), "{name}: {}", figure["svg"]);
+            let json = std::fs::read_to_string(run_dir.join(figure["data"].as_str().unwrap())).unwrap();
+            serde_json::from_str::<Value>(&json).unwrap();
+        }
+    }
+    // Parity: the count and the number of LArPix packets (types 0–3) exactly; the fraction is
+    // their ratio (compared to 1e-12: serde_json's float parsing may differ in the last bit).
+    let counts = &truth["counts"]["packet_rows_by_type"];
+    let larpix: f64 = ["0", "1", "2", "3"].iter().filter_map(|k| counts[k].as_f64()).sum();
+    let bad = truth["faults"]["n_bad_parity"].as_f64().unwrap();
+    assert_eq!(metric(report, "packet-rate", "parity_errors").0, bad);
+    assert_eq!(metric(report, "packet-rate", "larpix_packets").0, larpix);
+    let fraction = metric(report, "packet-rate", "parity_error_fraction").0;
+    assert!((fraction - bad / larpix).abs() <= 1e-12 * fraction, "{fraction}");
+    // FIFO flags of valid-parity data packets: 1 = half, 2 = full.
+    let fifo = &truth["counts"]["fifo_flag_rows_valid_parity"];
+    for (flag, column, value) in [
+        ("local_half", "local_fifo", "1"),
+        ("local_full", "local_fifo", "2"),
+        ("shared_half", "shared_fifo", "1"),
+        ("shared_full", "shared_fifo", "2"),
+    ] {
+        let expected = fifo[column][value].as_f64().unwrap() + fifo[column]["3"].as_f64().unwrap();
+        assert_eq!(metric(report, "fifo-flags", &format!("{flag}_packets")).0, expected, "{flag}");
+    }
+    // Every hot channel of the truth flagged, no other.
+    let hot = channels(&truth["faults"]["hot_channels"]);
+    assert_eq!(flagged(report, "hot"), hot);
+    // Noisy flags are a subset of the truth's noisy channels (false flags ≤ 10 %).
+    let noisy = flagged(report, "noisy");
+    let truly_noisy = channels(&truth["faults"]["noisy_channels"]);
+    let false_noisy = noisy.difference(&truly_noisy).count();
+    assert!(false_noisy * 10 <= noisy.len().max(1), "{false_noisy} of {} noisy flags are false", noisy.len());
+    // Clocks: the PPS sync rows hold 9 999 999 (one tick before the reset) on both io_groups.
+    assert_eq!(metric(report, "timing", "io_group1_sync_offset_ticks").0, -1.0);
+    assert_eq!(metric(report, "timing", "io_group2_sync_offset_ticks").0, -1.0);
+    // The cathode edge of the drift-time distribution at the full drift time.
+    let full_drift = truth["physics"]["max_drift_us"].as_f64().unwrap();
+    for tpc in [1, 2] {
+        let (edge, bin) = metric(report, "charge", &format!("tpc{tpc}_cathode_edge_us"));
+        assert!((edge - full_drift).abs() <= bin.unwrap() + 0.5, "TPC {tpc}: edge {edge} µs vs {full_drift}");
+    }
+    assert_eq!(metric(report, "pixel-maps", "channels_in_layout").0, 78_400.0);
+    assert_eq!(metric(report, "pixel-maps", "channels_outside_layout").0, 0.0);
+}
+
+#[test]
+fn bundled_plugins_report_the_small_fixture_truth() {
+    let config = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
+    let (report, run_dir) = run_bundled("bundled-small", &data("small-raw.h5"), &config);
+    assert_packet_level_truth(&report, &run_dir, &truth(&data("small-truth.json")));
+    assert_eq!(metric(&report, "event-display", "events_shown").0, 4.0);
+}
+
+#[test]
+fn dqdx_and_electron_lifetime_match_the_cosmics_truth() {
+    let Some(packets) = shared_fixture("cosmics-packets.h5") else { return };
+    let fixture = |name: &str| shared_fixture(name).unwrap();
+    let config = format!(
+        "[charge]\npedestal_file = {:?}\nconfig_file = {:?}\n[[modules]]\nid = 1\nlayout = {:?}\n",
+        fixture("cosmics-pedestal.json"),
+        fixture("cosmics-config.json"),
+        fixture("cosmics-layout.yaml")
+    );
+    let (report, run_dir) = run_bundled("bundled-cosmics", &packets, &config);
+    let truth = truth(&fixture("cosmics-truth.json"));
+    assert_packet_level_truth(&report, &run_dir, &truth);
+
+    // dQ/dx: the truth draws, per pixel crossing, dQ/dx = MPV + width·Moyal before attenuation;
+    // the plugin measures per pixel crossing (`track_pixels`), corrects the attenuation with the
+    // configured lifetime (default 2200 µs = the truth's) and fits the Moyal MPV.
+    let truth_mpv = truth["physics"]["dqdx_mpv_ke_per_mm"].as_f64().unwrap() * 10.0;
+    let (mpv, mpv_error) = metric(&report, "dqdx", "mpv_ke_per_cm");
+    assert!((mpv - truth_mpv).abs() <= 0.03 * truth_mpv, "MPV {mpv} ke-/cm vs truth {truth_mpv}");
+    assert!(mpv_error.unwrap() > 0.0);
+
+    let truth_tau = truth["physics"]["electron_lifetime_us"].as_f64().unwrap();
+    let (tau, tau_error) = metric(&report, "electron-lifetime", "lifetime_us");
+    let tau_error = tau_error.unwrap();
+    assert!((tau - truth_tau).abs() <= 0.05 * truth_tau, "τ {tau} µs vs truth {truth_tau}");
+    assert!((tau - truth_tau).abs() <= 2.0 * tau_error, "τ {tau} ± {tau_error} µs vs truth {truth_tau}");
+    // An honest error: neither tiny nor useless for a 40 s run.
+    assert!(tau_error > 10.0 && tau_error < 0.1 * truth_tau, "error {tau_error} µs");
+}
