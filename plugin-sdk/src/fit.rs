@@ -32,7 +32,7 @@ pub fn least_squares(
     model: &dyn Fn(f64, &[f64]) -> f64,
 ) -> Option<FitResult> {
     let n = start.len();
-    if points.len() <= n || points.iter().any(|p| !(p.2 > 0.0)) {
+    if points.len() <= n || points.iter().any(|p| p.2.is_nan() || p.2 <= 0.0) {
         return None;
     }
     let chi2_of = |p: &[f64]| -> f64 {
@@ -106,18 +106,20 @@ pub fn least_squares(
 /// Solves `a · x = b` by Gaussian elimination with partial pivoting.
 fn solve(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
     let n = b.len();
-    let mut m: Vec<Vec<f64>> = a.iter().zip(b).map(|(row, v)| [row.as_slice(), &[*v]].concat()).collect();
+    let mut m: Vec<Vec<f64>> =
+        a.iter().zip(b).map(|(row, v)| [row.as_slice(), &[*v]].concat()).collect();
     for col in 0..n {
         let pivot = (col..n).max_by(|&i, &j| m[i][col].abs().total_cmp(&m[j][col].abs()))?;
         if m[pivot][col].abs() < 1e-300 {
             return None;
         }
         m.swap(col, pivot);
-        for row in 0..n {
+        let pivot_row = m[col].clone();
+        for (row, values) in m.iter_mut().enumerate() {
             if row != col {
-                let factor = m[row][col] / m[col][col];
-                for k in col..=n {
-                    m[row][k] -= factor * m[col][k];
+                let factor = values[col] / pivot_row[col];
+                for (value, p) in values[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *value -= factor * p;
                 }
             }
         }
@@ -245,18 +247,23 @@ mod tests {
     struct Lcg(u64);
     impl Lcg {
         fn uniform(&mut self) -> f64 {
-            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         }
         fn normal(&mut self) -> f64 {
-            (-2.0 * self.uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+            (-2.0 * self.uniform().ln()).sqrt()
+                * (2.0 * std::f64::consts::PI * self.uniform()).cos()
         }
     }
 
     #[test]
     fn straight_line_fit_has_textbook_errors() {
         // y = 2 + 3x with σ = 1 at x = 0..9: errors √(Σx²/D), √(n/D), D = nΣx² − (Σx)².
-        let points: Vec<_> = (0..10).map(|i| (f64::from(i), 2.0 + 3.0 * f64::from(i), 1.0)).collect();
+        let points: Vec<_> =
+            (0..10).map(|i| (f64::from(i), 2.0 + 3.0 * f64::from(i), 1.0)).collect();
         let fit = least_squares(&points, &[0.0, 1.0], &|x, p| p[0] + p[1] * x).unwrap();
         assert!((fit.params[0] - 2.0).abs() < 1e-6 && (fit.params[1] - 3.0).abs() < 1e-6);
         let d = 10.0 * 285.0 - 45.0f64.powi(2);
@@ -267,10 +274,15 @@ mod tests {
 
     #[test]
     fn moyal_is_normalised_with_its_mode_at_mpv() {
-        let integral: f64 = (0..40_000).map(|k| moyal(-10.0 + k as f64 * 0.001, 0.0, 1.0) * 0.001).sum();
+        let integral: f64 =
+            (0..40_000).map(|k| moyal(-10.0 + k as f64 * 0.001, 0.0, 1.0) * 0.001).sum();
         assert!((integral - 1.0).abs() < 1e-6);
-        assert!(moyal(0.0, 0.0, 1.0) > moyal(0.01, 0.0, 1.0) && moyal(0.0, 0.0, 1.0) > moyal(-0.01, 0.0, 1.0));
-        let smeared: f64 = (0..40_000).map(|k| moyal_gauss(-10.0 + k as f64 * 0.001, 0.0, 1.0, 0.5) * 0.001).sum();
+        assert!(
+            moyal(0.0, 0.0, 1.0) > moyal(0.01, 0.0, 1.0)
+                && moyal(0.0, 0.0, 1.0) > moyal(-0.01, 0.0, 1.0)
+        );
+        let smeared: f64 =
+            (0..40_000).map(|k| moyal_gauss(-10.0 + k as f64 * 0.001, 0.0, 1.0, 0.5) * 0.001).sum();
         assert!((smeared - 1.0).abs() < 1e-3);
     }
 

@@ -91,7 +91,14 @@ impl Report {
     }
     /// Checks `value` of a metric against upper limits: `error` if above `error_above`,
     /// `warning` if above `warn_above`, else ok; the message says value and limit.
-    pub fn check_max(self, name: &str, value: f64, warn_above: f64, error_above: f64, unit: &str) -> Self {
+    pub fn check_max(
+        self,
+        name: &str,
+        value: f64,
+        warn_above: f64,
+        error_above: f64,
+        unit: &str,
+    ) -> Self {
         let (status, message) = if !value.is_finite() || value > error_above {
             (CheckStatus::Error, format!("{value:.4} {unit} > error limit {error_above} {unit}"))
         } else if value > warn_above {
@@ -120,12 +127,17 @@ impl Report {
             (CheckStatus::Ok, warn_band)
         };
         let verb = if status == CheckStatus::Ok { "inside" } else { "outside" };
-        self.check(name, status, format!("{value:.4} {unit} {verb} [{}, {}] {unit}", band.0, band.1))
+        self.check(
+            name,
+            status,
+            format!("{value:.4} {unit} {verb} [{}, {}] {unit}", band.0, band.1),
+        )
     }
     /// Adds a structured result (e.g. the list of flagged channels): it appears in report.json
     /// under `results.NAME`.
     pub fn result(mut self, name: &str, value: &impl Serialize) -> Self {
-        let json = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let json =
+            serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         self.results.push(wit::NamedResult { name: name.into(), json });
         self
     }

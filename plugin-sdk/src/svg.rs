@@ -356,7 +356,11 @@ impl Plot {
                 .build_cartesian_2d(x0..x1, y0..y1)
                 .map_err(|e| e.to_string())?;
             let log_label = |v: &f64| {
-                if (v - v.round()).abs() < 1e-6 { format!("1e{}", v.round() as i64) } else { String::new() }
+                if (v - v.round()).abs() < 1e-6 {
+                    format!("1e{}", v.round() as i64)
+                } else {
+                    String::new()
+                }
             };
             let mut mesh = chart.configure_mesh();
             mesh.x_desc(&self.labels.0)
@@ -364,7 +368,8 @@ impl Plot {
                 .axis_desc_style(LABEL_FONT)
                 .label_style(("sans-serif", 13));
             if log {
-                mesh.y_labels(((y1 - y0) as usize + 1).max(2) * 2 + 1).y_label_formatter(&log_label);
+                mesh.y_labels(((y1 - y0) as usize + 1).max(2) * 2 + 1)
+                    .y_label_formatter(&log_label);
             }
             mesh.draw().map_err(|e| e.to_string())?;
             let named = self.series.iter().filter(|(n, _)| !n.is_empty()).count();
@@ -388,10 +393,19 @@ impl Plot {
                                 .map_err(|e| e.to_string())?
                         } else {
                             chart
-                                .draw_series(h.counts.iter().enumerate().filter(|(_, c)| !log || **c > 0.0).map(|(i, c)| {
-                                    let xa = h.lo + i as f64 * w;
-                                    Rectangle::new([(xa, base), (xa + w, ty(*c))], color.filled())
-                                }))
+                                .draw_series(
+                                    h.counts
+                                        .iter()
+                                        .enumerate()
+                                        .filter(|(_, c)| !log || **c > 0.0)
+                                        .map(|(i, c)| {
+                                            let xa = h.lo + i as f64 * w;
+                                            Rectangle::new(
+                                                [(xa, base), (xa + w, ty(*c))],
+                                                color.filled(),
+                                            )
+                                        }),
+                                )
                                 .map_err(|e| e.to_string())?
                         }
                     }
@@ -414,7 +428,10 @@ impl Plot {
                             .draw_series(p.iter().filter(|q| ty(q.1).is_finite()).map(|q| {
                                 let lo = ty(q.1 - q.2);
                                 let lo = if lo.is_finite() { lo } else { y0 };
-                                PathElement::new([(q.0, lo), (q.0, ty(q.1 + q.2))], color.stroke_width(2))
+                                PathElement::new(
+                                    [(q.0, lo), (q.0, ty(q.1 + q.2))],
+                                    color.stroke_width(2),
+                                )
                             }))
                             .map_err(|e| e.to_string())?;
                         chart
@@ -453,10 +470,12 @@ impl Plot {
                 root.draw(&Text::new(
                     note.clone(),
                     (px.end - 8, y),
-                    ("sans-serif", 13).into_font().color(&BLACK).pos(plotters::style::text_anchor::Pos::new(
-                        plotters::style::text_anchor::HPos::Right,
-                        plotters::style::text_anchor::VPos::Center,
-                    )),
+                    ("sans-serif", 13).into_font().color(&BLACK).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Right,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
                 ))
                 .map_err(|e| e.to_string())?;
             }
@@ -537,7 +556,8 @@ pub fn pixel_map(
     range: Option<(f64, f64)>,
 ) -> String {
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
-    let transform = |v: f64| if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) };
+    let transform =
+        |v: f64| if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) };
     let values: Vec<(&crate::geometry::Pixel, Option<f64>)> =
         pixels.iter().map(|p| (p, value(p.unique_id).and_then(transform))).collect();
     let (mut v0, mut v1) = values
@@ -553,7 +573,8 @@ pub fn pixel_map(
     } else if v1 <= v0 {
         v1 = v0 + 1.0;
     }
-    let anodes: Vec<(u8, crate::geometry::Anode)> = pixels.anodes().iter().map(|(k, a)| (*k, *a)).collect();
+    let anodes: Vec<(u8, crate::geometry::Anode)> =
+        pixels.anodes().iter().map(|(k, a)| (*k, *a)).collect();
     let pitch = pixels.pitch_mm().max(1e-6);
     let panels = anodes.len().max(1) as u32;
     let width = (300 * panels + 110).max(SIZE.0);
@@ -612,7 +633,8 @@ pub fn pixel_map(
             .caption(value_label, ("sans-serif", 13))
             .build_cartesian_2d(0.0..1.0, v0..v1)
             .map_err(|e| e.to_string())?;
-        let log_label = |v: &f64| if log { format!("{:.3}", 10f64.powf(*v)) } else { format!("{v:.3}") };
+        let log_label =
+            |v: &f64| if log { format!("{:.3}", 10f64.powf(*v)) } else { format!("{v:.3}") };
         scale
             .configure_mesh()
             .disable_mesh()
@@ -626,7 +648,10 @@ pub fn pixel_map(
             .draw_series((0..steps).map(|i| {
                 let a = v0 + (v1 - v0) * i as f64 / steps as f64;
                 let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
-                Rectangle::new([(0.0, a), (1.0, b)], ViridisRGB.get_color_normalized(a, v0, v1).filled())
+                Rectangle::new(
+                    [(0.0, a), (1.0, b)],
+                    ViridisRGB.get_color_normalized(a, v0, v1).filled(),
+                )
             }))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())

@@ -268,7 +268,12 @@ mod tests {
 
     fn nominal() -> Geometry {
         let text = include_str!("../data/layout-2x2-nominal.yaml");
-        let placement = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3], drift_length_mm: 304.31 };
+        let placement = ModulePlacement {
+            module: 1,
+            io_group_offset: 0,
+            offset_mm: [0.0; 3],
+            drift_length_mm: 304.31,
+        };
         Geometry::from_layouts(&[(text, placement)]).unwrap()
     }
 
@@ -320,8 +325,18 @@ mod tests {
     #[test]
     fn second_module_gets_its_io_groups_tiles_tpcs_and_offset() {
         let text = include_str!("../data/layout-2x2-nominal.yaml");
-        let m1 = ModulePlacement { module: 1, io_group_offset: 0, offset_mm: [0.0; 3], drift_length_mm: 304.31 };
-        let m2 = ModulePlacement { module: 2, io_group_offset: 2, offset_mm: [335.0, 0.0, -335.0], drift_length_mm: 304.31 };
+        let m1 = ModulePlacement {
+            module: 1,
+            io_group_offset: 0,
+            offset_mm: [0.0; 3],
+            drift_length_mm: 304.31,
+        };
+        let m2 = ModulePlacement {
+            module: 2,
+            io_group_offset: 2,
+            offset_mm: [335.0, 0.0, -335.0],
+            drift_length_mm: 304.31,
+        };
         let g = Geometry::from_layouts(&[(text, m1), (text, m2)]).unwrap();
         assert_eq!(g.tiles.len(), 32);
         let a = g.pixel(1, 1, 11, 0).unwrap();

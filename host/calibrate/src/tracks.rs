@@ -225,7 +225,13 @@ pub struct EventTracks {
 
 /// The interval of `s` in `[s0, s1]` where the line `center + axis·s` lies above the pixel
 /// (a square column of side `pitch` around `(px, py)`, unbounded along z).
-fn pixel_chord(center: V3, axis: V3, (s0, s1): (f64, f64), (px, py): (f64, f64), pitch: f64) -> (f64, f64) {
+fn pixel_chord(
+    center: V3,
+    axis: V3,
+    (s0, s1): (f64, f64),
+    (px, py): (f64, f64),
+    pitch: f64,
+) -> (f64, f64) {
     let (mut lo, mut hi) = (s0, s1);
     for (c, a, p) in [(center[0], axis[0], px), (center[1], axis[1], py)] {
         let (edge_lo, edge_hi) = (p - pitch / 2.0, p + pitch / 2.0);
@@ -377,15 +383,22 @@ pub fn find_tracks(
             let mut by_pixel: std::collections::BTreeMap<(u8, u8, u8, u8), Vec<&HitRow>> =
                 std::collections::BTreeMap::new();
             for h in &member_hits {
-                by_pixel.entry((h.io_group, h.io_channel, h.chip_id, h.channel_id)).or_default().push(h);
+                by_pixel
+                    .entry((h.io_group, h.io_channel, h.chip_id, h.channel_id))
+                    .or_default()
+                    .push(h);
             }
             for ((io_group, io_channel, chip_id, channel_id), pixel_hits) in by_pixel {
                 let first = pixel_hits[0];
                 let (Some(px), Some(py)) = (first.x_mm, first.y_mm) else { continue };
                 let (px, py) = (f64::from(px), f64::from(py));
                 let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();
-                let weight = |h: &HitRow| if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 };
-                let mean = |value: &dyn Fn(&HitRow) -> f64| pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>();
+                let weight = |h: &HitRow| {
+                    if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 }
+                };
+                let mean = |value: &dyn Fn(&HitRow) -> f64| {
+                    pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>()
+                };
                 let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pixel_pitch_mm);
                 pixels.push(TrackPixelRow {
                     track_id,

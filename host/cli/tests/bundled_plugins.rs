@@ -33,7 +33,11 @@ fn run_bundled(test: &str, file: &Path, config: &str) -> (Value, PathBuf) {
     let plugin_dir = repo().join("target/wasm32-wasip2/plugin");
     for name in BUNDLED {
         let wasm = plugin_dir.join(format!("larmon_plugin_{}.wasm", name.replace('-', "_")));
-        assert!(wasm.exists(), "{} is missing: build the plugins with `bash .ci/plugins`", wasm.display());
+        assert!(
+            wasm.exists(),
+            "{} is missing: build the plugins with `bash .ci/plugins`",
+            wasm.display()
+        );
     }
     std::fs::write(dir.join("larmon.toml"), config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
@@ -49,12 +53,19 @@ fn run_bundled(test: &str, file: &Path, config: &str) -> (Value, PathBuf) {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run_dir = dir.join("reports/run");
-    let report = serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap();
+    let report =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+            .unwrap();
     (report, run_dir)
 }
 
 fn plugin<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no plugin {name}"))
+    report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no plugin {name}"))
 }
 
 fn metric(report: &Value, name: &str, metric: &str) -> (f64, Option<f64>) {
@@ -77,7 +88,14 @@ fn channels(list: &Value) -> BTreeSet<Channel> {
     list.as_array()
         .unwrap()
         .iter()
-        .map(|c| (c[0].as_u64().unwrap(), c[1].as_u64().unwrap(), c[2].as_u64().unwrap(), c[3].as_u64().unwrap()))
+        .map(|c| {
+            (
+                c[0].as_u64().unwrap(),
+                c[1].as_u64().unwrap(),
+                c[2].as_u64().unwrap(),
+                c[3].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -101,10 +119,16 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
         assert_eq!(p["status"], "ok", "{name}: {}", p["error"]);
         assert!(!p["figures"].as_array().unwrap().is_empty(), "{name} drew nothing");
         for figure in p["figures"].as_array().unwrap() {
-            let svg = std::fs::read_to_string(run_dir.join(figure["svg"].as_str().unwrap())).unwrap();
-            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{name}: {}", figure["svg"]);
+            let svg =
+                std::fs::read_to_string(run_dir.join(figure["svg"].as_str().unwrap())).unwrap();
+            assert!(
+                svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+                "{name}: {}",
+                figure["svg"]
+            );
             assert!(!svg.contains("plot failed"), "{name}: {}", figure["svg"]);
-            let json = std::fs::read_to_string(run_dir.join(figure["data"].as_str().unwrap())).unwrap();
+            let json =
+                std::fs::read_to_string(run_dir.join(figure["data"].as_str().unwrap())).unwrap();
             serde_json::from_str::<Value>(&json).unwrap();
         }
     }
@@ -135,7 +159,11 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
     let noisy = flagged(report, "noisy");
     let truly_noisy = channels(&truth["faults"]["noisy_channels"]);
     let false_noisy = noisy.difference(&truly_noisy).count();
-    assert!(false_noisy * 10 <= noisy.len().max(1), "{false_noisy} of {} noisy flags are false", noisy.len());
+    assert!(
+        false_noisy * 10 <= noisy.len().max(1),
+        "{false_noisy} of {} noisy flags are false",
+        noisy.len()
+    );
     // Clocks: the PPS sync rows hold 9 999 999 (one tick before the reset) on both io_groups.
     assert_eq!(metric(report, "timing", "io_group1_sync_offset_ticks").0, -1.0);
     assert_eq!(metric(report, "timing", "io_group2_sync_offset_ticks").0, -1.0);
@@ -143,7 +171,10 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
     let full_drift = truth["physics"]["max_drift_us"].as_f64().unwrap();
     for tpc in [1, 2] {
         let (edge, bin) = metric(report, "charge", &format!("tpc{tpc}_cathode_edge_us"));
-        assert!((edge - full_drift).abs() <= bin.unwrap() + 0.5, "TPC {tpc}: edge {edge} µs vs {full_drift}");
+        assert!(
+            (edge - full_drift).abs() <= bin.unwrap() + 0.5,
+            "TPC {tpc}: edge {edge} µs vs {full_drift}"
+        );
     }
     assert_eq!(metric(report, "pixel-maps", "channels_in_layout").0, 78_400.0);
     assert_eq!(metric(report, "pixel-maps", "channels_outside_layout").0, 0.0);
@@ -183,7 +214,10 @@ fn dqdx_and_electron_lifetime_match_the_cosmics_truth() {
     let (tau, tau_error) = metric(&report, "electron-lifetime", "lifetime_us");
     let tau_error = tau_error.unwrap();
     assert!((tau - truth_tau).abs() <= 0.05 * truth_tau, "τ {tau} µs vs truth {truth_tau}");
-    assert!((tau - truth_tau).abs() <= 2.0 * tau_error, "τ {tau} ± {tau_error} µs vs truth {truth_tau}");
+    assert!(
+        (tau - truth_tau).abs() <= 2.0 * tau_error,
+        "τ {tau} ± {tau_error} µs vs truth {truth_tau}"
+    );
     // An honest error: neither tiny nor useless for a 40 s run.
     assert!(tau_error > 10.0 && tau_error < 0.1 * truth_tau, "error {tau_error} µs");
 }

@@ -157,8 +157,8 @@ impl From<wit::Report> for PluginReport {
                 .results
                 .into_iter()
                 .map(|n| {
-                    let value = serde_json::from_str(&n.json)
-                        .unwrap_or(serde_json::Value::String(n.json));
+                    let value =
+                        serde_json::from_str(&n.json).unwrap_or(serde_json::Value::String(n.json));
                     (n.name, value)
                 })
                 .collect(),

@@ -15,6 +15,7 @@
 //! - **dead**: no packet although the chance of that, e^(−μ), is below `dead_p_value`
 //!   (default 1e-4, i.e. μ ≥ 9.2): short runs cannot call a channel dead, and the report says
 //!   how many channels had too little expectation to judge.
+//!
 //! Channels sending data that the layout does not list are reported as `unknown`.
 
 use std::collections::BTreeMap;
@@ -82,20 +83,31 @@ fn median(values: &mut [f64]) -> f64 {
 
 impl Plugin for ChannelHealth {
     fn info() -> Info {
-        Info::new("channel-health", "Hot, noisy and dead channels against robust per-run expectations")
-            .consumes(
-                "packets",
-                &["packet_type", "valid_parity", "io_group", "io_channel", "chip_id", "channel_id", "unix_time"],
-            )
-            .consumes("pixels", Pixels::COLUMNS)
-            .config_key("hot_factor")
-            .config_key("hot_min_rate_hz")
-            .config_key("noisy_factor")
-            .config_key("noisy_min_packets")
-            .config_key("noisy_p_value")
-            .config_key("dead_p_value")
-            .config_key("top")
-            .config_key("max_hot")
+        Info::new(
+            "channel-health",
+            "Hot, noisy and dead channels against robust per-run expectations",
+        )
+        .consumes(
+            "packets",
+            &[
+                "packet_type",
+                "valid_parity",
+                "io_group",
+                "io_channel",
+                "chip_id",
+                "channel_id",
+                "unix_time",
+            ],
+        )
+        .consumes("pixels", Pixels::COLUMNS)
+        .config_key("hot_factor")
+        .config_key("hot_min_rate_hz")
+        .config_key("noisy_factor")
+        .config_key("noisy_min_packets")
+        .config_key("noisy_p_value")
+        .config_key("dead_p_value")
+        .config_key("top")
+        .config_key("max_hot")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
@@ -120,8 +132,12 @@ impl Plugin for ChannelHealth {
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (group, uart, chip, channel) =
-            (batch.u8("io_group")?, batch.u8("io_channel")?, batch.u8("chip_id")?, batch.u8("channel_id")?);
+        let (group, uart, chip, channel) = (
+            batch.u8("io_group")?,
+            batch.u8("io_channel")?,
+            batch.u8("chip_id")?,
+            batch.u8("channel_id")?,
+        );
         let unix = batch.u64("unix_time")?;
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
@@ -161,7 +177,16 @@ impl Plugin for ChannelHealth {
         let mut unjudged_dead = 0usize;
         let flag = |id: u32, kind: &'static str, n: u64, mu: f64| {
             let (g, u, c, ch) = channel_of(id);
-            Flag { io_group: g, io_channel: u, chip_id: c, channel_id: ch, kind, packets: n, expected: mu, rate_hz: n as f64 / seconds }
+            Flag {
+                io_group: g,
+                io_channel: u,
+                chip_id: c,
+                channel_id: ch,
+                kind,
+                packets: n,
+                expected: mu,
+                rate_hz: n as f64 / seconds,
+            }
         };
         for p in self.pixels.iter() {
             let id = p.unique_id;
@@ -215,23 +240,32 @@ impl Plugin for ChannelHealth {
             let n = count(p.unique_id);
             rates.fill(if n > 0 { (n as f64 / seconds).log10() } else { -3.0 }, 1.0);
         }
-        let spectrum = svg::Plot::new("Channel rates", "log10(rate / Hz)  (silent channels at −3)", "channels / bin")
-            .log_y()
-            .hist(&rates, "")
-            .note(format!(
-                "median {:.2} Hz; {} hot, {} noisy, {} dead",
-                global / seconds,
-                number("hot"),
-                number("noisy"),
-                number("dead")
-            ));
+        let spectrum = svg::Plot::new(
+            "Channel rates",
+            "log10(rate / Hz)  (silent channels at −3)",
+            "channels / bin",
+        )
+        .log_y()
+        .hist(&rates, "")
+        .note(format!(
+            "median {:.2} Hz; {} hot, {} noisy, {} dead",
+            global / seconds,
+            number("hot"),
+            number("noisy"),
+            number("dead")
+        ));
         let flagged: BTreeMap<u32, &'static str> = flags
             .iter()
             .map(|f| (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), f.kind))
             .collect();
         let map = svg::pixel_map(
             &self.pixels,
-            &|id| flagged.get(&id).map(|k| kinds.iter().position(|x| x == k).unwrap_or(0) as f64 + 1.0).or(Some(0.0)),
+            &|id| {
+                flagged
+                    .get(&id)
+                    .map(|k| kinds.iter().position(|x| x == k).unwrap_or(0) as f64 + 1.0)
+                    .or(Some(0.0))
+            },
             "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead)",
             "flag",
             false,
@@ -245,9 +279,16 @@ impl Plugin for ChannelHealth {
             .metric("median_channel_rate_hz", global / seconds, None, "Hz")
             .metric("dead_unjudgeable", unjudged_dead as f64, None, "channels");
         for kind in kinds {
-            report = report.metric(&format!("{kind}_channels"), number(kind) as f64, None, "channels");
+            report =
+                report.metric(&format!("{kind}_channels"), number(kind) as f64, None, "channels");
         }
-        Ok(report.check_max("hot_channels", number("hot") as f64, self.max_hot / 4.0, self.max_hot, "channels"))
+        Ok(report.check_max(
+            "hot_channels",
+            number("hot") as f64,
+            self.max_hot / 4.0,
+            self.max_hot,
+            "channels",
+        ))
     }
 }
 

@@ -20,10 +20,13 @@ struct Charge {
 
 impl Plugin for Charge {
     fn info() -> Info {
-        Info::new("charge", "Hit charge per TPC, hits per event, event rate, drift-time distribution")
-            .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
-            .consumes("events", &["kind", "unix_time", "n_hits"])
-            .config_key("expected_max_drift_us")
+        Info::new(
+            "charge",
+            "Hit charge per TPC, hits per event, event rate, drift-time distribution",
+        )
+        .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
+        .consumes("events", &["kind", "unix_time", "n_hits"])
+        .config_key("expected_max_drift_us")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
@@ -37,10 +40,14 @@ impl Plugin for Charge {
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, q, drift) = (batch.opt_u8("tpc")?, batch.f32("q_ke")?, batch.opt_f32("drift_ticks")?);
+        let (tpc, q, drift) =
+            (batch.opt_u8("tpc")?, batch.f32("q_ke")?, batch.opt_f32("drift_ticks")?);
         for i in 0..batch.len() {
             let tpc = tpc[i].unwrap_or(0);
-            self.q_per_tpc.entry(tpc).or_insert_with(|| Hist1D::new(120, 0.0, 120.0)).fill(f64::from(q[i]), 1.0);
+            self.q_per_tpc
+                .entry(tpc)
+                .or_insert_with(|| Hist1D::new(120, 0.0, 120.0))
+                .fill(f64::from(q[i]), 1.0);
             if let Some(d) = drift[i] {
                 self.drift_per_tpc
                     .entry(tpc)
@@ -61,7 +68,9 @@ impl Plugin for Charge {
     }
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (mine, theirs) in [(&mut self.q_per_tpc, other.q_per_tpc), (&mut self.drift_per_tpc, other.drift_per_tpc)] {
+        for (mine, theirs) in
+            [(&mut self.q_per_tpc, other.q_per_tpc), (&mut self.drift_per_tpc, other.drift_per_tpc)]
+        {
             for (tpc, h) in theirs {
                 match mine.get_mut(&tpc) {
                     Some(m) => m.merge(&h)?,
@@ -78,7 +87,8 @@ impl Plugin for Charge {
     }
 
     fn report(&self) -> Result<Report, String> {
-        let mut charge = svg::Plot::new("Hit charge per TPC", "hit charge [ke⁻]", "hits / ke⁻").log_y();
+        let mut charge =
+            svg::Plot::new("Hit charge per TPC", "hit charge [ke⁻]", "hits / ke⁻").log_y();
         for (tpc, h) in &self.q_per_tpc {
             charge = charge.hist(h, &format!("TPC {tpc}"));
         }
@@ -96,16 +106,29 @@ impl Plugin for Charge {
                 inside.sort_by(f64::total_cmp);
                 inside.get(inside.len() / 2).copied().unwrap_or(0.0)
             };
-            if let Some(edge) = (0..h.counts.len()).rev().find(|i| h.counts[*i] >= plateau / 2.0 && plateau > 0.0) {
+            if let Some(edge) =
+                (0..h.counts.len()).rev().find(|i| h.counts[*i] >= plateau / 2.0 && plateau > 0.0)
+            {
                 let edge_us = h.center(edge) + h.width() / 2.0;
                 cathode_edges.push(edge_us);
-                report = report.metric(&format!("tpc{tpc}_cathode_edge_us"), edge_us, Some(h.width()), "µs");
+                report = report.metric(
+                    &format!("tpc{tpc}_cathode_edge_us"),
+                    edge_us,
+                    Some(h.width()),
+                    "µs",
+                );
             }
             let mean_q = self.q_per_tpc.get(tpc).and_then(Hist1D::mean).unwrap_or(0.0);
             report = report.metric(&format!("tpc{tpc}_mean_hit_charge_ke"), mean_q, None, "ke-");
         }
-        let per_event = svg::Plot::new("Hits per event", "log10(hits)", "events / bin").hist(&self.hits_per_event, "");
-        let t0 = self.event_rate.values().filter_map(|s| s.points().first().map(|p| p.0)).min().unwrap_or(0);
+        let per_event = svg::Plot::new("Hits per event", "log10(hits)", "events / bin")
+            .hist(&self.hits_per_event, "");
+        let t0 = self
+            .event_rate
+            .values()
+            .filter_map(|s| s.points().first().map(|p| p.0))
+            .min()
+            .unwrap_or(0);
         let mut rate = svg::Plot::new("Event rate", "time since first event [s]", "events / s");
         let mut total_events = 0.0;
         let mut seconds = 1.0f64;
@@ -116,7 +139,8 @@ impl Plugin for Charge {
                 seconds = seconds.max((b.0 - a.0 + 1) as f64);
             }
             let name = if *kind == 1 { "triggered" } else { "self-triggered" };
-            rate = rate.line(points.into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect(), name);
+            rate = rate
+                .line(points.into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect(), name);
         }
         report = report
             .figure("hit_charge", "Hit charge per TPC", charge.render(), &self.q_per_tpc)

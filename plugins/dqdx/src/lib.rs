@@ -26,7 +26,9 @@ struct Dqdx {
 impl Dqdx {
     fn fit_figure(&self, h: &Hist1D, title: &str) -> (String, Option<PeakFit>) {
         let fit = fit_moyal_gauss(h, 0.05);
-        let mut plot = svg::Plot::new(title, "dQ/dx [ke⁻/cm]", "pixels / bin").x_range(0.0, 150.0).hist(h, "data");
+        let mut plot = svg::Plot::new(title, "dQ/dx [ke⁻/cm]", "pixels / bin")
+            .x_range(0.0, 150.0)
+            .hist(h, "data");
         if let Some(f) = &fit {
             let curve: Vec<(f64, f64)> = (0..300)
                 .map(|k| f.range.0 + (f.range.1 - f.range.0) * k as f64 / 299.0)
@@ -54,7 +56,10 @@ impl Plugin for Dqdx {
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        let (warn_low, warn_high) = (config_number(config, "mpv_warn_low", 45.0), config_number(config, "mpv_warn_high", 60.0));
+        let (warn_low, warn_high) = (
+            config_number(config, "mpv_warn_low", 45.0),
+            config_number(config, "mpv_warn_high", 60.0),
+        );
         Ok(Self {
             all: Hist1D::new(300, 0.0, 150.0),
             per_tpc: BTreeMap::new(),
@@ -74,7 +79,10 @@ impl Plugin for Dqdx {
             }
             let dqdx = q[i] / dx[i] * 10.0 * (drift[i].max(0.0) / self.lifetime_us).exp();
             self.all.fill(dqdx, 1.0);
-            self.per_tpc.entry(tpc[i]).or_insert_with(|| Hist1D::new(300, 0.0, 150.0)).fill(dqdx, 1.0);
+            self.per_tpc
+                .entry(tpc[i])
+                .or_insert_with(|| Hist1D::new(300, 0.0, 150.0))
+                .fill(dqdx, 1.0);
         }
         Ok(())
     }
@@ -106,14 +114,23 @@ impl Plugin for Dqdx {
                     .check_band("mpv_ke_per_cm", f.mpv, self.warn_band, self.error_band, "ke-/cm");
             }
             None => {
-                report = report.check("mpv_ke_per_cm", CheckStatus::Warning, "too few track pixels to fit dQ/dx");
+                report = report.check(
+                    "mpv_ke_per_cm",
+                    CheckStatus::Warning,
+                    "too few track pixels to fit dQ/dx",
+                );
             }
         }
         for (tpc, h) in &self.per_tpc {
             let (svg, fit) = self.fit_figure(h, &format!("dQ/dx, TPC {tpc}"));
             report = report.figure(&format!("dqdx_tpc{tpc}"), &format!("dQ/dx TPC {tpc}"), svg, h);
             if let Some(f) = fit {
-                report = report.metric(&format!("tpc{tpc}_mpv_ke_per_cm"), f.mpv, Some(f.mpv_error), "ke-/cm");
+                report = report.metric(
+                    &format!("tpc{tpc}_mpv_ke_per_cm"),
+                    f.mpv,
+                    Some(f.mpv_error),
+                    "ke-/cm",
+                );
             }
         }
         Ok(report)

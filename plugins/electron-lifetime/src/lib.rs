@@ -33,8 +33,16 @@ impl Plugin for ElectronLifetime {
             .consumes(
                 "track_pixels",
                 &[
-                    "tpc", "x_mm", "y_mm", "z_mm", "q_ke", "dx_mm", "drift_us", "at_track_end",
-                    "track_length_mm", "track_tpc_mask",
+                    "tpc",
+                    "x_mm",
+                    "y_mm",
+                    "z_mm",
+                    "q_ke",
+                    "dx_mm",
+                    "drift_us",
+                    "at_track_end",
+                    "track_length_mm",
+                    "track_tpc_mask",
                 ],
             )
             .consumes("pixels", Pixels::COLUMNS)
@@ -68,14 +76,22 @@ impl Plugin for ElectronLifetime {
     }
 
     fn track_pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, x, y, z) = (batch.u8("tpc")?, batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("z_mm")?);
+        let (tpc, x, y, z) =
+            (batch.u8("tpc")?, batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("z_mm")?);
         let (q, dx, drift) = (batch.f64("q_ke")?, batch.f64("dx_mm")?, batch.f64("drift_us")?);
-        let (end, length, mask) =
-            (batch.u8("at_track_end")?, batch.f64("track_length_mm")?, batch.u32("track_tpc_mask")?);
+        let (end, length, mask) = (
+            batch.u8("at_track_end")?,
+            batch.f64("track_length_mm")?,
+            batch.u32("track_tpc_mask")?,
+        );
         let pitch = self.pixels.pitch_mm();
         let width = self.max_drift_us / self.bins.len() as f64;
         for i in 0..batch.len() {
-            if length[i] < self.min_track_mm || !mask[i].is_power_of_two() || end[i] != 0 || dx[i] < self.min_dx_mm {
+            if length[i] < self.min_track_mm
+                || !mask[i].is_power_of_two()
+                || end[i] != 0
+                || dx[i] < self.min_dx_mm
+            {
                 continue;
             }
             if let Some(anode) = self.pixels.anodes().get(&tpc[i]) {
@@ -108,13 +124,18 @@ impl Plugin for ElectronLifetime {
             .filter(|(_, h)| h.total() >= self.min_entries)
             .filter_map(|(k, h)| {
                 let f = fit_moyal_gauss(h, 0.05)?;
-                (f.mpv_error > 0.0 && f.mpv_error.is_finite()).then_some(((k as f64 + 0.5) * width, f.mpv, f.mpv_error))
+                (f.mpv_error > 0.0 && f.mpv_error.is_finite()).then_some((
+                    (k as f64 + 0.5) * width,
+                    f.mpv,
+                    f.mpv_error,
+                ))
             })
             .collect();
         let fit = (points.len() >= 3).then(|| fit_exponential(&points, 3000.0)).flatten();
-        let mut plot = svg::Plot::new("dQ/dx MPV vs drift time", "drift time [µs]", "dQ/dx MPV [ke⁻/cm]")
-            .x_range(0.0, self.max_drift_us)
-            .error_points(points.clone(), "MPV per drift bin");
+        let mut plot =
+            svg::Plot::new("dQ/dx MPV vs drift time", "drift time [µs]", "dQ/dx MPV [ke⁻/cm]")
+                .x_range(0.0, self.max_drift_us)
+                .error_points(points.clone(), "MPV per drift bin");
         let mut report = Report::new().metric(
             "pixels_used",
             self.bins.iter().map(Hist1D::total).sum(),
@@ -149,11 +170,20 @@ impl Plugin for ElectronLifetime {
                 report = report.check(
                     "lifetime_us",
                     CheckStatus::Warning,
-                    format!("no lifetime fit: {} drift bins with ≥ {} pixels", points.len(), self.min_entries),
+                    format!(
+                        "no lifetime fit: {} drift bins with ≥ {} pixels",
+                        points.len(),
+                        self.min_entries
+                    ),
                 );
             }
         }
-        Ok(report.figure("mpv_vs_drift", "dQ/dx MPV vs drift time with exponential fit", plot.render(), &points))
+        Ok(report.figure(
+            "mpv_vs_drift",
+            "dQ/dx MPV vs drift time with exponential fit",
+            plot.render(),
+            &points,
+        ))
     }
 }
 

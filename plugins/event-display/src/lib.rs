@@ -28,13 +28,24 @@ impl Plugin for EventDisplay {
             .consumes("hits", &["event_id", "x_mm", "y_mm", "z_mm", "q_ke"])
             .consumes(
                 "tracks",
-                &["event_id", "start_x_mm", "start_y_mm", "start_z_mm", "end_x_mm", "end_y_mm", "end_z_mm"],
+                &[
+                    "event_id",
+                    "start_x_mm",
+                    "start_y_mm",
+                    "start_z_mm",
+                    "end_x_mm",
+                    "end_y_mm",
+                    "end_z_mm",
+                ],
             )
             .config_key("events")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        Ok(Self { events: BTreeMap::new(), wanted: config_number(config, "events", 4.0).clamp(1.0, 20.0) as usize })
+        Ok(Self {
+            events: BTreeMap::new(),
+            wanted: config_number(config, "events", 4.0).clamp(1.0, 20.0) as usize,
+        })
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
@@ -42,7 +53,9 @@ impl Plugin for EventDisplay {
         let (x, y, z) = (batch.opt_f32("x_mm")?, batch.opt_f32("y_mm")?, batch.opt_f32("z_mm")?);
         let q = batch.f32("q_ke")?;
         for i in 0..batch.len() {
-            let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else { continue };
+            let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else {
+                continue;
+            };
             // Candidates: a few more than wanted, the ones without tracks are dropped later.
             if !self.events.contains_key(&e) && self.events.len() >= 3 * self.wanted {
                 continue;
@@ -54,7 +67,8 @@ impl Plugin for EventDisplay {
 
     fn tracks(&mut self, batch: &Batch) -> Result<(), String> {
         let event = batch.u64("event_id")?;
-        let columns = ["start_x_mm", "start_y_mm", "start_z_mm", "end_x_mm", "end_y_mm", "end_z_mm"];
+        let columns =
+            ["start_x_mm", "start_y_mm", "start_z_mm", "end_x_mm", "end_y_mm", "end_z_mm"];
         let values: Vec<&[f64]> = columns.iter().map(|c| batch.f64(c)).collect::<Result<_, _>>()?;
         let mut last = None;
         for i in 0..batch.len() {
@@ -85,10 +99,22 @@ impl Plugin for EventDisplay {
 
     fn report(&self) -> Result<Report, String> {
         let mut report = Report::new();
-        for (id, event) in self.events.iter().filter(|(_, e)| !e.tracks.is_empty()).take(self.wanted) {
-            report = report.figure(&format!("event_{id}"), &format!("Event {id}"), draw(*id, event), &event.tracks);
+        for (id, event) in
+            self.events.iter().filter(|(_, e)| !e.tracks.is_empty()).take(self.wanted)
+        {
+            report = report.figure(
+                &format!("event_{id}"),
+                &format!("Event {id}"),
+                draw(*id, event),
+                &event.tracks,
+            );
         }
-        Ok(report.metric("events_shown", self.events.values().filter(|e| !e.tracks.is_empty()).count().min(self.wanted) as f64, None, "events"))
+        Ok(report.metric(
+            "events_shown",
+            self.events.values().filter(|e| !e.tracks.is_empty()).count().min(self.wanted) as f64,
+            None,
+            "events",
+        ))
     }
 }
 
@@ -98,12 +124,15 @@ fn draw(id: u64, event: &Event) -> String {
         let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
-            .titled(&format!(
-                "Event {id}: {} hits, {} track{}",
-                event.hits.len(),
-                event.tracks.len(),
-                if event.tracks.len() == 1 { "" } else { "s" }
-            ), ("sans-serif", 22))
+            .titled(
+                &format!(
+                    "Event {id}: {} hits, {} track{}",
+                    event.hits.len(),
+                    event.tracks.len(),
+                    if event.tracks.len() == 1 { "" } else { "s" }
+                ),
+                ("sans-serif", 22),
+            )
             .map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(360);
         let qmax = event.hits.iter().map(|h| f64::from(h[3])).fold(1.0, f64::max);
@@ -113,7 +142,9 @@ fn draw(id: u64, event: &Event) -> String {
             let pad = ((hi - lo) * 0.08).max(10.0);
             if lo.is_finite() { (lo - pad)..(hi + pad) } else { 0.0..1.0 }
         };
-        for (area, (h, label)) in [(&left, (0usize, "x [mm]")), (&right, (2usize, "z (drift) [mm]"))] {
+        for (area, (h, label)) in
+            [(&left, (0usize, "x [mm]")), (&right, (2usize, "z (drift) [mm]"))]
+        {
             let mut chart = ChartBuilder::on(area)
                 .margin(10)
                 .x_label_area_size(40)
@@ -137,7 +168,10 @@ fn draw(id: u64, event: &Event) -> String {
                 .map_err(|e| e.to_string())?;
             chart
                 .draw_series(event.tracks.iter().map(|t| {
-                    PathElement::new([(t[h], t[1]), (t[3 + h], t[4])], RGBColor(214, 39, 40).stroke_width(2))
+                    PathElement::new(
+                        [(t[h], t[1]), (t[3 + h], t[4])],
+                        RGBColor(214, 39, 40).stroke_width(2),
+                    )
                 }))
                 .map_err(|e| e.to_string())?;
         }
@@ -145,7 +179,10 @@ fn draw(id: u64, event: &Event) -> String {
     })();
     match result {
         Ok(()) => svg,
-        Err(e) => format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"60\"><text x=\"10\" y=\"30\">plot failed: {}</text></svg>", e.replace('<', "&lt;")),
+        Err(e) => format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"60\"><text x=\"10\" y=\"30\">plot failed: {}</text></svg>",
+            e.replace('<', "&lt;")
+        ),
     }
 }
 

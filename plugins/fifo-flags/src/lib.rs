@@ -4,12 +4,8 @@
 use larmon_plugin_sdk::prelude::*;
 
 /// The four flags: (column, bit, name).
-const FLAGS: [(usize, u8, &str); 4] = [
-    (0, 1, "local half"),
-    (0, 2, "local full"),
-    (1, 1, "shared half"),
-    (1, 2, "shared full"),
-];
+const FLAGS: [(usize, u8, &str); 4] =
+    [(0, 1, "local half"), (0, 2, "local full"), (1, 1, "shared half"), (1, 2, "shared full")];
 
 #[derive(Serialize, Deserialize)]
 struct FifoFlags {

@@ -25,7 +25,8 @@ impl Plugin for PacketRate {
     }
 
     fn new(config: &Config) -> Result<Self, String> {
-        let number = |key: &str, default: f64| config.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+        let number =
+            |key: &str, default: f64| config.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
         Ok(Self {
             by_type: vec![TimeSeries::default(); 8],
             larpix_packets: 0,
@@ -69,9 +70,10 @@ impl Plugin for PacketRate {
         let line = |s: &TimeSeries| -> Vec<(f64, f64)> {
             s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect()
         };
-        let mut plot = svg::Plot::new("Packet rate by type", "time since first packet [s]", "rate [Hz]")
-            .log_y()
-            .line(line(&total), "all");
+        let mut plot =
+            svg::Plot::new("Packet rate by type", "time since first packet [s]", "rate [Hz]")
+                .log_y()
+                .line(line(&total), "all");
         for (k, s) in self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             plot = plot.line(line(s), TYPE_NAMES[k]);
         }

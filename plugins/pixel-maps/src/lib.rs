@@ -16,7 +16,16 @@ impl Plugin for PixelMaps {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
             .consumes(
                 "packets",
-                &["packet_type", "valid_parity", "io_group", "io_channel", "chip_id", "channel_id", "dataword", "unix_time"],
+                &[
+                    "packet_type",
+                    "valid_parity",
+                    "io_group",
+                    "io_channel",
+                    "chip_id",
+                    "channel_id",
+                    "dataword",
+                    "unix_time",
+                ],
             )
             .consumes("pixels", Pixels::COLUMNS)
     }
@@ -31,8 +40,12 @@ impl Plugin for PixelMaps {
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (group, uart, chip, channel) =
-            (batch.u8("io_group")?, batch.u8("io_channel")?, batch.u8("chip_id")?, batch.u8("channel_id")?);
+        let (group, uart, chip, channel) = (
+            batch.u8("io_group")?,
+            batch.u8("io_channel")?,
+            batch.u8("chip_id")?,
+            batch.u8("channel_id")?,
+        );
         let (adc, unix) = (batch.u8("dataword")?, batch.u64("unix_time")?);
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
@@ -57,9 +70,24 @@ impl Plugin for PixelMaps {
 
     fn report(&self) -> Result<Report, String> {
         let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
-        let stat = |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
-        let mean = svg::pixel_map(&self.pixels, &stat(Moments::mean), "Mean ADC per pixel", "ADC", false, None);
-        let rms = svg::pixel_map(&self.pixels, &stat(Moments::rms), "ADC RMS per pixel", "ADC", false, None);
+        let stat =
+            |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
+        let mean = svg::pixel_map(
+            &self.pixels,
+            &stat(Moments::mean),
+            "Mean ADC per pixel",
+            "ADC",
+            false,
+            None,
+        );
+        let rms = svg::pixel_map(
+            &self.pixels,
+            &stat(Moments::rms),
+            "ADC RMS per pixel",
+            "ADC",
+            false,
+            None,
+        );
         let rate = svg::pixel_map(
             &self.pixels,
             &|id| self.adc.get(id).map(|m| m.n as f64 / seconds),

@@ -80,11 +80,13 @@ impl Plugin for TileRate {
         for tile in self.per_tile.keys() {
             tiles.entry(*tile).or_insert(0);
         }
-        let (first, last) = (
-            tiles.keys().next().copied().unwrap_or(1),
-            tiles.keys().last().copied().unwrap_or(1),
+        let (first, last) =
+            (tiles.keys().next().copied().unwrap_or(1), tiles.keys().last().copied().unwrap_or(1));
+        let mut bars = Hist1D::new(
+            usize::from(last - first) + 1,
+            f64::from(first) - 0.5,
+            f64::from(last) + 0.5,
         );
-        let mut bars = Hist1D::new(usize::from(last - first) + 1, f64::from(first) - 0.5, f64::from(last) + 0.5);
         let rates: BTreeMap<u16, f64> = tiles
             .keys()
             .map(|t| (*t, self.per_tile.get(t).copied().unwrap_or(0.0) / seconds))
@@ -106,9 +108,11 @@ impl Plugin for TileRate {
             .note(format!("median {median:.1} Hz over {seconds:.0} s"))
             .render();
         let t0 = self.span.map_or(0, |s| s.0);
-        let mut time_plot = svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
+        let mut time_plot =
+            svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
         for (tpc, series) in &self.per_tpc {
-            let points = series.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
+            let points =
+                series.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
             time_plot = time_plot.line(points, &format!("TPC {tpc}"));
         }
         let mut report = Report::new()

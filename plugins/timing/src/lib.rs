@@ -27,14 +27,24 @@ struct Timing {
 
 impl Plugin for Timing {
     fn info() -> Info {
-        Info::new("timing", "PPS sync offsets, network delay, trigger-relative times, trigger spacing")
-            .consumes(
-                "packets",
-                &["packet_type", "valid_parity", "io_group", "timestamp", "trigger_type", "receipt_timestamp"],
-            )
-            .consumes("hits", &["drift_ticks"])
-            .consumes("events", &["kind", "t0_ticks"])
-            .config_key("max_sync_offset_ticks")
+        Info::new(
+            "timing",
+            "PPS sync offsets, network delay, trigger-relative times, trigger spacing",
+        )
+        .consumes(
+            "packets",
+            &[
+                "packet_type",
+                "valid_parity",
+                "io_group",
+                "timestamp",
+                "trigger_type",
+                "receipt_timestamp",
+            ],
+        )
+        .consumes("hits", &["drift_ticks"])
+        .consumes("events", &["kind", "t0_ticks"])
+        .config_key("max_sync_offset_ticks")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
@@ -50,7 +60,8 @@ impl Plugin for Timing {
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, valid, group) = (batch.u8("packet_type")?, batch.u8("valid_parity")?, batch.u8("io_group")?);
+        let (kind, valid, group) =
+            (batch.u8("packet_type")?, batch.u8("valid_parity")?, batch.u8("io_group")?);
         let (timestamp, trigger_type) = (batch.u64("timestamp")?, batch.u8("trigger_type")?);
         let receipt = batch.u32("receipt_timestamp")?;
         for i in 0..batch.len() {
@@ -120,32 +131,53 @@ impl Plugin for Timing {
     }
 
     fn report(&self) -> Result<Report, String> {
-        let mut sync = svg::Plot::new("PPS sync timestamp − 1e7", "sync timestamp − 1e7 [ticks]", "syncs")
-            .x_range(-20.5, 20.5);
+        let mut sync =
+            svg::Plot::new("PPS sync timestamp − 1e7", "sync timestamp − 1e7 [ticks]", "syncs")
+                .x_range(-20.5, 20.5);
         for (group, h) in &self.sync_offset {
             sync = sync.hist(h, &format!("io_group {group}"));
         }
         if self.sync_offset.is_empty() {
             sync = sync.note("no PPS sync rows");
         }
-        let delay = svg::Plot::new("Network delay", "receipt − timestamp [ticks of 0.1 µs]", "packets / bin")
-            .log_y()
-            .hist(&self.delay, "")
-            .note(format!("mean {:.0} ticks", self.delay.mean().unwrap_or(0.0)));
+        let delay = svg::Plot::new(
+            "Network delay",
+            "receipt − timestamp [ticks of 0.1 µs]",
+            "packets / bin",
+        )
+        .log_y()
+        .hist(&self.delay, "")
+        .note(format!("mean {:.0} ticks", self.delay.mean().unwrap_or(0.0)));
         let relative = svg::Plot::new("Hit time relative to trigger", "t − t0 [µs]", "hits / µs")
             .hist(&self.trigger_relative, "");
-        let spacing = svg::Plot::new("Time between external triggers", "log10(Δt / ms)", "triggers / bin")
-            .hist(&self.trigger_spacing, "");
+        let spacing =
+            svg::Plot::new("Time between external triggers", "log10(Δt / ms)", "triggers / bin")
+                .hist(&self.trigger_spacing, "");
         let worst = self.sync_offsets_seen.values().map(|s| s.1).fold(0.0, f64::max);
         let mut report = Report::new()
             .figure("sync_offset", "PPS sync timestamp − 1e7", sync.render(), &self.sync_offset)
             .figure("network_delay", "Network delay", delay.render(), &self.delay)
-            .figure("trigger_relative", "Hit time relative to trigger", relative.render(), &self.trigger_relative)
-            .figure("trigger_spacing", "Time between triggers", spacing.render(), &self.trigger_spacing)
+            .figure(
+                "trigger_relative",
+                "Hit time relative to trigger",
+                relative.render(),
+                &self.trigger_relative,
+            )
+            .figure(
+                "trigger_spacing",
+                "Time between triggers",
+                spacing.render(),
+                &self.trigger_spacing,
+            )
             .metric("mean_network_delay_ticks", self.delay.mean().unwrap_or(0.0), None, "ticks")
             .metric("max_abs_sync_offset_ticks", worst, None, "ticks");
         for (group, h) in &self.sync_offset {
-            report = report.metric(&format!("io_group{group}_sync_offset_ticks"), h.mean().unwrap_or(0.0), None, "ticks");
+            report = report.metric(
+                &format!("io_group{group}_sync_offset_ticks"),
+                h.mean().unwrap_or(0.0),
+                None,
+                "ticks",
+            );
         }
         Ok(report.check_max(
             "sync_offset",

@@ -43,7 +43,9 @@ impl Plugin for Hostile {
             }
             "panic" => panic!("hostile plugin panics on purpose"),
             "read-file" => match std::fs::read_to_string("/etc/passwd") {
-                Ok(text) => Err(format!("SANDBOX BREACH: read {} bytes of /etc/passwd", text.len())),
+                Ok(text) => {
+                    Err(format!("SANDBOX BREACH: read {} bytes of /etc/passwd", text.len()))
+                }
                 Err(e) => Err(format!("cannot open /etc/passwd: {e}")),
             },
             "socket" => match std::net::TcpStream::connect("127.0.0.1:22") {
@@ -70,7 +72,12 @@ impl Plugin for Hostile {
             "big-svg" => "x".repeat(40 << 20),
             _ => String::from("<svg xmlns=\"http://www.w3.org/2000/svg\"/>"),
         };
-        Ok(Report::new().figure("figure", "hostile", svg, &self.rows).metric("rows", self.rows as f64, None, "rows"))
+        Ok(Report::new().figure("figure", "hostile", svg, &self.rows).metric(
+            "rows",
+            self.rows as f64,
+            None,
+            "rows",
+        ))
     }
 }
 
