@@ -109,11 +109,18 @@ impl Plugin for EventDisplay {
                 &event.tracks,
             );
         }
-        Ok(report.metric(
-            "events_shown",
-            self.events.values().filter(|e| !e.tracks.is_empty()).count().min(self.wanted) as f64,
-            None,
-            "events",
+        let shown = self.events.values().filter(|e| !e.tracks.is_empty()).count().min(self.wanted);
+        let status = if shown > 0 { CheckStatus::Ok } else { CheckStatus::Warning };
+        let message = if shown > 0 {
+            format!("{shown} triggered events with tracks shown")
+        } else {
+            "no triggered event with a track: no external triggers, or tracking found nothing"
+                .into()
+        };
+        Ok(report.metric("events_shown", shown as f64, None, "events").check(
+            "events_with_tracks",
+            status,
+            message,
         ))
     }
 }

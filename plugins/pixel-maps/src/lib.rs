@@ -1,5 +1,9 @@
 //! pixel-maps: per channel mean ADC, ADC RMS and packet rate, drawn on the real anode geometry
 //! (one panel per anode). Grey pixels sent nothing.
+//!
+//! Check `silent_chips`: chips of the layout that sent no packet although the run's mean rate
+//! per channel makes at least `min_expected_per_chip` (10) packets per chip expected: warning
+//! from 1 chip, error from `error_silent_chips` (10).
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -7,6 +11,8 @@ use larmon_plugin_sdk::prelude::*;
 struct PixelMaps {
     adc: ChannelStats,
     span: Option<(u64, u64)>,
+    min_expected_per_chip: f64,
+    error_silent_chips: f64,
     #[serde(skip)]
     pixels: Pixels,
 }
@@ -28,10 +34,18 @@ impl Plugin for PixelMaps {
                 ],
             )
             .consumes("pixels", Pixels::COLUMNS)
+            .config_key("min_expected_per_chip")
+            .config_key("error_silent_chips")
     }
 
-    fn new(_config: &Config) -> Result<Self, String> {
-        Ok(Self { adc: ChannelStats::default(), span: None, pixels: Pixels::default() })
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            adc: ChannelStats::default(),
+            span: None,
+            min_expected_per_chip: config_number(config, "min_expected_per_chip", 10.0),
+            error_silent_chips: config_number(config, "error_silent_chips", 10.0),
+            pixels: Pixels::default(),
+        })
     }
 
     fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
@@ -99,13 +113,58 @@ impl Plugin for PixelMaps {
         let seen = self.pixels.iter().filter(|p| self.adc.get(p.unique_id).is_some()).count();
         let outside = self.adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
         let table: Vec<(u32, Moments)> = self.adc.iter().collect();
+        // Chips of the layout and how many packets each sent.
+        let mut chips: std::collections::BTreeMap<u32, (u64, u32)> = Default::default();
+        for p in self.pixels.iter() {
+            let chip = chips.entry(p.unique_id >> 6).or_default();
+            chip.0 += self.adc.get(p.unique_id).map_or(0, |m| m.n);
+            chip.1 += 1;
+        }
+        let packets: u64 = chips.values().map(|c| c.0).sum();
+        let per_channel = packets as f64 / self.pixels.len().max(1) as f64;
+        let silent: Vec<u32> = chips
+            .iter()
+            .filter(|(_, (n, channels))| {
+                *n == 0 && per_channel * f64::from(*channels) >= self.min_expected_per_chip
+            })
+            .map(|(chip, _)| *chip)
+            .collect();
+        let judged = chips
+            .values()
+            .filter(|(_, c)| per_channel * f64::from(*c) >= self.min_expected_per_chip)
+            .count();
+        let status = if silent.len() as f64 >= self.error_silent_chips {
+            CheckStatus::Error
+        } else if !silent.is_empty() {
+            CheckStatus::Warning
+        } else {
+            CheckStatus::Ok
+        };
+        let named: Vec<String> = silent
+            .iter()
+            .take(10)
+            .map(|c| {
+                let (g, u, chip, _) = channel_of(c << 6);
+                format!("{g}-{u}-{chip}")
+            })
+            .collect();
         Ok(Report::new()
             .figure("mean_adc", "Mean ADC per pixel", mean, &table)
             .figure("adc_rms", "ADC RMS per pixel", rms, &())
             .figure("rate", "Packet rate per pixel", rate, &seconds)
             .metric("channels_with_data", seen as f64, None, "channels")
             .metric("channels_in_layout", self.pixels.len() as f64, None, "channels")
-            .metric("channels_outside_layout", outside as f64, None, "channels"))
+            .metric("channels_outside_layout", outside as f64, None, "channels")
+            .metric("silent_chips", silent.len() as f64, None, "chips")
+            .check(
+                "silent_chips",
+                status,
+                format!(
+                    "{} of {judged} judgeable chips silent (io_group-io_channel-chip: {named:?}); {} chips had too little expectation to judge",
+                    silent.len(),
+                    chips.len() - judged
+                ),
+            ))
     }
 }
 
