@@ -19,6 +19,8 @@ use clap::{Parser, Subcommand};
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
+///   larmon serve reports                  dashboard at http://127.0.0.1:8080
+///   larmon runs reports --good            good-run list (JSON)
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
@@ -36,6 +38,8 @@ enum Command {
     Convert(commands::convert::Args),
     Calibrate(commands::calibrate::Args),
     Run(commands::run::Args),
+    Serve(commands::serve::Args),
+    Runs(commands::runs::Args),
     Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
     Bench(commands::bench::Args),
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Runs(args) => commands::runs::run(args),
         Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -6,3 +6,5 @@ pub mod convert;
 pub mod inspect;
 pub mod plugin;
 pub mod run;
+pub mod runs;
+pub mod serve;

@@ -15,8 +15,9 @@ use larmon_calibrate::output::{
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_report::model::{LoadEntry, Quality};
+use larmon_report::{Check, ChecksConfig, FigureFiles, Metric, PluginEntry, RunReport, Status};
 use larmon_runtime::{Limits, LoadedPlugin, PluginReport, Runtime};
-use serde::Serialize;
 
 use crate::progress;
 
@@ -68,47 +69,6 @@ pub struct Args {
     cache_dir: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct FigureFiles {
-    name: String,
-    title: String,
-    svg: String,
-    data: String,
-}
-
-#[derive(Serialize)]
-struct PluginEntry {
-    name: String,
-    version: String,
-    description: String,
-    file: String,
-    sha256: String,
-    status: &'static str,
-    error: Option<String>,
-    load: LoadEntry,
-    metrics: Vec<larmon_runtime::Metric>,
-    checks: Vec<larmon_runtime::Check>,
-    figures: Vec<FigureFiles>,
-    results: std::collections::BTreeMap<String, serde_json::Value>,
-    log: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct LoadEntry {
-    source: larmon_runtime::CompileSource,
-    milliseconds: f64,
-}
-
-#[derive(Serialize)]
-struct RunReport {
-    run: String,
-    files: Vec<PathBuf>,
-    larmon_version: &'static str,
-    created_unix_s: f64,
-    host: larmon_calibrate::CalibrationStats,
-    plugins: Vec<PluginEntry>,
-}
-
 fn default_plugin_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("LARMON_PLUGIN_DIR") {
         return Some(dir.into());
@@ -125,8 +85,12 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// Reads the detector configuration and the `[plugins.NAME]` tables.
-fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, String>)> {
-    let Some(path) = path else { return Ok((DetectorConfig::default(), BTreeMap::new())) };
+fn read_config(
+    path: Option<&Path>,
+) -> Result<(DetectorConfig, BTreeMap<String, String>, ChecksConfig)> {
+    let Some(path) = path else {
+        return Ok((DetectorConfig::default(), BTreeMap::new(), ChecksConfig::default()));
+    };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut table: toml::Table =
@@ -140,8 +104,15 @@ fn read_config(path: Option<&Path>) -> Result<(DetectorConfig, BTreeMap<String, 
             plugin_configs.insert(name, serde_json::to_string(&value)?);
         }
     }
+    let checks = match table.remove("checks") {
+        Some(toml::Value::Table(checks)) => {
+            ChecksConfig::from_table(checks).with_context(|| format!("{}", path.display()))?
+        }
+        Some(_) => bail!("{}: [checks] must be a table", path.display()),
+        None => ChecksConfig::default(),
+    };
     let detector = DetectorConfig::from_table(table, path)?;
-    Ok((detector, plugin_configs))
+    Ok((detector, plugin_configs, checks))
 }
 
 /// Loads the bundled plugins and the --plugin ones (a --plugin replaces a bundled one of the
@@ -181,7 +152,7 @@ type Work = (&'static str, Arc<RecordBatch>);
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let (detector, plugin_configs) = read_config(args.config.as_deref())?;
+    let (detector, plugin_configs, checks) = read_config(args.config.as_deref())?;
     let limits = Limits {
         memory_bytes: args.plugin_memory_mib << 20,
         call_timeout: std::time::Duration::from_secs_f64(args.plugin_timeout),
@@ -196,6 +167,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
     let mut calibrator = Calibrator::new(detector).context("setting up the calibration")?;
+    let mut span: Option<(u64, u64)> = None;
     let entries = std::thread::scope(|scope| -> Result<Vec<PluginEntry>> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
@@ -243,6 +215,14 @@ pub fn run(args: Args) -> Result<()> {
             let reader = LarpixReader::open(file, &ReadOptions::default())?;
             for batch in reader {
                 let batch = batch?;
+                // The data's time span: Unix seconds of the type-4 (timestamp) rows.
+                for (kind, seconds) in batch.packet_type.iter().zip(&batch.timestamp) {
+                    if *kind == 4 {
+                        span = Some(span.map_or((*seconds, *seconds), |(a, b): (u64, u64)| {
+                            (a.min(*seconds), b.max(*seconds))
+                        }));
+                    }
+                }
                 send_calibrated(calibrator.push(&batch));
                 broadcast("packets", packets_record_batch(batch));
             }
@@ -255,15 +235,20 @@ pub fn run(args: Args) -> Result<()> {
         Ok(workers.into_iter().map(|w| w.join().expect("plugin thread")).collect())
     })?;
 
+    let host_checks = larmon_report::evaluate(&checks, &entries);
+    let flag = larmon_report::run_flag(&entries, &host_checks);
     let report = RunReport {
         run: run_name.clone(),
         files: args.files.clone(),
-        larmon_version: env!("CARGO_PKG_VERSION"),
+        larmon_version: env!("CARGO_PKG_VERSION").into(),
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0),
-        host: calibrator.stats().clone(),
+        start_unix_s: span.map(|s| s.0),
+        end_unix_s: span.map(|s| s.1),
+        host: serde_json::to_value(calibrator.stats())?,
+        quality: Quality { flag: Some(flag), host_checks },
         plugins: entries,
     };
     let path = run_dir.join("report.json");
@@ -271,8 +256,9 @@ pub fn run(args: Args) -> Result<()> {
     let failed: Vec<&str> =
         report.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
     println!(
-        "{}: {} plugins ({} failed{}), {} figures -> {} in {:.2} s",
+        "{}: quality {}, {} plugins ({} failed{}), {} figures -> {} in {:.2} s",
         run_name,
+        flag.as_str(),
         report.plugins.len(),
         failed.len(),
         if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) },
@@ -303,10 +289,10 @@ fn finish_plugin(
         description: info.description.clone(),
         file: plugin.label().into(),
         sha256: plugin.sha256().into(),
-        status: "ok",
+        status: "ok".into(),
         error: None,
         load: LoadEntry {
-            source: plugin.compile_source().clone(),
+            source: format!("{:?}", plugin.compile_source()),
             milliseconds: plugin.load_time().as_secs_f64() * 1e3,
         },
         metrics: Vec::new(),
@@ -317,8 +303,22 @@ fn finish_plugin(
     };
     match result {
         Ok(PluginReport { figures, metrics, checks, results }) => {
-            entry.metrics = metrics;
-            entry.checks = checks;
+            entry.metrics = metrics
+                .into_iter()
+                .map(|m| Metric { name: m.name, value: m.value, error: m.error, unit: m.unit })
+                .collect();
+            entry.checks = checks
+                .into_iter()
+                .map(|c| Check {
+                    name: c.name,
+                    status: match c.status {
+                        larmon_runtime::CheckStatus::Ok => Status::Ok,
+                        larmon_runtime::CheckStatus::Warning => Status::Warning,
+                        larmon_runtime::CheckStatus::Error => Status::Error,
+                    },
+                    message: c.message,
+                })
+                .collect();
             entry.results = results;
             let dir = run_dir.join(safe_name(&info.name));
             let _ = std::fs::create_dir_all(&dir);
@@ -328,7 +328,7 @@ fn finish_plugin(
                 let written = std::fs::write(dir.join(&svg), &figure.svg)
                     .and_then(|()| std::fs::write(dir.join(&data), &figure.data_json));
                 if let Err(e) = written {
-                    entry.status = "error";
+                    entry.status = "error".into();
                     entry.error = Some(format!("writing figure {stem}: {e}"));
                 }
                 let prefix = safe_name(&info.name);
@@ -341,7 +341,7 @@ fn finish_plugin(
             }
         }
         Err(e) => {
-            entry.status = "error";
+            entry.status = "error".into();
             entry.error = Some(e);
         }
     }

@@ -1,0 +1,71 @@
+//! `larmon runs OUT`: the runs of an output directory with their quality; `--good` prints the
+//! good-run list as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use larmon_report::{RunStore, Status};
+
+/// List runs and their quality flags; `--good` prints the good-run list (JSON).
+///
+/// A run is good when its quality flag (the worst of its checks, `error` if a plugin failed)
+/// is `ok`, or also `warning` with --accept-warnings.
+///
+/// Examples:
+///   larmon runs reports
+///   larmon runs reports --good > good-runs.json
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Output directory of `larmon run`.
+    out: PathBuf,
+    /// Print only good runs, as a JSON list.
+    #[arg(long)]
+    good: bool,
+    /// Count runs flagged `warning` as good.
+    #[arg(long)]
+    accept_warnings: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.out.is_dir() {
+        bail!("{}: not a directory", args.out.display());
+    }
+    let store = RunStore::new(&args.out);
+    let (runs, errors) = store.runs();
+    for e in &errors {
+        eprintln!("warning: {e}");
+    }
+    let limit = if args.accept_warnings { Status::Warning } else { Status::Ok };
+    if args.good {
+        let good: Vec<serde_json::Value> = runs
+            .iter()
+            .filter(|r| r.quality.flag.is_some_and(|f| f <= limit))
+            .map(|r| {
+                serde_json::json!({
+                    "run": r.run,
+                    "start_unix_s": r.start_unix_s,
+                    "end_unix_s": r.end_unix_s,
+                    "flag": r.quality.flag,
+                    "files": r.files,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&good)?);
+        return Ok(());
+    }
+    println!("{:<24} {:>12} {:>10} {:>8}  failed plugins", "run", "start", "duration", "quality");
+    for r in &runs {
+        let failed: Vec<&str> =
+            r.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
+        println!(
+            "{:<24} {:>12} {:>10} {:>8}  {}",
+            r.run,
+            r.start_unix_s.map_or("-".into(), |s| s.to_string()),
+            r.duration_s().map_or("-".into(), |d| format!("{d} s")),
+            r.quality.flag.map_or("-", Status::as_str),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}

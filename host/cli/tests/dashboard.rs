@@ -1,0 +1,195 @@
+//! `larmon serve` over a real run report: pages, figure files, security headers, path
+//! traversal, JSON API, Prometheus metrics; `larmon runs --good`; checks from `[checks]`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use larmon_tests::{data, scratch};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A `larmon serve` child on a free port; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(out: &Path, config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args([
+                "serve",
+                out.to_str().unwrap(),
+                "--bind",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+        Self { child, addr }
+    }
+
+    /// (status, headers lower-cased, body) of a request.
+    fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    fn get(&self, path: &str) -> (u16, String, String) {
+        self.request("GET", path)
+    }
+}
+
+#[test]
+fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
+    let dir = scratch("dashboard");
+    let out = dir.join("reports");
+    let config = dir.join("larmon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[modules]]\nid = 1\nlayout = {:?}\n\
+             [checks.\"packet-rate/parity_error_fraction\"]\nwarn = [0.0, 0.0005]\nerror = [0.0, 0.01]\n\
+             [checks.\"timing/io_group1_sync_offset_ticks\"]\nwarn = [-2.0, 2.0]\n",
+            data("small-layout.yaml")
+        ),
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["run", data("small-raw.h5").to_str().unwrap(), "--run", "run-0002", "--out"])
+        .arg(&out)
+        .arg("--plugin-dir")
+        .arg(repo().join("target/wasm32-wasip2/plugin"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--cache-dir")
+        .arg(repo().join("target/test-plugin-cache"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run-0002/report.json")).unwrap())
+            .unwrap();
+    // Configured checks: 33 / 36263 = 0.09 % parity errors is above the 0.05 % warning limit.
+    let host_checks = report["quality"]["host_checks"].as_array().unwrap();
+    assert_eq!(host_checks[0]["name"], "packet-rate/parity_error_fraction");
+    assert_eq!(host_checks[0]["status"], "warning");
+    assert_eq!(host_checks[1]["status"], "ok");
+    assert_eq!(report["quality"]["flag"], "warning");
+    assert_eq!(report["start_unix_s"], 1_678_848_001u64);
+
+    let server = Server::start(&out, &config);
+    // Overview: the run, its flag; the filter hides it when asking for errors only.
+    let (status, headers, page) = server.get("/");
+    assert_eq!(status, 200);
+    let csp =
+        headers.lines().find(|l| l.starts_with("content-security-policy")).unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script"), "{csp}");
+    assert!(page.contains("href=\"/runs/run-0002\"") && page.contains("flag warning"), "{page}");
+    assert!(!server.get("/?flag=error").2.contains("/runs/run-0002"));
+    assert!(server.get("/?flag=warning&q=0002").2.contains("/runs/run-0002"));
+
+    // Run page: every figure of the report as an <img> (never inlined), shifter text, metrics,
+    // coloured checks.
+    let (status, _, page) = server.get("/runs/run-0002");
+    assert_eq!(status, 200);
+    assert!(!page.contains("<svg"), "plugin SVG must not be inlined into the page");
+    let mut figures = 0;
+    for plugin in report["plugins"].as_array().unwrap() {
+        for figure in plugin["figures"].as_array().unwrap() {
+            let src = format!("/files/run-0002/{}", figure["svg"].as_str().unwrap());
+            assert!(page.contains(&format!("<img src=\"{src}\"")), "{src} not on the page");
+            let (status, headers, svg) = server.get(&src);
+            assert_eq!(status, 200, "{src}");
+            assert!(
+                headers.contains("content-type: image/svg+xml")
+                    && headers.contains("default-src 'none'")
+            );
+            assert!(svg.starts_with("<svg"));
+            figures += 1;
+        }
+    }
+    assert!(figures >= 20, "{figures} figures");
+    assert!(page.contains("Moyal"), "dqdx shifter text missing");
+    assert!(page.contains("parity_error_fraction") && page.contains("<tr class=\"warning\">"));
+
+    // Nothing outside the run directory, nothing but figures.
+    for path in [
+        "/files/run-0002/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/files/run-0002/../run-0002/report.json",
+        "/files/..%2Frun-0002/packet-rate/rate.svg",
+        "/files/run-0002/report.json%00.svg",
+        "/files/run-0002/%2Fetc%2Fpasswd",
+        "/runs/..%2F..%2Fetc",
+    ] {
+        assert_eq!(server.get(path).0, 404, "{path}");
+    }
+    // Read-only.
+    assert_eq!(server.request("POST", "/").0, 405);
+    assert_eq!(server.request("DELETE", "/runs/run-0002").0, 405);
+
+    // Trends: a page, an SVG with the metric, the points as JSON.
+    let key = "packet-rate/parity_error_fraction";
+    let (status, _, page) = server.get(&format!("/trends?metric={}", key.replace('/', "%2F")));
+    assert_eq!(status, 200);
+    assert!(page.contains("/trends.svg?metric=packet-rate%2Fparity_error_fraction"), "{page}");
+    let (status, _, svg) = server.get("/trends.svg?metric=packet-rate%2Fparity_error_fraction");
+    assert_eq!(status, 200);
+    assert!(svg.contains("parity_error_fraction per run"));
+    let points: serde_json::Value =
+        serde_json::from_str(&server.get("/api/trends?metric=packet-rate%2Fparity_errors").2)
+            .unwrap();
+    assert_eq!(points[0]["value"], 33.0);
+
+    // API and Prometheus.
+    let runs: serde_json::Value = serde_json::from_str(&server.get("/api/runs").2).unwrap();
+    assert_eq!(runs[0]["run"], "run-0002");
+    assert_eq!(runs[0]["flag"], "warning");
+    let full: serde_json::Value =
+        serde_json::from_str(&server.get("/api/runs/run-0002").2).unwrap();
+    assert_eq!(full, report);
+    let plugins: serde_json::Value = serde_json::from_str(&server.get("/api/plugins").2).unwrap();
+    assert_eq!(plugins.as_array().unwrap().len(), 10);
+    let metrics = server.get("/metrics").2;
+    assert!(metrics.contains("larmon_run_quality{run=\"run-0002\"} 1"), "{metrics}");
+    assert!(metrics.contains("larmon_metric{run=\"run-0002\",plugin=\"packet-rate\",metric=\"parity_errors\",unit=\"packets\"} 33"));
+
+    // Good-run list: a warning run is good only when warnings are accepted.
+    let good = |extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["runs", out.to_str().unwrap(), "--good"])
+            .args(extra)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(good(&[]).as_array().unwrap().len(), 0);
+    assert_eq!(good(&["--accept-warnings"])[0]["run"], "run-0002");
+}

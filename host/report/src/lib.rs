@@ -1,0 +1,11 @@
+//! Run reports: what `larmon run` writes (`OUT/<run>/report.json`), the checks a shifter
+//! configures as data (metric → warning/error ranges) with the worst-case roll-up to a run
+//! quality flag, and the store of runs that the dashboard and `larmon runs` read.
+
+pub mod model;
+pub mod quality;
+pub mod store;
+
+pub use model::{Check, FigureFiles, Metric, PluginEntry, RunReport, Status};
+pub use quality::{ChecksConfig, Limits, evaluate, run_flag};
+pub use store::RunStore;

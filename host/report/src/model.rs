@@ -1,0 +1,170 @@
+//! The report.json model: one run, its host statistics, each plugin's status, metrics, checks,
+//! figures and results, and the run's quality.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of a check, and the run quality flag (worst case of its checks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    #[default]
+    Ok,
+    /// Look at it.
+    Warning,
+    /// Act on it.
+    Error,
+}
+
+impl Status {
+    /// "ok", "warning", "error".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// A number a plugin measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Name, unique within the plugin.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Error, if known.
+    pub error: Option<f64>,
+    /// Unit.
+    pub unit: String,
+}
+
+/// A check and its outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Name.
+    pub name: String,
+    /// Outcome.
+    pub status: Status,
+    /// What was found.
+    pub message: String,
+}
+
+/// A figure's files, relative to the run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FigureFiles {
+    /// Name, unique within the plugin.
+    pub name: String,
+    /// Title.
+    pub title: String,
+    /// The SVG.
+    pub svg: String,
+    /// The plotted data (JSON).
+    pub data: String,
+}
+
+/// How a plugin was loaded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoadEntry {
+    /// "Cache" or "Compiled".
+    pub source: String,
+    /// Load time, ms.
+    pub milliseconds: f64,
+}
+
+/// One plugin's part of a run report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginEntry {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// What it shows.
+    pub description: String,
+    /// Component file name.
+    pub file: String,
+    /// SHA-256 of the component.
+    pub sha256: String,
+    /// "ok" or "error".
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How it was loaded.
+    pub load: LoadEntry,
+    /// Metrics.
+    pub metrics: Vec<Metric>,
+    /// Its own checks.
+    pub checks: Vec<Check>,
+    /// Figures.
+    pub figures: Vec<FigureFiles>,
+    /// Structured results (e.g. flagged channels).
+    #[serde(default)]
+    pub results: BTreeMap<String, serde_json::Value>,
+    /// Captured log.
+    pub log: Vec<String>,
+}
+
+/// The run's quality: the host's checks (from the checks configuration) and the roll-up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Worst case of every check and plugin status.
+    pub flag: Option<Status>,
+    /// Checks evaluated by the host on plugin metrics (`[checks]` configuration).
+    pub host_checks: Vec<Check>,
+}
+
+/// `OUT/<run>/report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Run name.
+    pub run: String,
+    /// Input files.
+    pub files: Vec<PathBuf>,
+    /// larmon version that wrote it.
+    pub larmon_version: String,
+    /// When the report was written, Unix s.
+    pub created_unix_s: f64,
+    /// First and last Unix second of the data.
+    #[serde(default)]
+    pub start_unix_s: Option<u64>,
+    /// Last Unix second of the data.
+    #[serde(default)]
+    pub end_unix_s: Option<u64>,
+    /// Host (ingest + calibration) statistics.
+    pub host: serde_json::Value,
+    /// Quality flag and host checks.
+    #[serde(default)]
+    pub quality: Quality,
+    /// One entry per plugin.
+    pub plugins: Vec<PluginEntry>,
+}
+
+impl RunReport {
+    /// A metric by `plugin/metric` key.
+    pub fn metric(&self, key: &str) -> Option<&Metric> {
+        let (plugin, name) = key.split_once('/')?;
+        self.plugins.iter().find(|p| p.name == plugin)?.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// Every `plugin/metric` key of the run.
+    pub fn metric_keys(&self) -> Vec<String> {
+        self.plugins
+            .iter()
+            .flat_map(|p| p.metrics.iter().map(move |m| format!("{}/{}", p.name, m.name)))
+            .collect()
+    }
+
+    /// Duration of the data, s.
+    pub fn duration_s(&self) -> Option<u64> {
+        Some(self.end_unix_s? - self.start_unix_s? + 1)
+    }
+
+    /// A host statistic as a number.
+    pub fn host_number(&self, key: &str) -> Option<f64> {
+        self.host.get(key)?.as_f64()
+    }
+}

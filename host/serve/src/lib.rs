@@ -1,0 +1,105 @@
+//! The dashboard (`larmon serve OUT`): a read-only web server over the run reports of an output
+//! directory. Pages: the runs overview with filters, one page per run (figures, shifter text,
+//! metrics, coloured checks, plugin errors; live runs refresh themselves), trends of any metric
+//! across runs with threshold bands, the plugins seen; a JSON API for all of it and Prometheus
+//! `/metrics`. Everything is served by the binary (no CDN, no script at all).
+//!
+//! Security: plugin SVGs are only ever shown as `<img>` (a script inside an SVG image never
+//! runs) and served with their own Content-Security-Policy; every page carries a CSP without
+//! scripts; file paths are checked component by component and must stay inside the output
+//! directory; only GET exists.
+
+mod files;
+mod pages;
+mod trends;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use larmon_report::{ChecksConfig, RunStore};
+
+/// What the handlers share.
+pub struct AppState {
+    /// The reports.
+    pub store: RunStore,
+    /// Threshold bands for the trends (the `[checks]` configuration).
+    pub checks: ChecksConfig,
+}
+
+/// The dashboard's routes over an output directory.
+pub fn router(out: &Path, checks: ChecksConfig) -> Router {
+    let state = Arc::new(AppState { store: RunStore::new(out), checks });
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/runs/{run}", get(pages::run_page))
+        .route("/trends", get(pages::trends_page))
+        .route("/trends.svg", get(trends::trend_svg))
+        .route("/plugins", get(pages::plugins_page))
+        .route("/static/style.css", get(pages::stylesheet))
+        .route("/files/{run}/{*path}", get(files::figure_file))
+        .route("/api/runs", get(pages::api_runs))
+        .route("/api/runs/{run}", get(pages::api_run))
+        .route("/api/trends", get(trends::api_trend))
+        .route("/api/plugins", get(pages::api_plugins))
+        .route("/metrics", get(pages::prometheus))
+        .with_state(state)
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Serves the dashboard until Ctrl-C; calls `ready` with the bound address first.
+pub async fn serve(
+    out: &Path,
+    checks: ChecksConfig,
+    addr: SocketAddr,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    ready(listener.local_addr().unwrap_or(addr));
+    axum::serve(listener, router(out, checks))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// Escapes text for HTML.
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Escapes a path segment for a URL.
+pub(crate) fn url_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

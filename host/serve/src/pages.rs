@@ -1,0 +1,465 @@
+//! The HTML pages (overview, run, trends, plugins), the JSON API and Prometheus metrics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use larmon_report::{RunReport, Status};
+use serde::{Deserialize, Serialize};
+
+use crate::{AppState, escape, url_segment};
+
+/// CSP of every page: no script at all; images and styles from this server (and data: for
+/// nothing else than images).
+const PAGE_CSP: &str = "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// What a shifter reads next to each plugin's figures (docs/plots.md, one `## name` section
+/// per plugin).
+const SHIFTER_TEXT: &str = include_str!("../../../docs/plots.md");
+
+fn shifter_text(plugin: &str) -> Option<String> {
+    let start = SHIFTER_TEXT.find(&format!("\n## {plugin}\n"))? + plugin.len() + 5;
+    let rest = &SHIFTER_TEXT[start..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    Some(rest[..end].trim().replace('\n', " "))
+}
+
+fn page(title: &str, body: &str, refresh: bool) -> Response {
+    let meta = if refresh { "<meta http-equiv=\"refresh\" content=\"10\">" } else { "" };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{meta}<title>{} · larmon</title>\
+         <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>\
+         <nav><a class=\"brand\" href=\"/\">larmon</a><a href=\"/\">Runs</a><a href=\"/trends\">Trends</a>\
+         <a href=\"/plugins\">Plugins</a><a href=\"/api/runs\">API</a><a href=\"/metrics\">Metrics</a></nav>\
+         <main>{body}</main></body></html>",
+        escape(title)
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+fn flag_badge(flag: Option<Status>) -> String {
+    let f = flag.map_or("unknown", Status::as_str);
+    format!("<span class=\"flag {f}\">{f}</span>")
+}
+
+fn utc(seconds: u64) -> String {
+    // Civil date from Unix days (Howard Hinnant's algorithm), to avoid a date crate for one format.
+    let days = (seconds / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let s = seconds % 86_400;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// One line of the overview.
+#[derive(Serialize)]
+pub(crate) struct RunSummary {
+    run: String,
+    start_unix_s: Option<u64>,
+    duration_s: Option<u64>,
+    rows: Option<f64>,
+    data_packets: Option<f64>,
+    events: Option<f64>,
+    tracks: Option<f64>,
+    flag: Option<Status>,
+    failed_plugins: Vec<String>,
+}
+
+fn summary(r: &RunReport) -> RunSummary {
+    let events = match (r.host_number("triggered_events"), r.host_number("self_triggered_events")) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    RunSummary {
+        run: r.run.clone(),
+        start_unix_s: r.start_unix_s,
+        duration_s: r.duration_s(),
+        rows: r.host_number("rows"),
+        data_packets: r.host_number("data_packets"),
+        events,
+        tracks: r.host_number("tracks"),
+        flag: r.quality.flag,
+        failed_plugins: r
+            .plugins
+            .iter()
+            .filter(|p| p.status != "ok")
+            .map(|p| p.name.clone())
+            .collect(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OverviewQuery {
+    flag: Option<String>,
+    q: Option<String>,
+}
+
+pub(crate) async fn overview(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<OverviewQuery>,
+) -> Response {
+    let (runs, errors) = state.store.runs();
+    let wanted = query.flag.as_deref().filter(|f| !f.is_empty());
+    let text = query.q.as_deref().unwrap_or("").to_lowercase();
+    let mut body =
+        String::from("<h1>Runs</h1><form class=\"filters\" method=\"get\" action=\"/\">");
+    let _ = write!(
+        body,
+        "<input name=\"q\" placeholder=\"run name contains\" value=\"{}\"><select name=\"flag\">",
+        escape(&text)
+    );
+    for f in ["", "ok", "warning", "error"] {
+        let selected =
+            if wanted == Some(f) || (f.is_empty() && wanted.is_none()) { " selected" } else { "" };
+        let label = if f.is_empty() { "any quality" } else { f };
+        let _ = write!(body, "<option value=\"{f}\"{selected}>{label}</option>");
+    }
+    body += "</select><button>Filter</button></form>";
+    body += "<table class=\"runs\"><thead><tr><th>run</th><th>start (UTC)</th><th>duration</th><th>packets</th>\
+             <th>events</th><th>tracks</th><th>quality</th><th>failed plugins</th></tr></thead><tbody>";
+    let mut shown = 0;
+    for r in runs.iter().rev() {
+        let s = summary(r);
+        if wanted.is_some_and(|w| s.flag.map(Status::as_str) != Some(w))
+            || !s.run.to_lowercase().contains(&text)
+        {
+            continue;
+        }
+        shown += 1;
+        let number = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            url_segment(&s.run),
+            escape(&s.run),
+            s.start_unix_s.map_or("–".into(), utc),
+            s.duration_s.map_or("–".into(), |d| format!("{d} s")),
+            number(s.rows),
+            number(s.events),
+            number(s.tracks),
+            flag_badge(s.flag),
+            escape(&s.failed_plugins.join(", "))
+        );
+    }
+    body += "</tbody></table>";
+    if shown == 0 {
+        body += "<p class=\"empty\">No run matches.</p>";
+    }
+    for e in errors {
+        let _ = write!(body, "<p class=\"error\">unreadable report: {}</p>", escape(&e));
+    }
+    page("Runs", &body, false)
+}
+
+pub(crate) async fn run_page(
+    State(state): State<Arc<AppState>>,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    let Some(r) = state.store.run(&run) else {
+        return (StatusCode::NOT_FOUND, page("Not found", "<h1>No such run</h1>", false))
+            .into_response();
+    };
+    // A report written in the last two minutes belongs to a run still being processed.
+    let modified = std::fs::metadata(state.store.root().join(&r.run).join("report.json"))
+        .and_then(|m| m.modified());
+    let live = modified.is_ok_and(|t| {
+        SystemTime::now().duration_since(t).unwrap_or(Duration::MAX) < Duration::from_secs(120)
+    });
+    let mut body = format!("<h1>Run {} {}</h1>", escape(&r.run), flag_badge(r.quality.flag));
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{} · {} · larmon {} · files: {}{}</p>",
+        r.start_unix_s.map_or("no time".into(), |s| format!("start {} UTC", utc(s))),
+        r.duration_s().map_or("–".into(), |d| format!("{d} s of data")),
+        escape(&r.larmon_version),
+        escape(&r.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")),
+        if live { " · <b>live</b> (refreshes every 10 s)" } else { "" }
+    );
+    body += "<h2>Host</h2><table class=\"kv\">";
+    if let Some(host) = r.host.as_object() {
+        for (k, v) in host {
+            let _ =
+                write!(body, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v.to_string()));
+        }
+    }
+    body += "</table>";
+    if !r.quality.host_checks.is_empty() {
+        body += "<h2>Configured checks</h2>";
+        body += &checks_table(&r.quality.host_checks);
+    }
+    body += "<div class=\"toc\">";
+    for p in &r.plugins {
+        let status = if p.status == "ok" {
+            p.checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok)
+        } else {
+            Status::Error
+        };
+        let _ = write!(
+            body,
+            "<a href=\"#{}\" class=\"flag {}\">{}</a>",
+            url_segment(&p.name),
+            status.as_str(),
+            escape(&p.name)
+        );
+    }
+    body += "</div>";
+    for p in &r.plugins {
+        let _ = write!(
+            body,
+            "<section id=\"{}\"><h2>{} <small>{} · {}</small></h2>",
+            url_segment(&p.name),
+            escape(&p.name),
+            escape(&p.version),
+            escape(&p.description)
+        );
+        if let Some(text) = shifter_text(&p.name) {
+            let _ = write!(body, "<p class=\"shifter\">{}</p>", escape(&text).replace("**", ""));
+        }
+        if let Some(error) = &p.error {
+            let _ = write!(body, "<p class=\"error\">plugin failed: {}</p>", escape(error));
+        }
+        body += &checks_table(&p.checks);
+        if !p.metrics.is_empty() {
+            body += "<table class=\"metrics\"><tr><th>metric</th><th>value</th><th>unit</th><th></th></tr>";
+            for m in &p.metrics {
+                let key = format!("{}/{}", p.name, m.name);
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td>{}{}</td><td>{}</td><td><a href=\"/trends?metric={}\">trend</a></td></tr>",
+                    escape(&m.name),
+                    format_value(m.value),
+                    m.error.map_or(String::new(), |e| format!(" ± {}", format_value(e))),
+                    escape(&m.unit),
+                    url_segment(&key)
+                );
+            }
+            body += "</table>";
+        }
+        body += "<div class=\"grid\">";
+        for f in &p.figures {
+            let svg = format!(
+                "/files/{}/{}",
+                url_segment(&r.run),
+                f.svg.split('/').map(url_segment).collect::<Vec<_>>().join("/")
+            );
+            let data = format!(
+                "/files/{}/{}",
+                url_segment(&r.run),
+                f.data.split('/').map(url_segment).collect::<Vec<_>>().join("/")
+            );
+            let _ = write!(
+                body,
+                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\" loading=\"lazy\"></a><figcaption>{} · <a href=\"{data}\">data</a></figcaption></figure>",
+                escape(&f.title),
+                escape(&f.title)
+            );
+        }
+        body += "</div></section>";
+    }
+    page(&format!("Run {}", r.run), &body, live)
+}
+
+fn format_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e6) {
+        format!("{v:.3e}")
+    } else {
+        format!("{:.4}", v).trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn checks_table(checks: &[larmon_report::Check]) -> String {
+    if checks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<table class=\"checks\">");
+    for c in checks {
+        let _ = write!(
+            out,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.status.as_str(),
+            c.status.as_str(),
+            escape(&c.name),
+            escape(&c.message)
+        );
+    }
+    out + "</table>"
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TrendQuery {
+    pub(crate) metric: Option<String>,
+}
+
+pub(crate) async fn trends_page(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<TrendQuery>,
+) -> Response {
+    let (runs, _) = state.store.runs();
+    let mut keys: Vec<String> = runs.iter().flat_map(|r| r.metric_keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let chosen =
+        query.metric.clone().filter(|m| keys.contains(m)).or_else(|| keys.first().cloned());
+    let mut body = String::from(
+        "<h1>Trends</h1><form class=\"filters\" method=\"get\" action=\"/trends\"><select name=\"metric\">",
+    );
+    for k in &keys {
+        let selected = if Some(k) == chosen.as_ref() { " selected" } else { "" };
+        let _ = write!(body, "<option value=\"{}\"{selected}>{}</option>", escape(k), escape(k));
+    }
+    body += "</select><button>Show</button></form>";
+    match chosen {
+        Some(metric) => {
+            let _ = write!(
+                body,
+                "<figure class=\"wide\"><img src=\"/trends.svg?metric={m}\" alt=\"{e} vs run\"><figcaption>{e} per run, in order of data time; \
+                 bands: configured warning (amber) and error (red) limits · <a href=\"/api/trends?metric={m}\">data</a></figcaption></figure>",
+                m = url_segment(&metric),
+                e = escape(&metric)
+            );
+        }
+        None => body += "<p class=\"empty\">No metrics yet.</p>",
+    }
+    page("Trends", &body, false)
+}
+
+/// A plugin as seen across runs.
+#[derive(Serialize)]
+pub(crate) struct PluginSummary {
+    name: String,
+    versions: Vec<String>,
+    sha256: String,
+    description: String,
+    runs_ok: usize,
+    runs_failed: usize,
+    last_error: Option<String>,
+}
+
+fn plugin_summaries(runs: &[Arc<RunReport>]) -> Vec<PluginSummary> {
+    let mut by_name: BTreeMap<String, PluginSummary> = BTreeMap::new();
+    for r in runs {
+        for p in &r.plugins {
+            let s = by_name.entry(p.name.clone()).or_insert_with(|| PluginSummary {
+                name: p.name.clone(),
+                versions: Vec::new(),
+                sha256: String::new(),
+                description: String::new(),
+                runs_ok: 0,
+                runs_failed: 0,
+                last_error: None,
+            });
+            if !s.versions.contains(&p.version) {
+                s.versions.push(p.version.clone());
+            }
+            s.sha256 = p.sha256.clone();
+            s.description = p.description.clone();
+            if p.status == "ok" {
+                s.runs_ok += 1;
+            } else {
+                s.runs_failed += 1;
+                s.last_error = p.error.as_ref().map(|e| format!("{}: {e}", r.run));
+            }
+        }
+    }
+    by_name.into_values().collect()
+}
+
+pub(crate) async fn plugins_page(State(state): State<Arc<AppState>>) -> Response {
+    let (runs, _) = state.store.runs();
+    let mut body = String::from(
+        "<h1>Plugins</h1><table class=\"runs\"><thead><tr><th>plugin</th><th>versions</th><th>description</th>\
+         <th>runs ok</th><th>runs failed</th><th>last error</th><th>sha256 (latest)</th></tr></thead><tbody>",
+    );
+    for p in plugin_summaries(&runs) {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td><td><code>{}</code></td></tr>",
+            escape(&p.name),
+            escape(&p.versions.join(", ")),
+            escape(&p.description),
+            p.runs_ok,
+            p.runs_failed,
+            escape(p.last_error.as_deref().unwrap_or("")),
+            escape(p.sha256.get(..16).unwrap_or(&p.sha256))
+        );
+    }
+    body += "</tbody></table>";
+    page("Plugins", &body, false)
+}
+
+pub(crate) async fn api_runs(State(state): State<Arc<AppState>>) -> Json<Vec<RunSummary>> {
+    Json(state.store.runs().0.iter().map(|r| summary(r)).collect())
+}
+
+pub(crate) async fn api_run(
+    State(state): State<Arc<AppState>>,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    match state.store.run(&run) {
+        Some(r) => Json(r.as_ref().clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such run"})))
+            .into_response(),
+    }
+}
+
+pub(crate) async fn api_plugins(State(state): State<Arc<AppState>>) -> Json<Vec<PluginSummary>> {
+    Json(plugin_summaries(&state.store.runs().0))
+}
+
+/// Prometheus text format: every metric of the latest run (by data time), its quality flag
+/// (0 ok, 1 warning, 2 error) and the number of runs.
+pub(crate) async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
+    let (runs, _) = state.store.runs();
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
+    let mut out =
+        String::from("# HELP larmon_runs Runs with a report.\n# TYPE larmon_runs gauge\n");
+    let _ = writeln!(out, "larmon_runs {}", runs.len());
+    if let Some(r) = runs.last() {
+        out += "# HELP larmon_run_quality Quality flag of the latest run: 0 ok, 1 warning, 2 error.\n# TYPE larmon_run_quality gauge\n";
+        let flag = r.quality.flag.map_or(-1, |f| f as i32);
+        let _ = writeln!(out, "larmon_run_quality{{run=\"{}\"}} {flag}", label(&r.run));
+        out += "# HELP larmon_metric Latest value of each plugin metric.\n# TYPE larmon_metric gauge\n";
+        for p in &r.plugins {
+            for m in &p.metrics {
+                if m.value.is_finite() {
+                    let _ = writeln!(
+                        out,
+                        "larmon_metric{{run=\"{}\",plugin=\"{}\",metric=\"{}\",unit=\"{}\"}} {}",
+                        label(&r.run),
+                        label(&p.name),
+                        label(&m.name),
+                        label(&m.unit),
+                        m.value
+                    );
+                }
+            }
+        }
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let _ =
+        writeln!(out, "# TYPE larmon_scrape_unix_seconds gauge\nlarmon_scrape_unix_seconds {now}");
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+pub(crate) async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css")], include_str!("style.css")).into_response()
+}
