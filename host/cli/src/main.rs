@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 /// Arrow record batches for calibration, plots and reports.
 ///
 /// Examples:
+///   larmon demo                           built-in run -> plots -> dashboard, in one command
 ///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
@@ -38,6 +39,7 @@ enum Command {
     Convert(commands::convert::Args),
     Calibrate(commands::calibrate::Args),
     Run(commands::run::Args),
+    Demo(commands::demo::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
     Plugin(commands::plugin::Args),
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Plugin(args) => commands::plugin::run(args),

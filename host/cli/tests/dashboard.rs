@@ -67,9 +67,8 @@ impl Server {
     }
 }
 
-#[test]
-fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
-    let dir = scratch("dashboard");
+/// A real report of the small fixture in `dir/reports/run-0002`, with configured checks.
+fn make_report(dir: &Path) -> (PathBuf, PathBuf) {
     let out = dir.join("reports");
     let config = dir.join("larmon.toml");
     std::fs::write(
@@ -94,6 +93,13 @@ fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    (out, config)
+}
+
+#[test]
+fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
+    let dir = scratch("dashboard");
+    let (out, config) = make_report(&dir);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run-0002/report.json")).unwrap())
             .unwrap();
@@ -192,4 +198,73 @@ fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
     };
     assert_eq!(good(&[]).as_array().unwrap().len(), 0);
     assert_eq!(good(&["--accept-warnings"])[0]["run"], "run-0002");
+}
+
+fn find_browser() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser", "google-chrome"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Pixels of a screenshot within `tolerance` of `color`.
+fn count_color(png_file: &Path, color: [u8; 3], tolerance: i32) -> usize {
+    let decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_file).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let channels = info.color_type.samples();
+    buffer[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| (0..3).all(|k| (i32::from(p[k]) - i32::from(color[k])).abs() <= tolerance))
+        .count()
+}
+
+#[test]
+fn a_browser_renders_the_overview_run_page_and_trends() {
+    let Some(browser) = find_browser() else {
+        println!("SKIPPED: no chromium on PATH (CI installs Debian's chromium)");
+        return;
+    };
+    let dir = scratch("browser");
+    let (out, config) = make_report(&dir);
+    let server = Server::start(&out, &config);
+    let shot = |path: &str, name: &str, height: u32| -> PathBuf {
+        let file = dir.join(format!("{name}.png"));
+        let status = Command::new(&browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--window-size=1400,{height}"))
+            .arg(format!("--screenshot={}", file.display()))
+            .arg(format!("http://{}{path}", server.addr))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success() && file.exists(), "chromium failed on {path}");
+        file
+    };
+    // The amber "warning" badge of the run in the overview.
+    let overview = shot("/", "overview", 600);
+    assert!(count_color(&overview, [217, 145, 0], 12) > 200, "no warning badge rendered");
+    // The run page: plugin figures drawn as images — histogram bars in the SDK's blue and the
+    // viridis pixel maps fill many pixels; a broken image would show only its alt text.
+    let run = shot("/runs/run-0002", "run", 6000);
+    let blue = count_color(&run, [31, 119, 180], 10);
+    assert!(blue > 20_000, "only {blue} plot-blue pixels: figures did not render");
+    let viridis_dark = count_color(&run, [68, 1, 84], 25);
+    assert!(
+        viridis_dark > 5_000,
+        "only {viridis_dark} dark-viridis pixels: pixel maps did not render"
+    );
+    // Trends: the points of the metric in the same blue.
+    let trends = shot("/trends?metric=packet-rate%2Fparity_errors", "trends", 800);
+    let points = count_color(&trends, [31, 119, 180], 10);
+    assert!(points > 10, "{points} plot-blue pixels: trend point not rendered");
 }

@@ -69,7 +69,7 @@ impl ChecksConfig {
                 reason: e.message().to_string(),
             })?;
             for range in [parsed.warn, parsed.error].into_iter().flatten() {
-                if !(range[0] <= range[1]) {
+                if range[0].is_nan() || range[1].is_nan() || range[0] > range[1] {
                     return Err(ChecksError { key, reason: format!("range {range:?} is empty") });
                 }
             }

@@ -7,7 +7,8 @@
 //! the cathode), full crossings of at least `min_dx_mm` (3.3 mm). Per drift-time bin
 //! (`drift_bins` over 0…`max_drift_us`) the dQ/dx spectrum gets a Moyal ⊗ Gauss fit; its MPV
 //! with the fit error enters the exponential fit, whose τ error is widened by √(χ²/ndf) when
-//! the points scatter more than their errors.
+//! the points scatter more than their errors. The check (`warn_below_us` 1000, `error_below_us`
+//! 500) judges τ + 2σ, so only a significantly low lifetime raises it.
 
 use larmon_plugin_sdk::fit::{fit_exponential, fit_moyal_gauss};
 use larmon_plugin_sdk::prelude::*;
@@ -157,12 +158,14 @@ impl Plugin for ElectronLifetime {
                     .metric("lifetime_us", tau, Some(f.errors[1]), "µs")
                     .metric("dqdx_at_anode_ke_per_cm", a, Some(f.errors[0]), "ke-/cm")
                     .metric("fit_chi2_per_ndf", f.chi2 / f.ndf.max(1) as f64, None, "")
+                    // Judged on the upper end of the 2σ interval: a short run's imprecise
+                    // fit must not raise an alarm.
                     .check_band(
                         "lifetime_us",
-                        tau,
+                        tau + 2.0 * f.errors[1],
                         (self.warn_below_us, f64::INFINITY),
                         (self.error_below_us, f64::INFINITY),
-                        "µs",
+                        "µs (τ + 2σ)",
                     );
             }
             None => {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod calibrate;
 pub mod convert;
+pub mod demo;
 pub mod inspect;
 pub mod plugin;
 pub mod run;

@@ -69,6 +69,24 @@ pub struct Args {
     cache_dir: Option<PathBuf>,
 }
 
+impl Args {
+    /// The arguments of `larmon run FILES --out OUT --run RUN` with every other option at its
+    /// default (what `larmon demo` runs).
+    pub fn simple(files: Vec<PathBuf>, out: PathBuf, run: &str) -> Self {
+        Self {
+            files,
+            out,
+            plugins: Vec::new(),
+            plugin_dir: None,
+            config: None,
+            run: Some(run.into()),
+            plugin_timeout: 10.0,
+            plugin_memory_mib: 512,
+            cache_dir: None,
+        }
+    }
+}
+
 fn default_plugin_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("LARMON_PLUGIN_DIR") {
         return Some(dir.into());

@@ -27,6 +27,13 @@ pub struct Args {
     config: Option<PathBuf>,
 }
 
+impl Args {
+    /// Serve `out` at `bind` without a checks configuration.
+    pub fn new(out: PathBuf, bind: SocketAddr) -> Self {
+        Self { out, bind, config: None }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     if !args.out.is_dir() {
         bail!("{}: not a directory (give the --out directory of `larmon run`)", args.out.display());
