@@ -2,8 +2,10 @@
 //! (one panel per anode). Grey pixels sent nothing.
 //!
 //! Check `silent_chips`: chips of the layout that sent no packet although the run's mean rate
-//! per channel makes at least `min_expected_per_chip` (10) packets per chip expected: warning
-//! from 1 chip, error from `error_silent_chips` (10).
+//! makes at least `min_expected_crossings` (10) track crossings per chip expected (expected
+//! packets / `packets_per_crossing`, default 10: packets come in clusters, one per crossing, so
+//! a short run leaves chips empty by chance and is not judged): warning from 1 chip, error from
+//! `error_silent_chips` (10).
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -11,7 +13,8 @@ use larmon_plugin_sdk::prelude::*;
 struct PixelMaps {
     adc: ChannelStats,
     span: Option<(u64, u64)>,
-    min_expected_per_chip: f64,
+    min_expected_crossings: f64,
+    packets_per_crossing: f64,
     error_silent_chips: f64,
     #[serde(skip)]
     pixels: Pixels,
@@ -34,7 +37,8 @@ impl Plugin for PixelMaps {
                 ],
             )
             .consumes("pixels", Pixels::COLUMNS)
-            .config_key("min_expected_per_chip")
+            .config_key("min_expected_crossings")
+            .config_key("packets_per_crossing")
             .config_key("error_silent_chips")
     }
 
@@ -42,7 +46,8 @@ impl Plugin for PixelMaps {
         Ok(Self {
             adc: ChannelStats::default(),
             span: None,
-            min_expected_per_chip: config_number(config, "min_expected_per_chip", 10.0),
+            min_expected_crossings: config_number(config, "min_expected_crossings", 10.0),
+            packets_per_crossing: config_number(config, "packets_per_crossing", 10.0),
             error_silent_chips: config_number(config, "error_silent_chips", 10.0),
             pixels: Pixels::default(),
         })
@@ -125,13 +130,13 @@ impl Plugin for PixelMaps {
         let silent: Vec<u32> = chips
             .iter()
             .filter(|(_, (n, channels))| {
-                *n == 0 && per_channel * f64::from(*channels) >= self.min_expected_per_chip
+                *n == 0 && per_channel * f64::from(*channels) / self.packets_per_crossing >= self.min_expected_crossings
             })
             .map(|(chip, _)| *chip)
             .collect();
         let judged = chips
             .values()
-            .filter(|(_, c)| per_channel * f64::from(*c) >= self.min_expected_per_chip)
+            .filter(|(_, c)| per_channel * f64::from(*c) / self.packets_per_crossing >= self.min_expected_crossings)
             .count();
         let status = if silent.len() as f64 >= self.error_silent_chips {
             CheckStatus::Error
