@@ -142,6 +142,13 @@ impl Calibrator {
         })
     }
 
+    /// Numbers events and tracks from `base` on (files of one run get disjoint ranges).
+    pub fn starting_ids_at(mut self, base: u64) -> Self {
+        self.next_event_id = base;
+        self.next_track_id = base;
+        self
+    }
+
     /// The geometry in use.
     pub fn geometry(&self) -> &Geometry {
         &self.geometry

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
+///   larmon run f*.h5 --out r --shard 0/4  one of 4 batch shards; then: larmon merge r/<run>
 ///   larmon serve reports                  dashboard at http://127.0.0.1:8080
 ///   larmon runs reports --good            good-run list (JSON)
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
@@ -40,6 +41,7 @@ enum Command {
     Calibrate(commands::calibrate::Args),
     Run(commands::run::Args),
     Demo(commands::demo::Args),
+    Merge(commands::merge::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
     Plugin(commands::plugin::Args),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Plugin(args) => commands::plugin::run(args),

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
+pub mod merge;
 pub mod plugin;
 pub mod run;
 pub mod runs;

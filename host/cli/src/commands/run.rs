@@ -67,6 +67,25 @@ pub struct Args {
     /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Process only shard I of N (0-based): a contiguous share of the files, written as
+    /// per-file plugin snapshots to DIR/<run>/shards/ for `larmon merge` instead of a report.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text.split_once('/').ok_or("write the shard as I/N, e.g. 0/4")?;
+    let (i, n): (usize, usize) =
+        (i.parse().map_err(|_| "I is not a number")?, n.parse().map_err(|_| "N is not a number")?);
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: need 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// The files (indices into the run's file list) of shard `i` of `n`: a contiguous block.
+pub fn shard_files(count: usize, (i, n): (usize, usize)) -> std::ops::Range<usize> {
+    (i * count / n)..((i + 1) * count / n)
 }
 
 impl Args {
@@ -83,6 +102,7 @@ impl Args {
             plugin_timeout: 10.0,
             plugin_memory_mib: 512,
             cache_dir: None,
+            shard: None,
         }
     }
 }
@@ -95,7 +115,7 @@ fn default_plugin_dir() -> Option<PathBuf> {
     Some(exe.parent()?.parent()?.join("wasm32-wasip2/plugin"))
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
@@ -103,7 +123,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// Reads the detector configuration and the `[plugins.NAME]` tables.
-fn read_config(
+pub fn read_config(
     path: Option<&Path>,
 ) -> Result<(DetectorConfig, BTreeMap<String, String>, ChecksConfig)> {
     let Some(path) = path else {
@@ -135,9 +155,13 @@ fn read_config(
 
 /// Loads the bundled plugins and the --plugin ones (a --plugin replaces a bundled one of the
 /// same name).
-fn load_plugins(runtime: &Runtime, args: &Args) -> Result<Vec<LoadedPlugin>> {
+pub fn load_plugins(
+    runtime: &Runtime,
+    plugin_dir: Option<&PathBuf>,
+    extra: &[PathBuf],
+) -> Result<Vec<LoadedPlugin>> {
     let mut files: Vec<PathBuf> = Vec::new();
-    let dir = args.plugin_dir.clone().or_else(default_plugin_dir);
+    let dir = plugin_dir.cloned().or_else(default_plugin_dir);
     if let Some(dir) = dir.filter(|d| d.is_dir()) {
         let mut bundled: Vec<PathBuf> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -147,7 +171,7 @@ fn load_plugins(runtime: &Runtime, args: &Args) -> Result<Vec<LoadedPlugin>> {
         files.extend(bundled);
     }
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
-    for (k, path) in files.iter().chain(&args.plugins).enumerate() {
+    for (k, path) in files.iter().chain(extra).enumerate() {
         let plugin = runtime.load_file(path)?;
         let explicit = k >= files.len();
         if let Some(i) = loaded.iter().position(|p| p.info().name == plugin.info().name) {
@@ -166,7 +190,54 @@ fn load_plugins(runtime: &Runtime, args: &Args) -> Result<Vec<LoadedPlugin>> {
     Ok(loaded)
 }
 
-type Work = (&'static str, Arc<RecordBatch>);
+/// What the reading thread sends each plugin's thread.
+enum Work {
+    /// A batch of a stream of the current file.
+    Batch(&'static str, Arc<RecordBatch>),
+    /// The current file (index in the run's file list) is complete.
+    EndOfFile(usize),
+}
+
+/// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
+const FILE_ID_SHIFT: u32 = 40;
+
+/// Per-file output of a shard: DIR/<run>/shards/file-<k>/.
+pub fn file_dir(run_dir: &Path, file_index: usize) -> PathBuf {
+    run_dir.join("shards").join(format!("file-{file_index:06}"))
+}
+
+/// What a shard writes per file beside the plugin snapshots.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct FileManifest {
+    /// The file.
+    pub file: PathBuf,
+    /// Its index in the run's file list.
+    pub index: usize,
+    /// Calibration statistics of the file.
+    pub host: serde_json::Value,
+    /// Unix seconds of its first and last timestamp row.
+    pub span: Option<(u64, u64)>,
+    /// Plugin name → component SHA-256 that wrote the snapshot.
+    pub plugins: BTreeMap<String, String>,
+}
+
+/// Sums the numeric fields of per-file host statistics.
+pub fn add_host_stats(total: &mut serde_json::Value, file: &serde_json::Value) {
+    let (Some(total), Some(file)) = (total.as_object_mut(), file.as_object()) else { return };
+    for (key, value) in file {
+        let sum = total.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0)
+            + value.as_u64().unwrap_or(0);
+        total.insert(key.clone(), sum.into());
+    }
+}
+
+/// Widens a time span by another.
+pub fn join_span(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+        (a, b) => a.or(b),
+    }
+}
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
@@ -177,15 +248,26 @@ pub fn run(args: Args) -> Result<()> {
         ..Limits::default()
     };
     let runtime = Runtime::new(limits, args.cache_dir.clone().or_else(default_cache_dir))?;
-    let plugins = load_plugins(&runtime, &args)?;
+    let plugins = load_plugins(&runtime, args.plugin_dir.as_ref(), &args.plugins)?;
     let run_name = args.run.clone().unwrap_or_else(|| {
         args.files[0].file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
     });
     let run_dir = args.out.join(&run_name);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
 
-    let mut calibrator = Calibrator::new(detector).context("setting up the calibration")?;
+    // Every file is an independent unit: its own calibration and its own plugin instances,
+    // whose snapshots are merged into the run in file order. A run split over many nodes
+    // (--shard, then `larmon merge`) therefore gives exactly the single-node answer.
+    let geometry = detector.geometry().context("reading the detector layout")?;
+    let channel_table = detector.channels().context("reading the channel constants")?;
+    let pixels = Arc::new(pixels_record_batch(&geometry));
+    let file_range = match args.shard {
+        Some(shard) => shard_files(args.files.len(), shard),
+        None => 0..args.files.len(),
+    };
+    let sharded = args.shard.is_some();
     let mut span: Option<(u64, u64)> = None;
+    let mut host = serde_json::json!({});
     let entries = std::thread::scope(|scope| -> Result<Vec<PluginEntry>> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
@@ -194,15 +276,66 @@ pub fn run(args: Args) -> Result<()> {
             senders.push(tx);
             let config =
                 plugin_configs.get(&plugin.info().name).cloned().unwrap_or_else(|| "{}".into());
-            let (runtime, run_dir) = (&runtime, &run_dir);
+            let (runtime, run_dir, pixels) = (&runtime, &run_dir, pixels.clone());
             workers.push(scope.spawn(move || {
-                let mut run = plugin.open(runtime, &config);
-                for (stream, batch) in rx {
-                    if let Ok(run) = run.as_mut() {
-                        let _ = run.consume(stream, &batch); // a failure is kept in the run
+                let open = |config: &str| {
+                    let mut instance = plugin.open(runtime, config)?;
+                    instance.consume("pixels", &pixels)?;
+                    Ok::<_, String>(instance)
+                };
+                let mut run =
+                    if sharded { Err("sharded: no report".to_string()) } else { open(&config) };
+                let mut file_instance: Option<Result<larmon_runtime::PluginRun, String>> = None;
+                let mut failure: Option<String> = None;
+                let mut logs = Vec::new();
+                for work in rx {
+                    match work {
+                        Work::Batch(stream, batch) => {
+                            if let Ok(instance) = file_instance.get_or_insert_with(|| open(&config))
+                            {
+                                let _ = instance.consume(stream, &batch); // a failure is kept
+                            }
+                        }
+                        Work::EndOfFile(index) => {
+                            let instance = file_instance.take().unwrap_or_else(|| open(&config));
+                            let snapshot = instance.and_then(|mut i| {
+                                let log = i.log();
+                                if sharded {
+                                    let path = file_dir(run_dir, index).join(format!(
+                                        "{}.log.json",
+                                        safe_name(&plugin.info().name)
+                                    ));
+                                    let text = serde_json::to_string(&log).unwrap_or_default();
+                                    let _ = write_atomically(&path, text.as_bytes());
+                                }
+                                logs.extend(log);
+                                i.snapshot()
+                            });
+                            let outcome = match (snapshot, sharded) {
+                                (Ok(bytes), true) => {
+                                    let dir = file_dir(run_dir, index);
+                                    write_atomically(
+                                        &dir.join(format!(
+                                            "{}.snapshot",
+                                            safe_name(&plugin.info().name)
+                                        )),
+                                        &bytes,
+                                    )
+                                    .map_err(|e| format!("writing the snapshot: {e}"))
+                                }
+                                (Ok(bytes), false) => match run.as_mut() {
+                                    Ok(run) => run.merge(&bytes),
+                                    Err(e) => Err(e.clone()),
+                                },
+                                (Err(e), _) => Err(e),
+                            };
+                            if let Err(e) = outcome {
+                                failure.get_or_insert(format!("file {}: {e}", index + 1));
+                            }
+                        }
                     }
                 }
-                finish_plugin(plugin, run, run_dir)
+                (failure, logs, if sharded { None } else { Some(run) })
             }));
         }
         let broadcast = |stream: &'static str, batch: RecordBatch| {
@@ -211,7 +344,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             let batch = Arc::new(batch);
             for tx in &senders {
-                let _ = tx.send((stream, batch.clone()));
+                let _ = tx.send(Work::Batch(stream, batch.clone()));
             }
         };
         let send_calibrated = |done: larmon_calibrate::output::CalibratedBatch| {
@@ -221,43 +354,104 @@ pub fn run(args: Args) -> Result<()> {
             broadcast("track_segments", segments_record_batch(&done.segments));
             broadcast("track_pixels", track_pixels_record_batch(&done.track_pixels));
         };
-        // The detector's channels first: plugins that draw maps or look for dead channels need
-        // them before any data.
-        broadcast("pixels", pixels_record_batch(calibrator.geometry()));
-        let total: u64 =
-            args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+        let total: u64 = args.files[file_range.clone()]
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
         let bar = progress::bar(total, "bytes");
         bar.set_prefix("processing");
         let mut done_bytes = 0;
-        for file in &args.files {
+        for index in file_range.clone() {
+            let file = &args.files[index];
+            let mut calibrator =
+                Calibrator::with_tables(detector.clone(), geometry.clone(), channel_table.clone())
+                    .context("setting up the calibration")?
+                    .starting_ids_at((index as u64) << FILE_ID_SHIFT);
+            let mut file_span = None;
             let reader = LarpixReader::open(file, &ReadOptions::default())?;
             for batch in reader {
                 let batch = batch?;
                 // The data's time span: Unix seconds of the type-4 (timestamp) rows.
                 for (kind, seconds) in batch.packet_type.iter().zip(&batch.timestamp) {
                     if *kind == 4 {
-                        span = Some(span.map_or((*seconds, *seconds), |(a, b): (u64, u64)| {
-                            (a.min(*seconds), b.max(*seconds))
-                        }));
+                        file_span = join_span(file_span, Some((*seconds, *seconds)));
                     }
                 }
                 send_calibrated(calibrator.push(&batch));
                 broadcast("packets", packets_record_batch(batch));
             }
+            send_calibrated(calibrator.finish());
+            for tx in &senders {
+                let _ = tx.send(Work::EndOfFile(index));
+            }
+            let stats = serde_json::to_value(calibrator.stats())?;
+            if sharded {
+                let manifest = FileManifest {
+                    file: file.clone(),
+                    index,
+                    host: stats.clone(),
+                    span: file_span,
+                    plugins: plugins
+                        .iter()
+                        .map(|p| (p.info().name.clone(), p.sha256().to_string()))
+                        .collect(),
+                };
+                write_atomically(
+                    &file_dir(&run_dir, index).join("manifest.json"),
+                    serde_json::to_string_pretty(&manifest)?.as_bytes(),
+                )?;
+            }
+            add_host_stats(&mut host, &stats);
+            span = join_span(span, file_span);
             done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
             bar.set_position(done_bytes);
         }
-        send_calibrated(calibrator.finish());
         bar.finish_and_clear();
         drop(senders);
-        Ok(workers.into_iter().map(|w| w.join().expect("plugin thread")).collect())
+        let mut entries = Vec::new();
+        for (plugin, worker) in plugins.iter().zip(workers) {
+            let (failure, logs, run) = worker.join().expect("plugin thread");
+            if let Some(run) = run {
+                entries.push(finish_plugin(plugin, run, failure, logs, &run_dir));
+            } else if let Some(failure) = failure {
+                eprintln!("warning: {}: {failure}", plugin.info().name);
+            }
+        }
+        Ok(entries)
     })?;
+    if let Some((i, n)) = args.shard {
+        println!(
+            "{run_name}: shard {i}/{n}: files {}..{} of {} -> {} in {:.2} s",
+            file_range.start + 1,
+            file_range.end,
+            args.files.len(),
+            run_dir.join("shards").display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
 
-    let host_checks = larmon_report::evaluate(&checks, &entries);
+    write_report(&run_name, &run_dir, args.files.clone(), span, host, entries, &checks, started)
+}
+
+/// Evaluates the configured checks, rolls up the quality flag and writes report.json.
+#[allow(clippy::too_many_arguments)]
+pub fn write_report(
+    run_name: &str,
+    run_dir: &Path,
+    files: Vec<PathBuf>,
+    span: Option<(u64, u64)>,
+    host: serde_json::Value,
+    entries: Vec<PluginEntry>,
+    checks: &ChecksConfig,
+    started: Instant,
+) -> Result<()> {
+    let host_checks = larmon_report::evaluate(checks, &entries);
     let flag = larmon_report::run_flag(&entries, &host_checks);
     let report = RunReport {
-        run: run_name.clone(),
-        files: args.files.clone(),
+        run: run_name.to_string(),
+        files,
         larmon_version: env!("CARGO_PKG_VERSION").into(),
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -265,12 +459,12 @@ pub fn run(args: Args) -> Result<()> {
             .unwrap_or(0.0),
         start_unix_s: span.map(|s| s.0),
         end_unix_s: span.map(|s| s.1),
-        host: serde_json::to_value(calibrator.stats())?,
+        host,
         quality: Quality { flag: Some(flag), host_checks },
         plugins: entries,
     };
     let path = run_dir.join("report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    write_atomically(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     let failed: Vec<&str> =
         report.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
     println!(
@@ -287,19 +481,37 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Asks a plugin for its report and writes its figures.
-fn finish_plugin(
+/// Writes a file through a temporary name and a rename (never half-written under its name).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
+}
+
+/// Asks a plugin's run instance for its report and writes its figures. `failure` is the first
+/// error of a per-file instance; `file_logs` their captured logs.
+pub fn finish_plugin(
     plugin: &LoadedPlugin,
     run: Result<larmon_runtime::PluginRun, String>,
+    failure: Option<String>,
+    file_logs: Vec<String>,
     run_dir: &Path,
 ) -> PluginEntry {
     let info = plugin.info();
-    let (result, log) = match run {
+    let (result, mut log) = match run {
         Ok(mut run) => {
             let report = run.report();
             (report, run.log())
         }
         Err(e) => (Err(format!("open failed: {e}")), Vec::new()),
+    };
+    log.splice(0..0, file_logs);
+    let result = match failure {
+        Some(f) => Err(f),
+        None => result,
     };
     let mut entry = PluginEntry {
         name: info.name.clone(),
@@ -367,7 +579,7 @@ fn finish_plugin(
 }
 
 /// A file-name-safe version of a plugin-chosen name (no path separators, no dots first).
-fn safe_name(name: &str) -> String {
+pub fn safe_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
