@@ -188,6 +188,37 @@ impl From<TimeSeries> for BTreeMap<u64, f64> {
     }
 }
 
+/// The first and last Unix second seen, for rates over a run (`seconds()` is the span, ≥ 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeSpan {
+    /// (first, last) second, if any.
+    pub range: Option<(u64, u64)>,
+}
+
+impl TimeSpan {
+    /// Widens the span to include `t`.
+    #[inline]
+    pub fn fill(&mut self, t: u64) {
+        self.range = Some(match self.range {
+            Some((a, b)) => (a.min(t), b.max(t)),
+            None => (t, t),
+        });
+    }
+
+    /// Widens the span by another.
+    pub fn merge(&mut self, other: &TimeSpan) {
+        if let Some((a, b)) = other.range {
+            self.fill(a);
+            self.fill(b);
+        }
+    }
+
+    /// Seconds covered (last − first + 1), 1 when empty.
+    pub fn seconds(&self) -> f64 {
+        self.range.map_or(1.0, |(a, b)| (b - a + 1) as f64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +254,15 @@ mod tests {
         u.fill(11, 1.0);
         t.merge(&u);
         assert_eq!(t.points(), [(10, 3.0), (11, 1.0)]);
+        let (mut a, mut b) = (TimeSpan::default(), TimeSpan::default());
+        a.fill(20);
+        b.fill(10);
+        b.fill(12);
+        a.merge(&b);
+        assert_eq!(
+            (a.range, a.seconds(), TimeSpan::default().seconds()),
+            (Some((10, 20)), 11.0, 1.0)
+        );
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(json, r#"{"10":3.0,"11":1.0}"#);
         assert_eq!(serde_json::from_str::<TimeSeries>(&json).unwrap(), t);

@@ -58,7 +58,7 @@ pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
 pub use channels::{ChannelStats, Moments, channel_of, unique_id};
 pub use geometry::{Pixel, Pixels};
-pub use hist::{Hist1D, Hist2D, TimeSeries};
+pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
 pub use report::{CheckStatus, Info, Report};
 
 /// A plugin's configuration: the JSON object given to the run (empty object by default).
@@ -124,8 +124,8 @@ pub fn log(message: &str) {
 pub mod prelude {
     pub use crate::{
         Batch, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments, Pixel, Pixels,
-        Plugin, Report, TimeSeries, channel_of, config_number, export_plugin, fit, log, svg,
-        unique_id,
+        Plugin, Report, TimeSeries, TimeSpan, channel_of, config_number, export_plugin, fit, log,
+        svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

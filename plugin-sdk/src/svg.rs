@@ -175,35 +175,49 @@ pub fn value_map(
                 Rectangle::new([(x - half, y - half), (x + half, y + half)], color.filled())
             }))
             .map_err(|e| e.to_string())?;
-        let mut scale = ChartBuilder::on(&bar)
-            .margin_top(40)
-            .margin_bottom(60)
-            .margin_right(8)
-            .y_label_area_size(56)
-            .caption(value_label, ("sans-serif", 13))
-            .build_cartesian_2d(0.0..1.0, v0..v1)
-            .map_err(|e| e.to_string())?;
-        scale
-            .configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let steps = 64;
-        scale
-            .draw_series((0..steps).map(|i| {
-                let a = v0 + (v1 - v0) * i as f64 / steps as f64;
-                let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
-                Rectangle::new(
-                    [(0.0, a), (1.0, b)],
-                    ViridisRGB.get_color_normalized(a, v0, v1).filled(),
-                )
-            }))
-            .map_err(|e| e.to_string())?;
+        colour_bar(&bar, value_label, (v0, v1), 40, &|v| format!("{v:.3}"))?;
         root.present().map_err(|e| e.to_string())
     })();
     finish(result, svg)
+}
+
+/// A vertical viridis colour bar over `range` with its label on top.
+fn colour_bar(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    label: &str,
+    (v0, v1): (f64, f64),
+    margin_top: u32,
+    format: &dyn Fn(&f64) -> String,
+) -> Result<(), String> {
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    let mut scale = ChartBuilder::on(area)
+        .margin_top(margin_top)
+        .margin_bottom(60)
+        .margin_right(8)
+        .y_label_area_size(56)
+        .caption(label, ("sans-serif", 13))
+        .build_cartesian_2d(0.0..1.0, v0..v1)
+        .map_err(|e| e.to_string())?;
+    scale
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .label_style(("sans-serif", 12))
+        .y_label_formatter(format)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let steps = 64;
+    scale
+        .draw_series((0..steps).map(|i| {
+            let a = v0 + (v1 - v0) * i as f64 / steps as f64;
+            let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                ViridisRGB.get_color_normalized(a, v0, v1).filled(),
+            )
+        }))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// What a [`Plot`] draws.
@@ -625,35 +639,9 @@ pub fn pixel_map(
             let (px, py) = chart.plotting_area().get_pixel_range();
             images.push((px, py, cols, rows, rgba));
         }
-        let mut scale = ChartBuilder::on(&bar)
-            .margin_top(60)
-            .margin_bottom(60)
-            .margin_right(8)
-            .y_label_area_size(56)
-            .caption(value_label, ("sans-serif", 13))
-            .build_cartesian_2d(0.0..1.0, v0..v1)
-            .map_err(|e| e.to_string())?;
-        let log_label =
+        let label =
             |v: &f64| if log { format!("{:.3}", 10f64.powf(*v)) } else { format!("{v:.3}") };
-        scale
-            .configure_mesh()
-            .disable_mesh()
-            .disable_x_axis()
-            .label_style(("sans-serif", 12))
-            .y_label_formatter(&log_label)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let steps = 64;
-        scale
-            .draw_series((0..steps).map(|i| {
-                let a = v0 + (v1 - v0) * i as f64 / steps as f64;
-                let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
-                Rectangle::new(
-                    [(0.0, a), (1.0, b)],
-                    ViridisRGB.get_color_normalized(a, v0, v1).filled(),
-                )
-            }))
-            .map_err(|e| e.to_string())?;
+        colour_bar(&bar, value_label, (v0, v1), 60, &label)?;
         root.present().map_err(|e| e.to_string())
     })();
     if result.is_ok() {

@@ -26,7 +26,7 @@ use larmon_plugin_sdk::prelude::*;
 struct ChannelHealth {
     /// Valid data packets per channel.
     counts: ChannelStats,
-    span: Option<(u64, u64)>,
+    span: TimeSpan,
     hot_factor: f64,
     hot_min_rate_hz: f64,
     noisy_factor: f64,
@@ -113,7 +113,7 @@ impl Plugin for ChannelHealth {
     fn new(config: &Config) -> Result<Self, String> {
         Ok(Self {
             counts: ChannelStats::default(),
-            span: None,
+            span: TimeSpan::default(),
             hot_factor: config_number(config, "hot_factor", 20.0),
             hot_min_rate_hz: config_number(config, "hot_min_rate_hz", 10.0),
             noisy_factor: config_number(config, "noisy_factor", 3.0),
@@ -142,10 +142,7 @@ impl Plugin for ChannelHealth {
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
                 self.counts.fill(unique_id(group[i], uart[i], chip[i], channel[i]), 0.0);
-                self.span = Some(match self.span {
-                    Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
-                    None => (unix[i], unix[i]),
-                });
+                self.span.fill(unix[i]);
             }
         }
         Ok(())
@@ -153,15 +150,12 @@ impl Plugin for ChannelHealth {
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
         self.counts.merge(&other.counts);
-        self.span = match (self.span, other.span) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
+        self.span.merge(&other.span);
         Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {
-        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let seconds = self.span.seconds();
         let count = |id: u32| self.counts.get(id).map_or(0, |m| m.n);
         // Expected count per chip: median over its connected channels.
         let mut by_chip: BTreeMap<u32, Vec<f64>> = BTreeMap::new();

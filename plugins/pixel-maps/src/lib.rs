@@ -12,7 +12,7 @@ use larmon_plugin_sdk::prelude::*;
 #[derive(Serialize, Deserialize)]
 struct PixelMaps {
     adc: ChannelStats,
-    span: Option<(u64, u64)>,
+    span: TimeSpan,
     min_expected_crossings: f64,
     packets_per_crossing: f64,
     error_silent_chips: f64,
@@ -45,7 +45,7 @@ impl Plugin for PixelMaps {
     fn new(config: &Config) -> Result<Self, String> {
         Ok(Self {
             adc: ChannelStats::default(),
-            span: None,
+            span: TimeSpan::default(),
             min_expected_crossings: config_number(config, "min_expected_crossings", 10.0),
             packets_per_crossing: config_number(config, "packets_per_crossing", 10.0),
             error_silent_chips: config_number(config, "error_silent_chips", 10.0),
@@ -69,10 +69,7 @@ impl Plugin for PixelMaps {
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
                 self.adc.fill(unique_id(group[i], uart[i], chip[i], channel[i]), f64::from(adc[i]));
-                self.span = Some(match self.span {
-                    Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
-                    None => (unix[i], unix[i]),
-                });
+                self.span.fill(unix[i]);
             }
         }
         Ok(())
@@ -80,15 +77,12 @@ impl Plugin for PixelMaps {
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
         self.adc.merge(&other.adc);
-        self.span = match (self.span, other.span) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
+        self.span.merge(&other.span);
         Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {
-        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let seconds = self.span.seconds();
         let stat =
             |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
         let mean = svg::pixel_map(
@@ -130,13 +124,18 @@ impl Plugin for PixelMaps {
         let silent: Vec<u32> = chips
             .iter()
             .filter(|(_, (n, channels))| {
-                *n == 0 && per_channel * f64::from(*channels) / self.packets_per_crossing >= self.min_expected_crossings
+                *n == 0
+                    && per_channel * f64::from(*channels) / self.packets_per_crossing
+                        >= self.min_expected_crossings
             })
             .map(|(chip, _)| *chip)
             .collect();
         let judged = chips
             .values()
-            .filter(|(_, c)| per_channel * f64::from(*c) / self.packets_per_crossing >= self.min_expected_crossings)
+            .filter(|(_, c)| {
+                per_channel * f64::from(*c) / self.packets_per_crossing
+                    >= self.min_expected_crossings
+            })
             .count();
         let status = if silent.len() as f64 >= self.error_silent_chips {
             CheckStatus::Error

@@ -12,7 +12,7 @@ struct TileRate {
     /// Packets per TPC per Unix second.
     per_tpc: BTreeMap<u8, TimeSeries>,
     /// First and last Unix second seen.
-    span: Option<(u64, u64)>,
+    span: TimeSpan,
     /// Tiles of the detector (from the `pixels` stream; context, not state).
     #[serde(skip)]
     tiles: BTreeMap<u16, u8>,
@@ -31,7 +31,7 @@ impl Plugin for TileRate {
         Ok(Self {
             per_tile: BTreeMap::new(),
             per_tpc: BTreeMap::new(),
-            span: None,
+            span: TimeSpan::default(),
             tiles: BTreeMap::new(),
             warn_low_fraction: config_number(config, "warn_low_fraction", 0.1),
         })
@@ -52,10 +52,7 @@ impl Plugin for TileRate {
             let weight = f64::from(n[i]);
             *self.per_tile.entry(tile).or_default() += weight;
             self.per_tpc.entry(tpc).or_default().fill(unix[i], weight);
-            self.span = Some(match self.span {
-                Some((a, b)) => (a.min(unix[i]), b.max(unix[i])),
-                None => (unix[i], unix[i]),
-            });
+            self.span.fill(unix[i]);
         }
         Ok(())
     }
@@ -67,15 +64,12 @@ impl Plugin for TileRate {
         for (tpc, series) in other.per_tpc {
             self.per_tpc.entry(tpc).or_default().merge(&series);
         }
-        self.span = match (self.span, other.span) {
-            (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
-            (a, b) => a.or(b),
-        };
+        self.span.merge(&other.span);
         Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {
-        let seconds = self.span.map_or(1.0, |(a, b)| (b - a + 1) as f64);
+        let seconds = self.span.seconds();
         let mut tiles: BTreeMap<u16, u8> = self.tiles.clone();
         for tile in self.per_tile.keys() {
             tiles.entry(*tile).or_insert(0);
@@ -107,7 +101,7 @@ impl Plugin for TileRate {
             .hist(&bars, "")
             .note(format!("median {median:.1} Hz over {seconds:.0} s"))
             .render();
-        let t0 = self.span.map_or(0, |s| s.0);
+        let t0 = self.span.range.map_or(0, |s| s.0);
         let mut time_plot =
             svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
         for (tpc, series) in &self.per_tpc {
