@@ -58,6 +58,16 @@ impl Batch {
         })
     }
 
+    /// The channel key ([`unique_id`](crate::unique_id)) of every row, from the columns
+    /// [`CHANNEL_COLUMNS`](crate::channels::CHANNEL_COLUMNS) (request them in `info()`).
+    pub fn channel_keys(&self) -> Result<Vec<u32>, String> {
+        let (group, uart) = (self.u8("io_group")?, self.u8("io_channel")?);
+        let (chip, channel) = (self.u8("chip_id")?, self.u8("channel_id")?);
+        Ok((0..self.len())
+            .map(|i| crate::unique_id(group[i], uart[i], chip[i], channel[i]))
+            .collect())
+    }
+
     getter!(u8, opt_u8, UInt8Type, u8);
     getter!(u16, opt_u16, UInt16Type, u16);
     getter!(u32, opt_u32, UInt32Type, u32);

@@ -5,6 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The columns that identify a channel (what [`Batch::channel_keys`](crate::Batch::channel_keys)
+/// reads): `.consumes("packets", CHANNEL_COLUMNS)`.
+pub const CHANNEL_COLUMNS: &[&str] = &["io_group", "io_channel", "chip_id", "channel_id"];
+
 /// The channel key of larmon and of the pedestal/configuration files.
 pub fn unique_id(io_group: u8, io_channel: u8, chip_id: u8, channel_id: u8) -> u32 {
     ((u32::from(io_group) * 256 + u32::from(io_channel)) * 256 + u32::from(chip_id)) * 64

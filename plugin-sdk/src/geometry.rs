@@ -2,7 +2,7 @@
 //! is, which anode (TPC) it belongs to, and the anodes' drift geometry. For pixel maps, dead
 //! channels (expected but silent) and fiducial cuts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::batch::Batch;
 use crate::channels::unique_id;
@@ -50,10 +50,10 @@ impl Anode {
     }
 }
 
-/// All pixels of the detector, by channel key.
+/// All pixels of the detector, sorted by channel key (looked up by binary search).
 #[derive(Clone, Debug, Default)]
 pub struct Pixels {
-    by_id: HashMap<u32, Pixel>,
+    by_id: Vec<Pixel>,
     anodes: BTreeMap<u8, Anode>,
     pitch_mm: f64,
 }
@@ -86,10 +86,13 @@ impl Pixels {
             (batch.f64("anode_z_mm")?, batch.f64("drift_dir")?, batch.f64("drift_length_mm")?);
         for i in 0..batch.len() {
             let id = unique_id(group[i], uart[i], chip[i], channel[i]);
-            self.by_id.insert(
-                id,
-                Pixel { unique_id: id, tile: tile[i], tpc: tpc[i], x_mm: x[i], y_mm: y[i] },
-            );
+            self.by_id.push(Pixel {
+                unique_id: id,
+                tile: tile[i],
+                tpc: tpc[i],
+                x_mm: x[i],
+                y_mm: y[i],
+            });
             self.pitch_mm = pitch[i];
             let anode = self.anodes.entry(tpc[i]).or_insert(Anode {
                 z_mm: anode_z[i],
@@ -100,19 +103,23 @@ impl Pixels {
             let e = &mut anode.extent;
             *e = (e.0.min(x[i]), e.1.max(x[i]), e.2.min(y[i]), e.3.max(y[i]));
         }
+        // Sorted once here (the stream comes once), so lookups and iteration need no sorting;
+        // a channel listed twice keeps its last row.
+        self.by_id.reverse();
+        self.by_id.sort_by_key(|p| p.unique_id);
+        self.by_id.dedup_by_key(|p| p.unique_id);
         Ok(())
     }
 
     /// The pixel of a channel.
     pub fn get(&self, unique_id: u32) -> Option<&Pixel> {
-        self.by_id.get(&unique_id)
+        let index = self.by_id.binary_search_by_key(&unique_id, |p| p.unique_id).ok()?;
+        Some(&self.by_id[index])
     }
 
     /// Every pixel, in channel-key order.
     pub fn iter(&self) -> impl Iterator<Item = &Pixel> {
-        let mut all: Vec<&Pixel> = self.by_id.values().collect();
-        all.sort_unstable_by_key(|p| p.unique_id);
-        all.into_iter()
+        self.by_id.iter()
     }
 
     /// Number of connected channels.
@@ -133,5 +140,70 @@ impl Pixels {
     /// Pixel pitch, mm.
     pub fn pitch_mm(&self) -> f64 {
         self.pitch_mm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, UInt8Array, UInt16Array};
+
+    use super::*;
+    use crate::{CHANNEL_COLUMNS, Info};
+
+    /// A `pixels` batch of (chip, channel, x) rows on io_group 1, io_channel 1, TPC 1.
+    fn batch(rows: &[(u8, u8, f64)]) -> Batch {
+        let u8s = |f: &dyn Fn(&(u8, u8, f64)) -> u8| {
+            Arc::new(UInt8Array::from_iter_values(rows.iter().map(f))) as ArrayRef
+        };
+        let f64s =
+            |v: f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| v))) as ArrayRef;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("io_group", u8s(&|_| 1)),
+            ("io_channel", u8s(&|_| 1)),
+            ("chip_id", u8s(&|r| r.0)),
+            ("channel_id", u8s(&|r| r.1)),
+            ("tile", Arc::new(UInt16Array::from_iter_values(rows.iter().map(|_| 3)))),
+            ("tpc", u8s(&|_| 1)),
+            ("x_mm", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ("y_mm", f64s(0.0)),
+            ("pitch_mm", f64s(4.434)),
+            ("anode_z_mm", f64s(-304.31)),
+            ("drift_dir", f64s(1.0)),
+            ("drift_length_mm", f64s(304.31)),
+        ];
+        Batch::new(RecordBatch::try_from_iter(columns).unwrap())
+    }
+
+    #[test]
+    fn pixels_are_found_by_key_in_key_order_and_a_repeated_channel_keeps_its_last_row() {
+        let mut pixels = Pixels::default();
+        pixels.add(&batch(&[(12, 5, 10.0), (11, 7, 20.0)])).unwrap();
+        pixels.add(&batch(&[(12, 5, 30.0), (11, 0, 40.0)])).unwrap();
+        let keys: Vec<u32> = pixels.iter().map(|p| p.unique_id).collect();
+        let expected = [(11, 0), (11, 7), (12, 5)].map(|(c, ch)| unique_id(1, 1, c, ch));
+        assert_eq!(keys, expected);
+        assert_eq!(pixels.len(), 3);
+        assert_eq!(pixels.get(unique_id(1, 1, 12, 5)).unwrap().x_mm, 30.0);
+        assert!(pixels.get(unique_id(1, 1, 13, 5)).is_none());
+        assert_eq!(pixels.anodes()[&1].extent.0, 10.0);
+        assert_eq!(pixels.anodes()[&1].extent.1, 40.0);
+        // The channel keys of a batch, from its four channel columns.
+        assert_eq!(batch(&[(11, 7, 0.0)]).channel_keys().unwrap(), [unique_id(1, 1, 11, 7)]);
+    }
+
+    #[test]
+    fn consuming_a_stream_twice_adds_columns_once() {
+        let info = Info::new("x", "")
+            .consumes("packets", &["packet_type", "io_group"])
+            .consumes("packets", CHANNEL_COLUMNS)
+            .consumes("pixels", &["tile"]);
+        let packets = &info.consumes[0];
+        assert_eq!(info.consumes.len(), 2);
+        assert_eq!(
+            packets.1,
+            ["packet_type", "io_group", "io_channel", "chip_id", "channel_id"].map(String::from)
+        );
     }
 }

@@ -56,7 +56,7 @@ mod adapter;
 #[doc(hidden)]
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
-pub use channels::{ChannelStats, Moments, channel_of, unique_id};
+pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id};
 pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
 pub use report::{CheckStatus, Info, Report};
@@ -123,9 +123,9 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments, Pixel, Pixels,
-        Plugin, Report, TimeSeries, TimeSpan, channel_of, config_number, export_plugin, fit, log,
-        svg, unique_id,
+        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments,
+        Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, channel_of, config_number,
+        export_plugin, fit, log, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

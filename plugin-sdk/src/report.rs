@@ -30,9 +30,21 @@ impl Info {
         self.version = version.into();
         self
     }
-    /// It reads these columns of `stream`.
+    /// It reads these columns of `stream` (called again for the same stream, it adds columns).
     pub fn consumes(mut self, stream: &str, columns: &[&str]) -> Self {
-        self.consumes.push((stream.into(), columns.iter().map(|c| (*c).into()).collect()));
+        let index = match self.consumes.iter().position(|(s, _)| s == stream) {
+            Some(index) => index,
+            None => {
+                self.consumes.push((stream.into(), Vec::new()));
+                self.consumes.len() - 1
+            }
+        };
+        let listed = &mut self.consumes[index].1;
+        for column in columns {
+            if !listed.iter().any(|c| c == column) {
+                listed.push((*column).into());
+            }
+        }
         self
     }
     /// It understands this configuration key.

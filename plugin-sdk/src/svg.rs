@@ -105,19 +105,17 @@ pub fn time_series(
     let result = (|| -> Result<(), String> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let t0 =
-            series.iter().filter_map(|(_, s)| s.points().first().map(|p| p.0)).min().unwrap_or(0);
-        let t1 =
-            series.iter().filter_map(|(_, s)| s.points().last().map(|p| p.0)).max().unwrap_or(t0);
-        let ymax =
-            series.iter().flat_map(|(_, s)| s.points()).map(|p| p.1).fold(0.0, f64::max).max(1.0)
-                * 1.15;
+        // Each series' (second, sum) pairs, taken once.
+        let all: Vec<Vec<(u64, f64)>> = series.iter().map(|(_, s)| s.points()).collect();
+        let t0 = all.iter().filter_map(|p| p.first().map(|p| p.0)).min().unwrap_or(0);
+        let t1 = all.iter().filter_map(|p| p.last().map(|p| p.0)).max().unwrap_or(t0);
+        let ymax = all.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.15;
         let x_range = 0.0..((t1 - t0) as f64 + 1.0);
         let mut chart = styled_chart(&root, title, x_range, 0.0..ymax, (x_label, y_label), true)?;
-        for (k, (name, s)) in series.iter().enumerate() {
+        for (k, ((name, _), pairs)) in series.iter().zip(&all).enumerate() {
             let color = series_color(k).to_rgba();
             let points: Vec<(f64, f64)> =
-                s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
+                pairs.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?

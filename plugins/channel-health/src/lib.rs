@@ -87,18 +87,8 @@ impl Plugin for ChannelHealth {
             "channel-health",
             "Hot, noisy and dead channels against robust per-run expectations",
         )
-        .consumes(
-            "packets",
-            &[
-                "packet_type",
-                "valid_parity",
-                "io_group",
-                "io_channel",
-                "chip_id",
-                "channel_id",
-                "unix_time",
-            ],
-        )
+        .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
+        .consumes("packets", CHANNEL_COLUMNS)
         .consumes("pixels", Pixels::COLUMNS)
         .config_key("hot_factor")
         .config_key("hot_min_rate_hz")
@@ -132,16 +122,10 @@ impl Plugin for ChannelHealth {
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (group, uart, chip, channel) = (
-            batch.u8("io_group")?,
-            batch.u8("io_channel")?,
-            batch.u8("chip_id")?,
-            batch.u8("channel_id")?,
-        );
-        let unix = batch.u64("unix_time")?;
+        let (ids, unix) = (batch.channel_keys()?, batch.u64("unix_time")?);
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
-                self.counts.fill(unique_id(group[i], uart[i], chip[i], channel[i]), 0.0);
+                self.counts.fill(ids[i], 0.0);
                 self.span.fill(unix[i]);
             }
         }

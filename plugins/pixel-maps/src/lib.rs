@@ -23,19 +23,8 @@ struct PixelMaps {
 impl Plugin for PixelMaps {
     fn info() -> Info {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
-            .consumes(
-                "packets",
-                &[
-                    "packet_type",
-                    "valid_parity",
-                    "io_group",
-                    "io_channel",
-                    "chip_id",
-                    "channel_id",
-                    "dataword",
-                    "unix_time",
-                ],
-            )
+            .consumes("packets", &["packet_type", "valid_parity", "dataword", "unix_time"])
+            .consumes("packets", CHANNEL_COLUMNS)
             .consumes("pixels", Pixels::COLUMNS)
             .config_key("min_expected_crossings")
             .config_key("packets_per_crossing")
@@ -59,16 +48,11 @@ impl Plugin for PixelMaps {
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (group, uart, chip, channel) = (
-            batch.u8("io_group")?,
-            batch.u8("io_channel")?,
-            batch.u8("chip_id")?,
-            batch.u8("channel_id")?,
-        );
-        let (adc, unix) = (batch.u8("dataword")?, batch.u64("unix_time")?);
+        let (ids, adc, unix) =
+            (batch.channel_keys()?, batch.u8("dataword")?, batch.u64("unix_time")?);
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
-                self.adc.fill(unique_id(group[i], uart[i], chip[i], channel[i]), f64::from(adc[i]));
+                self.adc.fill(ids[i], f64::from(adc[i]));
                 self.span.fill(unix[i]);
             }
         }

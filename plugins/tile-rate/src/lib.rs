@@ -1,7 +1,7 @@
 //! tile-rate: data rate per pixel tile and per TPC, from the calibrated hits (each hit weighted
 //! by the packets merged into it). A silent tile is a lost readout path; a loud one is noise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -15,7 +15,7 @@ struct TileRate {
     span: TimeSpan,
     /// Tiles of the detector (from the `pixels` stream; context, not state).
     #[serde(skip)]
-    tiles: BTreeMap<u16, u8>,
+    tiles: BTreeSet<u16>,
     warn_low_fraction: f64,
 }
 
@@ -23,7 +23,7 @@ impl Plugin for TileRate {
     fn info() -> Info {
         Info::new("tile-rate", "Data rate per tile and per TPC")
             .consumes("hits", &["tile", "tpc", "unix_time", "n_packets"])
-            .consumes("pixels", &["tile", "tpc"])
+            .consumes("pixels", &["tile"])
             .config_key("warn_low_fraction")
     }
 
@@ -32,15 +32,13 @@ impl Plugin for TileRate {
             per_tile: BTreeMap::new(),
             per_tpc: BTreeMap::new(),
             span: TimeSpan::default(),
-            tiles: BTreeMap::new(),
+            tiles: BTreeSet::new(),
             warn_low_fraction: config_number(config, "warn_low_fraction", 0.1),
         })
     }
 
     fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        for (tile, tpc) in batch.u16("tile")?.iter().zip(batch.u8("tpc")?) {
-            self.tiles.insert(*tile, *tpc);
-        }
+        self.tiles.extend(batch.u16("tile")?);
         Ok(())
     }
 
@@ -70,19 +68,19 @@ impl Plugin for TileRate {
 
     fn report(&self) -> Result<Report, String> {
         let seconds = self.span.seconds();
-        let mut tiles: BTreeMap<u16, u8> = self.tiles.clone();
+        let mut tiles = self.tiles.clone();
         for tile in self.per_tile.keys() {
-            tiles.entry(*tile).or_insert(0);
+            tiles.insert(*tile);
         }
         let (first, last) =
-            (tiles.keys().next().copied().unwrap_or(1), tiles.keys().last().copied().unwrap_or(1));
+            (tiles.first().copied().unwrap_or(1), tiles.last().copied().unwrap_or(1));
         let mut bars = Hist1D::new(
             usize::from(last - first) + 1,
             f64::from(first) - 0.5,
             f64::from(last) + 0.5,
         );
         let rates: BTreeMap<u16, f64> = tiles
-            .keys()
+            .iter()
             .map(|t| (*t, self.per_tile.get(t).copied().unwrap_or(0.0) / seconds))
             .collect();
         for (tile, rate) in &rates {

@@ -21,7 +21,8 @@ struct Timing {
     trigger_spacing: Hist1D,
     /// t0 of the last triggered event seen, ticks (spacing continues across batches).
     last_t0: Option<f64>,
-    sync_offsets_seen: BTreeMap<u8, (u64, f64)>,
+    /// Largest |sync timestamp − 1e7| seen, also outside the histogram range.
+    max_abs_sync_offset: f64,
     max_sync_offset_ticks: f64,
 }
 
@@ -54,7 +55,7 @@ impl Plugin for Timing {
             trigger_relative: Hist1D::new(220, -10.0, 210.0),
             trigger_spacing: Hist1D::new(120, -2.0, 4.0),
             last_t0: None,
-            sync_offsets_seen: BTreeMap::new(),
+            max_abs_sync_offset: 0.0,
             max_sync_offset_ticks: config_number(config, "max_sync_offset_ticks", 10.0),
         })
     }
@@ -79,9 +80,7 @@ impl Plugin for Timing {
                         .entry(group[i])
                         .or_insert_with(|| Hist1D::new(41, -20.5, 20.5))
                         .fill(offset, 1.0);
-                    let seen = self.sync_offsets_seen.entry(group[i]).or_insert((0, 0.0));
-                    seen.0 += 1;
-                    seen.1 = seen.1.max(offset.abs());
+                    self.max_abs_sync_offset = self.max_abs_sync_offset.max(offset.abs());
                 }
                 _ => {}
             }
@@ -119,11 +118,7 @@ impl Plugin for Timing {
                 }
             }
         }
-        for (group, (n, max)) in other.sync_offsets_seen {
-            let seen = self.sync_offsets_seen.entry(group).or_insert((0, 0.0));
-            seen.0 += n;
-            seen.1 = seen.1.max(max);
-        }
+        self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
         self.delay.merge(&other.delay)?;
         self.trigger_relative.merge(&other.trigger_relative)?;
         // One spacing across the boundary of the two parts is not known to either.
@@ -153,7 +148,7 @@ impl Plugin for Timing {
         let spacing =
             svg::Plot::new("Time between external triggers", "log10(Δt / ms)", "triggers / bin")
                 .hist(&self.trigger_spacing, "");
-        let worst = self.sync_offsets_seen.values().map(|s| s.1).fold(0.0, f64::max);
+        let worst = self.max_abs_sync_offset;
         let mut report = Report::new()
             .figure("sync_offset", "PPS sync timestamp − 1e7", sync.render(), &self.sync_offset)
             .figure("network_delay", "Network delay", delay.render(), &self.delay)

@@ -10,8 +10,8 @@ use larmon_calibrate::output::pixels_record_batch;
 use larmon_runtime::{Limits, Runtime};
 
 use super::run::{
-    FileManifest, add_host_stats, default_cache_dir, file_dir, finish_plugin, join_span,
-    load_plugins, read_config, safe_name, write_report,
+    FileManifest, add_host_stats, default_cache_dir, finish_plugin, join_span, load_plugins,
+    open_instance, read_config, shard_plugin_file, write_report,
 };
 
 /// Merge the shards of a run into its report.
@@ -85,14 +85,8 @@ pub fn run(args: Args) -> Result<()> {
         let config = plugin_configs.get(name).cloned().unwrap_or_else(|| "{}".into());
         let mut failure = None;
         let mut logs = Vec::new();
-        let mut run = plugin.open(&runtime, &config);
-        if let Ok(r) = run.as_mut() {
-            if let Err(e) = r.consume("pixels", &pixels) {
-                failure = Some(e);
-            }
-        }
+        let mut run = open_instance(plugin, &runtime, &config, &pixels);
         for m in &manifests {
-            let dir = file_dir(&args.run_dir, m.index);
             let outcome = (|| -> Result<(), String> {
                 match m.plugins.get(name) {
                     Some(sha) if sha == plugin.sha256() => {}
@@ -105,11 +99,10 @@ pub fn run(args: Args) -> Result<()> {
                     }
                     None => return Err("no snapshot of this plugin".into()),
                 }
-                let bytes = std::fs::read(dir.join(format!("{}.snapshot", safe_name(name))))
-                    .map_err(|e| format!("snapshot: {e}"))?;
-                if let Ok(text) =
-                    std::fs::read_to_string(dir.join(format!("{}.log.json", safe_name(name))))
-                {
+                let file = |extension| shard_plugin_file(&args.run_dir, m.index, name, extension);
+                let bytes =
+                    std::fs::read(file("snapshot")).map_err(|e| format!("snapshot: {e}"))?;
+                if let Ok(text) = std::fs::read_to_string(file("log.json")) {
                     logs.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
                 }
                 match run.as_mut() {

@@ -206,6 +206,25 @@ pub fn file_dir(run_dir: &Path, file_index: usize) -> PathBuf {
     run_dir.join("shards").join(format!("file-{file_index:06}"))
 }
 
+/// A file a shard writes per input file and plugin: `extension` "snapshot" (the plugin's
+/// state) or "log.json" (its captured log).
+pub fn shard_plugin_file(run_dir: &Path, index: usize, plugin: &str, extension: &str) -> PathBuf {
+    file_dir(run_dir, index).join(format!("{}.{extension}", safe_name(plugin)))
+}
+
+/// A plugin instance with its configuration, given the detector's pixels before any data
+/// (every instance gets them: per-file ones and those that only merge).
+pub fn open_instance(
+    plugin: &LoadedPlugin,
+    runtime: &Runtime,
+    config: &str,
+    pixels: &RecordBatch,
+) -> Result<larmon_runtime::PluginRun, String> {
+    let mut instance = plugin.open(runtime, config)?;
+    instance.consume("pixels", pixels)?;
+    Ok(instance)
+}
+
 /// What a shard writes per file beside the plugin snapshots.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct FileManifest {
@@ -278,11 +297,7 @@ pub fn run(args: Args) -> Result<()> {
                 plugin_configs.get(&plugin.info().name).cloned().unwrap_or_else(|| "{}".into());
             let (runtime, run_dir, pixels) = (&runtime, &run_dir, pixels.clone());
             workers.push(scope.spawn(move || {
-                let open = |config: &str| {
-                    let mut instance = plugin.open(runtime, config)?;
-                    instance.consume("pixels", &pixels)?;
-                    Ok::<_, String>(instance)
-                };
+                let open = |config: &str| open_instance(plugin, runtime, config, &pixels);
                 let mut run =
                     if sharded { Err("sharded: no report".to_string()) } else { open(&config) };
                 let mut file_instance: Option<Result<larmon_runtime::PluginRun, String>> = None;
@@ -301,10 +316,12 @@ pub fn run(args: Args) -> Result<()> {
                             let snapshot = instance.and_then(|mut i| {
                                 let log = i.log();
                                 if sharded {
-                                    let path = file_dir(run_dir, index).join(format!(
-                                        "{}.log.json",
-                                        safe_name(&plugin.info().name)
-                                    ));
+                                    let path = shard_plugin_file(
+                                        run_dir,
+                                        index,
+                                        &plugin.info().name,
+                                        "log.json",
+                                    );
                                     let text = serde_json::to_string(&log).unwrap_or_default();
                                     let _ = write_atomically(&path, text.as_bytes());
                                 }
@@ -312,17 +329,16 @@ pub fn run(args: Args) -> Result<()> {
                                 i.snapshot()
                             });
                             let outcome = match (snapshot, sharded) {
-                                (Ok(bytes), true) => {
-                                    let dir = file_dir(run_dir, index);
-                                    write_atomically(
-                                        &dir.join(format!(
-                                            "{}.snapshot",
-                                            safe_name(&plugin.info().name)
-                                        )),
-                                        &bytes,
-                                    )
-                                    .map_err(|e| format!("writing the snapshot: {e}"))
-                                }
+                                (Ok(bytes), true) => write_atomically(
+                                    &shard_plugin_file(
+                                        run_dir,
+                                        index,
+                                        &plugin.info().name,
+                                        "snapshot",
+                                    ),
+                                    &bytes,
+                                )
+                                .map_err(|e| format!("writing the snapshot: {e}")),
                                 (Ok(bytes), false) => match run.as_mut() {
                                     Ok(run) => run.merge(&bytes),
                                     Err(e) => Err(e.clone()),
