@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 /// Arrow record batches for calibration, plots and reports.
 ///
 /// Examples:
-///   larmon demo                           built-in run -> plots -> dashboard, in one command
+///   larmon demo                           simulate -> process -> dashboard, in one command
+///   larmon simulate --out sim             a run of cosmic muons in the raw DAQ format + truth
 ///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
@@ -41,6 +42,7 @@ enum Command {
     Calibrate(commands::calibrate::Args),
     Run(commands::run::Args),
     Demo(commands::demo::Args),
+    Simulate(commands::simulate::Args),
     Merge(commands::merge::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => commands::calibrate::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Simulate(args) => commands::simulate::run(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),

@@ -1,7 +1,8 @@
 //! The bundled plot plugins (plugins/*) run by `larmon run` on real-format fixtures, checked
 //! against the simulation truth: parity errors, FIFO flags, hot channels, clocks, drift edges
 //! on the committed small fixture; dQ/dx and electron lifetime on the cosmics fixture
-//! (../shared/fixtures, skipped with a message when absent).
+//! (../shared/fixtures, skipped with a message when absent) and on a 40 s run of our own
+//! generator (`larmon simulate`), which needs no configuration.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -201,17 +202,45 @@ fn dqdx_and_electron_lifetime_match_the_cosmics_truth() {
     let (report, run_dir) = run_bundled("bundled-cosmics", &packets, &config);
     let truth = truth(&fixture("cosmics-truth.json"));
     assert_packet_level_truth(&report, &run_dir, &truth);
+    assert_physics_truth(&report, &truth);
+}
 
+/// Our own generator (`larmon simulate`, 40 s of cosmics like the reference fixture) processed
+/// by every plugin with no configuration at all: the same truths hold.
+#[test]
+fn simulated_run_matches_its_truth() {
+    let dir = scratch("bundled-simulated");
+    let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["simulate", "--duration-s", "40", "--muon-rate-hz", "62.5", "--seed", "7", "--out"])
+        .arg(dir.join("daq"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let raw: Vec<PathBuf> = std::fs::read_dir(dir.join("daq"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "h5"))
+        .collect();
+    assert_eq!(raw.len(), 1, "{raw:?}");
+    let (report, run_dir) = run_bundled("bundled-simulated-run", &raw[0], "");
+    let truth = truth(&dir.join("daq/binary-0000001-truth.json"));
+    assert_eq!(truth["tracks"].as_array().unwrap().len(), 2500);
+    assert_packet_level_truth(&report, &run_dir, &truth);
+    assert_physics_truth(&report, &truth);
+}
+
+/// dQ/dx MPV and electron lifetime against the truth.
+fn assert_physics_truth(report: &Value, truth: &Value) {
     // dQ/dx: the truth draws, per pixel crossing, dQ/dx = MPV + width·Moyal before attenuation;
     // the plugin measures per pixel crossing (`track_pixels`), corrects the attenuation with the
     // configured lifetime (default 2200 µs = the truth's) and fits the Moyal MPV.
     let truth_mpv = truth["physics"]["dqdx_mpv_ke_per_mm"].as_f64().unwrap() * 10.0;
-    let (mpv, mpv_error) = metric(&report, "dqdx", "mpv_ke_per_cm");
+    let (mpv, mpv_error) = metric(report, "dqdx", "mpv_ke_per_cm");
     assert!((mpv - truth_mpv).abs() <= 0.03 * truth_mpv, "MPV {mpv} ke-/cm vs truth {truth_mpv}");
     assert!(mpv_error.unwrap() > 0.0);
 
     let truth_tau = truth["physics"]["electron_lifetime_us"].as_f64().unwrap();
-    let (tau, tau_error) = metric(&report, "electron-lifetime", "lifetime_us");
+    let (tau, tau_error) = metric(report, "electron-lifetime", "lifetime_us");
     let tau_error = tau_error.unwrap();
     assert!((tau - truth_tau).abs() <= 0.05 * truth_tau, "τ {tau} µs vs truth {truth_tau}");
     assert!(

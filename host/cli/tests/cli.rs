@@ -264,3 +264,75 @@ fn plugin_check_prints_info_and_plugin_new_scaffolds_a_member() {
     let bad = larmon(&["plugin", "new", "My Plot", "--repo", p(&repo)]);
     assert!(!bad.status.success() && text(&bad.stderr).contains("lower-case"));
 }
+
+#[test]
+fn simulate_writes_split_raw_files_that_read_back_to_the_truth_counts() {
+    let dir = scratch("cli-simulate");
+    let out = larmon(&[
+        "simulate",
+        "--out",
+        p(&dir),
+        "--run",
+        "12",
+        "--duration-s",
+        "3",
+        "--files",
+        "2",
+        "--muon-rate-hz",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("binary-0000012-truth.json")).unwrap(),
+    )
+    .unwrap();
+    let files: Vec<String> = truth["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| dir.join(f.as_str().unwrap()))
+        .map(|f| f.to_string_lossy().into())
+        .collect();
+    assert_eq!(files.len(), 2);
+    // Run 12 starts at the default base + 12 h; the files are named by their UTC start.
+    assert!(files[0].ends_with("binary-0000012-2023_03_15_14_40_00_UTC.h5"), "{files:?}");
+    assert!(files[1].ends_with("binary-0000012-2023_03_15_14_40_01_UTC.h5"), "{files:?}");
+    let mut args = vec!["inspect", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let inspect = larmon(&args);
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let expected = &truth["counts"]["packet_rows_by_type"];
+    for kind in [0, 4, 6, 7] {
+        let rows: u64 = (0..2).map(|i| json[i]["packets_by_type"][kind].as_u64().unwrap()).sum();
+        assert_eq!(rows, expected[kind.to_string()].as_u64().unwrap(), "type {kind}");
+    }
+    assert_eq!(expected["7"], 2 * 60); // 60 muons, a trigger word on each io_group
+    assert_eq!(json[0]["first_unix_time"], truth["run"]["unix_start"]);
+}
+
+#[test]
+fn demo_simulates_three_runs_processes_them_and_flags_the_bad_one() {
+    let dir = scratch("cli-demo");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["demo", "--no-serve", "--out", p(&dir)])
+        .env("LARMON_PLUGIN_DIR", repo.join("target/wasm32-wasip2/plugin"))
+        .env("XDG_CACHE_HOME", repo.join("target/test-plugin-cache-home"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let flag = |run: &str| -> String {
+        let path = dir.join("reports").join(run).join("report.json");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        report["quality"]["flag"].as_str().unwrap().into()
+    };
+    assert_eq!(flag("run-0000001"), "ok");
+    assert_eq!(flag("run-0000003"), "error", "run 3 has τ = 900 µs and 40 hot channels");
+    let good = larmon(&["runs", "--good", p(&dir.join("reports"))]);
+    let good: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    let good: Vec<&str> =
+        good.as_array().unwrap().iter().filter_map(|r| r["run"].as_str()).collect();
+    assert!(good.contains(&"run-0000001") && !good.contains(&"run-0000003"), "{good:?}");
+}

@@ -1,20 +1,21 @@
-//! `larmon demo`: the whole chain on built-in data — a raw PACMAN file of simulated cosmic muons
-//! (tests/data/small-raw.h5, 150 muons, 5 s, written by larpix-control) embedded in the binary —
-//! processed by every bundled plugin and shown on the dashboard.
+//! `larmon demo`: the whole chain in one command — `larmon simulate` writes three short runs of
+//! cosmic muons in the raw DAQ format (with different electron lifetimes and faults, so the
+//! trends page has something to show), every bundled plugin processes them, and the dashboard
+//! serves the result.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use larmon_calibrate::DetectorConfig;
+use larmon_simulate::{SimulationConfig, simulate};
 
-/// The embedded run: 36 730 rows, 150 triggered muons, hot and noisy pixels, bad-parity packets.
-const DEMO_RAW: &[u8] = include_bytes!("../../../../tests/data/small-raw.h5");
-
-/// Run the whole chain on built-in data and open the dashboard.
+/// Simulate three runs, process them and open the dashboard.
 ///
-/// Writes the embedded raw file (simulated cosmic muons with known faults) to OUT/input/,
-/// runs calibration and every bundled plugin over it into OUT/reports/, prints the URL and
-/// serves the dashboard until Ctrl-C.
+/// Writes the raw files and their truth to OUT/daq/ (`larmon simulate`: cosmic muons, noisy,
+/// hot and dead pixels, triggers, PPS), runs calibration and every bundled plugin over each run
+/// into OUT/reports/, prints the URL and serves the dashboard until Ctrl-C. Run 3 has a short
+/// electron lifetime and extra hot pixels: its checks go amber/red.
 ///
 /// Examples:
 ///   larmon demo                                   http://127.0.0.1:8080
@@ -29,18 +30,44 @@ pub struct Args {
     /// Address of the dashboard.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+    /// Seconds of data per run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u32,
     /// Stop after processing (do not serve).
     #[arg(long)]
     no_serve: bool,
 }
 
+/// The demo runs: (run number, electron lifetime µs, hot channels).
+const DEMO_RUNS: [(u32, f64, usize); 3] = [(1, 2200.0, 5), (2, 1900.0, 5), (3, 900.0, 40)];
+
 pub fn run(args: Args) -> Result<()> {
-    let input = args.out.join("input");
-    std::fs::create_dir_all(&input).with_context(|| format!("creating {}", input.display()))?;
-    let raw = input.join("demo-raw.h5");
-    std::fs::write(&raw, DEMO_RAW).with_context(|| format!("writing {}", raw.display()))?;
+    let daq = args.out.join("daq");
     let reports = args.out.join("reports");
-    super::run::run(super::run::Args::simple(vec![raw], reports.clone(), "demo-0001"))?;
+    let detector = DetectorConfig::default();
+    for (run, lifetime, hot) in DEMO_RUNS {
+        let config = SimulationConfig {
+            run,
+            seed: u64::from(run),
+            duration_s: args.duration_s,
+            unix_start: SimulationConfig::default().unix_start + u64::from(run) * 3600,
+            electron_lifetime_us: lifetime,
+            hot_channels: hot,
+            ..SimulationConfig::default()
+        };
+        let mut simulated = simulate(&config, &detector).context("simulating the demo run")?;
+        let run_dir = daq.join(format!("run{run:04}"));
+        let files = simulated
+            .write(&run_dir, 1, false, |_, _| {})
+            .with_context(|| format!("writing {}", run_dir.display()))?;
+        println!(
+            "simulated run {run}: {} muons, τ = {lifetime} µs, {hot} hot channels -> {}",
+            simulated.truth.tracks.len(),
+            run_dir.display()
+        );
+        let name = format!("run-{run:07}");
+        super::run::run(super::run::Args::simple(files, reports.clone(), &name))?;
+    }
     if args.no_serve {
         println!("reports in {}", reports.display());
         return Ok(());

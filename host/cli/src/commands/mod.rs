@@ -10,3 +10,4 @@ pub mod plugin;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod simulate;

@@ -1,0 +1,120 @@
+//! `larmon simulate`: larmon's own generator of a 2x2-like run in the raw PACMAN format, with its
+//! truth (crate `larmon-simulate`).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use larmon_simulate::{SimulationConfig, simulate};
+
+/// Simulate a run of cosmic muons in the raw format the DAQ writes.
+///
+/// Writes DIR/binary-<run>-<UTC start>_UTC.h5 (raw PACMAN messages, as larpix-control writes
+/// them: `msgs` + `msg_headers`) and DIR/binary-<run>-truth.json: every muon (t0, entry and exit
+/// point), the dead, hot and noisy channels, parity and FIFO faults, and the row counts a packet
+/// file of the run would hold. The detector is the calibration's (built-in 2x2-like layout or
+/// --config), and the charge constants are its defaults, so `larmon run` needs no config.
+///
+/// With --realtime the files are written the way the DAQ writes them (SWMR, flushed) at one
+/// second of data per wall-clock second (scaled by --speed): a live source for `larmon watch`.
+///
+/// Examples:
+///   larmon simulate --out sim                         10 s, 60 muons/s, run 1
+///   larmon simulate --out sim --run 7 --duration-s 40 --lifetime-us 1500
+///   larmon simulate --out daq --files 3 --realtime    a live DAQ folder for `larmon watch daq`
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Run number.
+    #[arg(long, default_value_t = 1)]
+    run: u32,
+    /// Seed of every random stream (same seed, same files).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds of data.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u32,
+    /// Triggered cosmic muons per second.
+    #[arg(long, default_value_t = 60.0)]
+    muon_rate_hz: f64,
+    /// Electron lifetime, µs.
+    #[arg(long, default_value_t = 2200.0)]
+    lifetime_us: f64,
+    /// Number of hot channels.
+    #[arg(long, default_value_t = 5)]
+    hot_channels: usize,
+    /// Fraction of noisy channels.
+    #[arg(long, default_value_t = 0.05)]
+    noisy_fraction: f64,
+    /// Number of dead channels.
+    #[arg(long, default_value_t = 20)]
+    dead_channels: usize,
+    /// Unix time of the first PPS edge (default: 2023-03-15T02:40:00Z plus the run number × 1 h).
+    #[arg(long)]
+    unix_start: Option<u64>,
+    /// Split the run into this many files of consecutive seconds.
+    #[arg(long, default_value_t = 1)]
+    files: usize,
+    /// Write as a live DAQ: SWMR, flushed, one second of data per wall-clock second.
+    #[arg(long)]
+    realtime: bool,
+    /// With --realtime: seconds of data per wall-clock second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Detector configuration (TOML; the layout of its first module is used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let (detector, _, _) = super::run::read_config(args.config.as_deref())?;
+    let defaults = SimulationConfig::default();
+    let config = SimulationConfig {
+        run: args.run,
+        seed: args.seed,
+        duration_s: args.duration_s,
+        unix_start: args.unix_start.unwrap_or(defaults.unix_start + u64::from(args.run) * 3600),
+        muon_rate_hz: args.muon_rate_hz,
+        electron_lifetime_us: args.lifetime_us,
+        hot_channels: args.hot_channels,
+        noisy_fraction: args.noisy_fraction,
+        dead_channels: args.dead_channels,
+        ..defaults
+    };
+    let mut run = simulate(&config, &detector).context("simulating")?;
+    let bar = crate::progress::bar(u64::from(config.duration_s), "s of data");
+    bar.set_prefix("writing");
+    let pace = Duration::from_secs_f64(1.0 / args.speed.max(1e-3));
+    let writing = Instant::now();
+    let paths = run
+        .write(&args.out, args.files, args.realtime, |_, second| {
+            bar.set_position(u64::from(second) + 1);
+            if args.realtime {
+                let due = writing + pace * (second + 1);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        })
+        .with_context(|| format!("writing into {}", args.out.display()))?;
+    bar.finish_and_clear();
+    let counts = &run.truth.counts;
+    println!(
+        "run {}: {} s, {} muons, {} data packets ({} track, {} noise, {} hot), {} messages -> {} file{} in {} ({:.1} s)",
+        config.run,
+        config.duration_s,
+        run.truth.tracks.len(),
+        counts.data_packets_by_origin.values().sum::<u64>(),
+        counts.data_packets_by_origin.get("track").unwrap_or(&0),
+        counts.data_packets_by_origin.get("noise").unwrap_or(&0),
+        counts.data_packets_by_origin.get("hot").unwrap_or(&0),
+        counts.messages,
+        paths.len(),
+        if paths.len() == 1 { "" } else { "s" },
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

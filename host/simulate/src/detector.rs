@@ -1,0 +1,148 @@
+//! The detector as the simulator sees it: the active volume and a point → pixel lookup built
+//! from the same layout the calibration reads, so simulated packets land on the channels the
+//! calibration maps back to the same place.
+
+use larmon_calibrate::geometry::{Geometry, LayoutChannel};
+
+/// One TPC: an anode plane with its pixel grid.
+#[derive(Clone, Debug)]
+pub struct Tpc {
+    /// Anode plane position along the drift axis, mm.
+    pub anode_z: f64,
+    /// +1 or −1: the direction in which z grows away from the anode.
+    pub drift_dir: f64,
+    /// Anode-to-cathode distance, mm.
+    pub drift_length_mm: f64,
+    /// Lower corner of the pixel grid (x, y), mm.
+    origin: [f64; 2],
+    /// Grid size in pixels (columns, rows).
+    size: [usize; 2],
+    /// Grid cell → index into [`Detector::channels`] (`u32::MAX` = no pixel).
+    cells: Vec<u32>,
+}
+
+/// Pixels and active volume of the detector.
+#[derive(Clone, Debug)]
+pub struct Detector {
+    /// Every connected channel of the layout.
+    pub channels: Vec<LayoutChannel>,
+    /// TPCs, one per anode plane.
+    pub tpcs: Vec<Tpc>,
+    /// Pixel pitch, mm.
+    pub pitch: f64,
+    /// Active box: lower and upper corners (x, y, z), mm.
+    pub box_min: [f64; 3],
+    /// Upper corner of the active box.
+    pub box_max: [f64; 3],
+}
+
+impl Detector {
+    /// Builds the lookup from a calibration geometry.
+    pub fn new(geometry: &Geometry) -> Self {
+        let pitch = geometry.pixel_pitch;
+        let channels: Vec<LayoutChannel> = geometry.channels().to_vec();
+        // Group pixel positions by anode plane (tpc id).
+        let mut by_tpc: Vec<(u8, Vec<(usize, f64, f64)>)> = Vec::new();
+        for (index, c) in channels.iter().enumerate() {
+            let Some(p) = geometry.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id) else {
+                continue;
+            };
+            let tpc = geometry.tiles[p.tile_index as usize].tpc;
+            match by_tpc.iter_mut().find(|(t, _)| *t == tpc) {
+                Some((_, list)) => list.push((index, p.x, p.y)),
+                None => by_tpc.push((tpc, vec![(index, p.x, p.y)])),
+            }
+        }
+        by_tpc.sort_by_key(|(t, _)| *t);
+        let mut tpcs = Vec::new();
+        let (mut box_min, mut box_max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for (tpc_id, pixels) in by_tpc {
+            let tile = geometry.tiles.iter().find(|t| t.tpc == tpc_id).expect("tile of the tpc");
+            let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(usize, f64, f64)) -> f64| {
+                pixels.iter().map(pick).fold(init, f)
+            };
+            let (x0, x1) =
+                (fold(f64::min, f64::INFINITY, |p| p.1), fold(f64::max, -1e300, |p| p.1));
+            let (y0, y1) =
+                (fold(f64::min, f64::INFINITY, |p| p.2), fold(f64::max, -1e300, |p| p.2));
+            let origin = [x0 - pitch / 2.0, y0 - pitch / 2.0];
+            let size = [
+                ((x1 - x0) / pitch).round() as usize + 1,
+                ((y1 - y0) / pitch).round() as usize + 1,
+            ];
+            let mut cells = vec![u32::MAX; size[0] * size[1]];
+            for &(index, x, y) in &pixels {
+                let col = ((x - origin[0]) / pitch).floor() as usize;
+                let row = ((y - origin[1]) / pitch).floor() as usize;
+                cells[row * size[0] + col] = index as u32;
+            }
+            let cathode_z = tile.anode_z + tile.drift_dir * tile.drift_length_mm;
+            for (axis, low, high) in [
+                (0, origin[0], origin[0] + size[0] as f64 * pitch),
+                (1, origin[1], origin[1] + size[1] as f64 * pitch),
+                (2, tile.anode_z.min(cathode_z), tile.anode_z.max(cathode_z)),
+            ] {
+                box_min[axis] = box_min[axis].min(low);
+                box_max[axis] = box_max[axis].max(high);
+            }
+            tpcs.push(Tpc {
+                anode_z: tile.anode_z,
+                drift_dir: tile.drift_dir,
+                drift_length_mm: tile.drift_length_mm,
+                origin,
+                size,
+                cells,
+            });
+        }
+        Self { channels, tpcs, pitch, box_min, box_max }
+    }
+
+    /// The channel (index into `channels`) whose pixel collects charge drifting from a point,
+    /// and the drift distance, mm; `None` outside every TPC or above a gap between pixels.
+    pub fn pixel_at(&self, point: [f64; 3]) -> Option<(u32, f64)> {
+        for tpc in &self.tpcs {
+            let drift = (point[2] - tpc.anode_z) * tpc.drift_dir;
+            if !(0.0..=tpc.drift_length_mm).contains(&drift) {
+                continue;
+            }
+            let col = ((point[0] - tpc.origin[0]) / self.pitch).floor();
+            let row = ((point[1] - tpc.origin[1]) / self.pitch).floor();
+            if col < 0.0 || row < 0.0 {
+                return None;
+            }
+            let (col, row) = (col as usize, row as usize);
+            if col >= tpc.size[0] || row >= tpc.size[1] {
+                return None;
+            }
+            let cell = tpc.cells[row * tpc.size[0] + col];
+            return (cell != u32::MAX).then_some((cell, drift));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use larmon_calibrate::DetectorConfig;
+
+    #[test]
+    fn every_pixel_centre_maps_back_to_its_channel() {
+        let geometry = DetectorConfig::default().geometry().unwrap();
+        let detector = Detector::new(&geometry);
+        assert_eq!(detector.channels.len(), 78_400);
+        assert_eq!(detector.tpcs.len(), 2);
+        for (index, c) in detector.channels.iter().enumerate().step_by(37) {
+            let p = geometry.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id).unwrap();
+            let tile = &geometry.tiles[p.tile_index as usize];
+            let z = tile.anode_z + tile.drift_dir * 100.0;
+            let (found, drift) = detector.pixel_at([p.x, p.y, z]).unwrap();
+            assert_eq!(found as usize, index);
+            assert!((drift - 100.0).abs() < 1e-9);
+        }
+        // The 2x2-like module: 620.76 × 1241.52 × 608.62 mm.
+        let size: Vec<f64> = (0..3).map(|i| detector.box_max[i] - detector.box_min[i]).collect();
+        assert!((size[0] - 620.76).abs() < 1e-6 && (size[1] - 1241.52).abs() < 1e-6);
+        assert!((size[2] - 608.62).abs() < 1e-6, "{size:?}");
+    }
+}
