@@ -266,3 +266,30 @@ fn cosmics_fixture_tracks_match_truth() {
     };
     check_tracks(&raw, &truth);
 }
+
+/// A stream stopped anywhere, its state saved as JSON and resumed by a new calibrator (what
+/// `larmon watch` does across a restart) gives exactly the output of one uninterrupted pass.
+#[test]
+fn a_saved_calibrator_state_resumes_the_stream_exactly() {
+    let path = data("small-raw.h5");
+    let (whole, _) = calibrate(&path, DetectorConfig::default(), 4096);
+    let options = ReadOptions { batch_rows: 4096, ..Default::default() };
+    let batches: Vec<_> =
+        LarpixReader::open(&path, &options).unwrap().map(|b| b.unwrap()).collect();
+    let mut first = Calibrator::new(DetectorConfig::default()).unwrap();
+    let mut resumed = CalibratedBatch::default();
+    let cut = batches.len() / 2;
+    for batch in &batches[..cut] {
+        resumed.extend(first.push(batch));
+    }
+    let saved = serde_json::to_string(&first.state()).unwrap();
+    drop(first);
+    let mut second = Calibrator::new(DetectorConfig::default()).unwrap();
+    second.resume(serde_json::from_str(&saved).unwrap()).unwrap();
+    for batch in &batches[cut..] {
+        resumed.extend(second.push(batch));
+    }
+    resumed.extend(second.finish());
+    assert!(!whole.events.is_empty() && !whole.tracks.is_empty());
+    assert_eq!(resumed, whole);
+}

@@ -36,7 +36,7 @@ const TIMESTAMP_MASK: u64 = 0x7FFF_FFFF;
 /// A data packet turned into charge, before event building. Kept to 24 bytes because pending
 /// hits are sorted by time on every batch: the channel fields derive from `unique_id`, the
 /// position is looked up again when the hit is emitted.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct PendingHit {
     ts: i64,
     unique_id: u32,
@@ -55,7 +55,7 @@ impl PendingHit {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 struct PendingTrigger {
     ts: i64,
     unix_time: u64,
@@ -63,7 +63,7 @@ struct PendingTrigger {
 }
 
 /// Counts of what the calibrator saw, for reports and checks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CalibrationStats {
     /// Packet rows seen.
     pub rows: u64,
@@ -85,6 +85,21 @@ pub struct CalibrationStats {
     pub self_triggered_events: u64,
     /// Tracks found.
     pub tracks: u64,
+}
+
+/// Everything a calibrator carries from one batch to the next — PPS rollovers, data time per
+/// io_group, hits and triggers waiting for their event, id counters, statistics — so a stream
+/// can be resumed in another process (`larmon watch` after a restart) with the same output.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CalibratorState {
+    rollover: Vec<i64>,
+    latest_ts: Vec<Option<i64>>,
+    hits: Vec<PendingHit>,
+    triggers: Vec<PendingTrigger>,
+    cluster: Vec<PendingHit>,
+    next_event_id: u64,
+    next_track_id: u64,
+    stats: CalibrationStats,
 }
 
 /// Turns packet batches into calibrated hits and events.
@@ -147,6 +162,37 @@ impl Calibrator {
         self.next_event_id = base;
         self.next_track_id = base;
         self
+    }
+
+    /// The state to resume this stream later (see [`CalibratorState`]).
+    pub fn state(&self) -> CalibratorState {
+        CalibratorState {
+            rollover: self.rollover.to_vec(),
+            latest_ts: self.latest_ts.to_vec(),
+            hits: self.hits.clone(),
+            triggers: self.triggers.clone(),
+            cluster: self.cluster.clone(),
+            next_event_id: self.next_event_id,
+            next_track_id: self.next_track_id,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Continues a stream from a saved state; fails if the state is not one this version wrote.
+    pub fn resume(&mut self, state: CalibratorState) -> Result<(), CalibrationError> {
+        let (Ok(rollover), Ok(latest_ts)) = (state.rollover.try_into(), state.latest_ts.try_into())
+        else {
+            return Err(CalibrationError::Config("a calibrator state needs 256 io_groups".into()));
+        };
+        *self.rollover = rollover;
+        *self.latest_ts = latest_ts;
+        self.hits = state.hits;
+        self.triggers = state.triggers;
+        self.cluster = state.cluster;
+        self.next_event_id = state.next_event_id;
+        self.next_track_id = state.next_track_id;
+        self.stats = state.stats;
+        Ok(())
     }
 
     /// The geometry in use.

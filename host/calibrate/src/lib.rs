@@ -29,6 +29,6 @@ pub mod output;
 pub mod physics;
 pub mod tracks;
 
-pub use calibrator::{CalibrationStats, Calibrator};
+pub use calibrator::{CalibrationStats, Calibrator, CalibratorState};
 pub use config::DetectorConfig;
 pub use error::CalibrationError;

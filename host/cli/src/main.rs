@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
 ///   larmon run f*.h5 --out r --shard 0/4  one of 4 batch shards; then: larmon merge r/<run>
+///   larmon watch /data/daq --out dqm --serve   realtime: every appended chunk, reports in seconds
 ///   larmon serve reports                  dashboard at http://127.0.0.1:8080
 ///   larmon runs reports --good            good-run list (JSON)
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
@@ -43,6 +44,7 @@ enum Command {
     Run(commands::run::Args),
     Demo(commands::demo::Args),
     Simulate(commands::simulate::Args),
+    Watch(commands::watch::Args),
     Merge(commands::merge::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),

@@ -41,8 +41,9 @@ impl Detector {
     pub fn new(geometry: &Geometry) -> Self {
         let pitch = geometry.pixel_pitch;
         let channels: Vec<LayoutChannel> = geometry.channels().to_vec();
-        // Group pixel positions by anode plane (tpc id).
-        let mut by_tpc: Vec<(u8, Vec<(usize, f64, f64)>)> = Vec::new();
+        // Group pixel positions (channel index, x, y) by anode plane (tpc id).
+        type PixelList = Vec<(usize, f64, f64)>;
+        let mut by_tpc: Vec<(u8, PixelList)> = Vec::new();
         for (index, c) in channels.iter().enumerate() {
             let Some(p) = geometry.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id) else {
                 continue;

@@ -11,3 +11,4 @@ pub mod run;
 pub mod runs;
 pub mod serve;
 pub mod simulate;
+pub mod watch;

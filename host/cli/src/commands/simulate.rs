@@ -64,6 +64,11 @@ pub struct Args {
     /// With --realtime: seconds of data per wall-clock second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// With --realtime: after each second written, wait until this report.json (of a
+    /// `larmon watch` following --out) counts every row written so far, and print the latency
+    /// — how long an appended chunk takes to show up in the run's report.
+    #[arg(long, value_name = "REPORT_JSON", requires = "realtime")]
+    measure_latency: Option<PathBuf>,
     /// Detector configuration (TOML; the layout of its first module is used).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -90,9 +95,25 @@ pub fn run(args: Args) -> Result<()> {
     bar.set_prefix("writing");
     let pace = Duration::from_secs_f64(1.0 / args.speed.max(1e-3));
     let writing = Instant::now();
+    // Rows a packet file holds up to the end of each second: one per message plus its words.
+    let mut rows_by_second = vec![0u64; config.duration_s as usize];
+    for m in &run.messages {
+        rows_by_second[m.second as usize] += 1 + (m.bytes.len() as u64 - 8) / 16;
+    }
+    let mut latencies = Vec::new();
+    let mut rows_written = 0;
     let paths = run
         .write(&args.out, args.files, args.realtime, |_, second| {
             bar.set_position(u64::from(second) + 1);
+            rows_written += rows_by_second[second as usize];
+            if let Some(report) = &args.measure_latency {
+                let appended = Instant::now();
+                if wait_for_rows(report, rows_written, Duration::from_secs(60)) {
+                    latencies.push(appended.elapsed().as_secs_f64());
+                } else {
+                    latencies.push(f64::INFINITY);
+                }
+            }
             if args.realtime {
                 let due = writing + pace * (second + 1);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
@@ -116,5 +137,44 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
+    if !latencies.is_empty() {
+        let mut sorted = latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        let missed = sorted.iter().filter(|l| l.is_infinite()).count();
+        println!(
+            "latency append -> report: median {:.2} s, max {:.2} s over {} chunks ({} not seen within 60 s)",
+            sorted[sorted.len() / 2],
+            sorted.last().copied().unwrap_or(0.0),
+            sorted.len(),
+            missed
+        );
+        println!(
+            "latencies_s = [{}]",
+            latencies.iter().map(|l| format!("{l:.3}")).collect::<Vec<_>>().join(", ")
+        );
+        if missed > 0 {
+            anyhow::bail!(
+                "{missed} appended chunks never showed up in {}",
+                args.measure_latency.unwrap().display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// Polls a report.json until its `host.rows` reaches `rows`; false after `timeout`.
+fn wait_for_rows(report: &std::path::Path, rows: u64, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        let seen = std::fs::read(report)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|r| r["host"]["rows"].as_u64())
+            .unwrap_or(0);
+        if seen >= rows {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }

@@ -101,6 +101,15 @@ impl LarpixReader {
         }
     }
 
+    /// Continues from a position given by [`progress_done`](Self::progress_done) (messages of a
+    /// raw file, rows of a packet file), e.g. after a restart or on reopening a growing file.
+    pub fn seek(&mut self, position: u64) {
+        match self {
+            Self::Raw(r) => r.seek(position),
+            Self::Packets(r) => r.seek(position),
+        }
+    }
+
     /// Picks up data appended since opening (files still being written).
     pub fn refresh(&mut self) -> Result<u64> {
         match self {

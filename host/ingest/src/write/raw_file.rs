@@ -114,8 +114,9 @@ impl RawFileWriter {
             .context(p, || "writing `msg_headers`".into())?;
         self.messages = end;
         if self.live {
-            self.msgs.flush().context(p, || "flushing `msgs`".into())?;
-            self.headers.flush().context(p, || "flushing `msg_headers`".into())?;
+            // The whole file, not only the datasets: the messages (variable-length) live in
+            // the global heap, which a dataset flush leaves in memory.
+            self.file.flush().context(p, || "flushing".into())?;
         }
         Ok(())
     }
