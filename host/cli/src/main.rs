@@ -25,6 +25,8 @@ use clap::{Parser, Subcommand};
 ///   larmon watch /data/daq --out dqm --serve   realtime: every appended chunk, reports in seconds
 ///   larmon serve reports                  dashboard at http://127.0.0.1:8080
 ///   larmon runs reports --good            good-run list (JSON)
+///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
+///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
@@ -45,6 +47,11 @@ enum Command {
     Demo(commands::demo::Args),
     Simulate(commands::simulate::Args),
     Watch(commands::watch::Args),
+    Meta(commands::meta::Args),
+    Checksum(commands::meta::ChecksumArgs),
+    Catalog(commands::catalog::Args),
+    Transfer(commands::transfer::Args),
+    Rucio(commands::transfer::RucioArgs),
     Merge(commands::merge::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
@@ -74,6 +81,11 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Watch(args) => commands::watch::run(args),
+        Command::Meta(args) => commands::meta::run(args),
+        Command::Checksum(args) => commands::meta::checksum(args),
+        Command::Catalog(args) => commands::catalog::run(args),
+        Command::Transfer(args) => commands::transfer::run(args),
+        Command::Rucio(args) => commands::transfer::rucio(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),

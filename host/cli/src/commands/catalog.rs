@@ -1,0 +1,175 @@
+//! `larmon catalog`: the SQLite file catalog — add, list, show, query, associate.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use larmon_catalog::associate::associate;
+use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, extract, read_verified_sidecar};
+use larmon_catalog::{Added, Catalog, FileRecord};
+
+/// The file catalog: files with their metadata and checksums, replicas, transfers.
+///
+/// An embedded SQLite database (WAL: the dashboard reads while transfers write). Charge files
+/// are declared from their data (`larmon meta`); light and MINERvA files from their DAQ's
+/// `<file>.json` sidecar, whose size and adler32 are checked against the bytes first. Adding a
+/// file twice changes nothing; the same name with other bytes is refused.
+///
+/// Examples:
+///   larmon catalog --db dm.sqlite add /data/daq/*.h5 /data/lrs/*.data
+///   larmon catalog --db dm.sqlite list --run 50015
+///   larmon catalog --db dm.sqlite show binary-0050015-2024_07_08_13_37_49_CDT.h5
+///   larmon catalog --db dm.sqlite query core.data_tier=raw 'core.start_time>=1720000000'
+///   larmon catalog --db dm.sqlite associate --run 50015
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The catalog database.
+    #[arg(long, default_value = "larmon-catalog.sqlite", global = true)]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Add files (charge: metadata from the data; others: their verified `.json` sidecar).
+    Add {
+        /// Files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// core.data_stream of charge files.
+        #[arg(long, default_value = "physics")]
+        data_stream: String,
+        /// File-name pattern with `run` and optional `subrun` groups.
+        #[arg(long, default_value = DEFAULT_NAME_PATTERN)]
+        name_pattern: String,
+        /// Detector configuration used for charge files.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seconds a file must be unchanged before it counts as complete.
+        #[arg(long, default_value_t = 2.0)]
+        stable_s: f64,
+    },
+    /// List files (JSON lines with --json).
+    List {
+        /// Only this run.
+        #[arg(long)]
+        run: Option<u64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything about one file (DID, name or path): declaration, replicas.
+    Show {
+        /// DID, name or path.
+        file: String,
+    },
+    /// Files matching every KEY OP VALUE condition (OP: = != < <= > >=).
+    Query {
+        /// Conditions, e.g. core.data_tier=raw 'core.runs=50015' 'size>1000000'.
+        #[arg(required = true)]
+        conditions: Vec<String>,
+    },
+    /// Charge, light and MINERvA files of each run that overlap in time (JSON).
+    Associate {
+        /// Only this run.
+        #[arg(long)]
+        run: Option<u64>,
+        /// Seconds of slack on each side of a file's time span.
+        #[arg(long, default_value_t = 1.0)]
+        tolerance_s: f64,
+    },
+}
+
+fn sidecar_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".json");
+    name.into()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        Command::Add { files, data_stream, name_pattern, config, stable_s } => {
+            let catalog = Catalog::open(&args.db)?;
+            let options =
+                super::meta::options(config.as_ref(), &data_stream, &name_pattern, stable_s)?;
+            let (mut new, mut present, mut failed) = (0, 0, 0);
+            for file in &files {
+                let sidecar = sidecar_of(file);
+                let declaration = if sidecar.exists() {
+                    read_verified_sidecar(file, &sidecar)
+                } else {
+                    extract(file, &options)
+                };
+                let outcome = declaration
+                    .map_err(anyhow::Error::from)
+                    .and_then(|d| Ok((catalog.add(file, &d)?, d)));
+                match outcome {
+                    Ok((Added::New, d)) => {
+                        new += 1;
+                        println!("added {}", d.did());
+                    }
+                    Ok((Added::AlreadyPresent, d)) => {
+                        present += 1;
+                        println!("already catalogued {}", d.did());
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("larmon: {}: {e:#}", file.display());
+                    }
+                }
+            }
+            println!(
+                "{new} added, {present} already there, {failed} refused -> {}",
+                args.db.display()
+            );
+            if failed > 0 {
+                bail!("{failed} of {} files were not catalogued (reasons above)", files.len());
+            }
+        }
+        Command::List { run, json } => {
+            let catalog = Catalog::open(&args.db)?;
+            for f in catalog.list(run)? {
+                if json {
+                    println!("{}", serde_json::to_string(&f)?);
+                } else {
+                    print_line(&f);
+                }
+            }
+        }
+        Command::Show { file } => {
+            let catalog = Catalog::open(&args.db)?;
+            let record = catalog
+                .find(&file)?
+                .with_context(|| format!("{file} is not in {}", args.db.display()))?;
+            let replicas = catalog.replicas(record.id)?;
+            let value = serde_json::json!({"file": record, "replicas": replicas});
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        Command::Query { conditions } => {
+            let catalog = Catalog::open(&args.db)?;
+            for f in catalog.query(&conditions)? {
+                print_line(&f);
+            }
+        }
+        Command::Associate { run, tolerance_s } => {
+            let catalog = Catalog::open(&args.db)?;
+            let runs = associate(&catalog.list(run)?, tolerance_s);
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+        }
+    }
+    Ok(())
+}
+
+fn print_line(f: &FileRecord) {
+    println!(
+        "{:>8}  {:<8} {:>12} B  {}  {:>14} .. {:<14}  {}",
+        f.run.map_or("-".into(), |r| r.to_string()),
+        f.kind,
+        f.size,
+        f.adler32,
+        f.start_time.map_or("-".into(), |t| format!("{t:.0}")),
+        f.end_time.map_or("-".into(), |t| format!("{t:.0}")),
+        f.did
+    );
+}

@@ -1,0 +1,515 @@
+//! Data management as an operator runs it: `larmon meta` on real-format files (times against the
+//! truth, sidecars only once a file stopped growing), the catalog (add/list/show/query,
+//! idempotence, conflicts, charge/light/MINERvA association), `larmon transfer` (a few hundred
+//! files while the process is killed with SIGKILL at random moments; command-template
+//! destinations; visible failures), and `larmon rucio` against a real Rucio server
+//! (RUCIO_TEST_URL; `.ci/test` starts one under CI=true, elsewhere the test says SKIPPED).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use larmon_catalog::Adler32;
+use larmon_tests::{data, scratch, shared_fixture};
+use serde_json::{Value, json};
+
+fn larmon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_larmon")).args(args).output().expect("runs larmon")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn meta_times_and_counts_come_from_the_data() {
+    let truth = read_json(&data("small-truth.json"));
+    let mut cases = vec![(data("small-raw.h5"), "raw"), (data("small-packets.h5"), "decoded-raw")];
+    if let Some(f) = shared_fixture("cosmics-raw.h5") {
+        cases.push((f, "raw"));
+    }
+    for (file, tier) in cases {
+        let cosmics = file.to_string_lossy().contains("cosmics");
+        let truth = if cosmics {
+            read_json(&shared_fixture("cosmics-truth.json").unwrap())
+        } else {
+            truth.clone()
+        };
+        let declaration: Value =
+            serde_json::from_str(&ok(larmon(&["meta", p(&file), "--stable-s", "0"]))).unwrap();
+        let m = &declaration["metadata"];
+        assert_eq!(m["core.start_time"], json!(truth["run"]["message_unix_min"].as_f64().unwrap()));
+        assert_eq!(m["core.end_time"], json!(truth["run"]["message_unix_max"].as_f64().unwrap()));
+        assert_eq!(m["core.data_tier"], tier);
+        // Every muon is one external trigger, i.e. one triggered event.
+        assert_eq!(m["core.event_count"], json!(truth["tracks"].as_array().unwrap().len()));
+        assert_eq!(declaration["namespace"], "neardet-2x2-lar-charge");
+        assert_eq!(m["core.run_type"], "neardet-2x2-lar-charge");
+        let (adler, size) = Adler32::of_file(&file).unwrap();
+        assert_eq!(declaration["checksums"]["adler32"], adler.to_string());
+        assert_eq!(declaration["size"], size);
+        assert!(m.as_object().unwrap().keys().all(|k| k.contains('.')));
+    }
+}
+
+#[test]
+fn sidecar_waits_for_a_growing_file_and_appears_atomically() {
+    let dir = scratch("dm-sidecar");
+    let daq = dir.join("daq");
+    // A DAQ writing run 7 live for 4 s; `meta --sidecar` started at once must describe the
+    // finished file, not a prefix of it.
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["simulate", "--run", "7", "--duration-s", "4", "--realtime", "--speed", "2"])
+        .args(["--muon-rate-hz", "20", "--out", p(&daq)])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let file = loop {
+        let found = std::fs::read_dir(&daq).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "h5"))
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the simulated DAQ wrote nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = ok(larmon(&["meta", p(&file), "--sidecar", "--stable-s", "1.5"]));
+    assert!(writer.wait().unwrap().success());
+    let sidecar = PathBuf::from(format!("{}.json", file.display()));
+    assert_eq!(out.trim(), sidecar.display().to_string());
+    let declaration = read_json(&sidecar);
+    let (adler, size) = Adler32::of_file(&file).unwrap();
+    assert_eq!(declaration["size"], size, "the sidecar describes a prefix of the file");
+    assert_eq!(declaration["checksums"]["adler32"], adler.to_string());
+    assert_eq!(declaration["metadata"]["core.runs"], json!([7]));
+    assert_eq!(declaration["metadata"]["core.runs_subruns"], json!([700001]));
+    // No temporary file left beside it.
+    let leftovers: Vec<_> = std::fs::read_dir(&daq)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Writes `bytes` as a file with a declad-style sidecar of `namespace`.
+fn file_with_sidecar(path: &Path, bytes: &[u8], namespace: &str, run: u64, span: (f64, f64)) {
+    std::fs::write(path, bytes).unwrap();
+    let declaration = json!({
+        "namespace": namespace,
+        "name": path.file_name().unwrap().to_string_lossy(),
+        "size": bytes.len(),
+        "checksums": {"adler32": Adler32::of(bytes).to_string()},
+        "metadata": {
+            "core.run_type": namespace,
+            "core.runs": [run],
+            "core.runs_subruns": [run * 100_000 + 1],
+            "core.start_time": span.0,
+            "core.end_time": span.1,
+            "core.file_format": "binary",
+        }
+    });
+    std::fs::write(format!("{}.json", path.display()), declaration.to_string()).unwrap();
+}
+
+#[test]
+fn catalog_adds_idempotently_refuses_conflicts_queries_and_associates() {
+    let dir = scratch("dm-catalog");
+    let db = dir.join("catalog.sqlite");
+    let daq = dir.join("daq");
+    ok(larmon(&["simulate", "--run", "9", "--duration-s", "4", "--files", "2", "--out", p(&daq)]));
+    let truth = read_json(&daq.join("binary-0000009-truth.json"));
+    let charge: Vec<PathBuf> =
+        truth["files"].as_array().unwrap().iter().map(|f| daq.join(f.as_str().unwrap())).collect();
+    let t0 = truth["run"]["unix_start"].as_f64().unwrap();
+    // Charge file 0 holds seconds t0..t0+1, file 1 t0+2..t0+3. Light covers [t0, t0+0.5]:
+    // file 0 only (file 1 starts 1.5 s later, beyond the 1 s tolerance); MINERvA spans both;
+    // a light file of another run at the same time must not be paired.
+    let light = dir.join("mpd_run9_0001.data");
+    file_with_sidecar(&light, b"light bytes of run 9", "neardet-2x2-lar-light", 9, (t0, t0 + 0.5));
+    let minerva = dir.join("MV_00009_0001.root");
+    file_with_sidecar(&minerva, b"minerva bytes", "neardet-2x2-minerva", 9, (t0, t0 + 4.0));
+    let stray = dir.join("mpd_run10_0001.data");
+    file_with_sidecar(&stray, b"another run", "neardet-2x2-lar-light", 10, (t0, t0 + 4.0));
+    let mut add = vec!["catalog", "--db", p(&db), "add", "--stable-s", "0"];
+    let all = [charge.clone(), vec![light.clone(), minerva.clone(), stray.clone()]].concat();
+    add.extend(all.iter().map(|f| p(f)));
+    assert!(ok(larmon(&add)).contains("5 added, 0 already there, 0 refused"));
+    assert!(ok(larmon(&add)).contains("0 added, 5 already there, 0 refused"));
+
+    // A sidecar that lies about the bytes is refused, and so is a new file under a known name.
+    let liar = dir.join("mpd_run9_0002.data");
+    file_with_sidecar(&liar, b"original", "neardet-2x2-lar-light", 9, (t0, t0 + 1.0));
+    std::fs::write(&liar, b"modified after the sidecar was written").unwrap();
+    let refused = larmon(&["catalog", "--db", p(&db), "add", p(&liar)]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the file has"));
+    let other_dir = dir.join("elsewhere");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let clash = other_dir.join("mpd_run9_0001.data");
+    file_with_sidecar(&clash, b"other light bytes", "neardet-2x2-lar-light", 9, (t0, t0 + 1.0));
+    let refused = larmon(&["catalog", "--db", p(&db), "add", p(&clash)]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already in the catalog"));
+
+    let list = ok(larmon(&["catalog", "--db", p(&db), "list", "--run", "9", "--json"]));
+    assert_eq!(list.lines().count(), 4);
+    let show: Value = serde_json::from_str(&ok(larmon(&[
+        "catalog",
+        "--db",
+        p(&db),
+        "show",
+        charge[0].file_name().unwrap().to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(show["file"]["adler32"], Adler32::of_file(&charge[0]).unwrap().0.to_string());
+    let raw =
+        ok(larmon(&["catalog", "--db", p(&db), "query", "core.data_tier=raw", "core.runs=9"]));
+    assert_eq!(raw.lines().count(), 2, "{raw}");
+    let later = format!("core.start_time>{}", t0 + 0.5);
+    let late = ok(larmon(&["catalog", "--db", p(&db), "query", "core.data_tier=raw", &later]));
+    assert_eq!(late.lines().count(), 1, "{late}");
+
+    let association: Value =
+        serde_json::from_str(&ok(larmon(&["catalog", "--db", p(&db), "associate"]))).unwrap();
+    let run9 = association.as_array().unwrap().iter().find(|r| r["run"] == 9).unwrap();
+    let links: Vec<(String, String)> = run9["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["charge"].as_str().unwrap().into(), l["other"].as_str().unwrap().into()))
+        .collect();
+    let did = |ns: &str, f: &Path| format!("{ns}:{}", f.file_name().unwrap().to_string_lossy());
+    let c = |i: usize| did("neardet-2x2-lar-charge", &charge[i]);
+    let l = did("neardet-2x2-lar-light", &light);
+    let m = did("neardet-2x2-minerva", &minerva);
+    assert!(links.contains(&(c(0), l.clone())), "{links:?}");
+    assert!(!links.contains(&(c(1), l.clone())), "{links:?}");
+    assert!(links.contains(&(c(0), m.clone())) && links.contains(&(c(1), m)), "{links:?}");
+    assert!(!links.iter().any(|(_, o)| o.contains("run10")), "{links:?}");
+    let run10 = association.as_array().unwrap().iter().find(|r| r["run"] == 10).unwrap();
+    assert_eq!(run10["unmatched"], json!([did("neardet-2x2-lar-light", &stray)]));
+}
+
+/// Files with sidecars for the transfer tests: sizes 100–600 kB, varied bytes.
+fn transfer_fixture(dir: &Path, count: usize) -> PathBuf {
+    let db = dir.join("catalog.sqlite");
+    let source = dir.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let mut files = Vec::new();
+    let mut state = 0x9e3779b97f4a7c15u64;
+    for i in 0..count {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let size = 100_000 + (state >> 40) as usize % 500_000;
+        let bytes: Vec<u8> =
+            (0..size).map(|k| ((k as u64).wrapping_mul(state) >> 56) as u8).collect();
+        let path = source.join(format!("mpd_run{:03}_{i:04}.data", i / 50));
+        file_with_sidecar(&path, &bytes, "neardet-2x2-lar-light", (i / 50) as u64, (0.0, 1.0));
+        files.push(path);
+    }
+    let mut add = vec!["catalog".to_string(), "--db".into(), p(&db).into(), "add".into()];
+    add.extend(files.iter().map(|f| p(f).to_string()));
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    ok(larmon(&add));
+    db
+}
+
+#[test]
+fn transfer_survives_random_kills_and_every_file_arrives_once_verified() {
+    let dir = scratch("dm-transfer-kill");
+    let count = 300;
+    let db = transfer_fixture(&dir, count);
+    let dest = dir.join("nersc");
+    let transfer = || {
+        Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["transfer", "--db", p(&db), "--site", "NERSC", "--to", p(&dest)])
+            .args(["--backoff-s", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut state =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64;
+    println!("kill-moment seed {state}");
+    let mut kills = 0;
+    for _ in 0..6 {
+        let mut child = transfer();
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(100 + (state >> 33) % 400));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--status"]));
+    println!("killed the transfer {kills} times; then {}", status.lines().next().unwrap());
+    let last = ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--to", p(&dest)]));
+    assert!(last.contains("0 failed attempts"), "{last}");
+    // Every file once at the destination, verified, nothing partial; the catalog agrees.
+    let landed: Vec<PathBuf> = std::fs::read_dir(dest.join("neardet-2x2-lar-light"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        landed.iter().all(|f| !f.to_string_lossy().ends_with(".larmon-partial")),
+        "a partial copy was left behind"
+    );
+    assert_eq!(landed.len(), count);
+    let list = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
+    assert_eq!(list.lines().count(), count);
+    for line in list.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let name = record["declaration"]["name"].as_str().unwrap();
+        let copy = dest.join("neardet-2x2-lar-light").join(name);
+        let (adler, size) = Adler32::of_file(&copy).unwrap();
+        assert_eq!(
+            (adler.to_string(), size),
+            (record["adler32"].as_str().unwrap().to_string(), record["size"].as_u64().unwrap())
+        );
+        let show: Value = serde_json::from_str(&ok(larmon(&[
+            "catalog",
+            "--db",
+            p(&db),
+            "show",
+            record["did"].as_str().unwrap(),
+        ])))
+        .unwrap();
+        let replicas = show["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 1, "{name}: {replicas:?}");
+        assert_eq!(replicas[0]["location"], copy.display().to_string());
+        assert_eq!(replicas[0]["adler32"], adler.to_string());
+    }
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--status"]));
+    assert!(status.starts_with(&format!("NERSC: {count} done, 0 queued, 0 failed")), "{status}");
+    // Idempotent: a second pass has nothing to do.
+    let again = ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--to", p(&dest)]));
+    assert!(again.contains("0 copied, 0 already there, 0 failed"), "{again}");
+}
+
+#[test]
+fn transfer_by_command_templates_and_failures_are_visible() {
+    let dir = scratch("dm-transfer-commands");
+    let db = transfer_fixture(&dir, 5);
+    let remote = dir.join("remote");
+    let larmon_bin = env!("CARGO_BIN_EXE_larmon");
+    let args = |site: &str| {
+        vec![
+            "transfer".to_string(),
+            "--db".into(),
+            p(&db).into(),
+            "--site".into(),
+            site.into(),
+            "--remote-root".into(),
+            p(&remote).into(),
+            "--copy-command".into(),
+            "mkdir -p \"$(dirname {tmp})\" && cp {src} {tmp}".into(),
+            "--checksum-command".into(),
+            format!("test -e {{dst}} && {larmon_bin} checksum {{dst}}"),
+            "--rename-command".into(),
+            "mv {tmp} {dst}".into(),
+        ]
+    };
+    let run = |site: &str| {
+        let a = args(site);
+        larmon(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = ok(run("REMOTE"));
+    assert!(first.contains("5 copied, 0 already there, 0 failed"), "{first}");
+    let second = ok(run("REMOTE"));
+    assert!(second.contains("0 copied"), "{second}");
+
+    // A second site that already holds a different file under one of the names: that file is
+    // never overwritten, its failure is shown, the others arrive, the exit code says so.
+    let db_list = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
+    let first_name = serde_json::from_str::<Value>(db_list.lines().next().unwrap()).unwrap()
+        ["declaration"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = dir.join("other");
+    let squatter = other.join("neardet-2x2-lar-light").join(&first_name);
+    std::fs::create_dir_all(squatter.parent().unwrap()).unwrap();
+    std::fs::write(&squatter, b"someone else's bytes").unwrap();
+    let out = larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--to", p(&other)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not overwritten"));
+    assert_eq!(std::fs::read(&squatter).unwrap(), b"someone else's bytes");
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--status"]));
+    assert!(status.starts_with("OTHER: 4 done, 0 queued, 1 failed"), "{status}");
+    assert!(status.contains("failed x1") && status.contains(&first_name), "{status}");
+}
+
+/// A small REST helper for the test's own set-up calls (scope, RSE, protocol, quota).
+struct Rucio {
+    url: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Rucio {
+    fn login(url: &str) -> Self {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let response = agent
+            .get(format!("{url}/auth/userpass"))
+            .header("X-Rucio-Account", "root")
+            .header("X-Rucio-Username", "ddmlab")
+            .header("X-Rucio-Password", "secret")
+            .call()
+            .unwrap();
+        let token = response.headers()["X-Rucio-Auth-Token"].to_str().unwrap().to_string();
+        Self { url: url.into(), token, agent }
+    }
+    fn post(&self, path: &str, body: Value) -> (u16, String) {
+        let mut r = self
+            .agent
+            .post(format!("{}{path}", self.url))
+            .header("X-Rucio-Auth-Token", &self.token)
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+    fn get(&self, path: &str) -> Vec<Value> {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.url))
+            .header("X-Rucio-Auth-Token", &self.token)
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+#[test]
+fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
+    let Ok(url) = std::env::var("RUCIO_TEST_URL") else {
+        println!(
+            "SKIPPED: RUCIO_TEST_URL is not set (bash .ci/rucio-local.sh start, then export RUCIO_TEST_URL=http://127.0.0.1:18080)"
+        );
+        return;
+    };
+    let dir = scratch("dm-rucio");
+    let daq = dir.join("daq");
+    ok(larmon(&["simulate", "--run", "31", "--duration-s", "3", "--files", "3", "--out", p(&daq)]));
+    let db = dir.join("catalog.sqlite");
+    let mut add = vec!["catalog".to_string(), "--db".into(), p(&db).into(), "add".into()];
+    add.push("--stable-s".into());
+    add.push("0".into());
+    for entry in std::fs::read_dir(&daq).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "h5") {
+            add.push(p(&path).into());
+        }
+    }
+    ok(larmon(&add.iter().map(String::as_str).collect::<Vec<_>>()));
+
+    // Set-up an operator does once: scope, two POSIX RSEs (drop and target), quotas. Unique
+    // names per test run, as the server outlives the test.
+    let rucio = Rucio::login(&url);
+    let tag = format!("{:X}", std::process::id());
+    let (drop_rse, target_rse) = (format!("DROP{tag}"), format!("NERSC{tag}"));
+    let scope = "neardet-2x2-lar-charge";
+    let (status, body) = rucio.post(&format!("/scopes/root/{scope}"), json!({}));
+    assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
+    for rse in [&drop_rse, &target_rse] {
+        let prefix = dir.join("rse").join(rse);
+        assert_eq!(
+            rucio
+                .post(&format!("/rses/{rse}"), json!({"deterministic": true, "rse_type": "DISK"}))
+                .0,
+            201
+        );
+        let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,
+            "prefix": p(&prefix), "impl": "rucio.rse.protocols.posix.Default",
+            "domains": {"lan": {"read": 1, "write": 1, "delete": 1},
+                        "wan": {"read": 1, "write": 1, "delete": 1}}});
+        assert_eq!(rucio.post(&format!("/rses/{rse}/protocols/file"), protocol).0, 201);
+        assert_eq!(
+            rucio
+                .post(
+                    &format!("/accounts/root/limits/local/{rse}"),
+                    json!({"bytes": 1_000_000_000_000u64})
+                )
+                .0,
+            201
+        );
+    }
+
+    let register = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["rucio", "--db", p(&db), "--url", &url, "--username", "ddmlab"])
+            .args(["--rse", &drop_rse, "--rule-rse", &target_rse])
+            .env("RUCIO_PASSWORD", "secret")
+            .output()
+            .unwrap();
+        ok(out)
+    };
+    let first = register();
+    assert_eq!(first.matches("(copied)").count(), 3, "{first}");
+    assert_eq!(first.matches("new rule").count(), 1, "{first}");
+
+    let dataset = "neardet-2x2-lar-charge_run0000031";
+    let check = |label: &str| {
+        let replicas = rucio.get(&format!("/replicas/{scope}/{dataset}"));
+        assert_eq!(replicas.len(), 3, "{label}: {replicas:?}");
+        let content = rucio.get(&format!("/dids/{scope}/{dataset}/dids"));
+        assert_eq!(content.len(), 3, "{label}: attached {content:?}");
+        let rules = rucio.get(&format!("/dids/{scope}/{dataset}/rules"));
+        assert_eq!(rules.len(), 1, "{label}: {rules:?}");
+        assert_eq!(rules[0]["rse_expression"], json!(target_rse));
+        for replica in &replicas {
+            let name = replica["name"].as_str().unwrap();
+            let file = daq.join(name);
+            let (adler, size) = Adler32::of_file(&file).unwrap();
+            assert_eq!(replica["bytes"], json!(size), "{label}: {name}");
+            assert_eq!(replica["adler32"], json!(adler.to_string()), "{label}: {name}");
+            assert_eq!(replica["states"][&drop_rse], "AVAILABLE", "{label}: {replica}");
+            // The bytes are really at the drop RSE's deterministic path, verified.
+            let pfn = replica["rses"][&drop_rse][0].as_str().unwrap();
+            let placed = PathBuf::from(pfn.trim_start_matches("file://localhost"));
+            assert_eq!(Adler32::of_file(&placed).unwrap(), (adler, size), "{label}: {pfn}");
+        }
+    };
+    check("first run");
+    let second = register();
+    assert_eq!(second.matches("(already there)").count(), 3, "{second}");
+    assert!(!second.contains("new rule"), "{second}");
+    check("second run");
+    // The catalog records the Rucio replica of every file.
+    let list = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
+    for line in list.lines() {
+        let did = serde_json::from_str::<Value>(line).unwrap()["did"].as_str().unwrap().to_string();
+        let show: Value =
+            serde_json::from_str(&ok(larmon(&["catalog", "--db", p(&db), "show", &did]))).unwrap();
+        let sites: Vec<&str> = show["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["site"].as_str())
+            .collect();
+        assert_eq!(sites, vec![drop_rse.as_str()], "{did}");
+    }
+}
