@@ -27,15 +27,13 @@ impl Drop for Server {
 
 impl Server {
     fn start(out: &Path, config: &Path) -> Self {
+        Self::start_with(out, &["--config", config.to_str().unwrap()])
+    }
+
+    fn start_with(out: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_larmon"))
-            .args([
-                "serve",
-                out.to_str().unwrap(),
-                "--bind",
-                "127.0.0.1:0",
-                "--config",
-                config.to_str().unwrap(),
-            ])
+            .args(["serve", out.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -45,17 +43,18 @@ impl Server {
         Self { child, addr }
     }
 
-    /// (status, headers lower-cased, body) of a request.
-    fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+    /// The raw bytes of a response (HTTP/1.0: no chunked encoding).
+    fn raw(&self, method: &str, path: &str) -> Vec<u8> {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .unwrap();
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
+        response
+    }
+
+    /// (status, headers lower-cased, body) of a request.
+    fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+        let response = self.raw(method, path);
         let text = String::from_utf8_lossy(&response).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -267,4 +266,49 @@ fn a_browser_renders_the_overview_run_page_and_trends() {
     let trends = shot("/trends?metric=packet-rate%2Fparity_errors", "trends", 800);
     let points = count_color(&trends, [31, 119, 180], 10);
     assert!(points > 10, "{points} plot-blue pixels: trend point not rendered");
+}
+
+#[test]
+fn files_page_lists_catalogued_files_with_checksums_replicas_and_downloads() {
+    let dir = scratch("dashboard-files");
+    let (out, _) = make_report(&dir);
+    let db = dir.join("catalog.sqlite");
+    let raw = data("small-raw.h5");
+    let larmon = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_larmon")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let db_arg = db.to_str().unwrap();
+    larmon(&["catalog", "--db", db_arg, "add", "--stable-s", "0", raw.to_str().unwrap()]);
+    let dest = dir.join("nersc");
+    larmon(&["transfer", "--db", db_arg, "--site", "NERSC", "--to", dest.to_str().unwrap()]);
+    let adler = larmon(&["checksum", raw.to_str().unwrap()]);
+    let adler = adler.split_whitespace().next().unwrap().to_string();
+
+    let server = Server::start_with(&out, &["--catalog", db_arg]);
+    let (status, _, run_page) = server.get("/runs/run-0002");
+    assert_eq!(status, 200);
+    assert!(run_page.contains("/runs/run-0002/files"), "no link to the files page");
+    let (status, headers, page) = server.get("/runs/run-0002/files");
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-security-policy"));
+    assert!(page.contains("neardet-2x2-lar-charge:small-raw.h5"), "{page}");
+    assert!(page.contains(&adler) && page.contains("NERSC") && page.contains("core.start_time"));
+    let (_, _, api) = server.get("/api/runs/run-0002/files");
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api[0]["file"]["adler32"], adler.as_str());
+    assert_eq!(api[0]["replicas"][0]["site"], "NERSC");
+    // The download is the file, byte for byte; ids not in the catalog are 404.
+    let id = api[0]["file"]["id"].as_i64().unwrap();
+    let response = server.raw("GET", &format!("/download/{id}"));
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    assert!(head.contains("attachment; filename=\"small-raw.h5\""), "{head}");
+    assert!(
+        response[split..] == std::fs::read(&raw).unwrap()[..],
+        "download differs from the file"
+    );
+    assert_eq!(server.get("/download/999999").0, 404);
+    assert_eq!(server.get("/download/..%2f..%2fetc%2fpasswd").0, 400);
 }

@@ -9,12 +9,13 @@
 //! scripts; file paths are checked component by component and must stay inside the output
 //! directory; only GET exists.
 
+mod catalog_pages;
 mod files;
 mod pages;
 mod trends;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -27,14 +28,24 @@ pub struct AppState {
     pub store: RunStore,
     /// Threshold bands for the trends (the `[checks]` configuration).
     pub checks: ChecksConfig,
+    /// The data-management catalog, for the files pages and downloads.
+    pub catalog: Option<PathBuf>,
 }
 
 /// The dashboard's routes over an output directory.
 pub fn router(out: &Path, checks: ChecksConfig) -> Router {
-    let state = Arc::new(AppState { store: RunStore::new(out), checks });
+    router_with_catalog(out, checks, None)
+}
+
+/// The routes, with the files pages of a data-management catalog.
+pub fn router_with_catalog(out: &Path, checks: ChecksConfig, catalog: Option<PathBuf>) -> Router {
+    let state = Arc::new(AppState { store: RunStore::new(out), checks, catalog });
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs/{run}", get(pages::run_page))
+        .route("/runs/{run}/files", get(catalog_pages::files_page))
+        .route("/api/runs/{run}/files", get(catalog_pages::api_files))
+        .route("/download/{id}", get(catalog_pages::download))
         .route("/trends", get(pages::trends_page))
         .route("/trends.svg", get(trends::trend_svg))
         .route("/plugins", get(pages::plugins_page))
@@ -68,6 +79,7 @@ pub enum ServeError {
 pub async fn serve(
     out: &Path,
     checks: ChecksConfig,
+    catalog: Option<PathBuf>,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
@@ -75,7 +87,7 @@ pub async fn serve(
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     ready(listener.local_addr().unwrap_or(addr));
-    axum::serve(listener, router(out, checks))
+    axum::serve(listener, router_with_catalog(out, checks, catalog))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

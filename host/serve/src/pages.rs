@@ -29,7 +29,7 @@ fn shifter_text(plugin: &str) -> Option<String> {
     Some(rest[..end].trim().replace('\n', " "))
 }
 
-fn page(title: &str, body: &str, refresh: bool) -> Response {
+pub(crate) fn page(title: &str, body: &str, refresh: bool) -> Response {
     let meta = if refresh { "<meta http-equiv=\"refresh\" content=\"5\">" } else { "" };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{meta}<title>{} · larmon</title>\
@@ -54,7 +54,7 @@ fn flag_badge(flag: Option<Status>) -> String {
     format!("<span class=\"flag {f}\">{f}</span>")
 }
 
-fn utc(seconds: u64) -> String {
+pub(crate) fn utc(seconds: u64) -> String {
     // Civil date from Unix days (Howard Hinnant's algorithm), to avoid a date crate for one format.
     let days = (seconds / 86_400) as i64;
     let z = days + 719_468;
@@ -194,6 +194,13 @@ pub(crate) async fn run_page(
         escape(&r.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")),
         if live { " · <b>live</b> (refreshes every 5 s)" } else { "" }
     );
+    if state.catalog.is_some() {
+        let _ = write!(
+            body,
+            "<p class=\"meta\"><a href=\"/runs/{}/files\">Files, checksums and replicas</a></p>",
+            url_segment(&r.run)
+        );
+    }
     body += "<h2>Host</h2><table class=\"kv\">";
     if let Some(host) = r.host.as_object() {
         for (k, v) in host {

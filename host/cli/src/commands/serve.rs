@@ -14,6 +14,7 @@ use larmon_report::ChecksConfig;
 /// Examples:
 ///   larmon serve reports                           http://127.0.0.1:8080
 ///   larmon serve reports --bind 0.0.0.0:8080 --config larmon.toml   (trend bands from [checks])
+///   larmon serve reports --catalog dm.sqlite       (+ per-run files pages and downloads)
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -25,12 +26,16 @@ pub struct Args {
     /// Configuration whose [checks] table gives the trends' threshold bands.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Data-management catalog (`larmon catalog`): adds each run's files page with metadata,
+    /// checksums, replicas and downloads.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
 }
 
 impl Args {
     /// Serve `out` at `bind` without a checks configuration.
     pub fn new(out: PathBuf, bind: SocketAddr) -> Self {
-        Self { out, bind, config: None }
+        Self { out, bind, config: None, catalog: None }
     }
 }
 
@@ -40,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let checks = read_checks(args.config.as_ref())?;
     let runtime = tokio::runtime::Runtime::new().context("starting the web server runtime")?;
-    runtime.block_on(larmon_serve::serve(&args.out, checks, args.bind, |addr| {
+    runtime.block_on(larmon_serve::serve(&args.out, checks, args.catalog, args.bind, |addr| {
         println!("larmon dashboard: http://{addr}/  (Ctrl-C to stop)");
     }))?;
     Ok(())
