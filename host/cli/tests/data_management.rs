@@ -413,7 +413,22 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
     };
     let dir = scratch("dm-rucio");
     let daq = dir.join("daq");
-    ok(larmon(&["simulate", "--run", "31", "--duration-s", "3", "--files", "3", "--out", p(&daq)]));
+    // A run number of its own: the server outlives the test, and HDF5 files of the same run
+    // simulated again differ in bytes (creation times) — the same DIDs would be (rightly)
+    // refused as conflicts.
+    let run = 100 + std::process::id() % 1_000_000;
+    let run_text = run.to_string();
+    ok(larmon(&[
+        "simulate",
+        "--run",
+        &run_text,
+        "--duration-s",
+        "3",
+        "--files",
+        "3",
+        "--out",
+        p(&daq),
+    ]));
     let db = dir.join("catalog.sqlite");
     let mut add = vec!["catalog".to_string(), "--db".into(), p(&db).into(), "add".into()];
     add.push("--stable-s".into());
@@ -471,7 +486,7 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
     assert_eq!(first.matches("(copied)").count(), 3, "{first}");
     assert_eq!(first.matches("new rule").count(), 1, "{first}");
 
-    let dataset = "neardet-2x2-lar-charge_run0000031";
+    let dataset = format!("neardet-2x2-lar-charge_run{run:07}");
     let check = |label: &str| {
         let replicas = rucio.get(&format!("/replicas/{scope}/{dataset}"));
         assert_eq!(replicas.len(), 3, "{label}: {replicas:?}");
@@ -498,6 +513,30 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
     assert_eq!(second.matches("(already there)").count(), 3, "{second}");
     assert!(!second.contains("new rule"), "{second}");
     check("second run");
+    // The same name with other bytes is refused before anything is registered (Rucio itself
+    // would answer 201 and keep the old values).
+    let impostor_dir = dir.join("impostor");
+    std::fs::create_dir_all(&impostor_dir).unwrap();
+    let first_name = std::fs::read_dir(&daq)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".h5"))
+        .min()
+        .unwrap();
+    let impostor = impostor_dir.join(&first_name);
+    file_with_sidecar(&impostor, b"not the real file", scope, u64::from(run), (0.0, 1.0));
+    let db2 = dir.join("catalog2.sqlite");
+    ok(larmon(&["catalog", "--db", p(&db2), "add", p(&impostor)]));
+    let refused = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["rucio", "--db", p(&db2), "--url", &url, "--username", "ddmlab"])
+        .args(["--rse", &drop_rse])
+        .env("RUCIO_PASSWORD", "secret")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Rucio already has"));
+    check("after the impostor");
+
     // The catalog records the Rucio replica of every file.
     let list = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
     for line in list.lines() {

@@ -28,11 +28,12 @@ fn start_watch(daq: &Path, out: &Path, exit_when_idle: bool) -> Child {
     if exit_when_idle {
         command.args(["--exit-when-idle-s", "2"]);
     }
-    command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starts larmon watch")
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starts larmon watch")
 }
 
-/// Waits for a child to exit by itself, killing it after `limit` (a hang is a failure).
-fn wait_exit(mut child: Child, limit: Duration) {
+/// Waits for a child to exit by itself, killing it after `limit` (a hang is a failure);
+/// returns its standard output.
+fn wait_exit(mut child: Child, limit: Duration) -> String {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {
@@ -40,7 +41,9 @@ fn wait_exit(mut child: Child, limit: Duration) {
             use std::io::Read;
             child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
             assert!(status.success(), "larmon watch failed: {stderr}");
-            return;
+            let mut stdout = String::new();
+            child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+            return stdout;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -164,7 +167,9 @@ fn watch_killed_at_random_moments_resumes_without_loss_or_double_counting() {
     }
     assert!(writer.wait().unwrap().success());
     println!("killed the watcher {kills} times");
-    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(120));
+    let last = wait_exit(start_watch(&daq, &out, true), Duration::from_secs(120));
+    // The last watcher resumed from checkpoints the killed ones left.
+    assert!(last.contains(": resuming "), "no checkpoint was resumed:\n{last}");
     assert_eq!(run_files(&daq, 5).len(), 3);
     assert_same_as_batch(&daq, &out, 5, "watch-kill");
 }

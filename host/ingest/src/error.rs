@@ -85,6 +85,16 @@ pub enum IngestError {
         source: Hdf5Failure,
     },
     /// The output exists and overwriting was not asked for.
+    /// A light-readout (MPD) file is malformed at a byte offset.
+    #[error("{path}: byte {offset}: {reason}")]
+    Mpd {
+        /// The file.
+        path: PathBuf,
+        /// Where the bad block starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     #[error("{path}: already exists (use --force to overwrite)")]
     OutputExists {
         /// The file.

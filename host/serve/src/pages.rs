@@ -30,7 +30,7 @@ fn shifter_text(plugin: &str) -> Option<String> {
 }
 
 pub(crate) fn page(title: &str, body: &str, refresh: bool) -> Response {
-    let meta = if refresh { "<meta http-equiv=\"refresh\" content=\"5\">" } else { "" };
+    let meta = if refresh { "<meta http-equiv=\"refresh\" content=\"10\">" } else { "" };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{meta}<title>{} · larmon</title>\
          <link rel=\"stylesheet\" href=\"/static/style.css\"></head><body>\
@@ -192,7 +192,7 @@ pub(crate) async fn run_page(
         r.duration_s().map_or("–".into(), |d| format!("{d} s of data")),
         escape(&r.larmon_version),
         escape(&r.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")),
-        if live { " · <b>live</b> (refreshes every 5 s)" } else { "" }
+        if live { " · <b>live</b> (refreshes every 10 s)" } else { "" }
     );
     if state.catalog.is_some() {
         let _ = write!(

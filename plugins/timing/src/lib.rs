@@ -121,7 +121,10 @@ impl Plugin for Timing {
         self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
         self.delay.merge(&other.delay)?;
         self.trigger_relative.merge(&other.trigger_relative)?;
-        // One spacing across the boundary of the two parts is not known to either.
+        // One spacing across the boundary of two parts is not known to either; the merged
+        // state continues from the later part's last trigger (so an empty instance merged with
+        // a snapshot — a restart of `larmon watch` — resumes exactly).
+        self.last_t0 = other.last_t0.or(self.last_t0);
         self.trigger_spacing.merge(&other.trigger_spacing)
     }
 

@@ -242,7 +242,7 @@ pub fn run(args: Args) -> Result<()> {
             last_change = Instant::now();
         }
         if let Some(idle) = watch.args.exit_when_idle_s {
-            let all_finished = watch.files.iter().all(|f| f.finished);
+            let all_finished = watch.files.iter().all(|f| f.finished && f.error.is_none());
             if all_finished && last_change.elapsed().as_secs_f64() >= idle {
                 println!("idle for {idle} s with every file finished: stopping");
                 return Ok(());
@@ -403,7 +403,7 @@ impl Watch {
                     .with_context(|| format!("reading {}", state_file.display()))?,
             )
             .with_context(|| format!("{}", state_file.display()))?;
-            let _ = state; // MUTATION
+            file.calibrator.resume(state)?;
             file.position = c.position;
             file.finished = c.finished;
             file.span = c.span;
