@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 ///   larmon demo                           simulate -> process -> dashboard, in one command
 ///   larmon simulate --out sim             a run of cosmic muons in the raw DAQ format + truth
 ///   larmon inspect run.h5                 what is in a file (kind, layout, counts, time span)
+///   larmon light mpd_run_42_p0.data       light readout: events, boards, dead/noisy/clipping
 ///   larmon convert raw.h5 -o packets.h5   raw PACMAN file -> canonical 2.4 packet file
 ///   larmon calibrate run.h5 --export hits.arrow   hits in ke- with x, y, z for pandas/polars
 ///   larmon run run.h5 --out reports       plot plugins -> reports/<run>/report.json + SVGs
@@ -57,6 +58,7 @@ enum Command {
     Runs(commands::runs::Args),
     Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
+    Light(commands::light::Args),
     Bench(commands::bench::Args),
 }
 
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => commands::runs::run(args),
         Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
+        Command::Light(args) => commands::light::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

@@ -4,7 +4,8 @@
 //!   every 2.x layout, bound by member name), as bounded [`PacketColumns`] batches;
 //! - [`arrow`]: those batches as Arrow record batches of the documented `packets` schema;
 //! - [`write`]: canonical 2.4 packet files and raw files;
-//! - [`convert`]: raw (or any 2.x packet) file -> canonical packet file, on two cores.
+//! - [`convert`]: raw (or any 2.x packet) file -> canonical packet file, on two cores;
+//! - [`light`]: light-readout files (MPD binary, ndlar_flow HDF5), waveform reduction, scans.
 //!
 //! ```no_run
 //! use larmon_ingest::{read::{LarpixReader, ReadOptions}, arrow::packets_record_batch};
@@ -20,6 +21,7 @@ pub mod arrow;
 pub mod convert;
 mod error;
 mod hdf5_io;
+pub mod light;
 pub mod read;
 pub mod write;
 

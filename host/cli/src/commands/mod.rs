@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod convert;
 pub mod demo;
 pub mod inspect;
+pub mod light;
 pub mod merge;
 pub mod meta;
 pub mod plugin;

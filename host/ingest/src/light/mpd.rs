@@ -91,7 +91,9 @@ impl<'a> EventView<'a> {
             let start = at + 8;
             if start + length > devices.len() {
                 at = devices.len();
-                return Some(Err(format!("device {serial:#010x}: {length} bytes run past the event")));
+                return Some(Err(format!(
+                    "device {serial:#010x}: {length} bytes run past the event"
+                )));
             }
             at = start + length;
             Some(parse_board(serial, device_id, &devices[start..start + length]))
@@ -99,7 +101,11 @@ impl<'a> EventView<'a> {
     }
 }
 
-fn parse_board(serial: u32, device_id: u8, payload: &[u8]) -> std::result::Result<BoardView<'_>, String> {
+fn parse_board(
+    serial: u32,
+    device_id: u8,
+    payload: &[u8],
+) -> std::result::Result<BoardView<'_>, String> {
     let empty = BoardView {
         serial,
         device_id,
@@ -114,12 +120,17 @@ fn parse_board(serial: u32, device_id: u8, payload: &[u8]) -> std::result::Resul
         return if payload.is_empty() {
             Ok(empty)
         } else {
-            Err(format!("device {serial:#010x}: {}-byte payload is shorter than a time block", payload.len()))
+            Err(format!(
+                "device {serial:#010x}: {}-byte payload is shorter than a time block",
+                payload.len()
+            ))
         };
     }
     let header = u32_at(payload, 0);
     if header & 3 != 0 || (header >> 2) & 0x3F_FFFF != 4 {
-        return Err(format!("device {serial:#010x}: first block is not a time block ({header:#010x})"));
+        return Err(format!(
+            "device {serial:#010x}: first block is not a time block ({header:#010x})"
+        ));
     }
     let time = u32_at(payload, 8);
     let mask = u64::from(u32_at(payload, 12)) | u64::from(u32_at(payload, 16)) << 32;
@@ -138,7 +149,9 @@ fn parse_board(serial: u32, device_id: u8, payload: &[u8]) -> std::result::Resul
 impl<'a> BoardView<'a> {
     /// The waveforms: (input channel, sample words); each u32 word holds two samples, see
     /// [`samples`].
-    pub fn waveforms(&self) -> impl Iterator<Item = std::result::Result<(u8, &'a [u8]), String>> + 'a {
+    pub fn waveforms(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<(u8, &'a [u8]), String>> + 'a {
         let (data, serial) = (self.data, self.serial);
         let mut at = 0usize;
         std::iter::from_fn(move || {
@@ -150,7 +163,8 @@ impl<'a> BoardView<'a> {
                 return Some(Err(format!("device {serial:#010x}: truncated data block header")));
             }
             let header = u32_at(data, at);
-            let (subtype, words, channel) = (header & 3, ((header >> 2) & 0x3F_FFFF) as usize, (header >> 24) as u8);
+            let (subtype, words, channel) =
+                (header & 3, ((header >> 2) & 0x3F_FFFF) as usize, (header >> 24) as u8);
             let start = at + 4;
             let end = start + 4 * words;
             if end > data.len() || words < 2 {
@@ -161,7 +175,9 @@ impl<'a> BoardView<'a> {
             }
             at = end;
             if subtype != 1 {
-                return Some(Err(format!("device {serial:#010x}: block subtype {subtype}, expected 1 (data)")));
+                return Some(Err(format!(
+                    "device {serial:#010x}: block subtype {subtype}, expected 1 (data)"
+                )));
             }
             Some(Ok((channel, &data[start + 8..end])))
         })
@@ -192,7 +208,8 @@ pub struct MpdReader {
 impl MpdReader {
     /// Opens a file.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
+        let file =
+            File::open(path).map_err(|source| IngestError::Io { path: path.into(), source })?;
         Ok(Self {
             path: path.into(),
             file: BufReader::with_capacity(4 << 20, file),
@@ -334,5 +351,113 @@ mod tests {
         let word = ((-28000i16 as u16 as u32) << 16) | (32764u16 as u32);
         let bytes = word.to_le_bytes();
         assert_eq!(samples(&bytes).collect::<Vec<_>>(), vec![-28000, 32764]);
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn block(magic: u32, payload: &[u8]) -> Vec<u8> {
+        let mut b = magic.to_le_bytes().to_vec();
+        b.extend((payload.len() as u32).to_le_bytes());
+        b.extend(payload);
+        b
+    }
+
+    fn words(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// A device: time block (+ one data block of 4 samples on `channel` unless `missing`).
+    fn device(serial: u32, tai_s: u32, tai_ns: u32, channel: Option<u32>) -> Vec<u8> {
+        let mask = channel.map_or(0u64, |c| 1 << c);
+        let mut payload = words(&[4 << 2, tai_s, tai_ns << 2, mask as u32, (mask >> 32) as u32]);
+        if let Some(c) = channel {
+            let s = |v: i16| v as u16 as u32;
+            payload.extend(words(&[c << 24 | (2 + 2) << 2 | 1, tai_s, tai_ns << 2]));
+            payload.extend(words(&[s(-28000) << 16 | s(-27996), s(-27000) << 16 | s(32764)]));
+        }
+        let mut d = words(&[serial, 0xDF << 24 | payload.len() as u32]);
+        d.extend(payload);
+        d
+    }
+
+    fn event(number: u32, unix_ms: u64, devices: &[Vec<u8>]) -> Vec<u8> {
+        let mut payload = words(&[number, unix_ms as u32, (unix_ms >> 32) as u32]);
+        for d in devices {
+            payload.extend(d);
+        }
+        block(EVENT_MAGIC, &payload)
+    }
+
+    #[test]
+    fn events_of_any_size_missing_boards_and_a_growing_file() {
+        let mut run = words(&[u32::from_le_bytes(*b"Run#"), 4, 42]);
+        run.extend(words(&[u32::from_le_bytes(*b"Indx"), 4, 0]));
+        let start = block(RUN_START_MAGIC, &run);
+        // Event 0: two boards with data; event 1: board 1 missing (20-byte payload) — a
+        // different size, which a reader estimating counts from the first event gets wrong.
+        let e0 = event(
+            0,
+            1_700_000_000_123,
+            &[device(7, 1_700_000_037, 5, Some(4)), device(8, 1_700_000_037, 5, Some(63))],
+        );
+        let e1 = event(
+            1,
+            1_700_000_000_456,
+            &[device(7, 1_700_000_037, 9, Some(5)), device(8, 0, 0, None)],
+        );
+        let stop = block(RUN_STOP_MAGIC, &run);
+        let dir = std::env::temp_dir().join(format!("larmon-mpd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("growing.data");
+        // The file as a DAQ has written it so far: start, event 0 and half of event 1.
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&start).unwrap();
+        f.write_all(&e0).unwrap();
+        f.write_all(&e1[..e1.len() / 2]).unwrap();
+        f.flush().unwrap();
+
+        let mut reader = MpdReader::open(&path).unwrap();
+        let first = reader.next_event().unwrap().unwrap();
+        assert_eq!((first.event_number, first.unix_ms), (0, 1_700_000_000_123));
+        let boards: Vec<BoardView<'_>> = first.boards().map(Result::unwrap).collect();
+        assert_eq!(boards.len(), 2);
+        assert_eq!(
+            (boards[1].serial, boards[1].tai_s, boards[1].tai_ns, boards[1].present),
+            (8, 1_700_000_037, 5, true)
+        );
+        let (channel, w) = boards[1].waveforms().next().unwrap().unwrap();
+        assert_eq!(channel, 63);
+        assert_eq!(samples(w).collect::<Vec<_>>(), vec![-28000, -27996, -27000, 32764]);
+        assert!(reader.next_event().unwrap().is_none());
+        assert!(reader.incomplete_tail());
+        assert_eq!(reader.offset(), (start.len() + e0.len()) as u64);
+        assert_eq!(reader.run_start().unwrap().run, Some(42));
+
+        // The DAQ finishes the event and the run: the same reader continues.
+        f.write_all(&e1[e1.len() / 2..]).unwrap();
+        f.write_all(&stop).unwrap();
+        f.flush().unwrap();
+        let second = reader.next_event().unwrap().unwrap();
+        assert_eq!(second.event_number, 1);
+        let boards: Vec<BoardView<'_>> = second.boards().map(Result::unwrap).collect();
+        assert!(boards[0].present && !boards[1].present);
+        assert_eq!(boards[1].waveforms().count(), 0);
+        assert!(reader.next_event().unwrap().is_none());
+        assert!(!reader.incomplete_tail());
+        assert!(reader.run_stop().is_some());
+
+        // Garbage is an error with the byte offset, not a panic.
+        std::fs::write(&path, [start.clone(), vec![1, 2, 3, 4, 0, 0, 0, 0]].concat()).unwrap();
+        let mut reader = MpdReader::open(&path).unwrap();
+        let err = reader.next_event().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("byte {}", start.len())) && err.contains("unknown block magic"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,0 +1,139 @@
+//! Light readout against the fixtures' truth (../shared/fixtures `*-light.data`, `*-light-flow.h5`,
+//! `*-light-truth.json`; skipped with a message when absent): every dead, noisy and clipping input
+//! and every missing-board event found with no false flag, baselines within 1 ADC (14-bit) of
+//! the truth, timestamps exact, and the same numbers from the MPD file and the flow file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use larmon_ingest::light::channel_map::ChannelMap;
+use larmon_ingest::light::scan::{HealthRules, LightFlag, LightScan};
+use larmon_ingest::light::{LightFile, TAI_MINUS_UTC_S};
+use larmon_tests::shared_fixture;
+use serde_json::Value;
+
+fn truth(name: &str) -> Option<Value> {
+    let path = shared_fixture(name)?;
+    Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
+}
+
+fn pairs(list: &Value) -> BTreeSet<(u8, u8)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap() as u8, p[1].as_u64().unwrap() as u8))
+        .collect()
+}
+
+fn scan(path: &Path, check_event: &mut dyn FnMut(u64, u64, [u64; 8], [u32; 8], u8)) -> LightScan {
+    let mut file = LightFile::open(path).unwrap();
+    let mut scan = LightScan::new(80);
+    file.for_each_event(|event| {
+        scan.add_event(event);
+        check_event(event.event, event.unix_ms, event.tai_s, event.tai_ns, event.boards_present);
+    })
+    .unwrap();
+    scan
+}
+
+fn check_fixture(prefix: &str) {
+    let Some(truth) = truth(&format!("{prefix}-light-truth.json")) else { return };
+    let mpd = shared_fixture(&format!("{prefix}-light.data")).unwrap();
+    let flow = shared_fixture(&format!("{prefix}-light-flow.h5")).unwrap();
+    let events = truth["events"].as_array().unwrap();
+
+    // MPD: timestamps of every event exactly, boards present.
+    let mut seen = 0;
+    let mpd_scan = scan(&mpd, &mut |event, unix_ms, tai_s, tai_ns, present| {
+        let t = &events[event as usize];
+        assert_eq!(unix_ms, t["unix_ms"].as_u64().unwrap(), "event {event}");
+        let boards: Vec<u64> =
+            t["boards_present"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).collect();
+        assert_eq!(u64::from(present.count_ones()), boards.len() as u64, "event {event}");
+        for adc in boards {
+            assert_eq!(tai_s[adc as usize], t["tai_s"].as_u64().unwrap(), "event {event}");
+            assert_eq!(u64::from(tai_ns[adc as usize]), t["tai_ns"].as_u64().unwrap());
+            // TAI − 37 s is the Unix second of the trigger.
+            assert_eq!(tai_s[adc as usize] - TAI_MINUS_UTC_S, unix_ms / 1000);
+        }
+        seen += 1;
+    });
+    assert_eq!(seen, events.len());
+    assert_eq!(mpd_scan.events as usize, events.len());
+
+    // Missing boards: exactly the truth's events and boards.
+    let missing: BTreeSet<(u64, u8)> = mpd_scan.missing_boards.iter().copied().collect();
+    let truth_missing: BTreeSet<(u64, u8)> = truth["faults"]["missing_board_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m[0].as_u64().unwrap(), m[1].as_u64().unwrap() as u8))
+        .collect();
+    assert_eq!(missing, truth_missing);
+
+    // Dead, noisy, clipping: exactly the truth's inputs, no false flag.
+    let map = ChannelMap::nominal_2x2();
+    let flagged = mpd_scan.flagged(Some(&map), &HealthRules::default());
+    let of = |kind: LightFlag| -> BTreeSet<(u8, u8)> {
+        flagged.iter().filter(|f| f.kind == kind).map(|f| (f.adc, f.channel)).collect()
+    };
+    assert_eq!(of(LightFlag::Dead), pairs(&truth["faults"]["dead_channels"]));
+    assert_eq!(of(LightFlag::Noisy), pairs(&truth["faults"]["noisy_channels"]));
+    assert_eq!(of(LightFlag::Clipping), pairs(&truth["faults"]["saturating_channels"]));
+
+    // Baselines within 1 ADC14 of the truth; the default map matches the truth's channel map.
+    let mut checked = 0;
+    for c in truth["channel_map"].as_array().unwrap() {
+        let (adc, channel) =
+            (c["adc"].as_u64().unwrap() as u8, c["channel"].as_u64().unwrap() as u8);
+        let mapped = map.get(adc, channel);
+        if c["status"] == "inactive" {
+            assert!(mapped.is_none(), "adc {adc} ch {channel} should be unconnected");
+            continue;
+        }
+        let m = mapped.unwrap();
+        assert_eq!(
+            (u64::from(m.tpc), u64::from(m.det)),
+            (c["tpc"].as_u64().unwrap(), c["det"].as_u64().unwrap())
+        );
+        let truth_baseline = if c["status"] == "dead" {
+            c["dead_level_adc16"].as_f64().unwrap() / 4.0
+        } else {
+            c["baseline_adc16"].as_f64().unwrap() / 4.0
+        };
+        let baseline = mpd_scan.baseline(adc, channel).unwrap();
+        // Within 1 ADC14; a noisy input (σ up to 40 ADC14) is held to its statistical
+        // precision instead: 3σ/√(samples in the baseline windows).
+        let waveforms = mpd_scan.input(adc, channel).unwrap().waveforms as f64;
+        let sigma = c["noise_rms_adc16"].as_f64().unwrap() / 4.0;
+        let tolerance = (3.0 * sigma / (80.0 * waveforms).sqrt()).max(1.0);
+        assert!(
+            (baseline - truth_baseline).abs() <= tolerance,
+            "adc {adc} ch {channel}: {baseline} vs {truth_baseline} (±{tolerance})"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 8 * 48);
+
+    // The flow file gives the same numbers.
+    let flow_scan = scan(&flow, &mut |_, _, _, _, _| {});
+    assert_eq!(flow_scan.events, mpd_scan.events);
+    assert_eq!(flow_scan.waveforms, mpd_scan.waveforms);
+    assert_eq!(flow_scan.missing_boards, mpd_scan.missing_boards);
+    assert_eq!(flow_scan.flagged(Some(&map), &HealthRules::default()), flagged);
+    for adc in 0..8 {
+        for channel in 0..64 {
+            assert_eq!(flow_scan.baseline(adc, channel), mpd_scan.baseline(adc, channel));
+        }
+    }
+}
+
+#[test]
+fn small_light_fixture_matches_truth_from_mpd_and_flow() {
+    check_fixture("small");
+}
+
+#[test]
+fn cosmics_light_fixture_matches_truth_from_mpd_and_flow() {
+    check_fixture("cosmics");
+}
