@@ -64,6 +64,9 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
                 "track_segments" => state.track_segments(&batch)?,
                 "track_pixels" => state.track_pixels(&batch)?,
                 "pixels" => state.pixels(&batch)?,
+                "light_events" => state.light_events(&batch)?,
+                "light_waveforms" => state.light_waveforms(&batch)?,
+                "light_matches" => state.light_matches(&batch)?,
                 other => return Err(format!("unknown stream {other:?}")),
             }
         }

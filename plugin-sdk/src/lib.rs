@@ -103,6 +103,20 @@ pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + 'stat
     fn track_pixels(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
+    /// A batch of the `light_events` stream (one row per light-readout event).
+    fn light_events(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
+    /// A batch of the `light_waveforms` stream (one row per waveform: detector, baseline, RMS,
+    /// peak, integral, clipping, samples).
+    fn light_waveforms(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
+    /// A batch of the `light_matches` stream (light events and charge triggers paired by time;
+    /// a null side is unmatched).
+    fn light_matches(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
     /// The `pixels` stream: every connected channel of the detector with its position. Sent
     /// first, to every instance (also those that only merge), so keep it out of the state
     /// (`#[serde(skip)]` on a [`Pixels`] field).

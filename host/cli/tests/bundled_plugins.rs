@@ -11,13 +11,15 @@ use std::process::Command;
 use larmon_tests::{data, scratch, shared_fixture};
 use serde_json::Value;
 
-const BUNDLED: [&str; 10] = [
+const BUNDLED: [&str; 12] = [
     "channel-health",
     "charge",
+    "charge-light",
     "dqdx",
     "electron-lifetime",
     "event-display",
     "fifo-flags",
+    "light-health",
     "packet-rate",
     "pixel-maps",
     "tile-rate",
@@ -30,6 +32,11 @@ fn repo() -> PathBuf {
 
 /// Runs every bundled plugin over `file` with `config` (TOML text) and returns report.json.
 fn run_bundled(test: &str, file: &Path, config: &str) -> (Value, PathBuf) {
+    run_bundled_files(test, &[file], config)
+}
+
+/// Runs every bundled plugin over the files of one run.
+fn run_bundled_files(test: &str, files: &[&Path], config: &str) -> (Value, PathBuf) {
     let dir = scratch(test);
     let plugin_dir = repo().join("target/wasm32-wasip2/plugin");
     for name in BUNDLED {
@@ -42,7 +49,9 @@ fn run_bundled(test: &str, file: &Path, config: &str) -> (Value, PathBuf) {
     }
     std::fs::write(dir.join("larmon.toml"), config).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
-        .args(["run", file.to_str().unwrap(), "--run", "run", "--out"])
+        .arg("run")
+        .args(files)
+        .args(["--run", "run", "--out"])
         .arg(dir.join("reports"))
         .arg("--plugin-dir")
         .arg(&plugin_dir)
@@ -249,4 +258,73 @@ fn assert_physics_truth(report: &Value, truth: &Value) {
     );
     // An honest error: neither tiny nor useless for a 40 s run.
     assert!(tau_error > 10.0 && tau_error < 0.1 * truth_tau, "error {tau_error} µs");
+}
+
+/// Light files beside the charge file of the same run: light-health finds every dead, noisy
+/// and clipping input and every missing board of the light truth (no false flag), and
+/// charge-light matches every light event to its charge trigger and back — from the MPD file
+/// (small) and from the flow file (cosmics).
+#[test]
+fn light_plugins_match_the_light_truth() {
+    for (charge, light, truth_file) in [
+        (data("small-raw.h5"), shared_fixture("small-light.data"), "small-light-truth.json"),
+        (
+            shared_fixture("cosmics-raw.h5").unwrap_or_default(),
+            shared_fixture("cosmics-light-flow.h5"),
+            "cosmics-light-truth.json",
+        ),
+    ] {
+        let Some(light) = light else { continue };
+        let light_truth = truth(&shared_fixture(truth_file).unwrap());
+        let (report, run_dir) = run_bundled_files("bundled-light", &[&charge, &light], "");
+        for name in ["light-health", "charge-light"] {
+            let p = plugin(&report, name);
+            assert_eq!(p["status"], "ok", "{name}: {}", p["error"]);
+            for figure in p["figures"].as_array().unwrap() {
+                let svg =
+                    std::fs::read_to_string(run_dir.join(figure["svg"].as_str().unwrap())).unwrap();
+                assert!(svg.starts_with("<svg") && !svg.contains("plot failed"), "{name}");
+            }
+        }
+        let flagged = |kind: &str| -> BTreeSet<(u64, u64)> {
+            plugin(&report, "light-health")["results"]["flagged_inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["kind"] == kind)
+                .map(|f| (f["adc"].as_u64().unwrap(), f["channel"].as_u64().unwrap()))
+                .collect()
+        };
+        let truth_pairs = |key: &str| -> BTreeSet<(u64, u64)> {
+            light_truth["faults"][key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p[0].as_u64().unwrap(), p[1].as_u64().unwrap()))
+                .collect()
+        };
+        assert_eq!(flagged("dead"), truth_pairs("dead_channels"), "{truth_file}");
+        assert_eq!(flagged("noisy"), truth_pairs("noisy_channels"), "{truth_file}");
+        assert_eq!(flagged("clipping"), truth_pairs("saturating_channels"), "{truth_file}");
+        let missing: BTreeSet<(u64, u64)> =
+            plugin(&report, "light-health")["results"]["missing_boards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["event"].as_u64().unwrap(), m["adc"].as_u64().unwrap()))
+                .collect();
+        let truth_missing: BTreeSet<(u64, u64)> = light_truth["faults"]["missing_board_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m[0].as_u64().unwrap(), m[1].as_u64().unwrap()))
+            .collect();
+        assert_eq!(missing, truth_missing, "{truth_file}");
+        // Every light event has its charge trigger (the truth's rule) and back.
+        let events = light_truth["events"].as_array().unwrap().len() as f64;
+        assert_eq!(metric(&report, "charge-light", "light_events").0, events);
+        assert_eq!(metric(&report, "charge-light", "matched_events").0, events);
+        assert_eq!(metric(&report, "charge-light", "light_to_charge_efficiency").0, 1.0);
+        assert_eq!(metric(&report, "charge-light", "charge_to_light_efficiency").0, 1.0);
+    }
 }

@@ -90,7 +90,7 @@ fn assert_same_as_batch(daq: &Path, watched: &Path, run: u32, test: &str) {
     assert_eq!(a["start_unix_s"], b["start_unix_s"]);
     assert_eq!(a["quality"], b["quality"]);
     let (pa, pb) = (a["plugins"].as_array().unwrap(), b["plugins"].as_array().unwrap());
-    assert_eq!(pa.len(), 10);
+    assert_eq!(pa.len(), 12);
     assert_eq!(pa.len(), pb.len());
     for (x, y) in pa.iter().zip(pb) {
         for key in ["name", "status", "error", "metrics", "checks", "results", "figures"] {

@@ -14,6 +14,11 @@ use larmon_calibrate::output::{
 };
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::light::LightFile;
+use larmon_ingest::light::channel_map::ChannelMap;
+use larmon_ingest::light::streams::{
+    LightBatchBuilder, Matcher, TICKS_PER_S as LIGHT_TICKS_PER_S, event_time_ticks,
+};
 use larmon_ingest::read::{LarpixReader, ReadOptions};
 use larmon_report::model::{LoadEntry, Quality};
 use larmon_report::{Check, ChecksConfig, FigureFiles, Metric, PluginEntry, RunReport, Status};
@@ -198,6 +203,67 @@ enum Work {
     EndOfFile(usize),
 }
 
+/// Light events and charge triggers closer than this (10 MHz ticks) are one event (ndlar_flow
+/// uses 30).
+const LIGHT_MATCH_WINDOW_TICKS: i64 = 30;
+/// Leading samples of a light waveform used for its baseline (2x2: 80 of 96 pre-trigger).
+const LIGHT_BASELINE_SAMPLES: usize = 80;
+/// Light events per batch handed to the plugins.
+const LIGHT_EVENTS_PER_BATCH: usize = 64;
+
+/// Whether a file is light readout: an MPD run file (`.data`) or an ndlar_flow light file.
+pub fn is_light_file(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e == "data") {
+        return true;
+    }
+    matches!(LightFile::open(path), Ok(LightFile::Flow(_)))
+}
+
+/// What a light file adds to the run's host statistics.
+#[derive(serde::Serialize, Default)]
+struct LightStats {
+    light_events: u64,
+    light_waveforms: u64,
+    light_missing_boards: u64,
+    light_matched_events: u64,
+}
+
+/// Reads a light file into the `light_events`, `light_waveforms` and `light_matches` streams.
+fn process_light_file(
+    file: &Path,
+    matcher: &mut Matcher,
+    broadcast: &dyn Fn(&'static str, RecordBatch),
+) -> Result<LightStats> {
+    let mut light = LightFile::open(file)?;
+    let mut builder = LightBatchBuilder::new(ChannelMap::nominal_2x2(), LIGHT_BASELINE_SAMPLES);
+    let mut stats = LightStats::default();
+    let mut times: Vec<(u64, i64)> = Vec::new();
+    let mut flush = |builder: &mut LightBatchBuilder,
+                     times: &mut Vec<(u64, i64)>,
+                     stats: &mut LightStats| {
+        let (events, waveforms) = builder.finish();
+        let matches = matcher.match_events(times);
+        stats.light_matched_events += (matches.num_rows() - matches.column(1).null_count()) as u64;
+        times.clear();
+        broadcast("light_events", events);
+        broadcast("light_waveforms", waveforms);
+        broadcast("light_matches", matches);
+    };
+    light.for_each_event(|event| {
+        builder.add(event);
+        stats.light_events += 1;
+        stats.light_waveforms += event.waveforms.len() as u64;
+        stats.light_missing_boards +=
+            u64::from(event.boards.saturating_sub(event.boards_present.count_ones() as u8));
+        times.push((event.event, event_time_ticks(event).unwrap_or(0)));
+        if builder.pending_events >= LIGHT_EVENTS_PER_BATCH {
+            flush(&mut builder, &mut times, &mut stats);
+        }
+    })?;
+    flush(&mut builder, &mut times, &mut stats);
+    Ok(stats)
+}
+
 /// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
 const FILE_ID_SHIFT: u32 = 40;
 
@@ -363,7 +429,17 @@ pub fn run(args: Args) -> Result<()> {
                 let _ = tx.send(Work::Batch(stream, batch.clone()));
             }
         };
+        // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
+        let charge_triggers = std::cell::RefCell::new(Vec::<(i64, u64)>::new());
         let send_calibrated = |done: larmon_calibrate::output::CalibratedBatch| {
+            for e in &done.events {
+                if let Some(t0) = e.t0_ticks {
+                    let in_second = (t0.round() as i64).rem_euclid(LIGHT_TICKS_PER_S);
+                    charge_triggers
+                        .borrow_mut()
+                        .push((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id));
+                }
+            }
             broadcast("hits", hits_record_batch(&done.hits));
             broadcast("events", events_record_batch(&done.events));
             broadcast("tracks", tracks_record_batch(&done.tracks));
@@ -378,8 +454,47 @@ pub fn run(args: Args) -> Result<()> {
         let bar = progress::bar(total, "bytes");
         bar.set_prefix("processing");
         let mut done_bytes = 0;
-        for index in file_range.clone() {
+        // Charge files first (their triggers are what light events are matched to), then light
+        // files, each in the order given.
+        let (light_files, charge_files): (Vec<usize>, Vec<usize>) =
+            file_range.clone().partition(|&i| is_light_file(&args.files[i]));
+        let mut matcher: Option<Matcher> = None;
+        let last_light = light_files.last().copied();
+        for index in charge_files.into_iter().chain(light_files) {
             let file = &args.files[index];
+            if is_light_file(file) {
+                let matcher = matcher.get_or_insert_with(|| {
+                    Matcher::new(charge_triggers.borrow().clone(), LIGHT_MATCH_WINDOW_TICKS)
+                });
+                let stats = process_light_file(file, matcher, &broadcast)?;
+                if Some(index) == last_light {
+                    broadcast("light_matches", matcher.unmatched_charge());
+                }
+                for tx in &senders {
+                    let _ = tx.send(Work::EndOfFile(index));
+                }
+                let stats = serde_json::to_value(&stats)?;
+                if sharded {
+                    let manifest = FileManifest {
+                        file: file.clone(),
+                        index,
+                        host: stats.clone(),
+                        span: None,
+                        plugins: plugins
+                            .iter()
+                            .map(|p| (p.info().name.clone(), p.sha256().to_string()))
+                            .collect(),
+                    };
+                    write_atomically(
+                        &file_dir(&run_dir, index).join("manifest.json"),
+                        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+                    )?;
+                }
+                add_host_stats(&mut host, &stats);
+                done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                bar.set_position(done_bytes);
+                continue;
+            }
             let mut calibrator =
                 Calibrator::with_tables(detector.clone(), geometry.clone(), channel_table.clone())
                     .context("setting up the calibration")?

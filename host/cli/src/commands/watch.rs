@@ -159,6 +159,8 @@ struct Watch {
     plugins: Vec<LoadedPlugin>,
     pixels: Arc<RecordBatch>,
     files: Vec<LiveFile>,
+    /// Files seen and not followed (light readout).
+    skipped: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -230,6 +232,7 @@ pub fn run(args: Args) -> Result<()> {
         plugins,
         pixels,
         files: Vec::new(),
+        skipped: Vec::new(),
     };
     let poll = Duration::from_secs_f64(watch.args.poll_s.max(0.05));
     let mut last_change = Instant::now();
@@ -296,8 +299,20 @@ impl Watch {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file())
             .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5"))
-            .filter(|p| !self.files.iter().any(|f| &f.path == p))
+            .filter(|p| !self.files.iter().any(|f| &f.path == p) && !self.skipped.contains(p))
             .collect();
+        // Light files (flow HDF5) are not followed live yet: `larmon run` takes them.
+        new.retain(|p| {
+            let light = super::run::is_light_file(p);
+            if light {
+                eprintln!(
+                    "larmon: {}: light readout is not followed live (use larmon run); skipped",
+                    p.display()
+                );
+                self.skipped.push(p.clone());
+            }
+            !light
+        });
         new.sort();
         for path in new {
             let run = self.run_of(&path);

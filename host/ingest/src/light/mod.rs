@@ -15,6 +15,7 @@ pub mod flow;
 pub mod mpd;
 pub mod reduce;
 pub mod scan;
+pub mod streams;
 
 use std::path::Path;
 

@@ -1,0 +1,126 @@
+//! charge-light: light events and charge external triggers paired by time (the host's
+//! `light_matches`, |Δt| ≤ 30 ticks): the matching efficiency both ways — light events with a
+//! charge trigger, and charge triggers within the light data's time span with a light event —
+//! and the distribution of Δt = t_light − t_charge. A drop means a clock or trigger problem.
+
+use larmon_plugin_sdk::prelude::*;
+
+#[derive(Serialize, Deserialize)]
+struct ChargeLight {
+    light_events: u64,
+    charge_triggers: u64,
+    matched: u64,
+    dt: Hist1D,
+    warn_efficiency: f64,
+    error_efficiency: f64,
+}
+
+impl Plugin for ChargeLight {
+    fn info() -> Info {
+        Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
+            .consumes("light_matches", &["light_event", "charge_event", "dt_ticks"])
+            .config_key("warn_efficiency")
+            .config_key("error_efficiency")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            light_events: 0,
+            charge_triggers: 0,
+            matched: 0,
+            dt: Hist1D::new(61, -30.5, 30.5),
+            warn_efficiency: config_number(config, "warn_efficiency", 0.99),
+            error_efficiency: config_number(config, "error_efficiency", 0.9),
+        })
+    }
+
+    fn light_matches(&mut self, batch: &Batch) -> Result<(), String> {
+        let light = batch.opt_u64("light_event")?;
+        let charge = batch.opt_u64("charge_event")?;
+        let dt = batch.opt_i64("dt_ticks")?;
+        for i in 0..batch.len() {
+            self.light_events += u64::from(light[i].is_some());
+            self.charge_triggers += u64::from(charge[i].is_some());
+            if light[i].is_some() && charge[i].is_some() {
+                self.matched += 1;
+                if let Some(dt) = dt[i] {
+                    self.dt.fill(dt as f64, 1.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.light_events += other.light_events;
+        self.charge_triggers += other.charge_triggers;
+        self.matched += other.matched;
+        self.dt.merge(&other.dt)
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        let light_eff = ratio(self.matched, self.light_events);
+        let charge_eff = ratio(self.matched, self.charge_triggers);
+        let mut plot = svg::Plot::new(
+            "Light − charge trigger time",
+            "Δt [ticks of 100 ns]",
+            "matched events / tick",
+        )
+        .hist(&self.dt, "");
+        if self.matched == 0 {
+            plot = plot.note("no matched events (no light files in the run?)");
+        }
+        let table = svg::table(
+            "Charge–light matching",
+            &["", "events", "matched", "efficiency"],
+            &[
+                vec![
+                    "light → charge".into(),
+                    self.light_events.to_string(),
+                    self.matched.to_string(),
+                    format!("{light_eff:.4}"),
+                ],
+                vec![
+                    "charge → light".into(),
+                    self.charge_triggers.to_string(),
+                    self.matched.to_string(),
+                    format!("{charge_eff:.4}"),
+                ],
+            ],
+        );
+        let mut report = Report::new()
+            .figure("dt", "Light − charge time difference", plot.render(), &self.dt)
+            .figure(
+                "efficiency",
+                "Charge–light matching efficiency",
+                table,
+                &[light_eff, charge_eff],
+            )
+            .metric("light_events", self.light_events as f64, None, "events")
+            .metric("charge_triggers_in_light_span", self.charge_triggers as f64, None, "triggers")
+            .metric("matched_events", self.matched as f64, None, "events")
+            .metric("light_to_charge_efficiency", light_eff, None, "")
+            .metric("charge_to_light_efficiency", charge_eff, None, "");
+        if self.light_events > 0 {
+            report = report
+                .check_band(
+                    "light_to_charge_efficiency",
+                    light_eff,
+                    (self.warn_efficiency, 1.0),
+                    (self.error_efficiency, 1.0),
+                    "",
+                )
+                .check_band(
+                    "charge_to_light_efficiency",
+                    charge_eff,
+                    (self.warn_efficiency, 1.0),
+                    (self.error_efficiency, 1.0),
+                    "",
+                );
+        }
+        Ok(report)
+    }
+}
+
+export_plugin!(ChargeLight);

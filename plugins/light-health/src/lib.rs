@@ -1,0 +1,246 @@
+//! light-health: the light readout's inputs and boards — dead (flat in every waveform), noisy
+//! (mean baseline RMS above `noisy_factor` × the median input) and clipping (a sample on the top
+//! rail) inputs, events with a board missing; maps of baseline noise and level per board and
+//! input. The flagged inputs go to report.json (`results.flagged_inputs`).
+
+use larmon_plugin_sdk::prelude::*;
+
+const BOARDS: usize = 8;
+const INPUTS: usize = 64;
+
+#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+struct Input {
+    waveforms: u64,
+    rms_sum: f64,
+    baseline_sum: f64,
+    flat: u64,
+    clipped: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LightHealth {
+    inputs: Vec<Input>,
+    events: u64,
+    /// (event, board) of every board missing from an event.
+    missing: Vec<(u64, u8)>,
+    noisy_factor: f64,
+    warn_bad_inputs: f64,
+    error_bad_inputs: f64,
+    warn_missing_fraction: f64,
+    error_missing_fraction: f64,
+}
+
+#[derive(Serialize)]
+struct Flagged {
+    adc: u8,
+    channel: u8,
+    kind: &'static str,
+    rms_adc: f64,
+    clipped_waveforms: u64,
+}
+
+#[derive(Serialize)]
+struct MissingBoard {
+    event: u64,
+    adc: u8,
+}
+
+impl LightHealth {
+    fn flagged(&self) -> Vec<Flagged> {
+        let mut rms: Vec<f64> = self
+            .inputs
+            .iter()
+            .filter(|i| i.waveforms > 0)
+            .map(|i| i.rms_sum / i.waveforms as f64)
+            .collect();
+        rms.sort_by(f64::total_cmp);
+        let median = rms.get(rms.len() / 2).copied().unwrap_or(0.0);
+        let mut out = Vec::new();
+        for (k, i) in self.inputs.iter().enumerate().filter(|(_, i)| i.waveforms > 0) {
+            let (adc, channel) = ((k / INPUTS) as u8, (k % INPUTS) as u8);
+            let mean = i.rms_sum / i.waveforms as f64;
+            let flag =
+                |kind| Flagged { adc, channel, kind, rms_adc: mean, clipped_waveforms: i.clipped };
+            if i.flat == i.waveforms {
+                out.push(flag("dead"));
+            } else if median > 0.0 && mean > self.noisy_factor * median {
+                out.push(flag("noisy"));
+            }
+            if i.clipped > 0 {
+                out.push(flag("clipping"));
+            }
+        }
+        out
+    }
+}
+
+impl Plugin for LightHealth {
+    fn info() -> Info {
+        Info::new("light-health", "Light readout: dead, noisy, clipping inputs and missing boards")
+            .consumes("light_events", &["event", "boards", "boards_present"])
+            .consumes(
+                "light_waveforms",
+                &["adc", "channel", "baseline", "rms", "peak", "clipped_high"],
+            )
+            .config_key("noisy_factor")
+            .config_key("warn_bad_inputs")
+            .config_key("error_bad_inputs")
+            .config_key("warn_missing_fraction")
+            .config_key("error_missing_fraction")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            inputs: vec![Input::default(); BOARDS * INPUTS],
+            events: 0,
+            missing: Vec::new(),
+            noisy_factor: config_number(config, "noisy_factor", 5.0),
+            warn_bad_inputs: config_number(config, "warn_bad_inputs", 1.0),
+            error_bad_inputs: config_number(config, "error_bad_inputs", 20.0),
+            warn_missing_fraction: config_number(config, "warn_missing_fraction", 0.001),
+            error_missing_fraction: config_number(config, "error_missing_fraction", 0.05),
+        })
+    }
+
+    fn light_events(&mut self, batch: &Batch) -> Result<(), String> {
+        let (event, boards, present) =
+            (batch.u64("event")?, batch.u8("boards")?, batch.u8("boards_present")?);
+        for i in 0..batch.len() {
+            self.events += 1;
+            for adc in 0..boards[i].min(8) {
+                if present[i] & (1 << adc) == 0 {
+                    self.missing.push((event[i], adc));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
+        let (adc, channel) = (batch.u8("adc")?, batch.u8("channel")?);
+        let (baseline, rms, peak) = (batch.f32("baseline")?, batch.f32("rms")?, batch.f32("peak")?);
+        let clipped = batch.u16("clipped_high")?;
+        for i in 0..batch.len() {
+            let Some(input) =
+                self.inputs.get_mut(usize::from(adc[i]) * INPUTS + usize::from(channel[i]))
+            else {
+                continue;
+            };
+            input.waveforms += 1;
+            input.rms_sum += f64::from(rms[i]);
+            input.baseline_sum += f64::from(baseline[i]);
+            input.flat += u64::from(rms[i] == 0.0 && peak[i] <= 0.0);
+            input.clipped += u64::from(clipped[i] > 0);
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (mine, theirs) in self.inputs.iter_mut().zip(&other.inputs) {
+            mine.waveforms += theirs.waveforms;
+            mine.rms_sum += theirs.rms_sum;
+            mine.baseline_sum += theirs.baseline_sum;
+            mine.flat += theirs.flat;
+            mine.clipped += theirs.clipped;
+        }
+        self.events += other.events;
+        self.missing.extend(other.missing);
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let flagged = self.flagged();
+        let count = |kind: &str| flagged.iter().filter(|f| f.kind == kind).count() as f64;
+        let map = |value: fn(&Input) -> f64| -> Vec<(f64, f64, f64)> {
+            self.inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.waveforms > 0)
+                .map(|(k, i)| ((k % INPUTS) as f64, (k / INPUTS) as f64, value(i)))
+                .collect()
+        };
+        let rms_map = svg::value_map(
+            &map(|i| i.rms_sum / i.waveforms as f64),
+            1.0,
+            "Baseline noise per input",
+            "input channel",
+            "ADC board",
+            "RMS [ADC]",
+        );
+        let baseline_map = svg::value_map(
+            &map(|i| i.baseline_sum / i.waveforms as f64),
+            1.0,
+            "Baseline per input",
+            "input channel",
+            "ADC board",
+            "baseline [ADC]",
+        );
+        let mut rows: Vec<Vec<String>> = flagged
+            .iter()
+            .map(|f| {
+                vec![
+                    f.kind.to_string(),
+                    f.adc.to_string(),
+                    f.channel.to_string(),
+                    format!("{:.1}", f.rms_adc),
+                    f.clipped_waveforms.to_string(),
+                ]
+            })
+            .collect();
+        for (event, adc) in self.missing.iter().take(20) {
+            rows.push(vec![
+                "board missing".into(),
+                adc.to_string(),
+                format!("event {event}"),
+                "".into(),
+                "".into(),
+            ]);
+        }
+        let table = svg::table(
+            &format!("Light readout problems in {} events", self.events),
+            &["kind", "ADC", "input", "RMS [ADC]", "clipped wvfms"],
+            &rows,
+        );
+        let missing_fraction = self.missing.len() as f64 / self.events.max(1) as f64;
+        let bad = count("dead") + count("noisy");
+        let missing: Vec<MissingBoard> =
+            self.missing.iter().map(|&(event, adc)| MissingBoard { event, adc }).collect();
+        Ok(Report::new()
+            .figure(
+                "rms_map",
+                "Light baseline noise per input",
+                rms_map,
+                &map(|i| i.rms_sum / i.waveforms as f64),
+            )
+            .figure(
+                "baseline_map",
+                "Light baseline per input",
+                baseline_map,
+                &map(|i| i.baseline_sum / i.waveforms as f64),
+            )
+            .figure("problems", "Light readout problems", table, &flagged)
+            .metric("light_events", self.events as f64, None, "events")
+            .metric("dead_inputs", count("dead"), None, "inputs")
+            .metric("noisy_inputs", count("noisy"), None, "inputs")
+            .metric("clipping_inputs", count("clipping"), None, "inputs")
+            .metric("missing_board_events", self.missing.len() as f64, None, "events")
+            .check_max(
+                "dead_or_noisy_inputs",
+                bad,
+                self.warn_bad_inputs,
+                self.error_bad_inputs,
+                "inputs",
+            )
+            .check_max(
+                "missing_board_fraction",
+                missing_fraction,
+                self.warn_missing_fraction,
+                self.error_missing_fraction,
+                "",
+            )
+            .result("flagged_inputs", &flagged)
+            .result("missing_boards", &missing))
+    }
+}
+
+export_plugin!(LightHealth);
