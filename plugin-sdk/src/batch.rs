@@ -2,7 +2,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Float32Type, Float64Type, Int16Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 
@@ -66,6 +66,24 @@ impl Batch {
         Ok((0..self.len())
             .map(|i| crate::unique_id(group[i], uart[i], chip[i], channel[i]))
             .collect())
+    }
+
+    /// A `list<i16>` column (e.g. `light_waveforms.samples`): one slice per row, no copy.
+    pub fn i16_lists(&self, column: &str) -> Result<Vec<&[i16]>, String> {
+        let array = self
+            .inner
+            .column_by_name(column)
+            .ok_or_else(|| format!("no column {column:?} (did info() request it?)"))?;
+        let list = array
+            .as_list_opt::<i32>()
+            .ok_or_else(|| format!("column {column:?} is {}, not a list", array.data_type()))?;
+        let values = list
+            .values()
+            .as_primitive_opt::<Int16Type>()
+            .ok_or_else(|| format!("column {column:?} holds {}, not i16", list.value_type()))?
+            .values();
+        let offsets = list.value_offsets();
+        Ok((0..list.len()).map(|i| &values[offsets[i] as usize..offsets[i + 1] as usize]).collect())
     }
 
     getter!(u8, opt_u8, UInt8Type, u8);

@@ -38,6 +38,7 @@ pub mod fit;
 pub mod geometry;
 pub mod hist;
 pub mod report;
+pub mod spectrum;
 pub mod svg;
 
 #[doc(hidden)]
@@ -139,7 +140,7 @@ pub mod prelude {
     pub use crate::{
         Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments,
         Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, channel_of, config_number,
-        export_plugin, fit, log, svg, unique_id,
+        export_plugin, fit, log, spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -214,6 +214,105 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Ca
     Ok(declaration)
 }
 
+/// Whether a file is light readout (MPD `.data`, or an ndlar_flow light file).
+pub fn is_light_file(path: &Path) -> bool {
+    use larmon_ingest::light::LightFile;
+    path.extension().is_some_and(|e| e == "data")
+        || matches!(LightFile::open(path), Ok(LightFile::Flow(_)))
+}
+
+/// The 2x2 light DAQ's file names: `mpd_run_<name>_rctl_<run>_p<part>.data`.
+pub const LIGHT_NAME_PATTERN: &str = r"rctl_(?P<run>\d+)_p(?P<subrun>\d+)";
+
+/// Declares a light-readout file (MPD or flow) from its data: run and file index from the MPD
+/// run start block (else the name: `rctl_<run>_p<part>`), start/end time from the first and last
+/// event's Unix ms, event count, events with a board missing.
+pub fn extract_light(path: &Path, options: &MetadataOptions) -> Result<Declaration, CatalogError> {
+    use larmon_ingest::light::LightFile;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+        CatalogError::Invalid { path: path.into(), reason: "no file name".into() }
+    })?;
+    loop {
+        let (_, modified) = fingerprint(path)?;
+        let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+        if age >= options.stable_for {
+            break;
+        }
+        std::thread::sleep(options.stable_for - age);
+    }
+    let before = fingerprint(path)?;
+    let (adler32, size) = Adler32::of_file(path).map_err(|e| CatalogError::io(path, e))?;
+    let mut file = LightFile::open(path)?;
+    let (mut events, mut missing) = (0u64, 0u64);
+    let mut span: Option<(u64, u64)> = None;
+    file.for_each_event(|e| {
+        events += 1;
+        missing += u64::from(e.boards_present.count_ones() < u32::from(e.boards));
+        span = Some(
+            span.map_or((e.unix_ms, e.unix_ms), |(a, b)| (a.min(e.unix_ms), b.max(e.unix_ms))),
+        );
+    })?;
+    let (tier, format, from_data) = match &file {
+        LightFile::Mpd(reader) => {
+            if reader.incomplete_tail() {
+                return Err(CatalogError::Invalid {
+                    path: path.into(),
+                    reason: "the last block is incomplete (still being written?)".into(),
+                });
+            }
+            let start = reader.run_start();
+            let run = start.and_then(|r| r.run).map(u64::from);
+            let index = start.and_then(|r| r.index).map(u64::from);
+            ("raw", "binary", run.map(|r| (r, index.unwrap_or(0) + 1)))
+        }
+        LightFile::Flow(_) => ("decoded-raw", "hdf5", None),
+    };
+    if fingerprint(path)? != before {
+        return Err(CatalogError::Invalid {
+            path: path.into(),
+            reason: "the file changed while it was read (still being written?)".into(),
+        });
+    }
+    let light_pattern = Regex::new(LIGHT_NAME_PATTERN).expect("valid light pattern");
+    let run = from_data
+        .or_else(|| run_subrun(&light_pattern, &name))
+        .or_else(|| run_subrun(&options.name_pattern, &name));
+    let mut metadata = Map::new();
+    let mut put = |key: &str, value: Value| {
+        metadata.insert(key.to_string(), value);
+    };
+    put("core.run_type", LIGHT_NAMESPACE.into());
+    if let Some((run, subrun)) = run {
+        put("core.runs", json!([run]));
+        put("core.runs_subruns", json!([run * SUBRUNS_PER_RUN + subrun]));
+    }
+    put("core.data_tier", tier.into());
+    put("core.file_format", format.into());
+    put("core.file_type", "detector".into());
+    put("core.data_stream", options.data_stream.clone().into());
+    if let Some((first, last)) = span {
+        put("core.start_time", json!(first as f64 / 1e3));
+        put("core.end_time", json!(last as f64 / 1e3));
+    }
+    put("core.event_count", json!(events));
+    put("core.file_content_status", "good".into());
+    put("core.application.family", "lrs".into());
+    put("core.application.name", "larmon".into());
+    put("core.application.version", env!("CARGO_PKG_VERSION").into());
+    put("retention.status", "active".into());
+    put("retention.class", "rawdata".into());
+    put("dune.light_missing_board_events", json!(missing));
+    let declaration = Declaration {
+        namespace: LIGHT_NAMESPACE.into(),
+        name,
+        size,
+        checksums: [("adler32".to_string(), adler32.to_string())].into(),
+        metadata,
+    };
+    declaration.validate().map_err(|reason| CatalogError::Invalid { path: path.into(), reason })?;
+    Ok(declaration)
+}
+
 /// Writes `<file>.json` (declad's sidecar) atomically: a temporary name, fsync, rename.
 pub fn write_sidecar(path: &Path, declaration: &Declaration) -> Result<PathBuf, CatalogError> {
     let mut sidecar = path.as_os_str().to_owned();

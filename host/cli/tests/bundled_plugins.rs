@@ -11,7 +11,7 @@ use std::process::Command;
 use larmon_tests::{data, scratch, shared_fixture};
 use serde_json::Value;
 
-const BUNDLED: [&str; 12] = [
+const BUNDLED: [&str; 14] = [
     "channel-health",
     "charge",
     "charge-light",
@@ -19,7 +19,9 @@ const BUNDLED: [&str; 12] = [
     "electron-lifetime",
     "event-display",
     "fifo-flags",
+    "light-baseline",
     "light-health",
+    "light-pulses",
     "packet-rate",
     "pixel-maps",
     "tile-rate",
@@ -277,7 +279,7 @@ fn light_plugins_match_the_light_truth() {
         let Some(light) = light else { continue };
         let light_truth = truth(&shared_fixture(truth_file).unwrap());
         let (report, run_dir) = run_bundled_files("bundled-light", &[&charge, &light], "");
-        for name in ["light-health", "charge-light"] {
+        for name in ["light-health", "light-baseline", "light-pulses", "charge-light"] {
             let p = plugin(&report, name);
             assert_eq!(p["status"], "ok", "{name}: {}", p["error"]);
             for figure in p["figures"].as_array().unwrap() {
@@ -326,5 +328,15 @@ fn light_plugins_match_the_light_truth() {
         assert_eq!(metric(&report, "charge-light", "matched_events").0, events);
         assert_eq!(metric(&report, "charge-light", "light_to_charge_efficiency").0, 1.0);
         assert_eq!(metric(&report, "charge-light", "charge_to_light_efficiency").0, 1.0);
+        // Light and charge of the same muons grow together.
+        let correlation = metric(&report, "charge-light", "light_charge_correlation").0;
+        assert!(correlation > 0.4, "light-charge correlation {correlation}");
+        assert_eq!(metric(&report, "light-pulses", "light_events").0, events);
+        // The noise the truth put in (2–4 ADC14 per input, 10× on a few): the mean RMS of
+        // each detector type is inside that band.
+        for kind in ["arclight", "lcm"] {
+            let rms = metric(&report, "light-baseline", &format!("{kind}_mean_rms_adc")).0;
+            assert!((2.0..=5.0).contains(&rms), "{kind}: mean RMS {rms} ADC");
+        }
     }
 }

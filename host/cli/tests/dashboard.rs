@@ -181,7 +181,7 @@ fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
         serde_json::from_str(&server.get("/api/runs/run-0002").2).unwrap();
     assert_eq!(full, report);
     let plugins: serde_json::Value = serde_json::from_str(&server.get("/api/plugins").2).unwrap();
-    assert_eq!(plugins.as_array().unwrap().len(), 12);
+    assert_eq!(plugins.as_array().unwrap().len(), 14);
     let metrics = server.get("/metrics").2;
     assert!(metrics.contains("larmon_run_quality{run=\"run-0002\"} 1"), "{metrics}");
     assert!(metrics.contains("larmon_metric{run=\"run-0002\",plugin=\"packet-rate\",metric=\"parity_errors\",unit=\"packets\"} 33"));

@@ -552,3 +552,49 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
         assert_eq!(sites, vec![drop_rse.as_str()], "{did}");
     }
 }
+
+/// Light files are declared from their data too: run and part from the MPD run start block,
+/// times from the first and last event, events; and they pair with the charge file of their run.
+#[test]
+fn light_metadata_comes_from_the_data_and_pairs_with_charge() {
+    let (Some(light), Some(truth)) =
+        (shared_fixture("small-light.data"), shared_fixture("small-light-truth.json"))
+    else {
+        return;
+    };
+    let truth = read_json(&truth);
+    let events = truth["events"].as_array().unwrap();
+    let declaration: Value =
+        serde_json::from_str(&ok(larmon(&["meta", p(&light), "--stable-s", "0"]))).unwrap();
+    let m = &declaration["metadata"];
+    assert_eq!(declaration["namespace"], "neardet-2x2-lar-light");
+    assert_eq!(m["core.runs"], json!([truth["run"]["run_number"]]));
+    assert_eq!(
+        m["core.runs_subruns"],
+        json!([truth["run"]["run_number"].as_u64().unwrap() * 100_000 + 1])
+    );
+    let ms = |e: &Value| e["unix_ms"].as_f64().unwrap() / 1e3;
+    assert_eq!(m["core.start_time"], json!(ms(&events[0])));
+    assert_eq!(m["core.end_time"], json!(ms(events.last().unwrap())));
+    assert_eq!(m["core.event_count"], json!(events.len()));
+    assert_eq!(m["core.file_format"], "binary");
+    assert_eq!(
+        m["dune.light_missing_board_events"],
+        json!(truth["faults"]["missing_board_events"].as_array().unwrap().len())
+    );
+
+    // The charge file of the same run (named as the DAQ names it) and the light file pair up.
+    let dir = scratch("dm-light");
+    let charge = dir.join("binary-0000001-2023_03_15_02_40_01_UTC.h5");
+    std::fs::copy(data("small-raw.h5"), &charge).unwrap();
+    let db = dir.join("catalog.sqlite");
+    ok(larmon(&["catalog", "--db", p(&db), "add", "--stable-s", "0", p(&charge), p(&light)]));
+    let association: Value =
+        serde_json::from_str(&ok(larmon(&["catalog", "--db", p(&db), "associate", "--run", "1"])))
+            .unwrap();
+    let links = association[0]["links"].as_array().unwrap();
+    assert_eq!(links.len(), 1, "{association}");
+    assert_eq!(links[0]["kind"], "light");
+    assert!(links[0]["overlap_s"].as_f64().unwrap() > 3.0, "{association}");
+    assert_eq!(association[0]["unmatched"], json!([]));
+}

@@ -2,6 +2,10 @@
 //! `light_matches`, |Δt| ≤ 30 ticks): the matching efficiency both ways — light events with a
 //! charge trigger, and charge triggers within the light data's time span with a light event —
 //! and the distribution of Δt = t_light − t_charge. A drop means a clock or trigger problem.
+//! For matched events it also plots the light seen (integral summed over all waveforms) against
+//! the charge of the charge event: both grow with the track length in the detector.
+
+use std::collections::BTreeMap;
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -11,6 +15,12 @@ struct ChargeLight {
     charge_triggers: u64,
     matched: u64,
     dt: Hist1D,
+    /// Charge of triggered charge events, ke⁻, by event id.
+    charge_q: BTreeMap<u64, f64>,
+    /// Light integral summed over a light event's waveforms, by light event.
+    light_sum: BTreeMap<u64, f64>,
+    /// Matched (light event, charge event).
+    pairs: Vec<(u64, u64)>,
     warn_efficiency: f64,
     error_efficiency: f64,
 }
@@ -19,6 +29,8 @@ impl Plugin for ChargeLight {
     fn info() -> Info {
         Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
             .consumes("light_matches", &["light_event", "charge_event", "dt_ticks"])
+            .consumes("events", &["event_id", "kind", "q_ke"])
+            .consumes("light_waveforms", &["event", "integral"])
             .config_key("warn_efficiency")
             .config_key("error_efficiency")
     }
@@ -29,6 +41,9 @@ impl Plugin for ChargeLight {
             charge_triggers: 0,
             matched: 0,
             dt: Hist1D::new(61, -30.5, 30.5),
+            charge_q: BTreeMap::new(),
+            light_sum: BTreeMap::new(),
+            pairs: Vec::new(),
             warn_efficiency: config_number(config, "warn_efficiency", 0.99),
             error_efficiency: config_number(config, "error_efficiency", 0.9),
         })
@@ -41,7 +56,8 @@ impl Plugin for ChargeLight {
         for i in 0..batch.len() {
             self.light_events += u64::from(light[i].is_some());
             self.charge_triggers += u64::from(charge[i].is_some());
-            if light[i].is_some() && charge[i].is_some() {
+            if let (Some(l), Some(c)) = (light[i], charge[i]) {
+                self.pairs.push((l, c));
                 self.matched += 1;
                 if let Some(dt) = dt[i] {
                     self.dt.fill(dt as f64, 1.0);
@@ -51,7 +67,30 @@ impl Plugin for ChargeLight {
         Ok(())
     }
 
+    fn events(&mut self, batch: &Batch) -> Result<(), String> {
+        let (id, kind, q) = (batch.u64("event_id")?, batch.u8("kind")?, batch.f64("q_ke")?);
+        for i in 0..batch.len() {
+            if kind[i] == 1 {
+                self.charge_q.insert(id[i], q[i]);
+            }
+        }
+        Ok(())
+    }
+
+    fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
+        let (event, integral) = (batch.u64("event")?, batch.f32("integral")?);
+        for i in 0..batch.len() {
+            *self.light_sum.entry(event[i]).or_default() += f64::from(integral[i]);
+        }
+        Ok(())
+    }
+
     fn merge(&mut self, other: Self) -> Result<(), String> {
+        self.charge_q.extend(other.charge_q);
+        for (event, sum) in other.light_sum {
+            *self.light_sum.entry(event).or_default() += sum;
+        }
+        self.pairs.extend(other.pairs);
         self.light_events += other.light_events;
         self.charge_triggers += other.charge_triggers;
         self.matched += other.matched;
@@ -89,8 +128,31 @@ impl Plugin for ChargeLight {
                 ],
             ],
         );
+        let points: Vec<(f64, f64)> = self
+            .pairs
+            .iter()
+            .filter_map(|(l, c)| Some((*self.charge_q.get(c)?, *self.light_sum.get(l)?)))
+            .collect();
+        let correlation = pearson(&points);
+        let mut scatter = svg::Plot::new(
+            "Light vs charge of matched events",
+            "charge [ke⁻]",
+            "light [ADC·sample]",
+        );
+        scatter = if points.is_empty() {
+            scatter.note("no matched events with both sides")
+        } else {
+            scatter.points(points.clone(), "").note(format!("correlation {correlation:.2}"))
+        };
         let mut report = Report::new()
             .figure("dt", "Light − charge time difference", plot.render(), &self.dt)
+            .figure(
+                "light_vs_charge",
+                "Light vs charge of matched events",
+                scatter.render(),
+                &points,
+            )
+            .metric("light_charge_correlation", correlation, None, "")
             .figure(
                 "efficiency",
                 "Charge–light matching efficiency",
@@ -121,6 +183,23 @@ impl Plugin for ChargeLight {
         }
         Ok(report)
     }
+}
+
+/// Pearson correlation coefficient (0 for fewer than 3 points or no spread).
+fn pearson(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 3 {
+        return 0.0;
+    }
+    let (mx, my) =
+        (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (x, y) in points {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    if sxx > 0.0 && syy > 0.0 { sxy / (sxx * syy).sqrt() } else { 0.0 }
 }
 
 export_plugin!(ChargeLight);

@@ -4,14 +4,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
-use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, extract, read_verified_sidecar};
+use larmon_catalog::metadata::{
+    DEFAULT_NAME_PATTERN, extract, extract_light, is_light_file, read_verified_sidecar,
+};
 use larmon_catalog::{Added, Catalog, FileRecord};
 
 /// The file catalog: files with their metadata and checksums, replicas, transfers.
 ///
-/// An embedded SQLite database (WAL: the dashboard reads while transfers write). Charge files
-/// are declared from their data (`larmon meta`); light and MINERvA files from their DAQ's
-/// `<file>.json` sidecar, whose size and adler32 are checked against the bytes first. Adding a
+/// An embedded SQLite database (WAL: the dashboard reads while transfers write). Charge and
+/// light files are declared from their data (`larmon meta`); a file with a DAQ sidecar
+/// `<file>.json` (e.g. MINERvA) from that, after its size and adler32 are checked against the
+/// bytes. Adding a
 /// file twice changes nothing; the same name with other bytes is refused.
 ///
 /// Examples:
@@ -98,6 +101,8 @@ pub fn run(args: Args) -> Result<()> {
                 let sidecar = sidecar_of(file);
                 let declaration = if sidecar.exists() {
                     read_verified_sidecar(file, &sidecar)
+                } else if is_light_file(file) {
+                    extract_light(file, &options)
                 } else {
                     extract(file, &options)
                 };

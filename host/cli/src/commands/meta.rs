@@ -5,16 +5,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, extract, write_sidecar};
+use larmon_catalog::metadata::{
+    DEFAULT_NAME_PATTERN, extract, extract_light, is_light_file, write_sidecar,
+};
 use larmon_catalog::{Adler32, MetadataOptions};
 
-/// Print the MetaCat declaration of charge files, read from the data itself.
+/// Print the MetaCat declaration of charge and light files, read from the data itself.
 ///
 /// Namespace and core.run_type `neardet-2x2-lar-charge`; size and adler32 (8 lowercase hex
 /// digits) of the bytes; core.runs and core.runs_subruns (= run·100000 + subrun, the DUNE
 /// convention; subrun 1 when the name has none) from the file name; core.start_time and
 /// core.end_time (first and last PACMAN Unix time) and core.event_count (triggered events) from
 /// the packets; core.data_tier `raw` or `decoded-raw`; the detector configuration used.
+/// Light files (MPD `.data`, ndlar_flow light HDF5): namespace `neardet-2x2-lar-light`, run and
+/// part from the MPD run start block (else `rctl_<run>_p<part>` in the name), times from the
+/// first and last event's Unix ms, event count, events with a board missing.
 ///
 /// A file still growing is waited for (unchanged for --stable-s) and refused if it changes
 /// while being read. --sidecar writes declad's `<file>.json` atomically (temporary + rename).
@@ -68,7 +73,11 @@ pub fn run(args: Args) -> Result<()> {
         options(args.config.as_ref(), &args.data_stream, &args.name_pattern, args.stable_s)?;
     let mut declarations = Vec::new();
     for file in &args.files {
-        let declaration = extract(file, &options)?;
+        let declaration = if is_light_file(file) {
+            extract_light(file, &options)?
+        } else {
+            extract(file, &options)?
+        };
         if args.sidecar {
             let sidecar = write_sidecar(file, &declaration)?;
             println!("{}", sidecar.display());

@@ -1,0 +1,168 @@
+//! light-baseline: the light readout's pre-trigger baselines — noise (RMS) per detector type and
+//! per detector, the baseline level per detector, and the noise power spectrum per detector type
+//! from the first 64 pre-trigger samples (16 ns sampling: 0–31.25 MHz), where coherent pickup
+//! shows up as lines.
+
+use larmon_plugin_sdk::prelude::*;
+
+const TYPES: [&str; 2] = ["ArcLight", "LCM"];
+/// TPCs × detectors per TPC.
+const DETECTORS: usize = 8 * 16;
+/// Samples per spectrum (a power of two inside the 80-sample baseline window).
+const FFT_SAMPLES: usize = 64;
+const SAMPLE_NS: f64 = 16.0;
+
+#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+struct Sum {
+    n: u64,
+    rms: f64,
+    baseline: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LightBaseline {
+    rms: Vec<Hist1D>,
+    spectrum: Vec<Vec<f64>>,
+    spectra: Vec<u64>,
+    detectors: Vec<Sum>,
+}
+
+impl Plugin for LightBaseline {
+    fn info() -> Info {
+        Info::new("light-baseline", "Light readout baselines: noise per detector and noise spectra")
+            .consumes("light_waveforms", &["tpc", "det", "det_type", "baseline", "rms", "samples"])
+    }
+
+    fn new(_config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            rms: vec![Hist1D::new(100, 0.0, 50.0); 2],
+            spectrum: vec![vec![0.0; FFT_SAMPLES / 2 + 1]; 2],
+            spectra: vec![0; 2],
+            detectors: vec![Sum::default(); DETECTORS],
+        })
+    }
+
+    fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
+        let (tpc, det, kind) = (batch.u8("tpc")?, batch.u8("det")?, batch.u8("det_type")?);
+        let (baseline, rms) = (batch.f32("baseline")?, batch.f32("rms")?);
+        let samples = batch.i16_lists("samples")?;
+        let mut window = Vec::with_capacity(FFT_SAMPLES);
+        for i in 0..batch.len() {
+            let k = usize::from(kind[i]);
+            if k > 1 {
+                continue; // not mapped to a detector
+            }
+            self.rms[k].fill(f64::from(rms[i]), 1.0);
+            if samples[i].len() >= FFT_SAMPLES {
+                window.clear();
+                window.extend(samples[i][..FFT_SAMPLES].iter().map(|&s| f64::from(s)));
+                for (sum, p) in self.spectrum[k].iter_mut().zip(spectrum::power_spectrum(&window)) {
+                    *sum += p;
+                }
+                self.spectra[k] += 1;
+            }
+            if let Some(d) = self.detectors.get_mut(usize::from(tpc[i]) * 16 + usize::from(det[i]))
+            {
+                d.n += 1;
+                d.rms += f64::from(rms[i]);
+                d.baseline += f64::from(baseline[i]);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for k in 0..2 {
+            self.rms[k].merge(&other.rms[k])?;
+            for (a, b) in self.spectrum[k].iter_mut().zip(&other.spectrum[k]) {
+                *a += b;
+            }
+            self.spectra[k] += other.spectra[k];
+        }
+        for (a, b) in self.detectors.iter_mut().zip(&other.detectors) {
+            a.n += b.n;
+            a.rms += b.rms;
+            a.baseline += b.baseline;
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let mut rms_plot =
+            svg::Plot::new("Baseline noise of light waveforms", "RMS [ADC]", "waveforms / bin")
+                .log_y();
+        let mut spectrum_plot =
+            svg::Plot::new("Light noise power spectrum", "frequency [MHz]", "power [ADC² / bin]")
+                .log_y();
+        let mut report = Report::new();
+        for (k, name) in TYPES.iter().enumerate() {
+            rms_plot = rms_plot.hist(&self.rms[k], name);
+            let n = self.spectra[k].max(1) as f64;
+            let points: Vec<(f64, f64)> = self.spectrum[k]
+                .iter()
+                .enumerate()
+                .skip(1) // the mean was removed
+                .map(|(f, p)| (f as f64 * 1e3 / (FFT_SAMPLES as f64 * SAMPLE_NS), p / n))
+                .collect();
+            if self.spectra[k] > 0 {
+                spectrum_plot = spectrum_plot.line(points, name);
+            }
+            let key = name.to_lowercase();
+            report = report.metric(
+                &format!("{key}_mean_rms_adc"),
+                self.rms[k].mean().unwrap_or(0.0),
+                None,
+                "ADC",
+            );
+        }
+        if self.spectra.iter().all(|&n| n == 0) {
+            spectrum_plot = spectrum_plot.note("no light waveforms");
+        }
+        let map = |value: fn(&Sum) -> f64| -> Vec<(f64, f64, f64)> {
+            self.detectors
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.n > 0)
+                .map(|(i, d)| ((i % 16) as f64, (i / 16) as f64, value(d)))
+                .collect()
+        };
+        let rms_map = svg::value_map(
+            &map(|d| d.rms / d.n as f64),
+            1.0,
+            "Noise per light detector",
+            "detector",
+            "TPC",
+            "RMS [ADC]",
+        );
+        let level_map = svg::value_map(
+            &map(|d| d.baseline / d.n as f64),
+            1.0,
+            "Baseline per light detector",
+            "detector",
+            "TPC",
+            "baseline [ADC]",
+        );
+        Ok(report
+            .figure(
+                "noise_spectrum",
+                "Light noise power spectrum",
+                spectrum_plot.render(),
+                &self.spectrum,
+            )
+            .figure("rms", "Light baseline noise", rms_plot.render(), &self.rms)
+            .figure(
+                "detector_noise",
+                "Noise per light detector",
+                rms_map,
+                &map(|d| d.rms / d.n as f64),
+            )
+            .figure(
+                "detector_baseline",
+                "Baseline per light detector",
+                level_map,
+                &map(|d| d.baseline / d.n as f64),
+            ))
+    }
+}
+
+export_plugin!(LightBaseline);

@@ -1,0 +1,187 @@
+//! light-pulses: what the light detectors see — pulse amplitude spectra per detector type, the
+//! spectrum of the light integral summed per detector and event, the average pulse shape per
+//! detector type, and the light event rate.
+
+use larmon_plugin_sdk::prelude::*;
+
+const TYPES: [&str; 2] = ["ArcLight", "LCM"];
+const SAMPLE_NS: f64 = 16.0;
+
+#[derive(Serialize, Deserialize)]
+struct LightPulses {
+    /// log10(peak / ADC) of waveforms with a pulse, per detector type.
+    amplitude: Vec<Hist1D>,
+    /// log10(integral) summed over a detector's SiPMs per event, per detector type.
+    integral: Vec<Hist1D>,
+    /// Sum of baseline-subtracted samples of unclipped waveforms with a pulse, per type.
+    average: Vec<Vec<f64>>,
+    averaged: Vec<u64>,
+    rate: TimeSeries,
+    span: TimeSpan,
+    events: u64,
+    /// A waveform has a pulse above max(`threshold_adc`, 5 × its RMS).
+    threshold_adc: f64,
+}
+
+impl Plugin for LightPulses {
+    fn info() -> Info {
+        Info::new(
+            "light-pulses",
+            "Light pulses: amplitude and integral spectra, average waveform, rate",
+        )
+        .consumes("light_events", &["unix_ms"])
+        .consumes(
+            "light_waveforms",
+            &[
+                "event",
+                "tpc",
+                "det",
+                "det_type",
+                "baseline",
+                "rms",
+                "peak",
+                "integral",
+                "clipped_high",
+                "samples",
+            ],
+        )
+        .config_key("threshold_adc")
+    }
+
+    fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            amplitude: vec![Hist1D::new(80, 0.0, 4.0); 2],
+            integral: vec![Hist1D::new(100, 0.0, 6.0); 2],
+            average: vec![Vec::new(); 2],
+            averaged: vec![0; 2],
+            rate: TimeSeries::default(),
+            span: TimeSpan::default(),
+            events: 0,
+            threshold_adc: config_number(config, "threshold_adc", 20.0),
+        })
+    }
+
+    fn light_events(&mut self, batch: &Batch) -> Result<(), String> {
+        for &ms in batch.u64("unix_ms")? {
+            self.rate.fill(ms / 1000, 1.0);
+            self.span.fill(ms / 1000);
+            self.events += 1;
+        }
+        Ok(())
+    }
+
+    fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
+        let (event, tpc, det, kind) =
+            (batch.u64("event")?, batch.u8("tpc")?, batch.u8("det")?, batch.u8("det_type")?);
+        let (baseline, rms, peak) = (batch.f32("baseline")?, batch.f32("rms")?, batch.f32("peak")?);
+        let (integral, clipped) = (batch.f32("integral")?, batch.u16("clipped_high")?);
+        let samples = batch.i16_lists("samples")?;
+        // Integrals summed per (event, detector): an event's waveforms arrive in one batch.
+        let mut per_detector: Vec<((u64, u8, u8), usize, f64)> = Vec::new();
+        for i in 0..batch.len() {
+            let k = usize::from(kind[i]);
+            if k > 1 {
+                continue;
+            }
+            let key = (event[i], tpc[i], det[i]);
+            match per_detector.last_mut() {
+                Some((last, _, sum)) if *last == key => *sum += f64::from(integral[i]),
+                _ => per_detector.push((key, k, f64::from(integral[i]))),
+            }
+            let pulse = f64::from(peak[i]) > self.threshold_adc.max(5.0 * f64::from(rms[i]));
+            if !pulse {
+                continue;
+            }
+            self.amplitude[k].fill(f64::from(peak[i]).log10(), 1.0);
+            if clipped[i] == 0 {
+                let avg = &mut self.average[k];
+                if avg.len() < samples[i].len() {
+                    avg.resize(samples[i].len(), 0.0);
+                }
+                for (a, &s) in avg.iter_mut().zip(samples[i]) {
+                    *a += f64::from(s) - f64::from(baseline[i]);
+                }
+                self.averaged[k] += 1;
+            }
+        }
+        for (_, k, sum) in per_detector {
+            if sum > 1.0 {
+                self.integral[k].fill(sum.log10(), 1.0);
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for k in 0..2 {
+            self.amplitude[k].merge(&other.amplitude[k])?;
+            self.integral[k].merge(&other.integral[k])?;
+            if self.average[k].len() < other.average[k].len() {
+                self.average[k].resize(other.average[k].len(), 0.0);
+            }
+            for (a, b) in self.average[k].iter_mut().zip(&other.average[k]) {
+                *a += b;
+            }
+            self.averaged[k] += other.averaged[k];
+        }
+        self.rate.merge(&other.rate);
+        self.span.merge(&other.span);
+        self.events += other.events;
+        Ok(())
+    }
+
+    fn report(&self) -> Result<Report, String> {
+        let mut amplitude =
+            svg::Plot::new("Light pulse amplitude", "log10(peak / ADC)", "waveforms / bin").log_y();
+        let mut integral = svg::Plot::new(
+            "Light per detector and event",
+            "log10(integral / ADC·sample)",
+            "detector-events / bin",
+        )
+        .log_y();
+        let mut shape = svg::Plot::new(
+            "Average light pulse",
+            "time in the window [ns]",
+            "mean ADC above baseline",
+        );
+        for (k, name) in TYPES.iter().enumerate() {
+            amplitude = amplitude.hist(&self.amplitude[k], name);
+            integral = integral.hist(&self.integral[k], name);
+            if self.averaged[k] > 0 {
+                let n = self.averaged[k] as f64;
+                let points = self.average[k]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i as f64 * SAMPLE_NS, s / n))
+                    .collect();
+                shape = shape.line(points, name);
+            }
+        }
+        if self.averaged.iter().all(|&n| n == 0) {
+            shape = shape.note("no pulses");
+        }
+        let t0 = self.rate.points().first().map(|p| p.0);
+        let mut rate =
+            svg::Plot::new("Light event rate", "time since the first event [s]", "events / s");
+        let points: Vec<(f64, f64)> = self
+            .rate
+            .points()
+            .into_iter()
+            .map(|(t, v)| ((t - t0.unwrap_or(t)) as f64 + 0.5, v))
+            .collect();
+        rate =
+            if points.is_empty() { rate.note("no light events") } else { rate.points(points, "") };
+        let seconds = self.span.seconds().max(1.0);
+        Ok(Report::new()
+            .figure("amplitude", "Light pulse amplitude", amplitude.render(), &self.amplitude)
+            .figure("integral", "Light per detector and event", integral.render(), &self.integral)
+            .figure("average_pulse", "Average light pulse", shape.render(), &self.average)
+            .figure("rate", "Light event rate", rate.render(), &self.rate)
+            .metric("light_events", self.events as f64, None, "events")
+            .metric("light_event_rate_hz", self.events as f64 / seconds, None, "Hz")
+            .metric("arclight_mean_log10_peak", self.amplitude[0].mean().unwrap_or(0.0), None, "")
+            .metric("lcm_mean_log10_peak", self.amplitude[1].mean().unwrap_or(0.0), None, ""))
+    }
+}
+
+export_plugin!(LightPulses);
