@@ -73,11 +73,16 @@ fn run_files(daq: &Path, run: u32) -> Vec<PathBuf> {
 /// The watcher's report of a run equals `larmon run` over its files: host statistics, every
 /// plugin's status, metrics, checks and results, and every figure byte for byte.
 fn assert_same_as_batch(daq: &Path, watched: &Path, run: u32, test: &str) {
+    assert_same_as_batch_of(run_files(daq, run), watched, run, test);
+}
+
+/// The same, for an explicit list of the run's files (in the order `larmon run` is given them).
+fn assert_same_as_batch_of(files: Vec<PathBuf>, watched: &Path, run: u32, test: &str) {
     let name = format!("run-{run:07}");
     let batch_out = scratch(&format!("{test}-batch"));
     let out = larmon()
         .arg("run")
-        .args(run_files(daq, run))
+        .args(files)
         .args(["--run", &name, "--out"])
         .arg(&batch_out)
         .output()
@@ -183,4 +188,24 @@ fn watch_killed_at_random_moments_resumes_without_loss_or_double_counting() {
     assert!(last.contains(": resuming "), "no checkpoint was resumed:\n{last}");
     assert_eq!(run_files(&daq, 5).len(), 3);
     assert_same_as_batch(&daq, &out, 5, "watch-kill");
+}
+
+/// A light file in the DAQ folder beside the charge file of its run (the 2x2 names: `binary-<run>`
+/// and `mpd_run_..._rctl_<run>_p<part>`): watch matches it once it stops growing, and the run's
+/// report — light plugins included — equals `larmon run` over both files.
+#[test]
+fn watch_takes_light_files_of_a_run_like_larmon_run() {
+    let Some(light) = larmon_tests::shared_fixture("small-light.data") else { return };
+    let dir = scratch("watch-light");
+    let (daq, out) = (dir.join("daq"), dir.join("dqm"));
+    std::fs::create_dir_all(&daq).unwrap();
+    let charge = daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5");
+    std::fs::copy(larmon_tests::data("small-raw.h5"), &charge).unwrap();
+    let light_copy = daq.join("mpd_run_test_rctl_1_p0.data");
+    std::fs::copy(&light, &light_copy).unwrap();
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
+    let report = read_json(&out.join("run-0000001/report.json"));
+    assert_eq!(report["host"]["light_events"], 150);
+    assert_eq!(report["host"]["light_matched_events"], 150);
+    assert_same_as_batch_of(vec![charge, light_copy], &out, 1, "watch-light");
 }

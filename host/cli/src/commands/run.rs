@@ -220,34 +220,54 @@ pub fn is_light_file(path: &Path) -> bool {
 }
 
 /// What a light file adds to the run's host statistics.
-#[derive(serde::Serialize, Default)]
-struct LightStats {
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+pub struct LightStats {
     light_events: u64,
     light_waveforms: u64,
     light_missing_boards: u64,
     light_matched_events: u64,
 }
 
-/// Reads a light file into the `light_events`, `light_waveforms` and `light_matches` streams.
-fn process_light_file(
+impl LightStats {
+    /// Adds another part of the same file.
+    pub fn add(&mut self, other: &LightStats) {
+        self.light_events += other.light_events;
+        self.light_waveforms += other.light_waveforms;
+        self.light_missing_boards += other.light_missing_boards;
+        self.light_matched_events += other.light_matched_events;
+    }
+}
+
+/// Reads a light file from `position` into the `light_events`, `light_waveforms` and
+/// `light_matches` streams, matching against the run's charge triggers `(time ticks, event id)`;
+/// the last `light_matches` batch holds the charge triggers inside this part's time span that no
+/// light event matched. Returns the statistics and the position to continue from.
+pub fn process_light_file(
     file: &Path,
-    matcher: &mut Matcher,
-    broadcast: &dyn Fn(&'static str, RecordBatch),
-) -> Result<LightStats> {
+    position: u64,
+    charge_triggers: &[(i64, u64)],
+    emit: &mut dyn FnMut(&'static str, RecordBatch),
+) -> Result<(LightStats, u64)> {
     let mut light = LightFile::open(file)?;
+    light.seek(position)?;
+    let mut matcher = Matcher::new(charge_triggers.to_vec(), LIGHT_MATCH_WINDOW_TICKS);
     let mut builder = LightBatchBuilder::new(ChannelMap::nominal_2x2(), LIGHT_BASELINE_SAMPLES);
     let mut stats = LightStats::default();
     let mut times: Vec<(u64, i64)> = Vec::new();
     let mut flush = |builder: &mut LightBatchBuilder,
                      times: &mut Vec<(u64, i64)>,
-                     stats: &mut LightStats| {
+                     stats: &mut LightStats,
+                     emit: &mut dyn FnMut(&'static str, RecordBatch)| {
+        if builder.pending_events == 0 {
+            return;
+        }
         let (events, waveforms) = builder.finish();
         let matches = matcher.match_events(times);
         stats.light_matched_events += (matches.num_rows() - matches.column(1).null_count()) as u64;
         times.clear();
-        broadcast("light_events", events);
-        broadcast("light_waveforms", waveforms);
-        broadcast("light_matches", matches);
+        emit("light_events", events);
+        emit("light_waveforms", waveforms);
+        emit("light_matches", matches);
     };
     light.for_each_event(|event| {
         builder.add(event);
@@ -257,11 +277,28 @@ fn process_light_file(
             u64::from(event.boards.saturating_sub(event.boards_present.count_ones() as u8));
         times.push((event.event, event_time_ticks(event).unwrap_or(0)));
         if builder.pending_events >= LIGHT_EVENTS_PER_BATCH {
-            flush(&mut builder, &mut times, &mut stats);
+            flush(&mut builder, &mut times, &mut stats, emit);
         }
     })?;
-    flush(&mut builder, &mut times, &mut stats);
-    Ok(stats)
+    flush(&mut builder, &mut times, &mut stats, emit);
+    let unmatched = matcher.unmatched_charge();
+    if unmatched.num_rows() > 0 {
+        emit("light_matches", unmatched);
+    }
+    Ok((stats, light.position()))
+}
+
+/// The charge triggers `(time on the 10 MHz clock, event id)` of calibrated events: Unix second
+/// × 1e7 + (t0 mod 1e7).
+pub fn charge_triggers_of(events: &[larmon_calibrate::output::EventRow]) -> Vec<(i64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let t0 = e.t0_ticks?;
+            let in_second = (t0.round() as i64).rem_euclid(LIGHT_TICKS_PER_S);
+            Some((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id))
+        })
+        .collect()
 }
 
 /// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
@@ -432,14 +469,7 @@ pub fn run(args: Args) -> Result<()> {
         // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
         let charge_triggers = std::cell::RefCell::new(Vec::<(i64, u64)>::new());
         let send_calibrated = |done: larmon_calibrate::output::CalibratedBatch| {
-            for e in &done.events {
-                if let Some(t0) = e.t0_ticks {
-                    let in_second = (t0.round() as i64).rem_euclid(LIGHT_TICKS_PER_S);
-                    charge_triggers
-                        .borrow_mut()
-                        .push((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id));
-                }
-            }
+            charge_triggers.borrow_mut().extend(charge_triggers_of(&done.events));
             broadcast("hits", hits_record_batch(&done.hits));
             broadcast("events", events_record_batch(&done.events));
             broadcast("tracks", tracks_record_batch(&done.tracks));
@@ -458,18 +488,13 @@ pub fn run(args: Args) -> Result<()> {
         // files, each in the order given.
         let (light_files, charge_files): (Vec<usize>, Vec<usize>) =
             file_range.clone().partition(|&i| is_light_file(&args.files[i]));
-        let mut matcher: Option<Matcher> = None;
-        let last_light = light_files.last().copied();
         for index in charge_files.into_iter().chain(light_files) {
             let file = &args.files[index];
             if is_light_file(file) {
-                let matcher = matcher.get_or_insert_with(|| {
-                    Matcher::new(charge_triggers.borrow().clone(), LIGHT_MATCH_WINDOW_TICKS)
-                });
-                let stats = process_light_file(file, matcher, &broadcast)?;
-                if Some(index) == last_light {
-                    broadcast("light_matches", matcher.unmatched_charge());
-                }
+                let triggers = charge_triggers.borrow().clone();
+                let (stats, _) = process_light_file(file, 0, &triggers, &mut |stream, batch| {
+                    broadcast(stream, batch)
+                })?;
                 for tx in &senders {
                     let _ = tx.send(Work::EndOfFile(index));
                 }

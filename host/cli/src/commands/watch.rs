@@ -31,8 +31,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::run::{
-    add_host_stats, default_cache_dir, finish_plugin, join_span, load_plugins, open_instance,
-    read_config, safe_name, write_atomically, write_report,
+    LightStats, add_host_stats, charge_triggers_of, default_cache_dir, finish_plugin,
+    is_light_file, join_span, load_plugins, open_instance, process_light_file, read_config,
+    safe_name, write_atomically, write_report,
 };
 
 /// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
@@ -41,7 +42,8 @@ const DEFAULT_RUN_PATTERN: &str = r"(?:binary|packet|run)[-_]?(?P<run>\d+)";
 
 /// Watch a DAQ output folder and keep every run's report current.
 ///
-/// Notices new and growing raw or packet files (inotify, with polling as a fallback — polling
+/// Notices new and growing raw or packet files, and light files (MPD `.data`, flow HDF5; read
+/// once they stop growing and matched to the run's charge triggers) (inotify, with polling as a fallback — polling
 /// alone on network file systems), processes only what was appended, and never samples. Files
 /// are grouped into runs by --run-pattern (its `run` group; a file that does not match is a run
 /// of its own); each file is calibrated as one continuous stream (ids offset per file, as in
@@ -123,6 +125,9 @@ struct Checkpoint {
     span: Option<(u64, u64)>,
     /// File size when last read.
     size: u64,
+    /// Light files: what was read so far.
+    #[serde(default)]
+    light_stats: Option<LightStats>,
 }
 
 /// One data file of a run, followed live.
@@ -144,6 +149,13 @@ struct LiveFile {
     snapshots: Vec<Snapshot>,
     /// Last open/read error, reported once while it persists.
     error: Option<String>,
+    /// A light-readout file (read once it stops growing, matched to the run's charge triggers)
+    /// rather than a charge file.
+    light: bool,
+    /// Charge files: the triggers `(time ticks, event id)` of their events, for light matching.
+    triggers: Vec<(i64, u64)>,
+    /// Light files: what was read so far.
+    light_stats: LightStats,
 }
 
 /// Everything the loop shares.
@@ -159,8 +171,6 @@ struct Watch {
     plugins: Vec<LoadedPlugin>,
     pixels: Arc<RecordBatch>,
     files: Vec<LiveFile>,
-    /// Files seen and not followed (light readout).
-    skipped: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -232,7 +242,6 @@ pub fn run(args: Args) -> Result<()> {
         plugins,
         pixels,
         files: Vec::new(),
-        skipped: Vec::new(),
     };
     let poll = Duration::from_secs_f64(watch.args.poll_s.max(0.05));
     let mut last_change = Instant::now();
@@ -272,8 +281,9 @@ impl Watch {
             let file = &mut self.files[i];
             let idle = file.last_growth.elapsed() >= finish_after;
             let mut flushed = false;
-            if !grew && idle && !file.finished {
+            if !grew && idle && !file.finished && !file.light {
                 let done = file.calibrator.finish();
+                file.triggers.extend(charge_triggers_of(&done.events));
                 let out = calibrated_batches(&done);
                 Self::feed(&mut file.instances, &out);
                 file.finished = true;
@@ -298,21 +308,9 @@ impl Watch {
         let mut new: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file())
-            .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5"))
-            .filter(|p| !self.files.iter().any(|f| &f.path == p) && !self.skipped.contains(p))
+            .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "data"))
+            .filter(|p| !self.files.iter().any(|f| &f.path == p))
             .collect();
-        // Light files (flow HDF5) are not followed live yet: `larmon run` takes them.
-        new.retain(|p| {
-            let light = super::run::is_light_file(p);
-            if light {
-                eprintln!(
-                    "larmon: {}: light readout is not followed live (use larmon run); skipped",
-                    p.display()
-                );
-                self.skipped.push(p.clone());
-            }
-            !light
-        });
         new.sort();
         for path in new {
             let run = self.run_of(&path);
@@ -348,7 +346,9 @@ impl Watch {
     /// The run a file belongs to: `run-<number, 7 digits>` from the pattern, else its stem.
     fn run_of(&self, path: &Path) -> String {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        match self.pattern.captures(&name).and_then(|c| c.name("run")) {
+        let light_pattern = Regex::new(r"rctl_(?P<run>\d+)").expect("valid pattern");
+        let captures = self.pattern.captures(&name).or_else(|| light_pattern.captures(&name));
+        match captures.and_then(|c| c.name("run")) {
             Some(m) => match m.as_str().parse::<u64>() {
                 Ok(n) => format!("run-{n:07}"),
                 Err(_) => format!("run-{}", safe_name(m.as_str())),
@@ -396,7 +396,7 @@ impl Watch {
             instances.push(instance);
         }
         let mut file = LiveFile {
-            path,
+            path: path.clone(),
             run,
             index,
             position: 0,
@@ -410,6 +410,9 @@ impl Watch {
             instances,
             snapshots,
             error: None,
+            light: is_light_file(&path),
+            triggers: Vec::new(),
+            light_stats: LightStats::default(),
         };
         if let Some(c) = checkpoint {
             let state_file = generation_dir(&state_dir, c.generation).join("calibrator.json");
@@ -419,6 +422,12 @@ impl Watch {
             )
             .with_context(|| format!("{}", state_file.display()))?;
             file.calibrator.resume(state)?;
+            let triggers_file = generation_dir(&state_dir, c.generation).join("triggers.json");
+            if let Ok(bytes) = std::fs::read(&triggers_file) {
+                file.triggers = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{}", triggers_file.display()))?;
+            }
+            file.light_stats = c.light_stats.clone().unwrap_or_default();
             file.position = c.position;
             file.finished = c.finished;
             file.span = c.span;
@@ -442,6 +451,9 @@ impl Watch {
 
     /// Reads what was appended to file `i` since its position; true if anything was.
     fn read_appended(&mut self, i: usize) -> Result<bool> {
+        if self.files[i].light {
+            return self.read_light(i);
+        }
         let file = &mut self.files[i];
         let meta = match std::fs::metadata(&file.path) {
             Ok(m) => m,
@@ -488,7 +500,9 @@ impl Watch {
                     file.span = join_span(file.span, Some((*seconds, *seconds)));
                 }
             }
-            calibrated.extend(calibrated_batches(&file.calibrator.push(&batch)));
+            let done = file.calibrator.push(&batch);
+            file.triggers.extend(charge_triggers_of(&done.events));
+            calibrated.extend(calibrated_batches(&done));
             calibrated.push(("packets", Arc::new(packets_record_batch(batch))));
             // Bound memory on a large backlog: hand over every ~1 M rows.
             if calibrated.len() > 200 {
@@ -505,6 +519,57 @@ impl Watch {
             file.finished = false;
         }
         Ok(rows > 0)
+    }
+
+    /// A light file: once it has stopped growing for `--finish-after-s`, reads what was
+    /// appended and matches it to the charge triggers the run's charge files have produced so
+    /// far (light data are matched once, so a light file waits for its charge to be in).
+    fn read_light(&mut self, i: usize) -> Result<bool> {
+        let finish_after = Duration::from_secs_f64(self.args.finish_after_s.max(0.0));
+        let file = &mut self.files[i];
+        let Ok(meta) = std::fs::metadata(&file.path) else { return Ok(false) };
+        let modified = meta.modified().ok();
+        if meta.len() != file.size || (modified != file.modified && file.modified.is_some()) {
+            file.size = meta.len();
+            file.modified = modified;
+            file.last_growth = Instant::now();
+            file.finished = false;
+            return Ok(false);
+        }
+        file.modified = modified;
+        if file.last_growth.elapsed() < finish_after || (file.finished && file.error.is_none()) {
+            return Ok(false);
+        }
+        let run = file.run.clone();
+        let triggers: Vec<(i64, u64)> = self
+            .files
+            .iter()
+            .filter(|f| f.run == run && !f.light)
+            .flat_map(|f| f.triggers.iter().copied())
+            .collect();
+        let file = &mut self.files[i];
+        let mut batches: Vec<(&'static str, Arc<RecordBatch>)> = Vec::new();
+        let outcome = process_light_file(&file.path, file.position, &triggers, &mut |s, b| {
+            batches.push((s, Arc::new(b)))
+        });
+        match outcome {
+            Ok((stats, position)) => {
+                Self::feed(&mut file.instances, &batches);
+                file.light_stats.add(&stats);
+                file.position = position;
+                file.finished = true;
+                file.error = None;
+                Ok(true)
+            }
+            Err(e) => {
+                let text = format!("{e:#}");
+                if file.error.as_deref() != Some(text.as_str()) {
+                    eprintln!("larmon: {text} (will retry)");
+                }
+                file.error = Some(text);
+                Ok(false)
+            }
+        }
     }
 
     /// Hands batches to every plugin instance of a file, plugins in parallel.
@@ -545,6 +610,9 @@ impl Watch {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let state = serde_json::to_vec(&file.calibrator.state())?;
         std::fs::write(dir.join("calibrator.json"), state)?;
+        if !file.triggers.is_empty() {
+            std::fs::write(dir.join("triggers.json"), serde_json::to_vec(&file.triggers)?)?;
+        }
         for (plugin, snapshot) in self.plugins.iter().zip(&file.snapshots) {
             if let Ok(bytes) = snapshot {
                 std::fs::write(
@@ -561,6 +629,7 @@ impl Watch {
             finished: file.finished,
             span: file.span,
             size: file.size,
+            light_stats: file.light.then(|| file.light_stats.clone()),
         };
         write_atomically(&state_dir.join("watch.json"), &serde_json::to_vec_pretty(&checkpoint)?)
             .with_context(|| format!("writing {}", state_dir.display()))?;
@@ -580,7 +649,11 @@ impl Watch {
         let mut span = None;
         let mut read_errors = Vec::new();
         for file in &files {
-            add_host_stats(&mut host, &serde_json::to_value(file.calibrator.stats())?);
+            if file.light {
+                add_host_stats(&mut host, &serde_json::to_value(&file.light_stats)?);
+            } else {
+                add_host_stats(&mut host, &serde_json::to_value(file.calibrator.stats())?);
+            }
             span = join_span(span, file.span);
             read_errors.extend(file.error.clone());
         }

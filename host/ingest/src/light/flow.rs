@@ -217,6 +217,16 @@ impl FlowReader {
         self.rows
     }
 
+    /// Events already returned.
+    pub fn position(&self) -> u64 {
+        self.next as u64
+    }
+
+    /// Continues at event `event`.
+    pub fn seek(&mut self, event: u64) {
+        self.next = (event as usize).min(self.rows);
+    }
+
     /// The next event and its samples (`[board][input][sample]`, raw int16).
     pub fn next_event(&mut self) -> Result<Option<(FlowEvent, &[i16])>> {
         if self.next >= self.rows {

@@ -80,6 +80,26 @@ impl LightFile {
         }
     }
 
+    /// Where the next event starts: the byte offset of an MPD file, the event index of a flow
+    /// file. Pass it to [`seek`](Self::seek) to continue later (a file that grew, a restart).
+    pub fn position(&self) -> u64 {
+        match self {
+            Self::Mpd(reader) => reader.offset(),
+            Self::Flow(reader) => reader.position(),
+        }
+    }
+
+    /// Continues at a [`position`](Self::position).
+    pub fn seek(&mut self, position: u64) -> Result<()> {
+        match self {
+            Self::Mpd(reader) => reader.seek(position),
+            Self::Flow(reader) => {
+                reader.seek(position);
+                Ok(())
+            }
+        }
+    }
+
     /// Calls `f` for every event, in file order. MPD files stop quietly at a block still being
     /// written (see [`MpdReader::incomplete_tail`]).
     pub fn for_each_event(&mut self, mut f: impl FnMut(&LightEvent<'_>)) -> Result<()> {
