@@ -123,23 +123,110 @@ fn fingerprint(path: &Path) -> Result<(u64, SystemTime), CatalogError> {
     Ok((meta.len(), meta.modified().map_err(|e| CatalogError::io(path, e))?))
 }
 
+/// A file that has stopped growing, with its checksum; checked again after it was read.
+struct CompleteFile<'a> {
+    path: &'a Path,
+    name: String,
+    before: (u64, SystemTime),
+    adler32: Adler32,
+    size: u64,
+}
+
+impl<'a> CompleteFile<'a> {
+    /// Waits until `path` has not changed for `stable_for` (the DAQ may still be appending),
+    /// then checksums it.
+    fn wait_for(path: &'a Path, options: &MetadataOptions) -> Result<Self, CatalogError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+            CatalogError::Invalid { path: path.into(), reason: "no file name".into() }
+        })?;
+        loop {
+            let (_, modified) = fingerprint(path)?;
+            let age = SystemTime::now().duration_since(modified).unwrap_or_default();
+            if age >= options.stable_for {
+                break;
+            }
+            std::thread::sleep(options.stable_for - age);
+        }
+        let before = fingerprint(path)?;
+        let (adler32, size) = Adler32::of_file(path).map_err(|e| CatalogError::io(path, e))?;
+        Ok(Self { path, name, before, adler32, size })
+    }
+
+    /// Refuses a file that changed while it was read.
+    fn check_unchanged(&self) -> Result<(), CatalogError> {
+        if fingerprint(self.path)? != self.before {
+            return Err(CatalogError::Invalid {
+                path: self.path.into(),
+                reason: "the file changed while it was read (still being written?)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The declaration of this file with `metadata`, validated.
+    fn declare(
+        self,
+        namespace: &str,
+        metadata: Map<String, Value>,
+    ) -> Result<Declaration, CatalogError> {
+        let declaration = Declaration {
+            namespace: namespace.into(),
+            name: self.name,
+            size: self.size,
+            checksums: [("adler32".to_string(), self.adler32.to_string())].into(),
+            metadata,
+        };
+        declaration
+            .validate()
+            .map_err(|reason| CatalogError::Invalid { path: self.path.into(), reason })?;
+        Ok(declaration)
+    }
+}
+
+/// The keys every declaration has: run type, runs/subruns, tier, format, stream, times, events,
+/// application and retention.
+#[allow(clippy::too_many_arguments)]
+fn common_metadata(
+    run_type: &str,
+    run: Option<(u64, u64)>,
+    tier: &str,
+    format: &str,
+    options: &MetadataOptions,
+    span_s: Option<(f64, f64)>,
+    events: u64,
+    family: &str,
+) -> Map<String, Value> {
+    let mut metadata = Map::new();
+    let mut put = |key: &str, value: Value| {
+        metadata.insert(key.to_string(), value);
+    };
+    put("core.run_type", run_type.into());
+    if let Some((run, subrun)) = run {
+        put("core.runs", json!([run]));
+        put("core.runs_subruns", json!([run * SUBRUNS_PER_RUN + subrun]));
+    }
+    put("core.data_tier", tier.into());
+    put("core.file_format", format.into());
+    put("core.file_type", "detector".into());
+    put("core.data_stream", options.data_stream.clone().into());
+    if let Some((first, last)) = span_s {
+        put("core.start_time", json!(first));
+        put("core.end_time", json!(last));
+    }
+    put("core.event_count", json!(events));
+    put("core.file_content_status", "good".into());
+    put("core.application.family", family.into());
+    put("core.application.name", "larmon".into());
+    put("core.application.version", env!("CARGO_PKG_VERSION").into());
+    put("retention.status", "active".into());
+    put("retention.class", "rawdata".into());
+    metadata
+}
+
 /// Reads a charge file (raw or packet) and declares it. Waits until the file has not changed
 /// for `stable_for`, and refuses if it changed while being read.
 pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, CatalogError> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
-        CatalogError::Invalid { path: path.into(), reason: "no file name".into() }
-    })?;
-    // Stable: unchanged for `stable_for` (the DAQ may still be appending).
-    loop {
-        let (_, modified) = fingerprint(path)?;
-        let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-        if age >= options.stable_for {
-            break;
-        }
-        std::thread::sleep(options.stable_for - age);
-    }
-    let before = fingerprint(path)?;
-    let (adler32, size) = Adler32::of_file(path).map_err(|e| CatalogError::io(path, e))?;
+    let complete = CompleteFile::wait_for(path, options)?;
 
     let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
     let kind = reader.kind();
@@ -158,41 +245,19 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Ca
     }
     calibrator.finish();
     let events = calibrator.stats().triggered_events;
-    if fingerprint(path)? != before {
-        return Err(CatalogError::Invalid {
-            path: path.into(),
-            reason: "the file changed while it was read (still being written?)".into(),
-        });
-    }
+    complete.check_unchanged()?;
 
-    let mut metadata = Map::new();
-    let mut put = |key: &str, value: Value| {
-        metadata.insert(key.to_string(), value);
-    };
-    put("core.run_type", CHARGE_NAMESPACE.into());
-    if let Some((run, subrun)) = run_subrun(&options.name_pattern, &name) {
-        put("core.runs", json!([run]));
-        put("core.runs_subruns", json!([run * SUBRUNS_PER_RUN + subrun]));
-    }
     let tier = match kind {
         LarpixKind::Raw => "raw",
         LarpixKind::Packets => "decoded-raw",
     };
-    put("core.data_tier", tier.into());
-    put("core.file_format", "hdf5".into());
-    put("core.file_type", "detector".into());
-    put("core.data_stream", options.data_stream.clone().into());
-    if let (Some(first), Some(last)) = (first, last) {
-        put("core.start_time", json!(first as f64));
-        put("core.end_time", json!(last as f64));
-    }
-    put("core.event_count", json!(events));
-    put("core.file_content_status", "good".into());
-    put("core.application.family", "larpix".into());
-    put("core.application.name", "larmon".into());
-    put("core.application.version", env!("CARGO_PKG_VERSION").into());
-    put("retention.status", "active".into());
-    put("retention.class", "rawdata".into());
+    let run = run_subrun(&options.name_pattern, &complete.name);
+    let span = first.zip(last).map(|(f, l)| (f as f64, l as f64));
+    let mut metadata =
+        common_metadata(CHARGE_NAMESPACE, run, tier, "hdf5", options, span, events, "larpix");
+    let mut put = |key: &str, value: Value| {
+        metadata.insert(key.to_string(), value);
+    };
     put("dune.packet_rows", json!(rows));
     match &options.config_file {
         Some(config) => {
@@ -203,15 +268,7 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Ca
         }
         None => put("dune.config_file", "built-in 2x2 nominal".into()),
     }
-    let declaration = Declaration {
-        namespace: CHARGE_NAMESPACE.into(),
-        name,
-        size,
-        checksums: [("adler32".to_string(), adler32.to_string())].into(),
-        metadata,
-    };
-    declaration.validate().map_err(|reason| CatalogError::Invalid { path: path.into(), reason })?;
-    Ok(declaration)
+    complete.declare(CHARGE_NAMESPACE, metadata)
 }
 
 /// Whether a file is light readout (MPD `.data`, or an ndlar_flow light file).
@@ -229,19 +286,7 @@ pub const LIGHT_NAME_PATTERN: &str = r"rctl_(?P<run>\d+)_p(?P<subrun>\d+)";
 /// event's Unix ms, event count, events with a board missing.
 pub fn extract_light(path: &Path, options: &MetadataOptions) -> Result<Declaration, CatalogError> {
     use larmon_ingest::light::LightFile;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
-        CatalogError::Invalid { path: path.into(), reason: "no file name".into() }
-    })?;
-    loop {
-        let (_, modified) = fingerprint(path)?;
-        let age = SystemTime::now().duration_since(modified).unwrap_or_default();
-        if age >= options.stable_for {
-            break;
-        }
-        std::thread::sleep(options.stable_for - age);
-    }
-    let before = fingerprint(path)?;
-    let (adler32, size) = Adler32::of_file(path).map_err(|e| CatalogError::io(path, e))?;
+    let complete = CompleteFile::wait_for(path, options)?;
     let mut file = LightFile::open(path)?;
     let (mut events, mut missing) = (0u64, 0u64);
     let mut span: Option<(u64, u64)> = None;
@@ -267,50 +312,16 @@ pub fn extract_light(path: &Path, options: &MetadataOptions) -> Result<Declarati
         }
         LightFile::Flow(_) => ("decoded-raw", "hdf5", None),
     };
-    if fingerprint(path)? != before {
-        return Err(CatalogError::Invalid {
-            path: path.into(),
-            reason: "the file changed while it was read (still being written?)".into(),
-        });
-    }
+    complete.check_unchanged()?;
     let light_pattern = Regex::new(LIGHT_NAME_PATTERN).expect("valid light pattern");
     let run = from_data
-        .or_else(|| run_subrun(&light_pattern, &name))
-        .or_else(|| run_subrun(&options.name_pattern, &name));
-    let mut metadata = Map::new();
-    let mut put = |key: &str, value: Value| {
-        metadata.insert(key.to_string(), value);
-    };
-    put("core.run_type", LIGHT_NAMESPACE.into());
-    if let Some((run, subrun)) = run {
-        put("core.runs", json!([run]));
-        put("core.runs_subruns", json!([run * SUBRUNS_PER_RUN + subrun]));
-    }
-    put("core.data_tier", tier.into());
-    put("core.file_format", format.into());
-    put("core.file_type", "detector".into());
-    put("core.data_stream", options.data_stream.clone().into());
-    if let Some((first, last)) = span {
-        put("core.start_time", json!(first as f64 / 1e3));
-        put("core.end_time", json!(last as f64 / 1e3));
-    }
-    put("core.event_count", json!(events));
-    put("core.file_content_status", "good".into());
-    put("core.application.family", "lrs".into());
-    put("core.application.name", "larmon".into());
-    put("core.application.version", env!("CARGO_PKG_VERSION").into());
-    put("retention.status", "active".into());
-    put("retention.class", "rawdata".into());
-    put("dune.light_missing_board_events", json!(missing));
-    let declaration = Declaration {
-        namespace: LIGHT_NAMESPACE.into(),
-        name,
-        size,
-        checksums: [("adler32".to_string(), adler32.to_string())].into(),
-        metadata,
-    };
-    declaration.validate().map_err(|reason| CatalogError::Invalid { path: path.into(), reason })?;
-    Ok(declaration)
+        .or_else(|| run_subrun(&light_pattern, &complete.name))
+        .or_else(|| run_subrun(&options.name_pattern, &complete.name));
+    let span_s = span.map(|(first, last)| (first as f64 / 1e3, last as f64 / 1e3));
+    let mut metadata =
+        common_metadata(LIGHT_NAMESPACE, run, tier, format, options, span_s, events, "lrs");
+    metadata.insert("dune.light_missing_board_events".into(), json!(missing));
+    complete.declare(LIGHT_NAMESPACE, metadata)
 }
 
 /// Writes `<file>.json` (declad's sidecar) atomically: a temporary name, fsync, rename.

@@ -253,6 +253,18 @@ impl Catalog {
         })
     }
 
+    /// A `transfers` row (file_id, site, state, attempts, next_attempt_unix, last_error).
+    fn transfer(r: &rusqlite::Row<'_>) -> rusqlite::Result<Transfer> {
+        Ok(Transfer {
+            file_id: r.get(0)?,
+            site: r.get(1)?,
+            state: r.get(2)?,
+            attempts: r.get(3)?,
+            next_attempt_unix: r.get(4)?,
+            last_error: r.get(5)?,
+        })
+    }
+
     const COLUMNS: &'static str =
         "id, did, path, kind, size, adler32, run, start_time, end_time, declaration";
 
@@ -368,16 +380,7 @@ impl Catalog {
                  WHERE site = ?1 AND state != 'done' AND next_attempt_unix <= ?2
                  ORDER BY next_attempt_unix, file_id LIMIT 1",
                 params![site, now_unix()],
-                |r| {
-                    Ok(Transfer {
-                        file_id: r.get(0)?,
-                        site: r.get(1)?,
-                        state: r.get(2)?,
-                        attempts: r.get(3)?,
-                        next_attempt_unix: r.get(4)?,
-                        last_error: r.get(5)?,
-                    })
-                },
+                Self::transfer,
             )
             .optional()
         })?;
@@ -394,16 +397,7 @@ impl Catalog {
                 "SELECT file_id, site, state, attempts, next_attempt_unix, last_error FROM transfers
                  WHERE site = ?1 ORDER BY file_id",
             )?;
-            let rows = statement.query_map([site], |r| {
-                Ok(Transfer {
-                    file_id: r.get(0)?,
-                    site: r.get(1)?,
-                    state: r.get(2)?,
-                    attempts: r.get(3)?,
-                    next_attempt_unix: r.get(4)?,
-                    last_error: r.get(5)?,
-                })
-            })?;
+            let rows = statement.query_map([site], Self::transfer)?;
             rows.collect()
         })
     }

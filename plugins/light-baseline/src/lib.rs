@@ -126,22 +126,11 @@ impl Plugin for LightBaseline {
                 .map(|(i, d)| ((i % 16) as f64, (i / 16) as f64, value(d)))
                 .collect()
         };
-        let rms_map = svg::value_map(
-            &map(|d| d.rms / d.n as f64),
-            1.0,
-            "Noise per light detector",
-            "detector",
-            "TPC",
-            "RMS [ADC]",
-        );
-        let level_map = svg::value_map(
-            &map(|d| d.baseline / d.n as f64),
-            1.0,
-            "Baseline per light detector",
-            "detector",
-            "TPC",
-            "baseline [ADC]",
-        );
+        let (noise, level) = (map(|d| d.rms / d.n as f64), map(|d| d.baseline / d.n as f64));
+        let detector_map =
+            |points, title, unit| svg::value_map(points, 1.0, title, "detector", "TPC", unit);
+        let rms_map = detector_map(&noise, "Noise per light detector", "RMS [ADC]");
+        let level_map = detector_map(&level, "Baseline per light detector", "baseline [ADC]");
         Ok(report
             .figure(
                 "noise_spectrum",
@@ -150,18 +139,8 @@ impl Plugin for LightBaseline {
                 &self.spectrum,
             )
             .figure("rms", "Light baseline noise", rms_plot.render(), &self.rms)
-            .figure(
-                "detector_noise",
-                "Noise per light detector",
-                rms_map,
-                &map(|d| d.rms / d.n as f64),
-            )
-            .figure(
-                "detector_baseline",
-                "Baseline per light detector",
-                level_map,
-                &map(|d| d.baseline / d.n as f64),
-            ))
+            .figure("detector_noise", "Noise per light detector", rms_map, &noise)
+            .figure("detector_baseline", "Baseline per light detector", level_map, &level))
     }
 }
 

@@ -159,22 +159,13 @@ impl Plugin for LightHealth {
                 .map(|(k, i)| ((k % INPUTS) as f64, (k / INPUTS) as f64, value(i)))
                 .collect()
         };
-        let rms_map = svg::value_map(
-            &map(|i| i.rms_sum / i.waveforms as f64),
-            1.0,
-            "Baseline noise per input",
-            "input channel",
-            "ADC board",
-            "RMS [ADC]",
-        );
-        let baseline_map = svg::value_map(
-            &map(|i| i.baseline_sum / i.waveforms as f64),
-            1.0,
-            "Baseline per input",
-            "input channel",
-            "ADC board",
-            "baseline [ADC]",
-        );
+        let (noise, level) =
+            (map(|i| i.rms_sum / i.waveforms as f64), map(|i| i.baseline_sum / i.waveforms as f64));
+        let input_map = |points, title, unit| {
+            svg::value_map(points, 1.0, title, "input channel", "ADC board", unit)
+        };
+        let rms_map = input_map(&noise, "Baseline noise per input", "RMS [ADC]");
+        let baseline_map = input_map(&level, "Baseline per input", "baseline [ADC]");
         let mut rows: Vec<Vec<String>> = flagged
             .iter()
             .map(|f| {
@@ -206,18 +197,8 @@ impl Plugin for LightHealth {
         let missing: Vec<MissingBoard> =
             self.missing.iter().map(|&(event, adc)| MissingBoard { event, adc }).collect();
         Ok(Report::new()
-            .figure(
-                "rms_map",
-                "Light baseline noise per input",
-                rms_map,
-                &map(|i| i.rms_sum / i.waveforms as f64),
-            )
-            .figure(
-                "baseline_map",
-                "Light baseline per input",
-                baseline_map,
-                &map(|i| i.baseline_sum / i.waveforms as f64),
-            )
+            .figure("rms_map", "Light baseline noise per input", rms_map, &noise)
+            .figure("baseline_map", "Light baseline per input", baseline_map, &level)
             .figure("problems", "Light readout problems", table, &flagged)
             .metric("light_events", self.events as f64, None, "events")
             .metric("dead_inputs", count("dead"), None, "inputs")

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
-use larmon_catalog::metadata::{
-    DEFAULT_NAME_PATTERN, extract, extract_light, is_light_file, read_verified_sidecar,
-};
+use larmon_catalog::metadata::{extract, extract_light, is_light_file, read_verified_sidecar};
 use larmon_catalog::{Added, Catalog, FileRecord};
 
 /// The file catalog: files with their metadata and checksums, replicas, transfers.
@@ -35,23 +33,13 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Add files (charge: metadata from the data; others: their verified `.json` sidecar).
+    /// Add files: a verified `<file>.json` sidecar if there is one, else read from the data.
     Add {
         /// Files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// core.data_stream of charge files.
-        #[arg(long, default_value = "physics")]
-        data_stream: String,
-        /// File-name pattern with `run` and optional `subrun` groups.
-        #[arg(long, default_value = DEFAULT_NAME_PATTERN)]
-        name_pattern: String,
-        /// Detector configuration used for charge files.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Seconds a file must be unchanged before it counts as complete.
-        #[arg(long, default_value_t = 2.0)]
-        stable_s: f64,
+        #[command(flatten)]
+        metadata: super::meta::MetadataArgs,
     },
     /// List files (JSON lines with --json).
     List {
@@ -92,10 +80,9 @@ fn sidecar_of(path: &Path) -> PathBuf {
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
-        Command::Add { files, data_stream, name_pattern, config, stable_s } => {
+        Command::Add { files, metadata } => {
             let catalog = Catalog::open(&args.db)?;
-            let options =
-                super::meta::options(config.as_ref(), &data_stream, &name_pattern, stable_s)?;
+            let options = metadata.options()?;
             let (mut new, mut present, mut failed) = (0, 0, 0);
             for file in &files {
                 let sidecar = sidecar_of(file);

@@ -36,6 +36,13 @@ pub struct Args {
     /// Write `<file>.json` beside each file (declad's sidecar) instead of printing.
     #[arg(long)]
     sidecar: bool,
+    #[command(flatten)]
+    metadata: MetadataArgs,
+}
+
+/// How metadata is read from files (shared by `meta` and `catalog add`).
+#[derive(clap::Args)]
+pub struct MetadataArgs {
     /// core.data_stream.
     #[arg(long, default_value = "physics")]
     data_stream: String,
@@ -50,27 +57,23 @@ pub struct Args {
     stable_s: f64,
 }
 
-/// Builds extraction options from the common flags.
-pub fn options(
-    config: Option<&PathBuf>,
-    data_stream: &str,
-    name_pattern: &str,
-    stable_s: f64,
-) -> Result<MetadataOptions> {
-    let (detector, _, _) = super::run::read_config(config.map(PathBuf::as_path))?;
-    Ok(MetadataOptions {
-        name_pattern: regex::Regex::new(name_pattern)
-            .with_context(|| format!("--name-pattern {name_pattern:?}"))?,
-        data_stream: data_stream.into(),
-        detector,
-        config_file: config.cloned(),
-        stable_for: Duration::from_secs_f64(stable_s.max(0.0)),
-    })
+impl MetadataArgs {
+    /// The extraction options these flags give.
+    pub fn options(&self) -> Result<MetadataOptions> {
+        let (detector, _, _) = super::run::read_config(self.config.as_deref())?;
+        Ok(MetadataOptions {
+            name_pattern: regex::Regex::new(&self.name_pattern)
+                .with_context(|| format!("--name-pattern {:?}", self.name_pattern))?,
+            data_stream: self.data_stream.clone(),
+            detector,
+            config_file: self.config.clone(),
+            stable_for: Duration::from_secs_f64(self.stable_s.max(0.0)),
+        })
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let options =
-        options(args.config.as_ref(), &args.data_stream, &args.name_pattern, args.stable_s)?;
+    let options = args.metadata.options()?;
     let mut declarations = Vec::new();
     for file in &args.files {
         let declaration = if is_light_file(file) {

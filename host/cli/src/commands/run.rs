@@ -490,58 +490,39 @@ pub fn run(args: Args) -> Result<()> {
             file_range.clone().partition(|&i| is_light_file(&args.files[i]));
         for index in charge_files.into_iter().chain(light_files) {
             let file = &args.files[index];
-            if is_light_file(file) {
+            let (stats, file_span) = if is_light_file(file) {
                 let triggers = charge_triggers.borrow().clone();
                 let (stats, _) = process_light_file(file, 0, &triggers, &mut |stream, batch| {
                     broadcast(stream, batch)
                 })?;
-                for tx in &senders {
-                    let _ = tx.send(Work::EndOfFile(index));
-                }
-                let stats = serde_json::to_value(&stats)?;
-                if sharded {
-                    let manifest = FileManifest {
-                        file: file.clone(),
-                        index,
-                        host: stats.clone(),
-                        span: None,
-                        plugins: plugins
-                            .iter()
-                            .map(|p| (p.info().name.clone(), p.sha256().to_string()))
-                            .collect(),
-                    };
-                    write_atomically(
-                        &file_dir(&run_dir, index).join("manifest.json"),
-                        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-                    )?;
-                }
-                add_host_stats(&mut host, &stats);
-                done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-                bar.set_position(done_bytes);
-                continue;
-            }
-            let mut calibrator =
-                Calibrator::with_tables(detector.clone(), geometry.clone(), channel_table.clone())
-                    .context("setting up the calibration")?
-                    .starting_ids_at((index as u64) << FILE_ID_SHIFT);
-            let mut file_span = None;
-            let reader = LarpixReader::open(file, &ReadOptions::default())?;
-            for batch in reader {
-                let batch = batch?;
-                // The data's time span: Unix seconds of the type-4 (timestamp) rows.
-                for (kind, seconds) in batch.packet_type.iter().zip(&batch.timestamp) {
-                    if *kind == 4 {
-                        file_span = join_span(file_span, Some((*seconds, *seconds)));
+                (serde_json::to_value(&stats)?, None)
+            } else {
+                let mut calibrator = Calibrator::with_tables(
+                    detector.clone(),
+                    geometry.clone(),
+                    channel_table.clone(),
+                )
+                .context("setting up the calibration")?
+                .starting_ids_at((index as u64) << FILE_ID_SHIFT);
+                let mut file_span = None;
+                let reader = LarpixReader::open(file, &ReadOptions::default())?;
+                for batch in reader {
+                    let batch = batch?;
+                    // The data's time span: Unix seconds of the type-4 (timestamp) rows.
+                    for (kind, seconds) in batch.packet_type.iter().zip(&batch.timestamp) {
+                        if *kind == 4 {
+                            file_span = join_span(file_span, Some((*seconds, *seconds)));
+                        }
                     }
+                    send_calibrated(calibrator.push(&batch));
+                    broadcast("packets", packets_record_batch(batch));
                 }
-                send_calibrated(calibrator.push(&batch));
-                broadcast("packets", packets_record_batch(batch));
-            }
-            send_calibrated(calibrator.finish());
+                send_calibrated(calibrator.finish());
+                (serde_json::to_value(calibrator.stats())?, file_span)
+            };
             for tx in &senders {
                 let _ = tx.send(Work::EndOfFile(index));
             }
-            let stats = serde_json::to_value(calibrator.stats())?;
             if sharded {
                 let manifest = FileManifest {
                     file: file.clone(),
