@@ -137,3 +137,25 @@ fn small_light_fixture_matches_truth_from_mpd_and_flow() {
 fn cosmics_light_fixture_matches_truth_from_mpd_and_flow() {
     check_fixture("cosmics");
 }
+
+/// The channel map is configuration: the truth's own map (JSON records) reads as a map and
+/// agrees with the built-in 2x2 default on every connected input.
+#[test]
+fn a_channel_map_file_reads_and_matches_the_default() {
+    use larmon_ingest::light::channel_map::LightChannel;
+    let Some(truth) = truth("small-light-truth.json") else { return };
+    let records: Vec<LightChannel> = truth["channel_map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] != "inactive")
+        .map(|c| serde_json::from_value(c.clone()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 8 * 48);
+    let from_file = ChannelMap::from_records(&records).unwrap();
+    let nominal = ChannelMap::nominal_2x2();
+    assert_eq!(from_file.channels().count(), nominal.channels().count());
+    for c in nominal.channels() {
+        assert_eq!(from_file.get(c.adc, c.channel), Some(c));
+    }
+}

@@ -62,17 +62,21 @@ fn scan_file(path: &std::path::Path, baseline_samples: usize) -> Result<LightSca
     Ok(scan)
 }
 
+/// The light channel map of a JSON file (a list of {adc, channel, tpc, det, det_type}), or
+/// the 2x2 default.
+pub fn load_channel_map(path: Option<&std::path::Path>) -> Result<ChannelMap> {
+    let Some(path) = path else { return Ok(ChannelMap::nominal_2x2()) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let records: Vec<LightChannel> =
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    ChannelMap::from_records(&records)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("{}", path.display()))
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let map = match &args.channel_map {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let records: Vec<LightChannel> =
-                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-            ChannelMap::from_records(&records).map_err(anyhow::Error::msg)?
-        }
-        None => ChannelMap::nominal_2x2(),
-    };
+    let map = load_channel_map(args.channel_map.as_deref())?;
     let rules = HealthRules { noisy_factor: args.noisy_factor };
     if let Some(seconds) = args.bench {
         for path in &args.files {

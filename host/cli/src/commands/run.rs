@@ -72,6 +72,10 @@ pub struct Args {
     /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Light channel → detector map (JSON list of {adc, channel, tpc, det, det_type}; default:
+    /// the 2x2 map) for light files in the run.
+    #[arg(long)]
+    light_channel_map: Option<PathBuf>,
     /// Process only shard I of N (0-based): a contiguous share of the files, written as
     /// per-file plugin snapshots to DIR/<run>/shards/ for `larmon merge` instead of a report.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
@@ -107,6 +111,7 @@ impl Args {
             plugin_timeout: 10.0,
             plugin_memory_mib: 512,
             cache_dir: None,
+            light_channel_map: None,
             shard: None,
         }
     }
@@ -245,13 +250,14 @@ impl LightStats {
 pub fn process_light_file(
     file: &Path,
     position: u64,
+    map: &ChannelMap,
     charge_triggers: &[(i64, u64)],
     emit: &mut dyn FnMut(&'static str, RecordBatch),
 ) -> Result<(LightStats, u64)> {
     let mut light = LightFile::open(file)?;
     light.seek(position)?;
     let mut matcher = Matcher::new(charge_triggers.to_vec(), LIGHT_MATCH_WINDOW_TICKS);
-    let mut builder = LightBatchBuilder::new(ChannelMap::nominal_2x2(), LIGHT_BASELINE_SAMPLES);
+    let mut builder = LightBatchBuilder::new(map.clone(), LIGHT_BASELINE_SAMPLES);
     let mut stats = LightStats::default();
     let mut times: Vec<(u64, i64)> = Vec::new();
     let mut flush = |builder: &mut LightBatchBuilder,
@@ -383,6 +389,7 @@ pub fn run(args: Args) -> Result<()> {
     let geometry = detector.geometry().context("reading the detector layout")?;
     let channel_table = detector.channels().context("reading the channel constants")?;
     let pixels = Arc::new(pixels_record_batch(&geometry));
+    let light_map = super::light::load_channel_map(args.light_channel_map.as_deref())?;
     let file_range = match args.shard {
         Some(shard) => shard_files(args.files.len(), shard),
         None => 0..args.files.len(),
@@ -492,9 +499,10 @@ pub fn run(args: Args) -> Result<()> {
             let file = &args.files[index];
             let (stats, file_span) = if is_light_file(file) {
                 let triggers = charge_triggers.borrow().clone();
-                let (stats, _) = process_light_file(file, 0, &triggers, &mut |stream, batch| {
-                    broadcast(stream, batch)
-                })?;
+                let (stats, _) =
+                    process_light_file(file, 0, &light_map, &triggers, &mut |stream, batch| {
+                        broadcast(stream, batch)
+                    })?;
                 (serde_json::to_value(&stats)?, None)
             } else {
                 let mut calibrator = Calibrator::with_tables(

@@ -90,6 +90,9 @@ pub struct Args {
     /// Look at the folder at least this often, seconds (the only trigger if inotify fails).
     #[arg(long, default_value_t = 1.0)]
     poll_s: f64,
+    /// Light channel → detector map (JSON; default: the 2x2 map).
+    #[arg(long)]
+    light_channel_map: Option<PathBuf>,
     /// Flush a file's last events once it has not grown for this long, seconds.
     #[arg(long, default_value_t = 30.0)]
     finish_after_s: f64,
@@ -170,6 +173,7 @@ struct Watch {
     runtime: Arc<Runtime>,
     plugins: Vec<LoadedPlugin>,
     pixels: Arc<RecordBatch>,
+    light_map: larmon_ingest::light::channel_map::ChannelMap,
     files: Vec<LiveFile>,
 }
 
@@ -193,6 +197,7 @@ pub fn run(args: Args) -> Result<()> {
     let geometry = detector.geometry().context("reading the detector layout")?;
     let channel_table = detector.channels().context("reading the channel constants")?;
     let pixels = Arc::new(pixels_record_batch(&geometry));
+    let light_map = super::light::load_channel_map(args.light_channel_map.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -241,6 +246,7 @@ pub fn run(args: Args) -> Result<()> {
         runtime,
         plugins,
         pixels,
+        light_map,
         files: Vec::new(),
     };
     let poll = Duration::from_secs_f64(watch.args.poll_s.max(0.05));
@@ -547,9 +553,10 @@ impl Watch {
             .filter(|f| f.run == run && !f.light)
             .flat_map(|f| f.triggers.iter().copied())
             .collect();
+        let map = &self.light_map;
         let file = &mut self.files[i];
         let mut batches: Vec<(&'static str, Arc<RecordBatch>)> = Vec::new();
-        let outcome = process_light_file(&file.path, file.position, &triggers, &mut |s, b| {
+        let outcome = process_light_file(&file.path, file.position, map, &triggers, &mut |s, b| {
             batches.push((s, Arc::new(b)))
         });
         match outcome {

@@ -20,6 +20,11 @@ use super::reduce::summarize;
 /// Clock ticks of the charge readout per second (10 MHz).
 pub const TICKS_PER_S: i64 = 10_000_000;
 
+/// A list type of non-null `item`s.
+fn list_of(item: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", item, false)))
+}
+
 /// Schema of `light_events`.
 pub fn light_events_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -31,6 +36,8 @@ pub fn light_events_schema() -> SchemaRef {
         Field::new("tai_s", DataType::UInt64, false),
         Field::new("tai_ns", DataType::UInt32, false),
         Field::new("time_ticks", DataType::Int64, false),
+        Field::new("board_tai_s", list_of(DataType::UInt64), false),
+        Field::new("board_tai_ns", list_of(DataType::UInt32), false),
     ]))
 }
 
@@ -101,6 +108,8 @@ pub struct LightBatchBuilder {
         UInt16Builder,
     ),
     samples: ListBuilder<Int16Builder>,
+    board_tai_s: ListBuilder<UInt64Builder>,
+    board_tai_ns: ListBuilder<UInt32Builder>,
     /// Events added since the last `finish`.
     pub pending_events: usize,
 }
@@ -119,6 +128,16 @@ impl LightBatchBuilder {
                 DataType::Int16,
                 false,
             ))),
+            board_tai_s: ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(Field::new(
+                "item",
+                DataType::UInt64,
+                false,
+            ))),
+            board_tai_ns: ListBuilder::new(UInt32Builder::new()).with_field(Arc::new(Field::new(
+                "item",
+                DataType::UInt32,
+                false,
+            ))),
             pending_events: 0,
         }
     }
@@ -135,6 +154,11 @@ impl LightBatchBuilder {
         e.5.append_value(first.map_or(0, |b| event.tai_s[b]));
         e.6.append_value(first.map_or(0, |b| event.tai_ns[b]));
         e.7.append_value(event_time_ticks(event).unwrap_or(0));
+        let boards = usize::from(event.boards.min(8));
+        self.board_tai_s.values().append_slice(&event.tai_s[..boards]);
+        self.board_tai_s.append(true);
+        self.board_tai_ns.values().append_slice(&event.tai_ns[..boards]);
+        self.board_tai_ns.append(true);
         for w in &event.waveforms {
             let s = summarize(w.samples, self.baseline_samples);
             let mapped = self.map.get(w.adc, w.channel);
@@ -177,6 +201,8 @@ impl LightBatchBuilder {
             Arc::new(e.5.finish()),
             Arc::new(e.6.finish()),
             Arc::new(e.7.finish()),
+            Arc::new(self.board_tai_s.finish()),
+            Arc::new(self.board_tai_ns.finish()),
         ];
         let (ids, v) = (&mut self.ids, &mut self.values);
         let waveforms: Vec<ArrayRef> = vec![
@@ -288,5 +314,72 @@ impl Matcher {
             Arc::new(t.finish()),
         ];
         RecordBatch::try_new(light_matches_schema(), columns).expect("light_matches columns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::light::Waveform;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{UInt32Type, UInt64Type};
+
+    #[test]
+    fn events_carry_every_boards_tai_and_waveforms_their_detector() {
+        let samples = vec![-28000i16; 8];
+        let event = LightEvent {
+            event: 7,
+            unix_ms: 1_700_000_000_500,
+            boards_present: 0b01,
+            boards: 2,
+            tai_s: [1_700_000_037, 0, 0, 0, 0, 0, 0, 0],
+            tai_ns: [500_000_100, 0, 0, 0, 0, 0, 0, 0],
+            serial: [1, 2, 0, 0, 0, 0, 0, 0],
+            waveforms: vec![Waveform { adc: 0, channel: 4, samples: &samples }],
+        };
+        let mut builder = LightBatchBuilder::new(ChannelMap::nominal_2x2(), 4);
+        builder.add(&event);
+        let (events, waveforms) = builder.finish();
+        let tai_s = events.column_by_name("board_tai_s").unwrap().as_list::<i32>().value(0);
+        assert_eq!(tai_s.as_primitive::<UInt64Type>().values(), &[1_700_000_037, 0]);
+        let tai_ns = events.column_by_name("board_tai_ns").unwrap().as_list::<i32>().value(0);
+        assert_eq!(tai_ns.as_primitive::<UInt32Type>().values(), &[500_000_100, 0]);
+        let ticks = events
+            .column_by_name("time_ticks")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(ticks.value(0), 1_700_000_000 * TICKS_PER_S + 5_000_001);
+        assert_eq!(
+            events
+                .column_by_name("boards_missing")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt8Type>()
+                .value(0),
+            1
+        );
+        assert_eq!(waveforms.num_rows(), 1);
+        let det_type = waveforms.column_by_name("det_type").unwrap();
+        assert_eq!(det_type.len(), 1);
+        // Input 4 of board 0: module 0's first ArcLight detector on TPC 0.
+        assert_eq!(
+            waveforms
+                .column_by_name("tpc")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::UInt8Type>()
+                .value(0),
+            0
+        );
+    }
+
+    #[test]
+    fn matching_pairs_the_nearest_trigger_and_reports_both_ways() {
+        let mut m = Matcher::new(vec![(1_000, 1), (5_000, 2), (9_000, 3)], 30);
+        let rows = m.match_events(&[(10, 1_010), (11, 7_000)]);
+        let charge = rows.column(1).as_primitive::<UInt64Type>();
+        assert_eq!((charge.is_valid(0), charge.value(0), charge.is_valid(1)), (true, 1, false));
+        // Trigger 2 (5000) lies inside the light span [1010, 7000] and was not matched.
+        let unmatched = m.unmatched_charge();
+        assert_eq!(unmatched.num_rows(), 1);
+        assert_eq!(unmatched.column(1).as_primitive::<UInt64Type>().value(0), 2);
     }
 }
