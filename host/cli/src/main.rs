@@ -99,15 +99,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // Print the chain of causes, skipping a cause already spelled out by its parent.
-            let mut message = err.to_string();
-            for cause in err.chain().skip(1) {
-                let text = cause.to_string();
-                if !message.contains(&text) {
-                    message = format!("{message}: {text}");
-                }
-            }
-            eprintln!("larmon: error: {message}");
+            eprintln!("larmon: error: {}", commands::error_text(&err));
             ExitCode::FAILURE
         }
     }

@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("larmon: {}: {e:#}", file.display());
+                        eprintln!("larmon: {}", super::error_text(&e));
                     }
                 }
             }

@@ -205,7 +205,7 @@ pub fn run(args: Args) -> Result<()> {
         let serve_args = super::serve::Args::new(args.out.clone(), args.bind);
         std::thread::spawn(move || {
             if let Err(e) = super::serve::run(serve_args) {
-                eprintln!("larmon: dashboard stopped: {e:#}");
+                eprintln!("larmon: dashboard stopped: {}", super::error_text(&e));
             }
         });
     }
@@ -569,7 +569,7 @@ impl Watch {
                 Ok(true)
             }
             Err(e) => {
-                let text = format!("{e:#}");
+                let text = super::error_text(&e);
                 if file.error.as_deref() != Some(text.as_str()) {
                     eprintln!("larmon: {text} (will retry)");
                 }
