@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use larmon_calibrate::output::pixels_record_batch;
-use larmon_runtime::{Limits, Runtime};
 
 use super::run::{
-    FileManifest, add_host_stats, default_cache_dir, finish_plugin, join_span, load_plugins,
-    open_instance, read_config, shard_plugin_file, write_report,
+    FileManifest, add_host_stats, finish_plugin, join_span, open_instance, read_config,
+    shard_plugin_file, write_report,
 };
 
 /// Merge the shards of a run into its report.
@@ -33,15 +32,9 @@ pub struct Args {
     /// Detector configuration, `[plugins.NAME]` and `[checks]` (as given to the shards).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A plugin component to add (as given to the shards).
-    #[arg(long = "plugin")]
-    plugins: Vec<PathBuf>,
-    /// Directory of bundled plugins.
-    #[arg(long)]
-    plugin_dir: Option<PathBuf>,
-    /// Cache of compiled plugins.
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
+    /// The plugins (as given to the shards) and their limits.
+    #[command(flatten)]
+    plugin_args: super::run::PluginArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -70,9 +63,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let (detector, plugin_configs, checks) = read_config(args.config.as_deref())?;
-    let runtime =
-        Runtime::new(Limits::default(), args.cache_dir.clone().or_else(default_cache_dir))?;
-    let plugins = load_plugins(&runtime, args.plugin_dir.as_ref(), &args.plugins)?;
+    let (runtime, plugins) = args.plugin_args.load()?;
     let pixels = pixels_record_batch(&detector.geometry().context("reading the detector layout")?);
     let run_name = args
         .run_dir

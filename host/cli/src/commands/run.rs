@@ -51,27 +51,14 @@ pub struct Args {
     /// Output directory (the report goes to DIR/<run>/).
     #[arg(long)]
     out: PathBuf,
-    /// A plugin component to add (or to replace the bundled one of the same name).
-    #[arg(long = "plugin")]
-    plugins: Vec<PathBuf>,
-    /// Directory of bundled plugins.
-    #[arg(long)]
-    plugin_dir: Option<PathBuf>,
     /// Detector configuration plus `[plugins.NAME]` tables with plugin settings (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run name (default: the first file's name without extension).
     #[arg(long)]
     run: Option<String>,
-    /// CPU limit of one plugin call, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    plugin_timeout: f64,
-    /// Memory limit of one plugin instance, MiB.
-    #[arg(long, default_value_t = 512)]
-    plugin_memory_mib: usize,
-    /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    plugin_args: PluginArgs,
     /// Light channel → detector map (JSON list of {adc, channel, tpc, det, det_type}; default:
     /// the 2x2 map) for light files in the run.
     #[arg(long)]
@@ -104,16 +91,58 @@ impl Args {
         Self {
             files,
             out,
-            plugins: Vec::new(),
-            plugin_dir: None,
             config: None,
             run: Some(run.into()),
-            plugin_timeout: 10.0,
-            plugin_memory_mib: 512,
-            cache_dir: None,
+            plugin_args: PluginArgs::default(),
             light_channel_map: None,
             shard: None,
         }
+    }
+}
+
+/// Which plugins to run and their sandbox limits (shared by `run`, `watch` and `merge`).
+#[derive(clap::Args)]
+pub struct PluginArgs {
+    /// A plugin component to add (or to replace the bundled one of the same name).
+    #[arg(long = "plugin")]
+    plugins: Vec<PathBuf>,
+    /// Directory of bundled plugins.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+    /// CPU limit of one plugin call, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    plugin_timeout: f64,
+    /// Memory limit of one plugin instance, MiB.
+    #[arg(long, default_value_t = 512)]
+    plugin_memory_mib: usize,
+    /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginArgs {
+    fn default() -> Self {
+        Self {
+            plugins: Vec::new(),
+            plugin_dir: None,
+            plugin_timeout: 10.0,
+            plugin_memory_mib: 512,
+            cache_dir: None,
+        }
+    }
+}
+
+impl PluginArgs {
+    /// The runtime with these limits and the plugins loaded (compiled ones from the cache).
+    pub fn load(&self) -> Result<(Arc<Runtime>, Vec<LoadedPlugin>)> {
+        let limits = Limits {
+            memory_bytes: self.plugin_memory_mib << 20,
+            call_timeout: std::time::Duration::from_secs_f64(self.plugin_timeout),
+            ..Limits::default()
+        };
+        let runtime = Runtime::new(limits, self.cache_dir.clone().or_else(default_cache_dir))?;
+        let plugins = load_plugins(&runtime, self.plugin_dir.as_ref(), &self.plugins)?;
+        Ok((runtime, plugins))
     }
 }
 
@@ -370,13 +399,7 @@ pub fn join_span(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let (detector, plugin_configs, checks) = read_config(args.config.as_deref())?;
-    let limits = Limits {
-        memory_bytes: args.plugin_memory_mib << 20,
-        call_timeout: std::time::Duration::from_secs_f64(args.plugin_timeout),
-        ..Limits::default()
-    };
-    let runtime = Runtime::new(limits, args.cache_dir.clone().or_else(default_cache_dir))?;
-    let plugins = load_plugins(&runtime, args.plugin_dir.as_ref(), &args.plugins)?;
+    let (runtime, plugins) = args.plugin_args.load()?;
     let run_name = args.run.clone().unwrap_or_else(|| {
         args.files[0].file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned())
     });

@@ -25,15 +25,14 @@ use larmon_calibrate::{Calibrator, CalibratorState, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
 use larmon_report::{ChecksConfig, PluginEntry};
-use larmon_runtime::{Limits, LoadedPlugin, PluginRun, Runtime};
+use larmon_runtime::{LoadedPlugin, PluginRun, Runtime};
 use notify::Watcher;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::run::{
-    LightStats, add_host_stats, charge_triggers_of, default_cache_dir, finish_plugin,
-    is_light_file, join_span, load_plugins, open_instance, process_light_file, read_config,
-    safe_name, write_atomically, write_report,
+    LightStats, add_host_stats, charge_triggers_of, finish_plugin, is_light_file, join_span,
+    open_instance, process_light_file, read_config, safe_name, write_atomically, write_report,
 };
 
 /// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
@@ -72,21 +71,8 @@ pub struct Args {
     /// Detector configuration, [plugins.NAME] settings and [checks] (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// A plugin component to add (or to replace the bundled one of the same name).
-    #[arg(long = "plugin")]
-    plugins: Vec<PathBuf>,
-    /// Directory of bundled plugins.
-    #[arg(long)]
-    plugin_dir: Option<PathBuf>,
-    /// Cache of compiled plugins.
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// CPU limit of one plugin call, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    plugin_timeout: f64,
-    /// Memory limit of one plugin instance, MiB.
-    #[arg(long, default_value_t = 512)]
-    plugin_memory_mib: usize,
+    #[command(flatten)]
+    plugin_args: super::run::PluginArgs,
     /// Look at the folder at least this often, seconds (the only trigger if inotify fails).
     #[arg(long, default_value_t = 1.0)]
     poll_s: f64,
@@ -187,13 +173,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--run-pattern {:?} has no (?P<run>...) group", args.run_pattern);
     }
     let (detector, plugin_configs, checks) = read_config(args.config.as_deref())?;
-    let limits = Limits {
-        memory_bytes: args.plugin_memory_mib << 20,
-        call_timeout: Duration::from_secs_f64(args.plugin_timeout),
-        ..Limits::default()
-    };
-    let runtime = Runtime::new(limits, args.cache_dir.clone().or_else(default_cache_dir))?;
-    let plugins = load_plugins(&runtime, args.plugin_dir.as_ref(), &args.plugins)?;
+    let (runtime, plugins) = args.plugin_args.load()?;
     let geometry = detector.geometry().context("reading the detector layout")?;
     let channel_table = detector.channels().context("reading the channel constants")?;
     let pixels = Arc::new(pixels_record_batch(&geometry));
