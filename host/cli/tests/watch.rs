@@ -188,6 +188,11 @@ fn watch_killed_at_random_moments_resumes_without_loss_or_double_counting() {
     assert!(last.contains(": resuming "), "no checkpoint was resumed:\n{last}");
     assert_eq!(run_files(&daq, 5).len(), 3);
     assert_same_as_batch(&daq, &out, 5, "watch-kill");
+    // A watcher killed after its checkpoint but before its report leaves a stale report: a
+    // restart with nothing new to read still rewrites the report from the checkpoints.
+    std::fs::remove_file(out.join("run-0000005/report.json")).unwrap();
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(120));
+    assert_same_as_batch(&daq, &out, 5, "watch-kill-rewrite");
 }
 
 /// A light file in the DAQ folder beside the charge file of its run (the 2x2 names: `binary-<run>`

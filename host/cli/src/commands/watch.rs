@@ -161,6 +161,9 @@ struct Watch {
     pixels: Arc<RecordBatch>,
     light_map: larmon_ingest::light::channel_map::ChannelMap,
     files: Vec<LiveFile>,
+    /// Runs whose report must be rewritten although nothing new was read: files resumed from a
+    /// checkpoint whose report a killed watcher may not have written.
+    stale_reports: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -228,6 +231,7 @@ pub fn run(args: Args) -> Result<()> {
         pixels,
         light_map,
         files: Vec::new(),
+        stale_reports: Vec::new(),
     };
     let poll = Duration::from_secs_f64(watch.args.poll_s.max(0.05));
     let mut last_change = Instant::now();
@@ -260,7 +264,8 @@ impl Watch {
     /// whose report must be rewritten.
     fn step(&mut self) -> Result<Vec<String>> {
         self.discover()?;
-        let mut changed: Vec<String> = Vec::new();
+        let mut changed: Vec<String> = std::mem::take(&mut self.stale_reports);
+        changed.dedup();
         let finish_after = Duration::from_secs_f64(self.args.finish_after_s.max(0.0));
         for i in 0..self.files.len() {
             let grew = self.read_appended(i)?;
@@ -302,6 +307,9 @@ impl Watch {
             let run = self.run_of(&path);
             let index = self.file_index(&run, &path);
             let file = self.open_live(path, run, index)?;
+            if file.generation > 0 && !self.stale_reports.contains(&file.run) {
+                self.stale_reports.push(file.run.clone());
+            }
             self.files.push(file);
         }
         Ok(())
