@@ -271,12 +271,7 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Ca
     complete.declare(CHARGE_NAMESPACE, metadata)
 }
 
-/// Whether a file is light readout (MPD `.data`, or an ndlar_flow light file).
-pub fn is_light_file(path: &Path) -> bool {
-    use larmon_ingest::light::LightFile;
-    path.extension().is_some_and(|e| e == "data")
-        || matches!(LightFile::open(path), Ok(LightFile::Flow(_)))
-}
+pub use larmon_ingest::light::is_light_file;
 
 /// The 2x2 light DAQ's file names: `mpd_run_<name>_rctl_<run>_p<part>.data`.
 pub const LIGHT_NAME_PATTERN: &str = r"rctl_(?P<run>\d+)_p(?P<subrun>\d+)";
@@ -292,7 +287,7 @@ pub fn extract_light(path: &Path, options: &MetadataOptions) -> Result<Declarati
     let mut span: Option<(u64, u64)> = None;
     file.for_each_event(|e| {
         events += 1;
-        missing += u64::from(e.boards_present.count_ones() < u32::from(e.boards));
+        missing += u64::from(e.missing_boards() > 0);
         span = Some(
             span.map_or((e.unix_ms, e.unix_ms), |(a, b)| (a.min(e.unix_ms), b.max(e.unix_ms))),
         );

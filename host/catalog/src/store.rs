@@ -50,6 +50,11 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 ";
 
+/// Records (or re-verifies) a replica: file_id, site, location, adler32, time.
+const RECORD_REPLICA: &str =
+    "INSERT OR REPLACE INTO replicas (file_id, site, location, adler32, verified_unix)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
 /// Which detector a file belongs to, from its namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -385,9 +390,16 @@ impl Catalog {
             .optional()
         })?;
         let Some(transfer) = transfer else { return Ok(None) };
-        let sql = format!("SELECT {} FROM files WHERE id = ?1", Self::COLUMNS);
-        let file = self.run(|db| db.query_row(&sql, [transfer.file_id], Self::record))?;
+        let file = self
+            .get(transfer.file_id)?
+            .ok_or_else(|| CatalogError::NotFound(format!("file id {}", transfer.file_id)))?;
         Ok(Some((transfer, file)))
+    }
+
+    /// A file by its catalog id.
+    pub fn get(&self, id: i64) -> Result<Option<FileRecord>, CatalogError> {
+        let sql = format!("SELECT {} FROM files WHERE id = ?1", Self::COLUMNS);
+        self.run(|db| db.query_row(&sql, [id], Self::record).optional())
     }
 
     /// Transfers to `site` by state.
@@ -414,12 +426,8 @@ impl Catalog {
         let db_error = |source| CatalogError::Database { path: path.clone(), source };
         let tx = self.db.transaction().map_err(db_error)?;
         let now = now_unix();
-        tx.execute(
-            "INSERT OR REPLACE INTO replicas (file_id, site, location, adler32, verified_unix)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![file_id, site, location, adler32, now],
-        )
-        .map_err(db_error)?;
+        tx.execute(RECORD_REPLICA, params![file_id, site, location, adler32, now])
+            .map_err(db_error)?;
         tx.execute(
             "INSERT INTO transfers (file_id, site, state, attempts, updated_unix)
              VALUES (?1, ?2, 'done', 1, ?3)
@@ -460,11 +468,7 @@ impl Catalog {
         adler32: &str,
     ) -> Result<(), CatalogError> {
         self.run(|db| {
-            db.execute(
-                "INSERT OR REPLACE INTO replicas (file_id, site, location, adler32, verified_unix)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![file_id, site, location, adler32, now_unix()],
-            )
+            db.execute(RECORD_REPLICA, params![file_id, site, location, adler32, now_unix()])
         })?;
         Ok(())
     }

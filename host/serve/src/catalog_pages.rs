@@ -161,8 +161,7 @@ pub(crate) async fn download(
     let not_found = || (StatusCode::NOT_FOUND, "no such file in the catalog").into_response();
     let Some(path) = &state.catalog else { return not_found() };
     let Ok(catalog) = Catalog::open_read_only(path) else { return not_found() };
-    let Ok(files) = catalog.list(None) else { return not_found() };
-    let Some(record) = files.into_iter().find(|f| f.id == id) else { return not_found() };
+    let Ok(Some(record)) = catalog.get(id) else { return not_found() };
     let Ok(file) = tokio::fs::File::open(&record.path).await else { return not_found() };
     let name = record.declaration.name.replace(['"', '\\', '\r', '\n'], "_");
     (

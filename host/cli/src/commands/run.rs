@@ -14,11 +14,11 @@ use larmon_calibrate::output::{
 };
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
-use larmon_ingest::light::LightFile;
 use larmon_ingest::light::channel_map::ChannelMap;
 use larmon_ingest::light::streams::{
     LightBatchBuilder, Matcher, TICKS_PER_S as LIGHT_TICKS_PER_S, event_time_ticks,
 };
+use larmon_ingest::light::{LightFile, is_light_file};
 use larmon_ingest::read::{LarpixReader, ReadOptions};
 use larmon_report::model::{LoadEntry, Quality};
 use larmon_report::{Check, ChecksConfig, FigureFiles, Metric, PluginEntry, RunReport, Status};
@@ -245,14 +245,6 @@ const LIGHT_BASELINE_SAMPLES: usize = 80;
 /// Light events per batch handed to the plugins.
 const LIGHT_EVENTS_PER_BATCH: usize = 64;
 
-/// Whether a file is light readout: an MPD run file (`.data`) or an ndlar_flow light file.
-pub fn is_light_file(path: &Path) -> bool {
-    if path.extension().is_some_and(|e| e == "data") {
-        return true;
-    }
-    matches!(LightFile::open(path), Ok(LightFile::Flow(_)))
-}
-
 /// What a light file adds to the run's host statistics.
 #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
 pub struct LightStats {
@@ -280,12 +272,12 @@ pub fn process_light_file(
     file: &Path,
     position: u64,
     map: &ChannelMap,
-    charge_triggers: &[(i64, u64)],
+    charge_triggers: Vec<(i64, u64)>,
     emit: &mut dyn FnMut(&'static str, RecordBatch),
 ) -> Result<(LightStats, u64)> {
     let mut light = LightFile::open(file)?;
     light.seek(position)?;
-    let mut matcher = Matcher::new(charge_triggers.to_vec(), LIGHT_MATCH_WINDOW_TICKS);
+    let mut matcher = Matcher::new(charge_triggers, LIGHT_MATCH_WINDOW_TICKS);
     let mut builder = LightBatchBuilder::new(map.clone(), LIGHT_BASELINE_SAMPLES);
     let mut stats = LightStats::default();
     let mut times: Vec<(u64, i64)> = Vec::new();
@@ -308,8 +300,7 @@ pub fn process_light_file(
         builder.add(event);
         stats.light_events += 1;
         stats.light_waveforms += event.waveforms.len() as u64;
-        stats.light_missing_boards +=
-            u64::from(event.boards.saturating_sub(event.boards_present.count_ones() as u8));
+        stats.light_missing_boards += u64::from(event.missing_boards());
         times.push((event.event, event_time_ticks(event).unwrap_or(0)));
         if builder.pending_events >= LIGHT_EVENTS_PER_BATCH {
             flush(&mut builder, &mut times, &mut stats, emit);
@@ -518,12 +509,13 @@ pub fn run(args: Args) -> Result<()> {
         // files, each in the order given.
         let (light_files, charge_files): (Vec<usize>, Vec<usize>) =
             file_range.clone().partition(|&i| is_light_file(&args.files[i]));
-        for index in charge_files.into_iter().chain(light_files) {
+        let in_order = charge_files.into_iter().map(|i| (i, false));
+        for (index, light) in in_order.chain(light_files.into_iter().map(|i| (i, true))) {
             let file = &args.files[index];
-            let (stats, file_span) = if is_light_file(file) {
+            let (stats, file_span) = if light {
                 let triggers = charge_triggers.borrow().clone();
                 let (stats, _) =
-                    process_light_file(file, 0, &light_map, &triggers, &mut |stream, batch| {
+                    process_light_file(file, 0, &light_map, triggers, &mut |stream, batch| {
                         broadcast(stream, batch)
                     })?;
                 (serde_json::to_value(&stats)?, None)

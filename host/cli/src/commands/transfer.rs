@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
             count("failed")
         );
         for t in transfers.iter().filter(|t| t.state == "failed") {
-            let file = catalog.list(None)?.into_iter().find(|f| f.id == t.file_id);
+            let file = catalog.get(t.file_id)?;
             println!(
                 "  failed x{}: {}: {}",
                 t.attempts,

@@ -23,6 +23,7 @@ use larmon_calibrate::output::{
 };
 use larmon_calibrate::{Calibrator, CalibratorState, DetectorConfig};
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
 use larmon_report::{ChecksConfig, PluginEntry};
 use larmon_runtime::{LoadedPlugin, PluginRun, Runtime};
@@ -31,8 +32,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::run::{
-    LightStats, add_host_stats, charge_triggers_of, finish_plugin, is_light_file, join_span,
-    open_instance, process_light_file, read_config, safe_name, write_atomically, write_report,
+    LightStats, add_host_stats, charge_triggers_of, finish_plugin, join_span, open_instance,
+    process_light_file, read_config, safe_name, write_atomically, write_report,
 };
 
 /// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
@@ -544,7 +545,7 @@ impl Watch {
         let map = &self.light_map;
         let file = &mut self.files[i];
         let mut batches: Vec<(&'static str, Arc<RecordBatch>)> = Vec::new();
-        let outcome = process_light_file(&file.path, file.position, map, &triggers, &mut |s, b| {
+        let outcome = process_light_file(&file.path, file.position, map, triggers, &mut |s, b| {
             batches.push((s, Arc::new(b)))
         });
         match outcome {

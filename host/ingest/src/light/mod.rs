@@ -58,6 +58,19 @@ pub struct LightEvent<'a> {
     pub waveforms: Vec<Waveform<'a>>,
 }
 
+impl LightEvent<'_> {
+    /// Boards of the event that sent no data.
+    pub fn missing_boards(&self) -> u8 {
+        self.boards.saturating_sub(self.boards_present.count_ones() as u8)
+    }
+}
+
+/// Whether a file is light readout: an MPD run file (`.data`) or an ndlar_flow light file.
+pub fn is_light_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "data")
+        || matches!(LightFile::open(path), Ok(LightFile::Flow(_)))
+}
+
 /// Either kind of light file.
 pub enum LightFile {
     /// MPD binary.

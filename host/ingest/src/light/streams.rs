@@ -150,7 +150,7 @@ impl LightBatchBuilder {
         e.1.append_value(event.unix_ms);
         e.2.append_value(event.boards);
         e.3.append_value(event.boards_present);
-        e.4.append_value(event.boards.saturating_sub(event.boards_present.count_ones() as u8));
+        e.4.append_value(event.missing_boards());
         e.5.append_value(first.map_or(0, |b| event.tai_s[b]));
         e.6.append_value(first.map_or(0, |b| event.tai_ns[b]));
         e.7.append_value(event_time_ticks(event).unwrap_or(0));
@@ -180,9 +180,10 @@ impl LightBatchBuilder {
             v.4.append_value(s.integral);
             v.5.append_value(s.clipped_high);
             v.6.append_value(s.clipped_low);
-            self.samples
-                .values()
-                .append_slice(&w.samples.iter().map(|x| x >> 2).collect::<Vec<_>>());
+            let values = self.samples.values();
+            for &x in w.samples {
+                values.append_value(x >> 2); // the 14-bit value
+            }
             self.samples.append(true);
         }
         self.pending_events += 1;
