@@ -54,20 +54,10 @@ fn flag_badge(flag: Option<Status>) -> String {
     format!("<span class=\"flag {f}\">{f}</span>")
 }
 
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time (UTC).
 pub(crate) fn utc(seconds: u64) -> String {
-    // Civil date from Unix days (Howard Hinnant's algorithm), to avoid a date crate for one format.
-    let days = (seconds / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = seconds % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    let time = i64::try_from(seconds).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    time.map_or_else(|| format!("unix {seconds}"), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 /// One line of the overview.
@@ -469,4 +459,17 @@ pub(crate) async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
 
 pub(crate) async fn stylesheet() -> Response {
     ([(header::CONTENT_TYPE, "text/css")], include_str!("style.css")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_720_463_869), "2024-07-08 18:37:49");
+        assert_eq!(utc(u64::MAX), format!("unix {}", u64::MAX));
+    }
 }

@@ -721,25 +721,10 @@ impl SimulatedRun {
     }
 }
 
-/// `YYYY_MM_DD_HH_MM_SS` of a Unix time (UTC), by the civil-from-days algorithm
-/// (H. Hinnant); a date crate for one file name is not worth a dependency.
+/// `YYYY_MM_DD_HH_MM_SS` of a Unix time (UTC), as the DAQ names its files.
 fn utc_stamp(unix: u64) -> String {
-    let (days, rest) = ((unix / 86_400) as i64, unix % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}_{month:02}_{day:02}_{:02}_{:02}_{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    let time = i64::try_from(unix).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    time.map_or_else(|| format!("unix_{unix}"), |t| t.format("%Y_%m_%d_%H_%M_%S").to_string())
 }
 
 #[cfg(test)]
@@ -752,6 +737,7 @@ mod tests {
         assert_eq!(utc_stamp(1_678_848_000), "2023_03_15_02_40_00");
         assert_eq!(utc_stamp(951_782_400), "2000_02_29_00_00_00");
         assert_eq!(utc_stamp(1_720_463_869), "2024_07_08_18_37_49");
+        assert_eq!(utc_stamp(u64::MAX), format!("unix_{}", u64::MAX));
     }
 
     #[test]
