@@ -327,6 +327,33 @@ pub fn charge_triggers_of(events: &[larmon_calibrate::output::EventRow]) -> Vec<
         .collect()
 }
 
+/// The charge triggers of one charge file of a run (the `index`-th), as a full pass over it
+/// would find them (same calibration, same event ids).
+fn triggers_of_charge_file(
+    file: &Path,
+    index: usize,
+    calibrator: impl FnOnce() -> Result<Calibrator, larmon_calibrate::CalibrationError>,
+) -> Result<Vec<(i64, u64)>> {
+    let mut calibrator = calibrator()
+        .context("setting up the calibration")?
+        .starting_ids_at((index as u64) << FILE_ID_SHIFT);
+    let mut reader = LarpixReader::open(file, &ReadOptions::default())?;
+    let unit = match reader.kind() {
+        larmon_ingest::read::FileKind::Raw => "messages",
+        larmon_ingest::read::FileKind::Packets => "rows",
+    };
+    let bar = progress::bar(reader.progress_total(), unit);
+    bar.set_prefix(format!("charge triggers of {}", file.display()));
+    let mut triggers = Vec::new();
+    while let Some(batch) = reader.next_batch()? {
+        triggers.extend(charge_triggers_of(&calibrator.push(&batch).events));
+        bar.set_position(reader.progress_done());
+    }
+    triggers.extend(charge_triggers_of(&calibrator.finish().events));
+    bar.finish_and_clear();
+    Ok(triggers)
+}
+
 /// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
 const FILE_ID_SHIFT: u32 = 40;
 
@@ -509,6 +536,27 @@ pub fn run(args: Args) -> Result<()> {
         // files, each in the order given.
         let (light_files, charge_files): (Vec<usize>, Vec<usize>) =
             file_range.clone().partition(|&i| is_light_file(&args.files[i]));
+        if sharded && !light_files.is_empty() {
+            // Light events are matched to the triggers of the whole run: a shard with light
+            // files also calibrates the run's other charge files, for their triggers only.
+            let others: Vec<usize> = (0..args.files.len())
+                .filter(|i| !file_range.contains(i) && !is_light_file(&args.files[*i]))
+                .collect();
+            for index in others {
+                let file = &args.files[index];
+                let triggers = triggers_of_charge_file(file, index, || {
+                    Calibrator::with_tables(
+                        detector.clone(),
+                        geometry.clone(),
+                        channel_table.clone(),
+                    )
+                })
+                .with_context(|| {
+                    format!("{}: charge triggers for light matching", file.display())
+                })?;
+                charge_triggers.borrow_mut().extend(triggers);
+            }
+        }
         let in_order = charge_files.into_iter().map(|i| (i, false));
         for (index, light) in in_order.chain(light_files.into_iter().map(|i| (i, true))) {
             let file = &args.files[index];
