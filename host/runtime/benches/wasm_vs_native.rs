@@ -18,6 +18,31 @@ use larmon_ingest::read::{LarpixReader, ReadOptions};
 use larmon_plugin_sdk::{Batch, Plugin};
 use larmon_runtime::{Limits, Runtime};
 
+/// Set in a child process: run one native pass over these columns and print its nanoseconds.
+const COLD_NATIVE: &str = "LARMON_BENCH_COLD_NATIVE";
+
+/// The batches cut to the plot's columns, as the host sends them to the component.
+fn project(batches: &[RecordBatch], columns: &[String]) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .map(|b| {
+            let idx: Vec<usize> = columns.iter().map(|c| b.schema().index_of(c).unwrap()).collect();
+            b.project(&idx).unwrap()
+        })
+        .collect()
+}
+
+/// One pass of the plot, natively: a new state, every batch, the report.
+fn native_pass(projected: &[RecordBatch]) -> Duration {
+    let t = Instant::now();
+    let mut state = plot::AdcStats::new(&serde_json::json!({})).unwrap();
+    for b in projected {
+        state.packets(&Batch::new(b.clone())).unwrap();
+    }
+    std::hint::black_box(state.report().unwrap());
+    t.elapsed()
+}
+
 fn main() {
     let input = larmon_tests::shared_fixture("cosmics-packets.h5")
         .unwrap_or_else(|| larmon_tests::data("small-packets.h5"));
@@ -26,6 +51,14 @@ fn main() {
         .map(|b| packets_record_batch(b.unwrap()))
         .collect();
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if let Ok(columns) = std::env::var(COLD_NATIVE) {
+        // A child of the benchmark: one native pass in a process that has not run the plot
+        // before, so its state lands on fresh pages as a new plugin instance's does.
+        let columns: Vec<String> = columns.split(',').map(String::from).collect();
+        let elapsed = native_pass(&project(&batches, &columns));
+        println!("{}", elapsed.as_nanos());
+        return;
+    }
     let component = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../target/wasm32-wasip2/plugin-test/larmon_test_bench_plot.wasm");
     let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-plugin-cache");
@@ -34,13 +67,7 @@ fn main() {
         runtime.load_file(&component).expect("build the test plugins first: bash .ci/plugins");
     // The native side gets the columns the plot declares, as the host sends them to the component.
     let columns = plugin.info().consumes[0].columns.clone();
-    let projected: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let idx: Vec<usize> = columns.iter().map(|c| b.schema().index_of(c).unwrap()).collect();
-            b.project(&idx).unwrap()
-        })
-        .collect();
+    let projected = project(&batches, &columns);
 
     let passes = 20;
     let mut native = Vec::new();
@@ -48,13 +75,7 @@ fn main() {
     let mut wasm_warm = Vec::new();
     let mut transport = Vec::new();
     for _ in 0..passes {
-        let t = Instant::now();
-        let mut state = plot::AdcStats::new(&serde_json::json!({})).unwrap();
-        for b in &projected {
-            state.packets(&Batch::new(b.clone())).unwrap();
-        }
-        std::hint::black_box(state.report().unwrap());
-        native.push(t.elapsed());
+        native.push(native_pass(&projected));
 
         let t = Instant::now();
         let mut run = plugin.open(&runtime, "{}").unwrap();
@@ -83,40 +104,37 @@ fn main() {
         }
         transport.push(t.elapsed());
     }
+    // The same plot natively in fresh processes (one pass each): the like-for-like reference
+    // for a fresh instance, which also starts on pages it has never touched.
+    let mut native_cold = Vec::new();
+    for _ in 0..11 {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(COLD_NATIVE, columns.join(","))
+            .output()
+            .unwrap();
+        let nanos = String::from_utf8_lossy(&child.stdout).trim().parse::<u64>();
+        native_cold.push(Duration::from_nanos(nanos.expect("the child's time")));
+    }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
     let (n, w, warm) = (median(&mut native), median(&mut wasm), median(&mut wasm_warm));
-    let transport = median(&mut transport);
-    println!(
-        "{}: {rows} rows in {} batches, {passes} passes, medians:",
-        input.display(),
-        batches.len()
-    );
-    println!(
-        "  native  {:8.2} ms  ({:.1} M rows/s)",
-        n.as_secs_f64() * 1e3,
-        rows as f64 / n.as_secs_f64() / 1e6
-    );
-    println!(
-        "  wasm    {:8.2} ms  ({:.1} M rows/s)",
-        w.as_secs_f64() * 1e3,
-        rows as f64 / w.as_secs_f64() / 1e6
-    );
-    println!("  ratio   {:.2}x (goal <= 1.3x)", w.as_secs_f64() / n.as_secs_f64());
-    println!(
-        "  wasm, instance already open and warm: {:.2} ms, ratio {:.2}x",
-        warm.as_secs_f64() * 1e3,
-        warm.as_secs_f64() / n.as_secs_f64()
-    );
-    println!(
-        "  of which transport (project, IPC-encode, copy in, decode; plot code skipped): {:.2} ms",
-        transport.as_secs_f64() * 1e3
-    );
-    println!(
-        "  plot code alone in wasm (warm - transport): {:.2} ms, ratio {:.2}x",
-        (warm - transport).as_secs_f64() * 1e3,
-        (warm - transport).as_secs_f64() / n.as_secs_f64()
-    );
+    let (transport, cold) = (median(&mut transport), median(&mut native_cold));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("{}: {rows} rows in {} batches, medians:", input.display(), batches.len());
+    let line = |label: String, time: Duration, rest: String| {
+        println!("  {label:<46} {:6.2} ms  {rest}", ms(time));
+    };
+    let per_s = format!("({:.1} M rows/s)", rows as f64 / n.as_secs_f64() / 1e6);
+    line(format!("native, warm heap ({passes} passes)"), n, per_s);
+    line("native, first pass of a fresh process (11)".into(), cold, String::new());
+    let warm_ratio = format!("{:.2}x native  (goal <= 1.3x)", ratio(warm, n));
+    line(format!("wasm, instance open and warm ({passes})"), warm, warm_ratio);
+    line("  of which transport (projection, IPC, copy)".into(), transport, String::new());
+    let plot_ratio = format!("{:.2}x native", ratio(warm - transport, n));
+    line("  of which plot code".into(), warm - transport, plot_ratio);
+    let fresh = format!("{:.2}x native, {:.2}x a fresh process", ratio(w, n), ratio(w, cold));
+    line(format!("wasm, a fresh instance per pass ({passes})"), w, fresh);
 }
