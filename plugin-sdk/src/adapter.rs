@@ -55,20 +55,7 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
             else {
                 continue;
             };
-            let batch = Batch::new(batch);
-            match stream.as_str() {
-                "packets" => state.packets(&batch)?,
-                "hits" => state.hits(&batch)?,
-                "events" => state.events(&batch)?,
-                "tracks" => state.tracks(&batch)?,
-                "track_segments" => state.track_segments(&batch)?,
-                "track_pixels" => state.track_pixels(&batch)?,
-                "pixels" => state.pixels(&batch)?,
-                "light_events" => state.light_events(&batch)?,
-                "light_waveforms" => state.light_waveforms(&batch)?,
-                "light_matches" => state.light_matches(&batch)?,
-                other => return Err(format!("unknown stream {other:?}")),
-            }
+            dispatch(&mut *state, &stream, &Batch::new(batch))?;
         }
         decoder.finish().map_err(|e| format!("{stream}: reading the IPC stream: {e}"))
     }
@@ -84,5 +71,26 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
 
     fn report(&self) -> Result<wit::Report, String> {
         Ok(self.state.borrow().report()?.into_wit())
+    }
+}
+
+/// Hands a batch to the plugin's method for its stream. Kept out of line from the IPC decoding:
+/// Cranelift allocates registers per function, and in that long function the plugin's loop
+/// reloaded its state from the stack on every row (with the accumulators' `fill` inlined here:
+/// Wasm plot time −12 %).
+#[inline(never)]
+fn dispatch<P: Plugin>(state: &mut P, stream: &str, batch: &Batch) -> Result<(), String> {
+    match stream {
+        "packets" => state.packets(batch),
+        "hits" => state.hits(batch),
+        "events" => state.events(batch),
+        "tracks" => state.tracks(batch),
+        "track_segments" => state.track_segments(batch),
+        "track_pixels" => state.track_pixels(batch),
+        "pixels" => state.pixels(batch),
+        "light_events" => state.light_events(batch),
+        "light_waveforms" => state.light_waveforms(batch),
+        "light_matches" => state.light_matches(batch),
+        other => Err(format!("unknown stream {other:?}")),
     }
 }

@@ -116,7 +116,7 @@ impl ChannelStats {
     }
 
     /// Adds `value` for a channel.
-    #[inline]
+    #[inline(always)] // into the plugin's loop: a Wasm call costs stack and epoch checks
     pub fn fill(&mut self, unique_id: u32, value: f64) {
         let m = &mut self.slot(unique_id >> 6)[(unique_id & 63) as usize];
         m.n += 1;

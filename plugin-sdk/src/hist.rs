@@ -32,7 +32,7 @@ impl Hist1D {
     }
 
     /// Adds `weight` at `x`.
-    #[inline]
+    #[inline(always)] // into the plugin's loop: a Wasm call costs stack and epoch checks
     pub fn fill(&mut self, x: f64, weight: f64) {
         if x < self.lo {
             self.underflow += weight;
@@ -97,6 +97,7 @@ impl Hist2D {
     }
 
     /// Adds `weight` at (x, y).
+    #[inline(always)] // into the plugin's loop: a Wasm call costs stack and epoch checks
     pub fn fill(&mut self, x: f64, y: f64, weight: f64) {
         let bin = |v: f64, (n, lo, hi): (usize, f64, f64)| {
             (v >= lo && v < hi).then(|| (((v - lo) / (hi - lo) * n as f64) as usize).min(n - 1))
@@ -132,7 +133,7 @@ pub struct TimeSeries {
 
 impl TimeSeries {
     /// Adds `weight` to the bin of time `t`.
-    #[inline]
+    #[inline(always)] // into the plugin's loop: a Wasm call costs stack and epoch checks
     pub fn fill(&mut self, t: u64, weight: f64) {
         match &mut self.current {
             Some((bin, sum)) if *bin == t => *sum += weight,
