@@ -112,6 +112,25 @@ impl Setup {
         larmon(&args);
         out.join("r1")
     }
+
+    /// `larmon run --shard` for each shard, into `out`.
+    fn run_shards(&self, out: &Path, shards: &[&str]) {
+        for shard in shards {
+            let mut args = vec!["run"];
+            args.extend(self.files.iter().map(String::as_str));
+            args.extend(["--out", out.to_str().unwrap(), "--run", "r1", "--shard", shard]);
+            args.extend(common(&self.config, &self.cache, &self.plugins));
+            larmon(&args);
+            assert!(!out.join("r1/report.json").exists(), "a shard writes no report");
+        }
+    }
+
+    /// `larmon merge OUT/r1`.
+    fn merge(&self, out: &Path) {
+        let mut args = vec!["merge".to_string(), out.join("r1").to_str().unwrap().to_string()];
+        args.extend(common(&self.config, &self.cache, &self.plugins).map(String::from));
+        larmon(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
 }
 
 #[test]
@@ -119,14 +138,7 @@ fn shards_merged_equal_one_pass_over_all_files() {
     let s = setup("batch-shards");
     let single = s.single_run();
     let out = s.dir.join("sharded");
-    for shard in ["0/3", "1/3", "2/3"] {
-        let mut args = vec!["run"];
-        args.extend(s.files.iter().map(String::as_str));
-        args.extend(["--out", out.to_str().unwrap(), "--run", "r1", "--shard", shard]);
-        args.extend(common(&s.config, &s.cache, &s.plugins));
-        larmon(&args);
-        assert!(!out.join("r1/report.json").exists(), "a shard writes no report");
-    }
+    s.run_shards(&out, &["0/3", "1/3", "2/3"]);
     // A merge with a shard missing refuses, naming what is missing.
     let missing = out.join("r1/shards/file-000002");
     std::fs::rename(&missing, s.dir.join("aside")).unwrap();
@@ -142,9 +154,7 @@ fn shards_merged_equal_one_pass_over_all_files() {
         String::from_utf8_lossy(&refused.stderr)
     );
     std::fs::rename(s.dir.join("aside"), &missing).unwrap();
-    let mut args = vec!["merge".to_string(), out.join("r1").to_str().unwrap().to_string()];
-    args.extend(common(&s.config, &s.cache, &s.plugins).map(String::from));
-    larmon(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.merge(&out);
     assert_same_run(&single, &out.join("r1"));
     // Every file's events were seen: 150 triggers in the small run. Files are independent
     // units (as in ndlar_flow), so a trigger whose two io_group rows land on both sides of a
@@ -178,16 +188,8 @@ fn a_shard_matches_its_light_file_to_the_triggers_of_the_whole_run() {
     assert!(metric(&single, "charge-light", "light_to_charge_efficiency") > 0.95);
     assert!(metric(&single, "charge-light", "charge_to_light_efficiency") > 0.95);
     let out = s.dir.join("sharded");
-    for shard in ["0/3", "1/3", "2/3"] {
-        let mut args = vec!["run"];
-        args.extend(s.files.iter().map(String::as_str));
-        args.extend(["--out", out.to_str().unwrap(), "--run", "r1", "--shard", shard]);
-        args.extend(common(&s.config, &s.cache, &s.plugins));
-        larmon(&args);
-    }
-    let mut args = vec!["merge".to_string(), out.join("r1").to_str().unwrap().to_string()];
-    args.extend(common(&s.config, &s.cache, &s.plugins).map(String::from));
-    larmon(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.run_shards(&out, &["0/3", "1/3", "2/3"]);
+    s.merge(&out);
     assert_same_run(&single, &out.join("r1"));
 }
 
@@ -232,8 +234,6 @@ fn a_slurm_job_array_gives_the_single_node_report() {
             std::fs::read_to_string(s.dir.join(format!("slurm-{task}.out"))).unwrap_or_default();
         assert!(log.contains(&format!("shard {task}/4")), "task {task}: {log}");
     }
-    let mut args = vec!["merge".to_string(), out.join("r1").to_str().unwrap().to_string()];
-    args.extend(common(&s.config, &s.cache, &s.plugins).map(String::from));
-    larmon(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.merge(&out);
     assert_same_run(&single, &out.join("r1"));
 }
