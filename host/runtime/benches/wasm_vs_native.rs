@@ -1,10 +1,13 @@
 //! The same plot code (tests/plugins/bench-plot/src/plot.rs) run natively and as a sandboxed
-//! component on the same packet batches. Prints both times and their ratio.
+//! component on the same packet batches. Prints the times and the Wasm/native ratios of the plot
+//! code alone, of a whole call, and with a fresh instance per pass.
 //!
 //!   bash .ci/plugins && cargo bench -p larmon-runtime --bench wasm_vs_native
 //!
-//! The Wasm time includes everything a plugin call costs in larmon: projecting the batch on the
-//! plugin's columns, Arrow IPC encoding, the copy into the guest and IPC decoding there.
+//! A whole call is everything a plugin call costs in larmon: projecting the batch on the
+//! plugin's columns, Arrow IPC encoding, the copy into the guest, IPC decoding there and the
+//! plot code; the plot code alone is that minus the same calls into an instance that returns
+//! at once. The native side is built with one codegen unit, like the plugins (Cargo.toml).
 
 #[path = "../../../tests/plugins/bench-plot/src/plot.rs"]
 mod plot;
