@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
+use larmon_calibrate::channels::ChannelTable;
+use larmon_calibrate::geometry::Geometry;
 use larmon_calibrate::output::{
     events_record_batch, hits_record_batch, pixels_record_batch, segments_record_batch,
     track_pixels_record_batch, tracks_record_batch,
@@ -327,16 +329,9 @@ pub fn charge_triggers_of(events: &[larmon_calibrate::output::EventRow]) -> Vec<
         .collect()
 }
 
-/// The charge triggers of one charge file of a run (the `index`-th), as a full pass over it
-/// would find them (same calibration, same event ids).
-fn triggers_of_charge_file(
-    file: &Path,
-    index: usize,
-    calibrator: impl FnOnce() -> Result<Calibrator, larmon_calibrate::CalibrationError>,
-) -> Result<Vec<(i64, u64)>> {
-    let mut calibrator = calibrator()
-        .context("setting up the calibration")?
-        .starting_ids_at((index as u64) << FILE_ID_SHIFT);
+/// The charge triggers of a charge file, as a full pass over it with `calibrator` (the file's
+/// own: same event ids) would find them.
+fn triggers_of_charge_file(file: &Path, mut calibrator: Calibrator) -> Result<Vec<(i64, u64)>> {
     let mut reader = LarpixReader::open(file, &ReadOptions::default())?;
     let unit = match reader.kind() {
         larmon_ingest::read::FileKind::Raw => "messages",
@@ -356,6 +351,35 @@ fn triggers_of_charge_file(
 
 /// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
 const FILE_ID_SHIFT: u32 = 40;
+
+/// The detector's calibration inputs, read once per run; a fresh calibrator per file.
+pub struct RunCalibration {
+    detector: DetectorConfig,
+    /// The pixel layout (also what the plugins get as the `pixels` stream).
+    pub geometry: Geometry,
+    channel_table: ChannelTable,
+}
+
+impl RunCalibration {
+    /// Reads the layout and channel constants the configuration names.
+    pub fn new(detector: DetectorConfig) -> Result<Self> {
+        let geometry = detector.geometry().context("reading the detector layout")?;
+        let channel_table = detector.channels().context("reading the channel constants")?;
+        Ok(Self { detector, geometry, channel_table })
+    }
+
+    /// The calibrator of the run's `index`-th file: its event and track ids start at
+    /// `index << 40`, unique across the run.
+    pub fn for_file(&self, index: usize) -> Result<Calibrator> {
+        let calibrator = Calibrator::with_tables(
+            self.detector.clone(),
+            self.geometry.clone(),
+            self.channel_table.clone(),
+        )
+        .context("setting up the calibration")?;
+        Ok(calibrator.starting_ids_at((index as u64) << FILE_ID_SHIFT))
+    }
+}
 
 /// Per-file output of a shard: DIR/<run>/shards/file-<k>/.
 pub fn file_dir(run_dir: &Path, file_index: usize) -> PathBuf {
@@ -427,9 +451,8 @@ pub fn run(args: Args) -> Result<()> {
     // Every file is an independent unit: its own calibration and its own plugin instances,
     // whose snapshots are merged into the run in file order. A run split over many nodes
     // (--shard, then `larmon merge`) therefore gives exactly the single-node answer.
-    let geometry = detector.geometry().context("reading the detector layout")?;
-    let channel_table = detector.channels().context("reading the channel constants")?;
-    let pixels = Arc::new(pixels_record_batch(&geometry));
+    let calibration = RunCalibration::new(detector)?;
+    let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
     let light_map = super::light::load_channel_map(args.light_channel_map.as_deref())?;
     let file_range = match args.shard {
         Some(shard) => shard_files(args.files.len(), shard),
@@ -544,16 +567,10 @@ pub fn run(args: Args) -> Result<()> {
                 .collect();
             for index in others {
                 let file = &args.files[index];
-                let triggers = triggers_of_charge_file(file, index, || {
-                    Calibrator::with_tables(
-                        detector.clone(),
-                        geometry.clone(),
-                        channel_table.clone(),
-                    )
-                })
-                .with_context(|| {
-                    format!("{}: charge triggers for light matching", file.display())
-                })?;
+                let triggers = triggers_of_charge_file(file, calibration.for_file(index)?)
+                    .with_context(|| {
+                        format!("{}: charge triggers for light matching", file.display())
+                    })?;
                 charge_triggers.borrow_mut().extend(triggers);
             }
         }
@@ -568,13 +585,7 @@ pub fn run(args: Args) -> Result<()> {
                     })?;
                 (serde_json::to_value(&stats)?, None)
             } else {
-                let mut calibrator = Calibrator::with_tables(
-                    detector.clone(),
-                    geometry.clone(),
-                    channel_table.clone(),
-                )
-                .context("setting up the calibration")?
-                .starting_ids_at((index as u64) << FILE_ID_SHIFT);
+                let mut calibrator = calibration.for_file(index)?;
                 let mut file_span = None;
                 let reader = LarpixReader::open(file, &ReadOptions::default())?;
                 for batch in reader {

@@ -16,12 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
-use larmon_calibrate::geometry::Geometry;
 use larmon_calibrate::output::{
     CalibratedBatch, events_record_batch, hits_record_batch, pixels_record_batch,
     segments_record_batch, track_pixels_record_batch, tracks_record_batch,
 };
-use larmon_calibrate::{Calibrator, CalibratorState, DetectorConfig};
+use larmon_calibrate::{Calibrator, CalibratorState};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
@@ -32,8 +31,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use super::run::{
-    LightStats, add_host_stats, charge_triggers_of, finish_plugin, join_span, open_instance,
-    process_light_file, read_config, safe_name, write_atomically, write_report,
+    LightStats, RunCalibration, add_host_stats, charge_triggers_of, finish_plugin, join_span,
+    open_instance, process_light_file, read_config, safe_name, write_atomically, write_report,
 };
 
 /// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
@@ -152,9 +151,7 @@ struct LiveFile {
 struct Watch {
     args: Args,
     pattern: Regex,
-    detector: DetectorConfig,
-    geometry: Geometry,
-    channel_table: larmon_calibrate::channels::ChannelTable,
+    calibration: RunCalibration,
     plugin_configs: BTreeMap<String, String>,
     checks: ChecksConfig,
     runtime: Arc<Runtime>,
@@ -178,9 +175,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (detector, plugin_configs, checks) = read_config(args.config.as_deref())?;
     let (runtime, plugins) = args.plugin_args.load()?;
-    let geometry = detector.geometry().context("reading the detector layout")?;
-    let channel_table = detector.channels().context("reading the channel constants")?;
-    let pixels = Arc::new(pixels_record_batch(&geometry));
+    let calibration = RunCalibration::new(detector)?;
+    let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
     let light_map = super::light::load_channel_map(args.light_channel_map.as_deref())?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -222,9 +218,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut watch = Watch {
         args,
         pattern,
-        detector,
-        geometry,
-        channel_table,
+        calibration,
         plugin_configs,
         checks,
         runtime,
@@ -360,13 +354,7 @@ impl Watch {
 
     /// A file's live state: fresh, or resumed from its last checkpoint.
     fn open_live(&self, path: PathBuf, run: String, index: usize) -> Result<LiveFile> {
-        let calibrator = Calibrator::with_tables(
-            self.detector.clone(),
-            self.geometry.clone(),
-            self.channel_table.clone(),
-        )
-        .context("setting up the calibration")?
-        .starting_ids_at((index as u64) << 40);
+        let calibrator = self.calibration.for_file(index)?;
         let state_dir = self.state_dir(&run, index);
         let checkpoint: Option<Checkpoint> = std::fs::read(state_dir.join("watch.json"))
             .ok()
