@@ -104,7 +104,7 @@ fn check_fixture(prefix: &str) {
         let baseline = mpd_scan.baseline(adc, channel).unwrap();
         // Within 1 ADC14; a noisy input (σ up to 40 ADC14) is held to its statistical
         // precision instead: 3σ/√(samples in the baseline windows).
-        let waveforms = mpd_scan.input(adc, channel).unwrap().waveforms as f64;
+        let waveforms = mpd_scan.input(adc, channel).unwrap().totals.waveforms as f64;
         let sigma = c["noise_rms_adc16"].as_f64().unwrap() / 4.0;
         let tolerance = (3.0 * sigma / (80.0 * waveforms).sqrt()).max(1.0);
         assert!(

@@ -1,8 +1,10 @@
 //! light-health: the light readout's inputs and boards — dead (flat in every waveform), noisy
 //! (mean baseline RMS above `noisy_factor` × the median input) and clipping (a sample on the top
 //! rail) inputs, events with a board missing; maps of baseline noise and level per board and
-//! input. The flagged inputs go to report.json (`results.flagged_inputs`).
+//! input. The flagged inputs go to report.json (`results.flagged_inputs`). The rules are
+//! `larmon-light-rules`' — the same that `larmon light` applies on the host.
 
+use larmon_light_rules::{DEFAULT_NOISY_FACTOR, InputTotals, flag_inputs};
 use larmon_plugin_sdk::prelude::*;
 
 const BOARDS: usize = 8;
@@ -10,11 +12,8 @@ const INPUTS: usize = 64;
 
 #[derive(Serialize, Deserialize, Default, Clone, Copy)]
 struct Input {
-    waveforms: u64,
-    rms_sum: f64,
+    totals: InputTotals,
     baseline_sum: f64,
-    flat: u64,
-    clipped: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -47,30 +46,20 @@ struct MissingBoard {
 
 impl LightHealth {
     fn flagged(&self) -> Vec<Flagged> {
-        let mut rms: Vec<f64> = self
-            .inputs
-            .iter()
-            .filter(|i| i.waveforms > 0)
-            .map(|i| i.rms_sum / i.waveforms as f64)
-            .collect();
-        rms.sort_by(f64::total_cmp);
-        let median = rms.get(rms.len() / 2).copied().unwrap_or(0.0);
-        let mut out = Vec::new();
-        for (k, i) in self.inputs.iter().enumerate().filter(|(_, i)| i.waveforms > 0) {
-            let (adc, channel) = ((k / INPUTS) as u8, (k % INPUTS) as u8);
-            let mean = i.rms_sum / i.waveforms as f64;
-            let flag =
-                |kind| Flagged { adc, channel, kind, rms_adc: mean, clipped_waveforms: i.clipped };
-            if i.flat == i.waveforms {
-                out.push(flag("dead"));
-            } else if median > 0.0 && mean > self.noisy_factor * median {
-                out.push(flag("noisy"));
-            }
-            if i.clipped > 0 {
-                out.push(flag("clipping"));
-            }
-        }
-        out
+        let inputs = self.inputs.iter().enumerate().map(|(k, i)| (k, i.totals));
+        flag_inputs(inputs, self.noisy_factor)
+            .into_iter()
+            .map(|(k, kind)| {
+                let totals = &self.inputs[k].totals;
+                Flagged {
+                    adc: (k / INPUTS) as u8,
+                    channel: (k % INPUTS) as u8,
+                    kind: kind.as_str(),
+                    rms_adc: totals.mean_rms(),
+                    clipped_waveforms: totals.clipped_waveforms,
+                }
+            })
+            .collect()
     }
 }
 
@@ -94,7 +83,7 @@ impl Plugin for LightHealth {
             inputs: vec![Input::default(); BOARDS * INPUTS],
             events: 0,
             missing: Vec::new(),
-            noisy_factor: config_number(config, "noisy_factor", 5.0),
+            noisy_factor: config_number(config, "noisy_factor", DEFAULT_NOISY_FACTOR),
             warn_bad_inputs: config_number(config, "warn_bad_inputs", 1.0),
             error_bad_inputs: config_number(config, "error_bad_inputs", 20.0),
             warn_missing_fraction: config_number(config, "warn_missing_fraction", 0.001),
@@ -126,22 +115,16 @@ impl Plugin for LightHealth {
             else {
                 continue;
             };
-            input.waveforms += 1;
-            input.rms_sum += f64::from(rms[i]);
+            input.totals.add_waveform(rms[i], peak[i], clipped[i] > 0);
             input.baseline_sum += f64::from(baseline[i]);
-            input.flat += u64::from(rms[i] == 0.0 && peak[i] <= 0.0);
-            input.clipped += u64::from(clipped[i] > 0);
         }
         Ok(())
     }
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
         for (mine, theirs) in self.inputs.iter_mut().zip(&other.inputs) {
-            mine.waveforms += theirs.waveforms;
-            mine.rms_sum += theirs.rms_sum;
+            mine.totals.add(&theirs.totals);
             mine.baseline_sum += theirs.baseline_sum;
-            mine.flat += theirs.flat;
-            mine.clipped += theirs.clipped;
         }
         self.events += other.events;
         self.missing.extend(other.missing);
@@ -155,12 +138,12 @@ impl Plugin for LightHealth {
             self.inputs
                 .iter()
                 .enumerate()
-                .filter(|(_, i)| i.waveforms > 0)
+                .filter(|(_, i)| i.totals.waveforms > 0)
                 .map(|(k, i)| ((k % INPUTS) as f64, (k / INPUTS) as f64, value(i)))
                 .collect()
         };
         let (noise, level) =
-            (map(|i| i.rms_sum / i.waveforms as f64), map(|i| i.baseline_sum / i.waveforms as f64));
+            (map(|i| i.totals.mean_rms()), map(|i| i.baseline_sum / i.totals.waveforms as f64));
         let input_map = |points, title, unit| {
             svg::value_map(points, 1.0, title, "input channel", "ADC board", unit)
         };

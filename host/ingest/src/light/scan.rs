@@ -1,6 +1,6 @@
 //! A pass over a light file reduced to what light DQM needs: per input the baseline and noise,
-//! flat-line, clipping; per event the boards present; the rules that flag dead, noisy and
-//! clipping inputs and events with a missing board.
+//! flat-line, clipping; per event the boards present. The rules that flag dead, noisy and
+//! clipping inputs are `larmon-light-rules`' (the light-health plugin applies the same ones).
 
 use serde::Serialize;
 
@@ -8,19 +8,16 @@ use super::LightEvent;
 use super::channel_map::{BOARDS, ChannelMap, INPUTS};
 use super::reduce::summarize;
 
+pub use larmon_light_rules::LightFlag;
+use larmon_light_rules::{DEFAULT_NOISY_FACTOR, InputTotals, flag_inputs};
+
 /// Accumulated per input.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct InputStats {
-    /// Waveforms seen.
-    pub waveforms: u64,
+    /// What the health rules judge: waveforms, RMS sum, flat and clipped waveforms.
+    pub totals: InputTotals,
     /// Sum of per-waveform baselines, ADC14.
     pub baseline_sum: f64,
-    /// Sum of per-waveform baseline RMS, ADC14.
-    pub rms_sum: f64,
-    /// Waveforms without any variation (RMS 0 and no sample above the baseline).
-    pub flat_waveforms: u64,
-    /// Waveforms with a sample on the top rail.
-    pub clipped_waveforms: u64,
     /// Largest peak above the baseline, ADC14.
     pub peak_max: f32,
 }
@@ -42,18 +39,6 @@ pub struct LightScan {
     pub missing_boards: Vec<(u64, u8)>,
     /// Per (adc, channel): `adc * 64 + channel`.
     inputs: Vec<InputStats>,
-}
-
-/// Why an input is flagged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LightFlag {
-    /// Flat in every waveform.
-    Dead,
-    /// Baseline RMS far above the others.
-    Noisy,
-    /// Reaches the top rail.
-    Clipping,
 }
 
 /// A flagged input.
@@ -80,7 +65,7 @@ pub struct HealthRules {
 
 impl Default for HealthRules {
     fn default() -> Self {
-        Self { noisy_factor: 5.0 }
+        Self { noisy_factor: DEFAULT_NOISY_FACTOR }
     }
 }
 
@@ -115,11 +100,8 @@ impl LightScan {
             else {
                 continue;
             };
-            input.waveforms += 1;
+            input.totals.add_waveform(s.rms, s.peak, s.clipped_high > 0);
             input.baseline_sum += f64::from(s.baseline);
-            input.rms_sum += f64::from(s.rms);
-            input.flat_waveforms += u64::from(s.rms == 0.0 && s.peak <= 0.0);
-            input.clipped_waveforms += u64::from(s.clipped_high > 0);
             input.peak_max = input.peak_max.max(s.peak);
             self.waveforms += 1;
             self.samples += w.samples.len() as u64;
@@ -137,11 +119,8 @@ impl LightScan {
         };
         self.missing_boards.extend(&other.missing_boards);
         for (mine, theirs) in self.inputs.iter_mut().zip(&other.inputs) {
-            mine.waveforms += theirs.waveforms;
+            mine.totals.add(&theirs.totals);
             mine.baseline_sum += theirs.baseline_sum;
-            mine.rms_sum += theirs.rms_sum;
-            mine.flat_waveforms += theirs.flat_waveforms;
-            mine.clipped_waveforms += theirs.clipped_waveforms;
             mine.peak_max = mine.peak_max.max(theirs.peak_max);
         }
     }
@@ -150,12 +129,12 @@ impl LightScan {
     pub fn input(&self, adc: u8, channel: u8) -> Option<&InputStats> {
         self.inputs
             .get(usize::from(adc) * INPUTS + usize::from(channel))
-            .filter(|i| i.waveforms > 0)
+            .filter(|i| i.totals.waveforms > 0)
     }
 
     /// Mean baseline of an input, ADC14.
     pub fn baseline(&self, adc: u8, channel: u8) -> Option<f64> {
-        self.input(adc, channel).map(|i| i.baseline_sum / i.waveforms as f64)
+        self.input(adc, channel).map(|i| i.baseline_sum / i.totals.waveforms as f64)
     }
 
     /// Dead, noisy and clipping inputs among those the map connects (or every input read out
@@ -166,31 +145,16 @@ impl LightScan {
             .filter(|&(adc, channel)| map.is_none_or(|m| m.get(adc, channel).is_some()))
             .filter_map(|(adc, channel)| self.input(adc, channel).map(|i| (adc, channel, i)))
             .collect();
-        let mut rms: Vec<f64> =
-            read.iter().map(|(_, _, i)| i.rms_sum / i.waveforms as f64).collect();
-        rms.sort_by(f64::total_cmp);
-        let median = rms.get(rms.len() / 2).copied().unwrap_or(0.0);
-        let mut flagged = Vec::new();
-        for (adc, channel, i) in read {
-            let mean_rms = i.rms_sum / i.waveforms as f64;
-            let mut flag = |kind| {
-                flagged.push(FlaggedInput {
-                    adc,
-                    channel,
-                    kind,
-                    rms: mean_rms,
-                    clipped_waveforms: i.clipped_waveforms,
-                })
-            };
-            if i.flat_waveforms == i.waveforms {
-                flag(LightFlag::Dead);
-            } else if median > 0.0 && mean_rms > rules.noisy_factor * median {
-                flag(LightFlag::Noisy);
-            }
-            if i.clipped_waveforms > 0 {
-                flag(LightFlag::Clipping);
-            }
-        }
-        flagged
+        let totals = read.iter().map(|&(adc, channel, i)| ((adc, channel, i), i.totals));
+        flag_inputs(totals, rules.noisy_factor)
+            .into_iter()
+            .map(|((adc, channel, i), kind)| FlaggedInput {
+                adc,
+                channel,
+                kind,
+                rms: i.totals.mean_rms(),
+                clipped_waveforms: i.totals.clipped_waveforms,
+            })
+            .collect()
     }
 }
