@@ -1,4 +1,4 @@
-//! Errors of metadata extraction and the catalog.
+//! Errors of the catalog, its declarations and sidecars.
 
 use std::path::{Path, PathBuf};
 
@@ -21,12 +21,6 @@ pub enum CatalogError {
         /// What is wrong.
         reason: String,
     },
-    /// Reading the data failed.
-    #[error(transparent)]
-    Ingest(#[from] larmon_ingest::IngestError),
-    /// The detector configuration is invalid.
-    #[error(transparent)]
-    Calibration(#[from] larmon_calibrate::CalibrationError),
     /// The catalog database failed.
     #[error("catalog {path}: {source}")]
     Database {
@@ -51,7 +45,8 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    /// An I/O error of `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io { path: path.into(), source }
     }
 }

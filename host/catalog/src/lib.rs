@@ -1,10 +1,11 @@
-//! larmon's data management: what a file is (a MetaCat declaration read from the data itself),
+//! larmon's data management: what a file is (a MetaCat declaration; reading it from the data is
+//! `larmon-metadata`'s, so the catalog and the dashboard link no HDF5),
 //! where it is (the catalog of files, replicas and transfers), and what goes with it (charge,
 //! light and MINERvA files of the same run and time).
 //!
 //! - [`checksum`]: streaming adler32, `%08x` (Rucio and MetaCat formats);
-//! - [`metadata`]: declarations from charge files, declad sidecars written atomically, verified
-//!   sidecars of other files (light, MINERvA);
+//! - [`metadata`]: declarations and their validation, declad sidecars written atomically,
+//!   verified sidecars of other files (light, MINERvA);
 //! - [`store`]: the SQLite catalog (WAL) with replicas and the persistent transfer queue;
 //! - [`associate`]: per-run pairing by time overlap.
 
@@ -16,5 +17,5 @@ pub mod store;
 
 pub use checksum::Adler32;
 pub use error::CatalogError;
-pub use metadata::{Declaration, MetadataOptions};
+pub use metadata::Declaration;
 pub use store::{Added, Catalog, FileRecord, Replica, Transfer};

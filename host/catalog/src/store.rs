@@ -486,3 +486,90 @@ fn parse_condition(text: &str) -> Option<(&str, &'static str, &str)> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn declaration(name: &str, run: u64, adler32: &str, start: f64) -> Declaration {
+        Declaration {
+            namespace: CHARGE_NAMESPACE.into(),
+            name: name.into(),
+            size: 100,
+            checksums: [("adler32".to_string(), adler32.to_string())].into(),
+            metadata: [
+                ("core.runs".to_string(), json!([run])),
+                ("core.data_tier".to_string(), json!("raw")),
+                ("core.start_time".to_string(), json!(start)),
+                ("core.end_time".to_string(), json!(start + 10.0)),
+            ]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("larmon-catalog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("catalog.sqlite")
+    }
+
+    #[test]
+    fn adding_is_idempotent_and_other_bytes_are_refused() {
+        let catalog = Catalog::open(&scratch("add")).unwrap();
+        let first = declaration("binary-0000042-a.h5", 42, "024d0127", 1.7e9);
+        assert_eq!(catalog.add(Path::new("/daq/a.h5"), &first).unwrap(), Added::New);
+        assert_eq!(catalog.add(Path::new("/daq/a.h5"), &first).unwrap(), Added::AlreadyPresent);
+        let impostor = declaration("binary-0000042-a.h5", 42, "00000001", 1.7e9);
+        let err = catalog.add(Path::new("/elsewhere/a.h5"), &impostor).unwrap_err();
+        assert!(matches!(err, CatalogError::Conflict { .. }), "{err}");
+        let record = catalog.find("binary-0000042-a.h5").unwrap().unwrap();
+        assert_eq!(
+            (record.adler32.as_str(), record.run, record.kind.as_str()),
+            ("024d0127", Some(42), "charge")
+        );
+        assert_eq!(record.declaration, first);
+    }
+
+    #[test]
+    fn list_and_query_select_by_run_and_metadata() {
+        let catalog = Catalog::open(&scratch("query")).unwrap();
+        for (k, run) in [(1, 42), (2, 42), (3, 43)] {
+            let d = declaration(&format!("f{k}.h5"), run, "024d0127", 1.7e9 + k as f64);
+            catalog.add(Path::new(&format!("/daq/f{k}.h5")), &d).unwrap();
+        }
+        assert_eq!(catalog.list(Some(42)).unwrap().len(), 2);
+        assert_eq!(catalog.list(None).unwrap().len(), 3);
+        let late = catalog.query(&["core.start_time>1700000001.5".into()]).unwrap();
+        assert_eq!(
+            late.iter().map(|r| r.did.as_str()).collect::<Vec<_>>(),
+            [format!("{CHARGE_NAMESPACE}:f2.h5"), format!("{CHARGE_NAMESPACE}:f3.h5")]
+        );
+        assert!(catalog.query(&["not a condition".into()]).is_err());
+    }
+
+    #[test]
+    fn a_transfer_is_queued_once_and_done_with_its_replica() {
+        let mut catalog = Catalog::open(&scratch("transfer")).unwrap();
+        catalog.add(Path::new("/daq/a.h5"), &declaration("a.h5", 1, "024d0127", 1.7e9)).unwrap();
+        assert_eq!(catalog.enqueue_all("NERSC").unwrap(), 1);
+        assert_eq!(catalog.enqueue_all("NERSC").unwrap(), 0, "queued once");
+        let (transfer, file) = catalog.next_transfer("NERSC").unwrap().unwrap();
+        assert_eq!(
+            (transfer.state.as_str(), file.did.as_str()),
+            ("queued", format!("{CHARGE_NAMESPACE}:a.h5").as_str())
+        );
+        catalog.transfer_failed(file.id, "NERSC", "disk full", Duration::from_secs(3600)).unwrap();
+        assert!(catalog.next_transfer("NERSC").unwrap().is_none(), "backing off");
+        catalog.transfer_done(file.id, "NERSC", "/nersc/a.h5", "024d0127").unwrap();
+        let replicas = catalog.replicas(file.id).unwrap();
+        assert_eq!(replicas.len(), 1);
+        assert_eq!(replicas[0].location, "/nersc/a.h5");
+        assert_eq!(catalog.transfers("NERSC").unwrap()[0].state, "done");
+        assert_eq!(catalog.enqueue_all("NERSC").unwrap(), 0, "a replica there: nothing to queue");
+    }
+}

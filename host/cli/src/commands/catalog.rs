@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
-use larmon_catalog::metadata::{extract, extract_light, is_light_file, read_verified_sidecar};
+use larmon_catalog::metadata::read_verified_sidecar;
 use larmon_catalog::{Added, Catalog, FileRecord};
+use larmon_metadata::{extract, extract_light, is_light_file};
 
 /// The file catalog: files with their metadata and checksums, replicas, transfers.
 ///
@@ -87,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
             for file in &files {
                 let sidecar = sidecar_of(file);
                 let declaration = if sidecar.exists() {
-                    read_verified_sidecar(file, &sidecar)
+                    read_verified_sidecar(file, &sidecar).map_err(Into::into)
                 } else if is_light_file(file) {
                     extract_light(file, &options)
                 } else {

@@ -1,14 +1,13 @@
 //! `larmon meta` and `larmon checksum`: MetaCat declarations read from the data, declad sidecars,
-//! adler32 (crate `larmon-catalog`).
+//! adler32 (crates `larmon-metadata` and `larmon-catalog`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use larmon_catalog::metadata::{
-    DEFAULT_NAME_PATTERN, extract, extract_light, is_light_file, write_sidecar,
-};
-use larmon_catalog::{Adler32, MetadataOptions};
+use larmon_catalog::Adler32;
+use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, write_sidecar};
+use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
 
 /// Print the MetaCat declaration of charge and light files, read from the data itself.
 ///
@@ -60,7 +59,7 @@ pub struct MetadataArgs {
 impl MetadataArgs {
     /// The extraction options these flags give.
     pub fn options(&self) -> Result<MetadataOptions> {
-        let (detector, _, _) = super::run::read_config(self.config.as_deref())?;
+        let detector = larmon_pipeline::LarmonConfig::load(self.config.as_deref())?.detector;
         Ok(MetadataOptions {
             name_pattern: regex::Regex::new(&self.name_pattern)
                 .with_context(|| format!("--name-pattern {:?}", self.name_pattern))?,
