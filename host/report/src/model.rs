@@ -89,8 +89,9 @@ pub struct PluginEntry {
     pub file: String,
     /// SHA-256 of the component.
     pub sha256: String,
-    /// "ok" or "error".
-    pub status: String,
+    /// `ok` when the plugin ran and reported, `error` when it failed (see `error`); its own
+    /// findings are in its checks.
+    pub status: Status,
     /// Why it failed.
     pub error: Option<String>,
     /// How it was loaded.

@@ -115,7 +115,7 @@ pub fn evaluate(config: &ChecksConfig, plugins: &[PluginEntry]) -> Vec<Check> {
 /// that failed (its plots are missing).
 pub fn run_flag(plugins: &[PluginEntry], host_checks: &[Check]) -> Status {
     let plugin_worst = plugins.iter().flat_map(|p| {
-        let failed = if p.status == "ok" { Status::Ok } else { Status::Error };
+        let failed = if p.status == Status::Ok { Status::Ok } else { Status::Error };
         p.checks.iter().map(|c| c.status).chain([failed])
     });
     host_checks.iter().map(|c| c.status).chain(plugin_worst).max().unwrap_or(Status::Ok)
@@ -133,7 +133,7 @@ mod tests {
             description: String::new(),
             file: String::new(),
             sha256: String::new(),
-            status: "ok".into(),
+            status: Status::Ok,
             error: None,
             load: LoadEntry { source: "Cache".into(), milliseconds: 1.0 },
             metrics: vec![Metric {
@@ -175,7 +175,7 @@ mod tests {
         // A plugin's own error check or a failed plugin makes the run an error.
         assert_eq!(run_flag(&[plugin(50.0, Status::Error)], &[]), Status::Error);
         let mut failed = plugin(50.0, Status::Ok);
-        failed.status = "error".into();
+        failed.status = Status::Error;
         assert_eq!(run_flag(&[failed], &[]), Status::Error);
     }
 

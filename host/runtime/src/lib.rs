@@ -20,8 +20,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
-pub use plugin_run::{Check, CheckStatus, Figure, Metric, PluginReport, PluginRun};
+pub use plugin_run::{Check, CheckStatus, Figure, Metric, PluginFailure, PluginReport, PluginRun};
 
+/// The plugin world's types and calls, generated from `wit/plugin.wit` (their docs are the WIT's;
+/// the generator leaves some items undocumented).
+#[allow(missing_docs)]
 mod bindings {
     wasmtime::component::bindgen!({
         world: "dqm-plugin",
@@ -235,7 +238,7 @@ impl LoadedPlugin {
     }
 
     /// Starts a run: a fresh sandboxed instance opened with `config_json`.
-    pub fn open(&self, runtime: &Runtime, config_json: &str) -> Result<PluginRun, String> {
+    pub fn open(&self, runtime: &Runtime, config_json: &str) -> Result<PluginRun, PluginFailure> {
         let mut run = PluginRun::start(runtime, &self.pre, &self.label)?;
         run.open(config_json, &self.info)?;
         Ok(run)

@@ -57,18 +57,6 @@ impl Host for HostState {
     }
 }
 
-/// Outcome of a check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    /// Fine.
-    Ok,
-    /// Look at it.
-    Warning,
-    /// Act on it.
-    Error,
-}
-
 /// A figure of a report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Figure {
@@ -84,28 +72,60 @@ pub struct Figure {
     pub data_json: String,
 }
 
-/// A metric of a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Metric {
-    /// Name.
-    pub name: String,
-    /// Value.
-    pub value: f64,
-    /// Error, if known.
-    pub error: Option<f64>,
-    /// Unit.
-    pub unit: String,
-}
+/// The metrics, checks and their outcome are report.json's own types: converted once, from the
+/// plugin world's, here.
+pub use larmon_report::{Check, Metric, Status as CheckStatus};
 
-/// A check of a report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Check {
-    /// Name.
-    pub name: String,
-    /// Status.
-    pub status: CheckStatus,
-    /// Message.
-    pub message: String,
+/// Why a plugin stopped: its own error, a limit of the sandbox, a trap, or the host's side.
+/// Once a run instance has failed, every later call returns the same failure.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PluginFailure {
+    /// The plugin returned an error from a call.
+    #[error("{call} failed: {message}")]
+    Reported {
+        /// The call (info, open, consume, snapshot, merge, report).
+        call: &'static str,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The call ran longer than the CPU limit.
+    #[error("stopped in {call}: ran longer than the CPU limit of {seconds:.1} s per call")]
+    CpuLimit {
+        /// The call.
+        call: &'static str,
+        /// The limit, seconds.
+        seconds: f64,
+    },
+    /// The plugin needed more memory than allowed.
+    #[error("stopped in {call}: needed more than the memory limit of {mib} MiB")]
+    MemoryLimit {
+        /// The call.
+        call: &'static str,
+        /// The limit, MiB.
+        mib: usize,
+    },
+    /// The report is larger than allowed.
+    #[error("report of {mib:.1} MiB exceeds the limit of {limit_mib} MiB")]
+    ReportLimit {
+        /// The report's size, MiB.
+        mib: f64,
+        /// The limit, MiB.
+        limit_mib: usize,
+    },
+    /// The plugin trapped (a panic, an out-of-bounds access, …).
+    #[error("trapped in {call}: {cause}{panic}")]
+    Trap {
+        /// The call.
+        call: &'static str,
+        /// The trap's root cause.
+        cause: String,
+        /// `: panicked: MESSAGE (at FILE:LINE:COL)` when a Rust guest printed a panic.
+        panic: String,
+    },
+    /// The host could not instantiate the plugin or hand it data (or a caller's own reason,
+    /// e.g. a snapshot that could not be read).
+    #[error("{0}")]
+    Host(String),
 }
 
 /// What a plugin reported.
@@ -172,7 +192,7 @@ pub struct PluginRun {
     store: Store<HostState>,
     bindings: DqmPlugin,
     instance: Option<ResourceAny>,
-    failure: Option<String>,
+    failure: Option<PluginFailure>,
     limits: Limits,
     requested: BTreeMap<String, Vec<String>>,
     stdout: MemoryOutputPipe,
@@ -187,7 +207,7 @@ impl PluginRun {
         runtime: &Runtime,
         pre: &DqmPluginPre<HostState>,
         label: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PluginFailure> {
         let limits = runtime.limits().clone();
         let stdout = MemoryOutputPipe::new(limits.max_log_bytes);
         let stderr = MemoryOutputPipe::new(limits.max_log_bytes);
@@ -212,7 +232,8 @@ impl PluginRun {
         };
         let mut store = new_store(runtime, state);
         store.set_epoch_deadline(deadline_ticks(&limits));
-        let bindings = pre.instantiate(&mut store).map_err(|e| format!("{e:#}"))?;
+        let bindings =
+            pre.instantiate(&mut store).map_err(|e| PluginFailure::Host(format!("{e:#}")))?;
         Ok(Self {
             label: label.into(),
             store,
@@ -233,8 +254,8 @@ impl PluginRun {
     }
 
     /// Why the run stopped, if it did.
-    pub fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+    pub fn failure(&self) -> Option<&PluginFailure> {
+        self.failure.as_ref()
     }
 
     /// The captured log: `host.log` lines, then stdout and stderr (each bounded).
@@ -254,13 +275,13 @@ impl PluginRun {
     /// Runs one call into the plugin under the deadline, turning traps into a recorded failure.
     fn call<R>(
         &mut self,
-        what: &str,
+        what: &'static str,
         f: impl FnOnce(
             &mut Store<HostState>,
             &DqmPlugin,
             Option<ResourceAny>,
         ) -> wasmtime::Result<Result<R, String>>,
-    ) -> Result<R, String> {
+    ) -> Result<R, PluginFailure> {
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
         }
@@ -268,26 +289,23 @@ impl PluginRun {
         let result = f(&mut self.store, &self.bindings, self.instance);
         let failure = match result {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(message)) => format!("{what} failed: {message}"),
+            Ok(Err(message)) => PluginFailure::Reported { call: what, message },
             Err(trap) => self.describe_trap(what, &trap),
         };
         self.failure = Some(failure.clone());
         Err(failure)
     }
 
-    fn describe_trap(&self, what: &str, error: &wasmtime::Error) -> String {
+    fn describe_trap(&self, what: &'static str, error: &wasmtime::Error) -> PluginFailure {
         let text = format!("{error:#}");
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            return format!(
-                "stopped in {what}: ran longer than the CPU limit of {:.1} s per call",
-                self.limits.call_timeout.as_secs_f64()
-            );
+            return PluginFailure::CpuLimit {
+                call: what,
+                seconds: self.limits.call_timeout.as_secs_f64(),
+            };
         }
         if text.contains("forcing trap when growing memory") || text.contains("memory limit") {
-            return format!(
-                "stopped in {what}: needed more than the memory limit of {} MiB",
-                self.limits.memory_bytes >> 20
-            );
+            return PluginFailure::MemoryLimit { call: what, mib: self.limits.memory_bytes >> 20 };
         }
         // A Rust guest prints "thread '…' panicked at FILE:LINE:COL:" and the message on the
         // next line to stderr before trapping.
@@ -304,14 +322,19 @@ impl PluginRun {
             })
             .unwrap_or_default();
         let cause = error.root_cause().to_string();
-        format!("trapped in {what}: {}{panic}", cause.lines().next().unwrap_or("trap"))
+        let cause = cause.lines().next().unwrap_or("trap").to_string();
+        PluginFailure::Trap { call: what, cause, panic }
     }
 
-    pub(crate) fn info(&mut self) -> Result<PluginInfo, String> {
+    pub(crate) fn info(&mut self) -> Result<PluginInfo, PluginFailure> {
         self.call("info", |store, b, _| b.larmon_plugin_plugin().call_info(store).map(Ok))
     }
 
-    pub(crate) fn open(&mut self, config_json: &str, info: &PluginInfo) -> Result<(), String> {
+    pub(crate) fn open(
+        &mut self,
+        config_json: &str,
+        info: &PluginInfo,
+    ) -> Result<(), PluginFailure> {
         let instance = self.call("open", |store, b, _| {
             b.larmon_plugin_plugin().instance().call_open(store, config_json)
         })?;
@@ -328,21 +351,21 @@ impl PluginRun {
 
     /// Hands a batch of `stream` to the plugin, projected on the columns it asked for; streams
     /// it did not ask for are skipped.
-    pub fn consume(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), String> {
+    pub fn consume(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), PluginFailure> {
         let Some(columns) = self.requested.get(stream) else { return Ok(()) };
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let schema = batch.schema();
         let indices: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
-        let projected = batch.project(&indices).map_err(|e| e.to_string())?;
+        let projected = batch.project(&indices).map_err(|e| PluginFailure::Host(e.to_string()))?;
         let mut ipc = std::mem::take(&mut self.ipc);
         ipc.clear();
         {
-            let mut writer =
-                StreamWriter::try_new(&mut ipc, &projected.schema()).map_err(|e| e.to_string())?;
-            writer.write(&projected).map_err(|e| e.to_string())?;
-            writer.finish().map_err(|e| e.to_string())?;
+            let mut writer = StreamWriter::try_new(&mut ipc, &projected.schema())
+                .map_err(|e| PluginFailure::Host(e.to_string()))?;
+            writer.write(&projected).map_err(|e| PluginFailure::Host(e.to_string()))?;
+            writer.finish().map_err(|e| PluginFailure::Host(e.to_string()))?;
         }
         let result = self.call("consume", |store, b, instance| {
             let instance = instance.expect("opened");
@@ -353,14 +376,14 @@ impl PluginRun {
     }
 
     /// The instance's state as bytes.
-    pub fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginFailure> {
         self.call("snapshot", |store, b, instance| {
             b.larmon_plugin_plugin().instance().call_snapshot(store, instance.expect("opened"))
         })
     }
 
     /// Adds another instance's snapshot.
-    pub fn merge(&mut self, snapshot: &[u8]) -> Result<(), String> {
+    pub fn merge(&mut self, snapshot: &[u8]) -> Result<(), PluginFailure> {
         self.call("merge", |store, b, instance| {
             b.larmon_plugin_plugin().instance().call_merge(
                 store,
@@ -371,7 +394,7 @@ impl PluginRun {
     }
 
     /// The report, checked against the size limit.
-    pub fn report(&mut self) -> Result<PluginReport, String> {
+    pub fn report(&mut self) -> Result<PluginReport, PluginFailure> {
         let report = self.call("report", |store, b, instance| {
             b.larmon_plugin_plugin().instance().call_report(store, instance.expect("opened"))
         })?;
@@ -383,11 +406,10 @@ impl PluginRun {
             + report.checks.iter().map(|c| c.message.len()).sum::<usize>()
             + report.results.iter().map(|r| r.name.len() + r.json.len()).sum::<usize>();
         if size > self.limits.max_report_bytes {
-            let failure = format!(
-                "report of {:.1} MiB exceeds the limit of {} MiB",
-                size as f64 / (1 << 20) as f64,
-                self.limits.max_report_bytes >> 20
-            );
+            let failure = PluginFailure::ReportLimit {
+                mib: size as f64 / (1 << 20) as f64,
+                limit_mib: self.limits.max_report_bytes >> 20,
+            };
             self.failure = Some(failure.clone());
             return Err(failure);
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
-use larmon_runtime::{CompileSource, Limits, LoadedPlugin, Runtime};
+use larmon_runtime::{CompileSource, Limits, LoadedPlugin, PluginFailure, Runtime};
 
 fn component(profile: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -52,10 +52,20 @@ fn hostile_failure(
     let consumed = run.consume("packets", batch);
     let reported = run.report();
     assert!(consumed.is_err() || reported.is_err(), "{mode}: the plugin was not stopped");
-    let reason = run.failure().expect("a failure is recorded").to_owned();
+    let reason = run.failure().expect("a failure is recorded").clone();
     // every later call returns the same reason without entering the plugin again
     assert_eq!(run.snapshot().unwrap_err(), reason);
-    reason
+    // a limit, a trap and the plugin's own error are told apart by type
+    let kind_matches = match mode {
+        "spin" => matches!(reason, PluginFailure::CpuLimit { .. }),
+        "memory" | "huge-svg" => matches!(reason, PluginFailure::MemoryLimit { .. }),
+        "big-svg" => matches!(reason, PluginFailure::ReportLimit { .. }),
+        "read-file" | "socket" | "env" => matches!(reason, PluginFailure::Reported { .. }),
+        "panic" => matches!(reason, PluginFailure::Trap { ref panic, .. } if !panic.is_empty()),
+        _ => true,
+    };
+    assert!(kind_matches, "{mode}: {reason:?}");
+    reason.to_string()
 }
 
 #[test]

@@ -14,6 +14,9 @@ mod files;
 mod pages;
 mod trends;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -91,7 +91,7 @@ fn summary(r: &RunReport) -> RunSummary {
         failed_plugins: r
             .plugins
             .iter()
-            .filter(|p| p.status != "ok")
+            .filter(|p| p.status != Status::Ok)
             .map(|p| p.name.clone())
             .collect(),
     }
@@ -205,7 +205,7 @@ pub(crate) async fn run_page(
     }
     body += "<div class=\"toc\">";
     for p in &r.plugins {
-        let status = if p.status == "ok" {
+        let status = if p.status == Status::Ok {
             p.checks.iter().map(|c| c.status).max().unwrap_or(Status::Ok)
         } else {
             Status::Error
@@ -369,7 +369,7 @@ fn plugin_summaries(runs: &[Arc<RunReport>]) -> Vec<PluginSummary> {
             }
             s.sha256 = p.sha256.clone();
             s.description = p.description.clone();
-            if p.status == "ok" {
+            if p.status == Status::Ok {
                 s.runs_ok += 1;
             } else {
                 s.runs_failed += 1;

@@ -1,0 +1,132 @@
+//! The dashboard tested in-process: the router answers requests without a socket (the binary
+//! tests in `host/cli/tests/dashboard.rs` stay for the end-to-end view with a browser).
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use larmon_report::model::{LoadEntry, Quality};
+use larmon_report::{Check, ChecksConfig, FigureFiles, Metric, PluginEntry, RunReport, Status};
+use tower::ServiceExt;
+
+fn report(run: &str, flag: Status, parity: f64) -> RunReport {
+    RunReport {
+        run: run.into(),
+        files: vec![format!("{run}.h5").into()],
+        larmon_version: "0.1.0".into(),
+        created_unix_s: 1.7e9,
+        start_unix_s: Some(1_700_000_000),
+        end_unix_s: Some(1_700_000_009),
+        host: serde_json::json!({"rows": 1000}),
+        quality: Quality { flag: Some(flag), host_checks: Vec::new() },
+        plugins: vec![PluginEntry {
+            name: "packet-rate".into(),
+            version: "0.1.0".into(),
+            description: "packets per second".into(),
+            file: "packet_rate.wasm".into(),
+            sha256: "ab".repeat(32),
+            status: Status::Ok,
+            error: None,
+            load: LoadEntry { source: "Cache".into(), milliseconds: 1.0 },
+            metrics: vec![Metric {
+                name: "parity_error_fraction".into(),
+                value: parity,
+                error: None,
+                unit: "".into(),
+            }],
+            checks: vec![Check {
+                name: "parity".into(),
+                status: flag,
+                message: "<b>bold</b> claim".into(),
+            }],
+            figures: vec![FigureFiles {
+                name: "rate".into(),
+                title: "Rate".into(),
+                svg: "packet-rate/rate.svg".into(),
+                data: "packet-rate/rate.json".into(),
+            }],
+            results: Default::default(),
+            log: Vec::new(),
+        }],
+    }
+}
+
+fn write(out: &Path, report: &RunReport) {
+    let dir = out.join(&report.run);
+    std::fs::create_dir_all(dir.join("packet-rate")).unwrap();
+    std::fs::write(dir.join("report.json"), serde_json::to_vec(report).unwrap()).unwrap();
+    std::fs::write(dir.join("packet-rate/rate.svg"), "<svg xmlns='http://www.w3.org/2000/svg'/>")
+        .unwrap();
+}
+
+async fn get(out: &Path, uri: &str) -> (StatusCode, String, Option<String>) {
+    let response = crate::router(out, ChecksConfig::default())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let csp = response
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned(), csp)
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("larmon-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn pages_api_and_metrics_show_the_runs() {
+    let out = scratch("pages");
+    write(&out, &report("run-0000001", Status::Ok, 0.001));
+    write(&out, &report("run-0000002", Status::Error, 0.2));
+
+    let (status, page, csp) = get(&out, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("run-0000001") && page.contains("run-0000002"), "{page}");
+    assert!(csp.is_some_and(|c| !c.contains("script-src")), "pages carry a CSP without scripts");
+
+    let (status, page, _) = get(&out, "/runs/run-0000002").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("parity_error_fraction"));
+    assert!(page.contains("&lt;b&gt;bold&lt;/b&gt;") && !page.contains("<b>bold</b>"), "escaped");
+
+    let (status, api, _) = get(&out, "/api/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    let runs: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(2), "{api}");
+
+    let (_, metrics, _) = get(&out, "/metrics").await;
+    assert!(metrics.contains("larmon_runs 2"), "{metrics}");
+    assert!(metrics.contains("metric=\"parity_error_fraction\",unit=\"\"} 0.2"), "{metrics}");
+
+    let (status, _, _) = get(&out, "/runs/run-9999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[tokio::test]
+async fn figure_files_are_served_only_from_inside_the_output_directory() {
+    let out = scratch("files");
+    write(&out, &report("r1", Status::Ok, 0.0));
+    std::fs::write(out.join("secret.txt"), "secret").unwrap();
+
+    let (status, svg, csp) = get(&out, "/files/r1/packet-rate/rate.svg").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.starts_with("<svg"));
+    assert!(csp.is_some(), "SVGs are served with their own CSP");
+
+    for escape in
+        ["/files/r1/../secret.txt", "/files/r1/%2e%2e/secret.txt", "/files/..%2Fsecret.txt/x"]
+    {
+        let (status, body, _) = get(&out, escape).await;
+        assert_ne!(status, StatusCode::OK, "{escape}");
+        assert!(!body.contains("secret"), "{escape}: {body}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
