@@ -4,6 +4,10 @@
 //! One macro invocation lists the columns once; the struct, the by-name binding used by the
 //! packet-file reader, the Arrow schema and the on-disk 36-byte layout all derive from it.
 
+/// Packet-table type of the per-message Unix time row (a PACMAN message's timestamp; every
+/// following row inherits its Unix time).
+pub const TIMESTAMP_ROW: u8 = 4;
+
 /// Stored width of an unsigned integer column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntWidth {
@@ -205,7 +209,7 @@ macro_rules! define_packet_columns {
                 self.unix_time.reserve(self.len());
                 self.rows_without_unix_time = 0;
                 for (kind, time) in self.packet_type.iter().zip(&self.timestamp) {
-                    if *kind == crate::pacman::TIMESTAMP_ROW {
+                    if *kind == TIMESTAMP_ROW {
                         *last = Some(*time);
                     }
                     match last {

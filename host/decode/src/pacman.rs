@@ -19,8 +19,8 @@ pub const WORD_TYPE_TRIGGER: u8 = b'T';
 /// Word type byte of sync words (`'S'`).
 pub const WORD_TYPE_SYNC: u8 = b'S';
 
-/// Packet-table type of the per-message Unix time row.
-pub const TIMESTAMP_ROW: u8 = 4;
+/// Packet-table type of the per-message Unix time row (defined with the rows).
+pub use crate::columns::TIMESTAMP_ROW;
 /// Packet-table type of sync rows.
 pub const SYNC_ROW: u8 = 6;
 /// Packet-table type of trigger rows.

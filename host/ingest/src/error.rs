@@ -95,6 +95,7 @@ pub enum IngestError {
         /// What is wrong.
         reason: String,
     },
+    /// An output file exists and overwriting it was not asked for.
     #[error("{path}: already exists (use --force to overwrite)")]
     OutputExists {
         /// The file.

@@ -26,6 +26,7 @@ struct NativeType {
 
 impl Drop for NativeType {
     fn drop(&mut self) {
+        // SAFETY: `id` was returned by H5Tget_native_type, is owned by this value and closed once.
         hdf5::sync::sync(|| unsafe { H5Tclose(self.id) });
     }
 }
@@ -33,13 +34,14 @@ impl Drop for NativeType {
 impl NativeType {
     fn of(dataset: &Dataset, path: &Path, name: &str) -> Result<Self> {
         let file_type = dataset.dtype().context(path, || format!("type of `{name}`"))?;
+        // SAFETY: a valid datatype id; the returned id is owned and closed on drop.
         let id = hdf5::sync::sync(|| unsafe {
-            // SAFETY: a valid datatype id; the returned id is owned and closed on drop.
             H5Tget_native_type(file_type.id(), H5T_direction_t::H5T_DIR_ASCEND)
         });
         if id < 0 {
             return Err(layout(path, name, "its record type has no native equivalent".into()));
         }
+        // SAFETY: `id` is a valid (checked above) datatype id owned by us.
         let size = hdf5::sync::sync(|| unsafe { H5Tget_size(id) });
         Ok(Self { id, size })
     }
@@ -47,10 +49,13 @@ impl NativeType {
     /// Byte offset and size of member `name`.
     fn member(&self, path: &Path, dataset: &str, name: &str) -> Result<(usize, usize)> {
         let c_name = CString::new(name).expect("no NUL in member names");
+        // SAFETY: a valid compound type id and a NUL-terminated name that outlives the call.
         let index = hdf5::sync::sync(|| unsafe { H5Tget_member_index(self.id, c_name.as_ptr()) });
         if index < 0 {
             return Err(layout(path, dataset, format!("no member `{name}`")));
         }
+        // SAFETY: `index` is a member of the compound type (checked above); the member's type id
+        // is closed before leaving the block.
         let (offset, size) = hdf5::sync::sync(|| unsafe {
             let offset = H5Tget_member_offset(self.id, index as u32);
             let member = H5Tget_member_type(self.id, index as u32);
