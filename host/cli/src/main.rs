@@ -1,5 +1,6 @@
-//! `larmon`: the command-line front end. Each subcommand lives in `commands/`; the work itself is
-//! done by the library crates (`larmon-decode`, `larmon-ingest`).
+//! `larmon`: the command-line front end. Each subcommand lives in `commands/` and only parses
+//! arguments and prints; the work itself is done by the library crates (`larmon-pipeline` for
+//! run, merge and watch; `larmon-ingest`, `larmon-calibrate`, `larmon-metadata`, …).
 
 mod commands;
 mod progress;
@@ -29,6 +30,7 @@ use clap::{Parser, Subcommand};
 ///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
+///   larmon streams                        the streams plugins consume, with their columns
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
 #[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
@@ -59,6 +61,7 @@ enum Command {
     Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
     Light(commands::light::Args),
+    Streams(commands::streams::Args),
     Bench(commands::bench::Args),
 }
 
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Light(args) => commands::light::run(args),
+        Command::Streams(args) => commands::streams::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

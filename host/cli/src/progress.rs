@@ -1,5 +1,5 @@
 //! Progress bars for long work: drawn on stderr only when it is a terminal, so logs and CI
-//! output stay clean.
+//! output stay clean. [`TerminalProgress`] draws the pipeline's bars the same way.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -15,4 +15,27 @@ pub fn bar(total: u64, unit: &str) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+/// The pipeline's progress as indicatif bars on stderr.
+pub struct TerminalProgress;
+
+impl larmon_pipeline::Progress for TerminalProgress {
+    fn bar(&self, label: &str, total: u64, unit: &str) -> Box<dyn larmon_pipeline::ProgressBar> {
+        let bar = bar(total, unit);
+        bar.set_prefix(label.to_string());
+        Box::new(Bar(bar))
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl larmon_pipeline::ProgressBar for Bar {
+    fn set_position(&self, done: u64) {
+        self.0.set_position(done);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }

@@ -8,14 +8,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::FileWriter;
-use larmon_calibrate::output::{
-    events_record_batch, events_schema, hits_record_batch, hits_schema, pixels_record_batch,
-    pixels_schema, segments_record_batch, segments_schema, track_pixels_record_batch,
-    track_pixels_schema, tracks_record_batch, tracks_schema,
-};
-use larmon_calibrate::{Calibrator, DetectorConfig};
-use larmon_ingest::arrow::{packets_record_batch, packets_schema};
+use larmon_calibrate::Calibrator;
+use larmon_calibrate::output::pixels_record_batch;
+use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_pipeline::LarmonConfig;
+use larmon_pipeline::streams::{Stream as PipelineStream, calibrated_batch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -43,7 +41,8 @@ use crate::progress;
 pub struct Args {
     /// Raw or packet HDF5 file.
     input: PathBuf,
-    /// Detector configuration (TOML); the built-in 2x2-like default otherwise.
+    /// larmon's configuration (TOML: the detector description; the [plugins] and [checks] tables
+    /// `larmon run` reads are accepted and not used); the built-in 2x2-like default otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Write the chosen stream to this file: Arrow IPC (.arrow) or Parquet (.parquet).
@@ -88,6 +87,7 @@ impl Exporter {
     }
 }
 
+/// The streams `calibrate` can export (the pipeline's streams of one charge file).
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Stream {
     Packets,
@@ -100,26 +100,25 @@ enum Stream {
 }
 
 impl Stream {
-    fn name(self) -> &'static str {
+    /// The pipeline's stream.
+    fn stream(self) -> PipelineStream {
         match self {
-            Stream::Packets => "packets",
-            Stream::Hits => "hits",
-            Stream::Events => "events",
-            Stream::Tracks => "tracks",
-            Stream::TrackSegments => "track_segments",
-            Stream::TrackPixels => "track_pixels",
-            Stream::Pixels => "pixels",
+            Stream::Packets => PipelineStream::Packets,
+            Stream::Hits => PipelineStream::Hits,
+            Stream::Events => PipelineStream::Events,
+            Stream::Tracks => PipelineStream::Tracks,
+            Stream::TrackSegments => PipelineStream::TrackSegments,
+            Stream::TrackPixels => PipelineStream::TrackPixels,
+            Stream::Pixels => PipelineStream::Pixels,
         }
     }
 }
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let config = match &args.config {
-        Some(path) => DetectorConfig::load(path)?,
-        None => DetectorConfig::default(),
-    };
-    let mut calibrator = Calibrator::new(config).context("setting up the calibration")?;
+    // The one configuration file of larmon (its [plugins] and [checks] are not used here).
+    let config = LarmonConfig::load(args.config.as_deref())?;
+    let mut calibrator = Calibrator::new(config.detector).context("setting up the calibration")?;
     let mut writer = match &args.export {
         Some(path) => {
             let format = match path.extension().and_then(|e| e.to_str()) {
@@ -134,15 +133,7 @@ pub fn run(args: Args) -> Result<()> {
             if path.exists() && !args.force {
                 bail!("{}: already exists (use --force to overwrite)", path.display());
             }
-            let schema = match args.stream {
-                Stream::Packets => packets_schema(),
-                Stream::Hits => hits_schema(),
-                Stream::Events => events_schema(),
-                Stream::Tracks => tracks_schema(),
-                Stream::TrackSegments => segments_schema(),
-                Stream::TrackPixels => track_pixels_schema(),
-                Stream::Pixels => pixels_schema(),
-            };
+            let schema = args.stream.stream().schema();
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
             Some(match format {
@@ -176,18 +167,17 @@ pub fn run(args: Args) -> Result<()> {
      -> Result<()> {
         hits += done.hits.len();
         events += done.events.len();
-        match args.stream {
-            Stream::Packets => {
+        match args.stream.stream() {
+            PipelineStream::Packets => {
                 if let Some(p) = packets {
                     write(packets_record_batch(p.clone()))?;
                 }
             }
-            Stream::Hits => write(hits_record_batch(&done.hits))?,
-            Stream::Events => write(events_record_batch(&done.events))?,
-            Stream::Tracks => write(tracks_record_batch(&done.tracks))?,
-            Stream::TrackSegments => write(segments_record_batch(&done.segments))?,
-            Stream::TrackPixels => write(track_pixels_record_batch(&done.track_pixels))?,
-            Stream::Pixels => {}
+            stream => {
+                if let Some(batch) = calibrated_batch(&done, stream) {
+                    write(batch)?;
+                }
+            }
         }
         Ok(())
     };
@@ -217,7 +207,7 @@ pub fn run(args: Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &args.export {
-        println!("wrote {} ({})", path.display(), args.stream.name());
+        println!("wrote {} ({})", path.display(), args.stream.stream().name());
     }
     Ok(())
 }

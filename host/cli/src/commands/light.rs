@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use larmon_ingest::light::LightFile;
-use larmon_ingest::light::channel_map::{ChannelMap, LightChannel};
 use larmon_ingest::light::scan::{HealthRules, LightScan};
 
 /// Scan light-readout files: events, boards, baselines, dead / noisy / clipping inputs.
@@ -62,21 +61,8 @@ fn scan_file(path: &std::path::Path, baseline_samples: usize) -> Result<LightSca
     Ok(scan)
 }
 
-/// The light channel map of a JSON file (a list of {adc, channel, tpc, det, det_type}), or
-/// the 2x2 default.
-pub fn load_channel_map(path: Option<&std::path::Path>) -> Result<ChannelMap> {
-    let Some(path) = path else { return Ok(ChannelMap::nominal_2x2()) };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let records: Vec<LightChannel> =
-        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    ChannelMap::from_records(&records)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("{}", path.display()))
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let map = load_channel_map(args.channel_map.as_deref())?;
+    let map = larmon_pipeline::input::light::load_channel_map(args.channel_map.as_deref())?;
     let rules = HealthRules { noisy_factor: args.noisy_factor };
     if let Some(seconds) = args.bench {
         for path in &args.files {
@@ -113,10 +99,10 @@ pub fn run(args: Args) -> Result<()> {
                     Some(serde_json::json!({
                         "adc": c.adc, "channel": c.channel, "tpc": c.tpc, "det": c.det,
                         "det_type": c.det_type,
-                        "baseline_adc": stats.baseline_sum / stats.waveforms as f64,
-                        "rms_adc": stats.rms_sum / stats.waveforms as f64,
-                        "waveforms": stats.waveforms,
-                        "clipped_waveforms": stats.clipped_waveforms,
+                        "baseline_adc": stats.baseline_sum / stats.totals.waveforms as f64,
+                        "rms_adc": stats.totals.mean_rms(),
+                        "waveforms": stats.totals.waveforms,
+                        "clipped_waveforms": stats.totals.clipped_waveforms,
                     }))
                 })
                 .collect();

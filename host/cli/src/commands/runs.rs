@@ -56,8 +56,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{:<24} {:>12} {:>10} {:>8}  failed plugins", "run", "start", "duration", "quality");
     for r in &runs {
-        let failed: Vec<&str> =
-            r.plugins.iter().filter(|p| p.status != "ok").map(|p| p.name.as_str()).collect();
+        let failed: Vec<&str> = r
+            .plugins
+            .iter()
+            .filter(|p| p.status != larmon_report::Status::Ok)
+            .map(|p| p.name.as_str())
+            .collect();
         println!(
             "{:<24} {:>12} {:>10} {:>8}  {}",
             r.run,

@@ -76,7 +76,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let (detector, _, _) = super::run::read_config(args.config.as_deref())?;
+    let detector = larmon_pipeline::LarmonConfig::load(args.config.as_deref())?.detector;
     let defaults = SimulationConfig::default();
     let config = SimulationConfig {
         run: args.run,

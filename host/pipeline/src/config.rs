@@ -1,0 +1,104 @@
+//! The one configuration of larmon: a TOML file with the detector description at the top level,
+//! `[plugins.NAME]` tables of plugin settings and `[checks]` thresholds. Every command reads it
+//! with [`LarmonConfig::load`], so one file serves `run`, `watch`, `merge`, `calibrate`, `meta`
+//! and `simulate` alike; a command ignores the sections it has no use for.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use larmon_calibrate::DetectorConfig;
+use larmon_report::ChecksConfig;
+
+use crate::error::{IoContext, PipelineError, Result};
+
+/// Everything a configuration file says, read once.
+#[derive(Debug, Clone, Default)]
+pub struct LarmonConfig {
+    /// The detector description (layouts, calibration constants, event building).
+    pub detector: DetectorConfig,
+    /// Plugin name → its settings as JSON (the `[plugins.NAME]` table), handed to the plugin.
+    pub plugins: BTreeMap<String, String>,
+    /// Check thresholds over plugin metrics, and the run quality rules.
+    pub checks: ChecksConfig,
+    /// The file it was read from (none: the built-in defaults).
+    pub source: Option<PathBuf>,
+}
+
+impl LarmonConfig {
+    /// Reads `path`, or gives the built-in defaults when there is none. Unknown detector keys
+    /// are refused with the file's name and the key.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).at(path)?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a configuration file read from `source` (relative paths inside are
+    /// taken relative to it).
+    pub fn parse(text: &str, source: &Path) -> Result<Self> {
+        let bad = |reason: String| PipelineError::Config { path: source.into(), reason };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let mut plugins = BTreeMap::new();
+        if let Some(section) = table.remove("plugins") {
+            let toml::Value::Table(section) = section else {
+                return Err(bad("[plugins] must be a table".into()));
+            };
+            for (name, value) in section {
+                let json = serde_json::to_string(&value).map_err(|e| bad(e.to_string()))?;
+                plugins.insert(name, json);
+            }
+        }
+        let checks = match table.remove("checks") {
+            Some(toml::Value::Table(checks)) => {
+                ChecksConfig::from_table(checks).map_err(|e| bad(e.to_string()))?
+            }
+            Some(_) => return Err(bad("[checks] must be a table".into())),
+            None => ChecksConfig::default(),
+        };
+        let detector = DetectorConfig::from_table(table, source).map_err(|e| {
+            PipelineError::Calibration { what: "reading the configuration", source: e }
+        })?;
+        Ok(Self { detector, plugins, checks, source: Some(source.into()) })
+    }
+
+    /// The settings of plugin `name` as JSON (`{}` when the file has none).
+    pub fn plugin_config(&self, name: &str) -> String {
+        self.plugins.get(name).cloned().unwrap_or_else(|| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_holds_detector_plugins_and_checks() {
+        let text = r#"
+            [charge]
+            gain_mv_per_ke = 4.0
+            [plugins.dqdx]
+            bins = 40
+            [checks."packet-rate/parity_error_fraction"]
+            warn = [0.0, 0.01]
+        "#;
+        let config = LarmonConfig::parse(text, Path::new("/cfg/larmon.toml")).unwrap();
+        assert_eq!(config.plugin_config("dqdx"), r#"{"bins":40}"#);
+        assert_eq!(config.plugin_config("other"), "{}");
+        assert_eq!(config.checks.limits.len(), 1);
+        assert_eq!(config.detector.charge.gain_mv_per_ke, 4.0);
+    }
+
+    #[test]
+    fn an_unknown_detector_key_names_the_file_and_the_key() {
+        let err = LarmonConfig::parse("e_feild_kv_cm = 0.5\n", Path::new("larmon.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larmon.toml") && err.contains("e_feild_kv_cm"), "{err}");
+    }
+
+    #[test]
+    fn a_plugins_key_that_is_not_a_table_is_refused() {
+        let err = LarmonConfig::parse("plugins = 3\n", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("[plugins] must be a table"), "{err}");
+    }
+}

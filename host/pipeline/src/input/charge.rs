@@ -1,0 +1,103 @@
+//! Charge files through calibration: the detector's calibration inputs read once per run, a
+//! calibrator per file (ids unique across the run's files), and the charge triggers that light
+//! events are matched to.
+
+use std::path::Path;
+
+use larmon_calibrate::channels::ChannelTable;
+use larmon_calibrate::geometry::Geometry;
+use larmon_calibrate::output::EventRow;
+use larmon_calibrate::{Calibrator, DetectorConfig};
+use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
+use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
+
+use crate::error::{PipelineError, Result};
+use crate::progress::Progress;
+
+/// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
+pub const FILE_ID_SHIFT: u32 = 40;
+
+/// The detector's calibration inputs, read once per run; a fresh calibrator per file.
+pub struct RunCalibration {
+    detector: DetectorConfig,
+    /// The pixel layout (also what the plugins get as the `pixels` stream).
+    pub geometry: Geometry,
+    channel_table: ChannelTable,
+}
+
+impl RunCalibration {
+    /// Reads the layout and channel constants the configuration names.
+    pub fn new(detector: DetectorConfig) -> Result<Self> {
+        let geometry = detector.geometry().map_err(|source| PipelineError::Calibration {
+            what: "reading the detector layout",
+            source,
+        })?;
+        let channel_table = detector.channels().map_err(|source| PipelineError::Calibration {
+            what: "reading the channel constants",
+            source,
+        })?;
+        Ok(Self { detector, geometry, channel_table })
+    }
+
+    /// The calibrator of the run's `index`-th file: its event and track ids start at
+    /// `index << 40`, unique across the run.
+    pub fn for_file(&self, index: usize) -> Result<Calibrator> {
+        let calibrator = Calibrator::with_tables(
+            self.detector.clone(),
+            self.geometry.clone(),
+            self.channel_table.clone(),
+        )
+        .map_err(|source| PipelineError::Calibration {
+            what: "setting up the calibration",
+            source,
+        })?;
+        Ok(calibrator.starting_ids_at((index as u64) << FILE_ID_SHIFT))
+    }
+}
+
+/// A charge trigger: (time on the 10 MHz light clock, event id).
+pub type ChargeTrigger = (i64, u64);
+
+/// The charge triggers of calibrated events: Unix second × 1e7 + (t0 mod 1e7).
+pub fn charge_triggers_of(events: &[EventRow]) -> Vec<ChargeTrigger> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let t0 = e.t0_ticks?;
+            let in_second = (t0.round() as i64).rem_euclid(LIGHT_TICKS_PER_S);
+            Some((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id))
+        })
+        .collect()
+}
+
+/// The charge triggers of a charge file, as a full pass over it with `calibrator` (the file's
+/// own: same event ids) would find them.
+pub fn triggers_of_charge_file(
+    file: &Path,
+    mut calibrator: Calibrator,
+    progress: &dyn Progress,
+) -> Result<Vec<ChargeTrigger>> {
+    let context = |source| PipelineError::File {
+        path: file.into(),
+        what: "charge triggers for light matching",
+        source: Box::new(source),
+    };
+    let mut reader = LarpixReader::open(file, &ReadOptions::default()).map_err(context)?;
+    let unit = match reader.kind() {
+        FileKind::Raw => "messages",
+        FileKind::Packets => "rows",
+    };
+    let bar = progress.bar(
+        &format!("charge triggers of {}", file.display()),
+        reader.progress_total(),
+        unit,
+    );
+    let mut triggers = Vec::new();
+    while let Some(batch) = reader.next_batch().map_err(context)? {
+        triggers.extend(charge_triggers_of(&calibrator.push(&batch).events));
+        bar.set_position(reader.progress_done());
+    }
+    triggers.extend(charge_triggers_of(&calibrator.finish().events));
+    bar.finish();
+    Ok(triggers)
+}

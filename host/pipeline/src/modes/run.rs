@@ -1,0 +1,296 @@
+//! A run in one pass: its files read in order (charge files first, then light files), each
+//! calibrated as its own stream and fed to per-file plugin instances on their own threads,
+//! whose snapshots are merged in file order into the run's report. With a shard, only a share
+//! of the files is processed and the per-file snapshots are written for [`super::shards`] to
+//! merge — the same snapshots in the same order, so many nodes give the one-node answer.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use arrow::array::RecordBatch;
+use larmon_calibrate::output::pixels_record_batch;
+use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::light::is_light_file;
+use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_report::PluginEntry;
+use larmon_runtime::{PluginFailure, PluginRun};
+
+use crate::config::LarmonConfig;
+use crate::error::{IoContext, Result};
+use crate::input::charge::{RunCalibration, charge_triggers_of, triggers_of_charge_file};
+use crate::input::light::{load_channel_map, process_light_file};
+use crate::input::{add_host_stats, join_span, widen_by_timestamps};
+use crate::modes::shards::{FileManifest, Shard, file_dir, shard_plugin_file};
+use crate::output::report::{RunTotals, WrittenReport, write_report};
+use crate::output::write_atomically;
+use crate::plugins::merge::PluginMerge;
+use crate::plugins::{PluginSet, open_instance};
+use crate::progress::Progress;
+use crate::streams::{Stream, calibrated_batches};
+
+/// What to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The run's raw, packet and light files, in order.
+    pub files: Vec<PathBuf>,
+    /// Output directory (the report goes to `out/<run>/`).
+    pub out: PathBuf,
+    /// Run name (default: [`default_run_name`] of the first file).
+    pub run: Option<String>,
+    /// Light channel → detector map (JSON); default: the 2x2 map.
+    pub light_channel_map: Option<PathBuf>,
+    /// Process only this shard of the files.
+    pub shard: Option<Shard>,
+}
+
+/// What a run wrote.
+pub enum RunOutcome {
+    /// The run's report.
+    Report(WrittenReport),
+    /// One shard's per-file snapshots.
+    Shard {
+        /// The run's name.
+        run: String,
+        /// The files (indices into the run's list) this shard processed.
+        files: Range<usize>,
+        /// Where the snapshots are (`out/<run>/shards/`).
+        dir: PathBuf,
+        /// Plugins that failed on this shard's files: (plugin, first failure).
+        failures: Vec<(String, String)>,
+    },
+}
+
+/// The run name larmon gives the files of a run when none is given: the first file's name
+/// without extension.
+pub fn default_run_name(files: &[PathBuf]) -> String {
+    files
+        .first()
+        .and_then(|f| f.file_stem())
+        .map_or("run".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// What the reading thread sends each plugin's thread.
+enum Work {
+    /// A batch of a stream of the current file.
+    Batch(Stream, Arc<RecordBatch>),
+    /// The current file (index in the run's file list) is complete.
+    EndOfFile(usize),
+}
+
+/// What a plugin's thread hands back: its merged run (none when sharded) and its first failure.
+struct PluginOutcome<'a> {
+    merge: Option<PluginMerge<'a>>,
+    failure: Option<String>,
+}
+
+/// Runs the plot plugins over the files of one run (or one shard of them).
+///
+/// Each plugin runs sandboxed in its own thread; one that fails is reported with its reason
+/// while the others go on. The error is for larmon's own failures (unreadable files, a full
+/// disk), never for a plugin's.
+pub fn run_files(
+    options: &RunOptions,
+    config: &LarmonConfig,
+    plugins: &PluginSet,
+    progress: &dyn Progress,
+) -> Result<RunOutcome> {
+    let run_name = options.run.clone().unwrap_or_else(|| default_run_name(&options.files));
+    let run_dir = options.out.join(&run_name);
+    std::fs::create_dir_all(&run_dir).at(&run_dir)?;
+
+    // Every file is an independent unit: its own calibration and its own plugin instances,
+    // whose snapshots are merged into the run in file order. A run split over many nodes
+    // (shards, then a merge) therefore gives exactly the single-node answer.
+    let calibration = RunCalibration::new(config.detector.clone())?;
+    let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
+    let light_map = load_channel_map(options.light_channel_map.as_deref())?;
+    let files = &options.files;
+    let file_range = match options.shard {
+        Some(shard) => shard.files(files.len()),
+        None => 0..files.len(),
+    };
+    let sharded = options.shard.is_some();
+    let (runtime, loaded) = (&plugins.runtime, &plugins.plugins);
+    let mut span: Option<(u64, u64)> = None;
+    let mut host = serde_json::json!({});
+    let outcomes = std::thread::scope(|scope| -> Result<Vec<PluginOutcome<'_>>> {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for plugin in loaded {
+            let (tx, rx) = sync_channel::<Work>(4);
+            senders.push(tx);
+            let plugin_config = config.plugin_config(&plugin.info().name);
+            let (run_dir, pixels) = (&run_dir, pixels.clone());
+            workers.push(scope.spawn(move || {
+                let open = || open_instance(plugin, runtime, &plugin_config, &pixels);
+                let mut merge =
+                    (!sharded).then(|| PluginMerge::open(plugin, runtime, &plugin_config, &pixels));
+                let mut file_instance: Option<Result<PluginRun, PluginFailure>> = None;
+                let mut failure: Option<String> = None;
+                for work in rx {
+                    match work {
+                        Work::Batch(stream, batch) => {
+                            if let Ok(instance) = file_instance.get_or_insert_with(open) {
+                                let _ = instance.consume(stream.name(), &batch); // kept
+                            }
+                        }
+                        Work::EndOfFile(index) => {
+                            let instance = file_instance.take().unwrap_or_else(open);
+                            let source = format!("file {}", index + 1);
+                            let snapshot = instance.and_then(|mut i| {
+                                let log = i.log();
+                                if sharded {
+                                    let path = shard_plugin_file(
+                                        run_dir,
+                                        index,
+                                        &plugin.info().name,
+                                        "log.json",
+                                    );
+                                    let text = serde_json::to_string(&log).unwrap_or_default();
+                                    let _ = write_atomically(&path, text.as_bytes());
+                                }
+                                if let Some(merge) = merge.as_mut() {
+                                    merge.add_logs(log);
+                                }
+                                i.snapshot()
+                            });
+                            match merge.as_mut() {
+                                Some(merge) => merge.add(&source, snapshot.as_deref()),
+                                None => {
+                                    let path = shard_plugin_file(
+                                        run_dir,
+                                        index,
+                                        &plugin.info().name,
+                                        "snapshot",
+                                    );
+                                    let written =
+                                        snapshot.map_err(|e| e.to_string()).and_then(|bytes| {
+                                            write_atomically(&path, &bytes)
+                                                .map_err(|e| format!("writing the snapshot: {e}"))
+                                        });
+                                    if let Err(e) = written {
+                                        failure.get_or_insert(format!("{source}: {e}"));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                PluginOutcome { merge, failure }
+            }));
+        }
+        let broadcast = |stream: Stream, batch: Arc<RecordBatch>| {
+            if batch.num_rows() == 0 {
+                return;
+            }
+            for tx in &senders {
+                let _ = tx.send(Work::Batch(stream, batch.clone()));
+            }
+        };
+        // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
+        let mut charge_triggers = Vec::<(i64, u64)>::new();
+        let total: u64 = files[file_range.clone()]
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        let bar = progress.bar("processing", total, "bytes");
+        let mut done_bytes = 0;
+        // Charge files first (their triggers are what light events are matched to), then light
+        // files, each in the order given.
+        let (light_files, charge_files): (Vec<usize>, Vec<usize>) =
+            file_range.clone().partition(|&i| is_light_file(&files[i]));
+        if sharded && !light_files.is_empty() {
+            // Light events are matched to the triggers of the whole run: a shard with light
+            // files also calibrates the run's other charge files, for their triggers only.
+            let others =
+                (0..files.len()).filter(|i| !file_range.contains(i) && !is_light_file(&files[*i]));
+            for index in others {
+                let calibrator = calibration.for_file(index)?;
+                charge_triggers.extend(triggers_of_charge_file(
+                    &files[index],
+                    calibrator,
+                    progress,
+                )?);
+            }
+        }
+        let in_order = charge_files.into_iter().map(|i| (i, false));
+        for (index, light) in in_order.chain(light_files.into_iter().map(|i| (i, true))) {
+            let file = &files[index];
+            let (stats, file_span) = if light {
+                let (stats, _) = process_light_file(
+                    file,
+                    0,
+                    &light_map,
+                    charge_triggers.clone(),
+                    &mut |stream, batch| broadcast(stream, Arc::new(batch)),
+                )?;
+                (serde_json::to_value(&stats).expect("plain statistics"), None)
+            } else {
+                let mut calibrator = calibration.for_file(index)?;
+                let mut file_span = None;
+                let reader = LarpixReader::open(file, &ReadOptions::default())?;
+                for batch in reader {
+                    let batch = batch?;
+                    widen_by_timestamps(&mut file_span, &batch);
+                    let done = calibrator.push(&batch);
+                    charge_triggers.extend(charge_triggers_of(&done.events));
+                    for (stream, batch) in calibrated_batches(&done) {
+                        broadcast(stream, batch);
+                    }
+                    broadcast(Stream::Packets, Arc::new(packets_record_batch(batch)));
+                }
+                let done = calibrator.finish();
+                charge_triggers.extend(charge_triggers_of(&done.events));
+                for (stream, batch) in calibrated_batches(&done) {
+                    broadcast(stream, batch);
+                }
+                (serde_json::to_value(calibrator.stats()).expect("plain statistics"), file_span)
+            };
+            for tx in &senders {
+                let _ = tx.send(Work::EndOfFile(index));
+            }
+            if sharded {
+                let manifest = FileManifest {
+                    file: file.clone(),
+                    index,
+                    host: stats.clone(),
+                    span: file_span,
+                    plugins: loaded
+                        .iter()
+                        .map(|p| (p.info().name.clone(), p.sha256().to_string()))
+                        .collect(),
+                };
+                let path = file_dir(&run_dir, index).join("manifest.json");
+                let text = serde_json::to_string_pretty(&manifest).expect("a manifest serialises");
+                write_atomically(&path, text.as_bytes()).at(&path)?;
+            }
+            add_host_stats(&mut host, &stats);
+            span = join_span(span, file_span);
+            done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            bar.set_position(done_bytes);
+        }
+        bar.finish();
+        drop(senders);
+        Ok(workers.into_iter().map(|w| w.join().expect("plugin thread")).collect())
+    })?;
+    if let Some(shard) = options.shard {
+        let failures = loaded
+            .iter()
+            .zip(outcomes)
+            .filter_map(|(p, o)| o.failure.map(|f| (p.info().name.clone(), f)))
+            .collect();
+        return Ok(RunOutcome::Shard {
+            run: run_name,
+            files: shard.files(files.len()),
+            dir: run_dir.join("shards"),
+            failures,
+        });
+    }
+    let entries: Vec<PluginEntry> =
+        outcomes.into_iter().filter_map(|o| o.merge).map(|merge| merge.finish(&run_dir)).collect();
+    let totals = RunTotals { files: files.clone(), span, host };
+    Ok(RunOutcome::Report(write_report(&run_name, &run_dir, totals, entries, &config.checks)?))
+}

@@ -1,0 +1,659 @@
+//! Realtime DQM of a DAQ output folder: new and growing files are read from where they were
+//! left (never sampled), calibrated as continuous streams, fed to the plugins, grouped into
+//! runs, and each changed run's report can be rewritten within seconds. The caller drives it
+//! ([`DaqWatch::step`] when the folder may have changed, then [`DaqWatch::write_run_report`] for
+//! each changed run); `larmon watch` wakes it with inotify and a polling fallback.
+//!
+//! Crash safety: after every chunk, a file's position, calibrator state and plugin snapshots
+//! are written as one generation (`OUT/<run>/watch/file-NNNNNN/g<N>/`, fsync'd) and only then
+//! named current in `watch.json` by an atomic rename. A restart (or `kill -9` at any moment)
+//! resumes from the last named generation: nothing is processed twice, nothing is lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow::array::RecordBatch;
+use larmon_calibrate::output::pixels_record_batch;
+use larmon_calibrate::{Calibrator, CalibratorState};
+use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::light::channel_map::ChannelMap;
+use larmon_ingest::light::is_light_file;
+use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_report::PluginEntry;
+use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::config::LarmonConfig;
+use crate::error::{IoContext, PipelineError, Result, error_text};
+use crate::input::charge::{ChargeTrigger, RunCalibration, charge_triggers_of};
+use crate::input::light::{LightStats, load_channel_map, process_light_file};
+use crate::input::{add_host_stats, join_span, widen_by_timestamps};
+use crate::output::report::{RunTotals, WrittenReport, write_report};
+use crate::output::{safe_name, write_atomically};
+use crate::plugins::merge::PluginMerge;
+use crate::plugins::{PluginSet, open_instance};
+use crate::streams::{Stream, calibrated_batches};
+
+/// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
+/// `run123` anywhere in the name.
+pub const DEFAULT_RUN_PATTERN: &str = r"(?:binary|packet|run)[-_]?(?P<run>\d+)";
+
+/// What to watch and how.
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    /// The folder the DAQ writes into (not recursive).
+    pub dir: PathBuf,
+    /// Output directory of the reports (`out/<run>/report.json`).
+    pub out: PathBuf,
+    /// Regular expression with a `run` group giving the run number of a file name.
+    pub run_pattern: String,
+    /// Light channel → detector map (JSON); default: the 2x2 map.
+    pub light_channel_map: Option<PathBuf>,
+    /// Flush a file's last events once it has not grown for this long.
+    pub finish_after: Duration,
+}
+
+impl WatchOptions {
+    /// Watching `dir` into `out` with every other option at its default.
+    pub fn new(dir: PathBuf, out: PathBuf) -> Self {
+        Self {
+            dir,
+            out,
+            run_pattern: DEFAULT_RUN_PATTERN.into(),
+            light_channel_map: None,
+            finish_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Something an operator should see, in the order it happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    /// A file was resumed from its checkpoint.
+    Resumed {
+        /// Its run.
+        run: String,
+        /// The file.
+        file: PathBuf,
+        /// Where reading goes on (messages or rows).
+        position: u64,
+        /// The checkpoint's generation.
+        generation: u64,
+    },
+    /// A file could not be read (yet): it is retried on the next pass. Said once while the
+    /// same error persists.
+    WillRetry(String),
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::Resumed { run, file, position, generation } => write!(
+                f,
+                "{run}: resuming {} at {position} (generation {generation})",
+                file.display()
+            ),
+            Notice::WillRetry(text) => write!(f, "larmon: {text} (will retry)"),
+        }
+    }
+}
+
+/// A plugin's latest snapshot of one file, or why there is none; `None` while no data has been
+/// read from the file.
+type Snapshot = Option<Result<Vec<u8>, PluginFailure>>;
+
+/// What `watch.json` of a file records: the generation that is current.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    /// The data file.
+    file: PathBuf,
+    /// Generation directory holding the state (g<N>/).
+    generation: u64,
+    /// Messages (raw) or rows (packet file) consumed.
+    position: u64,
+    /// Whether the stream was flushed (no pending events).
+    finished: bool,
+    /// Unix seconds of the first and last timestamp row.
+    span: Option<(u64, u64)>,
+    /// File size when last read.
+    size: u64,
+    /// Light files: what was read so far.
+    #[serde(default)]
+    light_stats: Option<LightStats>,
+}
+
+/// One data file of a run, followed live.
+struct LiveFile {
+    path: PathBuf,
+    run: String,
+    index: usize,
+    position: u64,
+    finished: bool,
+    span: Option<(u64, u64)>,
+    generation: u64,
+    size: u64,
+    modified: Option<SystemTime>,
+    last_growth: Instant,
+    calibrator: Calibrator,
+    /// Per plugin: the file's instance, or why it failed.
+    instances: Vec<Result<PluginRun, PluginFailure>>,
+    /// Per plugin: the latest snapshot (what the run report merges).
+    snapshots: Vec<Snapshot>,
+    /// Last open/read error, reported once while it persists.
+    error: Option<String>,
+    /// A light-readout file (read once it stops growing, matched to the run's charge triggers)
+    /// rather than a charge file.
+    light: bool,
+    /// Charge files: the triggers of their events, for light matching.
+    triggers: Vec<ChargeTrigger>,
+    /// Light files: what was read so far.
+    light_stats: LightStats,
+}
+
+/// A DAQ folder followed live.
+pub struct DaqWatch {
+    options: WatchOptions,
+    pattern: Regex,
+    light_pattern: Regex,
+    calibration: RunCalibration,
+    config: LarmonConfig,
+    plugins: PluginSet,
+    pixels: Arc<RecordBatch>,
+    light_map: ChannelMap,
+    files: Vec<LiveFile>,
+    /// Runs whose report must be rewritten although nothing new was read: files resumed from a
+    /// checkpoint whose report a killed watcher may not have written.
+    stale_reports: Vec<String>,
+    notices: Vec<Notice>,
+}
+
+impl DaqWatch {
+    /// Sets up the watch (nothing is read until [`DaqWatch::step`]).
+    pub fn new(options: WatchOptions, config: LarmonConfig, plugins: PluginSet) -> Result<Self> {
+        if !options.dir.is_dir() {
+            return Err(PipelineError::Watch(format!(
+                "{}: not a directory (give the folder the DAQ writes into)",
+                options.dir.display()
+            )));
+        }
+        let pattern = Regex::new(&options.run_pattern).map_err(|e| {
+            PipelineError::Watch(format!("--run-pattern {:?}: {e}", options.run_pattern))
+        })?;
+        if !pattern.capture_names().any(|n| n == Some("run")) {
+            return Err(PipelineError::Watch(format!(
+                "--run-pattern {:?} has no (?P<run>...) group",
+                options.run_pattern
+            )));
+        }
+        let calibration = RunCalibration::new(config.detector.clone())?;
+        let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
+        let light_map = load_channel_map(options.light_channel_map.as_deref())?;
+        std::fs::create_dir_all(&options.out).at(&options.out)?;
+        Ok(Self {
+            options,
+            pattern,
+            light_pattern: Regex::new(r"rctl_(?P<run>\d+)").expect("valid pattern"),
+            calibration,
+            config,
+            plugins,
+            pixels,
+            light_map,
+            files: Vec::new(),
+            stale_reports: Vec::new(),
+            notices: Vec::new(),
+        })
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &WatchOptions {
+        &self.options
+    }
+
+    /// How many plugins run.
+    pub fn plugin_count(&self) -> usize {
+        self.plugins.plugins.len()
+    }
+
+    /// Whether every file is finished (flushed) and readable.
+    pub fn all_finished(&self) -> bool {
+        self.files.iter().all(|f| f.finished && f.error.is_none())
+    }
+
+    /// What happened since the last call (resumed files, read errors being retried).
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// One pass: discover files, read what was appended, finish idle files. Returns the runs
+    /// whose report must be rewritten.
+    pub fn step(&mut self) -> Result<Vec<String>> {
+        self.discover()?;
+        let mut changed: Vec<String> = std::mem::take(&mut self.stale_reports);
+        changed.dedup();
+        let finish_after = self.options.finish_after;
+        for i in 0..self.files.len() {
+            let grew = self.read_appended(i)?;
+            let file = &mut self.files[i];
+            let idle = file.last_growth.elapsed() >= finish_after;
+            let mut flushed = false;
+            if !grew && idle && !file.finished && !file.light {
+                let done = file.calibrator.finish();
+                file.triggers.extend(charge_triggers_of(&done.events));
+                Self::feed(&mut file.instances, &calibrated_batches(&done));
+                file.finished = true;
+                flushed = true;
+            }
+            if grew || flushed {
+                Self::snapshot_all(file);
+                self.checkpoint(i)?;
+                let run = self.files[i].run.clone();
+                if !changed.contains(&run) {
+                    changed.push(run);
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Adds files not seen before (restoring their state if a checkpoint exists).
+    fn discover(&mut self) -> Result<()> {
+        let dir = &self.options.dir;
+        let entries = std::fs::read_dir(dir).at(dir)?;
+        let mut new: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "data"))
+            .filter(|p| !self.files.iter().any(|f| &f.path == p))
+            .collect();
+        new.sort();
+        for path in new {
+            let run = self.run_of(&path);
+            let index = self.file_index(&run, &path);
+            let file = self.open_live(path, run, index)?;
+            if file.generation > 0 && !self.stale_reports.contains(&file.run) {
+                self.stale_reports.push(file.run.clone());
+            }
+            self.files.push(file);
+        }
+        Ok(())
+    }
+
+    /// The index of a file in its run: the one its checkpoint has (stable across restarts),
+    /// else the next free one.
+    fn file_index(&self, run: &str, path: &Path) -> usize {
+        let watch_dir = self.options.out.join(run).join("watch");
+        let mut next = self.files.iter().filter(|f| f.run == run).map(|f| f.index + 1).max();
+        for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            match checkpoint {
+                Some(c) if c.file == path => return index,
+                _ => next = Some(next.unwrap_or(0).max(index + 1)),
+            }
+        }
+        next.unwrap_or(0)
+    }
+
+    /// The run a file belongs to: `run-<number, 7 digits>` from the pattern, else its stem.
+    pub fn run_of(&self, path: &Path) -> String {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let captures = self.pattern.captures(&name).or_else(|| self.light_pattern.captures(&name));
+        match captures.and_then(|c| c.name("run")) {
+            Some(m) => match m.as_str().parse::<u64>() {
+                Ok(n) => format!("run-{n:07}"),
+                Err(_) => format!("run-{}", safe_name(m.as_str())),
+            },
+            None => {
+                safe_name(path.file_stem().map_or("run".into(), |s| s.to_string_lossy()).as_ref())
+            }
+        }
+    }
+
+    fn state_dir(&self, run: &str, index: usize) -> PathBuf {
+        self.options.out.join(run).join("watch").join(format!("file-{index:06}"))
+    }
+
+    /// A file's live state: fresh, or resumed from its last checkpoint.
+    fn open_live(&mut self, path: PathBuf, run: String, index: usize) -> Result<LiveFile> {
+        let calibrator = self.calibration.for_file(index)?;
+        let state_dir = self.state_dir(&run, index);
+        let checkpoint: Option<Checkpoint> = std::fs::read(state_dir.join("watch.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .filter(|c: &Checkpoint| c.file == path);
+        let mut instances = Vec::new();
+        let mut snapshots = Vec::new();
+        for plugin in &self.plugins.plugins {
+            let config = self.config.plugin_config(&plugin.info().name);
+            let mut instance = open_instance(plugin, &self.plugins.runtime, &config, &self.pixels);
+            if let (Some(c), Ok(run)) = (&checkpoint, instance.as_mut()) {
+                let file = generation_dir(&state_dir, c.generation)
+                    .join(format!("{}.snapshot", safe_name(&plugin.info().name)));
+                let restored = std::fs::read(&file)
+                    .map_err(|e| PluginFailure::Host(format!("reading {}: {e}", file.display())))
+                    .and_then(|bytes| run.merge(&bytes));
+                if let Err(e) = restored {
+                    instance = Err(PluginFailure::Host(format!("resuming: {e}")));
+                }
+            }
+            snapshots.push(None);
+            instances.push(instance);
+        }
+        let mut file = LiveFile {
+            path: path.clone(),
+            run,
+            index,
+            position: 0,
+            finished: false,
+            span: None,
+            generation: 0,
+            size: 0,
+            modified: None,
+            last_growth: Instant::now(),
+            calibrator,
+            instances,
+            snapshots,
+            error: None,
+            light: is_light_file(&path),
+            triggers: Vec::new(),
+            light_stats: LightStats::default(),
+        };
+        if let Some(c) = checkpoint {
+            let generation = generation_dir(&state_dir, c.generation);
+            let state_file = generation.join("calibrator.json");
+            let bytes = std::fs::read(&state_file).at(&state_file)?;
+            let state: CalibratorState = serde_json::from_slice(&bytes)
+                .map_err(|source| PipelineError::State { path: state_file.clone(), source })?;
+            file.calibrator.resume(state).map_err(|source| PipelineError::Calibration {
+                what: "resuming the calibration",
+                source,
+            })?;
+            let triggers_file = generation.join("triggers.json");
+            if let Ok(bytes) = std::fs::read(&triggers_file) {
+                file.triggers = serde_json::from_slice(&bytes)
+                    .map_err(|source| PipelineError::State { path: triggers_file, source })?;
+            }
+            file.light_stats = c.light_stats.clone().unwrap_or_default();
+            file.position = c.position;
+            file.finished = c.finished;
+            file.span = c.span;
+            file.generation = c.generation;
+            file.size = c.size;
+            self.notices.push(Notice::Resumed {
+                run: file.run.clone(),
+                file: file.path.clone(),
+                position: c.position,
+                generation: c.generation,
+            });
+            Self::snapshot_all(&mut file);
+        }
+        Ok(file)
+    }
+
+    /// Notes a read error once while it persists.
+    fn retry_later(notices: &mut Vec<Notice>, error: &mut Option<String>, text: String) {
+        if error.as_deref() != Some(text.as_str()) {
+            notices.push(Notice::WillRetry(text.clone()));
+        }
+        *error = Some(text);
+    }
+
+    /// Reads what was appended to file `i` since its position; true if anything was.
+    fn read_appended(&mut self, i: usize) -> Result<bool> {
+        if self.files[i].light {
+            return self.read_light(i);
+        }
+        let file = &mut self.files[i];
+        let meta = match std::fs::metadata(&file.path) {
+            Ok(m) => m,
+            Err(_) => return Ok(false), // moved away: keep what we have
+        };
+        let modified = meta.modified().ok();
+        if meta.len() == file.size && modified == file.modified && file.error.is_none() {
+            return Ok(false);
+        }
+        let options = ReadOptions { read_ahead: false, ..ReadOptions::default() };
+        let mut reader = match LarpixReader::open(&file.path, &options) {
+            Ok(r) => r,
+            Err(e) => {
+                // A file being created may not be readable yet: retry on the next pass.
+                Self::retry_later(&mut self.notices, &mut file.error, e.to_string());
+                return Ok(false);
+            }
+        };
+        file.error = None;
+        reader.seek(file.position);
+        let mut calibrated: Vec<(Stream, Arc<RecordBatch>)> = Vec::new();
+        let mut rows = 0u64;
+        loop {
+            let batch = match reader.next_batch() {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(e) => {
+                    // Data not yet complete on disk: keep what was read, retry the rest.
+                    Self::retry_later(&mut self.notices, &mut file.error, e.to_string());
+                    break;
+                }
+            };
+            rows += batch.len() as u64;
+            widen_by_timestamps(&mut file.span, &batch);
+            let done = file.calibrator.push(&batch);
+            file.triggers.extend(charge_triggers_of(&done.events));
+            calibrated.extend(calibrated_batches(&done));
+            calibrated.push((Stream::Packets, Arc::new(packets_record_batch(batch))));
+            // Bound memory on a large backlog: hand over every ~1 M rows.
+            if calibrated.len() > 200 {
+                Self::feed(&mut file.instances, &calibrated);
+                calibrated.clear();
+            }
+        }
+        Self::feed(&mut file.instances, &calibrated);
+        file.position = reader.progress_done();
+        file.size = meta.len();
+        file.modified = modified;
+        if rows > 0 {
+            file.last_growth = Instant::now();
+            file.finished = false;
+        }
+        Ok(rows > 0)
+    }
+
+    /// A light file: once it has stopped growing for the finish time, reads what was
+    /// appended and matches it to the charge triggers the run's charge files have produced so
+    /// far (light data are matched once, so a light file waits for its charge to be in).
+    fn read_light(&mut self, i: usize) -> Result<bool> {
+        let finish_after = self.options.finish_after;
+        let file = &mut self.files[i];
+        let Ok(meta) = std::fs::metadata(&file.path) else { return Ok(false) };
+        let modified = meta.modified().ok();
+        if meta.len() != file.size || (modified != file.modified && file.modified.is_some()) {
+            file.size = meta.len();
+            file.modified = modified;
+            file.last_growth = Instant::now();
+            file.finished = false;
+            return Ok(false);
+        }
+        file.modified = modified;
+        if file.last_growth.elapsed() < finish_after || (file.finished && file.error.is_none()) {
+            return Ok(false);
+        }
+        let run = file.run.clone();
+        let triggers: Vec<ChargeTrigger> = self
+            .files
+            .iter()
+            .filter(|f| f.run == run && !f.light)
+            .flat_map(|f| f.triggers.iter().copied())
+            .collect();
+        let map = &self.light_map;
+        let file = &mut self.files[i];
+        let mut batches: Vec<(Stream, Arc<RecordBatch>)> = Vec::new();
+        let outcome = process_light_file(&file.path, file.position, map, triggers, &mut |s, b| {
+            batches.push((s, Arc::new(b)))
+        });
+        match outcome {
+            Ok((stats, position)) => {
+                Self::feed(&mut file.instances, &batches);
+                file.light_stats.add(&stats);
+                file.position = position;
+                file.finished = true;
+                file.error = None;
+                Ok(true)
+            }
+            Err(e) => {
+                Self::retry_later(&mut self.notices, &mut file.error, error_text(&e));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Hands batches to every plugin instance of a file, plugins in parallel.
+    fn feed(
+        instances: &mut [Result<PluginRun, PluginFailure>],
+        batches: &[(Stream, Arc<RecordBatch>)],
+    ) {
+        if batches.is_empty() {
+            return;
+        }
+        std::thread::scope(|scope| {
+            for instance in instances.iter_mut().filter_map(|i| i.as_mut().ok()) {
+                scope.spawn(move || {
+                    for (stream, batch) in batches {
+                        let _ = instance.consume(stream.name(), batch); // a failure is kept
+                    }
+                });
+            }
+        });
+    }
+
+    fn snapshot_all(file: &mut LiveFile) {
+        for (instance, snapshot) in file.instances.iter_mut().zip(&mut file.snapshots) {
+            *snapshot = Some(match instance {
+                Ok(i) => i.snapshot(),
+                Err(e) => Err(e.clone()),
+            });
+        }
+    }
+
+    /// Writes file `i`'s state as a new generation (every file fsync'd), then makes it current
+    /// atomically.
+    fn checkpoint(&mut self, i: usize) -> Result<()> {
+        let file = &self.files[i];
+        let state_dir = self.state_dir(&file.run, file.index);
+        let generation = file.generation + 1;
+        let dir = generation_dir(&state_dir, generation);
+        let _ = std::fs::remove_dir_all(&dir); // a half-written one from a crash
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let state = serde_json::to_vec(&file.calibrator.state()).expect("calibrator state");
+        write_synced(&dir.join("calibrator.json"), &state)?;
+        if !file.triggers.is_empty() {
+            let triggers = serde_json::to_vec(&file.triggers).expect("triggers");
+            write_synced(&dir.join("triggers.json"), &triggers)?;
+        }
+        for (plugin, snapshot) in self.plugins.plugins.iter().zip(&file.snapshots) {
+            if let Some(Ok(bytes)) = snapshot {
+                write_synced(&dir.join(format!("{}.snapshot", plugin_file(plugin))), bytes)?;
+            }
+        }
+        sync_dir(&dir);
+        let checkpoint = Checkpoint {
+            file: file.path.clone(),
+            generation,
+            position: file.position,
+            finished: file.finished,
+            span: file.span,
+            size: file.size,
+            light_stats: file.light.then(|| file.light_stats.clone()),
+        };
+        let current = state_dir.join("watch.json");
+        let text = serde_json::to_vec_pretty(&checkpoint).expect("checkpoint");
+        write_atomically(&current, &text).at(&current)?;
+        sync_dir(&state_dir);
+        let _ = std::fs::remove_dir_all(generation_dir(&state_dir, file.generation));
+        self.files[i].generation = generation;
+        Ok(())
+    }
+
+    /// Merges the latest snapshots of every file of `run` (in file order) per plugin and writes
+    /// the run's report.
+    pub fn write_run_report(&self, run: &str) -> Result<WrittenReport> {
+        let run_dir = self.options.out.join(run);
+        let files: Vec<&LiveFile> = self.files.iter().filter(|f| f.run == run).collect();
+        let mut host = serde_json::json!({});
+        let mut span = None;
+        let mut read_errors = Vec::new();
+        for file in &files {
+            let stats = if file.light {
+                serde_json::to_value(&file.light_stats)
+            } else {
+                serde_json::to_value(file.calibrator.stats())
+            };
+            add_host_stats(&mut host, &stats.expect("plain statistics"));
+            span = join_span(span, file.span);
+            read_errors.extend(file.error.clone());
+        }
+        if !read_errors.is_empty() {
+            host["read_errors"] = read_errors.into();
+        }
+        // Only plain data crosses into the threads (plugin instances are not Sync).
+        let snapshots: Vec<(&Path, &[Snapshot])> =
+            files.iter().map(|f| (f.path.as_path(), f.snapshots.as_slice())).collect();
+        let (runtime, pixels) = (&self.plugins.runtime, &self.pixels);
+        let entries: Vec<PluginEntry> = std::thread::scope(|scope| {
+            let workers: Vec<_> = self
+                .plugins
+                .plugins
+                .iter()
+                .enumerate()
+                .map(|(k, plugin)| {
+                    let (snapshots, run_dir) = (&snapshots, &run_dir);
+                    let config = self.config.plugin_config(&plugin.info().name);
+                    scope.spawn(move || {
+                        let mut merge = PluginMerge::open(plugin, runtime, &config, pixels);
+                        for (path, file_snapshots) in snapshots {
+                            if let Some(snapshot) = &file_snapshots[k] {
+                                merge.add(path.display(), snapshot.as_deref());
+                            }
+                        }
+                        merge.finish(run_dir)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("plugin report thread")).collect()
+        });
+        let totals =
+            RunTotals { files: files.iter().map(|f| f.path.clone()).collect(), span, host };
+        write_report(run, &run_dir, totals, entries, &self.config.checks)
+    }
+}
+
+/// A plugin's state file name.
+fn plugin_file(plugin: &LoadedPlugin) -> String {
+    safe_name(&plugin.info().name)
+}
+
+fn generation_dir(state_dir: &Path, generation: u64) -> PathBuf {
+    state_dir.join(format!("g{generation}"))
+}
+
+/// Writes a file and makes its bytes durable before the checkpoint that names it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).at(path)?;
+    file.write_all(bytes).at(path)?;
+    file.sync_all().at(path)
+}
+
+/// Makes a directory's entries durable (the rename of a checkpoint survives a power cut).
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

@@ -1,0 +1,168 @@
+//! A plugin's report entry (its metrics, checks and figures written under the run's folder) and
+//! the run's report.json: checks evaluated, quality flag rolled up, written atomically.
+
+use std::path::{Path, PathBuf};
+
+use larmon_report::model::{LoadEntry, Quality};
+use larmon_report::{ChecksConfig, FigureFiles, PluginEntry, RunReport, Status};
+use larmon_runtime::{LoadedPlugin, PluginFailure, PluginReport, PluginRun};
+
+use crate::error::{IoContext, PipelineError, Result};
+use crate::output::{safe_name, write_atomically};
+
+/// Asks a plugin's run instance for its report and writes its figures. `failure` is the first
+/// error of a per-file instance or merge; `file_logs` the per-file instances' captured logs.
+pub fn finish_plugin(
+    plugin: &LoadedPlugin,
+    run: Result<PluginRun, PluginFailure>,
+    failure: Option<String>,
+    file_logs: Vec<String>,
+    run_dir: &Path,
+) -> PluginEntry {
+    let info = plugin.info();
+    let (result, mut log) = match run {
+        Ok(mut run) => {
+            let report = run.report().map_err(|e| e.to_string());
+            (report, run.log())
+        }
+        Err(e) => (Err(format!("open failed: {e}")), Vec::new()),
+    };
+    log.splice(0..0, file_logs);
+    let result = match failure {
+        Some(f) => Err(f),
+        None => result,
+    };
+    let mut entry = PluginEntry {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        description: info.description.clone(),
+        file: plugin.label().into(),
+        sha256: plugin.sha256().into(),
+        status: Status::Ok,
+        error: None,
+        load: LoadEntry {
+            source: format!("{:?}", plugin.compile_source()),
+            milliseconds: plugin.load_time().as_secs_f64() * 1e3,
+        },
+        metrics: Vec::new(),
+        checks: Vec::new(),
+        figures: Vec::new(),
+        results: Default::default(),
+        log,
+    };
+    match result {
+        Ok(PluginReport { figures, metrics, checks, results }) => {
+            entry.metrics = metrics;
+            entry.checks = checks;
+            entry.results = results;
+            let dir = run_dir.join(safe_name(&info.name));
+            let _ = std::fs::create_dir_all(&dir);
+            for figure in figures {
+                let stem = safe_name(&figure.name);
+                let (svg, data) = (format!("{stem}.svg"), format!("{stem}.json"));
+                let written = std::fs::write(dir.join(&svg), &figure.svg)
+                    .and_then(|()| std::fs::write(dir.join(&data), &figure.data_json));
+                if let Err(e) = written {
+                    entry.status = Status::Error;
+                    entry.error = Some(format!("writing figure {stem}: {e}"));
+                }
+                let prefix = safe_name(&info.name);
+                entry.figures.push(FigureFiles {
+                    name: figure.name,
+                    title: figure.title,
+                    svg: format!("{prefix}/{svg}"),
+                    data: format!("{prefix}/{data}"),
+                });
+            }
+        }
+        Err(e) => {
+            entry.status = Status::Error;
+            entry.error = Some(e);
+        }
+    }
+    entry
+}
+
+/// What goes into a run's report besides the plugin entries.
+pub struct RunTotals {
+    /// The run's files, in order.
+    pub files: Vec<PathBuf>,
+    /// Unix seconds of the first and last timestamp row of the data.
+    pub span: Option<(u64, u64)>,
+    /// The host's statistics (calibration, light), summed over the files.
+    pub host: serde_json::Value,
+}
+
+/// A report written to disk.
+pub struct WrittenReport {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// What was written.
+    pub report: RunReport,
+}
+
+impl WrittenReport {
+    /// The run's quality flag.
+    pub fn flag(&self) -> Status {
+        self.report.quality.flag.unwrap_or(Status::Error)
+    }
+
+    /// The names of the plugins that failed.
+    pub fn failed_plugins(&self) -> Vec<&str> {
+        self.report
+            .plugins
+            .iter()
+            .filter(|p| p.status != Status::Ok)
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// The line larmon prints for a written report: run, flag, plugins, figures, path and the
+    /// time it took (`seconds`).
+    pub fn summary_line(&self, seconds: f64) -> String {
+        let failed = self.failed_plugins();
+        format!(
+            "{}: quality {}, {} plugins ({} failed{}), {} figures -> {} in {:.2} s",
+            self.report.run,
+            self.flag().as_str(),
+            self.report.plugins.len(),
+            failed.len(),
+            if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) },
+            self.report.plugins.iter().map(|p| p.figures.len()).sum::<usize>(),
+            self.path.display(),
+            seconds
+        )
+    }
+}
+
+/// Evaluates the configured checks, rolls up the quality flag and writes
+/// `run_dir/report.json` atomically.
+pub fn write_report(
+    run_name: &str,
+    run_dir: &Path,
+    totals: RunTotals,
+    entries: Vec<PluginEntry>,
+    checks: &ChecksConfig,
+) -> Result<WrittenReport> {
+    let host_checks = larmon_report::evaluate(checks, &entries);
+    let flag = larmon_report::run_flag(&entries, &host_checks);
+    let report = RunReport {
+        run: run_name.to_string(),
+        files: totals.files,
+        larmon_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        start_unix_s: totals.span.map(|s| s.0),
+        end_unix_s: totals.span.map(|s| s.1),
+        host: totals.host,
+        quality: Quality { flag: Some(flag), host_checks },
+        plugins: entries,
+    };
+    let path = run_dir.join("report.json");
+    let text = serde_json::to_string_pretty(&report)
+        .map_err(|source| PipelineError::State { path: path.clone(), source })?;
+    write_atomically(&path, text.as_bytes()).at(&path)?;
+    Ok(WrittenReport { path, report })
+}

@@ -1,0 +1,131 @@
+//! The plugin stage: which plugins run with which sandbox limits ([`PluginOptions`], loaded into
+//! a [`PluginSet`]), instances that get the detector's pixels before any data, and the one
+//! snapshot → merge → report path every mode uses ([`merge::PluginMerge`]).
+
+pub mod merge;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use larmon_runtime::{Limits, LoadedPlugin, PluginFailure, PluginRun, Runtime};
+
+use crate::error::{IoContext, PipelineError, Result};
+use crate::streams::Stream;
+
+/// Which plugins to run and their sandbox limits.
+#[derive(Clone, Debug)]
+pub struct PluginOptions {
+    /// Components to add (a plugin of the same name as a bundled one replaces it).
+    pub extra: Vec<PathBuf>,
+    /// Directory of bundled plugins (default: [`default_plugin_dir`]).
+    pub plugin_dir: Option<PathBuf>,
+    /// CPU limit of one plugin call.
+    pub call_timeout: Duration,
+    /// Memory limit of one plugin instance, bytes.
+    pub memory_bytes: usize,
+    /// Cache of compiled plugins (default: [`default_cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for PluginOptions {
+    fn default() -> Self {
+        Self {
+            extra: Vec::new(),
+            plugin_dir: None,
+            call_timeout: Duration::from_secs(10),
+            memory_bytes: 512 << 20,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The runtime and the loaded plugins of a run.
+pub struct PluginSet {
+    /// The sandbox (engine, limits, compiled-component cache).
+    pub runtime: Arc<Runtime>,
+    /// The plugins, bundled ones by file name then the extra ones.
+    pub plugins: Vec<LoadedPlugin>,
+}
+
+impl PluginOptions {
+    /// The runtime with these limits and the plugins loaded (compiled ones from the cache).
+    pub fn load(&self) -> Result<PluginSet> {
+        let limits = Limits {
+            memory_bytes: self.memory_bytes,
+            call_timeout: self.call_timeout,
+            ..Limits::default()
+        };
+        let runtime = Runtime::new(limits, self.cache_dir.clone().or_else(default_cache_dir))?;
+        let plugins = load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
+        Ok(PluginSet { runtime, plugins })
+    }
+}
+
+/// The bundled plugins: $LARMON_PLUGIN_DIR, else the build's `target/wasm32-wasip2/plugin`
+/// beside the running binary.
+pub fn default_plugin_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("LARMON_PLUGIN_DIR") {
+        return Some(dir.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.parent()?.parent()?.join("wasm32-wasip2/plugin"))
+}
+
+/// The cache of compiled plugins: $XDG_CACHE_HOME/larmon or ~/.cache/larmon.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    Some(base.join("larmon"))
+}
+
+/// Loads the bundled plugins and the extra ones (an extra one replaces a bundled one of the
+/// same name).
+pub fn load_plugins(
+    runtime: &Runtime,
+    plugin_dir: Option<&Path>,
+    extra: &[PathBuf],
+) -> Result<Vec<LoadedPlugin>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let dir = plugin_dir.map(Path::to_path_buf).or_else(default_plugin_dir);
+    if let Some(dir) = dir.filter(|d| d.is_dir()) {
+        let mut bundled: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .at(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        bundled.sort();
+        files.extend(bundled);
+    }
+    let mut loaded: Vec<LoadedPlugin> = Vec::new();
+    for (k, path) in files.iter().chain(extra).enumerate() {
+        let plugin = runtime.load_file(path)?;
+        let explicit = k >= files.len();
+        if let Some(i) = loaded.iter().position(|p| p.info().name == plugin.info().name) {
+            if explicit {
+                loaded[i] = plugin;
+            }
+            continue;
+        }
+        loaded.push(plugin);
+    }
+    if loaded.is_empty() {
+        return Err(PipelineError::NoPlugins);
+    }
+    Ok(loaded)
+}
+
+/// A plugin instance with its configuration, given the detector's pixels before any data
+/// (every instance gets them: per-file ones and those that only merge).
+pub fn open_instance(
+    plugin: &LoadedPlugin,
+    runtime: &Runtime,
+    config: &str,
+    pixels: &RecordBatch,
+) -> Result<PluginRun, PluginFailure> {
+    let mut instance = plugin.open(runtime, config)?;
+    instance.consume(Stream::Pixels.name(), pixels)?;
+    Ok(instance)
+}
