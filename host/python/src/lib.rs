@@ -16,14 +16,15 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::pyarrow::{IntoPyArrow, Table, ToPyArrow};
 use larmon_calibrate::Calibrator;
-use larmon_calibrate::output::pixels_record_batch;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_pipeline::input::charge::stream_charge_file;
 use larmon_pipeline::input::light::{load_channel_map, process_light_file};
-use larmon_pipeline::streams::{Producer, calibrated_batch};
+use larmon_pipeline::streams::Producer;
 use larmon_pipeline::{
-    LarmonConfig, PluginOptions, RunOptions, RunOutcome, Shard, Silent, Stream, run_files,
+    LarmonConfig, PipelineError, PluginOptions, RunOptions, RunOutcome, Shard, Silent, Stream,
+    run_files,
 };
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -59,33 +60,24 @@ fn table(py: Python<'_>, stream: Stream, batches: Vec<RecordBatch>) -> PyResult<
     table.into_pyarrow(py)
 }
 
-/// Reads a charge file's packets, or calibrates it into another charge stream.
+/// A charge file's stream: packets (read only, nothing calibrated), a calibrated stream, or the
+/// detector's pixels.
 fn charge_stream(
     path: &Path,
     stream: Stream,
     config: &LarmonConfig,
 ) -> Result<Vec<RecordBatch>, PyErr> {
-    let mut reader = LarpixReader::open(path, &ReadOptions::default()).map_err(to_py)?;
-    let mut batches = Vec::new();
     if stream == Stream::Packets {
-        while let Some(batch) = reader.next_batch().map_err(to_py)? {
-            batches.push(packets_record_batch(batch));
-        }
-        return Ok(batches);
+        let reader = LarpixReader::open(path, &ReadOptions::default()).map_err(to_py)?;
+        return reader.map(|batch| batch.map(packets_record_batch).map_err(to_py)).collect();
     }
     let mut calibrator = Calibrator::new(config.detector.clone()).map_err(to_py)?;
-    if stream == Stream::Pixels {
-        return Ok(vec![pixels_record_batch(calibrator.geometry())]);
-    }
-    let mut keep = |done: &larmon_calibrate::output::CalibratedBatch| {
-        if let Some(batch) = calibrated_batch(done, stream).filter(|b| b.num_rows() > 0) {
-            batches.push(batch);
-        }
-    };
-    while let Some(batch) = reader.next_batch().map_err(to_py)? {
-        keep(&calibrator.push(&batch));
-    }
-    keep(&calibrator.finish());
+    let mut batches = Vec::new();
+    stream_charge_file(path, &mut calibrator, stream, &Silent, |batch| -> Result<(), PipelineError> {
+        batches.push(batch);
+        Ok(())
+    })
+    .map_err(to_py)?;
     Ok(batches)
 }
 

@@ -103,3 +103,24 @@ def test_errors_name_the_file_and_the_reason(tmp_path):
     bad.write_text("e_feild_kv_cm = 0.5\n")
     with pytest.raises(ValueError, match="e_feild_kv_cm"):
         larmon.calibrate(str(DATA / "small-raw.h5"), config=str(bad))
+
+
+SHARED = REPO.parent / "shared" / "fixtures"
+
+
+def test_light_file_reads_its_events_as_the_truth_has_them():
+    light = SHARED / "small-light.data"
+    if not light.exists():
+        pytest.skip("SKIPPED: ../shared/fixtures not here")
+    truth = json.loads((SHARED / "small-light-truth.json").read_text())["events"]
+    events = larmon.read(str(light))
+    assert events.column_names[:2] == ["event", "unix_ms"]
+    assert events.num_rows == len(truth) == 150
+    assert events.column("unix_ms").to_pylist() == [e["unix_ms"] for e in truth]
+    assert events.column("tai_ns").to_pylist() == [e["tai_ns"] for e in truth]
+    missing = [e["index"] for e in truth if e["missing_board"] is not None]
+    assert [i for i, m in enumerate(events.column("boards_missing").to_pylist()) if m] == missing
+    waveforms = larmon.read(str(light), stream="light_waveforms")
+    assert waveforms.num_rows > events.num_rows and "rms" in waveforms.column_names
+    with pytest.raises(ValueError, match="a light file has no stream \"hits\""):
+        larmon.read(str(light), stream="hits")

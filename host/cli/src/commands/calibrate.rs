@@ -1,4 +1,5 @@
-//! `larmon calibrate`: packets -> calibrated hits and events, exported for analysts.
+//! `larmon calibrate`: packets -> calibrated hits and events, exported for analysts (the stream
+//! comes from `larmon_pipeline::input::charge::stream_charge_file`; this writes it to a file).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -9,16 +10,14 @@ use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::FileWriter;
 use larmon_calibrate::Calibrator;
-use larmon_calibrate::output::pixels_record_batch;
-use larmon_ingest::arrow::packets_record_batch;
-use larmon_ingest::read::{LarpixReader, ReadOptions};
-use larmon_pipeline::LarmonConfig;
-use larmon_pipeline::streams::{Stream as PipelineStream, calibrated_batch};
+use larmon_pipeline::input::charge::stream_charge_file;
+use larmon_pipeline::streams::Producer;
+use larmon_pipeline::{LarmonConfig, Stream};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::progress;
+use crate::progress::TerminalProgress;
 
 /// Calibrate a raw or packet file into hits, events and tracks; export them for analysts.
 ///
@@ -48,8 +47,9 @@ pub struct Args {
     /// Write the chosen stream to this file: Arrow IPC (.arrow) or Parquet (.parquet).
     #[arg(long, value_name = "OUT.{arrow,parquet}")]
     export: Option<PathBuf>,
-    /// Stream to export.
-    #[arg(long, value_enum, default_value_t = Stream::Hits)]
+    /// Stream to export: packets, hits, events, tracks, track-segments, track-pixels or pixels
+    /// (`larmon streams` lists their columns).
+    #[arg(long, default_value = "hits", value_parser = charge_stream)]
     stream: Stream,
     /// Overwrite the export file if it exists.
     #[arg(short, long)]
@@ -87,31 +87,19 @@ impl Exporter {
     }
 }
 
-/// The streams `calibrate` can export (the pipeline's streams of one charge file).
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Stream {
-    Packets,
-    Hits,
-    Events,
-    Tracks,
-    TrackSegments,
-    TrackPixels,
-    Pixels,
-}
-
-impl Stream {
-    /// The pipeline's stream.
-    fn stream(self) -> PipelineStream {
-        match self {
-            Stream::Packets => PipelineStream::Packets,
-            Stream::Hits => PipelineStream::Hits,
-            Stream::Events => PipelineStream::Events,
-            Stream::Tracks => PipelineStream::Tracks,
-            Stream::TrackSegments => PipelineStream::TrackSegments,
-            Stream::TrackPixels => PipelineStream::TrackPixels,
-            Stream::Pixels => PipelineStream::Pixels,
-        }
-    }
+/// A stream of one charge file by name (`track-segments` or `track_segments`): what
+/// `calibrate` can export.
+fn charge_stream(text: &str) -> Result<Stream, String> {
+    Stream::from_name(&text.replace('-', "_"))
+        .filter(|s| s.producer() != Producer::LightIngest)
+        .ok_or_else(|| {
+            let names: Vec<String> = Stream::ALL
+                .iter()
+                .filter(|s| s.producer() != Producer::LightIngest)
+                .map(|s| s.name().replace('_', "-"))
+                .collect();
+            format!("not a stream of a charge file; one of: {}", names.join(", "))
+        })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -133,7 +121,7 @@ pub fn run(args: Args) -> Result<()> {
             if path.exists() && !args.force {
                 bail!("{}: already exists (use --force to overwrite)", path.display());
             }
-            let schema = args.stream.stream().schema();
+            let schema = args.stream.schema();
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
             Some(match format {
@@ -149,45 +137,19 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => None,
     };
-    let mut write = |batch: RecordBatch| -> Result<()> {
-        if let Some(w) = writer.as_mut().filter(|_| batch.num_rows() > 0) {
-            w.write(&batch)?;
-        }
-        Ok(())
-    };
-    if args.stream == Stream::Pixels {
-        write(pixels_record_batch(calibrator.geometry()))?;
-    }
-    let mut reader = LarpixReader::open(&args.input, &ReadOptions::default())?;
-    let bar = progress::bar(reader.progress_total(), "units");
-    bar.set_prefix("calibrating");
-    let (mut hits, mut events) = (0usize, 0usize);
-    let mut export = |done: larmon_calibrate::output::CalibratedBatch,
-                      packets: Option<&larmon_ingest::PacketColumns>|
-     -> Result<()> {
-        hits += done.hits.len();
-        events += done.events.len();
-        match args.stream.stream() {
-            PipelineStream::Packets => {
-                if let Some(p) = packets {
-                    write(packets_record_batch(p.clone()))?;
-                }
+    let counts = stream_charge_file(
+        &args.input,
+        &mut calibrator,
+        args.stream,
+        &TerminalProgress,
+        |batch| -> Result<()> {
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
             }
-            stream => {
-                if let Some(batch) = calibrated_batch(&done, stream) {
-                    write(batch)?;
-                }
-            }
-        }
-        Ok(())
-    };
-    while let Some(batch) = reader.next_batch()? {
-        let done = calibrator.push(&batch);
-        export(done, Some(&batch))?;
-        bar.set_position(reader.progress_done());
-    }
-    export(calibrator.finish(), None)?;
-    bar.finish_and_clear();
+            Ok(())
+        },
+    )?;
+    let (hits, events) = (counts.hits, counts.events);
     if let Some(w) = writer {
         w.finish()?;
     }
@@ -207,7 +169,7 @@ pub fn run(args: Args) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &args.export {
-        println!("wrote {} ({})", path.display(), args.stream.stream().name());
+        println!("wrote {} ({})", path.display(), args.stream.name());
     }
     Ok(())
 }

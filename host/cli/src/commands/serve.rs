@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use larmon_report::ChecksConfig;
 
 /// Serve the dashboard: runs overview, run pages, trends, plugins, JSON API, /metrics.
 ///
@@ -43,26 +42,11 @@ pub fn run(args: Args) -> Result<()> {
     if !args.out.is_dir() {
         bail!("{}: not a directory (give the --out directory of `larmon run`)", args.out.display());
     }
-    let checks = read_checks(args.config.as_ref())?;
+    // larmon's one configuration file; the dashboard uses its [checks] for the trend bands.
+    let checks = larmon_pipeline::LarmonConfig::load(args.config.as_deref())?.checks;
     let runtime = tokio::runtime::Runtime::new().context("starting the web server runtime")?;
     runtime.block_on(larmon_serve::serve(&args.out, checks, args.catalog, args.bind, |addr| {
         println!("larmon dashboard: http://{addr}/  (Ctrl-C to stop)");
     }))?;
     Ok(())
-}
-
-/// The [checks] table of a configuration file, if any.
-pub fn read_checks(path: Option<&PathBuf>) -> Result<ChecksConfig> {
-    let Some(path) = path else { return Ok(ChecksConfig::default()) };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    match table.remove("checks") {
-        Some(toml::Value::Table(checks)) => {
-            Ok(ChecksConfig::from_table(checks).with_context(|| format!("{}", path.display()))?)
-        }
-        Some(_) => bail!("{}: [checks] must be a table", path.display()),
-        None => Ok(ChecksConfig::default()),
-    }
 }

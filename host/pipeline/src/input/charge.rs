@@ -6,13 +6,17 @@ use std::path::Path;
 
 use larmon_calibrate::channels::ChannelTable;
 use larmon_calibrate::geometry::Geometry;
-use larmon_calibrate::output::EventRow;
+use arrow::array::RecordBatch;
+use larmon_calibrate::output::{CalibratedBatch, EventRow, pixels_record_batch};
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
+use larmon_ingest::PacketColumns;
+use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
 
 use crate::error::{PipelineError, Result};
 use crate::progress::Progress;
+use crate::streams::{Stream, calibrated_batch};
 
 /// Ids of events and tracks of file k start at k << 40, unique across the files of a run.
 pub const FILE_ID_SHIFT: u32 = 40;
@@ -100,4 +104,49 @@ pub fn triggers_of_charge_file(
     triggers.extend(charge_triggers_of(&calibrator.finish().events));
     bar.finish();
     Ok(triggers)
+}
+
+/// What [`stream_charge_file`] saw besides the stream it handed over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Calibrated hits.
+    pub hits: usize,
+    /// Events.
+    pub events: usize,
+}
+
+/// Reads a charge file through `calibrator` and hands every non-empty batch of `stream` to
+/// `sink`: packets as read, a calibrated stream as calibration completes it, or the detector's
+/// pixels once. What `larmon calibrate --export` and the Python module's `read`/`calibrate` do.
+pub fn stream_charge_file<E: From<PipelineError>>(
+    file: &Path,
+    calibrator: &mut Calibrator,
+    stream: Stream,
+    progress: &dyn Progress,
+    mut sink: impl FnMut(RecordBatch) -> Result<(), E>,
+) -> Result<StreamCounts, E> {
+    let mut put = |batch: RecordBatch| if batch.num_rows() > 0 { sink(batch) } else { Ok(()) };
+    if stream == Stream::Pixels {
+        put(pixels_record_batch(calibrator.geometry()))?;
+    }
+    let mut reader =
+        LarpixReader::open(file, &ReadOptions::default()).map_err(PipelineError::from)?;
+    let bar = progress.bar("calibrating", reader.progress_total(), "units");
+    let mut counts = StreamCounts::default();
+    let mut hand_over = |done: &CalibratedBatch, packets: Option<PacketColumns>| {
+        counts.hits += done.hits.len();
+        counts.events += done.events.len();
+        match (stream, packets) {
+            (Stream::Packets, Some(packets)) => put(packets_record_batch(packets)),
+            _ => calibrated_batch(done, stream).map_or(Ok(()), &mut put),
+        }
+    };
+    while let Some(batch) = reader.next_batch().map_err(PipelineError::from)? {
+        let done = calibrator.push(&batch);
+        hand_over(&done, (stream == Stream::Packets).then_some(batch))?;
+        bar.set_position(reader.progress_done());
+    }
+    hand_over(&calibrator.finish(), None)?;
+    bar.finish();
+    Ok(counts)
 }
