@@ -73,10 +73,16 @@ fn charge_stream(
     }
     let mut calibrator = Calibrator::new(config.detector.clone()).map_err(to_py)?;
     let mut batches = Vec::new();
-    stream_charge_file(path, &mut calibrator, stream, &Silent, |batch| -> Result<(), PipelineError> {
-        batches.push(batch);
-        Ok(())
-    })
+    stream_charge_file(
+        path,
+        &mut calibrator,
+        stream,
+        &Silent,
+        |batch| -> Result<(), PipelineError> {
+            batches.push(batch);
+            Ok(())
+        },
+    )
     .map_err(to_py)?;
     Ok(batches)
 }

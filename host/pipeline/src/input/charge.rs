@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
+use arrow::array::RecordBatch;
 use larmon_calibrate::channels::ChannelTable;
 use larmon_calibrate::geometry::Geometry;
-use arrow::array::RecordBatch;
 use larmon_calibrate::output::{CalibratedBatch, EventRow, pixels_record_batch};
 use larmon_calibrate::{Calibrator, DetectorConfig};
-use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
 use larmon_ingest::PacketColumns;
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
 use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
 
 use crate::error::{PipelineError, Result};
