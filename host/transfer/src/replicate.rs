@@ -150,4 +150,79 @@ mod tests {
         let waits: Vec<u64> = (0..6).map(|a| p.backoff(a).as_secs()).collect();
         assert_eq!(waits, vec![10, 20, 40, 80, 100, 100]);
     }
+
+    /// A catalog with the given files (name, bytes) declared as they are on disk.
+    fn catalog_with(dir: &std::path::Path, files: &[(&str, &[u8])]) -> Catalog {
+        let catalog = Catalog::open(&dir.join("catalog.sqlite")).unwrap();
+        for (name, bytes) in files {
+            let path = dir.join("daq").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+            let (adler32, size) = Adler32::of_file(&path).unwrap();
+            let declaration = larmon_catalog::Declaration {
+                namespace: "ns".into(),
+                name: name.to_string(),
+                size,
+                checksums: [("adler32".to_string(), adler32.to_string())].into(),
+                metadata: [("core.runs".to_string(), serde_json::json!([1]))].into_iter().collect(),
+            };
+            catalog.add(&path, &declaration).unwrap();
+        }
+        catalog
+    }
+
+    #[test]
+    fn a_pass_copies_verifies_and_records_each_file_once() {
+        let dir = std::env::temp_dir().join(format!("larmon-replicate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut catalog = catalog_with(&dir, &[("a.h5", b"charge"), ("b.h5", &[7u8; 70_000])]);
+        let site = Destination::Directory(dir.join("nersc"));
+        let policy = RetryPolicy::default();
+        let summary = run_queue(&mut catalog, "NERSC", &site, &policy, |_, _| {}).unwrap();
+        assert_eq!(summary, PassSummary { copied: 2, already_there: 0, failed: 0 });
+        for name in ["a.h5", "b.h5"] {
+            let copy = dir.join("nersc/ns").join(name);
+            assert_eq!(
+                std::fs::read(&copy).unwrap(),
+                std::fs::read(dir.join("daq").join(name)).unwrap()
+            );
+            let file = catalog.find(name).unwrap().unwrap();
+            let replicas = catalog.replicas(file.id).unwrap();
+            assert_eq!(replicas.len(), 1, "{name}");
+            assert_eq!(replicas[0].adler32, file.adler32);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.join("nersc/ns"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name().to_string_lossy().ends_with(crate::destination::PARTIAL_SUFFIX)
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "no partial file is left");
+        // A second pass has nothing to do.
+        let again = run_queue(&mut catalog, "NERSC", &site, &policy, |_, _| {}).unwrap();
+        assert_eq!(again, PassSummary::default());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn other_bytes_at_the_destination_are_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("larmon-squatter-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut catalog = catalog_with(&dir, &[("a.h5", b"charge")]);
+        std::fs::create_dir_all(dir.join("nersc/ns")).unwrap();
+        std::fs::write(dir.join("nersc/ns/a.h5"), b"squatter").unwrap();
+        let site = Destination::Directory(dir.join("nersc"));
+        let mut errors = Vec::new();
+        let summary = run_queue(&mut catalog, "NERSC", &site, &RetryPolicy::default(), |_, r| {
+            errors.extend(r.as_ref().err().map(ToString::to_string))
+        })
+        .unwrap();
+        assert_eq!(summary.failed, 1);
+        assert!(errors[0].contains("not overwritten"), "{errors:?}");
+        assert_eq!(std::fs::read(dir.join("nersc/ns/a.h5")).unwrap(), b"squatter");
+        let transfer = &catalog.transfers("NERSC").unwrap()[0];
+        assert_eq!((transfer.state.as_str(), transfer.attempts), ("failed", 1));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
