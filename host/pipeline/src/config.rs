@@ -4,7 +4,7 @@
 //! and `simulate` alike; a command ignores the sections it has no use for.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use larmon_calibrate::DetectorConfig;
 use larmon_report::ChecksConfig;
@@ -20,8 +20,6 @@ pub struct LarmonConfig {
     pub plugins: BTreeMap<String, String>,
     /// Check thresholds over plugin metrics, and the run quality rules.
     pub checks: ChecksConfig,
-    /// The file it was read from (none: the built-in defaults).
-    pub source: Option<PathBuf>,
 }
 
 impl LarmonConfig {
@@ -58,7 +56,7 @@ impl LarmonConfig {
         let detector = DetectorConfig::from_table(table, source).map_err(|e| {
             PipelineError::Calibration { what: "reading the configuration", source: e }
         })?;
-        Ok(Self { detector, plugins, checks, source: Some(source.into()) })
+        Ok(Self { detector, plugins, checks })
     }
 
     /// The settings of plugin `name` as JSON (`{}` when the file has none).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
+use larmon_pipeline::modes::shards::read_manifests;
 use larmon_pipeline::{LarmonConfig, merge_shards};
 
 /// Merge the shards of a run into its report.
@@ -35,10 +36,10 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // The shards are checked before anything is loaded: a missing one is said at once.
-    larmon_pipeline::modes::shards::read_manifests(&args.run_dir)?;
+    let manifests = read_manifests(&args.run_dir)?;
     let config = LarmonConfig::load(args.config.as_deref())?;
     let plugins = args.plugin_args.load()?;
-    let written = merge_shards(&args.run_dir, &config, &plugins)?;
+    let written = merge_shards(&args.run_dir, &manifests, &config, &plugins)?;
     println!("{}", written.summary_line(started.elapsed().as_secs_f64()));
     Ok(())
 }

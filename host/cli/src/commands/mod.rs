@@ -18,15 +18,8 @@ pub mod streams;
 pub mod transfer;
 pub mod watch;
 
-/// An error and its causes on one line, each cause once (library errors often spell out
-/// their source already).
+/// An error and its causes on one line, each cause once (the pipeline's formatter: library
+/// errors often spell out their source already).
 pub fn error_text(err: &anyhow::Error) -> String {
-    let mut message = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message = format!("{message}: {text}");
-        }
-    }
-    message
+    larmon_pipeline::error_text(err.as_ref())
 }

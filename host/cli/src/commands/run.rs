@@ -131,11 +131,10 @@ pub fn run(args: Args) -> Result<()> {
         RunOutcome::Report(written) => {
             println!("{}", written.summary_line(started.elapsed().as_secs_f64()));
         }
-        RunOutcome::Shard { run, files, dir, failures } => {
+        RunOutcome::Shard { run, shard, files, dir, failures } => {
             for (plugin, failure) in failures {
                 eprintln!("warning: {plugin}: {failure}");
             }
-            let shard = options.shard.expect("a shard outcome comes from a shard");
             println!(
                 "{run}: shard {}/{}: files {}..{} of {} -> {} in {:.2} s",
                 shard.index,

@@ -86,12 +86,7 @@ pub fn run(args: Args) -> Result<()> {
         finish_after: Duration::from_secs_f64(args.finish_after_s.max(0.0)),
     };
     // The folder and the pattern are checked before the plugins are loaded.
-    if !options.dir.is_dir() {
-        anyhow::bail!(
-            "{}: not a directory (give the folder the DAQ writes into)",
-            options.dir.display()
-        );
-    }
+    options.check()?;
     let config = LarmonConfig::load(args.config.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let mut watch = DaqWatch::new(options, config, plugins)?;

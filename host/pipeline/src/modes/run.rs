@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 use arrow::array::RecordBatch;
-use larmon_calibrate::output::pixels_record_batch;
+use larmon_calibrate::output::{CalibratedBatch, pixels_record_batch};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
@@ -53,6 +53,8 @@ pub enum RunOutcome {
     Shard {
         /// The run's name.
         run: String,
+        /// Which shard.
+        shard: Shard,
         /// The files (indices into the run's list) this shard processed.
         files: Range<usize>,
         /// Where the snapshots are (`out/<run>/shards/`).
@@ -231,22 +233,20 @@ pub fn run_files(
             } else {
                 let mut calibrator = calibration.for_file(index)?;
                 let mut file_span = None;
+                let mut hand_over = |done: &CalibratedBatch| {
+                    charge_triggers.extend(charge_triggers_of(&done.events));
+                    for (stream, batch) in calibrated_batches(done) {
+                        broadcast(stream, batch);
+                    }
+                };
                 let reader = LarpixReader::open(file, &ReadOptions::default())?;
                 for batch in reader {
                     let batch = batch?;
                     widen_by_timestamps(&mut file_span, &batch);
-                    let done = calibrator.push(&batch);
-                    charge_triggers.extend(charge_triggers_of(&done.events));
-                    for (stream, batch) in calibrated_batches(&done) {
-                        broadcast(stream, batch);
-                    }
+                    hand_over(&calibrator.push(&batch));
                     broadcast(Stream::Packets, Arc::new(packets_record_batch(batch)));
                 }
-                let done = calibrator.finish();
-                charge_triggers.extend(charge_triggers_of(&done.events));
-                for (stream, batch) in calibrated_batches(&done) {
-                    broadcast(stream, batch);
-                }
+                hand_over(&calibrator.finish());
                 (serde_json::to_value(calibrator.stats()).expect("plain statistics"), file_span)
             };
             for tx in &senders {
@@ -284,7 +284,8 @@ pub fn run_files(
             .collect();
         return Ok(RunOutcome::Shard {
             run: run_name,
-            files: shard.files(files.len()),
+            shard,
+            files: file_range,
             dir: run_dir.join("shards"),
             failures,
         });

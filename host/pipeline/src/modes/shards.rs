@@ -107,14 +107,15 @@ pub fn read_manifests(run_dir: &Path) -> Result<Vec<FileManifest>> {
     Ok(manifests)
 }
 
-/// Merges the shards of the run in `run_dir` into its report: every plugin's snapshots in file
-/// order (refused per plugin when a snapshot was written by another build of it).
+/// Merges the shards of the run in `run_dir`, whose manifests [`read_manifests`] gave, into
+/// its report: every plugin's snapshots in file order (refused per plugin when a snapshot was
+/// written by another build of it).
 pub fn merge_shards(
     run_dir: &Path,
+    manifests: &[FileManifest],
     config: &LarmonConfig,
     plugins: &PluginSet,
 ) -> Result<WrittenReport> {
-    let manifests = read_manifests(run_dir)?;
     let geometry = config.detector.geometry().map_err(|source| PipelineError::Calibration {
         what: "reading the detector layout",
         source,
@@ -129,7 +130,7 @@ pub fn merge_shards(
         let name = &plugin.info().name;
         let mut merge =
             PluginMerge::open(plugin, &plugins.runtime, &config.plugin_config(name), &pixels);
-        for m in &manifests {
+        for m in manifests {
             let source = format!("file {}", m.index + 1);
             match m.plugins.get(name) {
                 Some(sha) if sha == plugin.sha256() => {}
@@ -165,7 +166,7 @@ pub fn merge_shards(
     }
     let mut host = serde_json::json!({});
     let mut span = None;
-    for m in &manifests {
+    for m in manifests {
         add_host_stats(&mut host, &m.host);
         span = join_span(span, m.span);
     }

@@ -56,6 +56,27 @@ pub struct WatchOptions {
 }
 
 impl WatchOptions {
+    /// Checks what can be checked before anything is loaded: the folder exists and the run
+    /// pattern compiles with a `run` group (which it returns).
+    pub fn check(&self) -> Result<Regex> {
+        if !self.dir.is_dir() {
+            return Err(PipelineError::Watch(format!(
+                "{}: not a directory (give the folder the DAQ writes into)",
+                self.dir.display()
+            )));
+        }
+        let pattern = Regex::new(&self.run_pattern).map_err(|e| {
+            PipelineError::Watch(format!("--run-pattern {:?}: {e}", self.run_pattern))
+        })?;
+        if !pattern.capture_names().any(|n| n == Some("run")) {
+            return Err(PipelineError::Watch(format!(
+                "--run-pattern {:?} has no (?P<run>...) group",
+                self.run_pattern
+            )));
+        }
+        Ok(pattern)
+    }
+
     /// Watching `dir` into `out` with every other option at its default.
     pub fn new(dir: PathBuf, out: PathBuf) -> Self {
         Self {
@@ -172,21 +193,7 @@ pub struct DaqWatch {
 impl DaqWatch {
     /// Sets up the watch (nothing is read until [`DaqWatch::step`]).
     pub fn new(options: WatchOptions, config: LarmonConfig, plugins: PluginSet) -> Result<Self> {
-        if !options.dir.is_dir() {
-            return Err(PipelineError::Watch(format!(
-                "{}: not a directory (give the folder the DAQ writes into)",
-                options.dir.display()
-            )));
-        }
-        let pattern = Regex::new(&options.run_pattern).map_err(|e| {
-            PipelineError::Watch(format!("--run-pattern {:?}: {e}", options.run_pattern))
-        })?;
-        if !pattern.capture_names().any(|n| n == Some("run")) {
-            return Err(PipelineError::Watch(format!(
-                "--run-pattern {:?} has no (?P<run>...) group",
-                options.run_pattern
-            )));
-        }
+        let pattern = options.check()?;
         let calibration = RunCalibration::new(config.detector.clone())?;
         let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
         let light_map = load_channel_map(options.light_channel_map.as_deref())?;
@@ -336,7 +343,7 @@ impl DaqWatch {
             let mut instance = open_instance(plugin, &self.plugins.runtime, &config, &self.pixels);
             if let (Some(c), Ok(run)) = (&checkpoint, instance.as_mut()) {
                 let file = generation_dir(&state_dir, c.generation)
-                    .join(format!("{}.snapshot", safe_name(&plugin.info().name)));
+                    .join(format!("{}.snapshot", plugin_file(plugin)));
                 let restored = std::fs::read(&file)
                     .map_err(|e| PluginFailure::Host(format!("reading {}: {e}", file.display())))
                     .and_then(|bytes| run.merge(&bytes));
