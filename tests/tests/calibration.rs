@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use larmon_calibrate::calibrator::Calibrator;
-use larmon_calibrate::channels::unique_id;
+use larmon_calibrate::channels::{KeyFormat, unique_id};
 use larmon_calibrate::config::DetectorConfig;
 use larmon_calibrate::output::{CalibratedBatch, EventKind};
 use larmon_ingest::read::{LarpixReader, ReadOptions};
@@ -60,12 +60,12 @@ fn offset_from_segment(p: [f64; 3], a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 /// Checks events, t0, rollover and geometry for one fixture.
 fn check_against_truth(packets: &Path, truth_path: &Path, batch_rows: usize) {
     let truth = truth(truth_path);
-    let mut config = DetectorConfig::default();
+    let mut config = DetectorConfig::named("sim-module").unwrap();
     config.events.hit_merge_ticks = 0; // one hit per packet, so packets can be counted
     let (out, calibrator) = calibrate(packets, config, batch_rows);
     let hot = channel_set(&truth, "hot_channels");
     let tracks = truth["tracks"].as_array().unwrap();
-    let pitch = calibrator.geometry().pixel_pitch;
+    let pitch = calibrator.geometry().pitches_mm()[0];
 
     // Every true track's trigger is one event (seen on both io_groups), with the exact t0.
     let triggered: Vec<_> = out.events.iter().filter(|e| e.kind == EventKind::Triggered).collect();
@@ -126,8 +126,8 @@ fn small_fixture_events_timing_and_geometry_match_truth() {
 fn events_straddling_batch_boundaries_are_built_whole() {
     // Tiny batches cut almost every event; the result must not change.
     check_against_truth(&data("small-packets.h5"), &data("small-truth.json"), 997);
-    let (big, _) = calibrate(&data("small-packets.h5"), DetectorConfig::default(), 1 << 15);
-    let (small, _) = calibrate(&data("small-packets.h5"), DetectorConfig::default(), 997);
+    let (big, _) = calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
+    let (small, _) = calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 997);
     assert_eq!(big.events.len(), small.events.len());
     assert_eq!(big.hits.len(), small.hits.len());
 }
@@ -147,13 +147,13 @@ fn merging_sums_charge_and_keeps_every_packet() {
     let (unmerged, _) = calibrate(
         &data("small-raw.h5"),
         {
-            let mut c = DetectorConfig::default();
+            let mut c = DetectorConfig::named("sim-module").unwrap();
             c.events.hit_merge_ticks = 0;
             c
         },
         1 << 15,
     );
-    let (merged, calibrator) = calibrate(&data("small-raw.h5"), DetectorConfig::default(), 1 << 15);
+    let (merged, calibrator) = calibrate(&data("small-raw.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
     let packets: u64 = merged.hits.iter().map(|h| u64::from(h.n_packets)).sum();
     assert_eq!(packets, unmerged.hits.len() as u64);
     assert_eq!(packets, calibrator.stats().data_packets);
@@ -169,10 +169,12 @@ fn per_channel_pedestals_are_used_and_invert_the_digitisation() {
     else {
         return;
     };
-    let mut config = DetectorConfig::default();
+    let mut config = DetectorConfig::named("sim-module").unwrap();
     config.charge.pedestal_file = Some(pedestals.clone());
-    let table = config.channels().unwrap();
+    let table = config.channels(&config.geometry().unwrap()).unwrap();
     assert_eq!(table.len(), 78_400);
+    assert_eq!((table.channels_from_files(), table.detector_channels()), (78_400, 78_400));
+    assert_eq!(table.files()[0].key_format, KeyFormat::Module0UniqueId);
     let pedestal_json = truth(&pedestals);
     let (out, _) = calibrate(&raw, config.clone(), 1 << 15);
     let gain = config.charge.gain_mv_per_ke;
@@ -191,8 +193,8 @@ fn per_channel_pedestals_are_used_and_invert_the_digitisation() {
 /// hits of every reconstructed track near its true line.
 fn check_tracks(packets: &Path, truth_path: &Path) {
     let truth = truth(truth_path);
-    let (out, calibrator) = calibrate(packets, DetectorConfig::default(), 1 << 15);
-    let pitch = calibrator.geometry().pixel_pitch;
+    let (out, calibrator) = calibrate(packets, DetectorConfig::named("sim-module").unwrap(), 1 << 15);
+    let pitch = calibrator.geometry().pitches_mm()[0];
     let by_t0: HashMap<i64, u64> = out
         .events
         .iter()
@@ -272,11 +274,11 @@ fn cosmics_fixture_tracks_match_truth() {
 #[test]
 fn a_saved_calibrator_state_resumes_the_stream_exactly() {
     let path = data("small-raw.h5");
-    let (whole, _) = calibrate(&path, DetectorConfig::default(), 4096);
+    let (whole, _) = calibrate(&path, DetectorConfig::named("sim-module").unwrap(), 4096);
     let options = ReadOptions { batch_rows: 4096, ..Default::default() };
     let batches: Vec<_> =
         LarpixReader::open(&path, &options).unwrap().map(|b| b.unwrap()).collect();
-    let mut first = Calibrator::new(DetectorConfig::default()).unwrap();
+    let mut first = Calibrator::new(DetectorConfig::named("sim-module").unwrap()).unwrap();
     let mut resumed = CalibratedBatch::default();
     let cut = batches.len() / 2;
     for batch in &batches[..cut] {
@@ -284,7 +286,7 @@ fn a_saved_calibrator_state_resumes_the_stream_exactly() {
     }
     let saved = serde_json::to_string(&first.state()).unwrap();
     drop(first);
-    let mut second = Calibrator::new(DetectorConfig::default()).unwrap();
+    let mut second = Calibrator::new(DetectorConfig::named("sim-module").unwrap()).unwrap();
     second.resume(serde_json::from_str(&saved).unwrap()).unwrap();
     for batch in &batches[cut..] {
         resumed.extend(second.push(batch));

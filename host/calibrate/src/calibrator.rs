@@ -124,7 +124,7 @@ impl Calibrator {
     /// Builds a calibrator: reads the layouts and channel files the configuration names.
     pub fn new(config: DetectorConfig) -> Result<Self, CalibrationError> {
         let geometry = config.geometry()?;
-        let channels = config.channels()?;
+        let channels = config.channels(&geometry)?;
         Self::with_tables(config, geometry, channels)
     }
 
@@ -257,7 +257,7 @@ impl Calibrator {
                     let (g, c, chip, ch) =
                         (p.io_group[i], p.io_channel[i], p.chip_id[i], p.channel_id[i]);
                     let id = unique_id(g, c, chip, ch);
-                    let calibration = self.channels.get(id);
+                    let calibration = self.channels.lookup(&self.geometry, g, c, chip, ch);
                     let has_pixel = self.geometry.tile_index(g, c, chip).is_some();
                     if !has_pixel {
                         self.stats.packets_outside_geometry += 1;
@@ -445,7 +445,7 @@ impl Calibrator {
                 id,
                 &out.hits[first_hit..],
                 self.config.clock_mhz,
-                self.geometry.pixel_pitch,
+                &|tpc| self.geometry.tpc_pitch_mm(tpc),
                 self.next_track_id,
             );
             for (i, track_id) in found.assignments {

@@ -1,7 +1,10 @@
-//! The detector configuration: one TOML file (every key optional; the built-in default is a
-//! 2x2-like module with nominal constants), resolved into the tables the calibration uses.
+//! The detector configuration: one TOML file (every key optional; the built-in default is the
+//! four-module 2x2, see [`crate::detectors`]), resolved into the tables the calibration uses.
 //!
 //! ```toml
+//! detector = "2x2"             # built-in detector: 2x2 (default), single-module, sim-module
+//! # flow_detector_file = "2x2.yaml"   # ndlar_flow detector YAML: module placement (tpc_offsets)
+//! #                                  # and io_groups (module_to_io_groups) of the modules
 //! e_field_kv_cm = 0.5          # drift field
 //! temperature_k = 87.17        # LAr temperature (drift velocity from the BNL mobility formula)
 //! # drift_velocity_mm_per_us = 1.5965   # or set it directly
@@ -11,16 +14,17 @@
 //! [clock_correction]           # optional, per io_group: [offset_ticks, slope]
 //! "1" = [0.0, 3.0e-7]          # ts' = (ts - offset) / (1 + slope)
 //!
-//! [[modules]]                  # one per module; default: module 1, io_groups 1-2, built-in layout
+//! [[modules]]                  # one per module; replaces the modules of `detector`
 //! id = 1
 //! io_group_offset = 0          # added to the layout's io_groups (2x2 module m: 2*(m-1))
-//! offset_mm = [0.0, 0.0, 0.0]  # x, y, z(drift) offset of the module
+//! offset_mm = [0.0, 0.0, 0.0]  # x (beam), y, z (drift) offset of the module
 //! drift_length_mm = 304.31      # anode to cathode
-//! layout = "multi_tile_layout-2.4.16.yaml"   # relative to this file; omit for the built-in one
+//! layout = "multi_tile_layout-2.4.16.yaml"   # relative to this file, or "builtin:2x2-module1"
 //!
 //! [charge]
-//! pedestal_file = "pedestal.json"   # {unique_id: {"pedestal_mv": x}}; missing channels: defaults
-//! config_file = "config.json"       # {unique_id: {"vref_mv": x, "vcm_mv": y}}
+//! pedestal_file = "pedestal.json"   # {key: {"pedestal_mv": x}}; missing channels: defaults
+//! config_file = "config.json"       # {key: {"vref_mv": x, "vcm_mv": y}}
+//! # keys: Module-0 unique ids or 2x2 decimal keys, detected per file (see `channels`)
 //! vref_mv = 1568.0
 //! vcm_mv = 478.1
 //! pedestal_mv = 580.0
@@ -52,19 +56,25 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::channels::ChannelTable;
+use crate::detectors::{
+    BUILT_IN_PREFIX, DEFAULT_DETECTOR, built_in_detector, built_in_layout, offset_mm_of_flow_cm,
+};
 use crate::error::CalibrationError;
 use crate::geometry::{Geometry, ModulePlacement};
+use crate::layout::PixelLayout;
 use crate::physics::{ChannelCalibration, drift_velocity_mm_per_us};
 use crate::tracks::TrackConfig;
-
-/// The nominal 2x2-like pixel layout shipped with larmon (16 tiles, 2 anodes, multi-tile schema).
-/// Real runs should name the layout of each module in the configuration.
-pub const BUILT_IN_LAYOUT: &str = include_str!("../data/layout-2x2-nominal.yaml");
 
 /// The whole detector configuration.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectorConfig {
+    /// Built-in detector whose modules are used when no `[[modules]]` are given
+    /// ([`crate::detectors`]: `2x2`, `single-module`, `sim-module`).
+    pub detector: String,
+    /// ndlar_flow detector YAML (e.g. `2x2.yaml`): places the modules (`tpc_offsets`, cm) and
+    /// gives their io_groups (`module_to_io_groups`).
+    pub flow_detector_file: Option<PathBuf>,
     /// Drift field, kV/cm.
     pub e_field_kv_cm: f64,
     /// Liquid-argon temperature, K.
@@ -78,7 +88,7 @@ pub struct DetectorConfig {
     /// Optional clock-drift correction per io_group: `"io_group" = [offset_ticks, slope]`,
     /// applied as `ts' = (ts − offset) / (1 + slope)` (ndlar_flow's TimestampCorrector).
     pub clock_correction: std::collections::BTreeMap<String, [f64; 2]>,
-    /// Modules and their layouts.
+    /// Modules and their layouts; empty: those of `detector`.
     pub modules: Vec<ModuleConfig>,
     /// ADC → charge constants.
     pub charge: ChargeConfig,
@@ -98,7 +108,7 @@ pub struct ModuleConfig {
     pub io_group_offset: u8,
     /// Position offset, mm (x, y, z along the drift).
     pub offset_mm: [f64; 3],
-    /// Layout YAML; `None` uses the built-in layout.
+    /// Layout: a multi-tile YAML file, or `builtin:NAME` (see [`crate::detectors`]).
     pub layout: Option<PathBuf>,
     /// Anode-to-cathode distance, mm (2x2 nominal layout: 304.31).
     pub drift_length_mm: f64,
@@ -147,13 +157,15 @@ pub struct EventConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
+            detector: DEFAULT_DETECTOR.to_owned(),
+            flow_detector_file: None,
             e_field_kv_cm: 0.5,
             temperature_k: 87.17,
             drift_velocity_mm_per_us: None,
             clock_mhz: 10.0,
             pps_ticks: 10_000_000,
             clock_correction: Default::default(),
-            modules: vec![ModuleConfig::default()],
+            modules: Vec::new(),
             charge: ChargeConfig::default(),
             events: EventConfig::default(),
             tracks: TrackConfig::default(),
@@ -230,8 +242,13 @@ impl DetectorConfig {
             }
         };
         for module in &mut self.modules {
-            resolve(&mut module.layout);
+            let built_in =
+                module.layout.as_ref().and_then(|p| p.to_str()).is_some_and(is_built_in_layout);
+            if !built_in {
+                resolve(&mut module.layout);
+            }
         }
+        resolve(&mut self.flow_detector_file);
         resolve(&mut self.charge.pedestal_file);
         resolve(&mut self.charge.config_file);
         self
@@ -262,42 +279,121 @@ impl DetectorConfig {
         Ok(table)
     }
 
-    /// Builds the geometry of every module.
-    pub fn geometry(&self) -> Result<Geometry, CalibrationError> {
-        if self.modules.is_empty() {
-            return Err(CalibrationError::Config("no [[modules]]".into()));
-        }
-        let texts: Vec<String> = self
-            .modules
-            .iter()
-            .map(|m| match &m.layout {
-                None => Ok(BUILT_IN_LAYOUT.to_owned()),
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|source| CalibrationError::Io { path: path.clone(), source }),
-            })
-            .collect::<Result<_, _>>()?;
-        let layouts: Vec<(&str, ModulePlacement)> = texts
-            .iter()
-            .zip(&self.modules)
-            .map(|(text, m)| {
-                let placement = ModulePlacement {
-                    module: m.id,
-                    io_group_offset: m.io_group_offset,
-                    offset_mm: m.offset_mm,
-                    drift_length_mm: m.drift_length_mm,
-                };
-                (text.as_str(), placement)
-            })
-            .collect();
-        Geometry::from_layouts(&layouts)
+    /// The built-in detector named by `detector`.
+    pub fn named(name: &str) -> Result<Self, CalibrationError> {
+        built_in_detector(name)?;
+        Ok(Self { detector: name.to_owned(), ..Self::default() })
     }
 
-    /// Loads the per-channel constants.
-    pub fn channels(&self) -> Result<ChannelTable, CalibrationError> {
+    /// The modules in force: `[[modules]]`, else those of the named detector; placed by the
+    /// ndlar_flow detector file when one is given.
+    pub fn modules_in_force(&self) -> Result<Vec<ModuleConfig>, CalibrationError> {
+        let mut modules = if self.modules.is_empty() {
+            built_in_detector(&self.detector)?.modules
+        } else {
+            self.modules.clone()
+        };
+        if let Some(path) = &self.flow_detector_file {
+            let placement = FlowDetectorFile::load(path)?;
+            for module in &mut modules {
+                placement.place(module).map_err(|reason| CalibrationError::ChannelFile {
+                    path: path.clone(),
+                    reason,
+                })?;
+            }
+        }
+        Ok(modules)
+    }
+
+    /// Where the modules' layouts come from, as a user would name them.
+    pub fn layout_names(&self) -> Result<Vec<String>, CalibrationError> {
+        Ok(self
+            .modules_in_force()?
+            .iter()
+            .map(|m| m.layout.as_ref().map_or("(none)".into(), |p| p.display().to_string()))
+            .collect())
+    }
+
+    /// Builds the geometry of every module.
+    pub fn geometry(&self) -> Result<Geometry, CalibrationError> {
+        let modules = self.modules_in_force()?;
+        if modules.is_empty() {
+            return Err(CalibrationError::Config("no [[modules]]".into()));
+        }
+        let mut placed = Vec::with_capacity(modules.len());
+        for m in &modules {
+            let layout = load_layout(m)?;
+            let placement = ModulePlacement {
+                module: m.id,
+                io_group_offset: m.io_group_offset,
+                offset_mm: m.offset_mm,
+                drift_length_mm: m.drift_length_mm,
+            };
+            placed.push((layout, placement));
+        }
+        Geometry::from_modules(&placed)
+    }
+
+    /// Loads the per-channel constants, resolving their keys against `geometry`.
+    pub fn channels(&self, geometry: &Geometry) -> Result<ChannelTable, CalibrationError> {
         let c = &self.charge;
         let default =
             ChannelCalibration { vref_mv: c.vref_mv, vcm_mv: c.vcm_mv, pedestal_mv: c.pedestal_mv };
-        ChannelTable::load(default, c.pedestal_file.as_deref(), c.config_file.as_deref())
+        ChannelTable::load(default, c.pedestal_file.as_deref(), c.config_file.as_deref(), geometry)
+    }
+}
+
+fn is_built_in_layout(name: &str) -> bool {
+    name.starts_with(BUILT_IN_PREFIX)
+}
+
+/// Reads the layout of a module (a YAML file or a built-in one).
+fn load_layout(module: &ModuleConfig) -> Result<PixelLayout, CalibrationError> {
+    let Some(path) = &module.layout else {
+        return Err(CalibrationError::Config(format!(
+            "module {}: no layout (give `layout = \"multi_tile_layout-….yaml\"` or a built-in \
+             one such as \"builtin:2x2-module1\")",
+            module.id
+        )));
+    };
+    if let Some(name) = path.to_str().and_then(|p| p.strip_prefix(BUILT_IN_PREFIX)) {
+        return built_in_layout(name);
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| CalibrationError::Io { path: path.clone(), source })?;
+    PixelLayout::from_yaml(&text).map_err(|e| {
+        CalibrationError::Layout(format!("module {} ({}): {e}", module.id, path.display()))
+    })
+}
+
+/// The part of an ndlar_flow detector YAML (`2x2.yaml`, `module1.yaml`) larmon uses.
+#[derive(Deserialize)]
+struct FlowDetectorFile {
+    tpc_offsets: Vec<[f64; 3]>,
+    #[serde(default)]
+    module_to_io_groups: std::collections::BTreeMap<u8, Vec<u8>>,
+}
+
+impl FlowDetectorFile {
+    fn load(path: &Path) -> Result<Self, CalibrationError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CalibrationError::Io { path: path.into(), source })?;
+        serde_norway::from_str(&text).map_err(|e| CalibrationError::ChannelFile {
+            path: path.into(),
+            reason: format!("not an ndlar_flow detector YAML with tpc_offsets: {e}"),
+        })
+    }
+
+    /// Places module `id` (1-based) at its `tpc_offsets` entry, with its io_groups.
+    fn place(&self, module: &mut ModuleConfig) -> Result<(), String> {
+        let offset = self.tpc_offsets.get(usize::from(module.id).wrapping_sub(1)).ok_or_else(
+            || format!("no tpc_offsets entry for module {} ({} listed)", module.id, self.tpc_offsets.len()),
+        )?;
+        module.offset_mm = offset_mm_of_flow_cm(*offset);
+        if let Some(first) = self.module_to_io_groups.get(&module.id).and_then(|g| g.iter().min()) {
+            module.io_group_offset = first.checked_sub(1).ok_or("io_group 0 in module_to_io_groups")?;
+        }
+        Ok(())
     }
 }
 

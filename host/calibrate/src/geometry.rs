@@ -1,18 +1,23 @@
-//! Pixel geometry: the larpix multi-tile layout YAML (larpix-formats.md §3) turned into dense
+//! Pixel geometry: the pixel layouts of every module ([`crate::layout`]) turned into dense
 //! lookup tables, so (io_group, io_channel, chip_id, channel_id) → pixel position is two array
-//! reads per packet.
+//! reads per packet. Every module keeps its own pixel pitch (the 2x2's module 3 has a 2.5.16
+//! layout with 3.87975 mm, the others 4.434 mm).
 //!
 //! Coordinates (mm): `x`, `y` in the anode (pixel) plane, `z` along the drift; a hit at drift
-//! distance `d` sits at `z = anode_z + drift_dir · d`. The io_channel lookup is network-agnostic:
-//! every io_channel of a tile's group of four (`(io_channel − 1) / 4`) maps to that tile, and a
-//! chip not listed for the io_channel it was read on is still found on its tile (2x2 data need
-//! this: chips are re-routed between the UARTs of a tile).
+//! distance `d` sits at `z = anode_z + drift_dir · d`.
+//!
+//! **Channel identity** (one rule, [`Geometry::identify`]): a packet's tile is the tile whose
+//! UARTs include its io_channel's group of four (`(io_channel − 1) / 4`) on its io_group, and
+//! its pixel is the (chip, channel) of that tile, whichever UART of the tile the chip was read
+//! on — the 2x2 re-routes chips between the UARTs of a tile (37 % of the active channels of
+//! the Run-2 sample are read on another UART than the layout lists). The same rule is the SDK's
+//! `PixelMap::find`, so plugins and calibration agree. When the io_channel's group has no tile,
+//! a chip listed only once on the io_group is still found on its tile.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::error::CalibrationError;
+use crate::layout::PixelLayout;
 
 /// One pixel tile of one module.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +38,8 @@ pub struct Tile {
     pub flip_xy: [f64; 2],
     /// Anode-to-cathode distance, mm: the cathode is at `anode_z + drift_dir · drift_length_mm`.
     pub drift_length_mm: f64,
+    /// Pixel pitch of the tile's layout, mm.
+    pub pitch_mm: f64,
 }
 
 /// A connected channel as the layout lists it.
@@ -61,19 +68,6 @@ pub struct PixelPosition {
     pub y: f64,
 }
 
-/// The raw layout file, as the larpix multi-tile schema writes it.
-#[derive(Deserialize)]
-struct LayoutFile {
-    pixel_pitch: f64,
-    chip_channel_to_position: BTreeMap<u32, [i64; 2]>,
-    tile_chip_to_io: BTreeMap<u16, BTreeMap<u16, u32>>,
-    tile_positions: BTreeMap<u16, [f64; 3]>,
-    tile_orientations: BTreeMap<u16, [f64; 3]>,
-    tile_indeces: BTreeMap<u16, Vec<u16>>,
-    #[serde(default)]
-    tpc_centers: BTreeMap<u16, [f64; 3]>,
-}
-
 /// Placement of one layout file in the detector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModulePlacement {
@@ -92,8 +86,6 @@ pub struct ModulePlacement {
 pub struct Geometry {
     /// Every tile.
     pub tiles: Vec<Tile>,
-    /// Pixel pitch, mm.
-    pub pixel_pitch: f64,
     /// (io_group, io_channel group of 4) → tile index + 1 (0 = none): 256 × 64 entries.
     tile_by_io: Vec<u16>,
     /// (io_group, chip_id) → tile index + 1, for chips found on a tile other than the one their
@@ -105,6 +97,10 @@ pub struct Geometry {
     tile_layout: Vec<u16>,
     /// Every connected channel, in layout order.
     channels: Vec<LayoutChannel>,
+    /// (tile index, chip_id) → the io_channel the layout lists for the chip (0 = not on it).
+    listed_io_channel: Vec<u8>,
+    /// Pitch of each TPC's tiles, mm (NaN: no such TPC).
+    tpc_pitch: Vec<f64>,
 }
 
 const IO_GROUPS: usize = 256;
@@ -114,20 +110,39 @@ const PIXELS_PER_LAYOUT: usize = 256 * 64;
 impl Geometry {
     /// Builds the geometry from layout YAML texts, each placed as a module.
     pub fn from_layouts(layouts: &[(&str, ModulePlacement)]) -> Result<Self, CalibrationError> {
+        let parsed = layouts
+            .iter()
+            .map(|(text, placement)| {
+                let layout = PixelLayout::from_yaml(text).map_err(|e| {
+                    CalibrationError::Layout(format!("module {}: {e}", placement.module))
+                })?;
+                Ok((layout, placement.clone()))
+            })
+            .collect::<Result<Vec<_>, CalibrationError>>()?;
+        Self::from_modules(&parsed)
+    }
+
+    /// Builds the geometry from pixel layouts, each placed as a module.
+    pub fn from_modules(modules: &[(PixelLayout, ModulePlacement)]) -> Result<Self, CalibrationError> {
         let mut geometry = Geometry {
             tiles: Vec::new(),
-            pixel_pitch: 0.0,
             tile_by_io: vec![0; IO_GROUPS * CHANNEL_GROUPS],
             tile_by_chip: vec![0; IO_GROUPS * 256],
             local_xy: Vec::new(),
             tile_layout: Vec::new(),
             channels: Vec::new(),
+            listed_io_channel: Vec::new(),
+            tpc_pitch: vec![f64::NAN; 256],
         };
-        for (layout_index, (text, placement)) in layouts.iter().enumerate() {
-            let file: LayoutFile = serde_norway::from_str(text).map_err(|e| {
-                CalibrationError::Layout(format!("module {}: {e}", placement.module))
-            })?;
-            geometry.add_module(layout_index as u16, &file, placement)?;
+        let mut chip_listings = vec![0u16; IO_GROUPS * 256];
+        for (layout_index, (layout, placement)) in modules.iter().enumerate() {
+            geometry.add_module(layout_index as u16, layout, placement, &mut chip_listings)?;
+        }
+        // The chip fallback only for chips listed once on their io_group.
+        for (slot, count) in geometry.tile_by_chip.iter_mut().zip(&chip_listings) {
+            if *count != 1 {
+                *slot = 0;
+            }
         }
         Ok(geometry)
     }
@@ -135,24 +150,25 @@ impl Geometry {
     fn add_module(
         &mut self,
         layout_index: u16,
-        file: &LayoutFile,
+        layout: &PixelLayout,
         placement: &ModulePlacement,
+        chip_listings: &mut [u16],
     ) -> Result<(), CalibrationError> {
         let bad =
             |what: String| CalibrationError::Layout(format!("module {}: {what}", placement.module));
-        let pitch = file.pixel_pitch;
-        if pitch.is_nan() || pitch <= 0.0 {
+        let pitch = layout.pitch_mm;
+        if !(pitch.is_finite() && pitch > 0.0) {
             return Err(bad(format!("pixel_pitch {pitch}")));
         }
-        self.pixel_pitch = pitch;
-        let cols = file.chip_channel_to_position.values().map(|p| p[0]);
-        let rows = file.chip_channel_to_position.values().map(|p| p[1]);
+        let cols = layout.pixels.values().map(|p| p[0]);
+        let rows = layout.pixels.values().map(|p| p[1]);
         let (min_col, max_col) = (cols.clone().min().unwrap_or(0), cols.max().unwrap_or(0));
         let (min_row, max_row) = (rows.clone().min().unwrap_or(0), rows.max().unwrap_or(0));
         let x_size = (max_col - min_col) as f64 * pitch + pitch;
         let y_size = (max_row - min_row) as f64 * pitch + pitch;
         let mut local = vec![[f64::NAN; 2]; PIXELS_PER_LAYOUT];
-        for (&key, &[col, row]) in &file.chip_channel_to_position {
+        let mut connected: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+        for (&key, &[col, row]) in &layout.pixels {
             let (chip, channel) = ((key / 1000) as usize, (key % 1000) as usize);
             if chip > 255 || channel > 63 {
                 return Err(bad(format!("chip_channel_to_position key {key}")));
@@ -161,49 +177,65 @@ impl Geometry {
                 col as f64 * pitch + pitch / 2.0 - x_size / 2.0,
                 row as f64 * pitch + pitch / 2.0 - y_size / 2.0,
             ];
-        }
-        let mut connected: BTreeMap<u16, Vec<u8>> = BTreeMap::new();
-        for key in file.chip_channel_to_position.keys() {
-            connected.entry((key / 1000) as u16).or_default().push((key % 1000) as u8);
+            connected.entry(chip as u8).or_default().push(channel as u8);
         }
         self.local_xy.extend(local);
 
         let [ox, oy, oz] = placement.offset_mm;
-        for (&tile, chips) in &file.tile_chip_to_io {
-            let missing = |what: &str| bad(format!("tile {tile} has no {what}"));
-            let position =
-                file.tile_positions.get(&tile).ok_or_else(|| missing("tile_positions"))?;
-            let orientation =
-                file.tile_orientations.get(&tile).ok_or_else(|| missing("tile_orientations"))?;
-            let indices = file.tile_indeces.get(&tile).ok_or_else(|| missing("tile_indeces"))?;
-            let anode = *indices.first().ok_or_else(|| missing("anode index"))?;
-            let tpc_center = file.tpc_centers.get(&anode).copied().unwrap_or([0.0; 3]);
+        let module = u16::from(placement.module.max(1));
+        for tile in &layout.tiles {
+            let position = tile.position_mm;
+            let orientation = tile.orientation;
+            let tpc_center = layout.tpc_centers.get(&tile.anode).copied().unwrap_or([0.0; 3]);
             let index = self.tiles.len() as u16;
-            let global_tile = tile + 16 * (u16::from(placement.module) - 1);
+            let tpc = tile.anode + 2 * (module - 1);
+            if tpc > 255 {
+                return Err(bad(format!("tile {}: anode {}", tile.tile, tile.anode)));
+            }
             self.tiles.push(Tile {
-                id: global_tile,
+                id: tile.tile + 16 * (module - 1),
                 module: placement.module,
-                tpc: (anode + 2 * (u16::from(placement.module) - 1)) as u8,
+                tpc: tpc as u8,
                 center_xy: [position[2] + tpc_center[0] + ox, position[1] + tpc_center[1] + oy],
                 anode_z: position[0] + tpc_center[2] + oz,
                 drift_dir: orientation[0],
                 flip_xy: [orientation[2], orientation[1]],
                 drift_length_mm: placement.drift_length_mm,
+                pitch_mm: pitch,
             });
+            self.tpc_pitch[tpc as usize] = pitch;
             self.tile_layout.push(layout_index);
-            for (&chip, &io) in chips {
-                let io_group = (io / 1000) as usize + placement.io_group_offset as usize;
-                let io_channel = (io % 1000) as usize;
-                if io_group >= IO_GROUPS || io_channel == 0 || io_channel > 256 || chip > 255 {
-                    return Err(bad(format!("tile {tile}: chip {chip} at io {io}")));
+            self.listed_io_channel.extend([0u8; 256]);
+            for &(chip, io_group, io_channel) in &tile.chips {
+                let io_group = io_group as usize + placement.io_group_offset as usize;
+                if io_group >= IO_GROUPS || io_channel == 0 {
+                    return Err(bad(format!(
+                        "tile {}: chip {chip} at io_group {io_group}, io_channel {io_channel}",
+                        tile.tile
+                    )));
                 }
-                self.tile_by_io[io_group * CHANNEL_GROUPS + (io_channel - 1) / 4] = index + 1;
+                let slot = io_group * CHANNEL_GROUPS + (io_channel as usize - 1) / 4;
+                if self.tile_by_io[slot] != 0 && self.tile_by_io[slot] != index + 1 {
+                    let other = &self.tiles[self.tile_by_io[slot] as usize - 1];
+                    return Err(bad(format!(
+                        "tile {} and tile {} (module {}) both use io_group {io_group}, \
+                         io_channels {}-{}: two modules share io_groups (check io_group_offset)",
+                        tile.tile,
+                        other.id,
+                        other.module,
+                        (io_channel - 1) / 4 * 4 + 1,
+                        (io_channel - 1) / 4 * 4 + 4
+                    )));
+                }
+                self.tile_by_io[slot] = index + 1;
                 self.tile_by_chip[io_group * 256 + chip as usize] = index + 1;
+                chip_listings[io_group * 256 + chip as usize] += 1;
+                self.listed_io_channel[index as usize * 256 + chip as usize] = io_channel;
                 for &channel_id in connected.get(&chip).into_iter().flatten() {
                     self.channels.push(LayoutChannel {
                         io_group: io_group as u8,
-                        io_channel: io_channel as u8,
-                        chip_id: chip as u8,
+                        io_channel,
+                        chip_id: chip,
                         channel_id,
                         tile_index: index,
                     });
@@ -218,22 +250,59 @@ impl Geometry {
         &self.channels
     }
 
-    /// The tile a packet's channel belongs to, network-agnostically.
+    /// The tile a packet's channel belongs to: the tile of the io_channel's group of four
+    /// UARTs, else the one tile of the io_group that lists the chip.
     #[inline]
     pub fn tile_index(&self, io_group: u8, io_channel: u8, chip_id: u8) -> Option<u16> {
-        let by_chip = self.tile_by_chip[io_group as usize * 256 + chip_id as usize];
-        if io_channel == 0 {
-            return by_chip.checked_sub(1);
+        if io_channel != 0 {
+            let group = (io_channel as usize - 1) / 4;
+            let by_io = self.tile_by_io[io_group as usize * CHANNEL_GROUPS + group];
+            if by_io != 0 {
+                return Some(by_io - 1);
+            }
         }
-        let group = (io_channel as usize - 1) / 4;
-        let by_io = self.tile_by_io[io_group as usize * CHANNEL_GROUPS + group];
-        // A chip listed on another tile of the io_group than the UART says: trust the chip
-        // table only when the UART's own tile does not list it.
-        match (by_io, by_chip) {
-            (0, 0) => None,
-            (0, c) => Some(c - 1),
-            (t, _) => Some(t - 1),
-        }
+        self.tile_by_chip[io_group as usize * 256 + chip_id as usize].checked_sub(1)
+    }
+
+    /// The channel's identity in the layout: the connected channel of its pixel, with the
+    /// io_channel the layout lists for the chip on that tile (which may differ from the UART
+    /// it was read on; a chip the tile does not list keeps the UART it was read on). `None`
+    /// exactly when [`Self::pixel`] is `None`.
+    #[inline]
+    pub fn identify(
+        &self,
+        io_group: u8,
+        io_channel: u8,
+        chip_id: u8,
+        channel_id: u8,
+    ) -> Option<LayoutChannel> {
+        let tile_index = self.tile_index(io_group, io_channel, chip_id)?;
+        let listed = self.listed_io_channel[tile_index as usize * 256 + chip_id as usize];
+        let layout = self.tile_layout[tile_index as usize] as usize;
+        let [lx, _] = *self
+            .local_xy
+            .get(layout * PIXELS_PER_LAYOUT + chip_id as usize * 64 + channel_id as usize)?;
+        (!lx.is_nan()).then_some(LayoutChannel {
+            io_group,
+            io_channel: if listed != 0 { listed } else { io_channel },
+            chip_id,
+            channel_id,
+            tile_index,
+        })
+    }
+
+    /// Pixel pitch of a TPC's tiles, mm (NaN for a TPC the detector does not have).
+    #[inline]
+    pub fn tpc_pitch_mm(&self, tpc: u8) -> f64 {
+        self.tpc_pitch[tpc as usize]
+    }
+
+    /// The distinct pixel pitches of the detector, mm, smallest first.
+    pub fn pitches_mm(&self) -> Vec<f64> {
+        let mut pitches: Vec<f64> = self.tiles.iter().map(|t| t.pitch_mm).collect();
+        pitches.sort_by(f64::total_cmp);
+        pitches.dedup();
+        pitches
     }
 
     /// Pixel position of a channel, if the layout knows it.
@@ -281,7 +350,7 @@ mod tests {
     fn nominal_layout_has_16_tiles_on_two_anodes() {
         let g = nominal();
         assert_eq!(g.tiles.len(), 16);
-        assert_eq!(g.pixel_pitch, 4.434);
+        assert_eq!(g.pitches_mm(), [4.434]);
         assert!(
             g.tiles
                 .iter()

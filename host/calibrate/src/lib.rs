@@ -23,8 +23,10 @@
 pub mod calibrator;
 pub mod channels;
 pub mod config;
+pub mod detectors;
 mod error;
 pub mod geometry;
+pub mod layout;
 pub mod output;
 pub mod physics;
 pub mod tracks;

@@ -217,7 +217,6 @@ pub fn pixels_record_batch(geometry: &Geometry) -> RecordBatch {
             Some((c, p, &geometry.tiles[p.tile_index as usize]))
         })
         .collect();
-    let pitch = geometry.pixel_pitch;
     let columns = vec![
         column!(rows, UInt8Array, |r| Some(r.0.io_group)),
         column!(rows, UInt8Array, |r| Some(r.0.io_channel)),
@@ -227,7 +226,7 @@ pub fn pixels_record_batch(geometry: &Geometry) -> RecordBatch {
         column!(rows, UInt8Array, |r| Some(r.2.tpc)),
         column!(rows, Float64Array, |r| Some(r.1.x)),
         column!(rows, Float64Array, |r| Some(r.1.y)),
-        column!(rows, Float64Array, |_r| Some(pitch)),
+        column!(rows, Float64Array, |r| Some(r.2.pitch_mm)),
         column!(rows, Float64Array, |r| Some(r.2.anode_z)),
         column!(rows, Float64Array, |r| Some(r.2.drift_dir)),
         column!(rows, Float64Array, |r| Some(r.2.drift_length_mm)),

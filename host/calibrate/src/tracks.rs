@@ -255,7 +255,7 @@ pub fn find_tracks(
     event_id: u64,
     hits: &[HitRow],
     clock_mhz: f64,
-    pixel_pitch_mm: f64,
+    pitch_of_tpc: &dyn Fn(u8) -> f64,
     first_track_id: u64,
 ) -> EventTracks {
     let mut tracks = Vec::new();
@@ -399,7 +399,8 @@ pub fn find_tracks(
                 let mean = |value: &dyn Fn(&HitRow) -> f64| {
                     pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>()
                 };
-                let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pixel_pitch_mm);
+                let pitch = pitch_of_tpc(first.tpc.unwrap_or(0));
+                let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pitch);
                 pixels.push(TrackPixelRow {
                     track_id,
                     event_id,

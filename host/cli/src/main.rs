@@ -13,7 +13,9 @@ use clap::{Parser, Subcommand};
 ///
 /// larmon reads the charge-readout files of the 2x2 LArPix TPCs — raw PACMAN files
 /// (`msgs`/`msg_headers`) and packet files (`packets`, every 2.x layout) — and turns them into
-/// Arrow record batches for calibration, plots and reports.
+/// Arrow record batches for calibration, plots and reports. The detector built in is the 2x2's
+/// four modules (`larmon detector show`); `--detector sim-module` selects the one-module
+/// detector of the simulation fixtures.
 ///
 /// Examples:
 ///   larmon demo                           simulate -> process -> dashboard, in one command
@@ -31,6 +33,8 @@ use clap::{Parser, Subcommand};
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon streams                        the streams plugins consume, with their columns
+///   larmon detector show                  the detector in force (2x2: 4 modules, io_groups 1-8)
+///   larmon detector check run.h5          how many of a file's channels the detector knows
 ///   larmon bench tests/data/*.h5          measure read throughput on this machine
 #[derive(Parser)]
 #[command(name = "larmon", version, about, long_about, verbatim_doc_comment)]
@@ -62,6 +66,7 @@ enum Command {
     Inspect(commands::inspect::Args),
     Light(commands::light::Args),
     Streams(commands::streams::Args),
+    Detector(commands::detector::Args),
     Bench(commands::bench::Args),
 }
 
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Light(args) => commands::light::run(args),
         Command::Streams(args) => commands::streams::run(args),
+        Command::Detector(args) => commands::detector::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

@@ -31,6 +31,30 @@ impl LarmonConfig {
         Self::parse(&text, path)
     }
 
+    /// [`Self::load`], then selects the built-in detector `detector` (`--detector NAME`) when
+    /// one is given. Naming a detector that does not exist, or one while the file lists its own
+    /// `[[modules]]`, is an error.
+    pub fn load_for(path: Option<&Path>, detector: Option<&str>) -> Result<Self> {
+        let mut config = Self::load(path)?;
+        if let Some(name) = detector {
+            let bad = |source| PipelineError::Calibration { what: "choosing the detector", source };
+            larmon_calibrate::detectors::built_in_detector(name).map_err(bad)?;
+            if !config.detector.modules.is_empty() {
+                return Err(bad(larmon_calibrate::CalibrationError::Config(format!(
+                    "--detector {name}: the configuration lists its own [[modules]]; remove one \
+                     or the other"
+                ))));
+            }
+            config.detector.detector = name.to_owned();
+        }
+        // A name that is not built in fails here, not at the first file.
+        config.detector.modules_in_force().map_err(|source| PipelineError::Calibration {
+            what: "reading the configuration",
+            source,
+        })?;
+        Ok(config)
+    }
+
     /// Parses the text of a configuration file read from `source` (relative paths inside are
     /// taken relative to it).
     pub fn parse(text: &str, source: &Path) -> Result<Self> {
@@ -92,6 +116,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("larmon.toml") && err.contains("e_feild_kv_cm"), "{err}");
+    }
+
+    #[test]
+    fn a_detector_is_chosen_by_name_and_an_unknown_one_is_refused() {
+        let config = LarmonConfig::load_for(None, Some("sim-module")).unwrap();
+        assert_eq!(config.detector.detector, "sim-module");
+        assert_eq!(LarmonConfig::load(None).unwrap().detector.detector, "2x2");
+        let err = LarmonConfig::load_for(None, Some("3x3")).unwrap_err().to_string();
+        assert!(err.contains("3x3") && err.contains("sim-module"), "{err}");
+        let parsed = LarmonConfig::parse("detector = \"4x4\"\n", Path::new("x.toml")).unwrap();
+        assert!(parsed.detector.modules_in_force().is_err());
     }
 
     #[test]

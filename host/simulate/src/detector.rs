@@ -19,6 +19,8 @@ pub struct Tpc {
     size: [usize; 2],
     /// Grid cell → index into [`Detector::channels`] (`u32::MAX` = no pixel).
     cells: Vec<u32>,
+    /// Pixel pitch of this anode's tiles, mm.
+    pub pitch: f64,
 }
 
 /// Pixels and active volume of the detector.
@@ -26,10 +28,8 @@ pub struct Tpc {
 pub struct Detector {
     /// Every connected channel of the layout.
     pub channels: Vec<LayoutChannel>,
-    /// TPCs, one per anode plane.
+    /// TPCs, one per anode plane (each with its own pitch: the 2x2 mixes 4.434 and 3.87975 mm).
     pub tpcs: Vec<Tpc>,
-    /// Pixel pitch, mm.
-    pub pitch: f64,
     /// Active box: lower and upper corners (x, y, z), mm.
     pub box_min: [f64; 3],
     /// Upper corner of the active box.
@@ -39,7 +39,6 @@ pub struct Detector {
 impl Detector {
     /// Builds the lookup from a calibration geometry.
     pub fn new(geometry: &Geometry) -> Self {
-        let pitch = geometry.pixel_pitch;
         let channels: Vec<LayoutChannel> = geometry.channels().to_vec();
         // Group pixel positions (channel index, x, y) by anode plane (tpc id).
         type PixelList = Vec<(usize, f64, f64)>;
@@ -59,6 +58,7 @@ impl Detector {
         let (mut box_min, mut box_max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
         for (tpc_id, pixels) in by_tpc {
             let tile = geometry.tiles.iter().find(|t| t.tpc == tpc_id).expect("tile of the tpc");
+            let pitch = tile.pitch_mm;
             let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(usize, f64, f64)) -> f64| {
                 pixels.iter().map(pick).fold(init, f)
             };
@@ -93,9 +93,10 @@ impl Detector {
                 origin,
                 size,
                 cells,
+                pitch,
             });
         }
-        Self { channels, tpcs, pitch, box_min, box_max }
+        Self { channels, tpcs, box_min, box_max }
     }
 
     /// The channel (index into `channels`) whose pixel collects charge drifting from a point,
@@ -106,14 +107,16 @@ impl Detector {
             if !(0.0..=tpc.drift_length_mm).contains(&drift) {
                 continue;
             }
-            let col = ((point[0] - tpc.origin[0]) / self.pitch).floor();
-            let row = ((point[1] - tpc.origin[1]) / self.pitch).floor();
+            let col = ((point[0] - tpc.origin[0]) / tpc.pitch).floor();
+            let row = ((point[1] - tpc.origin[1]) / tpc.pitch).floor();
+            // Modules side by side share drift ranges: outside this anode's pixel plane, the
+            // point may still be in front of another one.
             if col < 0.0 || row < 0.0 {
-                return None;
+                continue;
             }
             let (col, row) = (col as usize, row as usize);
             if col >= tpc.size[0] || row >= tpc.size[1] {
-                return None;
+                continue;
             }
             let cell = tpc.cells[row * tpc.size[0] + col];
             return (cell != u32::MAX).then_some((cell, drift));
@@ -127,23 +130,31 @@ mod tests {
     use super::*;
     use larmon_calibrate::DetectorConfig;
 
-    #[test]
-    fn every_pixel_centre_maps_back_to_its_channel() {
-        let geometry = DetectorConfig::default().geometry().unwrap();
+    fn maps_every_pixel_centre_back(name: &str, channels: usize, tpcs: usize, size: [f64; 3]) {
+        let geometry = DetectorConfig::named(name).unwrap().geometry().unwrap();
         let detector = Detector::new(&geometry);
-        assert_eq!(detector.channels.len(), 78_400);
-        assert_eq!(detector.tpcs.len(), 2);
+        assert_eq!(detector.channels.len(), channels, "{name}");
+        assert_eq!(detector.tpcs.len(), tpcs, "{name}");
         for (index, c) in detector.channels.iter().enumerate().step_by(37) {
             let p = geometry.pixel(c.io_group, c.io_channel, c.chip_id, c.channel_id).unwrap();
             let tile = &geometry.tiles[p.tile_index as usize];
             let z = tile.anode_z + tile.drift_dir * 100.0;
             let (found, drift) = detector.pixel_at([p.x, p.y, z]).unwrap();
-            assert_eq!(found as usize, index);
+            assert_eq!(found as usize, index, "{name}");
             assert!((drift - 100.0).abs() < 1e-9);
         }
-        // The 2x2-like module: 620.76 × 1241.52 × 608.62 mm.
-        let size: Vec<f64> = (0..3).map(|i| detector.box_max[i] - detector.box_min[i]).collect();
-        assert!((size[0] - 620.76).abs() < 1e-6 && (size[1] - 1241.52).abs() < 1e-6);
-        assert!((size[2] - 608.62).abs() < 1e-6, "{size:?}");
+        let got: Vec<f64> = (0..3).map(|i| detector.box_max[i] - detector.box_min[i]).collect();
+        for axis in 0..3 {
+            assert!((got[axis] - size[axis]).abs() < 1e-6, "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn every_pixel_centre_maps_back_to_its_channel() {
+        // The simulation fixtures' module: 620.76 × 1241.52 × 608.62 mm.
+        maps_every_pixel_centre_back("sim-module", 78_400, 2, [620.76, 1241.52, 608.62]);
+        // The 2x2: modules at ±335 mm along the beam and the drift axis, 3 × 78 400 + 102 400
+        // pixels, module 3 with a 3.87975 mm pitch.
+        maps_every_pixel_centre_back("2x2", 337_600, 8, [1290.76, 1241.52, 1278.62]);
     }
 }

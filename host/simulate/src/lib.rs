@@ -768,8 +768,11 @@ mod tests {
         let by_origin = &a.truth.counts.data_packets_by_origin;
         let data: u64 = by_origin.values().sum();
         let words: usize = a.messages.iter().map(|m| (m.bytes.len() - 8) / 16).sum();
-        // Data words + 2 io_groups × (40 triggers + 1 PPS + 2 heartbeats).
-        assert_eq!(words as u64, data + 2 * (40 + 1 + 2));
+        // Data words + the 2x2's 8 io_groups × (40 triggers + 1 PPS + 2 heartbeats).
+        assert_eq!(words as u64, data + 8 * (40 + 1 + 2));
+        let io_groups: std::collections::BTreeSet<u8> =
+            a.messages.iter().map(|m| m.io_group).collect();
+        assert_eq!(io_groups.into_iter().collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
         assert!(by_origin["track"] > 40 * 50, "{by_origin:?}");
         let changed = SimulationConfig { noisy_rate_hz: 2.0, ..config };
         let c = simulate(&changed, &DetectorConfig::default()).unwrap();

@@ -44,6 +44,11 @@ pub struct Args {
     /// `larmon run` reads are accepted and not used); the built-in 2x2-like default otherwise.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     /// Write the chosen stream to this file: Arrow IPC (.arrow) or Parquet (.parquet).
     #[arg(long, value_name = "OUT.{arrow,parquet}")]
     export: Option<PathBuf>,
@@ -105,7 +110,7 @@ fn charge_stream(text: &str) -> Result<Stream, String> {
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // The one configuration file of larmon (its [plugins] and [checks] are not used here).
-    let config = LarmonConfig::load(args.config.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
     let mut calibrator = Calibrator::new(config.detector).context("setting up the calibration")?;
     let mut writer = match &args.export {
         Some(path) => {

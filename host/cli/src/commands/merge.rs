@@ -28,6 +28,11 @@ pub struct Args {
     /// Detector configuration, `[plugins.NAME]` and `[checks]` (as given to the shards).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     /// The plugins (as given to the shards) and their limits.
     #[command(flatten)]
     plugin_args: super::run::PluginArgs,
@@ -37,7 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // The shards are checked before anything is loaded: a missing one is said at once.
     let manifests = read_manifests(&args.run_dir)?;
-    let config = LarmonConfig::load(args.config.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let written = merge_shards(&args.run_dir, &manifests, &config, &plugins)?;
     println!("{}", written.summary_line(started.elapsed().as_secs_f64()));

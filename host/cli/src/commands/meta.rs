@@ -51,6 +51,11 @@ pub struct MetadataArgs {
     /// Detector configuration (event building; recorded in dune.config_file + sha256).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     /// Seconds a file must be unchanged before it counts as complete.
     #[arg(long, default_value_t = 2.0)]
     stable_s: f64,
@@ -59,7 +64,7 @@ pub struct MetadataArgs {
 impl MetadataArgs {
     /// The extraction options these flags give.
     pub fn options(&self) -> Result<MetadataOptions> {
-        let detector = larmon_pipeline::LarmonConfig::load(self.config.as_deref())?.detector;
+        let detector = larmon_pipeline::LarmonConfig::load_for(self.config.as_deref(), self.detector.as_deref())?.detector;
         Ok(MetadataOptions {
             name_pattern: regex::Regex::new(&self.name_pattern)
                 .with_context(|| format!("--name-pattern {:?}", self.name_pattern))?,

@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod catalog;
 pub mod convert;
 pub mod demo;
+pub mod detector;
 pub mod inspect;
 pub mod light;
 pub mod merge;

@@ -39,6 +39,11 @@ pub struct Args {
     /// Detector configuration plus `[plugins.NAME]` tables with plugin settings (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     /// Run name (default: the first file's name without extension).
     #[arg(long)]
     run: Option<String>,
@@ -62,6 +67,7 @@ impl Args {
             files,
             out,
             config: None,
+            detector: None,
             run: Some(run.into()),
             plugin_args: PluginArgs::default(),
             light_channel_map: None,
@@ -118,7 +124,7 @@ impl PluginArgs {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let config = LarmonConfig::load(args.config.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let options = RunOptions {
         files: args.files,

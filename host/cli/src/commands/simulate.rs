@@ -72,11 +72,16 @@ pub struct Args {
     /// Detector configuration (TOML; the layout of its first module is used).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let detector = larmon_pipeline::LarmonConfig::load(args.config.as_deref())?.detector;
+    let detector = larmon_pipeline::LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?.detector;
     let defaults = SimulationConfig::default();
     let config = SimulationConfig {
         run: args.run,

@@ -45,6 +45,11 @@ pub struct Args {
     /// Detector configuration, [plugins.NAME] settings and [checks] (TOML).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Built-in detector: 2x2 (the default), single-module, sim-module (the simulation
+    /// fixtures' module); replaces `detector` of the configuration. `larmon detector show`
+    /// prints what it holds.
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     #[command(flatten)]
     plugin_args: super::run::PluginArgs,
     /// Look at the folder at least this often, seconds (the only trigger if inotify fails).
@@ -87,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     // The folder and the pattern are checked before the plugins are loaded.
     options.check()?;
-    let config = LarmonConfig::load(args.config.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let mut watch = DaqWatch::new(options, config, plugins)?;
 

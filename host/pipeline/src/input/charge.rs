@@ -36,7 +36,7 @@ impl RunCalibration {
             what: "reading the detector layout",
             source,
         })?;
-        let channel_table = detector.channels().map_err(|source| PipelineError::Calibration {
+        let channel_table = detector.channels(&geometry).map_err(|source| PipelineError::Calibration {
             what: "reading the channel constants",
             source,
         })?;
