@@ -1,6 +1,13 @@
 //! The detector's pixels as the host sends them (stream `pixels`): where every connected channel
-//! is, which anode (TPC) it belongs to, and the anodes' drift geometry. For pixel maps, dead
-//! channels (expected but silent) and fiducial cuts.
+//! is, which anode (TPC) it belongs to, and the anodes' drift geometry and pixel pitch (the 2x2
+//! mixes 4.434 and 3.87975 mm). For pixel maps, dead channels (expected but silent) and
+//! fiducial cuts.
+//!
+//! **Channel identity** is the host's rule ([`Pixels::identify`]): the 2x2 reads chips on
+//! another UART of their tile than the layout lists, so a packet's channel is the pixel of the
+//! same io_group, chip and channel on any io_channel of the same group of four
+//! (`(io_channel − 1) / 4`, one tile). Key per-channel statistics by `identify(key)` and every
+//! channel of the data finds its pixel.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +40,8 @@ pub struct Anode {
     pub drift_length_mm: f64,
     /// Extent of its pixel centres, mm: (min x, max x, min y, max y).
     pub extent: (f64, f64, f64, f64),
+    /// Pixel pitch of its tiles, mm.
+    pub pitch_mm: f64,
 }
 
 impl Anode {
@@ -55,7 +64,6 @@ impl Anode {
 pub struct Pixels {
     by_id: Vec<Pixel>,
     anodes: BTreeMap<u8, Anode>,
-    pitch_mm: f64,
 }
 
 impl Pixels {
@@ -93,12 +101,12 @@ impl Pixels {
                 x_mm: x[i],
                 y_mm: y[i],
             });
-            self.pitch_mm = pitch[i];
             let anode = self.anodes.entry(tpc[i]).or_insert(Anode {
                 z_mm: anode_z[i],
                 drift_dir: dir[i],
                 drift_length_mm: length[i],
                 extent: (x[i], x[i], y[i], y[i]),
+                pitch_mm: pitch[i],
             });
             let e = &mut anode.extent;
             *e = (e.0.min(x[i]), e.1.max(x[i]), e.2.min(y[i]), e.3.max(y[i]));
@@ -111,10 +119,31 @@ impl Pixels {
         Ok(())
     }
 
-    /// The pixel of a channel.
+    /// The pixel listed under exactly this channel key (the layout's io_channel).
     pub fn get(&self, unique_id: u32) -> Option<&Pixel> {
         let index = self.by_id.binary_search_by_key(&unique_id, |p| p.unique_id).ok()?;
         Some(&self.by_id[index])
+    }
+
+    /// The pixel of a packet's channel, read on any UART of its tile (see the module docs).
+    pub fn find(&self, unique_id: u32) -> Option<&Pixel> {
+        if let Some(pixel) = self.get(unique_id) {
+            return Some(pixel);
+        }
+        let (io_group, io_channel, chip, channel) = crate::channels::channel_of(unique_id);
+        if io_channel == 0 {
+            return None;
+        }
+        let first = (io_channel - 1) / 4 * 4 + 1;
+        (first..first.saturating_add(4))
+            .filter(|&uart| uart != io_channel)
+            .find_map(|uart| self.get(crate::channels::unique_id(io_group, uart, chip, channel)))
+    }
+
+    /// The channel key of a packet's pixel (its key in the layout); the key itself for a
+    /// channel the detector does not have. Key per-channel statistics by it.
+    pub fn identify(&self, unique_id: u32) -> u32 {
+        self.find(unique_id).map_or(unique_id, |p| p.unique_id)
     }
 
     /// Every pixel, in channel-key order.
@@ -137,9 +166,10 @@ impl Pixels {
         &self.anodes
     }
 
-    /// Pixel pitch, mm.
+    /// Pixel pitch of the lowest-numbered anode, mm; detectors may mix pitches (the 2x2's
+    /// module 3 has 3.87975 mm): use [`Anode::pitch_mm`] of the anode at hand.
     pub fn pitch_mm(&self) -> f64 {
-        self.pitch_mm
+        self.anodes.values().next().map_or(f64::NAN, |a| a.pitch_mm)
     }
 }
 
@@ -191,6 +221,22 @@ mod tests {
         assert_eq!(pixels.anodes()[&1].extent.1, 40.0);
         // The channel keys of a batch, from its four channel columns.
         assert_eq!(batch(&[(11, 7, 0.0)]).channel_keys().unwrap(), [unique_id(1, 1, 11, 7)]);
+    }
+
+    #[test]
+    fn a_chip_read_on_another_uart_of_its_tile_is_its_pixel() {
+        let mut pixels = Pixels::default();
+        pixels.add(&batch(&[(12, 5, 10.0)])).unwrap();
+        let listed = unique_id(1, 1, 12, 5);
+        for uart in [1, 2, 3, 4] {
+            assert_eq!(pixels.identify(unique_id(1, uart, 12, 5)), listed, "uart {uart}");
+        }
+        // UART 5 is the next tile's group; another io_group or chip is another channel.
+        for other in [unique_id(1, 5, 12, 5), unique_id(2, 2, 12, 5), unique_id(1, 2, 13, 5)] {
+            assert!(pixels.find(other).is_none());
+            assert_eq!(pixels.identify(other), other);
+        }
+        assert_eq!(pixels.anodes()[&1].pitch_mm, 4.434);
     }
 
     #[test]

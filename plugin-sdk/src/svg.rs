@@ -587,7 +587,6 @@ pub fn pixel_map(
     }
     let anodes: Vec<(u8, crate::geometry::Anode)> =
         pixels.anodes().iter().map(|(k, a)| (*k, *a)).collect();
-    let pitch = pixels.pitch_mm().max(1e-6);
     let panels = anodes.len().max(1) as u32;
     let width = (300 * panels + 110).max(SIZE.0);
     let height = 560;
@@ -601,6 +600,7 @@ pub fn pixel_map(
         let areas = plots.split_evenly((1, panels as usize));
         for ((tpc, anode), area) in anodes.iter().zip(&areas) {
             let (x0, x1, y0, y1) = anode.extent;
+            let pitch = anode.pitch_mm.max(1e-6);
             let half = pitch / 2.0;
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("TPC {tpc}"), LABEL_FONT)

@@ -159,3 +159,45 @@ fn a_channel_map_file_reads_and_matches_the_default() {
         assert_eq!(from_file.get(c.adc, c.channel), Some(c));
     }
 }
+
+/// The 2x2's default light map is ndlar_flow's validated light_module_desc 5.0.0 (and the
+/// det_adc/det_chan of 5.0.1, named by Run-2 flow files); the fixtures' nominal pattern is
+/// 4.0.0 and differs from it on 120 of 384 inputs.
+#[test]
+fn the_default_light_map_is_the_validated_5_0_0_map() {
+    let validated = ChannelMap::validated_2x2();
+    let nominal = ChannelMap::nominal_2x2();
+    assert_eq!(validated.channels().count(), 384);
+    let differ = nominal.channels().filter(|c| validated.get(c.adc, c.channel) != Some(*c)).count();
+    assert_eq!(differ, 120);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/real/ndlar-flow-config");
+    if !dir.exists() {
+        eprintln!("SKIPPED: {} not found (needs ../shared/real)", dir.display());
+        return;
+    }
+    let read = |name: &str| {
+        ChannelMap::from_light_module_desc(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    let (v5, v4) = (read("light_module_desc-5.0.0.yaml"), read("light_module_desc-4.0.0.yaml"));
+    let all = |m: &ChannelMap| m.channels().collect::<Vec<_>>();
+    assert_eq!(all(&v5), all(&validated));
+    assert_eq!(all(&v4), all(&nominal));
+    // 5.0.1 (excerpt: det_adc and det_chan only) assigns every input as 5.0.0 does.
+    let excerpt: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(dir.join("light_module_desc-5.0.1.EXCERPT.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut inputs = 0;
+    for tpc in 0..8u8 {
+        for det in 0..16u8 {
+            let (t, d) = (usize::from(tpc), usize::from(det));
+            let adc = excerpt["det_adc"][t][d].as_u64().unwrap() as u8;
+            for channel in excerpt["det_chan"][t][d].as_sequence().unwrap() {
+                let c = validated.get(adc, channel.as_u64().unwrap() as u8).unwrap();
+                assert_eq!((c.tpc, c.det), (tpc, det));
+                inputs += 1;
+            }
+        }
+    }
+    assert_eq!(inputs, 384);
+}

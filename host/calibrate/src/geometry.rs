@@ -11,8 +11,7 @@
 //! its pixel is the (chip, channel) of that tile, whichever UART of the tile the chip was read
 //! on — the 2x2 re-routes chips between the UARTs of a tile (37 % of the active channels of
 //! the Run-2 sample are read on another UART than the layout lists). The same rule is the SDK's
-//! `PixelMap::find`, so plugins and calibration agree. When the io_channel's group has no tile,
-//! a chip listed only once on the io_group is still found on its tile.
+//! `Pixels::find`, so plugins and calibration agree.
 
 use std::collections::BTreeMap;
 
@@ -88,9 +87,6 @@ pub struct Geometry {
     pub tiles: Vec<Tile>,
     /// (io_group, io_channel group of 4) → tile index + 1 (0 = none): 256 × 64 entries.
     tile_by_io: Vec<u16>,
-    /// (io_group, chip_id) → tile index + 1, for chips found on a tile other than the one their
-    /// io_channel points at (read on a neighbouring UART): 256 × 256 entries.
-    tile_by_chip: Vec<u16>,
     /// (layout index, chip_id, channel_id) → local (x, y) before flips, mm; NaN = unconnected.
     local_xy: Vec<[f64; 2]>,
     /// Layout index of each tile.
@@ -127,22 +123,14 @@ impl Geometry {
         let mut geometry = Geometry {
             tiles: Vec::new(),
             tile_by_io: vec![0; IO_GROUPS * CHANNEL_GROUPS],
-            tile_by_chip: vec![0; IO_GROUPS * 256],
             local_xy: Vec::new(),
             tile_layout: Vec::new(),
             channels: Vec::new(),
             listed_io_channel: Vec::new(),
             tpc_pitch: vec![f64::NAN; 256],
         };
-        let mut chip_listings = vec![0u16; IO_GROUPS * 256];
         for (layout_index, (layout, placement)) in modules.iter().enumerate() {
-            geometry.add_module(layout_index as u16, layout, placement, &mut chip_listings)?;
-        }
-        // The chip fallback only for chips listed once on their io_group.
-        for (slot, count) in geometry.tile_by_chip.iter_mut().zip(&chip_listings) {
-            if *count != 1 {
-                *slot = 0;
-            }
+            geometry.add_module(layout_index as u16, layout, placement)?;
         }
         Ok(geometry)
     }
@@ -152,7 +140,6 @@ impl Geometry {
         layout_index: u16,
         layout: &PixelLayout,
         placement: &ModulePlacement,
-        chip_listings: &mut [u16],
     ) -> Result<(), CalibrationError> {
         let bad =
             |what: String| CalibrationError::Layout(format!("module {}: {what}", placement.module));
@@ -228,8 +215,6 @@ impl Geometry {
                     )));
                 }
                 self.tile_by_io[slot] = index + 1;
-                self.tile_by_chip[io_group * 256 + chip as usize] = index + 1;
-                chip_listings[io_group * 256 + chip as usize] += 1;
                 self.listed_io_channel[index as usize * 256 + chip as usize] = io_channel;
                 for &channel_id in connected.get(&chip).into_iter().flatten() {
                     self.channels.push(LayoutChannel {
@@ -251,17 +236,12 @@ impl Geometry {
     }
 
     /// The tile a packet's channel belongs to: the tile of the io_channel's group of four
-    /// UARTs, else the one tile of the io_group that lists the chip.
+    /// UARTs on its io_group (`chip_id` does not choose the tile: every tile has the same
+    /// chip ids).
     #[inline]
-    pub fn tile_index(&self, io_group: u8, io_channel: u8, chip_id: u8) -> Option<u16> {
-        if io_channel != 0 {
-            let group = (io_channel as usize - 1) / 4;
-            let by_io = self.tile_by_io[io_group as usize * CHANNEL_GROUPS + group];
-            if by_io != 0 {
-                return Some(by_io - 1);
-            }
-        }
-        self.tile_by_chip[io_group as usize * 256 + chip_id as usize].checked_sub(1)
+    pub fn tile_index(&self, io_group: u8, io_channel: u8, _chip_id: u8) -> Option<u16> {
+        let group = (io_channel as usize).checked_sub(1)? / 4;
+        self.tile_by_io[io_group as usize * CHANNEL_GROUPS + group].checked_sub(1)
     }
 
     /// The channel's identity in the layout: the connected channel of its pixel, with the

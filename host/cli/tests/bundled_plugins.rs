@@ -125,7 +125,7 @@ fn flagged(report: &Value, kind: &str) -> BTreeSet<Channel> {
 }
 
 /// Checks that shared by both fixtures.
-fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
+fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value, pixels: f64) {
     for name in BUNDLED {
         let p = plugin(report, name);
         assert_eq!(p["status"], "ok", "{name}: {}", p["error"]);
@@ -176,7 +176,7 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
         "{false_noisy} of {} noisy flags are false",
         noisy.len()
     );
-    // Clocks: the PPS sync rows hold 9 999 999 (one tick before the reset) on both io_groups.
+    // Clocks: the PPS sync rows hold 9 999 999 (one tick before the reset) on every io_group.
     assert_eq!(metric(report, "timing", "io_group1_sync_offset_ticks").0, -1.0);
     assert_eq!(metric(report, "timing", "io_group2_sync_offset_ticks").0, -1.0);
     // The cathode edge of the drift-time distribution at the full drift time.
@@ -188,7 +188,7 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
             "TPC {tpc}: edge {edge} µs vs {full_drift}"
         );
     }
-    assert_eq!(metric(report, "pixel-maps", "channels_in_layout").0, 78_400.0);
+    assert_eq!(metric(report, "pixel-maps", "channels_in_layout").0, pixels);
     assert_eq!(metric(report, "pixel-maps", "channels_outside_layout").0, 0.0);
 }
 
@@ -196,7 +196,7 @@ fn assert_packet_level_truth(report: &Value, run_dir: &Path, truth: &Value) {
 fn bundled_plugins_report_the_small_fixture_truth() {
     let config = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
     let (report, run_dir) = run_bundled("bundled-small", &data("small-raw.h5"), &config);
-    assert_packet_level_truth(&report, &run_dir, &truth(&data("small-truth.json")));
+    assert_packet_level_truth(&report, &run_dir, &truth(&data("small-truth.json")), 78_400.0);
     assert_eq!(metric(&report, "event-display", "events_shown").0, 4.0);
 }
 
@@ -212,7 +212,7 @@ fn dqdx_and_electron_lifetime_match_the_cosmics_truth() {
     );
     let (report, run_dir) = run_bundled("bundled-cosmics", &packets, &config);
     let truth = truth(&fixture("cosmics-truth.json"));
-    assert_packet_level_truth(&report, &run_dir, &truth);
+    assert_packet_level_truth(&report, &run_dir, &truth, 78_400.0);
     assert_physics_truth(&report, &truth);
 }
 
@@ -236,7 +236,8 @@ fn simulated_run_matches_its_truth() {
     let (report, run_dir) = run_bundled("bundled-simulated-run", &raw[0], "");
     let truth = truth(&dir.join("daq/binary-0000001-truth.json"));
     assert_eq!(truth["tracks"].as_array().unwrap().len(), 2500);
-    assert_packet_level_truth(&report, &run_dir, &truth);
+    // The simulation is the real 2x2: 3 × 78 400 + 102 400 pixels.
+    assert_packet_level_truth(&report, &run_dir, &truth, 337_600.0);
     assert_physics_truth(&report, &truth);
 }
 
@@ -339,4 +340,35 @@ fn light_plugins_match_the_light_truth() {
             assert!((2.0..=5.0).contains(&rms), "{kind}: mean RMS {rms} ADC");
         }
     }
+}
+
+/// dQ/dx is corrected with the lifetime measured in the same run, so two runs with the same
+/// true dQ/dx and different lifetimes (1400 and 2200 µs) give the same MPV within 1 %.
+#[test]
+fn dqdx_does_not_depend_on_the_true_lifetime() {
+    let mut mpvs = Vec::new();
+    for lifetime in ["1400", "2200"] {
+        let dir = scratch(&format!("dqdx-lifetime-{lifetime}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["simulate", "--duration-s", "30", "--muon-rate-hz", "62.5", "--seed", "11"])
+            .args(["--lifetime-us", lifetime, "--out"])
+            .arg(dir.join("daq"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let raw: Vec<PathBuf> = std::fs::read_dir(dir.join("daq"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "h5"))
+            .collect();
+        let (report, _) = run_bundled(&format!("dqdx-lifetime-{lifetime}-run"), &raw[0], "");
+        let (tau, _) = metric(&report, "dqdx", "lifetime_used_us");
+        let (source, _) = metric(&report, "dqdx", "lifetime_source");
+        assert_eq!(source, 0.0, "the lifetime is measured in the run");
+        let truth_tau: f64 = lifetime.parse().unwrap();
+        assert!((tau - truth_tau).abs() < 0.1 * truth_tau, "τ {tau} vs {truth_tau}");
+        mpvs.push(metric(&report, "dqdx", "mpv_ke_per_cm").0);
+    }
+    let (a, b) = (mpvs[0], mpvs[1]);
+    assert!((a - b).abs() <= 0.01 * b, "MPV {a} (τ 1400 µs) vs {b} (τ 2200 µs)");
 }

@@ -141,10 +141,14 @@ fn calibrate_exports_streams_as_arrow_ipc_and_parquet() {
     let csv = larmon(&["calibrate", p(&data("small-raw.h5")), "--export", p(&dir.join("x.csv"))]);
     assert!(text(&csv.stderr).contains("not .csv"), "{}", text(&csv.stderr));
 
+    // The fixtures are the simulation's one module: on the 2x2's module-1 layout (the
+    // default) their tracks fall apart.
     let parquet = dir.join("tracks.parquet");
     let out = larmon(&[
         "calibrate",
         p(&data("small-raw.h5")),
+        "--detector",
+        "sim-module",
         "--export",
         p(&parquet),
         "--stream",
@@ -307,7 +311,7 @@ fn simulate_writes_split_raw_files_that_read_back_to_the_truth_counts() {
         let rows: u64 = (0..2).map(|i| json[i]["packets_by_type"][kind].as_u64().unwrap()).sum();
         assert_eq!(rows, expected[kind.to_string()].as_u64().unwrap(), "type {kind}");
     }
-    assert_eq!(expected["7"], 2 * 60); // 60 muons, a trigger word on each io_group
+    assert_eq!(expected["7"], 8 * 60); // 60 muons, a trigger word on each of the 2x2's io_groups
     assert_eq!(json[0]["first_unix_time"], truth["run"]["unix_start"]);
 }
 
@@ -335,4 +339,84 @@ fn demo_simulates_three_runs_processes_them_and_flags_the_bad_one() {
     let good: Vec<&str> =
         good.as_array().unwrap().iter().filter_map(|r| r["run"].as_str()).collect();
     assert!(good.contains(&"run-0000001") && !good.contains(&"run-0000003"), "{good:?}");
+}
+
+/// Out of the box the detector is the real 2x2: `detector show` lists its four modules with
+/// their pitches, `detector check` knows every channel of the real Run-2 ndlar_flow sample.
+#[test]
+fn detector_show_and_check_describe_the_real_2x2() {
+    let out = larmon(&["detector", "show", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["detector"], "2x2");
+    assert_eq!(json["pixels"], 337_600);
+    let modules = json["modules"].as_array().unwrap();
+    assert_eq!(modules.len(), 4);
+    let pitches: Vec<f64> = modules.iter().map(|m| m["pitch_mm"].as_f64().unwrap()).collect();
+    assert_eq!(pitches, [4.434, 4.434, 3.87975, 4.434]);
+    assert_eq!(modules[3]["io_groups"], serde_json::json!([7, 8]));
+    let table = text(&larmon(&["detector", "show"]).stdout);
+    assert!(table.contains("pixels: 337600") && table.contains("builtin:2x2-module3"), "{table}");
+
+    let sample = data("real/run2-cosmics-flow-sample.hdf5");
+    let out = larmon(&["detector", "check", p(&sample), "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((check["channels"].as_u64(), check["unknown"].as_u64()), (Some(4964), Some(0)));
+    assert_eq!(check["read_on_another_uart_of_their_tile"], 1834);
+    assert_eq!(check["hits_on_known_channels"], 15_297);
+    // The same file against the simulation's one module: io_groups 3-8 are unknown.
+    let out = larmon(&["detector", "check", p(&sample), "--detector", "sim-module", "--json"]);
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(check["unknown"].as_u64().unwrap() > 3000, "{check}");
+
+    let out = larmon(&["detector", "show", "--detector", "3x3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("3x3") && stderr.contains("sim-module"), "{stderr}");
+}
+
+/// A run's report says which detector and where the channel constants came from: a 2x2
+/// decimal-key pedestal file applies to exactly its 10 channels.
+#[test]
+fn the_run_report_records_the_detector_and_the_pedestal_files() {
+    let dir = scratch("cli-report-detector");
+    let config = dir.join("larmon.toml");
+    std::fs::write(
+        &config,
+        format!("[charge]\npedestal_file = {:?}\n", data("real/ped-iog1-excerpt.json")),
+    )
+    .unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
+    std::fs::create_dir_all(dir.join("no-plugins")).unwrap();
+    let out = larmon(&[
+        "run",
+        p(&data("small-packets.h5")),
+        "--out",
+        p(&dir.join("reports")),
+        "--run",
+        "r",
+        "--config",
+        p(&config),
+        "--plugin-dir",
+        p(&dir.join("no-plugins")),
+        "--plugin",
+        p(&plugin),
+        "--cache-dir",
+        p(&repo.join("target/test-plugin-cache")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reports/r/report.json")).unwrap())
+            .unwrap();
+    let detector = &report["detector"];
+    assert_eq!(detector["name"], "2x2");
+    assert_eq!(detector["pixels"], 337_600);
+    assert_eq!(detector["pitches_mm"], serde_json::json!([3.87975, 4.434]));
+    let file = &detector["channel_files"][0];
+    assert_eq!(file["key_format"], "decimal2x2");
+    assert_eq!((file["keys"].as_u64(), file["applied"].as_u64()), (Some(10), Some(10)));
+    assert_eq!(detector["channels_with_file_constants"], 10);
+    assert_eq!(detector["channels_with_default_constants"], 337_590);
 }

@@ -89,7 +89,7 @@ fn charge_stream(
 
 /// Reads a light file's stream (light events are matched to no charge trigger here).
 fn light_stream(path: &Path, stream: Stream) -> Result<Vec<RecordBatch>, PyErr> {
-    let map = load_channel_map(None).map_err(to_py)?;
+    let map = load_channel_map(None, &LarmonConfig::default().detector).map_err(to_py)?;
     let mut batches = Vec::new();
     process_light_file(path, 0, &map, Vec::new(), &mut |s, batch| {
         if s == stream && batch.num_rows() > 0 {

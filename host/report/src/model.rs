@@ -137,6 +137,9 @@ pub struct RunReport {
     pub end_unix_s: Option<u64>,
     /// Host (ingest + calibration) statistics.
     pub host: serde_json::Value,
+    /// The detector description in force and where the channel constants came from.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detector: serde_json::Value,
     /// Quality flag and host checks.
     #[serde(default)]
     pub quality: Quality,

@@ -18,6 +18,7 @@ fn report(run: &str, flag: Status, parity: f64) -> RunReport {
         start_unix_s: Some(1_700_000_000),
         end_unix_s: Some(1_700_000_009),
         host: serde_json::json!({"rows": 1000}),
+        detector: serde_json::Value::Null,
         quality: Quality { flag: Some(flag), host_checks: Vec::new() },
         plugins: vec![PluginEntry {
             name: "packet-rate".into(),

@@ -1,6 +1,9 @@
-//! larmon's own run generator: a 2x2-like module crossed by cosmic muons, with noise, hot and
-//! dead pixels, FIFO flags, parity errors, external triggers and PPS, written in the real raw
-//! PACMAN HDF5 format the DAQ writes — plus the truth of what went in.
+//! larmon's own run generator: the detector in force (by default the real 2x2: four modules,
+//! io_groups 1–8, the layouts_v5 tile swaps, module 3's 3.87975 mm pitch) crossed by cosmic
+//! muons, with noise, hot and dead pixels, FIFO flags, parity errors, external triggers and
+//! PPS, written in the real raw PACMAN HDF5 format the DAQ writes — plus the truth of what
+//! went in. As on the real 2x2, a third of the chips are read on another UART of their tile
+//! than the layout lists (truth channel keys use the layout's io_channel).
 //!
 //! The model (all our own, checked against the reference fixtures' statistics):
 //! - muons with intensity ∝ cos²θ per solid angle through a plane above the module, one per
@@ -389,7 +392,11 @@ pub fn simulate(
             time: receipt,
             order: 2,
             io_group: channel.io_group,
-            word: data_word(channel.io_channel, (receipt % PPS_TICKS) as u32, word),
+            word: data_word(
+                detector.read_io_channel[hit.channel as usize],
+                (receipt % PPS_TICKS) as u32,
+                word,
+            ),
         });
     }
     let mut io_groups: Vec<u8> = detector.channels.iter().map(|c| c.io_group).collect();

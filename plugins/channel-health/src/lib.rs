@@ -125,7 +125,7 @@ impl Plugin for ChannelHealth {
         let (ids, unix) = (batch.channel_keys()?, batch.u64("unix_time")?);
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
-                self.counts.fill(ids[i], 0.0);
+                self.counts.fill(self.pixels.identify(ids[i]), 0.0);
                 self.span.fill(unix[i]);
             }
         }

@@ -3,32 +3,54 @@
 //! Moyal ⊗ Gauss fit (the Moyal function approximates the Landau distribution; the Gaussian
 //! absorbs electronics noise and ADC steps). Metric `mpv_ke_per_cm`: the Moyal MPV.
 //!
+//! **The lifetime is the run's own**: the raw dQ/dx is kept per drift-time slice, the
+//! electron lifetime is fitted on the slices' MPVs (`MPV(t) = MPV₀·exp(−t/τ)`, as the
+//! electron-lifetime plugin does) and each slice is rescaled by `exp(t/τ)` when the report is
+//! made, so the corrected MPV does not depend on the true lifetime. An operator can give the
+//! run's lifetime instead (`lifetime_us`); without a fit and without that value the
+//! simulation default (2200 µs) is used and the report says so. Metrics `lifetime_used_us`
+//! and `lifetime_source` (0 measured, 1 configured, 2 default) record which.
+//!
 //! Pixels used: a full crossing (not clipped by the track's ends) of at least `min_dx_mm`
 //! (default 3.3 mm ≈ ¾ pitch: shorter chords carry threshold and track-fit biases).
 
 use std::collections::BTreeMap;
 
-use larmon_plugin_sdk::fit::{PeakFit, fit_moyal_gauss};
+use larmon_plugin_sdk::fit::{PeakFit, fit_exponential, fit_moyal_gauss};
 use larmon_plugin_sdk::prelude::*;
+
+/// Drift-time slices of the raw dQ/dx (0…`MAX_DRIFT_US`; a slice of 4.8 µs spans a 0.3 %
+/// change of the correction at τ = 1.5 ms, spread evenly around its centre).
+const SLICES: usize = 40;
+/// Longest drift kept, µs (304 mm at 1.6 mm/µs, with margin).
+const MAX_DRIFT_US: f64 = 192.0;
+/// Drift bins of the lifetime fit (each `SLICES / LIFETIME_BINS` slices).
+const LIFETIME_BINS: usize = 10;
+/// Pixels a drift bin needs before its MPV enters the lifetime fit.
+const MIN_BIN_PIXELS: f64 = 500.0;
+/// Lifetime used when neither a fit nor a configured value is available, µs.
+const DEFAULT_LIFETIME_US: f64 = 2200.0;
 
 #[derive(Serialize, Deserialize)]
 struct Dqdx {
-    /// dQ/dx, ke⁻/cm, all TPCs.
-    all: Hist1D,
-    /// Per TPC.
-    per_tpc: BTreeMap<u8, Hist1D>,
-    lifetime_us: f64,
+    /// Raw (uncorrected) dQ/dx, ke⁻/cm, per drift-time slice, all TPCs.
+    slices: Vec<Hist1D>,
+    /// The same per TPC.
+    per_tpc: BTreeMap<u8, Vec<Hist1D>>,
+    /// Lifetime the operator gave for this run, µs.
+    configured_lifetime_us: Option<f64>,
     min_dx_mm: f64,
     warn_band: (f64, f64),
     error_band: (f64, f64),
 }
 
 impl Dqdx {
-    fn fit_figure(&self, h: &Hist1D, title: &str) -> (String, Option<PeakFit>) {
+    fn fit_figure(&self, h: &Hist1D, title: &str, lifetime: &str) -> (String, Option<PeakFit>) {
         let fit = fit_moyal_gauss(h, 0.05);
         let mut plot = svg::Plot::new(title, "dQ/dx [ke⁻/cm]", "pixels / bin")
             .x_range(0.0, 150.0)
-            .hist(h, "data");
+            .hist(h, "data")
+            .note(lifetime.to_owned());
         if let Some(f) = &fit {
             let curve: Vec<(f64, f64)> = (0..300)
                 .map(|k| f.range.0 + (f.range.1 - f.range.0) * k as f64 / 299.0)
@@ -61,9 +83,12 @@ impl Plugin for Dqdx {
             config_number(config, "mpv_warn_high", 60.0),
         );
         Ok(Self {
-            all: Hist1D::new(300, 0.0, 150.0),
+            slices: vec![Hist1D::new(300, 0.0, 150.0); SLICES],
             per_tpc: BTreeMap::new(),
-            lifetime_us: config_number(config, "lifetime_us", 2200.0),
+            configured_lifetime_us: config
+                .get("lifetime_us")
+                .and_then(|v| v.as_f64())
+                .filter(|v| v.is_finite() && *v > 0.0),
             min_dx_mm: config_number(config, "min_dx_mm", 3.3),
             warn_band: (warn_low, warn_high),
             error_band: (warn_low * 0.8, warn_high * 1.25),
@@ -77,34 +102,45 @@ impl Plugin for Dqdx {
             if dx[i] < self.min_dx_mm || end[i] != 0 {
                 continue;
             }
-            let dqdx = q[i] / dx[i] * 10.0 * (drift[i].max(0.0) / self.lifetime_us).exp();
-            self.all.fill(dqdx, 1.0);
+            let raw = q[i] / dx[i] * 10.0;
+            let slice = ((drift[i].max(0.0) / MAX_DRIFT_US * SLICES as f64) as usize).min(SLICES - 1);
+            self.slices[slice].fill(raw, 1.0);
             self.per_tpc
                 .entry(tpc[i])
-                .or_insert_with(|| Hist1D::new(300, 0.0, 150.0))
-                .fill(dqdx, 1.0);
+                .or_insert_with(|| vec![Hist1D::new(300, 0.0, 150.0); SLICES])[slice]
+                .fill(raw, 1.0);
         }
         Ok(())
     }
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (tpc, h) in other.per_tpc {
+        for (tpc, slices) in other.per_tpc {
             match self.per_tpc.get_mut(&tpc) {
-                Some(m) => m.merge(&h)?,
+                Some(mine) => merge_slices(mine, &slices)?,
                 None => {
-                    self.per_tpc.insert(tpc, h);
+                    self.per_tpc.insert(tpc, slices);
                 }
             }
         }
-        self.all.merge(&other.all)
+        merge_slices(&mut self.slices, &other.slices)
     }
 
     fn report(&self) -> Result<Report, String> {
-        let (svg, fit) = self.fit_figure(&self.all, "dQ/dx of track pixels (lifetime-corrected)");
+        let (lifetime_us, source, fitted) = self.lifetime();
+        let all = corrected(&self.slices, lifetime_us);
+        let how = match source {
+            0 => "measured in this run",
+            1 => "configured for this run",
+            _ => "default: no fit, none configured",
+        };
+        let note = format!("corrected with τ = {lifetime_us:.0} µs ({how})");
+        let (svg, fit) =
+            self.fit_figure(&all, "dQ/dx of track pixels (lifetime-corrected)", &note);
         let mut report = Report::new()
-            .figure("dqdx", "dQ/dx with Moyal⊗Gauss fit", svg, &self.all)
-            .metric("pixels_used", self.all.total(), None, "pixels")
-            .metric("lifetime_used_us", self.lifetime_us, None, "µs");
+            .figure("dqdx", "dQ/dx with Moyal⊗Gauss fit", svg, &all)
+            .metric("pixels_used", all.total(), None, "pixels")
+            .metric("lifetime_used_us", lifetime_us, fitted.map(|f| f.1), "µs")
+            .metric("lifetime_source", f64::from(source), None, "0 measured, 1 configured, 2 default");
         match &fit {
             Some(f) => {
                 report = report
@@ -121,8 +157,9 @@ impl Plugin for Dqdx {
                 );
             }
         }
-        for (tpc, h) in &self.per_tpc {
-            let (svg, fit) = self.fit_figure(h, &format!("dQ/dx, TPC {tpc}"));
+        for (tpc, slices) in &self.per_tpc {
+            let h = &corrected(slices, lifetime_us);
+            let (svg, fit) = self.fit_figure(h, &format!("dQ/dx, TPC {tpc}"), &note);
             report = report.figure(&format!("dqdx_tpc{tpc}"), &format!("dQ/dx TPC {tpc}"), svg, h);
             if let Some(f) = fit {
                 report = report.metric(
@@ -135,6 +172,63 @@ impl Plugin for Dqdx {
         }
         Ok(report)
     }
+}
+
+impl Dqdx {
+    /// The lifetime to correct with: (τ µs, source, fitted (τ, σ) if measured).
+    fn lifetime(&self) -> (f64, u8, Option<(f64, f64)>) {
+        if let Some(tau) = self.configured_lifetime_us {
+            return (tau, 1, None);
+        }
+        // The fit uses 10 drift bins of 4 slices each (a Moyal⊗Gauss fit per bin, as the
+        // electron-lifetime plugin does); the correction then uses every slice.
+        let width = MAX_DRIFT_US / LIFETIME_BINS as f64;
+        let per_bin = SLICES / LIFETIME_BINS;
+        let points: Vec<(f64, f64, f64)> = self
+            .slices
+            .chunks(per_bin)
+            .enumerate()
+            .filter_map(|(k, chunk)| {
+                let mut h = chunk[0].clone();
+                for other in &chunk[1..] {
+                    h.merge(other).ok()?;
+                }
+                if h.total() < MIN_BIN_PIXELS {
+                    return None;
+                }
+                let f = fit_moyal_gauss(&h, 0.05)?;
+                (f.mpv_error > 0.0 && f.mpv_error.is_finite())
+                    .then_some(((k as f64 + 0.5) * width, f.mpv, f.mpv_error))
+            })
+            .collect();
+        let fit = (points.len() >= 3).then(|| fit_exponential(&points, 3000.0)).flatten();
+        match fit {
+            Some(f) if f.params[1].is_finite() && f.params[1] > 0.0 => {
+                (f.params[1], 0, Some((f.params[1], f.errors[1])))
+            }
+            _ => (DEFAULT_LIFETIME_US, 2, None),
+        }
+    }
+}
+
+/// The dQ/dx of all slices, each rescaled by `exp(t/τ)` at its centre.
+fn corrected(slices: &[Hist1D], lifetime_us: f64) -> Hist1D {
+    let width = MAX_DRIFT_US / slices.len().max(1) as f64;
+    let mut all = Hist1D::new(300, 0.0, 150.0);
+    for (k, h) in slices.iter().enumerate() {
+        all.add_scaled(h, ((k as f64 + 0.5) * width / lifetime_us).exp());
+    }
+    all
+}
+
+fn merge_slices(mine: &mut [Hist1D], theirs: &[Hist1D]) -> Result<(), String> {
+    if mine.len() != theirs.len() {
+        return Err("merging dQ/dx states with different drift slices".into());
+    }
+    for (a, b) in mine.iter_mut().zip(theirs) {
+        a.merge(b)?;
+    }
+    Ok(())
 }
 
 export_plugin!(Dqdx);

@@ -85,7 +85,6 @@ impl Plugin for ElectronLifetime {
             batch.f64("track_length_mm")?,
             batch.u32("track_tpc_mask")?,
         );
-        let pitch = self.pixels.pitch_mm();
         let width = self.max_drift_us / self.bins.len() as f64;
         for i in 0..batch.len() {
             if length[i] < self.min_track_mm
@@ -97,7 +96,7 @@ impl Plugin for ElectronLifetime {
             }
             if let Some(anode) = self.pixels.anodes().get(&tpc[i]) {
                 let drift_mm = (z[i] - anode.z_mm) * anode.drift_dir;
-                if !anode.contains(x[i], y[i], drift_mm, self.fiducial_mm, pitch) {
+                if !anode.contains(x[i], y[i], drift_mm, self.fiducial_mm, anode.pitch_mm) {
                     continue;
                 }
             }

@@ -52,7 +52,7 @@ impl Plugin for PixelMaps {
             (batch.channel_keys()?, batch.u8("dataword")?, batch.u64("unix_time")?);
         for i in 0..batch.len() {
             if kind[i] == 0 && valid[i] == 1 {
-                self.adc.fill(ids[i], f64::from(adc[i]));
+                self.adc.fill(self.pixels.identify(ids[i]), f64::from(adc[i]));
                 self.span.fill(unix[i]);
             }
         }

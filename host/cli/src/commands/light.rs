@@ -34,9 +34,14 @@ pub struct Args {
     /// An input is noisy above this many times the median RMS.
     #[arg(long, default_value_t = 5.0)]
     noisy_factor: f64,
-    /// Channel → detector map (JSON list of {adc, channel, tpc, det, det_type}); default 2x2.
+    /// Channel → detector map: JSON list of {adc, channel, tpc, det, det_type}, or an
+    /// ndlar_flow light_module_desc-*.yaml; default: the detector's (2x2: 5.0.0).
     #[arg(long)]
     channel_map: Option<PathBuf>,
+    /// Built-in detector whose light map is the default: 2x2 (validated map,
+    /// light_module_desc 5.0.0), sim-module (the fixtures' nominal pattern).
+    #[arg(long, value_name = "NAME")]
+    detector: Option<String>,
     /// Print everything as JSON (with per-input baselines).
     #[arg(long)]
     json: bool,
@@ -62,7 +67,8 @@ fn scan_file(path: &std::path::Path, baseline_samples: usize) -> Result<LightSca
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let map = larmon_pipeline::input::light::load_channel_map(args.channel_map.as_deref())?;
+    let detector = larmon_pipeline::LarmonConfig::load_for(None, args.detector.as_deref())?.detector;
+    let map = larmon_pipeline::input::light::load_channel_map(args.channel_map.as_deref(), &detector)?;
     let rules = HealthRules { noisy_factor: args.noisy_factor };
     if let Some(seconds) = args.bench {
         for path in &args.files {

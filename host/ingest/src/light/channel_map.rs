@@ -1,6 +1,12 @@
 //! Which detector each light-readout input sees: (ADC board, input channel) → TPC, detector,
-//! detector type. Configuration, with the 2x2 default built in (ndlar_flow's default
-//! `light_module_desc` pattern; calibration-dq.md §4).
+//! detector type. Three sources:
+//! - [`ChannelMap::validated_2x2`]: the 2x2's visually validated map, ndlar_flow's
+//!   `light_module_desc-5.0.0.yaml` (2024-09-20; 5.0.1, named by Run-2 flow files, has the same
+//!   `det_adc`/`det_chan`), kept as larmon's JSON records in `data/light-map-2x2-5.0.0.json`;
+//! - [`ChannelMap::nominal_2x2`]: the regular pattern of `light_module_desc` 4.0.0, which the
+//!   simulation fixtures use (it differs from 5.0.0 on 120 of 384 inputs, modules 1 and 2);
+//! - a file: larmon's JSON records (`[{adc, channel, tpc, det, det_type}]`) or an ndlar_flow
+//!   `light_module_desc-*.yaml` ([`ChannelMap::from_light_module_desc`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +77,53 @@ impl ChannelMap {
         Self { entries }
     }
 
+    /// The 2x2's validated map (`light_module_desc` 5.0.0).
+    pub fn validated_2x2() -> Self {
+        let records: Vec<LightChannel> =
+            serde_json::from_str(include_str!("../../data/light-map-2x2-5.0.0.json"))
+                .expect("the built-in light map is valid JSON");
+        Self::from_records(&records).expect("the built-in light map fits 8 boards")
+    }
+
+    /// Reads an ndlar_flow `light_module_desc` YAML: `det_adc[tpc][det]` is the board,
+    /// `det_chan[tpc][det]` its inputs, `det_geom[tpc][det]` the type (0 ArcLight, 1 LCM).
+    pub fn from_light_module_desc(text: &str) -> Result<Self, String> {
+        use std::collections::BTreeMap;
+        #[derive(Deserialize)]
+        struct Desc {
+            det_adc: BTreeMap<u8, BTreeMap<u8, u8>>,
+            det_chan: BTreeMap<u8, BTreeMap<u8, Vec<u8>>>,
+            det_geom: BTreeMap<u8, Vec<u8>>,
+        }
+        let desc: Desc = serde_norway::from_str(text)
+            .map_err(|e| format!("not a light_module_desc YAML (det_adc, det_chan, det_geom): {e}"))?;
+        let mut records = Vec::new();
+        for (&tpc, dets) in &desc.det_chan {
+            for (&det, channels) in dets {
+                let adc = *desc
+                    .det_adc
+                    .get(&tpc)
+                    .and_then(|d| d.get(&det))
+                    .ok_or_else(|| format!("det_adc has no TPC {tpc} detector {det}"))?;
+                let det_type = match desc.det_geom.get(&tpc).and_then(|g| g.get(usize::from(det))) {
+                    Some(0) => DetType::Acl,
+                    Some(1) => DetType::Lcm,
+                    other => {
+                        return Err(format!("det_geom of TPC {tpc} detector {det}: {other:?}"));
+                    }
+                };
+                for &channel in channels {
+                    records.push(LightChannel { adc, channel, tpc, det, det_type });
+                }
+            }
+        }
+        records.sort_by_key(|r| (r.adc, r.channel));
+        if let Some(w) = records.windows(2).find(|w| (w[0].adc, w[0].channel) == (w[1].adc, w[1].channel)) {
+            return Err(format!("adc {} channel {} is listed for two detectors", w[0].adc, w[0].channel));
+        }
+        Self::from_records(&records)
+    }
+
     /// A map from explicit records (e.g. a JSON list); inputs not listed are unconnected.
     pub fn from_records(records: &[LightChannel]) -> Result<Self, String> {
         let mut entries = vec![None; BOARDS * INPUTS];
@@ -99,6 +152,6 @@ impl ChannelMap {
 
 impl Default for ChannelMap {
     fn default() -> Self {
-        Self::nominal_2x2()
+        Self::validated_2x2()
     }
 }

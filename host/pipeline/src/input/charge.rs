@@ -43,6 +43,28 @@ impl RunCalibration {
         Ok(Self { detector, geometry, channel_table })
     }
 
+    /// What the run's report records of the detector: which description (name, modules,
+    /// io_groups, pitches, pixels) and where the channel constants came from (per file: key
+    /// format, keys applied and unknown; channels with file constants and with defaults).
+    pub fn summary(&self) -> serde_json::Value {
+        let d = &self.detector;
+        let name = if d.modules.is_empty() { d.detector.clone() } else { "[[modules]]".into() };
+        let io_groups: std::collections::BTreeSet<u8> =
+            self.geometry.channels().iter().map(|c| c.io_group).collect();
+        let table = &self.channel_table;
+        serde_json::json!({
+            "name": name,
+            "modules": self.geometry.tiles.iter().map(|t| t.module).collect::<std::collections::BTreeSet<_>>(),
+            "io_groups": io_groups,
+            "pitches_mm": self.geometry.pitches_mm(),
+            "pixels": self.geometry.channels().len(),
+            "channel_files": table.files(),
+            "channels_with_file_constants": table.channels_from_files(),
+            "channels_with_default_constants":
+                self.geometry.channels().len().saturating_sub(table.channels_from_files()),
+        })
+    }
+
     /// The calibrator of the run's `index`-th file: its event and track ids start at
     /// `index << 40`, unique across the run.
     pub fn for_file(&self, index: usize) -> Result<Calibrator> {

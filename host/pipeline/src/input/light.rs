@@ -1,6 +1,7 @@
 //! Light files into the `light_events`, `light_waveforms` and `light_matches` streams, matched
 //! by time to the run's charge triggers, and the light channel map they are read with.
 
+use larmon_calibrate::DetectorConfig;
 use std::path::Path;
 
 use arrow::array::RecordBatch;
@@ -43,15 +44,40 @@ impl LightStats {
     }
 }
 
-/// The light channel map of a JSON file (a list of {adc, channel, tpc, det, det_type}), or
-/// the 2x2 default.
-pub fn load_channel_map(path: Option<&Path>) -> Result<ChannelMap> {
-    let Some(path) = path else { return Ok(ChannelMap::nominal_2x2()) };
+/// The light channel map of a file — larmon's JSON records (a list of {adc, channel, tpc, det,
+/// det_type}) or an ndlar_flow `light_module_desc-*.yaml` — or the default of the detector
+/// in force: the simulation fixtures' module (`sim-module`) has the nominal pattern (4.0.0),
+/// every other detector the 2x2's validated map (5.0.0).
+pub fn load_channel_map(path: Option<&Path>, detector: &DetectorConfig) -> Result<ChannelMap> {
+    let Some(path) = path else { return Ok(default_channel_map(detector)) };
     let text = std::fs::read_to_string(path).at(path)?;
-    let records: Vec<LightChannel> = serde_json::from_str(&text)
-        .map_err(|e| PipelineError::Config { path: path.into(), reason: e.to_string() })?;
-    ChannelMap::from_records(&records)
-        .map_err(|reason| PipelineError::Config { path: path.into(), reason })
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let map = if is_yaml {
+        ChannelMap::from_light_module_desc(&text)
+    } else {
+        serde_json::from_str::<Vec<LightChannel>>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|records| ChannelMap::from_records(&records))
+    };
+    map.map_err(|reason| PipelineError::Config { path: path.into(), reason })
+}
+
+/// The light channel map that goes with a detector description (see [`load_channel_map`]).
+pub fn default_channel_map(detector: &DetectorConfig) -> ChannelMap {
+    if detector.modules.is_empty() && detector.detector == "sim-module" {
+        ChannelMap::nominal_2x2()
+    } else {
+        ChannelMap::validated_2x2()
+    }
+}
+
+/// One line on the light channel map a detector uses by default.
+pub fn default_channel_map_name(detector: &DetectorConfig) -> &'static str {
+    if detector.modules.is_empty() && detector.detector == "sim-module" {
+        "nominal pattern (light_module_desc 4.0.0), as the simulation fixtures"
+    } else {
+        "the 2x2's validated map (light_module_desc 5.0.0 = 5.0.1)"
+    }
 }
 
 /// Reads a light file from `position` into the `light_events`, `light_waveforms` and

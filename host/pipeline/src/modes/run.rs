@@ -107,7 +107,7 @@ pub fn run_files(
     // (shards, then a merge) therefore gives exactly the single-node answer.
     let calibration = RunCalibration::new(config.detector.clone())?;
     let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
-    let light_map = load_channel_map(options.light_channel_map.as_deref())?;
+    let light_map = load_channel_map(options.light_channel_map.as_deref(), &config.detector)?;
     let files = &options.files;
     let file_range = match options.shard {
         Some(shard) => shard.files(files.len()),
@@ -292,6 +292,6 @@ pub fn run_files(
     }
     let entries: Vec<PluginEntry> =
         outcomes.into_iter().filter_map(|o| o.merge).map(|merge| merge.finish(&run_dir)).collect();
-    let totals = RunTotals { files: files.clone(), span, host };
+    let totals = RunTotals { files: files.clone(), span, host, detector: calibration.summary() };
     Ok(RunOutcome::Report(write_report(&run_name, &run_dir, totals, entries, &config.checks)?))
 }

@@ -11,6 +11,7 @@ use larmon_calibrate::output::pixels_record_batch;
 
 use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
+use crate::input::charge::RunCalibration;
 use crate::input::{add_host_stats, join_span};
 use crate::output::report::{RunTotals, WrittenReport, write_report};
 use crate::output::safe_name;
@@ -171,7 +172,8 @@ pub fn merge_shards(
         span = join_span(span, m.span);
     }
     let files = manifests.iter().map(|m| m.file.clone()).collect();
-    write_report(&run_name, run_dir, RunTotals { files, span, host }, entries, &config.checks)
+    let detector = RunCalibration::new(config.detector.clone())?.summary();
+    write_report(&run_name, run_dir, RunTotals { files, span, host, detector }, entries, &config.checks)
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ impl DaqWatch {
         let pattern = options.check()?;
         let calibration = RunCalibration::new(config.detector.clone())?;
         let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
-        let light_map = load_channel_map(options.light_channel_map.as_deref())?;
+        let light_map = load_channel_map(options.light_channel_map.as_deref(), &config.detector)?;
         std::fs::create_dir_all(&options.out).at(&options.out)?;
         Ok(Self {
             options,
@@ -635,8 +635,12 @@ impl DaqWatch {
                 .collect();
             workers.into_iter().map(|w| w.join().expect("plugin report thread")).collect()
         });
-        let totals =
-            RunTotals { files: files.iter().map(|f| f.path.clone()).collect(), span, host };
+        let totals = RunTotals {
+            files: files.iter().map(|f| f.path.clone()).collect(),
+            span,
+            host,
+            detector: self.calibration.summary(),
+        };
         write_report(run, &run_dir, totals, entries, &self.config.checks)
     }
 }

@@ -91,6 +91,9 @@ pub struct RunTotals {
     pub span: Option<(u64, u64)>,
     /// The host's statistics (calibration, light), summed over the files.
     pub host: serde_json::Value,
+    /// The detector description and channel constants in force
+    /// ([`crate::input::charge::RunCalibration::summary`]).
+    pub detector: serde_json::Value,
 }
 
 /// A report written to disk.
@@ -157,6 +160,7 @@ pub fn write_report(
         start_unix_s: totals.span.map(|s| s.0),
         end_unix_s: totals.span.map(|s| s.1),
         host: totals.host,
+        detector: totals.detector,
         quality: Quality { flag: Some(flag), host_checks },
         plugins: entries,
     };
