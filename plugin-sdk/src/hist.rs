@@ -107,7 +107,8 @@ impl Hist1D {
             }
             let (from, to) = (a.max(self.lo), b.min(self.hi));
             let first = (((from - self.lo) / width) as usize).min(self.counts.len() - 1);
-            let last = (((to - self.lo) / width).ceil() as usize).clamp(first + 1, self.counts.len());
+            let last =
+                (((to - self.lo) / width).ceil() as usize).clamp(first + 1, self.counts.len());
             for k in first..last {
                 let (lo, hi) = (self.lo + k as f64 * width, self.lo + (k + 1) as f64 * width);
                 let overlap = hi.min(to) - lo.max(from);

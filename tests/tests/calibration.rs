@@ -126,8 +126,10 @@ fn small_fixture_events_timing_and_geometry_match_truth() {
 fn events_straddling_batch_boundaries_are_built_whole() {
     // Tiny batches cut almost every event; the result must not change.
     check_against_truth(&data("small-packets.h5"), &data("small-truth.json"), 997);
-    let (big, _) = calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
-    let (small, _) = calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 997);
+    let (big, _) =
+        calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
+    let (small, _) =
+        calibrate(&data("small-packets.h5"), DetectorConfig::named("sim-module").unwrap(), 997);
     assert_eq!(big.events.len(), small.events.len());
     assert_eq!(big.hits.len(), small.hits.len());
 }
@@ -153,7 +155,8 @@ fn merging_sums_charge_and_keeps_every_packet() {
         },
         1 << 15,
     );
-    let (merged, calibrator) = calibrate(&data("small-raw.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
+    let (merged, calibrator) =
+        calibrate(&data("small-raw.h5"), DetectorConfig::named("sim-module").unwrap(), 1 << 15);
     let packets: u64 = merged.hits.iter().map(|h| u64::from(h.n_packets)).sum();
     assert_eq!(packets, unmerged.hits.len() as u64);
     assert_eq!(packets, calibrator.stats().data_packets);
@@ -193,7 +196,8 @@ fn per_channel_pedestals_are_used_and_invert_the_digitisation() {
 /// hits of every reconstructed track near its true line.
 fn check_tracks(packets: &Path, truth_path: &Path) {
     let truth = truth(truth_path);
-    let (out, calibrator) = calibrate(packets, DetectorConfig::named("sim-module").unwrap(), 1 << 15);
+    let (out, calibrator) =
+        calibrate(packets, DetectorConfig::named("sim-module").unwrap(), 1 << 15);
     let pitch = calibrator.geometry().pitches_mm()[0];
     let by_t0: HashMap<i64, u64> = out
         .events

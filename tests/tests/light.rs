@@ -170,13 +170,15 @@ fn the_default_light_map_is_the_validated_5_0_0_map() {
     assert_eq!(validated.channels().count(), 384);
     let differ = nominal.channels().filter(|c| validated.get(c.adc, c.channel) != Some(*c)).count();
     assert_eq!(differ, 120);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/real/ndlar-flow-config");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/real/ndlar-flow-config");
     if !dir.exists() {
         eprintln!("SKIPPED: {} not found (needs ../shared/real)", dir.display());
         return;
     }
     let read = |name: &str| {
-        ChannelMap::from_light_module_desc(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+        ChannelMap::from_light_module_desc(&std::fs::read_to_string(dir.join(name)).unwrap())
+            .unwrap()
     };
     let (v5, v4) = (read("light_module_desc-5.0.0.yaml"), read("light_module_desc-4.0.0.yaml"));
     let all = |m: &ChannelMap| m.channels().collect::<Vec<_>>();

@@ -135,7 +135,10 @@ fn the_flow_detector_file_places_the_modules_as_built_in() {
     }
     assert!(moved.modules.iter().all(|m| m.offset_mm == [0.0; 3]));
     moved.flow_detector_file = Some(file);
-    assert_eq!(moved.modules_in_force().unwrap(), DetectorConfig::default().modules_in_force().unwrap());
+    assert_eq!(
+        moved.modules_in_force().unwrap(),
+        DetectorConfig::default().modules_in_force().unwrap()
+    );
 }
 
 fn nominal() -> ChannelCalibration {

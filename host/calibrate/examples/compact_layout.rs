@@ -25,7 +25,10 @@ fn main() -> anyhow::Result<()> {
     let map_path = output.with_file_name(format!("{map_name}.pixels"));
     if let Ok(existing) = std::fs::read_to_string(&map_path) {
         if existing != map {
-            bail!("{} exists and differs: another tile type needs another name", map_path.display());
+            bail!(
+                "{} exists and differs: another tile type needs another name",
+                map_path.display()
+            );
         }
     }
     std::fs::write(&map_path, map).with_context(|| map_path.display().to_string())?;

@@ -53,9 +53,7 @@ impl KeyFormat {
     /// Decodes a key into (io_group, io_channel, chip_id, channel_id).
     pub fn decode(self, key: u64) -> Option<(u8, u8, u8, u8)> {
         match self {
-            KeyFormat::Module0UniqueId => {
-                (key < 1 << 30).then(|| decode_unique_id(key as u32))
-            }
+            KeyFormat::Module0UniqueId => (key < 1 << 30).then(|| decode_unique_id(key as u32)),
             KeyFormat::Decimal2x2 => {
                 let channel = key % 100;
                 let chip = key / 100 % 1000;
@@ -69,9 +67,8 @@ impl KeyFormat {
 
     /// The format all of a file's keys fit, or the first key that fits neither.
     fn detect(keys: &[u64]) -> Result<Self, u64> {
-        let decimal = keys
-            .iter()
-            .all(|&k| k >= 1_000_000_000 && KeyFormat::Decimal2x2.decode(k).is_some());
+        let decimal =
+            keys.iter().all(|&k| k >= 1_000_000_000 && KeyFormat::Decimal2x2.decode(k).is_some());
         if decimal && !keys.is_empty() {
             return Ok(KeyFormat::Decimal2x2);
         }
@@ -163,7 +160,9 @@ impl ChannelTable {
         let mut keys = Vec::with_capacity(entries.len());
         for key in entries.keys() {
             keys.push(key.trim().parse::<u64>().map_err(|_| {
-                bad(format!("key {key:?} is not a channel key (a Module-0 unique id or a 2x2 decimal key)"))
+                bad(format!(
+                    "key {key:?} is not a channel key (a Module-0 unique id or a 2x2 decimal key)"
+                ))
             })?);
         }
         let format = KeyFormat::detect(&keys).map_err(|key| {

@@ -386,12 +386,18 @@ impl FlowDetectorFile {
 
     /// Places module `id` (1-based) at its `tpc_offsets` entry, with its io_groups.
     fn place(&self, module: &mut ModuleConfig) -> Result<(), String> {
-        let offset = self.tpc_offsets.get(usize::from(module.id).wrapping_sub(1)).ok_or_else(
-            || format!("no tpc_offsets entry for module {} ({} listed)", module.id, self.tpc_offsets.len()),
-        )?;
+        let offset =
+            self.tpc_offsets.get(usize::from(module.id).wrapping_sub(1)).ok_or_else(|| {
+                format!(
+                    "no tpc_offsets entry for module {} ({} listed)",
+                    module.id,
+                    self.tpc_offsets.len()
+                )
+            })?;
         module.offset_mm = offset_mm_of_flow_cm(*offset);
         if let Some(first) = self.module_to_io_groups.get(&module.id).and_then(|g| g.iter().min()) {
-            module.io_group_offset = first.checked_sub(1).ok_or("io_group 0 in module_to_io_groups")?;
+            module.io_group_offset =
+                first.checked_sub(1).ok_or("io_group 0 in module_to_io_groups")?;
         }
         Ok(())
     }

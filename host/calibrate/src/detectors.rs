@@ -78,14 +78,13 @@ pub fn built_in_layout(name: &str) -> Result<PixelLayout, CalibrationError> {
     if name == "sim-module" {
         return PixelLayout::from_yaml(SIM_MODULE_LAYOUT);
     }
-    let text = COMPACT_LAYOUTS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(
-        || {
+    let text =
+        COMPACT_LAYOUTS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).ok_or_else(|| {
             CalibrationError::Config(format!(
                 "no built-in layout {name:?} (built-in: {})",
                 built_in_layout_names().join(", ")
             ))
-        },
-    )?;
+        })?;
     PixelLayout::from_compact(text, |map| {
         PIXEL_MAPS.iter().find(|(n, _)| *n == map).map(|(_, t)| *t)
     })

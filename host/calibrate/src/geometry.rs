@@ -119,7 +119,9 @@ impl Geometry {
     }
 
     /// Builds the geometry from pixel layouts, each placed as a module.
-    pub fn from_modules(modules: &[(PixelLayout, ModulePlacement)]) -> Result<Self, CalibrationError> {
+    pub fn from_modules(
+        modules: &[(PixelLayout, ModulePlacement)],
+    ) -> Result<Self, CalibrationError> {
         let mut geometry = Geometry {
             tiles: Vec::new(),
             tile_by_io: vec![0; IO_GROUPS * CHANNEL_GROUPS],

@@ -177,7 +177,8 @@ impl PixelLayout {
         text: &str,
         pixel_map: impl Fn(&str) -> Option<&'static str>,
     ) -> Result<Self, CalibrationError> {
-        let compact: CompactLayout = toml::from_str(text).map_err(|e| layout_error(e.to_string()))?;
+        let compact: CompactLayout =
+            toml::from_str(text).map_err(|e| layout_error(e.to_string()))?;
         let map_text = pixel_map(&compact.pixel_map)
             .ok_or_else(|| layout_error(format!("no pixel map {:?}", compact.pixel_map)))?;
         let pixels = parse_pixel_map(map_text)?;
@@ -211,8 +212,13 @@ impl PixelLayout {
             .into_iter()
             .map(|(k, v)| Ok((k.parse().map_err(|_| layout_error(format!("tpc {k:?}")))?, v)))
             .collect::<Result<_, CalibrationError>>()?;
-        let layout =
-            Self { version: compact.version, pitch_mm: compact.pitch_mm, pixels, tiles, tpc_centers };
+        let layout = Self {
+            version: compact.version,
+            pitch_mm: compact.pitch_mm,
+            pixels,
+            tiles,
+            tpc_centers,
+        };
         layout.check()?;
         Ok(layout)
     }

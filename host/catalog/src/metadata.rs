@@ -20,6 +20,9 @@ use crate::error::CatalogError;
 pub const CHARGE_NAMESPACE: &str = "neardet-2x2-lar-charge";
 /// Namespace of 2x2 light files.
 pub const LIGHT_NAMESPACE: &str = "neardet-2x2-lar-light";
+/// Namespace of files of the whole LAr detector (charge and light together: ndlar_flow
+/// outputs, as the 2x2 reprocessing declares them).
+pub const COMBINED_NAMESPACE: &str = "neardet-2x2-lar";
 /// Namespace of MINERvA files of the 2x2 runs.
 pub const MINERVA_NAMESPACE: &str = "neardet-2x2-minerva";
 /// Subruns per run in `core.runs_subruns`.

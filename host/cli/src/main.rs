@@ -81,8 +81,37 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Commands that print their answer and are often piped (`| head`, `| jq`) end quietly when the
+/// reader goes away, as `cat` does, instead of panicking on the broken pipe. The long-running
+/// ones (servers, watch, transfers) keep Rust's default: a write error they handle themselves.
+fn end_quietly_on_closed_pipe(command: &Command) {
+    let printing = matches!(
+        command,
+        Command::Inspect(_)
+            | Command::Meta(_)
+            | Command::Checksum(_)
+            | Command::Streams(_)
+            | Command::Runs(_)
+            | Command::Detector(_)
+            | Command::Light(_)
+            | Command::Calibrate(_)
+            | Command::Catalog(_)
+    );
+    #[cfg(unix)]
+    if printing {
+        // SAFETY: called once at start-up, before any thread exists; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = printing;
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    end_quietly_on_closed_pipe(&cli.command);
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),

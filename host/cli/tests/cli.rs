@@ -420,3 +420,106 @@ fn the_run_report_records_the_detector_and_the_pedestal_files() {
     assert_eq!(detector["channels_with_file_constants"], 10);
     assert_eq!(detector["channels_with_default_constants"], 337_590);
 }
+
+/// The real Run-2 ndlar_flow sample through every command that takes a charge file: inspect,
+/// calibrate, run and meta see its 100 events and 15 297 hits.
+#[test]
+fn an_ndlar_flow_file_is_input_to_inspect_calibrate_run_and_meta() {
+    let dir = scratch("cli-flow");
+    let flow = data("real/run2-cosmics-flow-sample.hdf5");
+    let out = larmon(&["inspect", "--json", p(&flow)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary[0]["kind"], "ndlar_flow");
+    assert_eq!(
+        (summary[0]["events"].as_u64(), summary[0]["hits"].as_u64()),
+        (Some(100), Some(15_297))
+    );
+    assert_eq!(summary[0]["io_groups"], serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8]));
+
+    let export = dir.join("events.parquet");
+    let out = larmon(&["calibrate", p(&flow), "--export", p(&export), "--stream", "events"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("15297 hits") && stdout.contains("100 events"), "{stdout}");
+    let file = std::fs::File::open(&export).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let mark = reader.schema().metadata().get("larmon.calibration").cloned().unwrap_or_default();
+    assert!(mark.starts_with("ndlar_flow charge/calib_prompt_hits"), "{mark}");
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, 100);
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_event_display.wasm");
+    std::fs::create_dir_all(dir.join("no-plugins")).unwrap();
+    let out = larmon(&[
+        "run",
+        p(&flow),
+        "--out",
+        p(&dir.join("reports")),
+        "--plugin-dir",
+        p(&dir.join("no-plugins")),
+        "--plugin",
+        p(&plugin),
+        "--cache-dir",
+        p(&repo.join("target/test-plugin-cache")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/run2-cosmics-flow-sample/report.json")).unwrap(),
+    )
+    .unwrap();
+    let host = &report["host"];
+    assert_eq!(host["hits"], 15_297);
+    assert_eq!(
+        host["triggered_events"].as_u64().unwrap()
+            + host["self_triggered_events"].as_u64().unwrap(),
+        100
+    );
+    assert_eq!(host["flow_hits_charge_from_adc"], 15_297);
+    let display = report["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "event-display")
+        .unwrap();
+    let shown = display["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "events_shown")
+        .unwrap();
+    assert_eq!(shown["value"], 4.0, "larmon's tracks on flow's hits: {display}");
+
+    let out = larmon(&["meta", p(&flow), "--stable-s", "0"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(meta["namespace"], "neardet-2x2-lar");
+    assert_eq!(meta["metadata"]["core.event_count"], 100);
+    assert_eq!(meta["metadata"]["dune.triggered_events"], 81);
+    assert!(meta["metadata"].get("core.runs").is_none(), "the name has no run number: {meta}");
+}
+
+/// Small fixes: a closed pipe ends `inspect` quietly; `larmon light` on a charge file says it is
+/// not a light file.
+#[test]
+fn a_closed_pipe_is_no_panic_and_light_names_what_it_wants() {
+    let file = data("small-packets.h5");
+    let many: Vec<&str> = std::iter::repeat_n(p(&file), 80).collect();
+    let script = format!(
+        "{} inspect --json {} | head -c 10 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_larmon"),
+        many.join(" ")
+    );
+    let out = Command::new("bash").arg("-c").arg(&script).output().unwrap();
+    let status = text(&out.stdout);
+    // 141 = killed by SIGPIPE, as `cat` is; 101 was Rust's panic on the broken pipe.
+    assert!(matches!(status.trim(), "0" | "141"), "exit {status}: {}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("panicked"), "{}", text(&out.stderr));
+
+    let out = larmon(&["light", p(&file)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("not a light-readout file") && !stderr.contains("LArPix"), "{stderr}");
+}

@@ -40,6 +40,14 @@ pub enum IngestError {
         /// Which datasets were expected and which were found.
         reason: String,
     },
+    /// An HDF5 file, but not a light-readout file (what `larmon light` reads).
+    #[error("{path}: not a light-readout file: {reason}")]
+    NotLight {
+        /// The file.
+        path: PathBuf,
+        /// What was expected and what was found.
+        reason: String,
+    },
     /// A dataset is there but its type or shape is not what the format allows.
     #[error("{path}: dataset `{dataset}`: {reason}")]
     Layout {

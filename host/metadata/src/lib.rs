@@ -12,11 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use larmon_calibrate::{Calibrator, DetectorConfig};
 use larmon_catalog::metadata::{
-    CHARGE_NAMESPACE, DEFAULT_NAME_PATTERN, Declaration, LIGHT_NAME_PATTERN, LIGHT_NAMESPACE,
-    SUBRUNS_PER_RUN, run_subrun,
+    CHARGE_NAMESPACE, COMBINED_NAMESPACE, DEFAULT_NAME_PATTERN, Declaration, LIGHT_NAME_PATTERN,
+    LIGHT_NAMESPACE, SUBRUNS_PER_RUN, run_subrun,
 };
 use larmon_catalog::{Adler32, CatalogError};
-use larmon_ingest::read::{FileKind as LarpixKind, LarpixReader, ReadOptions};
+use larmon_ingest::read::{
+    FileKind as LarpixKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file,
+};
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
@@ -169,9 +171,12 @@ fn common_metadata(
     metadata
 }
 
-/// Reads a charge file (raw or packet) and declares it. Waits until the file has not changed
-/// for `stable_for`, and refuses if it changed while being read.
+/// Reads a charge file (raw, packet or ndlar_flow) and declares it. Waits until the file has
+/// not changed for `stable_for`, and refuses if it changed while being read.
 pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, MetadataError> {
+    if is_flow_file(path) {
+        return extract_flow(path, options);
+    }
     let complete = CompleteFile::wait_for(path, options)?;
 
     let mut reader = LarpixReader::open(path, &ReadOptions::default())?;
@@ -215,6 +220,39 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Me
         None => put("dune.config_file", "built-in 2x2 nominal".into()),
     }
     Ok(complete.declare(CHARGE_NAMESPACE, metadata)?)
+}
+
+/// Declares an ndlar_flow output file (namespace `neardet-2x2-lar`, as the 2x2 reprocessing
+/// declares flow outputs; tier `hit-reconstructed`): times from its events' Unix seconds, its
+/// triggered events (those with an external-trigger t0), run and subrun from the file name only
+/// (flow does not record the run).
+pub fn extract_flow(path: &Path, options: &MetadataOptions) -> Result<Declaration, MetadataError> {
+    let complete = CompleteFile::wait_for(path, options)?;
+    let mut reader = FlowFileReader::open(path)?;
+    let (events, hits, kind) = (reader.events() as u64, reader.hit_rows(), reader.hits_kind());
+    let span = reader.unix_span().map(|(a, b)| (a as f64, b as f64));
+    let mut triggered = 0u64;
+    while let Some(block) = reader.next_events(4096)? {
+        triggered +=
+            block.iter().filter(|e| e.t0.is_some_and(|(_, t)| t == 1) || e.n_ext_trigs > 0).count()
+                as u64;
+    }
+    complete.check_unchanged()?;
+    let run = run_subrun(&options.name_pattern, &complete.name);
+    let mut metadata = common_metadata(
+        COMBINED_NAMESPACE,
+        run,
+        "hit-reconstructed",
+        "hdf5",
+        options,
+        span,
+        events,
+        "ndlar_flow",
+    );
+    metadata.insert("dune.triggered_events".into(), json!(triggered));
+    metadata.insert("dune.flow_hits".into(), json!(hits));
+    metadata.insert("dune.flow_hits_product".into(), json!(kind.group()));
+    Ok(complete.declare(COMBINED_NAMESPACE, metadata)?)
 }
 
 /// Declares a light-readout file (MPD or flow) from its data: run and file index from the MPD

@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::pyarrow::{IntoPyArrow, Table, ToPyArrow};
-use larmon_calibrate::Calibrator;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::{LarpixReader, ReadOptions};
-use larmon_pipeline::input::charge::stream_charge_file;
+use larmon_pipeline::input::charge::{RunCalibration, stream_charge_file};
 use larmon_pipeline::input::light::{load_channel_map, process_light_file};
 use larmon_pipeline::streams::Producer;
 use larmon_pipeline::{
@@ -55,8 +54,10 @@ fn stream_named(name: &str) -> PyResult<Stream> {
 
 /// Batches of one schema as a `pyarrow.Table`.
 fn table(py: Python<'_>, stream: Stream, batches: Vec<RecordBatch>) -> PyResult<Bound<'_, PyAny>> {
-    let table = Table::try_new(batches, stream.schema())
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // Flow batches carry a `larmon.calibration` mark in their schema: keep it.
+    let schema = batches.first().map_or_else(|| stream.schema(), |b| b.schema());
+    let table =
+        Table::try_new(batches, schema).map_err(|e| PyValueError::new_err(e.to_string()))?;
     table.into_pyarrow(py)
 }
 
@@ -71,18 +72,12 @@ fn charge_stream(
         let reader = LarpixReader::open(path, &ReadOptions::default()).map_err(to_py)?;
         return reader.map(|batch| batch.map(packets_record_batch).map_err(to_py)).collect();
     }
-    let mut calibrator = Calibrator::new(config.detector.clone()).map_err(to_py)?;
+    let calibration = RunCalibration::new(config.detector.clone()).map_err(to_py)?;
     let mut batches = Vec::new();
-    stream_charge_file(
-        path,
-        &mut calibrator,
-        stream,
-        &Silent,
-        |batch| -> Result<(), PipelineError> {
-            batches.push(batch);
-            Ok(())
-        },
-    )
+    stream_charge_file(path, &calibration, stream, &Silent, |batch| -> Result<(), PipelineError> {
+        batches.push(batch);
+        Ok(())
+    })
     .map_err(to_py)?;
     Ok(batches)
 }

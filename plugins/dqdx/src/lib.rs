@@ -103,7 +103,8 @@ impl Plugin for Dqdx {
                 continue;
             }
             let raw = q[i] / dx[i] * 10.0;
-            let slice = ((drift[i].max(0.0) / MAX_DRIFT_US * SLICES as f64) as usize).min(SLICES - 1);
+            let slice =
+                ((drift[i].max(0.0) / MAX_DRIFT_US * SLICES as f64) as usize).min(SLICES - 1);
             self.slices[slice].fill(raw, 1.0);
             self.per_tpc
                 .entry(tpc[i])
@@ -134,13 +135,17 @@ impl Plugin for Dqdx {
             _ => "default: no fit, none configured",
         };
         let note = format!("corrected with τ = {lifetime_us:.0} µs ({how})");
-        let (svg, fit) =
-            self.fit_figure(&all, "dQ/dx of track pixels (lifetime-corrected)", &note);
+        let (svg, fit) = self.fit_figure(&all, "dQ/dx of track pixels (lifetime-corrected)", &note);
         let mut report = Report::new()
             .figure("dqdx", "dQ/dx with Moyal⊗Gauss fit", svg, &all)
             .metric("pixels_used", all.total(), None, "pixels")
             .metric("lifetime_used_us", lifetime_us, fitted.map(|f| f.1), "µs")
-            .metric("lifetime_source", f64::from(source), None, "0 measured, 1 configured, 2 default");
+            .metric(
+                "lifetime_source",
+                f64::from(source),
+                None,
+                "0 measured, 1 configured, 2 default",
+            );
         match &fit {
             Some(f) => {
                 report = report
@@ -197,8 +202,11 @@ impl Dqdx {
                     return None;
                 }
                 let f = fit_moyal_gauss(&h, 0.05)?;
-                (f.mpv_error > 0.0 && f.mpv_error.is_finite())
-                    .then_some(((k as f64 + 0.5) * width, f.mpv, f.mpv_error))
+                (f.mpv_error > 0.0 && f.mpv_error.is_finite()).then_some((
+                    (k as f64 + 0.5) * width,
+                    f.mpv,
+                    f.mpv_error,
+                ))
             })
             .collect();
         let fit = (points.len() >= 3).then(|| fit_exponential(&points, 3000.0)).flatten();

@@ -22,6 +22,12 @@ struct EventDisplay {
     wanted: usize,
 }
 
+impl EventDisplay {
+    fn with_tracks(&self) -> usize {
+        self.events.values().filter(|e| !e.tracks.is_empty()).count()
+    }
+}
+
 impl Plugin for EventDisplay {
     fn info() -> Info {
         Info::new("event-display", "x-y and z-y projections of a few events with their tracks")
@@ -49,6 +55,9 @@ impl Plugin for EventDisplay {
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
+        // The host hands over each calibration step's hits, then its tracks: candidates of an
+        // earlier step still without tracks never get any.
+        self.events.retain(|_, e| !e.tracks.is_empty());
         let event = batch.opt_u64("event_id")?;
         let (x, y, z) = (batch.opt_f32("x_mm")?, batch.opt_f32("y_mm")?, batch.opt_f32("z_mm")?);
         let q = batch.f32("q_ke")?;
@@ -56,8 +65,9 @@ impl Plugin for EventDisplay {
             let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else {
                 continue;
             };
-            // Candidates: a few more than wanted, the ones without tracks are dropped later.
-            if !self.events.contains_key(&e) && self.events.len() >= 3 * self.wanted {
+            // Every event of the step is a candidate until enough with tracks are found (memory
+            // bounded by one step; a step of many small events cannot crowd out later ones).
+            if !self.events.contains_key(&e) && self.with_tracks() >= self.wanted {
                 continue;
             }
             self.events.entry(e).or_default().hits.push([x, y, z, q[i]]);

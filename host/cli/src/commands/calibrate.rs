@@ -1,5 +1,6 @@
-//! `larmon calibrate`: packets -> calibrated hits and events, exported for analysts (the stream
-//! comes from `larmon_pipeline::input::charge::stream_charge_file`; this writes it to a file).
+//! `larmon calibrate`: packets (or an ndlar_flow file) -> calibrated hits and events, exported
+//! for analysts (the stream comes from `larmon_pipeline::input::charge::stream_charge_file`;
+//! this writes it to a file).
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -8,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::FileWriter;
-use larmon_calibrate::Calibrator;
-use larmon_pipeline::input::charge::stream_charge_file;
+use larmon_pipeline::input::charge::{RunCalibration, stream_charge_file};
 use larmon_pipeline::streams::Producer;
 use larmon_pipeline::{LarmonConfig, Stream};
 use parquet::arrow::ArrowWriter;
@@ -23,7 +24,9 @@ use crate::progress::TerminalProgress;
 ///
 /// Calibration: PPS rollover, events and t0 from external triggers,
 /// hits in ke- with pixel position and drift coordinate, straight tracks and their dQ/dx
-/// segments. Prints a summary; with --export, writes one stream as an Arrow IPC file (.arrow:
+/// segments. An ndlar_flow file gives the same streams from flow's events, t0 and hit
+/// positions, with larmon's charge from the raw ADC (schema metadata `larmon.calibration`
+/// says which). Prints a summary; with --export, writes one stream as an Arrow IPC file (.arrow:
 /// pyarrow.ipc.open_file, polars.read_ipc) or a Parquet file (.parquet, snappy:
 /// pandas.read_parquet, polars.read_parquet).
 ///
@@ -35,10 +38,11 @@ use crate::progress::TerminalProgress;
 ///   larmon calibrate run.h5 --export segments.arrow --stream track-segments
 ///   larmon calibrate run.h5 --export pixels.parquet --stream track-pixels
 ///   larmon calibrate run.h5 --export layout.arrow --stream pixels   (the geometry)
+///   larmon calibrate flow-output.hdf5 --export hits.parquet       (ndlar_flow file)
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Raw or packet HDF5 file.
+    /// Raw, packet or ndlar_flow HDF5 file.
     input: PathBuf,
     /// larmon's configuration (TOML: the detector description; the [plugins] and [checks] tables
     /// `larmon run` reads are accepted and not used); the built-in 2x2-like default otherwise.
@@ -73,6 +77,21 @@ enum Exporter {
 }
 
 impl Exporter {
+    /// Opens the writer with the schema of the first batch (flow batches carry a metadata mark).
+    fn create(path: &std::path::Path, format: &ExportFormat, schema: SchemaRef) -> Result<Self> {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(match format {
+            ExportFormat::ArrowIpc => {
+                Exporter::Ipc(FileWriter::try_new(BufWriter::new(file), &schema)?)
+            }
+            ExportFormat::Parquet => {
+                let props =
+                    WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+                Exporter::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
+            }
+        })
+    }
+
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             Exporter::Ipc(w) => w.write(batch)?,
@@ -111,8 +130,8 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // The one configuration file of larmon (its [plugins] and [checks] are not used here).
     let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
-    let mut calibrator = Calibrator::new(config.detector).context("setting up the calibration")?;
-    let mut writer = match &args.export {
+    let calibration = RunCalibration::new(config.detector).context("setting up the calibration")?;
+    let export = match &args.export {
         Some(path) => {
             let format = match path.extension().and_then(|e| e.to_str()) {
                 Some("arrow") => ExportFormat::ArrowIpc,
@@ -126,53 +145,63 @@ pub fn run(args: Args) -> Result<()> {
             if path.exists() && !args.force {
                 bail!("{}: already exists (use --force to overwrite)", path.display());
             }
-            let schema = args.stream.schema();
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
-            Some(match format {
-                ExportFormat::ArrowIpc => {
-                    Exporter::Ipc(FileWriter::try_new(BufWriter::new(file), &schema)?)
-                }
-                ExportFormat::Parquet => {
-                    let props =
-                        WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                    Exporter::Parquet(ArrowWriter::try_new(file, schema, Some(props))?)
-                }
-            })
+            Some((path.as_path(), format))
         }
         None => None,
     };
+    let mut writer: Option<Exporter> = None;
     let counts = stream_charge_file(
         &args.input,
-        &mut calibrator,
+        &calibration,
         args.stream,
         &TerminalProgress,
         |batch| -> Result<()> {
-            if let Some(w) = writer.as_mut() {
-                w.write(&batch)?;
+            if let Some((path, format)) = &export {
+                if writer.is_none() {
+                    writer = Some(Exporter::create(path, format, batch.schema())?);
+                }
+                writer.as_mut().expect("just created").write(&batch)?;
             }
             Ok(())
         },
     )?;
-    let (hits, events) = (counts.hits, counts.events);
-    if let Some(w) = writer {
-        w.finish()?;
+    if let Some((path, format)) = &export {
+        let writer = match writer {
+            Some(w) => w,
+            None => Exporter::create(path, format, args.stream.schema())?,
+        };
+        writer.finish()?;
     }
-    let stats = calibrator.stats();
-    println!(
-        "{}: {} rows -> {hits} hits ({} packets; {} outside the geometry, {} bad parity), {events} events \
-         ({} triggered, {} self-triggered), {} tracks, {} PPS syncs, in {:.2} s",
-        args.input.display(),
-        stats.rows,
-        stats.data_packets,
-        stats.packets_outside_geometry,
-        stats.bad_parity_packets,
-        stats.triggered_events,
-        stats.self_triggered_events,
-        stats.tracks,
-        stats.pps_syncs,
-        started.elapsed().as_secs_f64()
-    );
+    let (hits, events, stats) = (counts.hits, counts.events, &counts.stats);
+    if counts.kind == "ndlar_flow" {
+        println!(
+            "{}: ndlar_flow file, {} hits read -> {hits} hits ({} outside the geometry), {events} events \
+             ({} triggered, {} self-triggered), {} tracks, in {:.2} s\ncalibration: {}",
+            args.input.display(),
+            stats.rows,
+            stats.packets_outside_geometry,
+            stats.triggered_events,
+            stats.self_triggered_events,
+            stats.tracks,
+            started.elapsed().as_secs_f64(),
+            counts.calibration,
+        );
+    } else {
+        println!(
+            "{}: {} rows -> {hits} hits ({} packets; {} outside the geometry, {} bad parity), {events} events \
+             ({} triggered, {} self-triggered), {} tracks, {} PPS syncs, in {:.2} s",
+            args.input.display(),
+            stats.rows,
+            stats.data_packets,
+            stats.packets_outside_geometry,
+            stats.bad_parity_packets,
+            stats.triggered_events,
+            stats.self_triggered_events,
+            stats.tracks,
+            stats.pps_syncs,
+            started.elapsed().as_secs_f64()
+        );
+    }
     if let Some(path) = &args.export {
         println!("wrote {} ({})", path.display(), args.stream.name());
     }

@@ -112,7 +112,8 @@ fn show(config: &DetectorConfig, json: bool) -> Result<()> {
     let modules = modules(config, &geometry)?;
     let custom = !config.modules.is_empty();
     let name = if custom { "(the configuration's [[modules]])" } else { &config.detector };
-    let summary = if custom { String::new() } else { built_in_detector(&config.detector)?.summary.into() };
+    let summary =
+        if custom { String::new() } else { built_in_detector(&config.detector)?.summary.into() };
     let light = "built-in 2x2 map (light_module_desc 4.0.0 equivalent; --light-channel-map FILE \
                  replaces it)";
     if json {
@@ -147,7 +148,10 @@ fn show(config: &DetectorConfig, json: bool) -> Result<()> {
             })
         };
         let offset = m["offset_mm"].as_array().map_or(String::new(), |a| {
-            a.iter().map(|v| format!("{:.1}", v.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(", ")
+            a.iter()
+                .map(|v| format!("{:.1}", v.as_f64().unwrap_or(0.0)))
+                .collect::<Vec<_>>()
+                .join(", ")
         });
         println!(
             "{:>6}  {:<9} {:<7} {:>9} {:>6} {:>8}  {:<28} {}",
@@ -193,8 +197,8 @@ fn file_channels(file: &std::path::Path) -> Result<BTreeMap<(u8, u8, u8, u8), u6
 
 fn check(file: &std::path::Path, config: &DetectorConfig, json: bool) -> Result<()> {
     let geometry = config.geometry()?;
-    let channels =
-        file_channels(file).with_context(|| format!("reading the channels of {}", file.display()))?;
+    let channels = file_channels(file)
+        .with_context(|| format!("reading the channels of {}", file.display()))?;
     let (mut known, mut other_uart, mut unknown) = (0usize, 0usize, Vec::new());
     let (mut hits_known, mut hits_unknown) = (0u64, 0u64);
     for (&(g, c, chip, ch), &hits) in &channels {

@@ -1,22 +1,27 @@
-//! `larmon inspect`: what a LArPix file holds — kind, version, record layout, counts, time span.
+//! `larmon inspect`: what a LArPix file holds — kind, version, record layout, counts, time span;
+//! for an ndlar_flow file its events, hits, t0 and which hit product larmon reads.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use larmon_ingest::read::{FileKind, LarpixReader, PacketLayout, ReadOptions};
+use larmon_ingest::read::{
+    FileKind, FlowFileReader, LarpixReader, PacketLayout, ReadOptions, is_flow_file,
+};
 use serde::Serialize;
 
 use crate::progress;
 
-/// Summarise raw or packet files: kind, version, layout, counts, time span, parity errors.
+/// Summarise raw, packet or ndlar_flow files: kind, version, layout, counts, time span.
 ///
-/// Reads every row: format version, record layout, row counts, packets by type, io_groups,
-/// time span and parity errors.
+/// Raw and packet files: every row is read — format version, record layout, row counts,
+/// packets by type, io_groups, time span and parity errors. ndlar_flow files: events
+/// (triggered or not), calibrated hits and which product larmon reads, io_groups, time span.
 ///
 /// Examples:
 ///   larmon inspect run.h5
-///   larmon inspect --json run.h5 | jq .packets_by_type
+///   larmon inspect --json run.h5 | jq '.[0].packets_by_type'
+///   larmon inspect flow-output.hdf5
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -55,6 +60,90 @@ pub struct FileSummary {
     last_unix_time: Option<u64>,
     /// Rows of type 0-3 whose 64-bit packet fails the odd-parity check.
     parity_errors: u64,
+}
+
+/// What `inspect` reports about an ndlar_flow file.
+#[derive(Serialize)]
+pub struct FlowSummary {
+    path: PathBuf,
+    size_bytes: u64,
+    kind: &'static str,
+    /// The hit product larmon reads (`charge/calib_final_hits` or `charge/calib_prompt_hits`).
+    hits_product: &'static str,
+    /// Whether each hit's raw ADC is there (larmon's own charge) or flow's Q_raw is used.
+    raw_adc: bool,
+    events: u64,
+    /// Events with an external-trigger t0.
+    triggered_events: u64,
+    hits: u64,
+    /// Hits the events reference (hits outside any event are not read).
+    hits_in_events: u64,
+    io_groups: BTreeSet<u8>,
+    first_unix_time: Option<u64>,
+    last_unix_time: Option<u64>,
+}
+
+/// One file's summary, whatever its kind.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Summary {
+    /// Raw or packet file.
+    Larpix(FileSummary),
+    /// ndlar_flow file.
+    Flow(FlowSummary),
+}
+
+pub fn summarise_flow(path: &PathBuf) -> Result<FlowSummary> {
+    let mut reader = FlowFileReader::open(path)?;
+    let span = reader.unix_span();
+    let mut s = FlowSummary {
+        path: path.clone(),
+        size_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        kind: "ndlar_flow",
+        hits_product: reader.hits_kind().group(),
+        raw_adc: reader.has_raw_adc(),
+        events: reader.events() as u64,
+        triggered_events: 0,
+        hits: reader.hit_rows(),
+        hits_in_events: 0,
+        io_groups: BTreeSet::new(),
+        first_unix_time: span.map(|s| s.0),
+        last_unix_time: span.map(|s| s.1),
+    };
+    let bar = progress::bar(s.events, "events");
+    bar.set_prefix("reading");
+    while let Some(events) = reader.next_events(1024)? {
+        for e in &events {
+            s.triggered_events += u64::from(e.t0.is_some_and(|(_, t)| t == 1) || e.n_ext_trigs > 0);
+            s.hits_in_events += e.hits.len() as u64;
+            s.io_groups.extend(e.hits.iter().map(|h| h.io_group as u8));
+        }
+        bar.set_position(reader.events_read() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(s)
+}
+
+fn print_flow_text(s: &FlowSummary) {
+    println!("{}", s.path.display());
+    println!("  kind            ndlar_flow output, {} bytes", s.size_bytes);
+    println!(
+        "  hits            {} in {} ({} in events); charge from {}",
+        s.hits,
+        s.hits_product,
+        s.hits_in_events,
+        if s.raw_adc { "the raw ADC (charge/raw_hits)" } else { "flow's Q_raw" }
+    );
+    println!("  events          {} ({} with an external trigger)", s.events, s.triggered_events);
+    let groups: Vec<String> = s.io_groups.iter().map(u8::to_string).collect();
+    println!("  io_groups       {}", groups.join(", "));
+    match (s.first_unix_time, s.last_unix_time) {
+        (Some(first), Some(last)) => println!(
+            "  time span       {first} .. {last} Unix s ({} s)",
+            last.saturating_sub(first)
+        ),
+        _ => println!("  time span       (no events)"),
+    }
 }
 
 pub fn summarise(path: &PathBuf) -> Result<FileSummary> {
@@ -189,9 +278,16 @@ fn print_text(s: &FileSummary) {
 pub fn run(args: Args) -> Result<()> {
     let mut summaries = Vec::new();
     for path in &args.files {
-        let summary = summarise(path)?;
+        let summary = if is_flow_file(path) {
+            Summary::Flow(summarise_flow(path)?)
+        } else {
+            Summary::Larpix(summarise(path)?)
+        };
         if !args.json {
-            print_text(&summary);
+            match &summary {
+                Summary::Larpix(s) => print_text(s),
+                Summary::Flow(s) => print_flow_text(s),
+            }
         }
         summaries.push(summary);
     }

@@ -67,8 +67,10 @@ fn scan_file(path: &std::path::Path, baseline_samples: usize) -> Result<LightSca
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let detector = larmon_pipeline::LarmonConfig::load_for(None, args.detector.as_deref())?.detector;
-    let map = larmon_pipeline::input::light::load_channel_map(args.channel_map.as_deref(), &detector)?;
+    let detector =
+        larmon_pipeline::LarmonConfig::load_for(None, args.detector.as_deref())?.detector;
+    let map =
+        larmon_pipeline::input::light::load_channel_map(args.channel_map.as_deref(), &detector)?;
     let rules = HealthRules { noisy_factor: args.noisy_factor };
     if let Some(seconds) = args.bench {
         for path in &args.files {

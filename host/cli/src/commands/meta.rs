@@ -64,7 +64,11 @@ pub struct MetadataArgs {
 impl MetadataArgs {
     /// The extraction options these flags give.
     pub fn options(&self) -> Result<MetadataOptions> {
-        let detector = larmon_pipeline::LarmonConfig::load_for(self.config.as_deref(), self.detector.as_deref())?.detector;
+        let detector = larmon_pipeline::LarmonConfig::load_for(
+            self.config.as_deref(),
+            self.detector.as_deref(),
+        )?
+        .detector;
         Ok(MetadataOptions {
             name_pattern: regex::Regex::new(&self.name_pattern)
                 .with_context(|| format!("--name-pattern {:?}", self.name_pattern))?,

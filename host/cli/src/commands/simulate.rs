@@ -81,7 +81,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let detector = larmon_pipeline::LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?.detector;
+    let detector =
+        larmon_pipeline::LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?
+            .detector;
     let defaults = SimulationConfig::default();
     let config = SimulationConfig {
         run: args.run,

@@ -95,8 +95,9 @@ impl ChannelMap {
             det_chan: BTreeMap<u8, BTreeMap<u8, Vec<u8>>>,
             det_geom: BTreeMap<u8, Vec<u8>>,
         }
-        let desc: Desc = serde_norway::from_str(text)
-            .map_err(|e| format!("not a light_module_desc YAML (det_adc, det_chan, det_geom): {e}"))?;
+        let desc: Desc = serde_norway::from_str(text).map_err(|e| {
+            format!("not a light_module_desc YAML (det_adc, det_chan, det_geom): {e}")
+        })?;
         let mut records = Vec::new();
         for (&tpc, dets) in &desc.det_chan {
             for (&det, channels) in dets {
@@ -118,8 +119,13 @@ impl ChannelMap {
             }
         }
         records.sort_by_key(|r| (r.adc, r.channel));
-        if let Some(w) = records.windows(2).find(|w| (w[0].adc, w[0].channel) == (w[1].adc, w[1].channel)) {
-            return Err(format!("adc {} channel {} is listed for two detectors", w[0].adc, w[0].channel));
+        if let Some(w) =
+            records.windows(2).find(|w| (w[0].adc, w[0].channel) == (w[1].adc, w[1].channel))
+        {
+            return Err(format!(
+                "adc {} channel {} is listed for two detectors",
+                w[0].adc, w[0].channel
+            ));
         }
         Self::from_records(&records)
     }

@@ -156,11 +156,17 @@ impl FlowReader {
     /// Opens a flow light file.
     pub fn open(path: &Path) -> Result<Self> {
         let file = open_readonly(path)?;
-        let events = file.dataset(EVENTS).map_err(|_| IngestError::NotLarpix {
-            path: path.into(),
-            reason: format!("no `{EVENTS}` (not a flow light file)"),
+        let events = file.dataset(EVENTS).map_err(|_| {
+            let found = file.member_names().unwrap_or_default();
+            IngestError::NotLight {
+                path: path.into(),
+                reason: format!(
+                    "no `{EVENTS}` (an ndlar_flow light file has it; an MPD file is not HDF5); found {}",
+                    if found.is_empty() { "nothing".into() } else { found.join(", ") }
+                ),
+            }
         })?;
-        let waveforms = file.dataset(WAVEFORMS).map_err(|_| IngestError::NotLarpix {
+        let waveforms = file.dataset(WAVEFORMS).map_err(|_| IngestError::NotLight {
             path: path.into(),
             reason: format!("no `{WAVEFORMS}`"),
         })?;

@@ -1,13 +1,16 @@
 //! Reading LArPix files: detect the kind, then stream packet rows in bounded batches.
 
-mod flow_hits;
+mod flow_file;
 mod packet_file;
 mod raw_file;
 mod read_ahead;
 
 use std::path::Path;
 
-pub use flow_hits::{FLOW_HITS_DATASET, FlowHit, is_flow_file, read_flow_hits};
+pub use flow_file::{
+    FLOW_EVENTS_DATASET, FLOW_HITS_DATASET, FlowChargeHit, FlowEvent, FlowFileReader, FlowHit,
+    FlowHits, is_flow_file, read_flow_hits,
+};
 pub use packet_file::{PacketFileReader, PacketLayout, StoredMember};
 pub use raw_file::RawFileReader;
 

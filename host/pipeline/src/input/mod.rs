@@ -1,7 +1,9 @@
-//! The input stage: a run's charge files calibrated file by file ([`charge`]) and its light files
-//! read and matched to the charge triggers ([`light`]).
+//! The input stage: a run's charge files calibrated file by file ([`charge`]; ndlar_flow files
+//! mapped onto the same streams by [`flow`]) and its light files read and matched to the charge
+//! triggers ([`light`]).
 
 pub mod charge;
+pub mod flow;
 pub mod light;
 
 /// Widens a time span (Unix seconds, first and last) by another.

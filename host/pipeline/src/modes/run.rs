@@ -13,13 +13,15 @@ use arrow::array::RecordBatch;
 use larmon_calibrate::output::{CalibratedBatch, pixels_record_batch};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
-use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_ingest::read::ReadOptions;
 use larmon_report::PluginEntry;
 use larmon_runtime::{PluginFailure, PluginRun};
 
 use crate::config::LarmonConfig;
 use crate::error::{IoContext, Result};
-use crate::input::charge::{RunCalibration, charge_triggers_of, triggers_of_charge_file};
+use crate::input::charge::{
+    ChargeSource, RunCalibration, charge_triggers_of, triggers_of_charge_file,
+};
 use crate::input::light::{load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
 use crate::modes::shards::{FileManifest, Shard, file_dir, shard_plugin_file};
@@ -28,7 +30,7 @@ use crate::output::write_atomically;
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
 use crate::progress::Progress;
-use crate::streams::{Stream, calibrated_batches};
+use crate::streams::Stream;
 
 /// What to run.
 #[derive(Clone, Debug, Default)]
@@ -210,10 +212,10 @@ pub fn run_files(
             let others =
                 (0..files.len()).filter(|i| !file_range.contains(i) && !is_light_file(&files[*i]));
             for index in others {
-                let calibrator = calibration.for_file(index)?;
                 charge_triggers.extend(triggers_of_charge_file(
                     &files[index],
-                    calibrator,
+                    &calibration,
+                    index,
                     progress,
                 )?);
             }
@@ -231,23 +233,25 @@ pub fn run_files(
                 )?;
                 (serde_json::to_value(&stats).expect("plain statistics"), None)
             } else {
-                let mut calibrator = calibration.for_file(index)?;
+                let mut source = calibration.open_file(file, index, &ReadOptions::default())?;
                 let mut file_span = None;
-                let mut hand_over = |done: &CalibratedBatch| {
+                let mut hand_over = |source: &ChargeSource, done: &CalibratedBatch| {
                     charge_triggers.extend(charge_triggers_of(&done.events));
-                    for (stream, batch) in calibrated_batches(done) {
+                    for (stream, batch) in source.batches(done) {
                         broadcast(stream, batch);
                     }
                 };
-                let reader = LarpixReader::open(file, &ReadOptions::default())?;
-                for batch in reader {
-                    let batch = batch?;
-                    widen_by_timestamps(&mut file_span, &batch);
-                    hand_over(&calibrator.push(&batch));
-                    broadcast(Stream::Packets, Arc::new(packets_record_batch(batch)));
+                while let Some(step) = source.next_step()? {
+                    hand_over(&source, &step.calibrated);
+                    if let Some(packets) = step.packets {
+                        widen_by_timestamps(&mut file_span, &packets);
+                        broadcast(Stream::Packets, Arc::new(packets_record_batch(packets)));
+                    }
                 }
-                hand_over(&calibrator.finish());
-                (serde_json::to_value(calibrator.stats()).expect("plain statistics"), file_span)
+                let rest = source.finish();
+                hand_over(&source, &rest);
+                file_span = join_span(file_span, source.span());
+                (source.host_stats(), file_span)
             };
             for tx in &senders {
                 let _ = tx.send(Work::EndOfFile(index));

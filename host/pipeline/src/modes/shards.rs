@@ -173,7 +173,13 @@ pub fn merge_shards(
     }
     let files = manifests.iter().map(|m| m.file.clone()).collect();
     let detector = RunCalibration::new(config.detector.clone())?.summary();
-    write_report(&run_name, run_dir, RunTotals { files, span, host, detector }, entries, &config.checks)
+    write_report(
+        &run_name,
+        run_dir,
+        RunTotals { files, span, host, detector },
+        entries,
+        &config.checks,
+    )
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use larmon_calibrate::{Calibrator, CalibratorState};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::channel_map::ChannelMap;
 use larmon_ingest::light::is_light_file;
-use larmon_ingest::read::{LarpixReader, ReadOptions};
+use larmon_ingest::read::{LarpixReader, ReadOptions, is_flow_file};
 use larmon_report::PluginEntry;
 use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun};
 use regex::Regex;
@@ -143,6 +143,9 @@ struct Checkpoint {
     /// Light files: what was read so far.
     #[serde(default)]
     light_stats: Option<LightStats>,
+    /// ndlar_flow files: the statistics of their one pass.
+    #[serde(default)]
+    flow_stats: Option<serde_json::Value>,
 }
 
 /// One data file of a run, followed live.
@@ -171,6 +174,10 @@ struct LiveFile {
     triggers: Vec<ChargeTrigger>,
     /// Light files: what was read so far.
     light_stats: LightStats,
+    /// An ndlar_flow output file (read whole once it stops growing: flow writes it at once).
+    flow: bool,
+    /// ndlar_flow files: the statistics of their one pass.
+    flow_stats: Option<serde_json::Value>,
 }
 
 /// A DAQ folder followed live.
@@ -245,7 +252,7 @@ impl DaqWatch {
             let file = &mut self.files[i];
             let idle = file.last_growth.elapsed() >= finish_after;
             let mut flushed = false;
-            if !grew && idle && !file.finished && !file.light {
+            if !grew && idle && !file.finished && !file.light && !file.flow {
                 let done = file.calibrator.finish();
                 file.triggers.extend(charge_triggers_of(&done.events));
                 Self::feed(&mut file.instances, &calibrated_batches(&done));
@@ -369,9 +376,11 @@ impl DaqWatch {
             instances,
             snapshots,
             error: None,
-            light: is_light_file(&path),
+            light: is_light_file(&path) && !is_flow_file(&path),
             triggers: Vec::new(),
             light_stats: LightStats::default(),
+            flow: is_flow_file(&path),
+            flow_stats: None,
         };
         if let Some(c) = checkpoint {
             let generation = generation_dir(&state_dir, c.generation);
@@ -389,6 +398,7 @@ impl DaqWatch {
                     .map_err(|source| PipelineError::State { path: triggers_file, source })?;
             }
             file.light_stats = c.light_stats.clone().unwrap_or_default();
+            file.flow_stats = c.flow_stats.clone();
             file.position = c.position;
             file.finished = c.finished;
             file.span = c.span;
@@ -415,8 +425,15 @@ impl DaqWatch {
 
     /// Reads what was appended to file `i` since its position; true if anything was.
     fn read_appended(&mut self, i: usize) -> Result<bool> {
+        let file = &mut self.files[i];
+        if !file.flow && !file.light && file.position == 0 && is_flow_file(&file.path) {
+            file.flow = true; // not readable yet when discovered
+        }
         if self.files[i].light {
             return self.read_light(i);
+        }
+        if self.files[i].flow {
+            return self.read_flow(i);
         }
         let file = &mut self.files[i];
         let meta = match std::fs::metadata(&file.path) {
@@ -521,6 +538,53 @@ impl DaqWatch {
         }
     }
 
+    /// An ndlar_flow file: once it has stopped growing for the finish time, read whole (flow
+    /// writes its output at once, so there is nothing to follow).
+    fn read_flow(&mut self, i: usize) -> Result<bool> {
+        let finish_after = self.options.finish_after;
+        let file = &mut self.files[i];
+        let Ok(meta) = std::fs::metadata(&file.path) else { return Ok(false) };
+        let modified = meta.modified().ok();
+        if meta.len() != file.size || (modified != file.modified && file.modified.is_some()) {
+            file.size = meta.len();
+            file.modified = modified;
+            file.last_growth = Instant::now();
+            file.finished = false;
+            return Ok(false);
+        }
+        file.modified = modified;
+        if file.last_growth.elapsed() < finish_after || (file.finished && file.error.is_none()) {
+            return Ok(false);
+        }
+        let options = ReadOptions { read_ahead: false, ..ReadOptions::default() };
+        let outcome = (|| -> Result<_> {
+            let mut source = self.calibration.open_file(&file.path, file.index, &options)?;
+            let mut batches: Vec<(Stream, Arc<RecordBatch>)> = Vec::new();
+            let mut triggers = Vec::new();
+            while let Some(step) = source.next_step()? {
+                triggers.extend(charge_triggers_of(&step.calibrated.events));
+                batches.extend(source.batches(&step.calibrated));
+            }
+            Ok((batches, triggers, source.host_stats(), source.span(), source.progress_done()))
+        })();
+        match outcome {
+            Ok((batches, triggers, stats, span, position)) => {
+                Self::feed(&mut file.instances, &batches);
+                file.triggers = triggers;
+                file.flow_stats = Some(stats);
+                file.span = span;
+                file.position = position;
+                file.finished = true;
+                file.error = None;
+                Ok(true)
+            }
+            Err(e) => {
+                Self::retry_later(&mut self.notices, &mut file.error, error_text(&e));
+                Ok(false)
+            }
+        }
+    }
+
     /// Hands batches to every plugin instance of a file, plugins in parallel.
     fn feed(
         instances: &mut [Result<PluginRun, PluginFailure>],
@@ -578,6 +642,7 @@ impl DaqWatch {
             span: file.span,
             size: file.size,
             light_stats: file.light.then(|| file.light_stats.clone()),
+            flow_stats: file.flow_stats.clone(),
         };
         let current = state_dir.join("watch.json");
         let text = serde_json::to_vec_pretty(&checkpoint).expect("checkpoint");
@@ -599,6 +664,8 @@ impl DaqWatch {
         for file in &files {
             let stats = if file.light {
                 serde_json::to_value(&file.light_stats)
+            } else if let Some(stats) = &file.flow_stats {
+                Ok(stats.clone())
             } else {
                 serde_json::to_value(file.calibrator.stats())
             };
