@@ -1,9 +1,15 @@
-//! Charge, light and MINERvA files of the same run and overlapping time, paired per run.
+//! Charge, light and MINERvA files of one run and overlapping time, paired per run.
+//!
+//! The three DAQs number their runs independently. A file's run here is its global run: from
+//! the run database when one is given (its CRS, LRS or MINERvA run, else its start time), else
+//! a charge file's own run and, for a light or MINERvA file, the run of the charge file it
+//! overlaps in time (its own number only when it overlaps none).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::runs::{RunDatabase, System};
 use crate::store::FileRecord;
 
 /// A charge file and a light or MINERvA file whose data overlap in time.
@@ -38,10 +44,45 @@ pub struct RunAssociation {
 
 /// Pairs the files of each run: a light or MINERvA file goes with every charge file of the same
 /// run whose [start, end] overlaps its own, widened by `tolerance_s` on each side.
-pub fn associate(files: &[FileRecord], tolerance_s: f64) -> Vec<RunAssociation> {
+pub fn associate(
+    files: &[FileRecord],
+    tolerance_s: f64,
+    run_db: Option<&RunDatabase>,
+) -> Vec<RunAssociation> {
+    let overlap =
+        |a: &FileRecord, b: &FileRecord| match (a.start_time, a.end_time, b.start_time, b.end_time)
+        {
+            (Some(a0), Some(a1), Some(b0), Some(b1)) => Some(a1.min(b1) - a0.max(b0)),
+            _ => None,
+        };
+    let from_db = |f: &FileRecord| -> Option<u64> {
+        let db = run_db?;
+        let system = match f.kind.as_str() {
+            "charge" => System::Crs,
+            "light" => System::Lrs,
+            "minerva" => System::Mx2,
+            _ => return None,
+        };
+        f.run
+            .and_then(|r| db.global_run_of(system, r, None))
+            .or_else(|| f.start_time.and_then(|t| db.global_run_at(t)))
+    };
+    let charge_run = |c: &FileRecord| from_db(c).or(c.run);
     let mut runs: BTreeMap<u64, Vec<&FileRecord>> = BTreeMap::new();
     for file in files {
-        if let Some(run) = file.run {
+        let run = match file.kind.as_str() {
+            "charge" => charge_run(file),
+            _ => from_db(file)
+                .or_else(|| {
+                    files
+                        .iter()
+                        .filter(|c| c.kind == "charge")
+                        .find(|c| overlap(c, file).is_some_and(|o| o >= -tolerance_s))
+                        .and_then(charge_run)
+                })
+                .or(file.run),
+        };
+        if let Some(run) = run {
             runs.entry(run).or_default().push(file);
         }
     }

@@ -7,12 +7,15 @@
 //! - [`metadata`]: declarations and their validation, declad sidecars written atomically,
 //!   verified sidecars of other files (light, MINERvA);
 //! - [`store`]: the SQLite catalog (WAL) with replicas and the persistent transfer queue;
-//! - [`associate`]: per-run pairing by time overlap.
+//! - [`associate`]: per-run pairing by time overlap;
+//! - [`runs`]: where a run number comes from, and the 2x2 run database (CRS/LRS/MINERvA runs
+//!   → global runs).
 
 pub mod associate;
 pub mod checksum;
 pub mod error;
 pub mod metadata;
+pub mod runs;
 pub mod store;
 
 pub use checksum::Adler32;

@@ -29,9 +29,11 @@ pub const MINERVA_NAMESPACE: &str = "neardet-2x2-minerva";
 pub const SUBRUNS_PER_RUN: u64 = 100_000;
 
 /// The default file-name pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` and
-/// `run123_sub0004` (run, subrun; the date after a 2x2 run number is not a subrun).
+/// `run0000123_sub0004`: a run number of 7 digits, as the 2x2 writes it, with an optional
+/// subrun (the date after a 2x2 run number is not a subrun). A date (`binary-2023_07_07_…`) or
+/// a run period (`run2-cosmics`) is not a run number.
 pub const DEFAULT_NAME_PATTERN: &str =
-    r"(?:binary|packet|run)[-_]?(?P<run>\d+)(?:[-_]sub(?:run)?[-_]?(?P<subrun>\d+))?";
+    r"(?:binary|packet|run)[-_]?(?P<run>\d{7})(?:[-_]sub(?:run)?[-_]?(?P<subrun>\d+))?(?:\D|$)";
 
 /// A MetaCat file declaration (what `metacat file declare -f` and declad sidecars hold).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,9 +149,12 @@ mod tests {
         let p = Regex::new(DEFAULT_NAME_PATTERN).unwrap();
         assert_eq!(run_subrun(&p, "binary-0050015-2024_07_08_13_37_49_CDT.h5"), Some((50015, 1)));
         assert_eq!(run_subrun(&p, "packet-0050015-2024_07_08_13_37_49_CDT.h5"), Some((50015, 1)));
-        assert_eq!(run_subrun(&p, "run42_sub0003.h5"), Some((42, 3)));
-        assert_eq!(run_subrun(&p, "run42_subrun12.h5"), Some((42, 12)));
+        assert_eq!(run_subrun(&p, "run0000042_sub0003.h5"), Some((42, 3)));
+        assert_eq!(run_subrun(&p, "run0000042_subrun12.h5"), Some((42, 12)));
         assert_eq!(run_subrun(&p, "cosmics.h5"), None);
+        assert_eq!(run_subrun(&p, "binary-2023_07_07_16_33_PDT.h5"), None, "a date");
+        assert_eq!(run_subrun(&p, "run2-cosmics-flow-sample.hdf5"), None, "a run period");
+        assert_eq!(run_subrun(&p, "binary-00601540.h5"), None, "8 digits");
     }
 
     #[test]

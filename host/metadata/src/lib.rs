@@ -15,6 +15,7 @@ use larmon_catalog::metadata::{
     CHARGE_NAMESPACE, COMBINED_NAMESPACE, DEFAULT_NAME_PATTERN, Declaration, LIGHT_NAME_PATTERN,
     LIGHT_NAMESPACE, SUBRUNS_PER_RUN, run_subrun,
 };
+use larmon_catalog::runs::{RunDatabase, System, run_of_sidecar};
 use larmon_catalog::{Adler32, CatalogError};
 use larmon_ingest::read::{
     FileKind as LarpixKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file,
@@ -51,6 +52,11 @@ pub struct MetadataOptions {
     pub config_file: Option<PathBuf>,
     /// A file is complete once its size and mtime have not changed for this long.
     pub stable_for: Duration,
+    /// The run and subrun, given by the operator (`--run`): overrides every other source.
+    pub run: Option<(u64, u64)>,
+    /// The 2x2 run database: a file's DAQ run mapped to its global run (`dune.global_run`),
+    /// and a run for a file without one, from its time.
+    pub run_db: Option<RunDatabase>,
 }
 
 impl Default for MetadataOptions {
@@ -61,6 +67,8 @@ impl Default for MetadataOptions {
             detector: DetectorConfig::default(),
             config_file: None,
             stable_for: Duration::from_secs(2),
+            run: None,
+            run_db: None,
         }
     }
 }
@@ -129,6 +137,31 @@ impl<'a> CompleteFile<'a> {
             .map_err(|reason| CatalogError::Invalid { path: self.path.into(), reason })?;
         Ok(declaration)
     }
+}
+
+/// A file's run, never invented: the operator's, else the name's (`pattern`), else the DAQ
+/// sidecar's, else the run database's global run at the file's start time. Also the global run
+/// of the file's DAQ run, when a run database is given.
+fn run_of_file(
+    path: &Path,
+    name: &str,
+    pattern: &Regex,
+    system: System,
+    from_data: Option<(u64, u64)>,
+    start_s: Option<f64>,
+    options: &MetadataOptions,
+) -> (Option<(u64, u64)>, Option<u64>) {
+    let run = options
+        .run
+        .or(from_data)
+        .or_else(|| run_subrun(pattern, name))
+        .or_else(|| run_of_sidecar(path));
+    let db = options.run_db.as_ref();
+    let global = match run {
+        Some((r, sr)) => db.and_then(|db| db.global_run_of(system, r, Some(sr))),
+        None => db.zip(start_s).and_then(|(db, t)| db.global_run_at(t)),
+    };
+    (run.or_else(|| global.map(|g| (g, 1))), global)
 }
 
 /// The keys every declaration has: run type, runs/subruns, tier, format, stream, times, events,
@@ -202,13 +235,24 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Me
         LarpixKind::Raw => "raw",
         LarpixKind::Packets => "decoded-raw",
     };
-    let run = run_subrun(&options.name_pattern, &complete.name);
     let span = first.zip(last).map(|(f, l)| (f as f64, l as f64));
+    let (run, global) = run_of_file(
+        path,
+        &complete.name,
+        &options.name_pattern,
+        System::Crs,
+        None,
+        span.map(|s| s.0),
+        options,
+    );
     let mut metadata =
         common_metadata(CHARGE_NAMESPACE, run, tier, "hdf5", options, span, events, "larpix");
     let mut put = |key: &str, value: Value| {
         metadata.insert(key.to_string(), value);
     };
+    if let Some(global) = global {
+        put("dune.global_run", json!(global));
+    }
     put("dune.packet_rows", json!(rows));
     match &options.config_file {
         Some(config) => {
@@ -238,7 +282,15 @@ pub fn extract_flow(path: &Path, options: &MetadataOptions) -> Result<Declaratio
                 as u64;
     }
     complete.check_unchanged()?;
-    let run = run_subrun(&options.name_pattern, &complete.name);
+    let (run, global) = run_of_file(
+        path,
+        &complete.name,
+        &options.name_pattern,
+        System::Crs,
+        None,
+        span.map(|s| s.0),
+        options,
+    );
     let mut metadata = common_metadata(
         COMBINED_NAMESPACE,
         run,
@@ -252,6 +304,9 @@ pub fn extract_flow(path: &Path, options: &MetadataOptions) -> Result<Declaratio
     metadata.insert("dune.triggered_events".into(), json!(triggered));
     metadata.insert("dune.flow_hits".into(), json!(hits));
     metadata.insert("dune.flow_hits_product".into(), json!(kind.group()));
+    if let Some(global) = global {
+        metadata.insert("dune.global_run".into(), json!(global));
+    }
     Ok(complete.declare(COMBINED_NAMESPACE, metadata)?)
 }
 
@@ -289,12 +344,22 @@ pub fn extract_light(path: &Path, options: &MetadataOptions) -> Result<Declarati
     };
     complete.check_unchanged()?;
     let light_pattern = Regex::new(LIGHT_NAME_PATTERN).expect("valid light pattern");
-    let run = from_data
-        .or_else(|| run_subrun(&light_pattern, &complete.name))
-        .or_else(|| run_subrun(&options.name_pattern, &complete.name));
     let span_s = span.map(|(first, last)| (first as f64 / 1e3, last as f64 / 1e3));
+    // The light DAQ numbers its runs itself: its run (data, else name) is an LRS run.
+    let (run, global) = run_of_file(
+        path,
+        &complete.name,
+        &light_pattern,
+        System::Lrs,
+        from_data,
+        span_s.map(|s| s.0),
+        options,
+    );
     let mut metadata =
         common_metadata(LIGHT_NAMESPACE, run, tier, format, options, span_s, events, "lrs");
+    if let Some(global) = global {
+        metadata.insert("dune.global_run".into(), json!(global));
+    }
     metadata.insert("dune.light_missing_board_events".into(), json!(missing));
     Ok(complete.declare(LIGHT_NAMESPACE, metadata)?)
 }

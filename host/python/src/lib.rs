@@ -192,7 +192,7 @@ fn run<'py>(
             cache_dir,
         };
         let plugin_set = plugin_options.load().map_err(to_py)?;
-        let options = RunOptions { files, out, run, light_channel_map: None, shard };
+        let options = RunOptions { files, out, run, run_db: None, light_channel_map: None, shard };
         match run_files(&options, &config, &plugin_set, &Silent).map_err(to_py)? {
             RunOutcome::Report(written) => Ok(Some(
                 serde_json::to_string(&written.report)

@@ -58,7 +58,7 @@ fn run_files(state: &AppState, run: &str) -> Result<Vec<RunFile>, String> {
             }
         }
     }
-    let links: Vec<_> = larmon_catalog::associate::associate(&files, 1.0)
+    let links: Vec<_> = larmon_catalog::associate::associate(&files, 1.0, None)
         .into_iter()
         .flat_map(|run| run.links)
         .collect();

@@ -164,7 +164,9 @@ impl Plugin for ChargeLight {
             .metric("matched_events", self.matched as f64, None, "events")
             .metric("light_to_charge_efficiency", light_eff, None, "")
             .metric("charge_to_light_efficiency", charge_eff, None, "");
-        if self.light_events > 0 {
+        // Judged only with both sides: a light-only run (its charge in another run, or not
+        // taken) is not a matching failure, and a charge-only run has nothing to match.
+        if self.light_events > 0 && self.charge_triggers > 0 {
             report = report
                 .check_band(
                     "light_to_charge_efficiency",

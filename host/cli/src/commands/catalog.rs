@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
 use larmon_catalog::metadata::read_verified_sidecar;
+use larmon_catalog::runs::RunDatabase;
 use larmon_catalog::{Added, Catalog, FileRecord};
 use larmon_metadata::{extract, extract_light, is_light_file};
 
@@ -70,6 +71,11 @@ enum Command {
         /// Seconds of slack on each side of a file's time span.
         #[arg(long, default_value_t = 1.0)]
         tolerance_s: f64,
+        /// The 2x2 run database (SQLite All_global_subruns, or CSV with its columns): CRS,
+        /// LRS and MINERvA runs -> global runs. Without it, light and MINERvA files join the
+        /// charge run they overlap in time.
+        #[arg(long, value_name = "FILE")]
+        run_db: Option<PathBuf>,
     },
 }
 
@@ -101,6 +107,7 @@ pub fn run(args: Args) -> Result<()> {
                     Ok((Added::New, d)) => {
                         new += 1;
                         println!("added {}", d.did());
+                        super::meta::warn_if_no_run(file, &d);
                     }
                     Ok((Added::AlreadyPresent, d)) => {
                         present += 1;
@@ -145,9 +152,12 @@ pub fn run(args: Args) -> Result<()> {
                 print_line(&f);
             }
         }
-        Command::Associate { run, tolerance_s } => {
+        Command::Associate { run, tolerance_s, run_db } => {
             let catalog = Catalog::open(&args.db)?;
-            let runs = associate(&catalog.list(run)?, tolerance_s);
+            let run_db = run_db.as_deref().map(RunDatabase::open).transpose()?;
+            let runs = associate(&catalog.list(None)?, tolerance_s, run_db.as_ref());
+            let runs: Vec<_> =
+                runs.into_iter().filter(|a| run.is_none_or(|r| a.run == r)).collect();
             println!("{}", serde_json::to_string_pretty(&runs)?);
         }
     }

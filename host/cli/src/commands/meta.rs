@@ -13,12 +13,19 @@ use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
 ///
 /// Namespace and core.run_type `neardet-2x2-lar-charge`; size and adler32 (8 lowercase hex
 /// digits) of the bytes; core.runs and core.runs_subruns (= run·100000 + subrun, the DUNE
-/// convention; subrun 1 when the name has none) from the file name; core.start_time and
+/// convention; subrun 1 when the name has none); core.start_time and
 /// core.end_time (first and last PACMAN Unix time) and core.event_count (triggered events) from
 /// the packets; core.data_tier `raw` or `decoded-raw`; the detector configuration used.
 /// Light files (MPD `.data`, ndlar_flow light HDF5): namespace `neardet-2x2-lar-light`, run and
 /// part from the MPD run start block (else `rctl_<run>_p<part>` in the name), times from the
 /// first and last event's Unix ms, event count, events with a board missing.
+/// ndlar_flow files: namespace `neardet-2x2-lar`, tier `hit-reconstructed`, their events.
+///
+/// Run numbers are never invented: --run, else the file name (the 2x2's 7-digit
+/// `binary-0050015-…`; a date such as `binary-2023_07_07_16_33_PDT` is no run), else the
+/// DAQ's sidecar `<file>.json`, else the run database (--run-db: the global run at the file's
+/// start). A file with none is declared without core.runs, and said so on stderr. With
+/// --run-db, dune.global_run holds the global run of the file's CRS or LRS run.
 ///
 /// A file still growing is waited for (unchanged for --stable-s) and refused if it changes
 /// while being read. --sidecar writes declad's `<file>.json` atomically (temporary + rename).
@@ -26,10 +33,12 @@ use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
 /// Examples:
 ///   larmon meta binary-0050015-2024_07_08_13_37_49_CDT.h5
 ///   larmon meta /data/daq/*.h5 --sidecar --data-stream cosmics --config 2x2.toml
+///   larmon meta binary-2023_07_07_16_33_PDT.h5 --run 50015
+///   larmon meta mpd_run_x_rctl_105_p0.data --run-db mx2x2runs_v0.1.sqlite
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Raw or packet files.
+    /// Raw, packet, ndlar_flow or light files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Write `<file>.json` beside each file (declad's sidecar) instead of printing.
@@ -59,6 +68,33 @@ pub struct MetadataArgs {
     /// Seconds a file must be unchanged before it counts as complete.
     #[arg(long, default_value_t = 2.0)]
     stable_s: f64,
+    /// The files' run (RUN or RUN.SUBRUN), when their names do not say it.
+    #[arg(long, value_name = "RUN[.SUBRUN]", value_parser = parse_run)]
+    run: Option<(u64, u64)>,
+    /// The 2x2 run database (SQLite with table All_global_subruns, or CSV with its columns;
+    /// docs/data-management.md): CRS and LRS runs -> global runs.
+    #[arg(long, value_name = "FILE")]
+    run_db: Option<PathBuf>,
+}
+
+/// `RUN` or `RUN.SUBRUN` (subrun 1 when not given).
+fn parse_run(text: &str) -> Result<(u64, u64), String> {
+    let (run, subrun) = text.split_once('.').unwrap_or((text, "1"));
+    match (run.parse(), subrun.parse()) {
+        (Ok(run), Ok(subrun)) => Ok((run, subrun)),
+        _ => Err(format!("{text:?}: give RUN or RUN.SUBRUN (numbers)")),
+    }
+}
+
+/// Says on stderr that a declaration has no run (MetaCat accepts it; a shifter should know).
+pub fn warn_if_no_run(file: &std::path::Path, declaration: &larmon_catalog::Declaration) {
+    if !declaration.metadata.contains_key("core.runs") {
+        eprintln!(
+            "larmon: {}: no run number (not in its name, no DAQ sidecar, no run database entry): \
+             declared without core.runs; give --run or --run-db",
+            file.display()
+        );
+    }
 }
 
 impl MetadataArgs {
@@ -76,6 +112,12 @@ impl MetadataArgs {
             detector,
             config_file: self.config.clone(),
             stable_for: Duration::from_secs_f64(self.stable_s.max(0.0)),
+            run: self.run,
+            run_db: self
+                .run_db
+                .as_deref()
+                .map(larmon_catalog::runs::RunDatabase::open)
+                .transpose()?,
         })
     }
 }
@@ -89,6 +131,7 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             extract(file, &options)?
         };
+        warn_if_no_run(file, &declaration);
         if args.sidecar {
             let sidecar = write_sidecar(file, &declaration)?;
             println!("{}", sidecar.display());

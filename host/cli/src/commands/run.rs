@@ -30,7 +30,7 @@ use crate::progress::TerminalProgress;
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// Raw or packet files of one run.
+    /// Raw, packet, ndlar_flow or light files of one run.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Output directory (the report goes to DIR/<run>/).
@@ -44,9 +44,14 @@ pub struct Args {
     /// prints what it holds.
     #[arg(long, value_name = "NAME")]
     detector: Option<String>,
-    /// Run name (default: the first file's name without extension).
+    /// Run name (default: run-NNNNNNN after the first file that names its run — the name
+    /// `larmon watch` gives the same run — else the first file's name without extension).
     #[arg(long)]
     run: Option<String>,
+    /// The 2x2 run database (SQLite table All_global_subruns, or CSV with its columns): the
+    /// run is named after its global run.
+    #[arg(long, value_name = "FILE")]
+    run_db: Option<PathBuf>,
     #[command(flatten)]
     plugin_args: PluginArgs,
     /// Light channel → detector map (JSON list of {adc, channel, tpc, det, det_type}; default:
@@ -69,6 +74,7 @@ impl Args {
             config: None,
             detector: None,
             run: Some(run.into()),
+            run_db: None,
             plugin_args: PluginArgs::default(),
             light_channel_map: None,
             shard: None,
@@ -130,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         files: args.files,
         out: args.out,
         run: args.run,
+        run_db: args.run_db.as_deref().map(larmon_catalog::runs::RunDatabase::open).transpose()?,
         light_channel_map: args.light_channel_map,
         shard: args.shard,
     };

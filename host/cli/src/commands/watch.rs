@@ -18,8 +18,12 @@ use notify::Watcher;
 /// Notices new and growing raw or packet files, and light files (MPD `.data`, flow HDF5; read
 /// once they stop growing and matched to the run's charge triggers) (inotify, with polling as a fallback — polling
 /// alone on network file systems), processes only what was appended, and never samples. Files
-/// are grouped into runs by --run-pattern (its `run` group; a file that does not match is a run
-/// of its own); each file is calibrated as one continuous stream (ids offset per file, as in
+/// are grouped into runs by --run-pattern (its `run` group, named run-NNNNNNN as `larmon run`
+/// names it; a file that does not match is a run of its own). The light DAQ numbers its runs on
+/// its own: with --run-db (the 2x2 run database) a light file joins the global run of its LRS
+/// run; without it, it joins the charge run its first event falls in, once it stopped growing
+/// (a light file no charge run holds is a run of its own; it is never flagged for missing
+/// charge). Each file is calibrated as one continuous stream (ids offset per file, as in
 /// `larmon run`), and its plugin states are merged with the run's other files into
 /// OUT/<run>/report.json after every chunk. A file that has not grown for --finish-after-s is
 /// finished: its last events are flushed (it continues if it grows again).
@@ -58,6 +62,10 @@ pub struct Args {
     /// Light channel → detector map (JSON; default: the 2x2 map).
     #[arg(long)]
     light_channel_map: Option<PathBuf>,
+    /// The 2x2 run database (SQLite table All_global_subruns, or CSV with its columns;
+    /// docs/data-management.md): charge and light files grouped by global run.
+    #[arg(long, value_name = "FILE")]
+    run_db: Option<PathBuf>,
     /// Flush a file's last events once it has not grown for this long, seconds.
     #[arg(long, default_value_t = 30.0)]
     finish_after_s: f64,
@@ -89,6 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         run_pattern: args.run_pattern.clone(),
         light_channel_map: args.light_channel_map.clone(),
         finish_after: Duration::from_secs_f64(args.finish_after_s.max(0.0)),
+        run_db: args.run_db.clone(),
     };
     // The folder and the pattern are checked before the plugins are loaded.
     options.check()?;

@@ -113,6 +113,17 @@ impl LightFile {
         }
     }
 
+    /// The Unix time (ms) of the first event, reading only that event; `None` for a file
+    /// without events (yet). Leaves the reader after that event.
+    pub fn first_unix_ms(&mut self) -> Result<Option<u64>> {
+        match self {
+            Self::Mpd(reader) => Ok(reader.next_event()?.map(|view| view.unix_ms)),
+            Self::Flow(reader) => Ok(reader
+                .next_event()?
+                .map(|(e, _)| e.unix_ms.iter().copied().find(|t| *t != 0).unwrap_or(0))),
+        }
+    }
+
     /// Calls `f` for every event, in file order. MPD files stop quietly at a block still being
     /// written (see [`MpdReader::incomplete_tail`]).
     pub fn for_each_event(&mut self, mut f: impl FnMut(&LightEvent<'_>)) -> Result<()> {

@@ -11,6 +11,7 @@ use std::sync::mpsc::sync_channel;
 
 use arrow::array::RecordBatch;
 use larmon_calibrate::output::{CalibratedBatch, pixels_record_batch};
+use larmon_catalog::runs::RunDatabase;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::ReadOptions;
@@ -24,6 +25,7 @@ use crate::input::charge::{
 };
 use crate::input::light::{load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
+use crate::modes::naming::default_run_name;
 use crate::modes::shards::{FileManifest, Shard, file_dir, shard_plugin_file};
 use crate::output::report::{RunTotals, WrittenReport, write_report};
 use crate::output::write_atomically;
@@ -39,8 +41,10 @@ pub struct RunOptions {
     pub files: Vec<PathBuf>,
     /// Output directory (the report goes to `out/<run>/`).
     pub out: PathBuf,
-    /// Run name (default: [`default_run_name`] of the first file).
+    /// Run name (default: [`default_run_name`] of the files).
     pub run: Option<String>,
+    /// The 2x2 run database: names the run after its global run.
+    pub run_db: Option<RunDatabase>,
     /// Light channel → detector map (JSON); default: the 2x2 map.
     pub light_channel_map: Option<PathBuf>,
     /// Process only this shard of the files.
@@ -64,15 +68,6 @@ pub enum RunOutcome {
         /// Plugins that failed on this shard's files: (plugin, first failure).
         failures: Vec<(String, String)>,
     },
-}
-
-/// The run name larmon gives the files of a run when none is given: the first file's name
-/// without extension.
-pub fn default_run_name(files: &[PathBuf]) -> String {
-    files
-        .first()
-        .and_then(|f| f.file_stem())
-        .map_or("run".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// What the reading thread sends each plugin's thread.
@@ -100,7 +95,10 @@ pub fn run_files(
     plugins: &PluginSet,
     progress: &dyn Progress,
 ) -> Result<RunOutcome> {
-    let run_name = options.run.clone().unwrap_or_else(|| default_run_name(&options.files));
+    let run_name = options
+        .run
+        .clone()
+        .unwrap_or_else(|| default_run_name(&options.files, options.run_db.as_ref()));
     let run_dir = options.out.join(&run_name);
     std::fs::create_dir_all(&run_dir).at(&run_dir)?;
 

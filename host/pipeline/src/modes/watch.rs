@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime};
 use arrow::array::RecordBatch;
 use larmon_calibrate::output::pixels_record_batch;
 use larmon_calibrate::{Calibrator, CalibratorState};
+use larmon_catalog::runs::{RunDatabase, System, run_label};
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::channel_map::ChannelMap;
-use larmon_ingest::light::is_light_file;
+use larmon_ingest::light::{LightFile, is_light_file};
 use larmon_ingest::read::{LarpixReader, ReadOptions, is_flow_file};
 use larmon_report::PluginEntry;
 use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun};
@@ -30,15 +31,16 @@ use crate::error::{IoContext, PipelineError, Result, error_text};
 use crate::input::charge::{ChargeTrigger, RunCalibration, charge_triggers_of};
 use crate::input::light::{LightStats, load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
+use crate::modes::naming::run_name_of;
 use crate::output::report::{RunTotals, WrittenReport, write_report};
 use crate::output::{safe_name, write_atomically};
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
 use crate::streams::{Stream, calibrated_batches};
 
-/// The default run pattern: the 2x2 DAQ's `binary-0050015-…` / `packet-0050015-…` names, or
-/// `run123` anywhere in the name.
-pub const DEFAULT_RUN_PATTERN: &str = r"(?:binary|packet|run)[-_]?(?P<run>\d+)";
+/// The default run pattern: the 2x2 charge DAQ's `binary-0050015-…` / `packet-0050015-…`
+/// names (7 digits; a date is no run), the one `larmon meta` and `larmon run` use.
+pub const DEFAULT_RUN_PATTERN: &str = larmon_catalog::metadata::DEFAULT_NAME_PATTERN;
 
 /// What to watch and how.
 #[derive(Clone, Debug)]
@@ -53,6 +55,9 @@ pub struct WatchOptions {
     pub light_channel_map: Option<PathBuf>,
     /// Flush a file's last events once it has not grown for this long.
     pub finish_after: Duration,
+    /// The 2x2 run database: charge and light files grouped by global run. Without it, a
+    /// light file joins the charge run its first event falls in.
+    pub run_db: Option<PathBuf>,
 }
 
 impl WatchOptions {
@@ -85,6 +90,7 @@ impl WatchOptions {
             run_pattern: DEFAULT_RUN_PATTERN.into(),
             light_channel_map: None,
             finish_after: Duration::from_secs(30),
+            run_db: None,
         }
     }
 }
@@ -180,17 +186,31 @@ struct LiveFile {
     flow_stats: Option<serde_json::Value>,
 }
 
+/// A light file whose run is decided once it stops growing: (size, mtime) last seen, since when.
+struct PendingLight {
+    path: PathBuf,
+    size: u64,
+    modified: Option<SystemTime>,
+    since: Instant,
+}
+
+/// Seconds of slack when a light file's first event is placed in a charge file's time span
+/// (PACMAN times are whole seconds).
+const LIGHT_TIME_SLACK_S: f64 = 2.0;
+
 /// A DAQ folder followed live.
 pub struct DaqWatch {
     options: WatchOptions,
     pattern: Regex,
-    light_pattern: Regex,
     calibration: RunCalibration,
     config: LarmonConfig,
     plugins: PluginSet,
     pixels: Arc<RecordBatch>,
     light_map: ChannelMap,
+    run_db: Option<RunDatabase>,
     files: Vec<LiveFile>,
+    /// Light files waiting to stop growing before their run is known (by time, no run DB).
+    pending_light: Vec<PendingLight>,
     /// Runs whose report must be rewritten although nothing new was read: files resumed from a
     /// checkpoint whose report a killed watcher may not have written.
     stale_reports: Vec<String>,
@@ -204,17 +224,25 @@ impl DaqWatch {
         let calibration = RunCalibration::new(config.detector.clone())?;
         let pixels = Arc::new(pixels_record_batch(&calibration.geometry));
         let light_map = load_channel_map(options.light_channel_map.as_deref(), &config.detector)?;
+        let run_db = match &options.run_db {
+            Some(path) => Some(
+                RunDatabase::open(path)
+                    .map_err(|e| PipelineError::Watch(format!("--run-db: {e}")))?,
+            ),
+            None => None,
+        };
         std::fs::create_dir_all(&options.out).at(&options.out)?;
         Ok(Self {
             options,
             pattern,
-            light_pattern: Regex::new(r"rctl_(?P<run>\d+)").expect("valid pattern"),
             calibration,
             config,
             plugins,
             pixels,
             light_map,
+            run_db,
             files: Vec::new(),
+            pending_light: Vec::new(),
             stale_reports: Vec::new(),
             notices: Vec::new(),
         })
@@ -232,7 +260,10 @@ impl DaqWatch {
 
     /// Whether every file is finished (flushed) and readable.
     pub fn all_finished(&self) -> bool {
+        // Light files still waiting for a run have had their chance once stable (no events).
+        let finish_after = self.options.finish_after;
         self.files.iter().all(|f| f.finished && f.error.is_none())
+            && self.pending_light.iter().all(|p| p.since.elapsed() >= finish_after)
     }
 
     /// What happened since the last call (resumed files, read errors being retried).
@@ -271,7 +302,9 @@ impl DaqWatch {
         Ok(changed)
     }
 
-    /// Adds files not seen before (restoring their state if a checkpoint exists).
+    /// Adds files not seen before (restoring their state if a checkpoint exists). A light file
+    /// whose run is not known from the run database waits until it stops growing, then joins
+    /// the charge run its first event falls in.
     fn discover(&mut self) -> Result<()> {
         let dir = &self.options.dir;
         let entries = std::fs::read_dir(dir).at(dir)?;
@@ -280,16 +313,123 @@ impl DaqWatch {
             .filter(|p| p.is_file())
             .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "data"))
             .filter(|p| !self.files.iter().any(|f| &f.path == p))
+            .filter(|p| !self.pending_light.iter().any(|f| &f.path == p))
             .collect();
         new.sort();
         for path in new {
-            let run = self.run_of(&path);
-            let index = self.file_index(&run, &path);
-            let file = self.open_live(path, run, index)?;
-            if file.generation > 0 && !self.stale_reports.contains(&file.run) {
-                self.stale_reports.push(file.run.clone());
+            let light = is_light_file(&path) && !is_flow_file(&path);
+            let run = match light {
+                true => self
+                    .checkpointed_run(&path)
+                    .or_else(|| run_name_of(&path, self.run_db.as_ref())),
+                false => Some(self.run_of(&path)),
+            };
+            match run {
+                Some(run) => {
+                    self.add_file(path, run)?;
+                }
+                None => self.pending_light.push(PendingLight {
+                    path,
+                    size: 0,
+                    modified: None,
+                    since: Instant::now(),
+                }),
             }
-            self.files.push(file);
+        }
+        self.place_pending_light()?;
+        Ok(())
+    }
+
+    fn add_file(&mut self, path: PathBuf, run: String) -> Result<&mut LiveFile> {
+        let index = self.file_index(&run, &path);
+        let file = self.open_live(path, run, index)?;
+        if file.generation > 0 && !self.stale_reports.contains(&file.run) {
+            self.stale_reports.push(file.run.clone());
+        }
+        self.files.push(file);
+        Ok(self.files.last_mut().expect("just pushed"))
+    }
+
+    /// The run a file was checkpointed under by an earlier watch of this output folder.
+    fn checkpointed_run(&self, path: &Path) -> Option<String> {
+        for run in std::fs::read_dir(&self.options.out).ok()?.flatten() {
+            for file in std::fs::read_dir(run.path().join("watch")).into_iter().flatten().flatten()
+            {
+                let checkpoint: Option<Checkpoint> = std::fs::read(file.path().join("watch.json"))
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+                if checkpoint.is_some_and(|c| c.file == path) {
+                    return Some(run.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        None
+    }
+
+    /// Places the light files that have stopped growing: in the charge run whose data span
+    /// holds their first event, else (with a run database) the global run of that time, else
+    /// a run of their own — never flagged for missing charge (charge-light judges only pairs).
+    fn place_pending_light(&mut self) -> Result<()> {
+        let finish_after = self.options.finish_after;
+        let mut k = 0;
+        while k < self.pending_light.len() {
+            let pending = &mut self.pending_light[k];
+            let Ok(meta) = std::fs::metadata(&pending.path) else {
+                self.pending_light.remove(k); // moved away before it was read
+                continue;
+            };
+            let modified = meta.modified().ok();
+            if meta.len() != pending.size || modified != pending.modified {
+                (pending.size, pending.modified, pending.since) =
+                    (meta.len(), modified, Instant::now());
+                k += 1;
+                continue;
+            }
+            if pending.since.elapsed() < finish_after {
+                k += 1;
+                continue;
+            }
+            let first = LightFile::open(&pending.path).and_then(|mut f| f.first_unix_ms());
+            let first_s = match first {
+                Ok(Some(ms)) => ms as f64 / 1e3,
+                Ok(None) => {
+                    k += 1; // no event yet
+                    continue;
+                }
+                Err(e) => {
+                    let text = format!("{}: {e}", pending.path.display());
+                    if !self.notices.iter().any(|n| *n == Notice::WillRetry(text.clone())) {
+                        self.notices.push(Notice::WillRetry(text));
+                    }
+                    k += 1;
+                    continue;
+                }
+            };
+            let pending = self.pending_light.remove(k);
+            let by_charge = self
+                .files
+                .iter()
+                .filter(|f| !f.light)
+                .find(|f| {
+                    f.span.is_some_and(|(a, b)| {
+                        a as f64 - LIGHT_TIME_SLACK_S <= first_s
+                            && first_s <= b as f64 + LIGHT_TIME_SLACK_S
+                    })
+                })
+                .map(|f| f.run.clone());
+            let run = by_charge
+                .or_else(|| self.run_db.as_ref()?.global_run_at(first_s).map(run_label))
+                .unwrap_or_else(|| {
+                    safe_name(
+                        &pending.path.file_stem().map_or("light".into(), |s| s.to_string_lossy()),
+                    )
+                });
+            let file = self.add_file(pending.path, run)?;
+            if file.generation == 0 {
+                // Already stable: read on this pass, not after another finish time.
+                (file.size, file.modified, file.last_growth) =
+                    (pending.size, pending.modified, pending.since);
+            }
         }
         Ok(())
     }
@@ -316,13 +456,16 @@ impl DaqWatch {
         next.unwrap_or(0)
     }
 
-    /// The run a file belongs to: `run-<number, 7 digits>` from the pattern, else its stem.
+    /// The run a charge file belongs to: `run-<number, 7 digits>` from the run pattern (its
+    /// global run with a run database), else its stem.
     pub fn run_of(&self, path: &Path) -> String {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let captures = self.pattern.captures(&name).or_else(|| self.light_pattern.captures(&name));
-        match captures.and_then(|c| c.name("run")) {
+        match self.pattern.captures(&name).and_then(|c| c.name("run")) {
             Some(m) => match m.as_str().parse::<u64>() {
-                Ok(n) => format!("run-{n:07}"),
+                Ok(n) => {
+                    let db = self.run_db.as_ref();
+                    run_label(db.and_then(|db| db.global_run_of(System::Crs, n, None)).unwrap_or(n))
+                }
                 Err(_) => format!("run-{}", safe_name(m.as_str())),
             },
             None => {
