@@ -140,13 +140,20 @@ fn catalog_adds_idempotently_refuses_conflicts_queries_and_associates() {
     let t0 = truth["run"]["unix_start"].as_f64().unwrap();
     // Charge file 0 holds seconds t0..t0+1, file 1 t0+2..t0+3. Light covers [t0, t0+0.5]:
     // file 0 only (file 1 starts 1.5 s later, beyond the 1 s tolerance); MINERvA spans both;
-    // a light file of another run at the same time must not be paired.
+    // a light file at another time is paired with nothing. The light DAQ numbers its runs on
+    // its own: without a run database, time decides.
     let light = dir.join("mpd_run9_0001.data");
     file_with_sidecar(&light, b"light bytes of run 9", "neardet-2x2-lar-light", 9, (t0, t0 + 0.5));
     let minerva = dir.join("MV_00009_0001.root");
     file_with_sidecar(&minerva, b"minerva bytes", "neardet-2x2-minerva", 9, (t0, t0 + 4.0));
     let stray = dir.join("mpd_run10_0001.data");
-    file_with_sidecar(&stray, b"another run", "neardet-2x2-lar-light", 10, (t0, t0 + 4.0));
+    file_with_sidecar(
+        &stray,
+        b"another run",
+        "neardet-2x2-lar-light",
+        10,
+        (t0 + 100.0, t0 + 104.0),
+    );
     let mut add = vec!["catalog", "--db", p(&db), "add", "--stable-s", "0"];
     let all = [charge.clone(), vec![light.clone(), minerva.clone(), stray.clone()]].concat();
     add.extend(all.iter().map(|f| p(f)));
@@ -204,6 +211,93 @@ fn catalog_adds_idempotently_refuses_conflicts_queries_and_associates() {
     assert!(!links.iter().any(|(_, o)| o.contains("run10")), "{links:?}");
     let run10 = association.as_array().unwrap().iter().find(|r| r["run"] == 10).unwrap();
     assert_eq!(run10["unmatched"], json!([did("neardet-2x2-lar-light", &stray)]));
+
+    // The run database (the 2x2's All_global_subruns columns, as CSV): CRS run 9 and LRS
+    // run 10 are global run 50009; the stray light file joins it by its LRS run.
+    let run_db = dir.join("runs.csv");
+    std::fs::write(
+        &run_db,
+        format!(
+            "global_subrun,global_run,start_time,end_time,crs_run,crs_subrun,lrs_run,lrs_subrun,mx2_run,mx2_subrun\n\
+             500090000000,50009,{},{},9,1,10,1,9,1\n",
+            t0 - 10.0,
+            t0 + 200.0
+        ),
+    )
+    .unwrap();
+    let association: Value = serde_json::from_str(&ok(larmon(&[
+        "catalog",
+        "--db",
+        p(&db),
+        "associate",
+        "--run-db",
+        p(&run_db),
+    ])))
+    .unwrap();
+    let global = association.as_array().unwrap();
+    assert_eq!(global.len(), 1, "{association}");
+    assert_eq!(global[0]["run"], 50009);
+    assert_eq!(global[0]["light"].as_array().unwrap().len(), 2, "{association}");
+    // meta records the global run of a file's DAQ run.
+    let meta: Value = serde_json::from_str(&ok(larmon(&[
+        "meta",
+        "--stable-s",
+        "0",
+        "--run-db",
+        p(&run_db),
+        p(&charge[0]),
+    ])))
+    .unwrap();
+    assert_eq!(meta["metadata"]["core.runs"], json!([9]));
+    assert_eq!(meta["metadata"]["dune.global_run"], 50009);
+}
+
+/// The real 2x2 DAQ names its early files after a date: no run number is invented from it, and
+/// the operator's --run is taken.
+#[test]
+fn a_date_named_daq_file_has_no_run_until_one_is_given() {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/real/crs-daq-raw/binary-2023_07_07_16_33_PDT.h5");
+    let dir = scratch("dm-date-named");
+    // The real file when ../shared is here; else a simulated file under the same name.
+    let file = dir.join("binary-2023_07_07_16_33_PDT.h5");
+    if real.exists() {
+        std::fs::copy(&real, &file).unwrap();
+    } else {
+        eprintln!("SKIPPED the real file (needs ../shared/real); using a simulated one");
+        let daq = dir.join("daq");
+        ok(larmon(&[
+            "simulate",
+            "--run",
+            "3",
+            "--duration-s",
+            "1",
+            "--files",
+            "1",
+            "--out",
+            p(&daq),
+        ]));
+        let truth = read_json(&daq.join("binary-0000003-truth.json"));
+        std::fs::copy(daq.join(truth["files"][0].as_str().unwrap()), &file).unwrap();
+    }
+    let out = larmon(&["meta", "--stable-s", "0", p(&file)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(meta["metadata"].get("core.runs").is_none(), "2023 is a year, not a run: {meta}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run number"));
+    let db = dir.join("catalog.sqlite");
+    let added = larmon(&["catalog", "--db", p(&db), "add", "--stable-s", "0", p(&file)]);
+    assert!(String::from_utf8_lossy(&added.stderr).contains("no run number"));
+    let meta: Value = serde_json::from_str(&ok(larmon(&[
+        "meta",
+        "--stable-s",
+        "0",
+        "--run",
+        "50015.2",
+        p(&file),
+    ])))
+    .unwrap();
+    assert_eq!(meta["metadata"]["core.runs_subruns"], json!([50_015u64 * 100_000 + 2]));
 }
 
 /// Files with sidecars for the transfer tests: sizes 100–600 kB, varied bytes.

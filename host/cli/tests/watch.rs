@@ -214,3 +214,43 @@ fn watch_takes_light_files_of_a_run_like_larmon_run() {
     assert_eq!(report["host"]["light_matched_events"], 150);
     assert_same_as_batch_of(vec![charge, light_copy], &out, 1, "watch-light");
 }
+
+/// The light DAQ numbers its runs on its own: a light file of LRS run 77 beside the charge file
+/// of CRS run 1 joins it through the run database (both are global run 50001), and the run's
+/// report holds both files and the charge–light matches.
+#[test]
+fn a_run_database_joins_a_charge_and_a_light_file_under_watch() {
+    let Some(light) = larmon_tests::shared_fixture("small-light.data") else { return };
+    let dir = scratch("watch-run-db");
+    let (daq, out) = (dir.join("daq"), dir.join("dqm"));
+    std::fs::create_dir_all(&daq).unwrap();
+    std::fs::copy(
+        larmon_tests::data("small-raw.h5"),
+        daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5"),
+    )
+    .unwrap();
+    std::fs::copy(&light, daq.join("mpd_run_test_rctl_77_p0.data")).unwrap();
+    let run_db = dir.join("runs.csv");
+    std::fs::write(
+        &run_db,
+        "global_subrun,global_run,start_time,end_time,crs_run,crs_subrun,lrs_run,lrs_subrun,mx2_run,mx2_subrun\n\
+         500010000000,50001,2023-03-15T00:00:00,2023-03-16T00:00:00,1,1,77,0,,\n",
+    )
+    .unwrap();
+    let mut command = larmon();
+    command.arg("watch").arg(&daq).arg("--out").arg(&out).arg("--run-db").arg(&run_db);
+    command.args(["--poll-s", "0.2", "--finish-after-s", "1.5", "--exit-when-idle-s", "2"]);
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_exit(child, Duration::from_secs(180));
+    let runs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("report.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs, ["run-0050001"]);
+    let report = read_json(&out.join("run-0050001/report.json"));
+    assert_eq!(report["files"].as_array().unwrap().len(), 2);
+    assert_eq!(report["host"]["light_events"], 150);
+    assert_eq!(report["host"]["light_matched_events"], 150);
+}

@@ -88,7 +88,7 @@ pub struct FlowSummary {
 #[serde(untagged)]
 pub enum Summary {
     /// Raw or packet file.
-    Larpix(FileSummary),
+    Larpix(Box<FileSummary>),
     /// ndlar_flow file.
     Flow(FlowSummary),
 }
@@ -281,7 +281,7 @@ pub fn run(args: Args) -> Result<()> {
         let summary = if is_flow_file(path) {
             Summary::Flow(summarise_flow(path)?)
         } else {
-            Summary::Larpix(summarise(path)?)
+            Summary::Larpix(Box::new(summarise(path)?))
         };
         if !args.json {
             match &summary {

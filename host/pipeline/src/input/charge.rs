@@ -107,10 +107,16 @@ impl RunCalibration {
                 &reader,
                 (index as u64) << FILE_ID_SHIFT,
             );
-            return Ok(ChargeSource::Flow { reader, calibration });
+            return Ok(ChargeSource::Flow {
+                reader: Box::new(reader),
+                calibration: Box::new(calibration),
+            });
         }
         let reader = LarpixReader::open(path, options).map_err(context)?;
-        Ok(ChargeSource::Packets { reader, calibrator: self.for_file(index)? })
+        Ok(ChargeSource::Packets {
+            reader: Box::new(reader),
+            calibrator: Box::new(self.for_file(index)?),
+        })
     }
 }
 
@@ -119,16 +125,16 @@ pub enum ChargeSource {
     /// Raw or packet file: packets through larmon's calibrator.
     Packets {
         /// The file.
-        reader: LarpixReader,
+        reader: Box<LarpixReader>,
         /// Its calibrator.
-        calibrator: Calibrator,
+        calibrator: Box<Calibrator>,
     },
     /// ndlar_flow file: flow's events and hits mapped onto larmon's streams.
     Flow {
         /// The file.
-        reader: FlowFileReader,
+        reader: Box<FlowFileReader>,
         /// Its mapping.
-        calibration: FlowCalibration,
+        calibration: Box<FlowCalibration>,
     },
 }
 
