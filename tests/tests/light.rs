@@ -203,3 +203,67 @@ fn the_default_light_map_is_the_validated_5_0_0_map() {
     }
     assert_eq!(inputs, 384);
 }
+
+/// The reduced light product against the light truth: every clear pulse (noiseless maximum
+/// above 25 ADC14 on a working, unsaturated channel) is found with its amplitude and time, and
+/// quiet inputs have almost no pulses.
+#[test]
+fn the_reduced_light_product_finds_the_true_pulses() {
+    use larmon_ingest::light::pulses::{PulseFinder, SAMPLE_NS};
+    use larmon_ingest::light::reduce::summarize;
+    let Some(truth) = truth("small-light-truth.json") else { return };
+    let mpd = shared_fixture("small-light.data").unwrap();
+    let order: Vec<(u8, u8)> = truth["event_channel_order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap() as u8, p[1].as_u64().unwrap() as u8))
+        .collect();
+    let faults = &truth["faults"];
+    let excluded: BTreeSet<(u8, u8)> = ["dead_channels", "noisy_channels", "saturating_channels"]
+        .iter()
+        .flat_map(|k| pairs(&faults[*k]))
+        .collect();
+    let events = truth["events"].as_array().unwrap();
+    let finder = PulseFinder::default();
+    let (mut clear, mut found, mut quiet, mut false_pulses) = (0, 0, 0, 0);
+    let mut file = LightFile::open(&mpd).unwrap();
+    let mut index = 0;
+    file.for_each_event(|event| {
+        let t = &events[index];
+        index += 1;
+        let template_max = t["template_max"].as_f64().unwrap();
+        let onset = t["onset_sample"].as_f64().unwrap();
+        for w in &event.waveforms {
+            let s = summarize(w.samples, finder.baseline_samples);
+            let pulses = finder.pulses(w.samples, s.baseline, s.rms);
+            let key = (w.adc, w.channel);
+            if excluded.contains(&key) {
+                continue;
+            }
+            let true_max = order
+                .iter()
+                .position(|c| *c == key)
+                .map_or(0.0, |k| t["peak_adc16"][k].as_f64().unwrap() * template_max / 4.0);
+            if true_max > 25.0 {
+                clear += 1;
+                let hit = pulses.iter().any(|p| {
+                    (f64::from(p.amplitude) - true_max).abs()
+                        < 4.0 * f64::from(s.rms) + 0.05 * true_max
+                        && (f64::from(p.time_ns / SAMPLE_NS) - onset).abs() <= 4.0
+                });
+                found += usize::from(hit);
+            } else if true_max == 0.0 {
+                quiet += 1;
+                false_pulses += pulses.len();
+            }
+        }
+    })
+    .unwrap();
+    assert!(clear > 500, "{clear} clear pulses in the truth");
+    assert!(found as f64 >= 0.97 * clear as f64, "{found} of {clear} clear pulses found");
+    assert!(
+        (false_pulses as f64) < 0.01 * quiet as f64,
+        "{false_pulses} pulses on {quiet} quiet waveforms"
+    );
+}

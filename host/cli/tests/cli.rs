@@ -523,3 +523,29 @@ fn a_closed_pipe_is_no_panic_and_light_names_what_it_wants() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("not a light-readout file") && !stderr.contains("LArPix"), "{stderr}");
 }
+
+/// `larmon light --export`: the reduced product of a light file, a row per waveform, with its
+/// declaration naming the raw file as parent, far smaller than the waveforms.
+#[test]
+fn light_export_writes_the_reduced_product_with_its_parent() {
+    let Some(raw) = larmon_tests::shared_fixture("cosmics-light.data") else { return };
+    let dir = scratch("cli-light-export");
+    let out = dir.join("pulses.parquet");
+    let run = larmon(&["light", p(&raw), "--export", p(&out)]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let file = std::fs::File::open(&out).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert!(text(&run.stdout).contains(&format!("{rows} waveforms")), "{}", text(&run.stdout));
+    let declaration: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("pulses.parquet.json")).unwrap())
+            .unwrap();
+    assert_eq!(declaration["parents"][0]["did"], "neardet-2x2-lar-light:cosmics-light.data");
+    assert_eq!(declaration["metadata"]["core.file_format"], "parquet");
+    let ratio = std::fs::metadata(&raw).unwrap().len() as f64
+        / std::fs::metadata(&out).unwrap().len() as f64;
+    assert!(ratio > 10.0, "only {ratio:.1}x smaller than the waveforms");
+    let again = larmon(&["light", p(&raw), "--export", p(&out)]);
+    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+}

@@ -13,6 +13,7 @@
 pub mod channel_map;
 pub mod flow;
 pub mod mpd;
+pub mod pulses;
 pub mod reduce;
 pub mod scan;
 pub mod streams;
