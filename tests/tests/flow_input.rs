@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use larmon_calibrate::DetectorConfig;
 use larmon_calibrate::output::{CalibratedBatch, EventKind};
-use larmon_ingest::read::{FlowHit, ReadOptions, read_flow_hits};
+use larmon_ingest::read::{FlowChargeHit, ReadOptions, read_flow_hits};
 use larmon_pipeline::Stream;
 use larmon_pipeline::input::charge::{ChargeSource, RunCalibration};
 use larmon_pipeline::input::flow::CALIBRATION_KEY;
@@ -34,7 +34,7 @@ fn calibrated() -> (CalibratedBatch, ChargeSource) {
 
 type ChannelTime = (u8, u8, u8, u8, u64);
 
-fn key(h: &FlowHit) -> ChannelTime {
+fn key(h: &FlowChargeHit) -> ChannelTime {
     (h.io_group as u8, h.io_channel as u8, h.chip_id as u8, h.channel_id as u8, h.ts_pps)
 }
 
@@ -49,7 +49,7 @@ fn every_hit_of_the_flow_sample_is_where_flow_put_it() {
     // Ids of the run's 4th file start at 3 << 40 and keep flow's event id.
     assert!(out.events.iter().all(|e| e.event_id >> 40 == 3));
 
-    let mut reference: HashMap<ChannelTime, Vec<FlowHit>> = HashMap::new();
+    let mut reference: HashMap<ChannelTime, Vec<FlowChargeHit>> = HashMap::new();
     for h in read_flow_hits(&sample()).unwrap() {
         reference.entry(key(&h)).or_default().push(h);
     }

@@ -26,7 +26,7 @@ use crate::config::DetectorConfig;
 use crate::error::CalibrationError;
 use crate::geometry::Geometry;
 use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
-use crate::tracks::find_tracks;
+use crate::tracks::add_event_tracks;
 
 const SYNC_ROW: u8 = 6;
 const TRIGGER_ROW: u8 = 7;
@@ -439,23 +439,18 @@ impl Calibrator {
             let row = self.hit_row(Some(id), t0, h, *n);
             out.hits.push(row);
         }
-        if t0.is_some() && self.config.tracks.enabled {
-            let found = find_tracks(
+        if t0.is_some() {
+            let found = add_event_tracks(
                 &self.config.tracks,
                 id,
-                &out.hits[first_hit..],
+                out,
+                first_hit,
                 self.config.clock_mhz,
                 &|tpc| self.geometry.tpc_pitch_mm(tpc),
                 self.next_track_id,
             );
-            for (i, track_id) in found.assignments {
-                out.hits[first_hit + i].track_id = Some(track_id);
-            }
-            self.next_track_id += found.tracks.len() as u64;
-            self.stats.tracks += found.tracks.len() as u64;
-            out.tracks.extend(found.tracks);
-            out.segments.extend(found.segments);
-            out.track_pixels.extend(found.pixels);
+            self.next_track_id += found;
+            self.stats.tracks += found;
         }
         self.stats.hits += hits.len() as u64;
         out.events.push(event);

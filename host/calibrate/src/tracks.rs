@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::HitRow;
+use crate::output::{CalibratedBatch, HitRow};
 
 /// Track-finding parameters (`[tracks]` in the detector configuration).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -246,6 +246,40 @@ fn pixel_chord(
         hi = hi.min(t1.max(t2));
     }
     if hi > lo { (lo, hi) } else { (0.0, 0.0) }
+}
+
+/// Tracks one triggered event whose hits are `out.hits[first_hit..]` (nothing if tracking is
+/// off): each hit on a track gets its id; tracks, segments and track pixels are appended to
+/// `out`, with ids from `first_track_id`. Returns how many tracks were found. The one way both
+/// larmon's calibrator and the ndlar_flow input add tracks.
+pub fn add_event_tracks(
+    config: &TrackConfig,
+    event_id: u64,
+    out: &mut CalibratedBatch,
+    first_hit: usize,
+    clock_mhz: f64,
+    pitch_of_tpc: &dyn Fn(u8) -> f64,
+    first_track_id: u64,
+) -> u64 {
+    if !config.enabled {
+        return 0;
+    }
+    let found = find_tracks(
+        config,
+        event_id,
+        &out.hits[first_hit..],
+        clock_mhz,
+        pitch_of_tpc,
+        first_track_id,
+    );
+    for (i, track_id) in found.assignments {
+        out.hits[first_hit + i].track_id = Some(track_id);
+    }
+    let count = found.tracks.len() as u64;
+    out.tracks.extend(found.tracks);
+    out.segments.extend(found.segments);
+    out.track_pixels.extend(found.pixels);
+    count
 }
 
 /// Finds the tracks of one event among `hits` (those without x, y, z are ignored); track ids

@@ -124,6 +124,17 @@ pub fn summarise_flow(path: &PathBuf) -> Result<FlowSummary> {
     Ok(s)
 }
 
+/// The `time span` line of both kinds of file.
+fn print_span(span: Option<(u64, u64)>, none: &str) {
+    match span {
+        Some((first, last)) => println!(
+            "  time span       {first} .. {last} Unix s ({} s)",
+            last.saturating_sub(first)
+        ),
+        None => println!("  time span       ({none})"),
+    }
+}
+
 fn print_flow_text(s: &FlowSummary) {
     println!("{}", s.path.display());
     println!("  kind            ndlar_flow output, {} bytes", s.size_bytes);
@@ -137,13 +148,7 @@ fn print_flow_text(s: &FlowSummary) {
     println!("  events          {} ({} with an external trigger)", s.events, s.triggered_events);
     let groups: Vec<String> = s.io_groups.iter().map(u8::to_string).collect();
     println!("  io_groups       {}", groups.join(", "));
-    match (s.first_unix_time, s.last_unix_time) {
-        (Some(first), Some(last)) => println!(
-            "  time span       {first} .. {last} Unix s ({} s)",
-            last.saturating_sub(first)
-        ),
-        _ => println!("  time span       (no events)"),
-    }
+    print_span(s.first_unix_time.zip(s.last_unix_time), "no events");
 }
 
 pub fn summarise(path: &PathBuf) -> Result<FileSummary> {
@@ -259,13 +264,7 @@ fn print_text(s: &FileSummary) {
     }
     let groups: Vec<String> = s.io_groups.iter().map(u8::to_string).collect();
     println!("  io_groups       {}", groups.join(", "));
-    match (s.first_unix_time, s.last_unix_time) {
-        (Some(first), Some(last)) => println!(
-            "  time span       {first} .. {last} Unix s ({} s)",
-            last.saturating_sub(first)
-        ),
-        _ => println!("  time span       (no timestamp rows)"),
-    }
+    print_span(s.first_unix_time.zip(s.last_unix_time), "no timestamp rows");
     println!("  parity errors   {}", s.parity_errors);
     if let Some(n) = s.unknown_words.filter(|n| *n > 0) {
         println!("  unknown words   {n} (skipped)");

@@ -43,34 +43,8 @@ impl FlowHits {
     }
 }
 
-/// One calibrated prompt hit of an ndlar_flow file (the members `larmon detector check` reads).
-#[derive(H5Type, Clone, Copy, Debug, Default, PartialEq)]
-#[repr(C)]
-pub struct FlowHit {
-    /// IO group.
-    pub io_group: u64,
-    /// UART the packet was read on.
-    pub io_channel: u64,
-    /// Chip id.
-    pub chip_id: u64,
-    /// Channel id.
-    pub channel_id: u64,
-    /// Drift coordinate, cm (ndlar_flow's x).
-    pub x: f64,
-    /// Vertical position, cm.
-    pub y: f64,
-    /// Beam-axis position, cm (ndlar_flow's z).
-    pub z: f64,
-    /// Drift time, clock ticks.
-    pub t_drift: f64,
-    /// Hit time, ticks since the last PPS.
-    pub ts_pps: u64,
-    /// Charge above flow's pedestal, ke⁻.
-    #[hdf5(rename = "Q_raw")]
-    pub q_raw: f64,
-}
-
-/// A calibrated hit as larmon reads it for its streams.
+/// A calibrated hit of an ndlar_flow file, as larmon reads it (its streams, `larmon detector
+/// check`).
 #[derive(H5Type, Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
 pub struct FlowChargeHit {
@@ -182,14 +156,14 @@ pub fn is_flow_file(path: &Path) -> bool {
     })
 }
 
-/// Reads every calibrated prompt hit of an ndlar_flow file.
-pub fn read_flow_hits(path: &Path) -> Result<Vec<FlowHit>> {
+/// Reads every calibrated prompt hit of an ndlar_flow file, the whole dataset at once.
+pub fn read_flow_hits(path: &Path) -> Result<Vec<FlowChargeHit>> {
     let file = open_readonly(path)?;
     let dataset = file.dataset(FLOW_HITS_DATASET).map_err(|_| IngestError::NotLarpix {
         path: path.into(),
         reason: format!("no `{FLOW_HITS_DATASET}`: not an ndlar_flow charge file"),
     })?;
-    dataset.read_raw::<FlowHit>().context(path, || format!("reading `{FLOW_HITS_DATASET}`"))
+    dataset.read_raw::<FlowChargeHit>().context(path, || format!("reading `{FLOW_HITS_DATASET}`"))
 }
 
 fn layout(path: &Path, dataset: &str, reason: impl Into<String>) -> IngestError {

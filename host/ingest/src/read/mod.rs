@@ -8,8 +8,8 @@ mod read_ahead;
 use std::path::Path;
 
 pub use flow_file::{
-    FLOW_EVENTS_DATASET, FLOW_HITS_DATASET, FlowChargeHit, FlowEvent, FlowFileReader, FlowHit,
-    FlowHits, is_flow_file, read_flow_hits,
+    FLOW_EVENTS_DATASET, FLOW_HITS_DATASET, FlowChargeHit, FlowEvent, FlowFileReader, FlowHits,
+    is_flow_file, read_flow_hits,
 };
 pub use packet_file::{PacketFileReader, PacketLayout, StoredMember};
 pub use raw_file::RawFileReader;

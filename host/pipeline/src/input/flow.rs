@@ -22,7 +22,7 @@ use larmon_calibrate::channels::ChannelTable;
 use larmon_calibrate::config::DetectorConfig;
 use larmon_calibrate::geometry::Geometry;
 use larmon_calibrate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
-use larmon_calibrate::tracks::find_tracks;
+use larmon_calibrate::tracks::add_event_tracks;
 use larmon_ingest::read::{FlowEvent, FlowFileReader};
 
 use crate::streams::{Stream, calibrated_batches};
@@ -186,24 +186,17 @@ impl FlowCalibration {
         if t0.is_some() {
             self.stats.triggered_events += 1;
             self.stats.trigger_rows += u64::from(e.n_ext_trigs);
-            if self.config.tracks.enabled {
-                let found = find_tracks(
-                    &self.config.tracks,
-                    event_id,
-                    &out.hits[first_hit..],
-                    self.config.clock_mhz,
-                    &|tpc| self.geometry.tpc_pitch_mm(tpc),
-                    self.next_track_id,
-                );
-                for (i, track_id) in found.assignments {
-                    out.hits[first_hit + i].track_id = Some(track_id);
-                }
-                self.next_track_id += found.tracks.len() as u64;
-                self.stats.tracks += found.tracks.len() as u64;
-                out.tracks.extend(found.tracks);
-                out.segments.extend(found.segments);
-                out.track_pixels.extend(found.pixels);
-            }
+            let found = add_event_tracks(
+                &self.config.tracks,
+                event_id,
+                out,
+                first_hit,
+                self.config.clock_mhz,
+                &|tpc| self.geometry.tpc_pitch_mm(tpc),
+                self.next_track_id,
+            );
+            self.next_track_id += found;
+            self.stats.tracks += found;
         } else {
             self.stats.self_triggered_events += 1;
         }

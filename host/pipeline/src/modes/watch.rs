@@ -198,6 +198,25 @@ struct PendingLight {
 /// (PACMAN times are whole seconds).
 const LIGHT_TIME_SLACK_S: f64 = 2.0;
 
+impl LiveFile {
+    /// For files read whole once they stop growing (light, ndlar_flow): notes growth (which
+    /// makes the file unfinished again) and says whether it has now been idle for
+    /// `finish_after` and still needs reading (not finished, or its last read failed).
+    fn idle_and_unread(&mut self, finish_after: Duration) -> bool {
+        let Ok(meta) = std::fs::metadata(&self.path) else { return false };
+        let modified = meta.modified().ok();
+        if meta.len() != self.size || (modified != self.modified && self.modified.is_some()) {
+            self.size = meta.len();
+            self.modified = modified;
+            self.last_growth = Instant::now();
+            self.finished = false;
+            return false;
+        }
+        self.modified = modified;
+        self.last_growth.elapsed() >= finish_after && !(self.finished && self.error.is_none())
+    }
+}
+
 /// A DAQ folder followed live.
 pub struct DaqWatch {
     options: WatchOptions,
@@ -504,6 +523,7 @@ impl DaqWatch {
             snapshots.push(None);
             instances.push(instance);
         }
+        let flow = is_flow_file(&path);
         let mut file = LiveFile {
             path: path.clone(),
             run,
@@ -519,10 +539,10 @@ impl DaqWatch {
             instances,
             snapshots,
             error: None,
-            light: is_light_file(&path) && !is_flow_file(&path),
+            light: is_light_file(&path) && !flow,
             triggers: Vec::new(),
             light_stats: LightStats::default(),
-            flow: is_flow_file(&path),
+            flow,
             flow_stats: None,
         };
         if let Some(c) = checkpoint {
@@ -639,17 +659,7 @@ impl DaqWatch {
     fn read_light(&mut self, i: usize) -> Result<bool> {
         let finish_after = self.options.finish_after;
         let file = &mut self.files[i];
-        let Ok(meta) = std::fs::metadata(&file.path) else { return Ok(false) };
-        let modified = meta.modified().ok();
-        if meta.len() != file.size || (modified != file.modified && file.modified.is_some()) {
-            file.size = meta.len();
-            file.modified = modified;
-            file.last_growth = Instant::now();
-            file.finished = false;
-            return Ok(false);
-        }
-        file.modified = modified;
-        if file.last_growth.elapsed() < finish_after || (file.finished && file.error.is_none()) {
+        if !file.idle_and_unread(finish_after) {
             return Ok(false);
         }
         let run = file.run.clone();
@@ -686,17 +696,7 @@ impl DaqWatch {
     fn read_flow(&mut self, i: usize) -> Result<bool> {
         let finish_after = self.options.finish_after;
         let file = &mut self.files[i];
-        let Ok(meta) = std::fs::metadata(&file.path) else { return Ok(false) };
-        let modified = meta.modified().ok();
-        if meta.len() != file.size || (modified != file.modified && file.modified.is_some()) {
-            file.size = meta.len();
-            file.modified = modified;
-            file.last_growth = Instant::now();
-            file.finished = false;
-            return Ok(false);
-        }
-        file.modified = modified;
-        if file.last_growth.elapsed() < finish_after || (file.finished && file.error.is_none()) {
+        if !file.idle_and_unread(finish_after) {
             return Ok(false);
         }
         let options = ReadOptions { read_ahead: false, ..ReadOptions::default() };
