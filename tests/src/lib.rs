@@ -12,6 +12,45 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
 }
 
+/// A simulated run with its light readout (`larmon simulate` on the default 2x2): the raw
+/// charge file, the light DAQ's MPD file and the light truth — light end-to-end tests run on
+/// it without `../shared`.
+pub struct SimulatedLightRun {
+    /// The raw charge files (consecutive seconds).
+    pub charge: Vec<PathBuf>,
+    /// The light MPD file (`mpd_run_sim_rctl_<run>_p0.data`).
+    pub light: PathBuf,
+    /// The light truth (the keys of the fixtures' `*-light-truth.json`).
+    pub light_truth: serde_json::Value,
+    /// Its path.
+    pub light_truth_path: PathBuf,
+}
+
+/// Simulates `seconds` of run `run` at 20 muons/s, in `files` raw files, with light for every
+/// muon, into `dir`.
+pub fn simulated_light_run(dir: &Path, run: u32, seconds: u32, files: usize) -> SimulatedLightRun {
+    use larmon_simulate::light::{LightConfig, simulate_light};
+    use larmon_simulate::{SimulationConfig, simulate};
+    let config = SimulationConfig {
+        run,
+        seed: u64::from(run),
+        duration_s: seconds,
+        muon_rate_hz: 20.0,
+        ..SimulationConfig::default()
+    };
+    let detector = larmon_calibrate::DetectorConfig::default();
+    let mut charge_run = simulate(&config, &detector).expect("simulating the charge");
+    let charge = charge_run.write(dir, files, false, |_, _| {}).expect("writing the charge");
+    let map = larmon_pipeline::input::light::default_channel_map(&detector);
+    let mut light = simulate_light(&charge_run, &detector, &map, &LightConfig::default())
+        .expect("simulating the light");
+    let light_path = light.write(dir).expect("writing the light");
+    let light_truth_path = dir.join(format!("mpd_run_sim_rctl_{run}-light-truth.json"));
+    let light_truth =
+        serde_json::from_str(&std::fs::read_to_string(&light_truth_path).unwrap()).unwrap();
+    SimulatedLightRun { charge, light: light_path, light_truth, light_truth_path }
+}
+
 /// A file of `../shared/fixtures`, or `None` (with a note on stderr) when that folder is absent.
 pub fn shared_fixture(name: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");

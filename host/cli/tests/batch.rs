@@ -8,7 +8,7 @@ use std::process::Command;
 
 use larmon_ingest::read::ReadOptions;
 use larmon_ingest::write::{PacketFileWriter, WriteOptions};
-use larmon_tests::{data, read_all, scratch, shared_fixture};
+use larmon_tests::{data, read_all, scratch};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -174,19 +174,19 @@ fn metric(run_dir: &Path, plugin: &str, name: &str) -> f64 {
 
 #[test]
 fn a_shard_matches_its_light_file_to_the_triggers_of_the_whole_run() {
-    // The light file of the small run comes last, in a shard with only the last charge file:
-    // its events must still find the triggers of the charge files in the other shards.
-    let Some(light) = shared_fixture("small-light.data") else {
-        println!("SKIPPED: ../shared/fixtures/small-light.data not found");
-        return;
-    };
+    // A simulated 2x2 run in three raw files of one second each and its light file: the light
+    // file comes last, in a shard with only the last charge file; its events must still find
+    // the triggers of the charge files in the other shards.
     let mut s = setup("batch-shards-light");
-    s.files.push(light.to_str().unwrap().into());
+    let sim = larmon_tests::simulated_light_run(&s.dir.join("sim"), 1, 3, 3);
+    s.files = sim.charge.iter().chain([&sim.light]).map(|f| f.to_str().unwrap().into()).collect();
+    std::fs::write(&s.config, "# the default detector: the 2x2\n").unwrap();
     let single = s.single_run();
-    // Nearly every light event finds its trigger (1.0 with the unsplit file; a trigger cut by a
-    // file boundary can move), so the shards have something to get wrong.
-    assert!(metric(&single, "charge-light", "light_to_charge_efficiency") > 0.95);
-    assert!(metric(&single, "charge-light", "charge_to_light_efficiency") > 0.95);
+    // Every light event finds its trigger, so the shards have something to get wrong.
+    assert_eq!(metric(&single, "charge-light", "light_to_charge_efficiency"), 1.0);
+    assert_eq!(metric(&single, "charge-light", "charge_to_light_efficiency"), 1.0);
+    let events = sim.light_truth["events"].as_array().unwrap().len() as f64;
+    assert_eq!(metric(&single, "charge-light", "matched_events"), events);
     let out = s.dir.join("sharded");
     s.run_shards(&out, &["0/3", "1/3", "2/3"]);
     s.merge(&out);

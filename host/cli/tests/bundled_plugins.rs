@@ -269,16 +269,23 @@ fn assert_physics_truth(report: &Value, truth: &Value) {
 /// (small) and from the flow file (cosmics).
 #[test]
 fn light_plugins_match_the_light_truth() {
+    // larmon's own simulation of the 2x2 (always), then the fixtures of another generator.
+    let sim = larmon_tests::simulated_light_run(&scratch("bundled-light-sim"), 2, 3, 1);
+    let mut cases = vec![(sim.charge[0].clone(), sim.light.clone(), sim.light_truth.clone())];
     for (charge, light, truth_file) in [
-        (data("small-raw.h5"), shared_fixture("small-light.data"), "small-light-truth.json"),
+        (Some(data("small-raw.h5")), shared_fixture("small-light.data"), "small-light-truth.json"),
         (
-            shared_fixture("cosmics-raw.h5").unwrap_or_default(),
+            shared_fixture("cosmics-raw.h5"),
             shared_fixture("cosmics-light-flow.h5"),
             "cosmics-light-truth.json",
         ),
     ] {
-        let Some(light) = light else { continue };
-        let light_truth = truth(&shared_fixture(truth_file).unwrap());
+        if let (Some(charge), Some(light)) = (charge, light) {
+            cases.push((charge, light, truth(&shared_fixture(truth_file).unwrap())));
+        }
+    }
+    for (charge, light, light_truth) in cases {
+        let truth_file = light.display().to_string();
         let (report, run_dir) = run_bundled_files("bundled-light", &[&charge, &light], "");
         for name in ["light-health", "light-baseline", "light-pulses", "charge-light"] {
             let p = plugin(&report, name);
@@ -309,6 +316,7 @@ fn light_plugins_match_the_light_truth() {
         assert_eq!(flagged("dead"), truth_pairs("dead_channels"), "{truth_file}");
         assert_eq!(flagged("noisy"), truth_pairs("noisy_channels"), "{truth_file}");
         assert_eq!(flagged("clipping"), truth_pairs("saturating_channels"), "{truth_file}");
+        assert!(!flagged("clipping").is_empty() && !flagged("dead").is_empty(), "{truth_file}");
         let missing: BTreeSet<(u64, u64)> =
             plugin(&report, "light-health")["results"]["missing_boards"]
                 .as_array()

@@ -528,8 +528,8 @@ fn a_closed_pipe_is_no_panic_and_light_names_what_it_wants() {
 /// declaration naming the raw file as parent, far smaller than the waveforms.
 #[test]
 fn light_export_writes_the_reduced_product_with_its_parent() {
-    let Some(raw) = larmon_tests::shared_fixture("cosmics-light.data") else { return };
     let dir = scratch("cli-light-export");
+    let raw = larmon_tests::simulated_light_run(&dir.join("sim"), 1, 3, 1).light;
     let out = dir.join("pulses.parquet");
     let run = larmon(&["light", p(&raw), "--export", p(&out)]);
     assert!(run.status.success(), "{}", text(&run.stderr));
@@ -541,7 +541,10 @@ fn light_export_writes_the_reduced_product_with_its_parent() {
     let declaration: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("pulses.parquet.json")).unwrap())
             .unwrap();
-    assert_eq!(declaration["parents"][0]["did"], "neardet-2x2-lar-light:cosmics-light.data");
+    assert_eq!(
+        declaration["parents"][0]["did"],
+        "neardet-2x2-lar-light:mpd_run_sim_rctl_1_p0.data"
+    );
     assert_eq!(declaration["metadata"]["core.file_format"], "parquet");
     let ratio = std::fs::metadata(&raw).unwrap().len() as f64
         / std::fs::metadata(&out).unwrap().len() as f64;

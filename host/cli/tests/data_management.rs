@@ -653,11 +653,9 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
 /// times from the first and last event, events; and they pair with the charge file of their run.
 #[test]
 fn light_metadata_comes_from_the_data_and_pairs_with_charge() {
-    let (Some(light), Some(truth)) =
-        (shared_fixture("small-light.data"), shared_fixture("small-light-truth.json"))
-    else {
-        return;
-    };
+    let dir = scratch("dm-light");
+    let sim = larmon_tests::simulated_light_run(&dir.join("sim"), 1, 5, 1);
+    let (light, truth) = (sim.light, sim.light_truth_path);
     let truth = read_json(&truth);
     let events = truth["events"].as_array().unwrap();
     let declaration: Value =
@@ -680,9 +678,8 @@ fn light_metadata_comes_from_the_data_and_pairs_with_charge() {
     );
 
     // The charge file of the same run (named as the DAQ names it) and the light file pair up.
-    let dir = scratch("dm-light");
     let charge = dir.join("binary-0000001-2023_03_15_02_40_01_UTC.h5");
-    std::fs::copy(data("small-raw.h5"), &charge).unwrap();
+    std::fs::copy(&sim.charge[0], &charge).unwrap();
     let db = dir.join("catalog.sqlite");
     ok(larmon(&["catalog", "--db", p(&db), "add", "--stable-s", "0", p(&charge), p(&light)]));
     let association: Value =

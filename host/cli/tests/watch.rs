@@ -200,18 +200,19 @@ fn watch_killed_at_random_moments_resumes_without_loss_or_double_counting() {
 /// report — light plugins included — equals `larmon run` over both files.
 #[test]
 fn watch_takes_light_files_of_a_run_like_larmon_run() {
-    let Some(light) = larmon_tests::shared_fixture("small-light.data") else { return };
     let dir = scratch("watch-light");
+    let sim = larmon_tests::simulated_light_run(&dir.join("sim"), 1, 3, 1);
+    let events = sim.light_truth["events"].as_array().unwrap().len();
     let (daq, out) = (dir.join("daq"), dir.join("dqm"));
     std::fs::create_dir_all(&daq).unwrap();
     let charge = daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5");
-    std::fs::copy(larmon_tests::data("small-raw.h5"), &charge).unwrap();
+    std::fs::copy(&sim.charge[0], &charge).unwrap();
     let light_copy = daq.join("mpd_run_test_rctl_1_p0.data");
-    std::fs::copy(&light, &light_copy).unwrap();
+    std::fs::copy(&sim.light, &light_copy).unwrap();
     wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
     let report = read_json(&out.join("run-0000001/report.json"));
-    assert_eq!(report["host"]["light_events"], 150);
-    assert_eq!(report["host"]["light_matched_events"], 150);
+    assert_eq!(report["host"]["light_events"], events);
+    assert_eq!(report["host"]["light_matched_events"], events);
     assert_same_as_batch_of(vec![charge, light_copy], &out, 1, "watch-light");
 }
 
@@ -220,16 +221,13 @@ fn watch_takes_light_files_of_a_run_like_larmon_run() {
 /// report holds both files and the charge–light matches.
 #[test]
 fn a_run_database_joins_a_charge_and_a_light_file_under_watch() {
-    let Some(light) = larmon_tests::shared_fixture("small-light.data") else { return };
     let dir = scratch("watch-run-db");
+    let sim = larmon_tests::simulated_light_run(&dir.join("sim"), 1, 3, 1);
+    let events = sim.light_truth["events"].as_array().unwrap().len();
     let (daq, out) = (dir.join("daq"), dir.join("dqm"));
     std::fs::create_dir_all(&daq).unwrap();
-    std::fs::copy(
-        larmon_tests::data("small-raw.h5"),
-        daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5"),
-    )
-    .unwrap();
-    std::fs::copy(&light, daq.join("mpd_run_test_rctl_77_p0.data")).unwrap();
+    std::fs::copy(&sim.charge[0], daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5")).unwrap();
+    std::fs::copy(&sim.light, daq.join("mpd_run_test_rctl_77_p0.data")).unwrap();
     let run_db = dir.join("runs.csv");
     std::fs::write(
         &run_db,
@@ -251,6 +249,6 @@ fn a_run_database_joins_a_charge_and_a_light_file_under_watch() {
     assert_eq!(runs, ["run-0050001"]);
     let report = read_json(&out.join("run-0050001/report.json"));
     assert_eq!(report["files"].as_array().unwrap().len(), 2);
-    assert_eq!(report["host"]["light_events"], 150);
-    assert_eq!(report["host"]["light_matched_events"], 150);
+    assert_eq!(report["host"]["light_events"], events);
+    assert_eq!(report["host"]["light_matched_events"], events);
 }

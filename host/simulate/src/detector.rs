@@ -7,6 +7,8 @@ use larmon_calibrate::geometry::{Geometry, LayoutChannel};
 /// One TPC: an anode plane with its pixel grid.
 #[derive(Clone, Debug)]
 pub struct Tpc {
+    /// The TPC's number in the calibration geometry (2x2: 1–8, module m has 2m−1 and 2m).
+    pub id: u8,
     /// Anode plane position along the drift axis, mm.
     pub anode_z: f64,
     /// +1 or −1: the direction in which z grows away from the anode.
@@ -21,6 +23,21 @@ pub struct Tpc {
     cells: Vec<u32>,
     /// Pixel pitch of this anode's tiles, mm.
     pub pitch: f64,
+}
+
+impl Tpc {
+    /// The TPC's active box: lower and upper corners (x, y, z), mm.
+    pub fn active_box(&self) -> ([f64; 3], [f64; 3]) {
+        let cathode_z = self.anode_z + self.drift_dir * self.drift_length_mm;
+        (
+            [self.origin[0], self.origin[1], self.anode_z.min(cathode_z)],
+            [
+                self.origin[0] + self.size[0] as f64 * self.pitch,
+                self.origin[1] + self.size[1] as f64 * self.pitch,
+                self.anode_z.max(cathode_z),
+            ],
+        )
+    }
 }
 
 /// Pixels and active volume of the detector.
@@ -91,6 +108,7 @@ impl Detector {
                 box_max[axis] = box_max[axis].max(high);
             }
             tpcs.push(Tpc {
+                id: tpc_id,
                 anode_z: tile.anode_z,
                 drift_dir: tile.drift_dir,
                 drift_length_mm: tile.drift_length_mm,

@@ -22,6 +22,7 @@
 
 pub mod detector;
 pub mod encode;
+pub mod light;
 pub mod truth;
 
 use std::path::{Path, PathBuf};

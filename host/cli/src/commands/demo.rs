@@ -1,5 +1,6 @@
 //! `larmon demo`: the whole chain in one command — `larmon simulate` writes three short runs of
-//! cosmic muons in the raw DAQ format (with different electron lifetimes and faults, so the
+//! cosmic muons in the raw DAQ format, with the light readout of their first seconds in the
+//! light DAQ's format (with different electron lifetimes and faults, so the
 //! trends page has something to show), every bundled plugin processes them, and the dashboard
 //! serves the result.
 
@@ -8,14 +9,19 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use larmon_calibrate::DetectorConfig;
+use larmon_simulate::light::{LightConfig, simulate_light};
 use larmon_simulate::{SimulationConfig, simulate};
+
+/// Seconds of each demo run that get light (≈125 kB per muon: the whole run would be ~75 MB).
+const DEMO_LIGHT_SECONDS: f64 = 3.0;
 
 /// Simulate three runs, process them and open the dashboard.
 ///
 /// Writes the raw files and their truth to OUT/daq/ (`larmon simulate`: cosmic muons, noisy,
-/// hot and dead pixels, triggers, PPS), runs calibration and every bundled plugin over each run
-/// into OUT/reports/, prints the URL and serves the dashboard until Ctrl-C. Run 3 has a short
-/// electron lifetime and extra hot pixels: its checks go amber/red.
+/// hot and dead pixels, triggers, PPS; the light of the muons of the first 3 s in the light
+/// DAQ's MPD format), runs calibration and every bundled plugin over each run into
+/// OUT/reports/, prints the URL and serves the dashboard until Ctrl-C. Run 3 has a short
+/// electron lifetime, extra hot pixels and light faults: its checks go amber/red.
 ///
 /// Examples:
 ///   larmon demo                                   http://127.0.0.1:8080
@@ -57,12 +63,32 @@ pub fn run(args: Args) -> Result<()> {
         };
         let mut simulated = simulate(&config, &detector).context("simulating the demo run")?;
         let run_dir = daq.join(format!("run{run:04}"));
-        let files = simulated
+        let mut files = simulated
             .write(&run_dir, 1, false, |_, _| {})
             .with_context(|| format!("writing {}", run_dir.display()))?;
+        let map = larmon_pipeline::input::light::default_channel_map(&detector);
+        // Light faults (dead, noisy, saturating inputs, missing boards) in run 3 only.
+        let faulty =
+            LightConfig { window_s: Some((0.0, DEMO_LIGHT_SECONDS)), ..LightConfig::default() };
+        let light_config = if run == 3 {
+            faulty
+        } else {
+            LightConfig {
+                dead_channels: 0,
+                noisy_channels: 0,
+                saturating_channels: 0,
+                missing_board_fraction: 0.0,
+                ..faulty
+            }
+        };
+        let mut light = simulate_light(&simulated, &detector, &map, &light_config)
+            .context("simulating the demo run's light")?;
+        files
+            .push(light.write(&run_dir).with_context(|| format!("writing {}", run_dir.display()))?);
         println!(
-            "simulated run {run}: {} muons, τ = {lifetime} µs, {hot} hot channels -> {}",
+            "simulated run {run}: {} muons ({} with light), τ = {lifetime} µs, {hot} hot channels -> {}",
             simulated.truth.tracks.len(),
+            light.truth.events.len(),
             run_dir.display()
         );
         let name = format!("run-{run:07}");

@@ -114,8 +114,10 @@ fn show(config: &DetectorConfig, json: bool) -> Result<()> {
     let name = if custom { "(the configuration's [[modules]])" } else { &config.detector };
     let summary =
         if custom { String::new() } else { built_in_detector(&config.detector)?.summary.into() };
-    let light = "built-in 2x2 map (light_module_desc 4.0.0 equivalent; --light-channel-map FILE \
-                 replaces it)";
+    let light = format!(
+        "{} (--light-channel-map FILE replaces it)",
+        larmon_pipeline::input::light::default_channel_map_name(config)
+    );
     if json {
         let out = serde_json::json!({
             "detector": name,

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use larmon_pipeline::input::light::load_channel_map;
+use larmon_simulate::light::{LightConfig, simulate_light};
 use larmon_simulate::{SimulationConfig, simulate};
 
 /// Simulate a run of cosmic muons in the raw format the DAQ writes.
@@ -15,6 +17,12 @@ use larmon_simulate::{SimulationConfig, simulate};
 /// file of the run would hold. The detector is the calibration's (built-in 2x2-like layout or
 /// --config), and the charge constants are its defaults, so `larmon run` needs no config.
 ///
+/// The light readout of the same muons is written beside them as the 2x2 light DAQ's MPD file
+/// (mpd_run_sim_rctl_<run>_p0.data, one light event per muon, all 8 boards) with its truth
+/// (mpd_run_sim_rctl_<run>-light-truth.json: dead, noisy, saturating and clipping inputs,
+/// events with a missing board, the photo-electrons of every input). About 125 kB per muon:
+/// --light-seconds limits it to the muons of the first seconds, --no-light leaves it out.
+///
 /// With --realtime the files are written the way the DAQ writes them (SWMR, flushed) at one
 /// second of data per wall-clock second (scaled by --speed): a live source for `larmon watch`.
 ///
@@ -22,6 +30,7 @@ use larmon_simulate::{SimulationConfig, simulate};
 ///   larmon simulate --out sim                         10 s, 60 muons/s, run 1
 ///   larmon simulate --out sim --run 7 --duration-s 40 --lifetime-us 1500
 ///   larmon simulate --out daq --files 3 --realtime    a live DAQ folder for `larmon watch daq`
+///   larmon simulate --out sim --light-seconds 2       light for the muons of the first 2 s
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -77,6 +86,16 @@ pub struct Args {
     /// prints what it holds.
     #[arg(long, value_name = "NAME")]
     detector: Option<String>,
+    /// Write no light file.
+    #[arg(long, conflicts_with = "light_seconds")]
+    no_light: bool,
+    /// Light events only for the muons of the first this many seconds (default: every muon).
+    #[arg(long, value_name = "S")]
+    light_seconds: Option<f64>,
+    /// Light channel map the light file is written for (JSON records or an ndlar_flow
+    /// light_module_desc YAML; default: the detector's, as `larmon run` reads it).
+    #[arg(long, value_name = "FILE")]
+    light_channel_map: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -98,6 +117,19 @@ pub fn run(args: Args) -> Result<()> {
         ..defaults
     };
     let mut run = simulate(&config, &detector).context("simulating")?;
+    if let Some(s) = args.light_seconds {
+        anyhow::ensure!(s.is_finite() && s > 0.0, "--light-seconds must be > 0, not {s}");
+    }
+    let mut light = if args.no_light {
+        None
+    } else {
+        let map = load_channel_map(args.light_channel_map.as_deref(), &detector)?;
+        let light_config = LightConfig {
+            window_s: args.light_seconds.map(|s| (0.0, s)),
+            ..LightConfig::default()
+        };
+        Some(simulate_light(&run, &detector, &map, &light_config).context("simulating light")?)
+    };
     let bar = crate::progress::bar(u64::from(config.duration_s), "s of data");
     bar.set_prefix("writing");
     let pace = Duration::from_secs_f64(1.0 / args.speed.max(1e-3));
@@ -128,6 +160,19 @@ pub fn run(args: Args) -> Result<()> {
         })
         .with_context(|| format!("writing into {}", args.out.display()))?;
     bar.finish_and_clear();
+    if let Some(light) = &mut light {
+        let path = light.write(&args.out).context("writing the light file")?;
+        let faults = &light.truth.faults;
+        println!(
+            "light: {} events, {} dead, {} noisy, {} saturating inputs, {} events with a missing board -> {}",
+            light.truth.events.len(),
+            faults.dead_channels.len(),
+            faults.noisy_channels.len(),
+            faults.saturating_channels.len(),
+            faults.missing_board_events.len(),
+            path.display()
+        );
+    }
     let counts = &run.truth.counts;
     println!(
         "run {}: {} s, {} muons, {} data packets ({} track, {} noise, {} hot), {} messages -> {} file{} in {} ({:.1} s)",
