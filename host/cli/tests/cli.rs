@@ -242,7 +242,63 @@ fn run_writes_a_report_with_each_plugins_status_metrics_checks_and_figures() {
     assert!(std::fs::read_to_string(svg).unwrap().starts_with("<svg"));
     let hostile = by_name("hostile");
     assert_eq!(hostile["status"], "error");
-    assert!(hostile["error"].as_str().unwrap().contains("CPU limit of 1.0 s"), "{hostile}");
+    assert!(hostile["error"].as_str().unwrap().contains("time limit of 1.0 s"), "{hostile}");
+}
+
+/// A truncated .wasm in the plugin folder and a --plugin that does not exist are reported as
+/// failed plugins, on stderr and in the report, while the run goes on with the others; a plugin
+/// that sleeps for an hour inside a WASI call is stopped by its time limit.
+#[test]
+fn bad_plugin_files_and_a_sleeping_plugin_do_not_stop_the_run() {
+    let dir = scratch("cli-bad-plugins");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let good = component("plugin", "larmon_plugin_packet_rate");
+    std::fs::copy(&good, plugins.join("larmon_plugin_packet_rate.wasm")).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(plugins.join("truncated.wasm"), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(dir.join("larmon.toml"), "[plugins.hostile]\nmode = \"sleep\"\n").unwrap();
+    let started = std::time::Instant::now();
+    let out = larmon(&[
+        "run",
+        p(&data("small-raw.h5")),
+        "--out",
+        p(&dir.join("reports")),
+        "--plugin-dir",
+        p(&plugins),
+        "--plugin",
+        p(&dir.join("missing.wasm")),
+        "--plugin",
+        p(&component("plugin-test", "larmon_test_hostile")),
+        "--plugin-timeout",
+        "2",
+        "--config",
+        p(&dir.join("larmon.toml")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "{:?}", started.elapsed());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("warning: plugin truncated.wasm not loaded"), "{stderr}");
+    assert!(stderr.contains("warning: plugin missing.wasm not loaded"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/small-raw/report.json")).unwrap(),
+    )
+    .unwrap();
+    let status = |name: &str| {
+        let plugin = report["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name);
+        let plugin = plugin.unwrap_or_else(|| panic!("{name} not in the report"));
+        (plugin["status"].as_str().unwrap().to_string(), plugin["error"].to_string())
+    };
+    assert_eq!(status("packet-rate").0, "ok");
+    for name in ["truncated", "missing"] {
+        let (state, error) = status(name);
+        assert_eq!(state, "error");
+        assert!(error.contains("not loaded"), "{name}: {error}");
+    }
+    let (state, error) = status("hostile");
+    assert_eq!(state, "error");
+    assert!(error.contains("time limit of 2.0 s"), "{error}");
+    assert_eq!(report["quality"]["flag"], "error");
 }
 
 #[test]

@@ -30,8 +30,11 @@ impl Status {
     }
 }
 
-/// A number a plugin measured.
+/// A number a plugin measured. NaN and ±infinity are kept: report.json has only finite
+/// numbers, so such a value is written as `null` with `value_text` ("NaN", "inf", "-inf")
+/// beside it (`error_text` for the error), and read back as the same value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "MetricJson", into = "MetricJson")]
 pub struct Metric {
     /// Name, unique within the plugin.
     pub name: String,
@@ -41,6 +44,70 @@ pub struct Metric {
     pub error: Option<f64>,
     /// Unit.
     pub unit: String,
+}
+
+/// A metric as report.json holds it (see [`Metric`]).
+#[derive(Serialize, Deserialize)]
+struct MetricJson {
+    name: String,
+    value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value_text: Option<String>,
+    error: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error_text: Option<String>,
+    unit: String,
+}
+
+/// A finite number as itself, any other as `None` and its text.
+fn split_number(value: f64) -> (Option<f64>, Option<String>) {
+    if value.is_finite() {
+        (Some(value), None)
+    } else {
+        (None, Some(non_finite_text(value).to_string()))
+    }
+}
+
+/// "NaN", "inf" or "-inf".
+pub fn non_finite_text(value: f64) -> &'static str {
+    if value.is_nan() {
+        "NaN"
+    } else if value > 0.0 {
+        "inf"
+    } else {
+        "-inf"
+    }
+}
+
+fn join_number(value: Option<f64>, text: Option<&str>) -> Option<f64> {
+    match (value, text) {
+        (Some(v), _) => Some(v),
+        (None, Some("inf")) => Some(f64::INFINITY),
+        (None, Some("-inf")) => Some(f64::NEG_INFINITY),
+        (None, Some(_)) => Some(f64::NAN),
+        (None, None) => None,
+    }
+}
+
+impl From<Metric> for MetricJson {
+    fn from(m: Metric) -> Self {
+        let (value, value_text) = split_number(m.value);
+        let (error, error_text) = m.error.map_or((None, None), split_number);
+        Self { name: m.name, value, value_text, error, error_text, unit: m.unit }
+    }
+}
+
+impl From<MetricJson> for Metric {
+    fn from(m: MetricJson) -> Self {
+        Self {
+            name: m.name,
+            // A value missing without a text (a report of an older larmon that wrote NaN as
+            // null) reads as NaN: the run stays readable.
+            value: join_number(m.value, m.value_text.as_deref()).unwrap_or(f64::NAN),
+            error: join_number(m.error, m.error_text.as_deref()),
+            unit: m.unit,
+        }
+    }
 }
 
 /// A check and its outcome.

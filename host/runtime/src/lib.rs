@@ -5,12 +5,17 @@
 //!   deadlines, and an on-disk cache of compiled components keyed by the component's SHA-256
 //!   and the engine's compatibility hash;
 //! - per plugin a [`LoadedPlugin`] (type-checked against the world once, `info()` read);
-//! - per run a [`PluginRun`]: its own `Store` with a linear-memory cap, a CPU deadline per call,
-//!   no filesystem, network or environment (WASI with nothing granted), stdout/stderr and
-//!   `host.log` into a bounded log, and a cap on report size. A trap stops that run only: it is
-//!   recorded with a reason and every later call returns it.
+//! - per run a [`PluginRun`]: its own `Store` with one memory cap over all its memories and
+//!   tables, a time limit per call that also covers time blocked in host calls (calls are
+//!   async: wasm yields at every epoch tick and the call's timeout cancels it, sleeping or not),
+//!   a time budget per plugin over the whole run ([`RunBudget`]), no filesystem, network or
+//!   environment (WASI with nothing granted), stdout/stderr and `host.log` into a bounded log,
+//!   and rules on the report (size of everything, number of figures, figure file names). A
+//!   trap stops that run only: it is recorded with a reason and every later call returns it.
 
 mod plugin_run;
+mod report_rules;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +26,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
 pub use plugin_run::{Check, CheckStatus, Figure, Metric, PluginFailure, PluginReport, PluginRun};
+pub use report_rules::{is_plugin_name, printable};
+pub use sandbox::RunBudget;
 
 /// The plugin world's types and calls, generated from `wit/plugin.wit` (their docs are the WIT's;
 /// the generator leaves some items undocumented).
@@ -29,6 +36,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "dqm-plugin",
         path: "../../wit",
+        exports: { default: async },
     });
 }
 
@@ -38,13 +46,17 @@ pub use bindings::larmon::plugin::types::StreamRequest;
 /// Resource limits applied to every plugin call.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Linear memory of one plugin instance, bytes.
+    /// Memory of one plugin instance, bytes: all its linear memories and tables together.
     pub memory_bytes: usize,
-    /// CPU time of one call into a plugin.
+    /// Time of one call into a plugin (in wasm and in the host calls it makes).
     pub call_timeout: Duration,
-    /// Size of one report (SVGs + plotted data + texts), bytes.
+    /// Time a plugin may spend in calls over a whole run (all its instances of the run).
+    pub run_budget: Duration,
+    /// Size of one report (every text: SVGs, plotted data, names, units, messages), bytes.
     pub max_report_bytes: usize,
-    /// Captured log (stdout, stderr, host.log) per plugin run, bytes.
+    /// Figures in one report.
+    pub max_figures: usize,
+    /// Captured log (stdout, stderr, host.log) per plugin run, bytes each.
     pub max_log_bytes: usize,
 }
 
@@ -53,7 +65,9 @@ impl Default for Limits {
         Self {
             memory_bytes: 512 << 20,
             call_timeout: Duration::from_secs(10),
+            run_budget: Duration::from_secs(1800),
             max_report_bytes: 32 << 20,
+            max_figures: 100,
             max_log_bytes: 64 << 10,
         }
     }
@@ -118,6 +132,8 @@ impl Runtime {
     pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Arc<Self>, RuntimeError> {
         let mut config = Config::new();
         config.epoch_interruption(true).wasm_component_model(true);
+        // Memory is reserved lazily: an instance's address-space reservation is not RSS; what
+        // it touches is bounded by the limiter (sandbox.rs).
         // `LARMON_WASM_PERFMAP=1 perf record …` names plugin functions in perf profiles.
         if std::env::var_os("LARMON_WASM_PERFMAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -135,7 +151,7 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         bindings::DqmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
@@ -172,9 +188,17 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(bindings::DqmPluginPre::new)
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let mut run = PluginRun::start(self, &pre, label)
+        let budget = RunBudget::new(self.limits.run_budget);
+        let mut run = PluginRun::start(self, &pre, label, budget)
             .map_err(|e| invalid(format!("instantiating: {e}")))?;
         let info = run.info().map_err(|e| invalid(format!("info(): {e}")))?;
+        if !is_plugin_name(&info.name) {
+            return Err(invalid(format!(
+                "its name {} is not a plugin name (1-64 letters, digits, '-', '_' or '.', \
+                 starting with a letter or digit)",
+                printable(&format!("{:?}", info.name))
+            )));
+        }
         Ok(LoadedPlugin {
             pre,
             info,
@@ -237,9 +261,20 @@ impl LoadedPlugin {
         self.load_time
     }
 
-    /// Starts a run: a fresh sandboxed instance opened with `config_json`.
+    /// Starts a run: a fresh sandboxed instance opened with `config_json`, with a budget of
+    /// its own.
     pub fn open(&self, runtime: &Runtime, config_json: &str) -> Result<PluginRun, PluginFailure> {
-        let mut run = PluginRun::start(runtime, &self.pre, &self.label)?;
+        self.open_with_budget(runtime, config_json, RunBudget::new(runtime.limits.run_budget))
+    }
+
+    /// Starts a run charging `budget` (shared by the plugin's instances of one run).
+    pub fn open_with_budget(
+        &self,
+        runtime: &Runtime,
+        config_json: &str,
+        budget: Arc<RunBudget>,
+    ) -> Result<PluginRun, PluginFailure> {
+        let mut run = PluginRun::start(runtime, &self.pre, &self.label, budget)?;
         run.open(config_json, &self.info)?;
         Ok(run)
     }
@@ -248,11 +283,6 @@ impl LoadedPlugin {
 /// Creates a store for one run.
 fn new_store(runtime: &Runtime, state: plugin_run::HostState) -> Store<plugin_run::HostState> {
     let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.limiter);
     store
-}
-
-/// Epoch ticks of one call.
-fn deadline_ticks(limits: &Limits) -> u64 {
-    (limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }

@@ -3,25 +3,28 @@
 //! every later call returns that reason without entering the plugin again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::StreamWriter;
 use serde::Serialize;
 use wasmtime::component::{ResourceAny, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::larmon::plugin::host::{Host, Level};
 use crate::bindings::larmon::plugin::types as wit;
 use crate::bindings::{DqmPlugin, DqmPluginPre};
-use crate::{Limits, PluginInfo, Runtime, deadline_ticks, new_store};
+use crate::report_rules::checked_report;
+use crate::sandbox::{BoundedLog, RunBudget, TotalLimiter};
+use crate::{Limits, PluginInfo, Runtime, new_store};
 
 /// Store data of one run.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: TotalLimiter,
     log: Vec<String>,
     log_bytes: usize,
     log_dropped: usize,
@@ -88,12 +91,21 @@ pub enum PluginFailure {
         /// The plugin's message.
         message: String,
     },
-    /// The call ran longer than the CPU limit.
-    #[error("stopped in {call}: ran longer than the CPU limit of {seconds:.1} s per call")]
+    /// The call ran longer than the time limit of one call (time in wasm and in the host
+    /// calls it made, e.g. a sleep).
+    #[error("stopped in {call}: ran longer than the time limit of {seconds:.1} s per call")]
     CpuLimit {
         /// The call.
         call: &'static str,
         /// The limit, seconds.
+        seconds: f64,
+    },
+    /// The plugin used up its time budget for the run.
+    #[error("stopped in {call}: used up its time budget of {seconds:.1} s for the run")]
+    BudgetLimit {
+        /// The call.
+        call: &'static str,
+        /// The budget, seconds.
         seconds: f64,
     },
     /// The plugin needed more memory than allowed.
@@ -112,6 +124,9 @@ pub enum PluginFailure {
         /// The limit, MiB.
         limit_mib: usize,
     },
+    /// The report breaks a rule other than size (too many figures, …).
+    #[error("report refused: {0}")]
+    ReportRule(String),
     /// The plugin trapped (a panic, an out-of-bounds access, …).
     #[error("trapped in {call}: {cause}{panic}")]
     Trap {
@@ -186,6 +201,30 @@ impl From<wit::Report> for PluginReport {
     }
 }
 
+/// Runs one call into the plugin: checks the recorded failure, bounds the call by the time
+/// limit and the run budget (wall time: wasm yields every epoch tick, so a plugin looping in
+/// wasm and one blocked in a host call such as a sleep are both stopped), then records the
+/// outcome. A macro rather than a method because the call's future borrows the store.
+macro_rules! guarded_call {
+    ($run:expr, $what:expr, |$store:ident, $plugin:ident, $instance:ident| $body:expr) => {{
+        let run: &mut PluginRun = $run;
+        match run.begin_call($what) {
+            Err(failure) => Err(failure),
+            Ok(timeout) => {
+                let started = Instant::now();
+                let outcome = {
+                    let $store = &mut run.store;
+                    let $plugin = &run.bindings;
+                    let $instance = run.instance;
+                    // The timer is made inside the executor (it needs its time driver).
+                    run.executor.block_on(async { tokio::time::timeout(timeout, $body).await })
+                };
+                run.end_call($what, started.elapsed(), outcome.ok())
+            }
+        }
+    }};
+}
+
 /// One plugin instance for one run.
 pub struct PluginRun {
     label: String,
@@ -194,9 +233,13 @@ pub struct PluginRun {
     instance: Option<ResourceAny>,
     failure: Option<PluginFailure>,
     limits: Limits,
+    budget: Arc<RunBudget>,
+    /// Whether the running call's deadline is the run budget's (not the per-call limit's).
+    budget_bound: bool,
+    executor: tokio::runtime::Runtime,
     requested: BTreeMap<String, Vec<String>>,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: BoundedLog,
+    stderr: BoundedLog,
     /// The IPC encoding of the batch being handed over, reused from call to call (a fresh
     /// buffer per batch cost a third of the transport time in page faults and regrowth).
     ipc: Vec<u8>,
@@ -207,33 +250,58 @@ impl PluginRun {
         runtime: &Runtime,
         pre: &DqmPluginPre<HostState>,
         label: &str,
+        budget: Arc<RunBudget>,
     ) -> Result<Self, PluginFailure> {
         let limits = runtime.limits().clone();
-        let stdout = MemoryOutputPipe::new(limits.max_log_bytes);
-        let stderr = MemoryOutputPipe::new(limits.max_log_bytes);
+        let stdout = BoundedLog::new(limits.max_log_bytes);
+        let stderr = BoundedLog::new(limits.max_log_bytes);
         // Nothing is granted: no preopened directories, no environment, no arguments, no
         // network (all addresses denied by default); stdin is closed.
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
-        let store_limits = StoreLimitsBuilder::new()
-            .memory_size(limits.memory_bytes)
-            .instances(64)
-            .tables(64)
-            .memories(8)
-            .trap_on_grow_failure(true)
-            .build();
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: store_limits,
+            limiter: TotalLimiter::new(limits.memory_bytes),
             log: Vec::new(),
             log_bytes: 0,
             log_dropped: 0,
             max_log_bytes: limits.max_log_bytes,
         };
         let mut store = new_store(runtime, state);
-        store.set_epoch_deadline(deadline_ticks(&limits));
-        let bindings =
-            pre.instantiate(&mut store).map_err(|e| PluginFailure::Host(format!("{e:#}")))?;
+        // Wasm yields to the executor at every epoch tick, so the call's timeout is checked
+        // while it runs; host calls (WASI sleep, poll) are futures the timeout cancels too.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let executor = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| PluginFailure::Host(format!("plugin executor: {e}")))?;
+        let timeout = limits.call_timeout.min(budget.remaining());
+        let started = Instant::now();
+        let instantiated = executor.block_on(async {
+            tokio::time::timeout(timeout, pre.instantiate_async(&mut store)).await
+        });
+        budget.charge(started.elapsed());
+        let bindings = match instantiated {
+            Ok(Ok(bindings)) => bindings,
+            Ok(Err(e)) => {
+                let text = format!("{e:#}");
+                return Err(if text.contains("memory limit") {
+                    PluginFailure::MemoryLimit {
+                        call: "instantiate",
+                        mib: limits.memory_bytes >> 20,
+                    }
+                } else {
+                    PluginFailure::Host(text)
+                });
+            }
+            Err(_) => {
+                return Err(PluginFailure::CpuLimit {
+                    call: "instantiate",
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+        };
         Ok(Self {
             label: label.into(),
             store,
@@ -241,6 +309,9 @@ impl PluginRun {
             instance: None,
             failure: None,
             limits,
+            budget,
+            budget_bound: false,
+            executor,
             requested: BTreeMap::new(),
             stdout,
             stderr,
@@ -258,7 +329,8 @@ impl PluginRun {
         self.failure.as_ref()
     }
 
-    /// The captured log: `host.log` lines, then stdout and stderr (each bounded).
+    /// The captured log: `host.log` lines, then stdout and stderr (each bounded; what was
+    /// dropped is counted on a last line).
     pub fn log(&self) -> Vec<String> {
         let state = self.store.data();
         let mut lines = state.log.clone();
@@ -266,31 +338,60 @@ impl PluginRun {
             lines.push(format!("({} log lines dropped: log limit reached)", state.log_dropped));
         }
         for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            let (bytes, dropped) = pipe.contents();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
             lines.extend(text.lines().map(|l| format!("{name}: {l}")));
+            if dropped > 0 {
+                lines.push(format!("({dropped} bytes of {name} dropped: log limit reached)"));
+            }
         }
         lines
     }
 
-    /// Runs one call into the plugin under the deadline, turning traps into a recorded failure.
-    fn call<R>(
-        &mut self,
-        what: &'static str,
-        f: impl FnOnce(
-            &mut Store<HostState>,
-            &DqmPlugin,
-            Option<ResourceAny>,
-        ) -> wasmtime::Result<Result<R, String>>,
-    ) -> Result<R, PluginFailure> {
+    /// Time this plugin has spent in calls during the run (all its instances).
+    pub fn budget(&self) -> &Arc<RunBudget> {
+        &self.budget
+    }
+
+    /// Before a call: the recorded failure, or the call's timeout.
+    fn begin_call(&mut self, what: &'static str) -> Result<Duration, PluginFailure> {
         if let Some(failure) = &self.failure {
             return Err(failure.clone());
         }
-        self.store.set_epoch_deadline(deadline_ticks(&self.limits));
-        let result = f(&mut self.store, &self.bindings, self.instance);
-        let failure = match result {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(message)) => PluginFailure::Reported { call: what, message },
-            Err(trap) => self.describe_trap(what, &trap),
+        let remaining = self.budget.remaining();
+        if remaining.is_zero() {
+            let failure = PluginFailure::BudgetLimit {
+                call: what,
+                seconds: self.budget.limit().as_secs_f64(),
+            };
+            self.failure = Some(failure.clone());
+            return Err(failure);
+        }
+        self.budget_bound = remaining < self.limits.call_timeout;
+        self.store.set_epoch_deadline(1);
+        Ok(remaining.min(self.limits.call_timeout))
+    }
+
+    /// After a call: charges the budget and records a failure (`None`: the call timed out).
+    fn end_call<R>(
+        &mut self,
+        what: &'static str,
+        elapsed: Duration,
+        outcome: Option<wasmtime::Result<Result<R, String>>>,
+    ) -> Result<R, PluginFailure> {
+        self.budget.charge(elapsed);
+        let failure = match outcome {
+            Some(Ok(Ok(value))) => return Ok(value),
+            Some(Ok(Err(message))) => PluginFailure::Reported { call: what, message },
+            Some(Err(trap)) => self.describe_trap(what, &trap),
+            None if self.budget_bound => PluginFailure::BudgetLimit {
+                call: what,
+                seconds: self.budget.limit().as_secs_f64(),
+            },
+            None => PluginFailure::CpuLimit {
+                call: what,
+                seconds: self.limits.call_timeout.as_secs_f64(),
+            },
         };
         self.failure = Some(failure.clone());
         Err(failure)
@@ -309,7 +410,7 @@ impl PluginRun {
         }
         // A Rust guest prints "thread '…' panicked at FILE:LINE:COL:" and the message on the
         // next line to stderr before trapping.
-        let stderr = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
+        let stderr = String::from_utf8_lossy(&self.stderr.contents().0).into_owned();
         let lines: Vec<&str> = stderr.lines().collect();
         let panic = lines
             .iter()
@@ -321,13 +422,27 @@ impl PluginRun {
                 format!(": panicked: {message} (at {location})")
             })
             .unwrap_or_default();
-        let cause = error.root_cause().to_string();
-        let cause = cause.lines().next().unwrap_or("trap").to_string();
+        let cause = match error.downcast_ref::<Trap>() {
+            Some(Trap::StackOverflow) => "stack overflow".to_string(),
+            // A Rust guest keeps its own stack in linear memory: overflowing it runs below
+            // address 0, which wasm reports as an out-of-bounds access.
+            Some(Trap::MemoryOutOfBounds) if panic.is_empty() => {
+                "out of bounds memory access (also how an overflow of the plugin's own stack, \
+                 e.g. runaway recursion, shows)"
+                    .to_string()
+            }
+            _ => {
+                let cause = error.root_cause().to_string();
+                cause.lines().next().unwrap_or("trap").to_string()
+            }
+        };
         PluginFailure::Trap { call: what, cause, panic }
     }
 
     pub(crate) fn info(&mut self) -> Result<PluginInfo, PluginFailure> {
-        self.call("info", |store, b, _| b.larmon_plugin_plugin().call_info(store).map(Ok))
+        guarded_call!(self, "info", |store, plugin, _instance| async {
+            plugin.larmon_plugin_plugin().call_info(store).await.map(Ok::<_, String>)
+        })
     }
 
     pub(crate) fn open(
@@ -335,8 +450,8 @@ impl PluginRun {
         config_json: &str,
         info: &PluginInfo,
     ) -> Result<(), PluginFailure> {
-        let instance = self.call("open", |store, b, _| {
-            b.larmon_plugin_plugin().instance().call_open(store, config_json)
+        let instance = guarded_call!(self, "open", |store, plugin, _instance| {
+            plugin.larmon_plugin_plugin().instance().call_open(store, config_json)
         })?;
         self.instance = Some(instance);
         self.requested =
@@ -349,6 +464,13 @@ impl PluginRun {
         self.requested.contains_key(stream)
     }
 
+    fn opened(&self) -> Result<ResourceAny, PluginFailure> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        self.instance.ok_or_else(|| PluginFailure::Host("the instance was never opened".into()))
+    }
+
     /// Hands a batch of `stream` to the plugin, projected on the columns it asked for; streams
     /// it did not ask for are skipped.
     pub fn consume(&mut self, stream: &str, batch: &RecordBatch) -> Result<(), PluginFailure> {
@@ -356,6 +478,7 @@ impl PluginRun {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let instance = self.opened()?;
         let schema = batch.schema();
         let indices: Vec<usize> = columns.iter().filter_map(|c| schema.index_of(c).ok()).collect();
         let projected = batch.project(&indices).map_err(|e| PluginFailure::Host(e.to_string()))?;
@@ -367,9 +490,8 @@ impl PluginRun {
             writer.write(&projected).map_err(|e| PluginFailure::Host(e.to_string()))?;
             writer.finish().map_err(|e| PluginFailure::Host(e.to_string()))?;
         }
-        let result = self.call("consume", |store, b, instance| {
-            let instance = instance.expect("opened");
-            b.larmon_plugin_plugin().instance().call_consume(store, instance, stream, &ipc)
+        let result = guarded_call!(self, "consume", |store, plugin, _instance| {
+            plugin.larmon_plugin_plugin().instance().call_consume(store, instance, stream, &ipc)
         });
         self.ipc = ipc;
         result
@@ -377,43 +499,39 @@ impl PluginRun {
 
     /// The instance's state as bytes.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginFailure> {
-        self.call("snapshot", |store, b, instance| {
-            b.larmon_plugin_plugin().instance().call_snapshot(store, instance.expect("opened"))
+        let instance = self.opened()?;
+        guarded_call!(self, "snapshot", |store, plugin, _instance| {
+            plugin.larmon_plugin_plugin().instance().call_snapshot(store, instance)
         })
     }
 
     /// Adds another instance's snapshot.
     pub fn merge(&mut self, snapshot: &[u8]) -> Result<(), PluginFailure> {
-        self.call("merge", |store, b, instance| {
-            b.larmon_plugin_plugin().instance().call_merge(
-                store,
-                instance.expect("opened"),
-                snapshot,
-            )
+        let instance = self.opened()?;
+        guarded_call!(self, "merge", |store, plugin, _instance| {
+            plugin.larmon_plugin_plugin().instance().call_merge(store, instance, snapshot)
         })
     }
 
-    /// The report, checked against the size limit.
+    /// The report, checked against the report rules (size of everything, number of figures,
+    /// figure names; docs/robustness.md).
     pub fn report(&mut self) -> Result<PluginReport, PluginFailure> {
-        let report = self.call("report", |store, b, instance| {
-            b.larmon_plugin_plugin().instance().call_report(store, instance.expect("opened"))
+        let instance = self.opened()?;
+        let report = guarded_call!(self, "report", |store, plugin, _instance| {
+            plugin.larmon_plugin_plugin().instance().call_report(store, instance)
         })?;
-        let size: usize = report
-            .figures
-            .iter()
-            .map(|f| f.svg.len() + f.data_json.len() + f.title.len())
-            .sum::<usize>()
-            + report.checks.iter().map(|c| c.message.len()).sum::<usize>()
-            + report.results.iter().map(|r| r.name.len() + r.json.len()).sum::<usize>();
-        if size > self.limits.max_report_bytes {
-            let failure = PluginFailure::ReportLimit {
-                mib: size as f64 / (1 << 20) as f64,
-                limit_mib: self.limits.max_report_bytes >> 20,
-            };
-            self.failure = Some(failure.clone());
-            return Err(failure);
+        match checked_report(report, &self.limits) {
+            Ok((report, notes)) => {
+                for note in notes {
+                    self.store.data_mut().push_log(format!("host: {note}"));
+                }
+                Ok(report)
+            }
+            Err(failure) => {
+                self.failure = Some(failure.clone());
+                Err(failure)
+            }
         }
-        Ok(report.into())
     }
 }
 

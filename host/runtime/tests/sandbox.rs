@@ -57,7 +57,10 @@ fn hostile_failure(
     assert_eq!(run.snapshot().unwrap_err(), reason);
     // a limit, a trap and the plugin's own error are told apart by type
     let kind_matches = match mode {
-        "spin" => matches!(reason, PluginFailure::CpuLimit { .. }),
+        "spin" | "sleep" => matches!(reason, PluginFailure::CpuLimit { .. }),
+        "recurse" => matches!(reason, PluginFailure::Trap { .. }),
+        "long-names" => matches!(reason, PluginFailure::ReportLimit { .. }),
+        "figures" => matches!(reason, PluginFailure::ReportRule(_)),
         "memory" | "huge-svg" => matches!(reason, PluginFailure::MemoryLimit { .. }),
         "big-svg" => matches!(reason, PluginFailure::ReportLimit { .. }),
         "read-file" | "socket" | "env" => matches!(reason, PluginFailure::Reported { .. }),
@@ -77,8 +80,25 @@ fn hostile_plugins_are_stopped_with_a_reason_and_others_go_on() {
 
     let started = Instant::now();
     let reason = hostile_failure(&runtime, &hostile, "spin", batch);
-    assert!(reason.contains("CPU limit of 2.0 s"), "{reason}");
+    assert!(reason.contains("time limit of 2.0 s"), "{reason}");
     assert!(started.elapsed() < Duration::from_secs(30), "the deadline did not stop the loop");
+
+    // An hour's sleep inside a WASI call is stopped by the same limit (the time blocked in
+    // the host counts).
+    let started = Instant::now();
+    let reason = hostile_failure(&runtime, &hostile, "sleep", batch);
+    assert!(reason.contains("stopped in consume") && reason.contains("time limit"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(10), "slept {:?}", started.elapsed());
+
+    let reason = hostile_failure(&runtime, &hostile, "recurse", batch);
+    assert!(reason.contains("trapped in consume"), "{reason}");
+    assert!(reason.contains("stack"), "a stack overflow is named as one: {reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "long-names", batch);
+    assert!(reason.contains("exceeds the limit of 32 MiB"), "{reason}");
+
+    let reason = hostile_failure(&runtime, &hostile, "figures", batch);
+    assert!(reason.contains("100001 figures, more than the limit of 100"), "{reason}");
 
     let reason = hostile_failure(&runtime, &hostile, "memory", batch);
     assert!(reason.contains("memory limit of 256 MiB"), "{reason}");
@@ -116,6 +136,68 @@ fn hostile_plugins_are_stopped_with_a_reason_and_others_go_on() {
     let mut calm = hostile.open(&runtime, "{\"mode\": \"well\"}").unwrap();
     calm.consume("packets", batch).unwrap();
     assert_eq!(calm.report().unwrap().metrics[0].value, batch.num_rows() as f64);
+}
+
+/// A plugin slow on every batch (each call under the per-call limit) is stopped once it has
+/// used its time budget for the run, shared by its instances: the run goes on without it.
+#[test]
+fn a_slow_plugin_is_stopped_by_its_run_budget() {
+    let runtime = runtime(Limits { run_budget: Duration::from_millis(1500), ..limits() });
+    let hostile = runtime.load_file(&component("plugin-test", "larmon_test_hostile")).unwrap();
+    let budget = larmon_runtime::RunBudget::new(Duration::from_millis(1500));
+    let batches = packet_batches();
+    let started = Instant::now();
+    let mut failure = None;
+    'files: for _file in 0..4 {
+        let mut run =
+            hostile.open_with_budget(&runtime, "{\"mode\": \"slow\"}", budget.clone()).unwrap();
+        for b in &batches {
+            if let Err(e) = run.consume("packets", b) {
+                failure = Some(e);
+                break 'files;
+            }
+        }
+    }
+    let failure = failure.expect("the budget stops the plugin");
+    assert!(matches!(failure, PluginFailure::BudgetLimit { .. }), "{failure:?}");
+    assert!(failure.to_string().contains("time budget of 1.5 s"), "{failure}");
+    // Within the budget plus one call's worth of time.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(budget.spent() >= Duration::from_millis(1500));
+}
+
+/// What a plugin reports is kept within rules: printing far past the log limit is not fatal
+/// (the rest is counted), NaN and infinite metrics come through as such (report.json writes
+/// them as null with a note: larmon-report), figure names that would share a file get
+/// distinct names.
+#[test]
+fn chatty_output_odd_numbers_and_clashing_names_are_handled() {
+    let runtime = runtime(limits());
+    let hostile = runtime.load_file(&component("plugin-test", "larmon_test_hostile")).unwrap();
+    let batch = &packet_batches()[0];
+
+    let mut chatty = hostile.open(&runtime, "{\"mode\": \"chatty\"}").unwrap();
+    chatty.consume("packets", batch).unwrap();
+    assert!(chatty.report().is_ok());
+    let log = chatty.log();
+    let kept: usize = log.iter().filter(|l| l.starts_with("stdout: ")).map(|l| l.len()).sum();
+    assert!(kept <= 70 << 10, "{kept} bytes of stdout kept");
+    assert!(log.iter().any(|l| l.contains("bytes of stdout dropped: log limit reached")));
+    assert!(log.iter().any(|l| l.contains("bytes of stderr dropped: log limit reached")));
+
+    let mut odd = hostile.open(&runtime, "{\"mode\": \"nan\"}").unwrap();
+    odd.consume("packets", batch).unwrap();
+    let report = odd.report().unwrap();
+    let value = |name: &str| report.metrics.iter().find(|m| m.name == name).unwrap().value;
+    assert!(value("not_a_number").is_nan());
+    assert_eq!(value("plus_infinity"), f64::INFINITY);
+    assert_eq!(value("minus_infinity"), f64::NEG_INFINITY);
+
+    let mut clash = hostile.open(&runtime, "{\"mode\": \"clash\"}").unwrap();
+    clash.consume("packets", batch).unwrap();
+    let names: Vec<String> = clash.report().unwrap().figures.into_iter().map(|f| f.name).collect();
+    assert_eq!(names, ["figure", "a_b", "a_b-2", "A_B-3", "______escape"]);
+    assert!(clash.log().iter().any(|l| l.contains("figure \"a/b\" is written as a_b")));
 }
 
 #[test]

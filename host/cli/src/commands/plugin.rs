@@ -212,20 +212,22 @@ fn check(file: &Path) -> Result<()> {
     let plugin = runtime.load_file(file)?;
     let info = plugin.info();
     println!("{}: larmon plugin component (world larmon:plugin/dqm-plugin@0.1.0)", file.display());
-    println!("  name         {} {}", info.name, info.version);
-    println!("  description  {}", info.description);
+    let p = |text: &str| larmon_runtime::printable(text).into_owned();
+    println!("  name         {} {}", p(&info.name), p(&info.version));
+    println!("  description  {}", p(&info.description));
     for request in &info.consumes {
-        println!("  consumes     {}: {}", request.stream, request.columns.join(", "));
+        println!("  consumes     {}: {}", p(&request.stream), p(&request.columns.join(", ")));
     }
     if !info.config_keys.is_empty() {
-        println!("  config keys  {}", info.config_keys.join(", "));
+        println!("  config keys  {}", p(&info.config_keys.join(", ")));
     }
     println!("  sha256       {}", plugin.sha256());
     println!("  compiled in  {:.0} ms", plugin.load_time().as_secs_f64() * 1e3);
     let mut run = plugin
         .open(&runtime, "{}")
-        .map_err(|e| anyhow::anyhow!("open with an empty configuration: {e}"))?;
-    let report = run.report().map_err(|e| anyhow::anyhow!("report on no data: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("open with an empty configuration: {}", p(&e.to_string())))?;
+    let report =
+        run.report().map_err(|e| anyhow::anyhow!("report on no data: {}", p(&e.to_string())))?;
     println!(
         "  on no data   {} figures, {} metrics, {} checks (ok)",
         report.figures.len(),

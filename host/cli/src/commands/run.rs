@@ -15,7 +15,7 @@ use crate::progress::TerminalProgress;
 ///
 /// The files are read in order, calibrated (hits, events, tracks), and every batch of every
 /// stream a plugin asked for is handed to it. Each plugin runs sandboxed (no files, network or
-/// environment; memory and CPU limits) in its own thread; one that fails is reported with its
+/// environment; memory, per-call and per-run time limits) in its own thread; one that fails is reported with its
 /// reason while the others go on. Output: DIR/<run>/report.json with each plugin's status,
 /// metrics, checks and log, and DIR/<run>/<plugin>/<figure>.svg (+ .json with the plotted data).
 /// The exit code is non-zero only if larmon itself failed.
@@ -91,10 +91,15 @@ pub struct PluginArgs {
     /// Directory of bundled plugins.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
-    /// CPU limit of one plugin call, seconds.
+    /// Time limit of one plugin call, seconds (time in the plugin and in the host calls it
+    /// makes: a plugin asleep is stopped too).
     #[arg(long, default_value_t = 10.0)]
     plugin_timeout: f64,
-    /// Memory limit of one plugin instance, MiB.
+    /// Time a plugin may spend in calls over one run, seconds; past it the plugin is stopped,
+    /// reported as failed, and the run goes on without it.
+    #[arg(long, default_value_t = 1800.0)]
+    plugin_budget_s: f64,
+    /// Memory limit of one plugin instance (all its memories and tables), MiB.
     #[arg(long, default_value_t = 512)]
     plugin_memory_mib: usize,
     /// Cache of compiled plugins (default: $XDG_CACHE_HOME/larmon or ~/.cache/larmon).
@@ -108,6 +113,7 @@ impl Default for PluginArgs {
             plugins: Vec::new(),
             plugin_dir: None,
             plugin_timeout: 10.0,
+            plugin_budget_s: 1800.0,
             plugin_memory_mib: 512,
             cache_dir: None,
         }
@@ -117,14 +123,27 @@ impl Default for PluginArgs {
 impl PluginArgs {
     /// The runtime with these limits and the plugins loaded (compiled ones from the cache).
     pub fn load(&self) -> Result<PluginSet> {
+        for (name, value) in
+            [("--plugin-timeout", self.plugin_timeout), ("--plugin-budget-s", self.plugin_budget_s)]
+        {
+            anyhow::ensure!(
+                value.is_finite() && value > 0.0 && value < 1e9,
+                "{name} must be a positive number of seconds, not {value}"
+            );
+        }
         let options = PluginOptions {
             extra: self.plugins.clone(),
             plugin_dir: self.plugin_dir.clone(),
             call_timeout: Duration::from_secs_f64(self.plugin_timeout),
+            run_budget: Duration::from_secs_f64(self.plugin_budget_s),
             memory_bytes: self.plugin_memory_mib << 20,
             cache_dir: self.cache_dir.clone(),
         };
-        Ok(options.load()?)
+        let set = options.load()?;
+        for (file, reason) in &set.unusable {
+            eprintln!("warning: plugin {file} not loaded: {reason} (the run goes on without it)");
+        }
+        Ok(set)
     }
 }
 

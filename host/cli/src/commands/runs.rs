@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use larmon_report::{RunStore, Status};
+use larmon_runtime::printable;
 
 /// List runs and their quality flags; `--good` prints the good-run list (JSON).
 ///
@@ -34,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     let store = RunStore::new(&args.out);
     let (runs, errors) = store.runs();
     for e in &errors {
-        eprintln!("warning: {e}");
+        eprintln!("warning: {} (this run is left out)", printable(e));
     }
     let limit = if args.accept_warnings { Status::Warning } else { Status::Ok };
     if args.good {
@@ -56,15 +57,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{:<24} {:>12} {:>10} {:>8}  failed plugins", "run", "start", "duration", "quality");
     for r in &runs {
-        let failed: Vec<&str> = r
+        let failed: Vec<_> = r
             .plugins
             .iter()
             .filter(|p| p.status != larmon_report::Status::Ok)
-            .map(|p| p.name.as_str())
+            .map(|p| printable(&p.name))
             .collect();
         println!(
             "{:<24} {:>12} {:>10} {:>8}  {}",
-            r.run,
+            printable(&r.run),
             r.start_unix_s.map_or("-".into(), |s| s.to_string()),
             r.duration_s().map_or("-".into(), |d| format!("{d} s")),
             r.quality.flag.map_or("-", Status::as_str),

@@ -27,7 +27,7 @@ use crate::input::light::{load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
 use crate::modes::naming::default_run_name;
 use crate::modes::shards::{FileManifest, Shard, file_dir, shard_plugin_file};
-use crate::output::report::{RunTotals, WrittenReport, write_report};
+use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
 use crate::output::write_atomically;
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
@@ -117,18 +117,19 @@ pub fn run_files(
     let (runtime, loaded) = (&plugins.runtime, &plugins.plugins);
     let mut span: Option<(u64, u64)> = None;
     let mut host = serde_json::json!({});
+    let budgets = plugins.budgets();
     let outcomes = std::thread::scope(|scope| -> Result<Vec<PluginOutcome<'_>>> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
-        for plugin in loaded {
+        for (plugin, budget) in loaded.iter().zip(&budgets) {
             let (tx, rx) = sync_channel::<Work>(4);
             senders.push(tx);
             let plugin_config = config.plugin_config(&plugin.info().name);
             let (run_dir, pixels) = (&run_dir, pixels.clone());
             workers.push(scope.spawn(move || {
-                let open = || open_instance(plugin, runtime, &plugin_config, &pixels);
-                let mut merge =
-                    (!sharded).then(|| PluginMerge::open(plugin, runtime, &plugin_config, &pixels));
+                let open = || open_instance(plugin, runtime, &plugin_config, &pixels, budget);
+                let mut merge = (!sharded)
+                    .then(|| PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget));
                 let mut file_instance: Option<Result<PluginRun, PluginFailure>> = None;
                 let mut failure: Option<String> = None;
                 for work in rx {
@@ -292,8 +293,9 @@ pub fn run_files(
             failures,
         });
     }
-    let entries: Vec<PluginEntry> =
+    let mut entries: Vec<PluginEntry> =
         outcomes.into_iter().filter_map(|o| o.merge).map(|merge| merge.finish(&run_dir)).collect();
+    entries.extend(plugins.unusable.iter().map(|(file, reason)| unusable_entry(file, reason)));
     let totals = RunTotals { files: files.clone(), span, host, detector: calibration.summary() };
     Ok(RunOutcome::Report(write_report(&run_name, &run_dir, totals, entries, &config.checks)?))
 }

@@ -13,7 +13,7 @@ use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::input::charge::RunCalibration;
 use crate::input::{add_host_stats, join_span};
-use crate::output::report::{RunTotals, WrittenReport, write_report};
+use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
 use crate::output::safe_name;
 use crate::plugins::PluginSet;
 use crate::plugins::merge::PluginMerge;
@@ -127,10 +127,15 @@ pub fn merge_shards(
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| PipelineError::Shards("the run directory has no name".into()))?;
     let mut entries = Vec::new();
-    for plugin in &plugins.plugins {
+    for (plugin, budget) in plugins.plugins.iter().zip(plugins.budgets()) {
         let name = &plugin.info().name;
-        let mut merge =
-            PluginMerge::open(plugin, &plugins.runtime, &config.plugin_config(name), &pixels);
+        let mut merge = PluginMerge::open(
+            plugin,
+            &plugins.runtime,
+            &config.plugin_config(name),
+            &pixels,
+            &budget,
+        );
         for m in manifests {
             let source = format!("file {}", m.index + 1);
             match m.plugins.get(name) {
@@ -165,6 +170,7 @@ pub fn merge_shards(
         }
         entries.push(merge.finish(run_dir));
     }
+    entries.extend(plugins.unusable.iter().map(|(file, reason)| unusable_entry(file, reason)));
     let mut host = serde_json::json!({});
     let mut span = None;
     for m in manifests {

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use larmon_report::model::{LoadEntry, Quality};
-use larmon_report::{ChecksConfig, FigureFiles, PluginEntry, RunReport, Status};
-use larmon_runtime::{LoadedPlugin, PluginFailure, PluginReport, PluginRun};
+use larmon_report::model::{LoadEntry, Quality, non_finite_text};
+use larmon_report::{Check, ChecksConfig, FigureFiles, PluginEntry, RunReport, Status};
+use larmon_runtime::{LoadedPlugin, PluginFailure, PluginReport, PluginRun, printable};
 
 use crate::error::{IoContext, PipelineError, Result};
 use crate::output::{safe_name, write_atomically};
@@ -52,8 +52,25 @@ pub fn finish_plugin(
     };
     match result {
         Ok(PluginReport { figures, metrics, checks, results }) => {
-            entry.metrics = metrics;
             entry.checks = checks;
+            // NaN or infinite numbers are kept (report.json notes them) and flagged, so they are
+            // seen on the run page instead of breaking plots and trends.
+            let odd: Vec<String> = metrics
+                .iter()
+                .filter_map(|m| {
+                    let bad =
+                        [Some(m.value), m.error].into_iter().flatten().find(|v| !v.is_finite())?;
+                    Some(format!("{} = {}", printable(&m.name), non_finite_text(bad)))
+                })
+                .collect();
+            if !odd.is_empty() {
+                entry.checks.push(Check {
+                    name: "host: finite metrics".into(),
+                    status: Status::Warning,
+                    message: format!("not a finite number: {}", odd.join(", ")),
+                });
+            }
+            entry.metrics = metrics;
             entry.results = results;
             let dir = run_dir.join(safe_name(&info.name));
             let _ = std::fs::create_dir_all(&dir);
@@ -81,6 +98,25 @@ pub fn finish_plugin(
         }
     }
     entry
+}
+
+/// The report entry of a plugin file that could not be loaded.
+pub fn unusable_entry(file: &str, reason: &str) -> PluginEntry {
+    PluginEntry {
+        name: file.trim_end_matches(".wasm").into(),
+        version: String::new(),
+        description: "could not be loaded".into(),
+        file: file.into(),
+        sha256: String::new(),
+        status: Status::Error,
+        error: Some(format!("not loaded: {reason}")),
+        load: LoadEntry { source: "None".into(), milliseconds: 0.0 },
+        metrics: Vec::new(),
+        checks: Vec::new(),
+        figures: Vec::new(),
+        results: Default::default(),
+        log: Vec::new(),
+    }
 }
 
 /// What goes into a run's report besides the plugin entries.
@@ -130,7 +166,11 @@ impl WrittenReport {
             self.flag().as_str(),
             self.report.plugins.len(),
             failed.len(),
-            if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) },
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", printable(&failed.join(", ")))
+            },
             self.report.plugins.iter().map(|p| p.figures.len()).sum::<usize>(),
             self.path.display(),
             seconds

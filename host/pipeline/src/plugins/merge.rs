@@ -6,10 +6,11 @@
 
 use std::fmt::Display;
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use larmon_report::PluginEntry;
-use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun, Runtime};
+use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun, RunBudget, Runtime};
 
 use crate::output::report::finish_plugin;
 use crate::plugins::open_instance;
@@ -29,8 +30,9 @@ impl<'a> PluginMerge<'a> {
         runtime: &Runtime,
         config: &str,
         pixels: &RecordBatch,
+        budget: &Arc<RunBudget>,
     ) -> Self {
-        let run = open_instance(plugin, runtime, config, pixels);
+        let run = open_instance(plugin, runtime, config, pixels, budget);
         Self { plugin, run, failure: None, logs: Vec::new() }
     }
 

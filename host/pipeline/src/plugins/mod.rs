@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use larmon_runtime::{Limits, LoadedPlugin, PluginFailure, PluginRun, Runtime};
+use larmon_runtime::{
+    Limits, LoadedPlugin, PluginFailure, PluginRun, RunBudget, Runtime, printable,
+};
 
 use crate::error::{IoContext, PipelineError, Result};
 use crate::streams::Stream;
@@ -21,8 +23,10 @@ pub struct PluginOptions {
     pub extra: Vec<PathBuf>,
     /// Directory of bundled plugins (default: [`default_plugin_dir`]).
     pub plugin_dir: Option<PathBuf>,
-    /// CPU limit of one plugin call.
+    /// Time limit of one plugin call.
     pub call_timeout: Duration,
+    /// Time a plugin may spend in calls over one run.
+    pub run_budget: Duration,
     /// Memory limit of one plugin instance, bytes.
     pub memory_bytes: usize,
     /// Cache of compiled plugins (default: [`default_cache_dir`]).
@@ -35,6 +39,7 @@ impl Default for PluginOptions {
             extra: Vec::new(),
             plugin_dir: None,
             call_timeout: Duration::from_secs(10),
+            run_budget: Limits::default().run_budget,
             memory_bytes: 512 << 20,
             cache_dir: None,
         }
@@ -47,6 +52,17 @@ pub struct PluginSet {
     pub runtime: Arc<Runtime>,
     /// The plugins, bundled ones by file name then the extra ones.
     pub plugins: Vec<LoadedPlugin>,
+    /// Plugin files that could not be loaded (a truncated file, a component of another world,
+    /// a loop in `info()`, a bad name): (file, reason). Each run reports them as failed
+    /// plugins and goes on with the others.
+    pub unusable: Vec<Unusable>,
+}
+
+impl PluginSet {
+    /// A fresh time budget for each plugin, for one run (shared by its instances of the run).
+    pub fn budgets(&self) -> Vec<Arc<RunBudget>> {
+        self.plugins.iter().map(|_| RunBudget::new(self.runtime.limits().run_budget)).collect()
+    }
 }
 
 impl PluginOptions {
@@ -55,11 +71,12 @@ impl PluginOptions {
         let limits = Limits {
             memory_bytes: self.memory_bytes,
             call_timeout: self.call_timeout,
+            run_budget: self.run_budget,
             ..Limits::default()
         };
         let runtime = Runtime::new(limits, self.cache_dir.clone().or_else(default_cache_dir))?;
-        let plugins = load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
-        Ok(PluginSet { runtime, plugins })
+        let (plugins, unusable) = load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
+        Ok(PluginSet { runtime, plugins, unusable })
     }
 }
 
@@ -81,13 +98,17 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("larmon"))
 }
 
+/// A plugin file that could not be loaded: (file name, reason).
+pub type Unusable = (String, String);
+
 /// Loads the bundled plugins and the extra ones (an extra one replaces a bundled one of the
-/// same name).
+/// same name); files that cannot be loaded are returned beside them with the reason, so one
+/// bad file never stops a run.
 pub fn load_plugins(
     runtime: &Runtime,
     plugin_dir: Option<&Path>,
     extra: &[PathBuf],
-) -> Result<Vec<LoadedPlugin>> {
+) -> Result<(Vec<LoadedPlugin>, Vec<Unusable>)> {
     let mut files: Vec<PathBuf> = Vec::new();
     let dir = plugin_dir.map(Path::to_path_buf).or_else(default_plugin_dir);
     if let Some(dir) = dir.filter(|d| d.is_dir()) {
@@ -100,8 +121,20 @@ pub fn load_plugins(
         files.extend(bundled);
     }
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
+    let mut unusable = Vec::new();
     for (k, path) in files.iter().chain(extra).enumerate() {
-        let plugin = runtime.load_file(path)?;
+        let plugin = match runtime.load_file(path) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let file = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                let reason = printable(&e.to_string()).into_owned();
+                unusable.push((printable(&file).into_owned(), reason));
+                continue;
+            }
+        };
         let explicit = k >= files.len();
         if let Some(i) = loaded.iter().position(|p| p.info().name == plugin.info().name) {
             if explicit {
@@ -111,10 +144,10 @@ pub fn load_plugins(
         }
         loaded.push(plugin);
     }
-    if loaded.is_empty() {
+    if loaded.is_empty() && unusable.is_empty() {
         return Err(PipelineError::NoPlugins);
     }
-    Ok(loaded)
+    Ok((loaded, unusable))
 }
 
 /// A plugin instance with its configuration, given the detector's pixels before any data
@@ -124,8 +157,9 @@ pub fn open_instance(
     runtime: &Runtime,
     config: &str,
     pixels: &RecordBatch,
+    budget: &Arc<RunBudget>,
 ) -> Result<PluginRun, PluginFailure> {
-    let mut instance = plugin.open(runtime, config)?;
+    let mut instance = plugin.open_with_budget(runtime, config, budget.clone())?;
     instance.consume(Stream::Pixels.name(), pixels)?;
     Ok(instance)
 }
