@@ -54,6 +54,7 @@ pub fn router_with_catalog(out: &Path, checks: ChecksConfig, catalog: Option<Pat
         .route("/plugins", get(pages::plugins_page))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/files/{run}/{*path}", get(files::figure_file))
+        .route("/figure/{run}/{*path}", get(files::figure_page))
         .route("/api/runs", get(pages::api_runs))
         .route("/api/runs/{run}", get(pages::api_run))
         .route("/api/trends", get(trends::api_trend))

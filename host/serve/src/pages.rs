@@ -263,9 +263,16 @@ pub(crate) async fn run_page(
                 url_segment(&r.run),
                 f.data.split('/').map(url_segment).collect::<Vec<_>>().join("/")
             );
+            // A click opens larmon's own page showing the figure as an image (an SVG opened
+            // as a page could navigate the browser away; as an <img> it cannot).
+            let view = format!(
+                "/figure/{}/{}",
+                url_segment(&r.run),
+                f.svg.split('/').map(url_segment).collect::<Vec<_>>().join("/")
+            );
             let _ = write!(
                 body,
-                "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\" loading=\"lazy\"></a><figcaption>{} · <a href=\"{data}\">data</a></figcaption></figure>",
+                "<figure><a href=\"{view}\"><img src=\"{svg}\" alt=\"{}\" loading=\"lazy\"></a><figcaption>{} · <a href=\"{data}\">data</a></figcaption></figure>",
                 escape(&f.title),
                 escape(&f.title)
             );

@@ -131,3 +131,71 @@ async fn figure_files_are_served_only_from_inside_the_output_directory() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A plugin's SVG is never a page: a click on a figure opens larmon's figure page, which shows
+/// it as an image; the SVG itself comes as an attachment with a sandboxing CSP.
+#[tokio::test]
+async fn a_figure_is_shown_as_an_image_never_opened_as_a_page() {
+    let out = scratch("figure-page");
+    write(&out, &report("r1", Status::Ok, 0.0));
+    let navigating = "<svg xmlns='http://www.w3.org/2000/svg'><foreignObject><meta \
+                      xmlns='http://www.w3.org/1999/xhtml' http-equiv='refresh' \
+                      content='0;url=https://example.org/'/></foreignObject></svg>";
+    std::fs::write(out.join("r1/packet-rate/rate.svg"), navigating).unwrap();
+
+    let (_, page, _) = get(&out, "/runs/r1").await;
+    assert!(page.contains("<a href=\"/figure/r1/packet-rate/rate.svg\">"), "{page}");
+    assert!(!page.contains("<a href=\"/files/r1/packet-rate/rate.svg\">"), "{page}");
+    let (status, view, _) = get(&out, "/figure/r1/packet-rate/rate.svg").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(view.contains("<img src=\"/files/r1/packet-rate/rate.svg\""), "{view}");
+    assert!(!view.contains("http-equiv"), "the SVG is not inlined: {view}");
+
+    let response = crate::router(&out, ChecksConfig::default())
+        .oneshot(Request::get("/files/r1/packet-rate/rate.svg").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let header = |name: &str| {
+        response.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    };
+    assert!(header("content-disposition").starts_with("attachment"), "opened as a page");
+    assert!(header("content-security-policy").contains("sandbox"));
+    for missing in ["/figure/r1/packet-rate/nope.svg", "/figure/r1/../secret.svg"] {
+        assert_eq!(get(&out, missing).await.0, StatusCode::NOT_FOUND, "{missing}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A NaN or infinite metric keeps its run readable and visible (report.json holds finite
+/// numbers only: null plus the value's text), and one unreadable report.json hides no other run.
+#[tokio::test]
+async fn odd_numbers_and_a_broken_report_hide_no_run() {
+    let out = scratch("odd-numbers");
+    let mut odd = report("run-0000001", Status::Warning, f64::NAN);
+    odd.plugins[0].metrics.push(Metric {
+        name: "rate_ratio".into(),
+        value: f64::INFINITY,
+        error: Some(f64::NAN),
+        unit: "".into(),
+    });
+    write(&out, &odd);
+    let text = std::fs::read_to_string(out.join("run-0000001/report.json")).unwrap();
+    assert!(text.contains("\"value\":null,\"value_text\":\"NaN\""), "{text}");
+    assert!(!text.contains("NaN,") && !text.contains(":inf"), "only finite JSON numbers");
+    write(&out, &report("run-0000002", Status::Ok, 0.0));
+    std::fs::create_dir_all(out.join("run-0000003")).unwrap();
+    std::fs::write(out.join("run-0000003/report.json"), "{\"run\": \"run-0000003\", \"plug")
+        .unwrap();
+
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(overview.contains("run-0000001") && overview.contains("run-0000002"), "{overview}");
+    assert!(overview.contains("run-0000003"), "the unreadable report is named: {overview}");
+    let (status, page, _) = get(&out, "/runs/run-0000001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("NaN") && page.contains("inf"), "{page}");
+    let (_, api, _) = get(&out, "/api/runs/run-0000001").await;
+    let back: RunReport = serde_json::from_str(&api).unwrap();
+    assert!(back.plugins[0].metrics[0].value.is_nan());
+    assert_eq!(back.plugins[0].metrics[1].value, f64::INFINITY);
+    let _ = std::fs::remove_dir_all(&out);
+}

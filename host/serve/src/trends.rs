@@ -31,12 +31,13 @@ fn points(state: &AppState, metric: &str) -> Vec<TrendPoint> {
         .0
         .iter()
         .filter_map(|r| {
-            let m = r.metric(metric)?;
+            // A NaN or infinite value has no place on the axis: the run page shows it.
+            let m = r.metric(metric).filter(|m| m.value.is_finite())?;
             Some(TrendPoint {
                 run: r.run.clone(),
                 start_unix_s: r.start_unix_s,
                 value: m.value,
-                error: m.error,
+                error: m.error.filter(|e| e.is_finite()),
                 unit: m.unit.clone(),
             })
         })
