@@ -109,10 +109,41 @@ fn end_quietly_on_closed_pipe(command: &Command) {
     let _ = printing;
 }
 
+/// Seconds one call into HDF5 may last before larmon gives up on the file (env
+/// `LARMON_HDF5_STALL_S`; docs/robustness.md): some damaged files make the C library loop.
+const DEFAULT_HDF5_STALL_S: f64 = 20.0;
+
+/// Starts the HDF5 stall watchdog: a call stuck on a damaged file ends larmon with one error
+/// line naming the file (`watch` first records the file, so that a restart skips it).
+fn give_up_on_stalled_hdf5() {
+    let limit = std::env::var("LARMON_HDF5_STALL_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(DEFAULT_HDF5_STALL_S);
+    let started = larmon_ingest::stall::spawn_watchdog(
+        std::time::Duration::from_secs_f64(limit),
+        |file, what, elapsed| {
+            commands::watch::record_stalled_file(file);
+            eprintln!(
+                "larmon: error: {}: HDF5 made no progress for {:.0} s {what} (a damaged file \
+                 can make the HDF5 library loop forever): giving up",
+                file.display(),
+                elapsed.as_secs_f64()
+            );
+            std::process::exit(1);
+        },
+    );
+    if let Err(e) = started {
+        eprintln!("larmon: warning: no HDF5 stall watchdog: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     end_quietly_on_closed_pipe(&cli.command);
     init_logging(cli.verbose);
+    give_up_on_stalled_hdf5();
     let result = match cli.command {
         Command::Convert(args) => commands::convert::run(args),
         Command::Calibrate(args) => commands::calibrate::run(args),

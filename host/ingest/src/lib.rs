@@ -23,6 +23,7 @@ mod error;
 mod hdf5_io;
 pub mod light;
 pub mod read;
+pub mod stall;
 pub mod write;
 
 pub use error::{IngestError, Result};

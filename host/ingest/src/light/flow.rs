@@ -155,6 +155,7 @@ fn array<const N: usize, T: Copy + Default>(
 impl FlowReader {
     /// Opens a flow light file.
     pub fn open(path: &Path) -> Result<Self> {
+        let _busy = crate::stall::busy(path, "opening the light datasets");
         let file = open_readonly(path)?;
         let events = file.dataset(EVENTS).map_err(|_| {
             let found = file.member_names().unwrap_or_default();
@@ -240,6 +241,8 @@ impl FlowReader {
 
     /// The next event and its samples (`[board][input][sample]`, raw int16).
     pub fn next_event(&mut self) -> Result<Option<(FlowEvent, &[i16])>> {
+        let path = self.path.clone();
+        let _busy = crate::stall::busy(&path, "reading light/wvfm");
         if self.next >= self.rows {
             return Ok(None);
         }

@@ -190,6 +190,7 @@ impl FlowFileReader {
     /// Opens an ndlar_flow file: reads its events and their t0, and decides which hits to use.
     pub fn open(path: &Path) -> Result<Self> {
         let file = open_readonly(path)?;
+        let _busy = crate::stall::busy(path, "opening the flow datasets");
         let not_flow = |reason: String| IngestError::NotLarpix { path: path.into(), reason };
         let events_ds = file.dataset(FLOW_EVENTS_DATASET).map_err(|_| {
             not_flow(format!("no `{FLOW_EVENTS_DATASET}`: not an ndlar_flow charge file"))
@@ -288,6 +289,8 @@ impl FlowFileReader {
 
     /// The next `count` events with their hits, or `None` at the end.
     pub fn next_events(&mut self, count: usize) -> Result<Option<Vec<FlowEvent>>> {
+        let path = self.path.clone();
+        let _busy = crate::stall::busy(&path, "reading flow events");
         let range = self.next_event..(self.next_event + count.max(1)).min(self.events.len());
         if range.is_empty() {
             return Ok(None);

@@ -57,6 +57,7 @@ pub enum LarpixReader {
 impl LarpixReader {
     /// Opens `path`, deciding its kind from the datasets it holds.
     pub fn open(path: &Path, options: &ReadOptions) -> Result<Self> {
+        let _busy = crate::stall::busy(path, "opening the file");
         let file = open_readonly(path)?;
         if file.link_exists("msgs") {
             Ok(Self::Raw(RawFileReader::from_file(path, file, options)?))

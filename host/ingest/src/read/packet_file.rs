@@ -222,6 +222,7 @@ pub struct PacketFileReader {
 impl PacketFileReader {
     /// Opens a packet file.
     pub fn open(path: &Path, options: &ReadOptions) -> Result<Self> {
+        let _busy = crate::stall::busy(path, "opening the file");
         let file = open_readonly(path)?;
         Self::from_file(path, file, options)
     }
@@ -320,6 +321,7 @@ impl PacketFileReader {
 
     /// Re-reads the table length of a file still being written; returns the new row count.
     pub fn refresh(&mut self) -> Result<u64> {
+        let _busy = crate::stall::busy(&self.path, "refreshing `packets`");
         self.dataset.refresh().context(&self.path, || "refreshing `packets`".into())?;
         self.rows = self.dataset.size() as u64;
         Ok(self.rows)
@@ -338,6 +340,8 @@ impl PacketFileReader {
         if self.next_row >= self.rows {
             return Ok(false);
         }
+        let path = self.path.clone();
+        let _busy = crate::stall::busy(&path, "reading `packets`");
         let block_rows = self.batch_rows as u64;
         let block = if self.use_read_ahead && self.rows - self.next_row > block_rows {
             self.next_block_read_ahead(block_rows)?

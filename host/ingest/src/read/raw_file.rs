@@ -60,6 +60,7 @@ impl MessageBlock {
 impl RawFileReader {
     /// Opens a raw file.
     pub fn open(path: &Path, options: &ReadOptions) -> Result<Self> {
+        let _busy = crate::stall::busy(path, "opening the file");
         let file = open_readonly(path)?;
         Self::from_file(path, file, options)
     }
@@ -174,6 +175,7 @@ impl RawFileReader {
 
     /// Re-reads the dataset lengths of a file still being written; returns the readable messages.
     pub fn refresh(&mut self) -> Result<u64> {
+        let _busy = crate::stall::busy(&self.path, "refreshing the raw datasets");
         for ds in [&self.msgs, &self.headers] {
             ds.refresh().context(&self.path, || "refreshing the raw datasets".into())?;
         }
@@ -214,6 +216,8 @@ impl RawFileReader {
 
     /// Decodes whole messages into `pending` until it holds at least `batch_rows` rows.
     fn decode_batch(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let _busy = crate::stall::busy(&path, "reading msgs");
         while self.pending.len() < self.batch_rows {
             if self.block.remaining() == 0 && !self.read_block()? {
                 break;
