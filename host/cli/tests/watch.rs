@@ -55,7 +55,7 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The raw files of run `run` in `daq`, in name order.
+/// The raw files of run `run` in `daq`, in name order, then its light file.
 fn run_files(daq: &Path, run: u32) -> Vec<PathBuf> {
     let prefix = format!("binary-{run:07}-");
     let mut files: Vec<PathBuf> = std::fs::read_dir(daq)
@@ -67,6 +67,11 @@ fn run_files(daq: &Path, run: u32) -> Vec<PathBuf> {
         })
         .collect();
     files.sort();
+    // `larmon simulate` writes the light of the same muons beside them.
+    let light = daq.join(format!("mpd_run_sim_rctl_{run}_p0.data"));
+    if light.exists() {
+        files.push(light);
+    }
     files
 }
 
@@ -138,7 +143,7 @@ fn watch_follows_a_live_run_within_seconds_and_ends_with_the_batch_report() {
     println!("{stdout}");
     assert!(stdout.contains("over 8 chunks (0 not seen"), "{stdout}");
     wait_exit(watch, Duration::from_secs(120));
-    assert_eq!(run_files(&daq, 1).len(), 2);
+    assert_eq!(run_files(&daq, 1).len(), 3, "two raw files and the light file");
     assert_same_as_batch(&daq, &out, 1, "watch-live-1");
     assert_same_as_batch(&daq, &out, 2, "watch-live-2");
 }
@@ -186,7 +191,7 @@ fn watch_killed_at_random_moments_resumes_without_loss_or_double_counting() {
     let last = wait_exit(start_watch(&daq, &out, true), Duration::from_secs(120));
     // The last watcher resumed from checkpoints the killed ones left.
     assert!(last.contains(": resuming "), "no checkpoint was resumed:\n{last}");
-    assert_eq!(run_files(&daq, 5).len(), 3);
+    assert_eq!(run_files(&daq, 5).len(), 4, "three raw files and the light file");
     assert_same_as_batch(&daq, &out, 5, "watch-kill");
     // A watcher killed after its checkpoint but before its report leaves a stale report: a
     // restart with nothing new to read still rewrites the report from the checkpoints.
@@ -251,4 +256,46 @@ fn a_run_database_joins_a_charge_and_a_light_file_under_watch() {
     assert_eq!(report["files"].as_array().unwrap().len(), 2);
     assert_eq!(report["host"]["light_events"], events);
     assert_eq!(report["host"]["light_matched_events"], events);
+}
+
+/// A run whose files are finished and idle leaves memory (`--forget-after-s`); when another
+/// file of it arrives, the run comes back from its checkpoints and its report still equals
+/// `larmon run` over all its files.
+#[test]
+fn an_idle_run_leaves_memory_and_comes_back_when_it_grows() {
+    let dir = scratch("watch-forget");
+    let (sim, daq, out) = (dir.join("sim"), dir.join("daq"), dir.join("dqm"));
+    std::fs::create_dir_all(&daq).unwrap();
+    let made = larmon()
+        .args(["simulate", "--run", "3", "--duration-s", "4", "--files", "2", "--no-light"])
+        .arg("--out")
+        .arg(&sim)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let parts = run_files(&sim, 3);
+    assert_eq!(parts.len(), 2);
+    let arrive = |part: &Path| {
+        let name = part.file_name().unwrap();
+        std::fs::copy(part, dir.join(name)).unwrap();
+        std::fs::rename(dir.join(name), daq.join(name)).unwrap();
+    };
+    arrive(&parts[0]);
+    let mut command = larmon();
+    command.arg("watch").arg(&daq).arg("--out").arg(&out);
+    command.args(["--poll-s", "0.2", "--finish-after-s", "1", "--forget-after-s", "1"]);
+    command.args(["--exit-when-idle-s", "8"]);
+    let watch = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let report = out.join("run-0000003/report.json");
+    let started = Instant::now();
+    while !report.exists() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no report of the first part");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Finished after 1 s idle, forgotten 1 s later: then the second part arrives.
+    std::thread::sleep(Duration::from_secs(4));
+    arrive(&parts[1]);
+    let stdout = wait_exit(watch, Duration::from_secs(180));
+    assert!(stdout.contains("run-0000003: resuming "), "the run did not come back:\n{stdout}");
+    assert_same_as_batch(&daq, &out, 3, "watch-forget");
 }

@@ -3,7 +3,7 @@
 //! timed assertions in tests.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use larmon_ingest::arrow::packets_record_batch;
@@ -47,7 +47,7 @@ struct Measurement {
 type Pass<'a> = Box<dyn FnMut() -> Result<u64> + 'a>;
 
 fn measure(min_seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<(u64, Vec<f64>)> {
-    let budget = Duration::from_secs_f64(min_seconds);
+    let budget = super::seconds(min_seconds);
     let started = Instant::now();
     let mut rates = Vec::new();
     let mut rows = 0;

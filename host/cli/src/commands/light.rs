@@ -2,7 +2,7 @@
 //! health flags; `--bench` measures the read + reduce throughput.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use larmon_ingest::light::LightFile;
@@ -184,7 +184,7 @@ pub fn run(args: Args) -> Result<()> {
             let bytes = std::fs::metadata(path)?.len() as f64;
             let started = Instant::now();
             let mut rates = Vec::new();
-            while rates.len() < 3 || started.elapsed() < Duration::from_secs_f64(seconds) {
+            while rates.len() < 3 || started.elapsed() < super::seconds(seconds) {
                 let t = Instant::now();
                 let scan = scan_file(path, args.baseline_samples)?;
                 std::hint::black_box(scan.waveforms);

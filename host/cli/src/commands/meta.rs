@@ -2,7 +2,6 @@
 //! adler32 (crates `larmon-metadata` and `larmon-catalog`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use larmon_catalog::Adler32;
@@ -111,7 +110,7 @@ impl MetadataArgs {
             data_stream: self.data_stream.clone(),
             detector,
             config_file: self.config.clone(),
-            stable_for: Duration::from_secs_f64(self.stable_s.max(0.0)),
+            stable_for: super::seconds(self.stable_s),
             run: self.run,
             run_db: self
                 .run_db

@@ -24,3 +24,11 @@ pub mod watch;
 pub fn error_text(err: &anyhow::Error) -> String {
     larmon_pipeline::error_text(err.as_ref())
 }
+
+/// A duration from a number of seconds given on the command line: negative or NaN is 0, and at
+/// most ~30 years, so that no value makes `Duration` panic.
+pub fn seconds(value: f64) -> std::time::Duration {
+    // Not `clamp`: NaN must become 0, and `max` does that.
+    #[allow(clippy::manual_clamp)]
+    std::time::Duration::from_secs_f64(value.max(0.0).min(1e9))
+}

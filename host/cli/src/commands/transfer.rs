@@ -2,7 +2,6 @@
 //! registration in Rucio (crate `larmon-transfer`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Result, bail};
 use larmon_catalog::Catalog;
@@ -104,8 +103,8 @@ pub fn run(args: Args) -> Result<()> {
         _ => bail!("give a destination: --to DIR, or --copy-command with its companions"),
     };
     let policy = RetryPolicy {
-        first_backoff: Duration::from_secs_f64(args.backoff_s.max(0.0)),
-        max_backoff: Duration::from_secs_f64(args.max_backoff_s.max(0.0)),
+        first_backoff: super::seconds(args.backoff_s),
+        max_backoff: super::seconds(args.max_backoff_s),
     };
     loop {
         let summary = run_queue(
@@ -124,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
             args.site, summary.copied, summary.already_there, summary.failed
         );
         match args.follow_s {
-            Some(s) => std::thread::sleep(Duration::from_secs_f64(s.max(0.1))),
+            Some(s) => std::thread::sleep(super::seconds(s.max(0.1))),
             None => break,
         }
     }

@@ -69,6 +69,10 @@ pub struct Args {
     /// Flush a file's last events once it has not grown for this long, seconds.
     #[arg(long, default_value_t = 30.0)]
     finish_after_s: f64,
+    /// Release a run from memory once all its files have been finished and idle this long,
+    /// seconds (its state stays in its checkpoints and comes back if a file of it changes).
+    #[arg(long, default_value_t = 3600.0)]
+    forget_after_s: f64,
     /// Exit once every file is finished and nothing changed for this long, seconds.
     #[arg(long)]
     exit_when_idle_s: Option<f64>,
@@ -85,19 +89,31 @@ fn print_notices(watch: &mut DaqWatch) {
     for notice in watch.take_notices() {
         match notice {
             Notice::Resumed { .. } => println!("{notice}"),
-            Notice::WillRetry(_) => eprintln!("{notice}"),
+            Notice::WillRetry(_) | Notice::Skipped(_) => eprintln!("{notice}"),
         }
     }
 }
 
+/// The output folder of the running watch, for [`record_stalled_file`].
+static WATCH_OUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Under `watch`, records a file HDF5 got stuck on, so that the restarted watcher skips it.
+pub fn record_stalled_file(file: &std::path::Path) {
+    if let Some(out) = WATCH_OUT.get() {
+        larmon_pipeline::modes::watch::record_stalled_file(out, file);
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
+    let _ = WATCH_OUT.set(args.out.clone());
     let options = WatchOptions {
         dir: args.dir.clone(),
         out: args.out.clone(),
         run_pattern: args.run_pattern.clone(),
         light_channel_map: args.light_channel_map.clone(),
-        finish_after: Duration::from_secs_f64(args.finish_after_s.max(0.0)),
+        finish_after: super::seconds(args.finish_after_s),
         run_db: args.run_db.clone(),
+        forget_after: super::seconds(args.forget_after_s),
     };
     // The folder and the pattern are checked before the plugins are loaded.
     options.check()?;
@@ -139,16 +155,39 @@ pub fn run(args: Args) -> Result<()> {
         watch.plugin_count()
     );
 
-    let poll = Duration::from_secs_f64(args.poll_s.max(0.05));
+    let poll = super::seconds(args.poll_s.max(0.05));
     let mut last_change = Instant::now();
+    // Trouble that is not one file's (the folder unreadable for a moment, a full disk for a
+    // report) is said once while it lasts and retried: the watcher goes on.
+    let mut last_trouble: Option<String> = None;
+    let mut unwritten: Vec<String> = Vec::new();
     loop {
         let step = watch.step();
         print_notices(&mut watch);
-        let changed_runs = step?;
+        let step_ok = step.is_ok();
+        let mut changed_runs = match step {
+            Ok(runs) => runs,
+            Err(e) => {
+                say_trouble(&mut last_trouble, larmon_pipeline::error_text(&e));
+                Vec::new()
+            }
+        };
+        for run in std::mem::take(&mut unwritten) {
+            if !changed_runs.contains(&run) {
+                changed_runs.push(run);
+            }
+        }
         for run in &changed_runs {
             let started = Instant::now();
-            let written = watch.write_run_report(run)?;
-            println!("{}", written.summary_line(started.elapsed().as_secs_f64()));
+            match watch.write_run_report(run) {
+                Ok(written) => {
+                    println!("{}", written.summary_line(started.elapsed().as_secs_f64()));
+                }
+                Err(e) => {
+                    say_trouble(&mut last_trouble, larmon_pipeline::error_text(&e));
+                    unwritten.push(run.clone());
+                }
+            }
         }
         if !changed_runs.is_empty() {
             last_change = Instant::now();
@@ -159,6 +198,9 @@ pub fn run(args: Args) -> Result<()> {
                 return Ok(());
             }
         }
+        if unwritten.is_empty() && step_ok {
+            last_trouble = None; // a pass without trouble: the next one is said again
+        }
         match wake.recv_timeout(poll) {
             // Coalesce a burst of notifications (a writer flushing) into one pass.
             Ok(()) => while wake.recv_timeout(Duration::from_millis(20)).is_ok() {},
@@ -166,4 +208,12 @@ pub fn run(args: Args) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(poll),
         }
     }
+}
+
+/// Prints a problem once while the same one persists.
+fn say_trouble(last: &mut Option<String>, text: String) {
+    if last.as_deref() != Some(text.as_str()) {
+        eprintln!("larmon: {text} (will retry)");
+    }
+    *last = Some(text);
 }

@@ -9,6 +9,7 @@
 //! named current in `watch.json` by an atomic rename. A restart (or `kill -9` at any moment)
 //! resumes from the last named generation: nothing is processed twice, nothing is lost.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +23,7 @@ use larmon_ingest::light::channel_map::ChannelMap;
 use larmon_ingest::light::{LightFile, is_light_file};
 use larmon_ingest::read::{LarpixReader, ReadOptions, is_flow_file};
 use larmon_report::PluginEntry;
-use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun};
+use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun, RunBudget};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +33,7 @@ use crate::input::charge::{ChargeTrigger, RunCalibration, charge_triggers_of};
 use crate::input::light::{LightStats, load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
 use crate::modes::naming::run_name_of;
-use crate::output::report::{RunTotals, WrittenReport, write_report};
+use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
 use crate::output::{safe_name, write_atomically};
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
@@ -41,6 +42,31 @@ use crate::streams::{Stream, calibrated_batches};
 /// The default run pattern: the 2x2 charge DAQ's `binary-0050015-…` / `packet-0050015-…`
 /// names (7 digits; a date is no run), the one `larmon meta` and `larmon run` use.
 pub const DEFAULT_RUN_PATTERN: &str = larmon_catalog::metadata::DEFAULT_NAME_PATTERN;
+
+/// The list of files HDF5 got stuck on (`OUT/stalled-files.json`): a watcher that had to give
+/// up on one records it there before it ends, and skips it when restarted.
+pub const STALLED_FILES: &str = "stalled-files.json";
+
+/// Adds `file` to the stalled-file list of the output folder `out` (best effort: called just
+/// before the process ends).
+pub fn record_stalled_file(out: &Path, file: &Path) {
+    let path = out.join(STALLED_FILES);
+    let mut files = stalled_files(out);
+    if !files.iter().any(|f| f == file) {
+        files.push(file.to_path_buf());
+        if let Ok(text) = serde_json::to_vec_pretty(&files) {
+            let _ = write_atomically(&path, &text);
+        }
+    }
+}
+
+/// The files of the stalled-file list of `out`.
+pub fn stalled_files(out: &Path) -> Vec<PathBuf> {
+    std::fs::read(out.join(STALLED_FILES))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
 
 /// What to watch and how.
 #[derive(Clone, Debug)]
@@ -58,7 +84,14 @@ pub struct WatchOptions {
     /// The 2x2 run database: charge and light files grouped by global run. Without it, a
     /// light file joins the charge run its first event falls in.
     pub run_db: Option<PathBuf>,
+    /// A run whose files have all been finished and idle this long is released from memory
+    /// (its state stays in its checkpoints; it is loaded again if one of its files changes
+    /// or its report is asked for), so memory does not grow with the weeks.
+    pub forget_after: Duration,
 }
+
+/// Default of [`WatchOptions::forget_after`].
+pub const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 impl WatchOptions {
     /// Checks what can be checked before anything is loaded: the folder exists and the run
@@ -91,6 +124,7 @@ impl WatchOptions {
             light_channel_map: None,
             finish_after: Duration::from_secs(30),
             run_db: None,
+            forget_after: DEFAULT_FORGET_AFTER,
         }
     }
 }
@@ -112,6 +146,8 @@ pub enum Notice {
     /// A file could not be read (yet): it is retried on the next pass. Said once while the
     /// same error persists.
     WillRetry(String),
+    /// Something was set aside and the watch goes on (a file skipped, a checkpoint not used).
+    Skipped(String),
 }
 
 impl std::fmt::Display for Notice {
@@ -123,6 +159,7 @@ impl std::fmt::Display for Notice {
                 file.display()
             ),
             Notice::WillRetry(text) => write!(f, "larmon: {text} (will retry)"),
+            Notice::Skipped(text) => write!(f, "larmon: {text}"),
         }
     }
 }
@@ -173,6 +210,8 @@ struct LiveFile {
     snapshots: Vec<Snapshot>,
     /// Last open/read error, reported once while it persists.
     error: Option<String>,
+    /// When reading it was last tried.
+    last_attempt: Option<Instant>,
     /// A light-readout file (read once it stops growing, matched to the run's charge triggers)
     /// rather than a charge file.
     light: bool,
@@ -193,6 +232,9 @@ struct PendingLight {
     modified: Option<SystemTime>,
     since: Instant,
 }
+
+/// How often a file that keeps failing without changing is tried again.
+const RETRY_UNCHANGED: Duration = Duration::from_secs(30);
 
 /// Seconds of slack when a light file's first event is placed in a charge file's time span
 /// (PACMAN times are whole seconds).
@@ -234,6 +276,14 @@ pub struct DaqWatch {
     /// checkpoint whose report a killed watcher may not have written.
     stale_reports: Vec<String>,
     notices: Vec<Notice>,
+    /// Per run, each plugin's time budget (shared by its instances of the run).
+    budgets: HashMap<String, Vec<Arc<RunBudget>>>,
+    /// Files that could not be added (size, mtime when tried): tried again once they change.
+    unopenable: HashMap<PathBuf, (u64, Option<SystemTime>)>,
+    /// Files HDF5 got stuck on in an earlier watch ([`STALLED_FILES`]): never opened again.
+    stalled: Vec<PathBuf>,
+    /// Files of runs released from memory: file -> (run, size, mtime) when released.
+    forgotten: HashMap<PathBuf, (String, u64, Option<SystemTime>)>,
 }
 
 impl DaqWatch {
@@ -264,7 +314,17 @@ impl DaqWatch {
             pending_light: Vec::new(),
             stale_reports: Vec::new(),
             notices: Vec::new(),
+            budgets: HashMap::new(),
+            unopenable: HashMap::new(),
+            stalled: Vec::new(),
+            forgotten: HashMap::new(),
         })
+    }
+
+    /// The plugins' time budgets of a run.
+    fn budgets_of(&mut self, run: &str) -> Vec<Arc<RunBudget>> {
+        let plugins = &self.plugins;
+        self.budgets.entry(run.to_string()).or_insert_with(|| plugins.budgets()).clone()
     }
 
     /// The options it runs with.
@@ -293,38 +353,157 @@ impl DaqWatch {
     /// One pass: discover files, read what was appended, finish idle files. Returns the runs
     /// whose report must be rewritten.
     pub fn step(&mut self) -> Result<Vec<String>> {
+        for file in stalled_files(&self.options.out) {
+            if !self.stalled.contains(&file) {
+                self.notices.push(Notice::Skipped(format!(
+                    "{}: skipped: HDF5 got stuck on it before (listed in {}; remove it from \
+                     there to try again)",
+                    file.display(),
+                    self.options.out.join(STALLED_FILES).display()
+                )));
+                self.stalled.push(file);
+            }
+        }
         self.discover()?;
         let mut changed: Vec<String> = std::mem::take(&mut self.stale_reports);
         changed.dedup();
         let finish_after = self.options.finish_after;
         for i in 0..self.files.len() {
-            let grew = self.read_appended(i)?;
-            let file = &mut self.files[i];
-            let idle = file.last_growth.elapsed() >= finish_after;
-            let mut flushed = false;
-            if !grew && idle && !file.finished && !file.light && !file.flow {
-                let done = file.calibrator.finish();
-                file.triggers.extend(charge_triggers_of(&done.events));
-                Self::feed(&mut file.instances, &calibrated_batches(&done));
-                file.finished = true;
-                flushed = true;
-            }
-            if grew || flushed {
-                Self::snapshot_all(file);
-                self.checkpoint(i)?;
-                let run = self.files[i].run.clone();
-                if !changed.contains(&run) {
-                    changed.push(run);
+            // One file's trouble (unreadable data, a full disk for its checkpoint) is reported
+            // and retried; the other files go on.
+            match self.step_file(i, finish_after) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let run = self.files[i].run.clone();
+                    if !changed.contains(&run) {
+                        changed.push(run);
+                    }
+                }
+                Err(e) => {
+                    let file = &mut self.files[i];
+                    let text = format!("{}: {}", file.path.display(), error_text(&e));
+                    Self::retry_later(&mut self.notices, &mut file.error, text);
                 }
             }
         }
+        self.forget_idle_runs(&changed);
         Ok(changed)
+    }
+
+    /// How many files are held in memory (the others are in their checkpoints).
+    pub fn files_in_memory(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Releases the runs whose files are all finished, readable and idle for `forget_after`
+    /// (not those changed on this pass: their report is still to be written).
+    fn forget_idle_runs(&mut self, changed: &[String]) {
+        let forget_after = self.options.forget_after;
+        let mut runs: Vec<String> = self.files.iter().map(|f| f.run.clone()).collect();
+        runs.sort();
+        runs.dedup();
+        for run in runs {
+            let idle = self.files.iter().filter(|f| f.run == run).all(|f| {
+                f.finished && f.error.is_none() && f.last_growth.elapsed() >= forget_after
+            });
+            if !idle || changed.contains(&run) || self.stale_reports.contains(&run) {
+                continue;
+            }
+            for file in self.files.iter().filter(|f| f.run == run) {
+                self.forgotten.insert(file.path.clone(), (run.clone(), file.size, file.modified));
+            }
+            self.files.retain(|f| f.run != run);
+            self.budgets.remove(&run);
+        }
+    }
+
+    /// Loads a released run back from its checkpoints.
+    fn recall_run(&mut self, run: &str) -> Result<()> {
+        let mut paths: Vec<PathBuf> =
+            self.forgotten.iter().filter(|(_, v)| v.0 == run).map(|(p, _)| p.clone()).collect();
+        paths.sort();
+        // All out of the released list first: adding a file recalls its run otherwise.
+        for path in &paths {
+            self.forgotten.remove(path);
+        }
+        for path in paths {
+            let file = self.add_file(path, run.to_string())?;
+            // Resumed from its checkpoint: not a change by itself.
+            file.last_growth = Instant::now();
+        }
+        self.stale_reports.retain(|r| r != run);
+        Ok(())
+    }
+
+    /// Reads what file `i` gained, flushes it once idle, checkpoints it; true if its run
+    /// changed. A finished file's plugin instances are released (its snapshots stay), and
+    /// rebuilt from them if the file grows again.
+    fn step_file(&mut self, i: usize, finish_after: Duration) -> Result<bool> {
+        let grew = self.read_appended(i)?;
+        let file = &mut self.files[i];
+        let idle = file.last_growth.elapsed() >= finish_after;
+        let mut flushed = false;
+        if !grew && idle && !file.finished && !file.light && !file.flow {
+            let done = file.calibrator.finish();
+            file.triggers.extend(charge_triggers_of(&done.events));
+            Self::feed(&mut file.instances, &calibrated_batches(&done));
+            file.finished = true;
+            flushed = true;
+        }
+        if grew || flushed {
+            Self::snapshot_all(file);
+            self.checkpoint(i)?;
+            let file = &mut self.files[i];
+            if file.finished {
+                file.instances.clear();
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Plugin instances for file `i` again (released when it finished): fresh ones that merge
+    /// its latest snapshots.
+    fn ensure_instances(&mut self, i: usize) {
+        if !self.files[i].instances.is_empty() {
+            return;
+        }
+        let budgets = self.budgets_of(&self.files[i].run.clone());
+        let file = &mut self.files[i];
+        for (k, plugin) in self.plugins.plugins.iter().enumerate() {
+            let config = self.config.plugin_config(&plugin.info().name);
+            let mut instance =
+                open_instance(plugin, &self.plugins.runtime, &config, &self.pixels, &budgets[k]);
+            if let (Ok(run), Some(snapshot)) = (instance.as_mut(), &file.snapshots[k]) {
+                let restored = match snapshot {
+                    Ok(bytes) => run.merge(bytes),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Err(e) = restored {
+                    instance = Err(e);
+                }
+            }
+            file.instances.push(instance);
+        }
     }
 
     /// Adds files not seen before (restoring their state if a checkpoint exists). A light file
     /// whose run is not known from the run database waits until it stops growing, then joins
     /// the charge run its first event falls in.
     fn discover(&mut self) -> Result<()> {
+        // A released run comes back when one of its files changes.
+        let grown: Vec<String> = self
+            .forgotten
+            .iter()
+            .filter(|(path, (_, size, modified))| {
+                std::fs::metadata(path)
+                    .is_ok_and(|m| m.len() != *size || m.modified().ok() != *modified)
+            })
+            .map(|(_, (run, _, _))| run.clone())
+            .collect();
+        for run in grown {
+            self.recall_run(&run)?;
+        }
         let dir = &self.options.dir;
         let entries = std::fs::read_dir(dir).at(dir)?;
         let mut new: Vec<PathBuf> = entries
@@ -333,6 +512,13 @@ impl DaqWatch {
             .filter(|p| p.extension().is_some_and(|e| e == "h5" || e == "hdf5" || e == "data"))
             .filter(|p| !self.files.iter().any(|f| &f.path == p))
             .filter(|p| !self.pending_light.iter().any(|f| &f.path == p))
+            .filter(|p| !self.stalled.contains(p))
+            .filter(|p| !self.forgotten.contains_key(p))
+            .filter(|p| match self.unopenable.get(p) {
+                Some(&(size, modified)) => std::fs::metadata(p)
+                    .is_ok_and(|m| m.len() != size || m.modified().ok() != modified),
+                None => true,
+            })
             .collect();
         new.sort();
         for path in new {
@@ -345,7 +531,21 @@ impl DaqWatch {
             };
             match run {
                 Some(run) => {
-                    self.add_file(path, run)?;
+                    if let Err(e) = self.add_file(path.clone(), run) {
+                        let meta = std::fs::metadata(&path).ok();
+                        let key = (
+                            meta.as_ref().map_or(0, |m| m.len()),
+                            meta.and_then(|m| m.modified().ok()),
+                        );
+                        self.unopenable.insert(path.clone(), key);
+                        self.notices.push(Notice::Skipped(format!(
+                            "{}: {} (skipped until the file changes)",
+                            path.display(),
+                            error_text(&e)
+                        )));
+                    } else {
+                        self.unopenable.remove(&path);
+                    }
                 }
                 None => self.pending_light.push(PendingLight {
                     path,
@@ -360,6 +560,10 @@ impl DaqWatch {
     }
 
     fn add_file(&mut self, path: PathBuf, run: String) -> Result<&mut LiveFile> {
+        // A new file of a released run: the run comes back first (its report merges them all).
+        if self.forgotten.values().any(|(r, _, _)| *r == run) {
+            self.recall_run(&run)?;
+        }
         let index = self.file_index(&run, &path);
         let file = self.open_live(path, run, index)?;
         if file.generation > 0 && !self.stale_reports.contains(&file.run) {
@@ -497,27 +701,80 @@ impl DaqWatch {
         self.options.out.join(run).join("watch").join(format!("file-{index:06}"))
     }
 
-    /// A file's live state: fresh, or resumed from its last checkpoint.
+    /// A file's live state: resumed from its last checkpoint, or fresh (also when the
+    /// checkpoint cannot be used: said once, and the file is read again from its start).
     fn open_live(&mut self, path: PathBuf, run: String, index: usize) -> Result<LiveFile> {
+        let state_dir = self.state_dir(&run, index);
+        let checkpoint_file = state_dir.join("watch.json");
+        let checkpoint = match std::fs::read(&checkpoint_file) {
+            Err(_) => None,
+            Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                Ok(c) => Some(c).filter(|c| c.file == path),
+                Err(e) => {
+                    self.notices.push(Notice::Skipped(format!(
+                        "{}: unreadable checkpoint ({e}): reading {} again from its start",
+                        checkpoint_file.display(),
+                        path.display()
+                    )));
+                    None
+                }
+            },
+        };
+        if checkpoint.is_some() {
+            match self.open_live_from(path.clone(), run.clone(), index, checkpoint) {
+                Ok(file) => return Ok(file),
+                Err(e) => self.notices.push(Notice::Skipped(format!(
+                    "{}: checkpoint cannot be used ({}): reading the file again from its start",
+                    path.display(),
+                    error_text(&e)
+                ))),
+            }
+        }
+        self.open_live_from(path, run, index, None)
+    }
+
+    fn open_live_from(
+        &mut self,
+        path: PathBuf,
+        run: String,
+        index: usize,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<LiveFile> {
         let calibrator = self.calibration.for_file(index)?;
         let state_dir = self.state_dir(&run, index);
-        let checkpoint: Option<Checkpoint> = std::fs::read(state_dir.join("watch.json"))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .filter(|c: &Checkpoint| c.file == path);
+        let budgets = self.budgets_of(&run);
         let mut instances = Vec::new();
         let mut snapshots = Vec::new();
-        for plugin in &self.plugins.plugins {
+        // A finished file needs no plugin instances, only its snapshots (instances are made
+        // again if it grows): a restart over months of files stays small.
+        let finished = checkpoint.as_ref().is_some_and(|c| c.finished);
+        for plugin in self.plugins.plugins.iter().filter(|_| finished) {
+            let c = checkpoint.as_ref().expect("finished implies a checkpoint");
+            let file = generation_dir(&state_dir, c.generation)
+                .join(format!("{}.snapshot", plugin_file(plugin)));
+            snapshots.push(match std::fs::read(&file) {
+                Ok(bytes) => Some(Ok(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).at(&file),
+            });
+        }
+        for (k, plugin) in self.plugins.plugins.iter().enumerate().filter(|_| !finished) {
             let config = self.config.plugin_config(&plugin.info().name);
-            let mut instance = open_instance(plugin, &self.plugins.runtime, &config, &self.pixels);
+            let mut instance =
+                open_instance(plugin, &self.plugins.runtime, &config, &self.pixels, &budgets[k]);
             if let (Some(c), Ok(run)) = (&checkpoint, instance.as_mut()) {
                 let file = generation_dir(&state_dir, c.generation)
                     .join(format!("{}.snapshot", plugin_file(plugin)));
-                let restored = std::fs::read(&file)
-                    .map_err(|e| PluginFailure::Host(format!("reading {}: {e}", file.display())))
-                    .and_then(|bytes| run.merge(&bytes));
-                if let Err(e) = restored {
-                    instance = Err(PluginFailure::Host(format!("resuming: {e}")));
+                // A snapshot the plugin wrote but cannot read back is the plugin's failure; a
+                // missing or unreadable file makes the whole checkpoint unusable.
+                match std::fs::read(&file) {
+                    Ok(bytes) => {
+                        if let Err(e) = run.merge(&bytes) {
+                            instance = Err(PluginFailure::Host(format!("resuming: {e}")));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at(&file),
                 }
             }
             snapshots.push(None);
@@ -539,6 +796,7 @@ impl DaqWatch {
             instances,
             snapshots,
             error: None,
+            last_attempt: None,
             light: is_light_file(&path) && !flow,
             triggers: Vec::new(),
             light_stats: LightStats::default(),
@@ -604,9 +862,15 @@ impl DaqWatch {
             Err(_) => return Ok(false), // moved away: keep what we have
         };
         let modified = meta.modified().ok();
-        if meta.len() == file.size && modified == file.modified && file.error.is_none() {
+        let unchanged = meta.len() == file.size && modified == file.modified;
+        // A file that fails without changing is tried again only now and then.
+        let retry_due = file.last_attempt.is_none_or(|t| t.elapsed() >= RETRY_UNCHANGED);
+        if unchanged && (file.error.is_none() || !retry_due) {
             return Ok(false);
         }
+        file.last_attempt = Some(Instant::now());
+        self.ensure_instances(i);
+        let file = &mut self.files[i];
         let options = ReadOptions { read_ahead: false, ..ReadOptions::default() };
         let mut reader = match LarpixReader::open(&file.path, &options) {
             Ok(r) => r,
@@ -662,6 +926,8 @@ impl DaqWatch {
         if !file.idle_and_unread(finish_after) {
             return Ok(false);
         }
+        self.ensure_instances(i);
+        let file = &mut self.files[i];
         let run = file.run.clone();
         let triggers: Vec<ChargeTrigger> = self
             .files
@@ -699,6 +965,8 @@ impl DaqWatch {
         if !file.idle_and_unread(finish_after) {
             return Ok(false);
         }
+        self.ensure_instances(i);
+        let file = &mut self.files[i];
         let options = ReadOptions { read_ahead: false, ..ReadOptions::default() };
         let outcome = (|| -> Result<_> {
             let mut source = self.calibration.open_file(&file.path, file.index, &options)?;
@@ -748,6 +1016,7 @@ impl DaqWatch {
     }
 
     fn snapshot_all(file: &mut LiveFile) {
+        // Released instances (a finished file) leave the snapshots as they are.
         for (instance, snapshot) in file.instances.iter_mut().zip(&mut file.snapshots) {
             *snapshot = Some(match instance {
                 Ok(i) => i.snapshot(),
@@ -798,9 +1067,13 @@ impl DaqWatch {
 
     /// Merges the latest snapshots of every file of `run` (in file order) per plugin and writes
     /// the run's report.
-    pub fn write_run_report(&self, run: &str) -> Result<WrittenReport> {
+    pub fn write_run_report(&mut self, run: &str) -> Result<WrittenReport> {
+        if self.forgotten.values().any(|(r, _, _)| r == run) {
+            self.recall_run(run)?;
+        }
         let run_dir = self.options.out.join(run);
-        let files: Vec<&LiveFile> = self.files.iter().filter(|f| f.run == run).collect();
+        let mut files: Vec<&LiveFile> = self.files.iter().filter(|f| f.run == run).collect();
+        files.sort_by_key(|f| f.index); // a recalled run's files come back in any order
         let mut host = serde_json::json!({});
         let mut span = None;
         let mut read_errors = Vec::new();
@@ -823,17 +1096,18 @@ impl DaqWatch {
         let snapshots: Vec<(&Path, &[Snapshot])> =
             files.iter().map(|f| (f.path.as_path(), f.snapshots.as_slice())).collect();
         let (runtime, pixels) = (&self.plugins.runtime, &self.pixels);
-        let entries: Vec<PluginEntry> = std::thread::scope(|scope| {
+        let budgets = self.budgets.get(run).cloned().unwrap_or_else(|| self.plugins.budgets());
+        let mut entries: Vec<PluginEntry> = std::thread::scope(|scope| {
             let workers: Vec<_> = self
                 .plugins
                 .plugins
                 .iter()
                 .enumerate()
                 .map(|(k, plugin)| {
-                    let (snapshots, run_dir) = (&snapshots, &run_dir);
+                    let (snapshots, run_dir, budget) = (&snapshots, &run_dir, &budgets[k]);
                     let config = self.config.plugin_config(&plugin.info().name);
                     scope.spawn(move || {
-                        let mut merge = PluginMerge::open(plugin, runtime, &config, pixels);
+                        let mut merge = PluginMerge::open(plugin, runtime, &config, pixels, budget);
                         for (path, file_snapshots) in snapshots {
                             if let Some(snapshot) = &file_snapshots[k] {
                                 merge.add(path.display(), snapshot.as_deref());
@@ -845,6 +1119,9 @@ impl DaqWatch {
                 .collect();
             workers.into_iter().map(|w| w.join().expect("plugin report thread")).collect()
         });
+        entries.extend(
+            self.plugins.unusable.iter().map(|(file, reason)| unusable_entry(file, reason)),
+        );
         let totals = RunTotals {
             files: files.iter().map(|f| f.path.clone()).collect(),
             span,
