@@ -20,6 +20,7 @@
 //! therefore built whole. [`Calibrator::finish`] flushes everything at the end of a stream.
 
 use larmon_decode::PacketColumns;
+use std::sync::Arc;
 
 use crate::channels::{ChannelTable, unique_id};
 use crate::config::DetectorConfig;
@@ -105,8 +106,9 @@ pub struct CalibratorState {
 /// Turns packet batches into calibrated hits and events.
 pub struct Calibrator {
     config: DetectorConfig,
-    geometry: Geometry,
-    channels: ChannelTable,
+    /// Shared (read-only) by every calibrator of a run: ~10 MB each for the 2x2.
+    geometry: Arc<Geometry>,
+    channels: Arc<ChannelTable>,
     mm_per_tick: f64,
     rollover: Box<[i64; 256]>,
     /// Per io_group (offset, 1 + slope); `None` when no io_group is corrected.
@@ -128,12 +130,14 @@ impl Calibrator {
         Self::with_tables(config, geometry, channels)
     }
 
-    /// Builds a calibrator from tables already loaded; fails only on an invalid clock correction.
+    /// Builds a calibrator from tables already loaded (shared, not copied, when given as
+    /// `Arc`s); fails only on an invalid clock correction.
     pub fn with_tables(
         config: DetectorConfig,
-        geometry: Geometry,
-        channels: ChannelTable,
+        geometry: impl Into<Arc<Geometry>>,
+        channels: impl Into<Arc<ChannelTable>>,
     ) -> Result<Self, CalibrationError> {
+        let (geometry, channels) = (geometry.into(), channels.into());
         let mm_per_tick = config.drift_mm_per_tick();
         let clock = if config.clock_correction.is_empty() {
             None

@@ -47,25 +47,15 @@ pub(crate) fn check_signature(path: &Path) -> Result<()> {
     })
 }
 
-/// How many times HDF5 reads a piece of metadata whose checksum fails before giving up, when
-/// reading a file SWMR. HDF5's default for SWMR readers is 100, with waits between attempts,
-/// meant for a writer caught mid-flush; on a damaged file that made `inspect` hang for minutes.
-/// A few attempts still ride over a flush in progress (the watcher retries on its next pass).
-const SWMR_METADATA_READ_ATTEMPTS: u32 = 4;
-
 /// Opens a file read-only. Files a DAQ is still writing (SWMR) are opened for SWMR reading, so
 /// their datasets can be refreshed; others are opened plainly. File locking is off, as in
-/// larpix-control, so a live writer is never blocked by the monitor.
+/// larpix-control, so a live writer is never blocked by the monitor. HDF5 retries a metadata
+/// read whose checksum fails up to 100 times when reading SWMR (a writer caught mid-flush); on a
+/// damaged file that takes minutes, which the stall watchdog ([`crate::stall`]) cuts short.
 pub(crate) fn open_readonly(path: &Path) -> Result<File> {
     check_signature(path)?;
     let _busy = crate::stall::busy(path, "opening the file");
-    let open = |mode| {
-        File::with_options()
-            .with_fapl(|p| {
-                p.file_locking(false).metadata_read_attempts(SWMR_METADATA_READ_ATTEMPTS)
-            })
-            .open_as(path, mode)
-    };
+    let open = |mode| File::with_options().with_fapl(|p| p.file_locking(false)).open_as(path, mode);
     open(OpenMode::ReadSWMR)
         .or_else(|_| open(OpenMode::Read))
         .map_err(|source| IngestError::Open { path: path.to_path_buf(), source: source.into() })

@@ -141,9 +141,20 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut latencies = Vec::new();
     let mut rows_written = 0;
+    // The light file is written in step with the charge (as the light DAQ runs beside it).
+    let mut light_writer = match &light {
+        Some(light) => Some(light.start_writing(&args.out).context("writing the light file")?),
+        None => None,
+    };
+    let mut light_error = None;
     let paths = run
         .write(&args.out, args.files, args.realtime, |_, second| {
             bar.set_position(u64::from(second) + 1);
+            if let (Some(writer), Some(light)) = (light_writer.as_mut(), light.as_ref()) {
+                if let Err(e) = writer.write_until(light, f64::from(second) + 1.0) {
+                    light_error.get_or_insert(e);
+                }
+            }
             rows_written += rows_by_second[second as usize];
             if let Some(report) = &args.measure_latency {
                 let appended = Instant::now();
@@ -160,8 +171,11 @@ pub fn run(args: Args) -> Result<()> {
         })
         .with_context(|| format!("writing into {}", args.out.display()))?;
     bar.finish_and_clear();
-    if let Some(light) = &mut light {
-        let path = light.write(&args.out).context("writing the light file")?;
+    if let Some(e) = light_error {
+        return Err(e).context("writing the light file");
+    }
+    if let (Some(light), Some(writer)) = (&mut light, light_writer) {
+        let path = writer.finish(light).context("writing the light file")?;
         let faults = &light.truth.faults;
         println!(
             "light: {} events, {} dead, {} noisy, {} saturating inputs, {} events with a missing board -> {}",

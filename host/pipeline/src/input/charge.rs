@@ -31,8 +31,8 @@ pub const FILE_ID_SHIFT: u32 = 40;
 pub struct RunCalibration {
     detector: DetectorConfig,
     /// The pixel layout (also what the plugins get as the `pixels` stream).
-    pub geometry: Geometry,
-    channel_table: ChannelTable,
+    pub geometry: Arc<Geometry>,
+    channel_table: Arc<ChannelTable>,
 }
 
 impl RunCalibration {
@@ -45,7 +45,7 @@ impl RunCalibration {
         let channel_table = detector.channels(&geometry).map_err(|source| {
             PipelineError::Calibration { what: "reading the channel constants", source }
         })?;
-        Ok(Self { detector, geometry, channel_table })
+        Ok(Self { detector, geometry: geometry.into(), channel_table: channel_table.into() })
     }
 
     /// What the run's report records of the detector: which description (name, modules,

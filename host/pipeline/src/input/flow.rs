@@ -39,8 +39,8 @@ const T0_EXTERNAL: u8 = 1;
 /// Turns a flow file's events into larmon's calibrated rows.
 pub struct FlowCalibration {
     config: DetectorConfig,
-    geometry: Geometry,
-    channels: ChannelTable,
+    geometry: Arc<Geometry>,
+    channels: Arc<ChannelTable>,
     id_base: u64,
     next_track_id: u64,
     origin_unix: u64,
@@ -56,8 +56,8 @@ impl FlowCalibration {
     /// earliest event second.
     pub fn new(
         config: DetectorConfig,
-        geometry: Geometry,
-        channels: ChannelTable,
+        geometry: Arc<Geometry>,
+        channels: Arc<ChannelTable>,
         reader: &FlowFileReader,
         id_base: u64,
     ) -> Self {

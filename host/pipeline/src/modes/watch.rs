@@ -233,6 +233,11 @@ struct PendingLight {
     since: Instant,
 }
 
+/// At most this many unfinished files are read at once (each holds one instance per plugin
+/// until it is finished, ~10-30 MB each on the 2x2); others wait their turn. The 2x2 charge
+/// DAQ writes one file at a time; light and flow files are read whole once idle.
+const MAX_FILES_WITH_INSTANCES: usize = 3;
+
 /// How often a file that keeps failing without changing is tried again.
 const RETRY_UNCHANGED: Duration = Duration::from_secs(30);
 
@@ -439,11 +444,19 @@ impl DaqWatch {
     /// changed. A finished file's plugin instances are released (its snapshots stay), and
     /// rebuilt from them if the file grows again.
     fn step_file(&mut self, i: usize, finish_after: Duration) -> Result<bool> {
+        // A backlog (many files appearing at once) is taken a few files at a time: a file not
+        // yet holding plugin instances waits while MAX_FILES_WITH_INSTANCES others do.
+        let holding = self.files.iter().filter(|f| !f.instances.is_empty()).count();
+        if self.files[i].instances.is_empty() && holding >= MAX_FILES_WITH_INSTANCES {
+            return Ok(false);
+        }
         let grew = self.read_appended(i)?;
-        let file = &mut self.files[i];
+        let file = &self.files[i];
         let idle = file.last_growth.elapsed() >= finish_after;
         let mut flushed = false;
         if !grew && idle && !file.finished && !file.light && !file.flow {
+            self.ensure_instances(i);
+            let file = &mut self.files[i];
             let done = file.calibrator.finish();
             file.triggers.extend(charge_triggers_of(&done.events));
             Self::feed(&mut file.instances, &calibrated_batches(&done));
@@ -451,15 +464,18 @@ impl DaqWatch {
             flushed = true;
         }
         if grew || flushed {
-            Self::snapshot_all(file);
+            Self::snapshot_all(&mut self.files[i]);
             self.checkpoint(i)?;
-            let file = &mut self.files[i];
-            if file.finished {
-                file.instances.clear();
-            }
-            return Ok(true);
         }
-        Ok(false)
+        // A finished file's state is in its checkpoint: its instances are released (rebuilt
+        // from the snapshots if it ever grows again). A file being written keeps them, so its
+        // plugins see one continuous stream, as in `larmon run`.
+        // A file that keeps failing gives its place up too (its state is checkpointed).
+        let file = &mut self.files[i];
+        if file.finished || file.error.is_some() {
+            file.instances.clear();
+        }
+        Ok(grew || flushed)
     }
 
     /// Plugin instances for file `i` again (released when it finished): fresh ones that merge
@@ -742,43 +758,23 @@ impl DaqWatch {
     ) -> Result<LiveFile> {
         let calibrator = self.calibration.for_file(index)?;
         let state_dir = self.state_dir(&run, index);
-        let budgets = self.budgets_of(&run);
-        let mut instances = Vec::new();
         let mut snapshots = Vec::new();
-        // A finished file needs no plugin instances, only its snapshots (instances are made
-        // again if it grows): a restart over months of files stays small.
-        let finished = checkpoint.as_ref().is_some_and(|c| c.finished);
-        for plugin in self.plugins.plugins.iter().filter(|_| finished) {
-            let c = checkpoint.as_ref().expect("finished implies a checkpoint");
+        // Plugin instances are made when the file is read (ensure_instances), from these
+        // snapshots: discovering or resuming many files costs their snapshots, not instances.
+        for plugin in &self.plugins.plugins {
+            let Some(c) = &checkpoint else {
+                snapshots.push(None);
+                continue;
+            };
             let file = generation_dir(&state_dir, c.generation)
                 .join(format!("{}.snapshot", plugin_file(plugin)));
+            // A missing snapshot is a plugin that had nothing yet; an unreadable file makes the
+            // whole checkpoint unusable.
             snapshots.push(match std::fs::read(&file) {
                 Ok(bytes) => Some(Ok(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(e).at(&file),
             });
-        }
-        for (k, plugin) in self.plugins.plugins.iter().enumerate().filter(|_| !finished) {
-            let config = self.config.plugin_config(&plugin.info().name);
-            let mut instance =
-                open_instance(plugin, &self.plugins.runtime, &config, &self.pixels, &budgets[k]);
-            if let (Some(c), Ok(run)) = (&checkpoint, instance.as_mut()) {
-                let file = generation_dir(&state_dir, c.generation)
-                    .join(format!("{}.snapshot", plugin_file(plugin)));
-                // A snapshot the plugin wrote but cannot read back is the plugin's failure; a
-                // missing or unreadable file makes the whole checkpoint unusable.
-                match std::fs::read(&file) {
-                    Ok(bytes) => {
-                        if let Err(e) = run.merge(&bytes) {
-                            instance = Err(PluginFailure::Host(format!("resuming: {e}")));
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).at(&file),
-                }
-            }
-            snapshots.push(None);
-            instances.push(instance);
         }
         let flow = is_flow_file(&path);
         let mut file = LiveFile {
@@ -793,7 +789,7 @@ impl DaqWatch {
             modified: None,
             last_growth: Instant::now(),
             calibrator,
-            instances,
+            instances: Vec::new(),
             snapshots,
             error: None,
             last_attempt: None,
@@ -926,9 +922,13 @@ impl DaqWatch {
         if !file.idle_and_unread(finish_after) {
             return Ok(false);
         }
-        self.ensure_instances(i);
-        let file = &mut self.files[i];
+        // Light events are matched once: wait until the run's charge files are finished, so
+        // that every trigger they hold is known (as `larmon run` knows them all).
         let run = file.run.clone();
+        if self.files.iter().any(|f| f.run == run && !f.light && !f.finished && f.error.is_none()) {
+            return Ok(false);
+        }
+        self.ensure_instances(i);
         let triggers: Vec<ChargeTrigger> = self
             .files
             .iter()
@@ -1073,7 +1073,9 @@ impl DaqWatch {
         }
         let run_dir = self.options.out.join(run);
         let mut files: Vec<&LiveFile> = self.files.iter().filter(|f| f.run == run).collect();
-        files.sort_by_key(|f| f.index); // a recalled run's files come back in any order
+        // `larmon run`'s order: charge files, then light files, each in file order (a recalled
+        // run's files come back in any order; a light file may appear before the last charge).
+        files.sort_by_key(|f| (f.light, f.index));
         let mut host = serde_json::json!({});
         let mut span = None;
         let mut read_errors = Vec::new();

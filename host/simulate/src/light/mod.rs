@@ -586,51 +586,96 @@ impl SimulatedLight {
     /// Writes the MPD file and its truth (`mpd_run_sim_rctl_<run>-light-truth.json`) into
     /// `dir`; returns the MPD file.
     pub fn write(&mut self, dir: &Path) -> Result<PathBuf, SimulationError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SimulationError::Io { path, source }
-        };
+        let mut writer = self.start_writing(dir)?;
+        writer.write_until(self, f64::INFINITY)?;
+        writer.finish(self)
+    }
+
+    /// Creates the MPD file for writing in step with the charge (`write_until` after each
+    /// second of charge data, as a live light DAQ would).
+    pub fn start_writing(&self, dir: &Path) -> Result<LightWriter, SimulationError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let path = dir.join(Self::file_name(self.run));
         let header = serde_json::json!({"generator": "larmon simulate", "run": self.run});
-        let mut writer =
+        let mpd =
             MpdWriter::create(&path, self.run, &header.to_string()).map_err(io_error(&path))?;
-        let template = Template::new();
-        let mut rng_noise = stream(self.seed, 5);
-        let unit = Normal::new(0.0, 1.0).expect("unit normal");
-        let channels = &self.truth.channel_map;
-        let position: std::collections::HashMap<(u8, u8), usize> = self
+        let position = self
             .truth
             .event_channel_order
             .iter()
             .enumerate()
             .map(|(k, p)| ((p[0], p[1]), k))
             .collect();
-        let mut samples = vec![0i16; channels.len() * SAMPLES];
-        let mut clipped = Vec::new();
-        for event in &self.truth.events {
-            let shape = template.samples(event.phase_ns);
+        Ok(LightWriter {
+            dir: dir.into(),
+            path,
+            mpd,
+            template: Template::new(),
+            rng_noise: stream(self.seed, 5),
+            position,
+            samples: vec![0i16; self.truth.channel_map.len() * SAMPLES],
+            clipped: Vec::new(),
+            next_event: 0,
+        })
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SimulationError + use<> {
+    let path = path.to_path_buf();
+    move |source| SimulationError::Io { path, source }
+}
+
+/// An MPD file being written event by event (see [`SimulatedLight::start_writing`]).
+pub struct LightWriter {
+    dir: PathBuf,
+    path: PathBuf,
+    mpd: MpdWriter,
+    template: Template,
+    rng_noise: rand_chacha::ChaCha8Rng,
+    position: std::collections::HashMap<(u8, u8), usize>,
+    samples: Vec<i16>,
+    clipped: Vec<(u32, u8, u8, u32)>,
+    next_event: usize,
+}
+
+impl LightWriter {
+    /// Writes the events of muons before `seconds` after the run start, and flushes.
+    pub fn write_until(
+        &mut self,
+        light: &SimulatedLight,
+        seconds: f64,
+    ) -> Result<(), SimulationError> {
+        let unit = Normal::new(0.0, 1.0).expect("unit normal");
+        let channels = &light.truth.channel_map;
+        while let Some(event) = light.truth.events.get(self.next_event) {
+            if event.t0_tick as f64 * 1e-7 >= seconds {
+                break;
+            }
+            self.next_event += 1;
+            let shape = self.template.samples(event.phase_ns);
             for (i, c) in channels.iter().enumerate() {
-                let out = &mut samples[i * SAMPLES..(i + 1) * SAMPLES];
+                let out = &mut self.samples[i * SAMPLES..(i + 1) * SAMPLES];
                 if c.status == "dead" {
                     out.fill(c.dead_level_adc16 as i16);
                     continue;
                 }
-                let peak = position.get(&(c.adc, c.channel)).map_or(0.0, |&k| event.peak_adc16[k]);
+                let peak =
+                    self.position.get(&(c.adc, c.channel)).map_or(0.0, |&k| event.peak_adc16[k]);
                 let mut top = 0;
                 for (s, h) in out.iter_mut().zip(&shape) {
                     let value = c.baseline_adc16
                         + peak * h
-                        + c.noise_rms_adc16 * unit.sample(&mut rng_noise);
+                        + c.noise_rms_adc16 * unit.sample(&mut self.rng_noise);
                     let grid = (4.0 * (value / 4.0).round()) as i64;
                     let v = grid.clamp(i64::from(BOTTOM_RAIL), i64::from(TOP_RAIL)) as i32;
                     top += u32::from(v == TOP_RAIL);
                     *s = v as i16;
                 }
                 if top > 0 && event.missing_board != Some(c.adc) {
-                    clipped.push((event.index, c.adc, c.channel, top));
+                    self.clipped.push((event.index, c.adc, c.channel, top));
                 }
             }
+            let samples = &self.samples;
             let boards: Vec<BoardData<'_>> = (0..BOARDS as u8)
                 .map(|adc| {
                     let waveforms = if event.missing_board == Some(adc) {
@@ -650,19 +695,27 @@ impl SimulatedLight {
                     }
                 })
                 .collect();
-            writer
+            self.mpd
                 .write_event(event.event_number, event.unix_ms, &boards)
-                .map_err(io_error(&path))?;
+                .map_err(io_error(&self.path))?;
         }
+        self.mpd.flush().map_err(io_error(&self.path))
+    }
+
+    /// Writes the remaining events, the run stop block and the truth; returns the MPD file.
+    pub fn finish(mut self, light: &mut SimulatedLight) -> Result<PathBuf, SimulationError> {
+        self.write_until(light, f64::INFINITY)?;
+        let (path, clipped, dir) = (self.path.clone(), self.clipped, self.dir);
+        let writer = self.mpd;
         let path = writer.finish().map_err(io_error(&path))?;
         let mut clipping: Vec<[u8; 2]> = clipped.iter().map(|c| [c.1, c.2]).collect();
         clipping.sort_unstable();
         clipping.dedup();
-        self.truth.faults.clipped = clipped;
-        self.truth.faults.clipping_channels = clipping;
-        self.truth.files = vec![Self::file_name(self.run)];
-        let truth_path = dir.join(format!("mpd_run_sim_rctl_{}-light-truth.json", self.run));
-        let text = serde_json::to_string(&self.truth).expect("light truth serialises");
+        light.truth.faults.clipped = clipped;
+        light.truth.faults.clipping_channels = clipping;
+        light.truth.files = vec![SimulatedLight::file_name(light.run)];
+        let truth_path = dir.join(format!("mpd_run_sim_rctl_{}-light-truth.json", light.run));
+        let text = serde_json::to_string(&light.truth).expect("light truth serialises");
         std::fs::write(&truth_path, text).map_err(io_error(&truth_path))?;
         Ok(path)
     }

@@ -108,6 +108,11 @@ impl MpdWriter {
         result
     }
 
+    /// Hands what was written to the OS (a reader sees whole events).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+
     /// Writes the run stop block and flushes the file to disk.
     pub fn finish(mut self) -> std::io::Result<PathBuf> {
         let records = run_records(self.run, None);
