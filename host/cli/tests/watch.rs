@@ -21,9 +21,14 @@ fn larmon() -> Command {
     command
 }
 
+/// A plugin call's time limit for these tests: the debug build is 10-30x slower than a release
+/// one, and CI runs the watchers beside other tests on two cores (10 s, the default, was once
+/// not enough for dqdx's report there).
+const DEBUG_TIME_LIMIT: [&str; 2] = ["--plugin-timeout", "120"];
+
 fn start_watch(daq: &Path, out: &Path, exit_when_idle: bool) -> Child {
     let mut command = larmon();
-    command.arg("watch").arg(daq).arg("--out").arg(out);
+    command.arg("watch").arg(daq).arg("--out").arg(out).args(DEBUG_TIME_LIMIT);
     command.args(["--poll-s", "0.2", "--finish-after-s", "1.5"]);
     if exit_when_idle {
         command.args(["--exit-when-idle-s", "2"]);
@@ -87,6 +92,7 @@ fn assert_same_as_batch_of(files: Vec<PathBuf>, watched: &Path, run: u32, test: 
     let batch_out = scratch(&format!("{test}-batch"));
     let out = larmon()
         .arg("run")
+        .args(DEBUG_TIME_LIMIT)
         .args(files)
         .args(["--run", &name, "--out"])
         .arg(&batch_out)
@@ -244,6 +250,7 @@ fn a_run_database_joins_a_charge_and_a_light_file_under_watch() {
     .unwrap();
     let mut command = larmon();
     command.arg("watch").arg(&daq).arg("--out").arg(&out).arg("--run-db").arg(&run_db);
+    command.args(DEBUG_TIME_LIMIT);
     command.args(["--poll-s", "0.2", "--finish-after-s", "1.5", "--exit-when-idle-s", "2"]);
     let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     wait_exit(child, Duration::from_secs(180));
@@ -284,7 +291,7 @@ fn an_idle_run_leaves_memory_and_comes_back_when_it_grows() {
     };
     arrive(&parts[0]);
     let mut command = larmon();
-    command.arg("watch").arg(&daq).arg("--out").arg(&out);
+    command.arg("watch").arg(&daq).arg("--out").arg(&out).args(DEBUG_TIME_LIMIT);
     command.args(["--poll-s", "0.2", "--finish-after-s", "1", "--forget-after-s", "1"]);
     command.args(["--exit-when-idle-s", "8"]);
     let watch = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
