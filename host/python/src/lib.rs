@@ -184,12 +184,18 @@ fn run<'py>(
     let shard = shard.map(Shard::parse).transpose().map_err(PyValueError::new_err)?;
     let text = py.detach(|| -> PyResult<Option<String>> {
         let config = LarmonConfig::load(config.as_deref()).map_err(to_py)?;
+        if !(plugin_timeout_s.is_finite() && plugin_timeout_s > 0.0 && plugin_timeout_s < 1e9) {
+            return Err(PyValueError::new_err(format!(
+                "plugin_timeout_s must be a positive number of seconds, not {plugin_timeout_s}"
+            )));
+        }
         let plugin_options = PluginOptions {
             extra: plugins,
             plugin_dir,
             call_timeout: Duration::from_secs_f64(plugin_timeout_s),
             memory_bytes: plugin_memory_mib << 20,
             cache_dir,
+            ..PluginOptions::default()
         };
         let plugin_set = plugin_options.load().map_err(to_py)?;
         let options = RunOptions { files, out, run, run_db: None, light_channel_map: None, shard };
