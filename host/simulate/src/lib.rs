@@ -685,10 +685,6 @@ impl SimulatedRun {
         live: bool,
         mut after_second: impl FnMut(&Path, u32),
     ) -> Result<Vec<PathBuf>, SimulationError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SimulationError::Io { path, source }
-        };
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let run = &self.truth.run;
         let seconds = run.duration_s as usize;
@@ -727,6 +723,12 @@ impl SimulatedRun {
         std::fs::write(&truth_path, text).map_err(io_error(&truth_path))?;
         Ok(paths)
     }
+}
+
+/// The error of an I/O operation on `path`, for `map_err`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SimulationError + use<> {
+    let path = path.to_path_buf();
+    move |source| SimulationError::Io { path, source }
 }
 
 /// `YYYY_MM_DD_HH_MM_SS` of a Unix time (UTC), as the DAQ names its files.

@@ -306,6 +306,19 @@ impl DaqWatch {
             None => None,
         };
         std::fs::create_dir_all(&options.out).at(&options.out)?;
+        // The list only grows when a watcher gives up and ends: read once, at the start.
+        let stalled = stalled_files(&options.out);
+        let notices = stalled
+            .iter()
+            .map(|file| {
+                Notice::Skipped(format!(
+                    "{}: skipped: HDF5 got stuck on it before (listed in {}; remove it from \
+                     there to try again)",
+                    file.display(),
+                    options.out.join(STALLED_FILES).display()
+                ))
+            })
+            .collect();
         Ok(Self {
             options,
             pattern,
@@ -318,10 +331,10 @@ impl DaqWatch {
             files: Vec::new(),
             pending_light: Vec::new(),
             stale_reports: Vec::new(),
-            notices: Vec::new(),
+            notices,
             budgets: HashMap::new(),
             unopenable: HashMap::new(),
-            stalled: Vec::new(),
+            stalled,
             forgotten: HashMap::new(),
         })
     }
@@ -358,17 +371,6 @@ impl DaqWatch {
     /// One pass: discover files, read what was appended, finish idle files. Returns the runs
     /// whose report must be rewritten.
     pub fn step(&mut self) -> Result<Vec<String>> {
-        for file in stalled_files(&self.options.out) {
-            if !self.stalled.contains(&file) {
-                self.notices.push(Notice::Skipped(format!(
-                    "{}: skipped: HDF5 got stuck on it before (listed in {}; remove it from \
-                     there to try again)",
-                    file.display(),
-                    self.options.out.join(STALLED_FILES).display()
-                )));
-                self.stalled.push(file);
-            }
-        }
         self.discover()?;
         let mut changed: Vec<String> = std::mem::take(&mut self.stale_reports);
         changed.dedup();

@@ -27,7 +27,7 @@ use rand_distr::{Distribution, Normal, Poisson};
 use serde::Serialize;
 
 use crate::detector::Detector;
-use crate::{SimulatedRun, SimulationError, stream};
+use crate::{SimulatedRun, SimulationError, io_error, stream};
 use mpd::{BoardData, MpdWriter};
 
 /// Samples per waveform.
@@ -586,9 +586,7 @@ impl SimulatedLight {
     /// Writes the MPD file and its truth (`mpd_run_sim_rctl_<run>-light-truth.json`) into
     /// `dir`; returns the MPD file.
     pub fn write(&mut self, dir: &Path) -> Result<PathBuf, SimulationError> {
-        let mut writer = self.start_writing(dir)?;
-        writer.write_until(self, f64::INFINITY)?;
-        writer.finish(self)
+        self.start_writing(dir)?.finish(self)
     }
 
     /// Creates the MPD file for writing in step with the charge (`write_until` after each
@@ -618,11 +616,6 @@ impl SimulatedLight {
             next_event: 0,
         })
     }
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SimulationError + use<> {
-    let path = path.to_path_buf();
-    move |source| SimulationError::Io { path, source }
 }
 
 /// An MPD file being written event by event (see [`SimulatedLight::start_writing`]).
