@@ -66,12 +66,44 @@ pub fn shared_fixture(name: &str) -> Option<PathBuf> {
     }
 }
 
-/// A fresh scratch directory for one test.
+/// A fresh scratch directory for one test, `$TMPDIR/larmon-test-<pid>-<test>`. It stays after
+/// the test (to look at when one fails); the first call in a test process removes the scratch
+/// directories of test processes that have ended, so a test run holds at most the scratch of
+/// the test binaries still running (simulated runs are hundreds of MB; CI disks are small).
+/// `LARMON_KEEP_SCRATCH=1` keeps them all.
 pub fn scratch(test: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_scratch_of_ended_processes);
     let dir = std::env::temp_dir().join(format!("larmon-test-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Removes `larmon-test-<pid>-*` directories whose process has ended (Linux: no `/proc/<pid>`).
+fn remove_scratch_of_ended_processes() {
+    if std::env::var_os("LARMON_KEEP_SCRATCH").is_some_and(|v| v == "1")
+        || !Path::new("/proc/self").exists()
+    {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("larmon-test-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Reads every row of a LArPix file into one column set.
