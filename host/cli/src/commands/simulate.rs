@@ -141,20 +141,31 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut latencies = Vec::new();
     let mut rows_written = 0;
-    // The light file is written in step with the charge (as the light DAQ runs beside it).
-    let mut light_writer = match &light {
+    // The light file is written in step with the charge (as the light DAQ runs beside it), on
+    // its own thread: rendering waveforms must never hold up the charge writer's pace.
+    let light_writer = match &light {
         Some(light) => Some(light.start_writing(&args.out).context("writing the light file")?),
         None => None,
     };
-    let mut light_error = None;
-    let paths = run
-        .write(&args.out, args.files, args.realtime, |_, second| {
-            bar.set_position(u64::from(second) + 1);
-            if let (Some(writer), Some(light)) = (light_writer.as_mut(), light.as_ref()) {
-                if let Err(e) = writer.write_until(light, f64::from(second) + 1.0) {
-                    light_error.get_or_insert(e);
+    let (paths, light_writer) = std::thread::scope(|scope| -> Result<_> {
+        let (seconds_written, seconds_to_render) = std::sync::mpsc::channel::<f64>();
+        let light_thread = match (light_writer, light.as_ref()) {
+            (Some(mut writer), Some(light)) => Some(scope.spawn(move || {
+                while let Ok(mut until) = seconds_to_render.recv() {
+                    // Catch up in one go when the charge got ahead.
+                    while let Ok(later) = seconds_to_render.try_recv() {
+                        until = later;
+                    }
+                    writer.write_until(light, until)?;
                 }
-            }
+                Ok::<_, larmon_simulate::SimulationError>(writer)
+            })),
+            _ => None,
+        };
+        let paths = run.write(&args.out, args.files, args.realtime, |_, second| {
+            bar.set_position(u64::from(second) + 1);
+            // The light thread may have stopped on an error: it is reported after the charge.
+            let _ = seconds_written.send(f64::from(second) + 1.0);
             rows_written += rows_by_second[second as usize];
             if let Some(report) = &args.measure_latency {
                 let appended = Instant::now();
@@ -168,12 +179,21 @@ pub fn run(args: Args) -> Result<()> {
                 let due = writing + pace * (second + 1);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
             }
-        })
-        .with_context(|| format!("writing into {}", args.out.display()))?;
+        });
+        drop(seconds_written);
+        let light_writer = match light_thread {
+            Some(thread) => Some(
+                thread
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the light writer thread panicked"))?
+                    .context("writing the light file")?,
+            ),
+            None => None,
+        };
+        let paths = paths.with_context(|| format!("writing into {}", args.out.display()))?;
+        Ok((paths, light_writer))
+    })?;
     bar.finish_and_clear();
-    if let Some(e) = light_error {
-        return Err(e).context("writing the light file");
-    }
     if let (Some(light), Some(writer)) = (&mut light, light_writer) {
         let path = writer.finish(light).context("writing the light file")?;
         let faults = &light.truth.faults;
