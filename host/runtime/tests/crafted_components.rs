@@ -36,14 +36,12 @@ enum Misdeed {
 
 /// The WAT of a core module implementing the plugin world (canonical ABI, 32-bit).
 fn core_module(misdeed: Misdeed) -> String {
-    let name: &str = match misdeed {
-        Misdeed::EscapeName => "\\1b[2K\\1b[1Gquality ok\\1b[8m",
-        _ => "crafted",
+    let name_bytes: &[u8] = match misdeed {
+        Misdeed::EscapeName => b"\x1b[2K\x1b[1Gquality ok\x1b[8m",
+        _ => b"crafted",
     };
-    let name_len = match misdeed {
-        Misdeed::EscapeName => 4 + 4 + 10 + 4,
-        _ => 7,
-    };
+    let name_len = name_bytes.len();
+    let name: String = name_bytes.iter().map(|b| format!("\\{b:02x}")).collect();
     let extra_memory_pages = match misdeed {
         Misdeed::DeclareEightMemories => 2048, // 128 MiB each
         _ => 0,
@@ -180,23 +178,35 @@ fn resident_bytes() -> Option<u64> {
 /// The margin over the plugin's memory limit the host may grow by while running it.
 const RSS_MARGIN: u64 = 128 << 20;
 
-#[test]
-fn the_memory_limit_covers_every_memory_a_component_grows() {
-    let runtime = runtime(limits());
-    let plugin = runtime.load(&component(Misdeed::GrowEightMemories), "eight-memories").unwrap();
-    let before = resident_bytes();
-    let mut run = plugin.open(&runtime, "{}").unwrap();
-    let failure = run.consume("packets", &one_batch()).unwrap_err();
-    assert!(matches!(failure, PluginFailure::MemoryLimit { .. }), "{failure:?}");
-    assert!(failure.to_string().contains("memory limit of 256 MiB"), "{failure}");
+/// Checks the host grew by less than the plugin's limit plus [`RSS_MARGIN`] since `before`.
+fn assert_host_grew_within(before: Option<u64>, limit_bytes: u64) {
     if let (Some(before), Some(after)) = (before, resident_bytes()) {
         let grown = after.saturating_sub(before);
         assert!(
-            grown < (256 << 20) + RSS_MARGIN,
-            "the host grew by {} MiB running a plugin limited to 256 MiB",
-            grown >> 20
+            grown < limit_bytes + RSS_MARGIN,
+            "the host grew by {} MiB running a plugin limited to {} MiB",
+            grown >> 20,
+            limit_bytes >> 20
         );
     }
+}
+
+/// Loads `misdeed`, feeds it one batch and returns why it was stopped, checking the host's
+/// growth meanwhile.
+fn consume_failure(runtime: &Runtime, misdeed: Misdeed) -> PluginFailure {
+    let plugin = runtime.load(&component(misdeed), "crafted").unwrap();
+    let before = resident_bytes();
+    let mut run = plugin.open(runtime, "{}").unwrap();
+    let failure = run.consume("packets", &one_batch()).unwrap_err();
+    assert_host_grew_within(before, runtime.limits().memory_bytes as u64);
+    failure
+}
+
+#[test]
+fn the_memory_limit_covers_every_memory_a_component_grows() {
+    let failure = consume_failure(&runtime(limits()), Misdeed::GrowEightMemories);
+    assert!(matches!(failure, PluginFailure::MemoryLimit { .. }), "{failure:?}");
+    assert!(failure.to_string().contains("memory limit of 256 MiB"), "{failure}");
 }
 
 #[test]
@@ -211,23 +221,15 @@ fn memories_declared_over_the_limit_are_refused_at_instantiation() {
     };
     let refused = refused.expect("8 x 128 MiB of declared memory is refused");
     assert!(refused.contains("memory limit"), "{refused}");
-    if let (Some(before), Some(after)) = (before, resident_bytes()) {
-        assert!(after.saturating_sub(before) < (256 << 20) + RSS_MARGIN);
-    }
+    assert_host_grew_within(before, 256 << 20);
 }
 
 #[test]
 fn tables_count_against_the_memory_limit() {
     let runtime = runtime(Limits { memory_bytes: 64 << 20, ..limits() });
-    let plugin = runtime.load(&component(Misdeed::GrowTable), "table").unwrap();
-    let before = resident_bytes();
-    let mut run = plugin.open(&runtime, "{}").unwrap();
-    let failure = run.consume("packets", &one_batch()).unwrap_err();
+    let failure = consume_failure(&runtime, Misdeed::GrowTable);
     assert!(matches!(failure, PluginFailure::MemoryLimit { .. }), "{failure:?}");
     assert!(failure.to_string().contains("memory limit of 64 MiB"), "{failure}");
-    if let (Some(before), Some(after)) = (before, resident_bytes()) {
-        assert!(after.saturating_sub(before) < (64 << 20) + RSS_MARGIN);
-    }
 }
 
 #[test]
