@@ -51,40 +51,36 @@ impl Moments {
 /// Chips per storage block of [`ChannelStats`] (48 KiB).
 const CHIPS_PER_BLOCK: usize = 32;
 
-/// [`Moments`] per channel, stored densely per chip (64 channels side by side) and found by
-/// direct indexing: (io_group, io_channel) → a table of 256 chips → the chip's 64 channels.
-/// A fill is three array loads, as fast in Wasm as natively (a `BTreeMap` per channel was 2.7×
-/// slower in Wasm and dominated plot time). Snapshots are a sorted `{unique_id: moments}` map.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(from = "BTreeMap<u32, Moments>", into = "BTreeMap<u32, Moments>")]
-pub struct ChannelStats {
+/// Finds a chip by direct indexing: (io_group, io_channel) → a table of 256 chips → the chip's
+/// index (in the order chips were added). Three array loads, as fast in Wasm as natively (a
+/// `BTreeMap` or a binary search per packet was 2.7× slower in Wasm and dominated plot time).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ChipIndex {
     /// (io_group·256 + io_channel) → 1 + index into `uart_chips`, 0 when unseen (up to the
     /// highest UART seen).
     uarts: Vec<u32>,
     /// Per UART, chip_id → 1 + chip index, 0 when unseen.
     uart_chips: Vec<[u32; 256]>,
-    /// 64 channels per chip, in blocks of [`CHIPS_PER_BLOCK`] chips (growing never copies).
-    blocks: Vec<Box<[[Moments; 64]; CHIPS_PER_BLOCK]>>,
     /// The chip key (`unique_id >> 6`) of each chip index.
-    slot_keys: Vec<u32>,
+    keys: Vec<u32>,
 }
 
-impl ChannelStats {
+impl ChipIndex {
+    /// The index of a chip (`unique_id >> 6`), if it was added.
     #[inline(always)]
-    fn slot(&mut self, chip_key: u32) -> &mut [Moments; 64] {
+    pub(crate) fn get(&self, chip_key: u32) -> Option<usize> {
         let uart = (chip_key >> 8) as usize & 0xffff;
-        let chip = chip_key as usize & 0xff;
         let found = match self.uarts.get(uart) {
-            Some(&u) if u > 0 => self.uart_chips[u as usize - 1][chip],
+            Some(&u) if u > 0 => self.uart_chips[u as usize - 1][chip_key as usize & 0xff],
             _ => 0,
         };
-        let index = if found > 0 { found as usize - 1 } else { self.add_chip(chip_key) };
-        &mut self.blocks[index / CHIPS_PER_BLOCK][index % CHIPS_PER_BLOCK]
+        (found > 0).then(|| found as usize - 1)
     }
 
+    /// Adds a chip not yet present; returns its index (the number of chips before it).
     #[cold]
     #[inline(never)]
-    fn add_chip(&mut self, chip_key: u32) -> usize {
+    pub(crate) fn add(&mut self, chip_key: u32) -> usize {
         let uart = (chip_key >> 8) as usize & 0xffff;
         if self.uarts.len() <= uart {
             // Sized to the highest UART seen (a few KiB for a detector), not all 65 536: a
@@ -95,20 +91,50 @@ impl ChannelStats {
             self.uart_chips.push([0; 256]);
             self.uarts[uart] = self.uart_chips.len() as u32;
         }
-        let index = self.slot_keys.len();
-        if index.is_multiple_of(CHIPS_PER_BLOCK) {
-            self.blocks.push(Box::new([[Moments::default(); 64]; CHIPS_PER_BLOCK]));
-        }
-        self.slot_keys.push(chip_key);
+        let index = self.keys.len();
+        self.keys.push(chip_key);
         self.uart_chips[self.uarts[uart] as usize - 1][chip_key as usize & 0xff] = index as u32 + 1;
         index
     }
 
+    /// The chip key of each index, in index order.
+    pub(crate) fn keys(&self) -> &[u32] {
+        &self.keys
+    }
+}
+
+/// [`Moments`] per channel, stored densely per chip (64 channels side by side) and found with a
+/// [`ChipIndex`]: a fill is three array loads. Snapshots are a sorted `{unique_id: moments}` map.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(from = "BTreeMap<u32, Moments>", into = "BTreeMap<u32, Moments>")]
+pub struct ChannelStats {
+    chips: ChipIndex,
+    /// 64 channels per chip, in blocks of [`CHIPS_PER_BLOCK`] chips (growing never copies).
+    blocks: Vec<Box<[[Moments; 64]; CHIPS_PER_BLOCK]>>,
+}
+
+impl ChannelStats {
+    #[inline(always)]
+    fn slot(&mut self, chip_key: u32) -> &mut [Moments; 64] {
+        let index = match self.chips.get(chip_key) {
+            Some(index) => index,
+            None => self.add_chip(chip_key),
+        };
+        &mut self.blocks[index / CHIPS_PER_BLOCK][index % CHIPS_PER_BLOCK]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn add_chip(&mut self, chip_key: u32) -> usize {
+        let index = self.chips.add(chip_key);
+        if index.is_multiple_of(CHIPS_PER_BLOCK) {
+            self.blocks.push(Box::new([[Moments::default(); 64]; CHIPS_PER_BLOCK]));
+        }
+        index
+    }
+
     fn find(&self, chip_key: u32) -> Option<&[Moments; 64]> {
-        let u = *self.uarts.get((chip_key >> 8) as usize & 0xffff)?;
-        let found =
-            if u > 0 { self.uart_chips[u as usize - 1][chip_key as usize & 0xff] } else { 0 };
-        (found > 0).then(|| self.chip(found as usize - 1))
+        self.chips.get(chip_key).map(|index| self.chip(index))
     }
 
     fn chip(&self, index: usize) -> &[Moments; 64] {
@@ -148,7 +174,7 @@ impl ChannelStats {
     /// Channels with entries, in `unique_id` order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, Moments)> + '_ {
         let mut chips: Vec<(u32, usize)> =
-            self.slot_keys.iter().enumerate().map(|(index, key)| (*key, index)).collect();
+            self.chips.keys().iter().enumerate().map(|(index, key)| (*key, index)).collect();
         chips.sort_unstable();
         chips.into_iter().flat_map(move |(key, index)| {
             self.chip(index)
@@ -161,7 +187,7 @@ impl ChannelStats {
 
     /// Number of channels with entries.
     pub fn len(&self) -> usize {
-        (0..self.slot_keys.len()).flat_map(|i| self.chip(i)).filter(|m| m.n > 0).count()
+        (0..self.chips.keys().len()).flat_map(|i| self.chip(i)).filter(|m| m.n > 0).count()
     }
 
     /// True when no channel has entries.

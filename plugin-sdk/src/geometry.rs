@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::batch::Batch;
-use crate::channels::unique_id;
+use crate::channels::{ChipIndex, channel_of, unique_id};
 
 /// One connected channel.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,11 +59,45 @@ impl Anode {
     }
 }
 
-/// All pixels of the detector, sorted by channel key (looked up by binary search).
+/// All pixels of the detector, sorted by channel key. A packet's channel finds its pixel in
+/// three array loads (plugins do it for every packet; a binary search over the 2x2's 337 k
+/// pixels was a third of a whole run's time).
 #[derive(Clone, Debug, Default)]
 pub struct Pixels {
     by_id: Vec<Pixel>,
     anodes: BTreeMap<u8, Anode>,
+    /// Every chip a packet may name: the layout's, and the same chips on the other UARTs of
+    /// their tile.
+    chips: ChipIndex,
+    /// Per chip of `chips`: its row of `pixel_of`, with [`ANOTHER_UART`] set when the row is
+    /// the one chip of the tile listed under another UART (shared, not copied: an index of
+    /// the 2x2 is 3 MB, not 13, in every plugin that draws pixels).
+    row_of: Vec<u32>,
+    /// Per row, per channel: 1 + the index in `by_id` of its pixel (0: none), with
+    /// [`ANOTHER_UART`] set when the pixel is listed under another UART of the tile; beside it
+    /// the pixel's key, so [`Pixels::identify`] costs one cache miss, not two.
+    pixel_of: Vec<[[u32; 2]; 64]>,
+}
+
+/// Marks a row of `Pixels::row_of` or an entry of `Pixels::pixel_of` found on another UART of
+/// the tile.
+const ANOTHER_UART: u32 = 1 << 31;
+
+/// The UARTs a packet on `io_channel` may be read on for a pixel listed elsewhere: the others
+/// of its group of four (`(io_channel − 1) / 4`), none for io_channel 0. (io_channel 255 is
+/// never a candidate: the group 253–256 ends at the key's range.)
+fn tile_uarts(io_channel: u8) -> impl Iterator<Item = u8> {
+    let first = if io_channel == 0 { 1 } else { (io_channel - 1) / 4 * 4 + 1 };
+    let end = if io_channel == 0 { first } else { first.saturating_add(4) };
+    (first..end).filter(move |&uart| uart != io_channel)
+}
+
+/// The UARTs whose packets look for a pixel listed on `io_channel` (the inverse of
+/// [`tile_uarts`]).
+fn readers_of(io_channel: u8) -> impl Iterator<Item = u8> {
+    let first = if io_channel == 0 { 0 } else { (io_channel - 1) / 4 * 4 + 1 };
+    (first..=first.saturating_add(3))
+        .filter(move |&reader| reader != io_channel && tile_uarts(reader).any(|u| u == io_channel))
 }
 
 impl Pixels {
@@ -116,34 +150,110 @@ impl Pixels {
         self.by_id.reverse();
         self.by_id.sort_by_key(|p| p.unique_id);
         self.by_id.dedup_by_key(|p| p.unique_id);
+        self.index();
         Ok(())
     }
 
-    /// The pixel listed under exactly this channel key (the layout's io_channel).
-    pub fn get(&self, unique_id: u32) -> Option<&Pixel> {
-        let index = self.by_id.binary_search_by_key(&unique_id, |p| p.unique_id).ok()?;
-        Some(&self.by_id[index])
+    /// Rebuilds the channel → pixel table: exact keys first, then each pixel under the other
+    /// UARTs of its tile where no pixel is listed, the lowest listed UART winning (the order
+    /// [`Pixels::find`] documents).
+    fn index(&mut self) {
+        (self.chips, self.row_of, self.pixel_of) = Default::default();
+        for index in 0..self.by_id.len() {
+            let key = self.by_id[index].unique_id;
+            let row = self.own_row(key >> 6);
+            self.pixel_of[row][(key & 63) as usize] = [index as u32 + 1, key];
+        }
+        // The chips a packet on another UART of the tile names, with the listed chips each may
+        // be (in UART order).
+        let listed: Vec<u32> = self.chips.keys().to_vec();
+        let mut readers: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &chip_key in &listed {
+            let (io_group, io_channel, chip, _) = channel_of(chip_key << 6);
+            for reader in readers_of(io_channel) {
+                readers
+                    .entry(unique_id(io_group, reader, chip, 0) >> 6)
+                    .or_default()
+                    .push(chip_key);
+            }
+        }
+        for (reader, mut sources) in readers {
+            sources.sort_unstable();
+            let listed_itself = self.chips.get(reader).is_some();
+            if let ([only], false) = (sources.as_slice(), listed_itself) {
+                let row = self.row_of[self.chips.get(*only).expect("listed")];
+                self.chips.add(reader);
+                self.row_of.push(row | ANOTHER_UART);
+                continue;
+            }
+            // Several chips of the tile, or a chip also listed on this UART: channel by
+            // channel, exact entries kept, else the lowest UART's.
+            let row = self.own_row(reader);
+            for source in sources {
+                let from = self.row_of[self.chips.get(source).expect("listed")] as usize;
+                for channel in 0..64 {
+                    let [index, key] = self.pixel_of[from][channel];
+                    if index != 0 && self.pixel_of[row][channel][0] == 0 {
+                        self.pixel_of[row][channel] = [index | ANOTHER_UART, key];
+                    }
+                }
+            }
+        }
     }
 
-    /// The pixel of a packet's channel, read on any UART of its tile (see the module docs).
+    /// The row of a chip of its own (made, empty, if the chip is new).
+    fn own_row(&mut self, chip_key: u32) -> usize {
+        match self.chips.get(chip_key) {
+            Some(chip) => self.row_of[chip] as usize,
+            None => {
+                self.chips.add(chip_key);
+                self.pixel_of.push([[0; 2]; 64]);
+                self.row_of.push(self.pixel_of.len() as u32 - 1);
+                self.pixel_of.len() - 1
+            }
+        }
+    }
+
+    /// The `pixel_of` entry of a channel key ([0, 0] when no pixel), [`ANOTHER_UART`] set
+    /// when the pixel is listed under another UART.
+    #[inline(always)]
+    fn lookup(&self, unique_id: u32) -> [u32; 2] {
+        let Some(chip) = self.chips.get(unique_id >> 6) else {
+            return [0; 2];
+        };
+        let row = self.row_of[chip];
+        let [index, key] = self.pixel_of[(row & !ANOTHER_UART) as usize][(unique_id & 63) as usize];
+        [if index == 0 { 0 } else { index | (row & ANOTHER_UART) }, key]
+    }
+
+    /// The pixel listed under exactly this channel key (the layout's io_channel).
+    #[inline]
+    pub fn get(&self, unique_id: u32) -> Option<&Pixel> {
+        match self.lookup(unique_id)[0] {
+            0 => None,
+            entry if entry & ANOTHER_UART != 0 => None,
+            entry => Some(&self.by_id[entry as usize - 1]),
+        }
+    }
+
+    /// The pixel of a packet's channel: the one listed under its key, else the one listed
+    /// under the lowest other UART of its tile (see the module docs).
+    #[inline]
     pub fn find(&self, unique_id: u32) -> Option<&Pixel> {
-        if let Some(pixel) = self.get(unique_id) {
-            return Some(pixel);
+        match self.lookup(unique_id)[0] & !ANOTHER_UART {
+            0 => None,
+            index => Some(&self.by_id[index as usize - 1]),
         }
-        let (io_group, io_channel, chip, channel) = crate::channels::channel_of(unique_id);
-        if io_channel == 0 {
-            return None;
-        }
-        let first = (io_channel - 1) / 4 * 4 + 1;
-        (first..first.saturating_add(4))
-            .filter(|&uart| uart != io_channel)
-            .find_map(|uart| self.get(crate::channels::unique_id(io_group, uart, chip, channel)))
     }
 
     /// The channel key of a packet's pixel (its key in the layout); the key itself for a
     /// channel the detector does not have. Key per-channel statistics by it.
+    #[inline(always)] // into the plugin's per-packet loop
     pub fn identify(&self, unique_id: u32) -> u32 {
-        self.find(unique_id).map_or(unique_id, |p| p.unique_id)
+        match self.lookup(unique_id) {
+            [0, _] => unique_id,
+            [_, key] => key,
+        }
     }
 
     /// Every pixel, in channel-key order.
@@ -184,19 +294,25 @@ mod tests {
 
     /// A `pixels` batch of (chip, channel, x) rows on io_group 1, io_channel 1, TPC 1.
     fn batch(rows: &[(u8, u8, f64)]) -> Batch {
-        let u8s = |f: &dyn Fn(&(u8, u8, f64)) -> u8| {
+        let rows: Vec<_> = rows.iter().map(|&(chip, channel, x)| (1, chip, channel, x)).collect();
+        batch_on_uarts(&rows)
+    }
+
+    /// A `pixels` batch of (io_channel, chip, channel, x) rows on io_group 1, TPC 1.
+    fn batch_on_uarts(rows: &[(u8, u8, u8, f64)]) -> Batch {
+        let u8s = |f: &dyn Fn(&(u8, u8, u8, f64)) -> u8| {
             Arc::new(UInt8Array::from_iter_values(rows.iter().map(f))) as ArrayRef
         };
         let f64s =
             |v: f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(|_| v))) as ArrayRef;
         let columns: Vec<(&str, ArrayRef)> = vec![
             ("io_group", u8s(&|_| 1)),
-            ("io_channel", u8s(&|_| 1)),
-            ("chip_id", u8s(&|r| r.0)),
-            ("channel_id", u8s(&|r| r.1)),
+            ("io_channel", u8s(&|r| r.0)),
+            ("chip_id", u8s(&|r| r.1)),
+            ("channel_id", u8s(&|r| r.2)),
             ("tile", Arc::new(UInt16Array::from_iter_values(rows.iter().map(|_| 3)))),
             ("tpc", u8s(&|_| 1)),
-            ("x_mm", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ("x_mm", Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3)))),
             ("y_mm", f64s(0.0)),
             ("pitch_mm", f64s(4.434)),
             ("anode_z_mm", f64s(-304.31)),
@@ -237,6 +353,54 @@ mod tests {
             assert_eq!(pixels.identify(other), other);
         }
         assert_eq!(pixels.anodes()[&1].pitch_mm, 4.434);
+    }
+
+    #[test]
+    fn the_lookup_table_finds_what_the_tile_rule_says_on_every_uart() {
+        // Pixels on the first and last UART groups, io_channel 0, a channel listed on two UARTs
+        // of one tile (the lower one wins for the other two) and one listed on UART 255.
+        let listed: Vec<(u8, u8, u8, f64)> = [
+            (0, 12, 1),
+            (1, 12, 2),
+            (3, 12, 3),
+            (2, 12, 3),
+            (4, 12, 4),
+            (6, 12, 5),
+            (8, 13, 5),
+            (253, 12, 6),
+            (254, 12, 7),
+            (255, 12, 8),
+            (255, 12, 9),
+            (252, 12, 9),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(k, &(uart, chip, channel))| (uart, chip, channel, k as f64))
+        .collect();
+        let mut pixels = Pixels::default();
+        pixels.add(&batch_on_uarts(&listed)).unwrap();
+        // The rule as the module docs state it, by brute force.
+        let keys: std::collections::BTreeSet<u32> =
+            listed.iter().map(|&(u, c, ch, _)| unique_id(1, u, c, ch)).collect();
+        let by_rule = |key: u32| -> Option<u32> {
+            if keys.contains(&key) {
+                return Some(key);
+            }
+            let (g, uart, chip, channel) = channel_of(key);
+            tile_uarts(uart).map(|u| unique_id(g, u, chip, channel)).find(|k| keys.contains(k))
+        };
+        for uart in 0..=255u8 {
+            for (chip, channel) in (1..=9).map(|ch| (12, ch)).chain([(13, 5), (14, 1)]) {
+                let key = unique_id(1, uart, chip, channel);
+                let found = pixels.find(key).map(|p| p.unique_id);
+                assert_eq!(found, by_rule(key), "uart {uart} chip {chip} channel {channel}");
+                assert_eq!(pixels.get(key).map(|p| p.unique_id), keys.get(&key).copied());
+                assert_eq!(pixels.identify(key), found.unwrap_or(key));
+            }
+        }
+        assert_eq!(pixels.identify(unique_id(1, 4, 12, 3)), unique_id(1, 2, 12, 3));
+        assert_eq!(pixels.identify(unique_id(1, 5, 13, 5)), unique_id(1, 8, 13, 5));
+        assert_eq!(pixels.identify(unique_id(1, 255, 12, 7)), unique_id(1, 254, 12, 7));
     }
 
     #[test]
