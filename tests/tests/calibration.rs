@@ -299,3 +299,51 @@ fn a_saved_calibrator_state_resumes_the_stream_exactly() {
     assert!(!whole.events.is_empty() && !whole.tracks.is_empty());
     assert_eq!(resumed, whole);
 }
+
+/// Track finding runs on every core: with one thread or four the output is the same, and it is
+/// what a search event by event in order gives (track ids numbered in event order).
+#[test]
+fn tracks_found_on_every_core_are_the_single_threaded_ones() {
+    let path = data("small-raw.h5");
+    let config = || DetectorConfig::named("sim-module").unwrap();
+    let on_threads = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| calibrate(&path, config(), 4096))
+    };
+    let ((one, calibrator), (four, _)) = (on_threads(1), on_threads(4));
+    assert!(one.tracks.len() >= 10, "{} tracks: too few to compare", one.tracks.len());
+    assert_eq!(four, one);
+
+    // Event by event, in order, from the calibrated hits without their track ids.
+    let detector = config();
+    let mut expected = CalibratedBatch { hits: one.hits.clone(), ..Default::default() };
+    expected.hits.iter_mut().for_each(|h| h.track_id = None);
+    let mut first = 0;
+    while first < expected.hits.len() {
+        let event = expected.hits[first].event_id;
+        let end = first + expected.hits[first..].iter().take_while(|h| h.event_id == event).count();
+        let triggered =
+            one.events.iter().any(|e| Some(e.event_id) == event && e.t0_ticks.is_some());
+        if let (Some(event_id), true) = (event, triggered) {
+            let found = larmon_calibrate::tracks::find_tracks(
+                &detector.tracks,
+                event_id,
+                &expected.hits[first..end],
+                detector.clock_mhz,
+                &|tpc| calibrator.geometry().tpc_pitch_mm(tpc),
+                expected.tracks.len() as u64,
+            );
+            for (i, track_id) in found.assignments {
+                expected.hits[first + i].track_id = Some(track_id);
+            }
+            expected.tracks.extend(found.tracks);
+            expected.segments.extend(found.segments);
+            expected.track_pixels.extend(found.pixels);
+        }
+        first = end;
+    }
+    assert_eq!(one.tracks, expected.tracks);
+    assert_eq!(one.segments, expected.segments);
+    assert_eq!(one.track_pixels, expected.track_pixels);
+    assert_eq!(one.hits, expected.hits);
+}

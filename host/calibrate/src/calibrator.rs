@@ -20,6 +20,7 @@
 //! therefore built whole. [`Calibrator::finish`] flushes everything at the end of a stream.
 
 use larmon_decode::PacketColumns;
+use rayon::prelude::*;
 use std::sync::Arc;
 
 use crate::channels::{ChannelTable, unique_id};
@@ -27,7 +28,7 @@ use crate::config::DetectorConfig;
 use crate::error::CalibrationError;
 use crate::geometry::Geometry;
 use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
-use crate::tracks::add_event_tracks;
+use crate::tracks::{EventTracks, find_tracks};
 
 const SYNC_ROW: u8 = 6;
 const TRIGGER_ROW: u8 = 7;
@@ -120,6 +121,10 @@ pub struct Calibrator {
     next_event_id: u64,
     next_track_id: u64,
     stats: CalibrationStats,
+    /// Triggered events of the batch being built whose tracks are still to find: (event id,
+    /// range of its hits in the output). Found together at the end of the batch, on every
+    /// core, and numbered in event order, so the output is the single-threaded one.
+    track_searches: Vec<(u64, std::ops::Range<usize>)>,
 }
 
 impl Calibrator {
@@ -158,6 +163,7 @@ impl Calibrator {
             next_event_id: 0,
             next_track_id: 0,
             stats: CalibrationStats::default(),
+            track_searches: Vec::new(),
         })
     }
 
@@ -217,6 +223,7 @@ impl Calibrator {
         if let Some(horizon) = horizon {
             self.drain(horizon - self.config.events.max_lateness_ticks, &mut out);
         }
+        self.find_batch_tracks(&mut out);
         out
     }
 
@@ -225,7 +232,43 @@ impl Calibrator {
         let mut out = CalibratedBatch::default();
         self.drain(i64::MAX, &mut out);
         self.close_cluster(&mut out);
+        self.find_batch_tracks(&mut out);
         out
+    }
+
+    /// Finds the tracks of the batch's triggered events, events in parallel (each search is
+    /// seeded by its event id), then numbers them in event order from `next_track_id`.
+    fn find_batch_tracks(&mut self, out: &mut CalibratedBatch) {
+        let searches = std::mem::take(&mut self.track_searches);
+        if searches.is_empty() || !self.config.tracks.enabled {
+            return;
+        }
+        let (config, clock_mhz, geometry) =
+            (&self.config.tracks, self.config.clock_mhz, &self.geometry);
+        let hits = &out.hits;
+        let found: Vec<EventTracks> = searches
+            .par_iter()
+            .with_max_len(1)
+            .map(|(event_id, range)| {
+                let pitch = |tpc| geometry.tpc_pitch_mm(tpc);
+                find_tracks(config, *event_id, &hits[range.clone()], clock_mhz, &pitch, 0)
+            })
+            .collect();
+        for ((_, range), mut event) in searches.into_iter().zip(found) {
+            let first = self.next_track_id;
+            event.tracks.iter_mut().for_each(|t| t.track_id += first);
+            event.segments.iter_mut().for_each(|s| s.track_id += first);
+            event.pixels.iter_mut().for_each(|p| p.track_id += first);
+            for (i, track_id) in event.assignments {
+                out.hits[range.start + i].track_id = Some(first + track_id);
+            }
+            let count = event.tracks.len() as u64;
+            self.next_track_id += count;
+            self.stats.tracks += count;
+            out.tracks.extend(event.tracks);
+            out.segments.extend(event.segments);
+            out.track_pixels.extend(event.pixels);
+        }
     }
 
     fn ingest(&mut self, p: &PacketColumns) {
@@ -443,18 +486,8 @@ impl Calibrator {
             let row = self.hit_row(Some(id), t0, h, *n);
             out.hits.push(row);
         }
-        if t0.is_some() {
-            let found = add_event_tracks(
-                &self.config.tracks,
-                id,
-                out,
-                first_hit,
-                self.config.clock_mhz,
-                &|tpc| self.geometry.tpc_pitch_mm(tpc),
-                self.next_track_id,
-            );
-            self.next_track_id += found;
-            self.stats.tracks += found;
+        if t0.is_some() && self.config.tracks.enabled {
+            self.track_searches.push((id, first_hit..out.hits.len()));
         }
         self.stats.hits += hits.len() as u64;
         out.events.push(event);

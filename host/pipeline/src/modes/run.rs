@@ -76,11 +76,15 @@ enum Work {
     Batch(Stream, Arc<RecordBatch>),
     /// The current file (index in the run's file list) is complete.
     EndOfFile(usize),
+    /// Every file was read: report the merged run (sent only when the whole run was read, so
+    /// a run that failed writes no figures).
+    Report,
 }
 
-/// What a plugin's thread hands back: its merged run (none when sharded) and its first failure.
-struct PluginOutcome<'a> {
-    merge: Option<PluginMerge<'a>>,
+/// What a plugin's thread hands back: its report entry (none when sharded or when the run
+/// failed) and its first failure.
+struct PluginOutcome {
+    entry: Option<PluginEntry>,
     failure: Option<String>,
 }
 
@@ -118,7 +122,7 @@ pub fn run_files(
     let mut span: Option<(u64, u64)> = None;
     let mut host = serde_json::json!({});
     let budgets = plugins.budgets();
-    let outcomes = std::thread::scope(|scope| -> Result<Vec<PluginOutcome<'_>>> {
+    let outcomes = std::thread::scope(|scope| -> Result<Vec<PluginOutcome>> {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for (plugin, budget) in loaded.iter().zip(&budgets) {
@@ -132,6 +136,7 @@ pub fn run_files(
                     .then(|| PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget));
                 let mut file_instance: Option<Result<PluginRun, PluginFailure>> = None;
                 let mut failure: Option<String> = None;
+                let mut report = false;
                 for work in rx {
                     match work {
                         Work::Batch(stream, batch) => {
@@ -179,9 +184,13 @@ pub fn run_files(
                                 }
                             }
                         }
+                        Work::Report => report = true,
                     }
                 }
-                PluginOutcome { merge, failure }
+                // Each plugin reports on its own thread, beside the others (the reports render
+                // figures: a serial loop over them took a second of a 200 s run).
+                let entry = merge.filter(|_| report).map(|merge| merge.finish(run_dir));
+                PluginOutcome { entry, failure }
             }));
         }
         let broadcast = |stream: Stream, batch: Arc<RecordBatch>| {
@@ -276,6 +285,9 @@ pub fn run_files(
             bar.set_position(done_bytes);
         }
         bar.finish();
+        for tx in &senders {
+            let _ = tx.send(Work::Report);
+        }
         drop(senders);
         Ok(workers.into_iter().map(|w| w.join().expect("plugin thread")).collect())
     })?;
@@ -293,8 +305,7 @@ pub fn run_files(
             failures,
         });
     }
-    let mut entries: Vec<PluginEntry> =
-        outcomes.into_iter().filter_map(|o| o.merge).map(|merge| merge.finish(&run_dir)).collect();
+    let mut entries: Vec<PluginEntry> = outcomes.into_iter().filter_map(|o| o.entry).collect();
     entries.extend(plugins.unusable.iter().map(|(file, reason)| unusable_entry(file, reason)));
     let totals = RunTotals { files: files.clone(), span, host, detector: calibration.summary() };
     Ok(RunOutcome::Report(write_report(&run_name, &run_dir, totals, entries, &config.checks)?))
