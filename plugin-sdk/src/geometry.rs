@@ -298,9 +298,12 @@ mod tests {
         batch_on_uarts(&rows)
     }
 
-    /// A `pixels` batch of (io_channel, chip, channel, x) rows on io_group 1, TPC 1.
-    fn batch_on_uarts(rows: &[(u8, u8, u8, f64)]) -> Batch {
-        let u8s = |f: &dyn Fn(&(u8, u8, u8, f64)) -> u8| {
+    /// (io_channel, chip, channel, x) of a pixel on io_group 1, TPC 1.
+    type Listed = (u8, u8, u8, f64);
+
+    /// A `pixels` batch of listed pixels.
+    fn batch_on_uarts(rows: &[Listed]) -> Batch {
+        let u8s = |f: &dyn Fn(&Listed) -> u8| {
             Arc::new(UInt8Array::from_iter_values(rows.iter().map(f))) as ArrayRef
         };
         let f64s =
@@ -359,7 +362,7 @@ mod tests {
     fn the_lookup_table_finds_what_the_tile_rule_says_on_every_uart() {
         // Pixels on the first and last UART groups, io_channel 0, a channel listed on two UARTs
         // of one tile (the lower one wins for the other two) and one listed on UART 255.
-        let listed: Vec<(u8, u8, u8, f64)> = [
+        let listed: Vec<Listed> = [
             (0, 12, 1),
             (1, 12, 2),
             (3, 12, 3),
