@@ -608,3 +608,44 @@ fn light_export_writes_the_reduced_product_with_its_parent() {
     let again = larmon(&["light", p(&raw), "--export", p(&out)]);
     assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
 }
+
+/// `larmon bench` measures every stage on the file it is given, the whole run through the
+/// bundled plugins included, and counts the file's rows in each.
+#[test]
+fn bench_measures_each_stage_and_the_whole_run_with_every_plugin() {
+    let plugin_dir =
+        component("plugin", "larmon_plugin_packet_rate").parent().unwrap().to_path_buf();
+    let plugins = std::fs::read_dir(&plugin_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wasm"))
+        .count();
+    let raw = data("small-raw.h5");
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", p(&raw), "--seconds", "0", "--json"];
+        args.extend(["--detector", "sim-module", "--plugin-dir", p(&plugin_dir)]);
+        args.extend(extra);
+        let out = larmon(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    };
+    let measured = bench(&[]);
+    let tasks: Vec<&str> = measured.iter().map(|m| m["task"].as_str().unwrap()).collect();
+    let whole_run = format!("whole run, {plugins} plugins");
+    for task in [
+        "file -> arrow packets",
+        "file -> calibrated (1 core)",
+        "file -> calibrated (all cores)",
+        "convert raw -> packet file",
+        &whole_run,
+    ] {
+        assert!(tasks.contains(&task), "{task} missing from {tasks:?}");
+    }
+    for m in &measured {
+        assert_eq!(m["rows"], 36730, "{m}");
+        assert!(m["passes"].as_u64().unwrap() >= 3, "{m}");
+        assert!(m["median_rows_per_s"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    let without_run = bench(&["--no-run"]);
+    assert_eq!(without_run.len(), measured.len() - 1);
+    assert!(without_run.iter().all(|m| !m["task"].as_str().unwrap().starts_with("whole run")));
+}
