@@ -37,6 +37,26 @@ impl WasiView for HostState {
     }
 }
 
+/// A log as plugins' users read it: `host.log` lines, a count of the dropped ones, then stdout
+/// and stderr line by line (each with a count of dropped bytes).
+fn log_lines(
+    mut lines: Vec<String>,
+    dropped_lines: usize,
+    pipes: [(&str, (Vec<u8>, u64)); 2],
+) -> Vec<String> {
+    if dropped_lines > 0 {
+        lines.push(format!("({dropped_lines} log lines dropped: log limit reached)"));
+    }
+    for (name, (bytes, dropped)) in pipes {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        lines.extend(text.lines().map(|l| format!("{name}: {l}")));
+        if dropped > 0 {
+            lines.push(format!("({dropped} bytes of {name} dropped: log limit reached)"));
+        }
+    }
+    lines
+}
+
 impl HostState {
     fn push_log(&mut self, line: String) {
         if self.log_bytes + line.len() > self.max_log_bytes {
@@ -333,19 +353,17 @@ impl PluginRun {
     /// dropped is counted on a last line).
     pub fn log(&self) -> Vec<String> {
         let state = self.store.data();
-        let mut lines = state.log.clone();
-        if state.log_dropped > 0 {
-            lines.push(format!("({} log lines dropped: log limit reached)", state.log_dropped));
-        }
-        for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
-            let (bytes, dropped) = pipe.contents();
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            lines.extend(text.lines().map(|l| format!("{name}: {l}")));
-            if dropped > 0 {
-                lines.push(format!("({dropped} bytes of {name} dropped: log limit reached)"));
-            }
-        }
-        lines
+        let pipes = [("stdout", self.stdout.contents()), ("stderr", self.stderr.contents())];
+        log_lines(state.log.clone(), state.log_dropped, pipes)
+    }
+
+    /// The captured log as [`PluginRun::log`] gives it, removed from the instance: a later call
+    /// gives only what came after (the log limit still counts what was taken).
+    pub fn take_log(&mut self) -> Vec<String> {
+        let pipes = [("stdout", self.stdout.take()), ("stderr", self.stderr.take())];
+        let state = self.store.data_mut();
+        let dropped = std::mem::take(&mut state.log_dropped);
+        log_lines(std::mem::take(&mut state.log), dropped, pipes)
     }
 
     /// Time this plugin has spent in calls during the run (all its instances).

@@ -123,6 +123,8 @@ impl RunBudget {
 struct LogBuffer {
     bytes: Vec<u8>,
     dropped: u64,
+    /// Bytes handed out by [`BoundedLog::take`]: they still count against the capacity.
+    taken: usize,
 }
 
 /// A guest's stdout or stderr: keeps the first `capacity` bytes, counts what comes after, and
@@ -140,10 +142,18 @@ impl BoundedLog {
 
     fn accept(&self, bytes: &[u8]) {
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        let room = self.capacity.saturating_sub(buffer.bytes.len());
+        let room = self.capacity.saturating_sub(buffer.taken + buffer.bytes.len());
         let kept = bytes.len().min(room);
         buffer.bytes.extend_from_slice(&bytes[..kept]);
         buffer.dropped += (bytes.len() - kept) as u64;
+    }
+
+    /// What was kept and how many bytes were dropped after it, emptied (the capacity left
+    /// stays what it was).
+    pub(crate) fn take(&self) -> (Vec<u8>, u64) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.taken += buffer.bytes.len();
+        (std::mem::take(&mut buffer.bytes), std::mem::take(&mut buffer.dropped))
     }
 
     /// What was kept, and how many bytes were dropped after it.

@@ -185,6 +185,17 @@ fn chatty_output_odd_numbers_and_clashing_names_are_handled() {
     assert!(log.iter().any(|l| l.contains("bytes of stdout dropped: log limit reached")));
     assert!(log.iter().any(|l| l.contains("bytes of stderr dropped: log limit reached")));
 
+    // Taking the log empties it; what comes after is still within the one limit.
+    let mut taken = hostile.open(&runtime, "{\"mode\": \"chatty\"}").unwrap();
+    taken.consume("packets", batch).unwrap();
+    let first = taken.take_log();
+    assert_eq!(first, log, "taken after the first batch: what log() gave");
+    assert!(taken.log().is_empty());
+    taken.consume("packets", batch).unwrap();
+    let second = taken.take_log();
+    assert!(second.iter().all(|l| !l.starts_with("stdout: ")), "the limit was reached before");
+    assert!(second.iter().any(|l| l.contains("bytes of stdout dropped: log limit reached")));
+
     let mut odd = hostile.open(&runtime, "{\"mode\": \"nan\"}").unwrap();
     odd.consume("packets", batch).unwrap();
     let report = odd.report().unwrap();

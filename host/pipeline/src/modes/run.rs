@@ -132,8 +132,9 @@ pub fn run_files(
             let (run_dir, pixels) = (&run_dir, pixels.clone());
             workers.push(scope.spawn(move || {
                 let open = || open_instance(plugin, runtime, &plugin_config, &pixels, budget);
-                let mut merge = (!sharded)
-                    .then(|| PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget));
+                // The run instance: the first file's own instance, then the snapshots of
+                // the others merged into it (a shard only writes its files' snapshots).
+                let mut merge: Option<PluginMerge> = None;
                 let mut file_instance: Option<Result<PluginRun, PluginFailure>> = None;
                 let mut failure: Option<String> = None;
                 let mut report = false;
@@ -147,49 +148,61 @@ pub fn run_files(
                         Work::EndOfFile(index) => {
                             let instance = file_instance.take().unwrap_or_else(open);
                             let source = format!("file {}", index + 1);
-                            let snapshot = instance.and_then(|mut i| {
-                                let log = i.log();
-                                if sharded {
+                            if sharded {
+                                let snapshot = instance.and_then(|mut i| {
                                     let path = shard_plugin_file(
                                         run_dir,
                                         index,
                                         &plugin.info().name,
                                         "log.json",
                                     );
-                                    let text = serde_json::to_string(&log).unwrap_or_default();
+                                    let text = serde_json::to_string(&i.log()).unwrap_or_default();
                                     let _ = write_atomically(&path, text.as_bytes());
+                                    i.snapshot()
+                                });
+                                let path = shard_plugin_file(
+                                    run_dir,
+                                    index,
+                                    &plugin.info().name,
+                                    "snapshot",
+                                );
+                                let written =
+                                    snapshot.map_err(|e| e.to_string()).and_then(|bytes| {
+                                        write_atomically(&path, &bytes)
+                                            .map_err(|e| format!("writing the snapshot: {e}"))
+                                    });
+                                if let Err(e) = written {
+                                    failure.get_or_insert(format!("{source}: {e}"));
                                 }
-                                if let Some(merge) = merge.as_mut() {
-                                    merge.add_logs(log);
+                                continue;
+                            }
+                            let instance = match (&merge, instance) {
+                                (None, Ok(first)) => {
+                                    merge = Some(PluginMerge::adopt(plugin, first));
+                                    continue;
                                 }
+                                (_, instance) => instance,
+                            };
+                            let merge = merge.get_or_insert_with(|| {
+                                PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget)
+                            });
+                            let snapshot = instance.and_then(|mut i| {
+                                merge.add_logs(i.log());
                                 i.snapshot()
                             });
-                            match merge.as_mut() {
-                                Some(merge) => merge.add(&source, snapshot.as_deref()),
-                                None => {
-                                    let path = shard_plugin_file(
-                                        run_dir,
-                                        index,
-                                        &plugin.info().name,
-                                        "snapshot",
-                                    );
-                                    let written =
-                                        snapshot.map_err(|e| e.to_string()).and_then(|bytes| {
-                                            write_atomically(&path, &bytes)
-                                                .map_err(|e| format!("writing the snapshot: {e}"))
-                                        });
-                                    if let Err(e) = written {
-                                        failure.get_or_insert(format!("{source}: {e}"));
-                                    }
-                                }
-                            }
+                            merge.add(&source, snapshot.as_deref());
                         }
                         Work::Report => report = true,
                     }
                 }
                 // Each plugin reports on its own thread, beside the others (the reports render
                 // figures: a serial loop over them took a second of a 200 s run).
-                let entry = merge.filter(|_| report).map(|merge| merge.finish(run_dir));
+                let entry = report.then(|| {
+                    let merge = merge.unwrap_or_else(|| {
+                        PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget)
+                    });
+                    merge.finish(run_dir)
+                });
                 PluginOutcome { entry, failure }
             }));
         }

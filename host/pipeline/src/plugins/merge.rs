@@ -36,6 +36,15 @@ impl<'a> PluginMerge<'a> {
         Self { plugin, run, failure: None, logs: Vec::new() }
     }
 
+    /// The run instance made of the first file's own instance: what merging its snapshot into
+    /// a fresh instance gives, without the snapshot, the merge and a second instance's memory
+    /// (a one-file run, the usual case, never copies its state).
+    pub fn adopt(plugin: &'a LoadedPlugin, mut first_file: PluginRun) -> Self {
+        // The first file's lines come first, the run instance's own (its report) last.
+        let logs = first_file.take_log();
+        Self { plugin, run: Ok(first_file), failure: None, logs }
+    }
+
     /// Merges the snapshot of the next file (`source` names it in an error); a failed snapshot
     /// or merge is kept as the plugin's first failure and the plugin is reported as failed.
     pub fn add(&mut self, source: impl Display, snapshot: Result<&[u8], &PluginFailure>) {
