@@ -242,7 +242,9 @@ fn run_writes_a_report_with_each_plugins_status_metrics_checks_and_figures() {
     assert!(std::fs::read_to_string(svg).unwrap().starts_with("<svg"));
     let hostile = by_name("hostile");
     assert_eq!(hostile["status"], "error");
-    assert!(hostile["error"].as_str().unwrap().contains("time limit of 1.0 s"), "{hostile}");
+    let error = hostile["error"].as_str().unwrap();
+    assert!(error.contains("time limit of 1.0 s"), "{hostile}");
+    assert!(error.starts_with("file 1: "), "the file the failure came from: {hostile}");
 }
 
 /// A truncated .wasm in the plugin folder and a --plugin that does not exist are reported as

@@ -176,8 +176,10 @@ pub fn run_files(
                                 }
                                 continue;
                             }
+                            // An instance that failed goes the snapshot way, so its failure
+                            // is reported with the file it came from.
                             let instance = match (&merge, instance) {
-                                (None, Ok(first)) => {
+                                (None, Ok(first)) if first.failure().is_none() => {
                                     merge = Some(PluginMerge::adopt(plugin, first));
                                     continue;
                                 }
