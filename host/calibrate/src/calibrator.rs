@@ -236,13 +236,11 @@ impl Calibrator {
         out
     }
 
-    /// Finds the tracks of the batch's triggered events, events in parallel (each search is
-    /// seeded by its event id), then numbers them in event order from `next_track_id`.
+    /// Finds the tracks of the batch's triggered events (queued only when tracking is on),
+    /// events in parallel (each search is seeded by its event id), then numbers them in event
+    /// order from `next_track_id`.
     fn find_batch_tracks(&mut self, out: &mut CalibratedBatch) {
         let searches = std::mem::take(&mut self.track_searches);
-        if searches.is_empty() || !self.config.tracks.enabled {
-            return;
-        }
         let (config, clock_mhz, geometry) =
             (&self.config.tracks, self.config.clock_mhz, &self.geometry);
         let hits = &out.hits;
@@ -254,20 +252,10 @@ impl Calibrator {
                 find_tracks(config, *event_id, &hits[range.clone()], clock_mhz, &pitch, 0)
             })
             .collect();
-        for ((_, range), mut event) in searches.into_iter().zip(found) {
-            let first = self.next_track_id;
-            event.tracks.iter_mut().for_each(|t| t.track_id += first);
-            event.segments.iter_mut().for_each(|s| s.track_id += first);
-            event.pixels.iter_mut().for_each(|p| p.track_id += first);
-            for (i, track_id) in event.assignments {
-                out.hits[range.start + i].track_id = Some(first + track_id);
-            }
-            let count = event.tracks.len() as u64;
+        for ((_, range), event) in searches.into_iter().zip(found) {
+            let count = event.add_to(out, range.start, self.next_track_id);
             self.next_track_id += count;
             self.stats.tracks += count;
-            out.tracks.extend(event.tracks);
-            out.segments.extend(event.segments);
-            out.track_pixels.extend(event.pixels);
         }
     }
 

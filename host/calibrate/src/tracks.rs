@@ -250,8 +250,9 @@ fn pixel_chord(
 
 /// Tracks one triggered event whose hits are `out.hits[first_hit..]` (nothing if tracking is
 /// off): each hit on a track gets its id; tracks, segments and track pixels are appended to
-/// `out`, with ids from `first_track_id`. Returns how many tracks were found. The one way both
-/// larmon's calibrator and the ndlar_flow input add tracks.
+/// `out`, with ids from `first_track_id`. Returns how many tracks were found. How the
+/// ndlar_flow input adds tracks; larmon's calibrator searches a batch's events in parallel and
+/// adds them the same way, with [`EventTracks::add_to`].
 pub fn add_event_tracks(
     config: &TrackConfig,
     event_id: u64,
@@ -264,22 +265,32 @@ pub fn add_event_tracks(
     if !config.enabled {
         return 0;
     }
-    let found = find_tracks(
-        config,
-        event_id,
-        &out.hits[first_hit..],
-        clock_mhz,
-        pitch_of_tpc,
-        first_track_id,
-    );
-    for (i, track_id) in found.assignments {
-        out.hits[first_hit + i].track_id = Some(track_id);
+    let found = find_tracks(config, event_id, &out.hits[first_hit..], clock_mhz, pitch_of_tpc, 0);
+    found.add_to(out, first_hit, first_track_id)
+}
+
+impl EventTracks {
+    /// Appends the tracks of an event whose hits start at `out.hits[first_hit]`, found with ids
+    /// from 0, renumbered from `first_track_id`: each hit on a track gets its id; tracks,
+    /// segments and track pixels go to the end of `out`. Returns how many tracks there were.
+    pub fn add_to(
+        mut self,
+        out: &mut CalibratedBatch,
+        first_hit: usize,
+        first_track_id: u64,
+    ) -> u64 {
+        self.tracks.iter_mut().for_each(|t| t.track_id += first_track_id);
+        self.segments.iter_mut().for_each(|s| s.track_id += first_track_id);
+        self.pixels.iter_mut().for_each(|p| p.track_id += first_track_id);
+        for (i, track_id) in self.assignments {
+            out.hits[first_hit + i].track_id = Some(first_track_id + track_id);
+        }
+        let count = self.tracks.len() as u64;
+        out.tracks.extend(self.tracks);
+        out.segments.extend(self.segments);
+        out.track_pixels.extend(self.pixels);
+        count
     }
-    let count = found.tracks.len() as u64;
-    out.tracks.extend(found.tracks);
-    out.segments.extend(found.segments);
-    out.track_pixels.extend(found.pixels);
-    count
 }
 
 /// Finds the tracks of one event among `hits` (those without x, y, z are ignored); track ids

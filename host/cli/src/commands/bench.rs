@@ -98,11 +98,16 @@ fn to_columns_reused(path: &Path) -> Result<u64> {
     Ok(rows)
 }
 
-/// Packets -> calibrated hits, events and tracks (no read-ahead) on `threads` threads (None: all
-/// cores); returns packet rows.
+/// Packets -> calibrated hits, events and tracks (no read-ahead) on `threads` threads (None: the
+/// global pool, every core, as `larmon calibrate` runs); returns packet rows.
 fn calibrate(path: &Path, detector: &DetectorConfig, threads: Option<usize>) -> Result<u64> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.unwrap_or(0)).build()?;
-    pool.install(|| calibrate_here(path, detector))
+    match threads {
+        Some(threads) => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?
+            .install(|| calibrate_here(path, detector)),
+        None => calibrate_here(path, detector),
+    }
 }
 
 fn calibrate_here(path: &Path, detector: &DetectorConfig) -> Result<u64> {
