@@ -155,7 +155,7 @@ pub(crate) async fn overview(
         body += "<p class=\"empty\">No run matches.</p>";
     }
     for e in errors {
-        let _ = write!(body, "<p class=\"error\">unreadable report: {}</p>", escape(&e));
+        let _ = write!(body, "<p class=\"failure\">unreadable report: {}</p>", escape(&e));
     }
     page("Runs", &body, false)
 }
@@ -232,7 +232,7 @@ pub(crate) async fn run_page(
             let _ = write!(body, "<p class=\"shifter\">{}</p>", escape(&text).replace("**", ""));
         }
         if let Some(error) = &p.error {
-            let _ = write!(body, "<p class=\"error\">plugin failed: {}</p>", escape(error));
+            let _ = write!(body, "<p class=\"failure\">plugin failed: {}</p>", escape(error));
         }
         body += &checks_table(&p.checks);
         if !p.metrics.is_empty() {
@@ -396,7 +396,7 @@ pub(crate) async fn plugins_page(State(state): State<Arc<AppState>>) -> Response
     for p in plugin_summaries(&runs) {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"failure\">{}</td><td><code>{}</code></td></tr>",
             escape(&p.name),
             escape(&p.versions.join(", ")),
             escape(&p.description),

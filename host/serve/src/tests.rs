@@ -199,3 +199,27 @@ async fn odd_numbers_and_a_broken_report_hide_no_run() {
     assert_eq!(back.plugins[0].metrics[1].value, f64::INFINITY);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The flag pills keep white text on their colour: a bare `.ok`/`.warning`/`.error` rule that
+/// sets `color` also matches `<span class="flag error">` and turned its text red on red.
+#[test]
+fn no_stylesheet_rule_colours_the_text_of_a_flag_pill_like_its_background() {
+    let css = include_str!("style.css");
+    for rule in css.split('}') {
+        let Some((selectors, declarations)) = rule.split_once('{') else { continue };
+        let sets_text_colour = declarations
+            .split(';')
+            .any(|d| d.split_once(':').is_some_and(|(name, _)| name.trim() == "color"));
+        for selector in selectors.split(',').map(|s| s.trim().rsplit("*/").next().unwrap().trim())
+        {
+            for flag in ["ok", "warning", "error"] {
+                let bare = format!(".{flag}");
+                assert!(
+                    !(sets_text_colour && selector == bare),
+                    "`{selector}` sets the text colour of every `flag {flag}` pill"
+                );
+            }
+        }
+    }
+    assert!(css.contains(".flag {") && css.contains("color: #fff"), "the pills' white text");
+}
