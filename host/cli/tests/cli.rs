@@ -247,6 +247,122 @@ fn run_writes_a_report_with_each_plugins_status_metrics_checks_and_figures() {
     assert!(error.starts_with("file 1: "), "the file the failure came from: {hostile}");
 }
 
+/// Every file under `dir` with its bytes and modification time.
+fn files_with_times(
+    dir: &Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(folder) = todo.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let modified = entry.metadata().unwrap().modified().unwrap();
+                files.insert(path.clone(), (std::fs::read(&path).unwrap(), modified));
+            }
+        }
+    }
+    files
+}
+
+/// A reviewer's `larmon run --as NAME` with their own plugins — one that fails and one that
+/// replaces a bundled plugin — writes a version beside the official report and leaves every
+/// official file byte-identical (and unwritten); both reports say what made them.
+#[test]
+fn a_reviewer_version_leaves_the_official_report_untouched_and_names_its_plugin_builds() {
+    let dir = scratch("cli-reviewer");
+    let out = dir.join("reports");
+    let bundled = component("plugin", "larmon_plugin_packet_rate");
+    let plugin_dir = dir.join("bundled");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::copy(&bundled, plugin_dir.join("larmon_plugin_packet_rate.wasm")).unwrap();
+    let (raw, cache) = (data("small-raw.h5"), dir.join("cache"));
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            p(&raw),
+            "--out",
+            p(&out),
+            "--plugin-dir",
+            p(&plugin_dir),
+            "--cache-dir",
+            p(&cache),
+            "--plugin-timeout",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        larmon(&args)
+    };
+    let official = run(&[]);
+    assert!(official.status.success(), "{}", text(&official.stderr));
+    let official_dir = out.join("small-raw");
+    let before = files_with_times(&official_dir);
+    let report: serde_json::Value =
+        serde_json::from_slice(&before[&official_dir.join("report.json")].0).unwrap();
+    assert_eq!(report["quality"]["flag"], "ok", "{report}");
+    assert!(report.get("version").is_none(), "the official report is no version");
+    let detector_sha256 = report["provenance"]["detector_sha256"].as_str().unwrap().to_string();
+    assert_eq!(detector_sha256.len(), 64, "{report}");
+    assert!(report["provenance"]["config_sha256"].is_null(), "no --config: built-in defaults");
+
+    let mine = dir.join("my-packet-rate.wasm");
+    std::fs::copy(&bundled, &mine).unwrap();
+    let config = dir.join("mine.toml");
+    let config_text = "[plugins.hostile]\nmode = \"spin\"\n";
+    std::fs::write(&config, config_text).unwrap();
+    let hostile = component("plugin-test", "larmon_test_hostile");
+    let args =
+        ["--as", "alice", "--plugin", p(&mine), "--plugin", p(&hostile), "--config", p(&config)];
+    let review = run(&args);
+    assert!(review.status.success(), "{}", text(&review.stderr));
+
+    let version_dir = official_dir.join("versions/alice");
+    let after = files_with_times(&official_dir);
+    for (path, (bytes, modified)) in &before {
+        let (now, now_modified) = &after[path];
+        assert!(now == bytes && now_modified == modified, "{} was touched", path.display());
+    }
+    assert!(after.keys().all(|p| before.contains_key(p) || p.starts_with(&version_dir)));
+
+    let version: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(version_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(version["run"], "small-raw");
+    assert_eq!(version["version"], "alice");
+    assert_eq!(version["quality"]["flag"], "error", "the failing plugin flags the version only");
+    let provenance = &version["provenance"];
+    assert_eq!(provenance["detector_sha256"], detector_sha256.as_str(), "same detector");
+    assert_eq!(
+        provenance["config_sha256"],
+        larmon_pipeline::config::sha256_hex(config_text.as_bytes()).as_str()
+    );
+    let replaced = &provenance["replaced_plugins"][0];
+    assert_eq!(replaced["name"], "packet-rate", "{provenance}");
+    assert_eq!(replaced["bundled_file"], "larmon_plugin_packet_rate.wasm");
+    assert_eq!(replaced["by_file"], "my-packet-rate.wasm");
+    let plugins = version["plugins"].as_array().unwrap();
+    let rate = plugins.iter().find(|p| p["name"] == "packet-rate").unwrap();
+    assert_eq!(rate["file"], "my-packet-rate.wasm");
+    assert_eq!(rate["sha256"].as_str().unwrap().len(), 64);
+    let svg = version_dir.join(rate["figures"][0]["svg"].as_str().unwrap());
+    assert!(std::fs::read_to_string(svg).unwrap().starts_with("<svg"), "figures beside it");
+
+    let listed = text(&larmon(&["runs", p(&out)]).stdout);
+    assert_eq!(listed.matches("small-raw").count(), 1, "a version is no run of its own: {listed}");
+    for bad in ["../escape", ".hidden", "a/b", ""] {
+        let refused = run(&["--as", bad]);
+        assert!(!refused.status.success(), "--as {bad:?} was taken");
+        assert!(
+            text(&refused.stderr).contains("cannot name a version"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+    assert!(!dir.join("escape").exists() && !out.join("escape").exists());
+}
+
 /// A truncated .wasm in the plugin folder and a --plugin that does not exist are reported as
 /// failed plugins, on stderr and in the report, while the run goes on with the others; a plugin
 /// that sleeps for an hour inside a WASI call is stopped by its time limit.

@@ -4,7 +4,7 @@
 //! and `simulate` alike; a command ignores the sections it has no use for.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use larmon_calibrate::DetectorConfig;
 use larmon_report::ChecksConfig;
@@ -20,6 +20,9 @@ pub struct LarmonConfig {
     pub plugins: BTreeMap<String, String>,
     /// Check thresholds over plugin metrics, and the run quality rules.
     pub checks: ChecksConfig,
+    /// The file it was read from and the SHA-256 of its bytes (none: the built-in defaults),
+    /// recorded in every report's provenance.
+    pub source: Option<(PathBuf, String)>,
 }
 
 impl LarmonConfig {
@@ -28,7 +31,9 @@ impl LarmonConfig {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };
         let text = std::fs::read_to_string(path).at(path)?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.source = Some((path.to_path_buf(), sha256_hex(text.as_bytes())));
+        Ok(config)
     }
 
     /// [`Self::load`], then selects the built-in detector `detector` (`--detector NAME`) when
@@ -80,13 +85,19 @@ impl LarmonConfig {
         let detector = DetectorConfig::from_table(table, source).map_err(|e| {
             PipelineError::Calibration { what: "reading the configuration", source: e }
         })?;
-        Ok(Self { detector, plugins, checks })
+        Ok(Self { detector, plugins, checks, source: None })
     }
 
     /// The settings of plugin `name` as JSON (`{}` when the file has none).
     pub fn plugin_config(&self, name: &str) -> String {
         self.plugins.get(name).cloned().unwrap_or_else(|| "{}".into())
     }
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -69,6 +69,9 @@ pub enum PipelineError {
     /// The watch options are not usable.
     #[error("{0}")]
     Watch(String),
+    /// A reviewer version (`--as NAME`) that cannot be written.
+    #[error("--as: {0}")]
+    Version(String),
 }
 
 impl From<IngestError> for PipelineError {

@@ -198,7 +198,15 @@ fn run<'py>(
             ..PluginOptions::default()
         };
         let plugin_set = plugin_options.load().map_err(to_py)?;
-        let options = RunOptions { files, out, run, run_db: None, light_channel_map: None, shard };
+        let options = RunOptions {
+            files,
+            out,
+            run,
+            run_db: None,
+            light_channel_map: None,
+            shard,
+            version: None,
+        };
         match run_files(&options, &config, &plugin_set, &Silent).map_err(to_py)? {
             RunOutcome::Report(written) => Ok(Some(
                 serde_json::to_string(&written.report)

@@ -6,6 +6,8 @@ pub mod model;
 pub mod quality;
 pub mod store;
 
-pub use model::{Check, FigureFiles, Metric, PluginEntry, RunReport, Status};
+pub use model::{
+    Check, FigureFiles, Metric, PluginEntry, Provenance, ReplacedPlugin, RunReport, Status,
+};
 pub use quality::{ChecksConfig, Limits, evaluate, run_flag};
 pub use store::RunStore;

@@ -185,15 +185,53 @@ pub struct Quality {
     pub host_checks: Vec<Check>,
 }
 
+/// What produced a report beyond the larmon version and each plugin's component hash (in its
+/// entry): enough to tell whether two reports were made the same way.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// SHA-256 over the detector description in force: its settings and the bytes of every file
+    /// it names (layouts, placement, channel constants); built-in files are part of the larmon
+    /// version.
+    pub detector_sha256: String,
+    /// The configuration file (`--config`), if one was given.
+    pub config_file: Option<PathBuf>,
+    /// SHA-256 of the configuration file's bytes (plugin settings and check thresholds
+    /// included); absent for the built-in defaults.
+    pub config_sha256: Option<String>,
+    /// Bundled plugins that a `--plugin` of the same name replaced in this run.
+    #[serde(default)]
+    pub replaced_plugins: Vec<ReplacedPlugin>,
+}
+
+/// A bundled plugin replaced by another component of the same name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplacedPlugin {
+    /// The plugin name both components give.
+    pub name: String,
+    /// The bundled component's file.
+    pub bundled_file: String,
+    /// Its SHA-256.
+    pub bundled_sha256: String,
+    /// The component that ran instead (its hash is in the plugin's entry).
+    pub by_file: String,
+}
+
 /// `OUT/<run>/report.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     /// Run name.
     pub run: String,
+    /// The reviewer's version name (`larmon run --as NAME`), written to
+    /// `OUT/<run>/versions/<NAME>/`; absent in the official report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Input files.
     pub files: Vec<PathBuf>,
     /// larmon version that wrote it.
     pub larmon_version: String,
+    /// Detector description, configuration and replaced plugins behind it.
+    #[serde(default)]
+    pub provenance: Provenance,
     /// When the report was written, Unix s.
     pub created_unix_s: f64,
     /// First and last Unix second of the data.

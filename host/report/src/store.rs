@@ -8,6 +8,14 @@ use std::time::SystemTime;
 
 use crate::model::RunReport;
 
+/// The folder of a run's reviewer versions: `OUT/<run>/versions/<name>/`.
+pub const VERSIONS: &str = "versions";
+
+/// Whether `name` can name a run or a version: one path component, not hidden.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['/', '\\', '\0']) && !name.starts_with('.')
+}
+
 /// The reports under one output directory.
 pub struct RunStore {
     root: PathBuf,
@@ -52,10 +60,33 @@ impl RunStore {
 
     /// One run by name.
     pub fn run(&self, name: &str) -> Option<Arc<RunReport>> {
-        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        if !is_plain_name(name) {
             return None;
         }
         self.load(&self.root.join(name).join("report.json")).ok()
+    }
+
+    /// The reviewer versions of a run (`OUT/<run>/versions/<name>/report.json`, written by
+    /// `larmon run --as NAME`), by name; unreadable ones are left out.
+    pub fn versions(&self, run: &str) -> Vec<Arc<RunReport>> {
+        if !is_plain_name(run) {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(self.root.join(run).join(VERSIONS)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+        names.sort();
+        names.iter().filter_map(|name| self.version(run, name)).collect()
+    }
+
+    /// One reviewer version of a run.
+    pub fn version(&self, run: &str, name: &str) -> Option<Arc<RunReport>> {
+        if !is_plain_name(run) || !is_plain_name(name) {
+            return None;
+        }
+        self.load(&self.root.join(run).join(VERSIONS).join(name).join("report.json")).ok()
     }
 
     fn load(&self, path: &Path) -> Result<Arc<RunReport>, String> {

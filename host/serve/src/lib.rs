@@ -46,6 +46,7 @@ pub fn router_with_catalog(out: &Path, checks: ChecksConfig, catalog: Option<Pat
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs/{run}", get(pages::run_page))
+        .route("/runs/{run}/versions/{version}", get(pages::version_page))
         .route("/runs/{run}/files", get(catalog_pages::files_page))
         .route("/api/runs/{run}/files", get(catalog_pages::api_files))
         .route("/download/{id}", get(catalog_pages::download))

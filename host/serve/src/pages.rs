@@ -168,13 +168,57 @@ pub(crate) async fn run_page(
         return (StatusCode::NOT_FOUND, page("Not found", "<h1>No such run</h1>", false))
             .into_response();
     };
+    run_or_version_page(&state, &r)
+}
+
+/// A reviewer's version of a run (`larmon run --as NAME`), shown like the run, marked as not
+/// the official report.
+pub(crate) async fn version_page(
+    State(state): State<Arc<AppState>>,
+    UrlPath((run, version)): UrlPath<(String, String)>,
+) -> Response {
+    let Some(r) = state.store.version(&run, &version) else {
+        return (StatusCode::NOT_FOUND, page("Not found", "<h1>No such version</h1>", false))
+            .into_response();
+    };
+    run_or_version_page(&state, &r)
+}
+
+/// The folder of a report under the output directory, relative: `<run>` or
+/// `<run>/versions/<name>`, as URL path segments.
+fn report_folder(r: &RunReport) -> String {
+    match &r.version {
+        None => url_segment(&r.run),
+        Some(v) => {
+            format!("{}/{}/{}", url_segment(&r.run), larmon_report::store::VERSIONS, url_segment(v))
+        }
+    }
+}
+
+fn run_or_version_page(state: &AppState, r: &RunReport) -> Response {
     // A report written in the last two minutes belongs to a run still being processed.
-    let modified = std::fs::metadata(state.store.root().join(&r.run).join("report.json"))
-        .and_then(|m| m.modified());
+    let folder = match &r.version {
+        None => state.store.root().join(&r.run),
+        Some(v) => state.store.root().join(&r.run).join(larmon_report::store::VERSIONS).join(v),
+    };
+    let modified = std::fs::metadata(folder.join("report.json")).and_then(|m| m.modified());
     let live = modified.is_ok_and(|t| {
         SystemTime::now().duration_since(t).unwrap_or(Duration::MAX) < Duration::from_secs(120)
     });
-    let mut body = format!("<h1>Run {} {}</h1>", escape(&r.run), flag_badge(r.quality.flag));
+    let mut body = match &r.version {
+        None => format!("<h1>Run {} {}</h1>", escape(&r.run), flag_badge(r.quality.flag)),
+        Some(v) => format!(
+            "<h1>Run {} · reviewer version {} {}</h1><p class=\"shifter\">A reviewer's \
+             re-analysis (<code>larmon run --as {}</code>), not the official report of the run: \
+             its flag and metrics change nothing there. <a href=\"/runs/{}\">The official \
+             report</a>.</p>",
+            escape(&r.run),
+            escape(v),
+            flag_badge(r.quality.flag),
+            escape(v),
+            url_segment(&r.run)
+        ),
+    };
     let _ = write!(
         body,
         "<p class=\"meta\">{} · {} · larmon {} · files: {}{}</p>",
@@ -184,12 +228,15 @@ pub(crate) async fn run_page(
         escape(&r.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")),
         if live { " · <b>live</b> (refreshes every 10 s)" } else { "" }
     );
-    if state.catalog.is_some() {
+    if state.catalog.is_some() && r.version.is_none() {
         let _ = write!(
             body,
             "<p class=\"meta\"><a href=\"/runs/{}/files\">Files, checksums and replicas</a></p>",
             url_segment(&r.run)
         );
+    }
+    if r.version.is_none() {
+        body += &versions_section(r, &state.store.versions(&r.run));
     }
     body += "<h2>Host</h2><table class=\"kv\">";
     if let Some(host) = r.host.as_object() {
@@ -199,6 +246,7 @@ pub(crate) async fn run_page(
         }
     }
     body += "</table>";
+    body += &provenance_section(r);
     if !r.quality.host_checks.is_empty() {
         body += "<h2>Configured checks</h2>";
         body += &checks_table(&r.quality.host_checks);
@@ -219,14 +267,17 @@ pub(crate) async fn run_page(
         );
     }
     body += "</div>";
+    let folder = report_folder(r);
     for p in &r.plugins {
         let _ = write!(
             body,
-            "<section id=\"{}\"><h2>{} <small>{} · {}</small></h2>",
+            "<section id=\"{}\"><h2>{} <small>{} · {} · <code title=\"SHA-256 of {}\">{}</code></small></h2>",
             url_segment(&p.name),
             escape(&p.name),
             escape(&p.version),
-            escape(&p.description)
+            escape(&p.description),
+            escape(&p.file),
+            escape(p.sha256.get(..12).unwrap_or(&p.sha256))
         );
         if let Some(text) = shifter_text(&p.name) {
             let _ = write!(body, "<p class=\"shifter\">{}</p>", escape(&text).replace("**", ""));
@@ -253,23 +304,17 @@ pub(crate) async fn run_page(
         }
         body += "<div class=\"grid\">";
         for f in &p.figures {
-            let svg = format!(
-                "/files/{}/{}",
-                url_segment(&r.run),
-                f.svg.split('/').map(url_segment).collect::<Vec<_>>().join("/")
-            );
-            let data = format!(
-                "/files/{}/{}",
-                url_segment(&r.run),
-                f.data.split('/').map(url_segment).collect::<Vec<_>>().join("/")
-            );
+            let path = |file: &str| {
+                format!(
+                    "{folder}/{}",
+                    file.split('/').map(url_segment).collect::<Vec<_>>().join("/")
+                )
+            };
+            let (svg, data) =
+                (format!("/files/{}", path(&f.svg)), format!("/files/{}", path(&f.data)));
             // A click opens larmon's own page showing the figure as an image (an SVG opened
             // as a page could navigate the browser away; as an <img> it cannot).
-            let view = format!(
-                "/figure/{}/{}",
-                url_segment(&r.run),
-                f.svg.split('/').map(url_segment).collect::<Vec<_>>().join("/")
-            );
+            let view = format!("/figure/{}", path(&f.svg));
             let _ = write!(
                 body,
                 "<figure><a href=\"{view}\"><img src=\"{svg}\" alt=\"{}\" loading=\"lazy\"></a><figcaption>{} · <a href=\"{data}\">data</a></figcaption></figure>",
@@ -279,7 +324,129 @@ pub(crate) async fn run_page(
         }
         body += "</div></section>";
     }
-    page(&format!("Run {}", r.run), &body, live)
+    let title = match &r.version {
+        None => format!("Run {}", r.run),
+        Some(v) => format!("Run {} · version {v}", r.run),
+    };
+    page(&title, &body, live)
+}
+
+/// What made the report: larmon version, detector description and configuration hashes, and
+/// any bundled plugin that another component replaced.
+fn provenance_section(r: &RunReport) -> String {
+    let p = &r.provenance;
+    let short = |sha: &str| escape(sha.get(..16).unwrap_or(sha));
+    let mut out = String::from("<h2>Provenance</h2><table class=\"kv\">");
+    let _ = write!(out, "<tr><th>larmon</th><td>{}</td></tr>", escape(&r.larmon_version));
+    let _ = write!(
+        out,
+        "<tr><th>detector description</th><td><code title=\"{}\">{}</code></td></tr>",
+        escape(&p.detector_sha256),
+        if p.detector_sha256.is_empty() {
+            "not recorded".into()
+        } else {
+            short(&p.detector_sha256)
+        }
+    );
+    let config = match (&p.config_file, &p.config_sha256) {
+        (Some(file), Some(sha)) => format!(
+            "{} <code title=\"{}\">{}</code>",
+            escape(&file.display().to_string()),
+            escape(sha),
+            short(sha)
+        ),
+        _ => "built-in defaults".into(),
+    };
+    let _ = write!(out, "<tr><th>configuration</th><td>{config}</td></tr>");
+    let plugins: Vec<String> = r
+        .plugins
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} <code title=\"{}\">{}</code>",
+                escape(&e.name),
+                escape(&e.version),
+                escape(&e.sha256),
+                short(&e.sha256)
+            )
+        })
+        .collect();
+    let _ = write!(out, "<tr><th>plugin components</th><td>{}</td></tr>", plugins.join(" · "));
+    for replaced in &p.replaced_plugins {
+        let _ = write!(
+            out,
+            "<tr class=\"warning\"><th>replaced plugin</th><td>bundled {} ({}, <code>{}</code>) was replaced by {}</td></tr>",
+            escape(&replaced.name),
+            escape(&replaced.bundled_file),
+            short(&replaced.bundled_sha256),
+            escape(&replaced.by_file)
+        );
+    }
+    out + "</table>"
+}
+
+/// The reviewer versions of a run beside the official report: each version's flag, and every
+/// metric whose value differs from the official one (or exists in one only).
+fn versions_section(official: &RunReport, versions: &[Arc<RunReport>]) -> String {
+    if versions.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Reviewer versions <small>re-analyses beside this official report; they never change it</small></h2>\
+         <table class=\"runs\"><thead><tr><th>metric</th><th>official</th>",
+    );
+    for v in versions {
+        let name = v.version.as_deref().unwrap_or("");
+        let _ = write!(
+            out,
+            "<th><a href=\"/runs/{}/versions/{}\">{}</a> {}</th><th>difference</th>",
+            url_segment(&official.run),
+            url_segment(name),
+            escape(name),
+            flag_badge(v.quality.flag)
+        );
+    }
+    out += "</tr></thead><tbody>";
+    let mut keys: Vec<String> = official.metric_keys();
+    for v in versions {
+        keys.extend(v.metric_keys());
+    }
+    keys.sort();
+    keys.dedup();
+    let value = |r: &RunReport, key: &str| r.metric(key).map(|m| m.value);
+    let mut same = 0;
+    for key in &keys {
+        let base = value(official, key);
+        let differs = versions.iter().any(|v| {
+            let other = value(v, key);
+            match (base, other) {
+                (Some(a), Some(b)) => !(a == b || (a.is_nan() && b.is_nan())),
+                (a, b) => a.is_some() != b.is_some(),
+            }
+        });
+        if !differs {
+            same += 1;
+            continue;
+        }
+        let shown = |v: Option<f64>| v.map_or("–".into(), format_value);
+        let _ = write!(out, "<tr><td>{}</td><td>{}</td>", escape(key), shown(base));
+        for v in versions {
+            let other = value(v, key);
+            let difference = match (base, other) {
+                (Some(a), Some(b)) if a != b => format_value(b - a),
+                (Some(_), Some(_)) => "=".into(),
+                _ => "–".into(),
+            };
+            let _ = write!(out, "<td>{}</td><td>{difference}</td>", shown(other));
+        }
+        out += "</tr>";
+    }
+    let _ = write!(
+        out,
+        "</tbody></table><p class=\"meta\">{same} of {} metrics are equal in every version.</p>",
+        keys.len()
+    );
+    out
 }
 
 fn format_value(v: f64) -> String {

@@ -12,8 +12,10 @@ use tower::ServiceExt;
 fn report(run: &str, flag: Status, parity: f64) -> RunReport {
     RunReport {
         run: run.into(),
+        version: None,
         files: vec![format!("{run}.h5").into()],
         larmon_version: "0.1.0".into(),
+        provenance: Default::default(),
         created_unix_s: 1.7e9,
         start_unix_s: Some(1_700_000_000),
         end_unix_s: Some(1_700_000_009),
@@ -210,8 +212,7 @@ fn no_stylesheet_rule_colours_the_text_of_a_flag_pill_like_its_background() {
         let sets_text_colour = declarations
             .split(';')
             .any(|d| d.split_once(':').is_some_and(|(name, _)| name.trim() == "color"));
-        for selector in selectors.split(',').map(|s| s.trim().rsplit("*/").next().unwrap().trim())
-        {
+        for selector in selectors.split(',').map(|s| s.trim().rsplit("*/").next().unwrap().trim()) {
             for flag in ["ok", "warning", "error"] {
                 let bare = format!(".{flag}");
                 assert!(
@@ -222,4 +223,52 @@ fn no_stylesheet_rule_colours_the_text_of_a_flag_pill_like_its_background() {
         }
     }
     assert!(css.contains(".flag {") && css.contains("color: #fff"), "the pills' white text");
+}
+
+/// A reviewer version sits beside the official report: the run page lists it with its flag and
+/// the metrics that differ; its own page is marked as not official and shows its figures from
+/// its folder; the overview and the API list the run once.
+#[tokio::test]
+async fn the_run_page_shows_reviewer_versions_beside_the_official_report() {
+    let out = scratch("versions");
+    let mut official = report("run-0000001", Status::Ok, 0.001);
+    official.provenance.detector_sha256 = "d0".repeat(32);
+    write(&out, &official);
+    let mut version = report("run-0000001", Status::Error, 0.25);
+    version.version = Some("alice".into());
+    version.provenance.replaced_plugins.push(larmon_report::ReplacedPlugin {
+        name: "packet-rate".into(),
+        bundled_file: "larmon_plugin_packet_rate.wasm".into(),
+        bundled_sha256: "cd".repeat(32),
+        by_file: "mine.wasm".into(),
+    });
+    let dir = out.join("run-0000001/versions/alice");
+    std::fs::create_dir_all(dir.join("packet-rate")).unwrap();
+    std::fs::write(dir.join("report.json"), serde_json::to_vec(&version).unwrap()).unwrap();
+    std::fs::write(dir.join("packet-rate/rate.svg"), "<svg xmlns='http://www.w3.org/2000/svg'/>")
+        .unwrap();
+
+    let (_, page, _) = get(&out, "/runs/run-0000001").await;
+    assert!(page.contains("Reviewer versions"), "{page}");
+    assert!(page.contains("href=\"/runs/run-0000001/versions/alice\""), "{page}");
+    let row = page.split("<tr>").find(|r| r.contains("packet-rate/parity_error_fraction")).unwrap();
+    assert!(row.contains("0.25") && row.contains("0.249"), "official, version, difference: {row}");
+    assert!(page.contains(&"d0".repeat(8)), "the detector description's hash: {page}");
+
+    let (status, page, _) = get(&out, "/runs/run-0000001/versions/alice").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("not the official report"), "{page}");
+    assert!(page.contains("/files/run-0000001/versions/alice/packet-rate/rate.svg"), "{page}");
+    assert!(page.contains("was replaced by mine.wasm"), "{page}");
+    let (status, svg, _) =
+        get(&out, "/files/run-0000001/versions/alice/packet-rate/rate.svg").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.starts_with("<svg"));
+    for missing in ["/runs/run-0000001/versions/bob", "/runs/run-0000001/versions/..%2F.."] {
+        assert_eq!(get(&out, missing).await.0, StatusCode::NOT_FOUND, "{missing}");
+    }
+    let (_, api, _) = get(&out, "/api/runs").await;
+    let runs: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{api}");
+    let _ = std::fs::remove_dir_all(&out);
 }

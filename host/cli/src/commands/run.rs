@@ -27,6 +27,7 @@ use crate::progress::TerminalProgress;
 /// Examples:
 ///   larmon run tests/data/small-raw.h5 --out reports
 ///   larmon run run1_p0.h5 run1_p1.h5 --out reports --plugin my-dqdx.wasm --config larmon.toml
+///   larmon run run1_p0.h5 --out reports --plugin my-dqdx.wasm --as alice-dqdx   (reviewer)
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -62,6 +63,12 @@ pub struct Args {
     /// per-file plugin snapshots to DIR/<run>/shards/ for `larmon merge` instead of a report.
     #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
     shard: Option<Shard>,
+    /// A reviewer's re-analysis: write the report as version NAME of the run, to
+    /// DIR/<run>/versions/NAME/, beside the official one, which is left exactly as it was (a
+    /// failing plugin of yours cannot change the run's flag). The run page shows the versions
+    /// side by side with their metric differences.
+    #[arg(long = "as", value_name = "NAME", conflicts_with = "shard")]
+    as_version: Option<String>,
 }
 
 impl Args {
@@ -78,6 +85,7 @@ impl Args {
             plugin_args: PluginArgs::default(),
             light_channel_map: None,
             shard: None,
+            as_version: None,
         }
     }
 }
@@ -158,6 +166,7 @@ pub fn run(args: Args) -> Result<()> {
         run_db: args.run_db.as_deref().map(larmon_catalog::runs::RunDatabase::open).transpose()?,
         light_channel_map: args.light_channel_map,
         shard: args.shard,
+        version: args.as_version,
     };
     match run_files(&options, &config, &plugins, &TerminalProgress)? {
         RunOutcome::Report(written) => {

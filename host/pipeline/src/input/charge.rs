@@ -17,6 +17,7 @@ use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
 use larmon_ingest::read::{FileKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file};
 
 use super::flow::{FlowCalibration, mark_batch};
+use crate::config::sha256_hex;
 use crate::error::{PipelineError, Result};
 use crate::progress::Progress;
 use crate::streams::{Stream, calibrated_batch, calibrated_batches};
@@ -33,6 +34,37 @@ pub struct RunCalibration {
     /// The pixel layout (also what the plugins get as the `pixels` stream).
     pub geometry: Arc<Geometry>,
     channel_table: Arc<ChannelTable>,
+    /// [`description_sha256`] of `detector`.
+    sha256: String,
+}
+
+/// SHA-256 of a detector description, the same wherever its files lie: every file it names
+/// (placement, layouts, pedestal and configuration JSON) is replaced by the SHA-256 of its bytes
+/// before the settings are hashed. Built-in layouts are named, not read (the larmon version
+/// fixes them).
+pub fn description_sha256(detector: &DetectorConfig) -> Result<String> {
+    let mut named = detector.clone();
+    let by_content = |path: &mut Option<std::path::PathBuf>| -> Result<()> {
+        let Some(file) = path.as_mut() else { return Ok(()) };
+        if file
+            .to_str()
+            .is_some_and(|p| p.starts_with(larmon_calibrate::detectors::BUILT_IN_PREFIX))
+        {
+            return Ok(());
+        }
+        let bytes = std::fs::read(&*file)
+            .map_err(|source| PipelineError::Io { path: file.clone(), source })?;
+        *file = format!("sha256:{}", sha256_hex(&bytes)).into();
+        Ok(())
+    };
+    by_content(&mut named.flow_detector_file)?;
+    by_content(&mut named.charge.pedestal_file)?;
+    by_content(&mut named.charge.config_file)?;
+    for module in &mut named.modules {
+        by_content(&mut module.layout)?;
+    }
+    let text = serde_json::to_vec(&named).expect("a detector description serialises");
+    Ok(sha256_hex(&text))
 }
 
 impl RunCalibration {
@@ -45,7 +77,18 @@ impl RunCalibration {
         let channel_table = detector.channels(&geometry).map_err(|source| {
             PipelineError::Calibration { what: "reading the channel constants", source }
         })?;
-        Ok(Self { detector, geometry: geometry.into(), channel_table: channel_table.into() })
+        let sha256 = description_sha256(&detector)?;
+        Ok(Self {
+            detector,
+            geometry: geometry.into(),
+            channel_table: channel_table.into(),
+            sha256,
+        })
+    }
+
+    /// The SHA-256 of the detector description in force ([`description_sha256`]).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// What the run's report records of the detector: which description (name, modules,

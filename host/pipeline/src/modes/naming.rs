@@ -7,7 +7,21 @@ use std::path::Path;
 
 use larmon_catalog::runs::{RunDatabase, System, run_label, run_of_name};
 
+use crate::error::{PipelineError, Result};
 use crate::output::safe_name;
+
+/// Refuses a reviewer version name (`larmon run --as NAME`) that is not 1–64 letters, digits,
+/// `.`, `_` or `-`, or that starts with a dot: it names a folder under the run's.
+pub fn check_version_name(name: &str) -> Result<()> {
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || name.len() > 64 || !plain || name.starts_with('.') {
+        return Err(PipelineError::Version(format!(
+            "{name:?} cannot name a version: use 1-64 letters, digits, '.', '_' or '-', not \
+             starting with '.'"
+        )));
+    }
+    Ok(())
+}
 
 /// The run a file name says, as larmon names it: a charge file's run (its global run with a
 /// run database); a light file's only through the run database (the light DAQ numbers its runs

@@ -16,18 +16,19 @@ use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::ReadOptions;
 use larmon_report::PluginEntry;
+use larmon_report::store::VERSIONS;
 use larmon_runtime::{PluginFailure, PluginRun};
 
 use crate::config::LarmonConfig;
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, PipelineError, Result};
 use crate::input::charge::{
     ChargeSource, RunCalibration, charge_triggers_of, triggers_of_charge_file,
 };
 use crate::input::light::{load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
-use crate::modes::naming::default_run_name;
+use crate::modes::naming::{check_version_name, default_run_name};
 use crate::modes::shards::{FileManifest, Shard, file_dir, shard_plugin_file};
-use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
+use crate::output::report::{RunTotals, WrittenReport, provenance, unusable_entry, write_report};
 use crate::output::write_atomically;
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
@@ -49,12 +50,15 @@ pub struct RunOptions {
     pub light_channel_map: Option<PathBuf>,
     /// Process only this shard of the files.
     pub shard: Option<Shard>,
+    /// A reviewer's version name: the report goes to `out/<run>/versions/<name>/` and the
+    /// official report of the run is never touched. Not with `shard`.
+    pub version: Option<String>,
 }
 
 /// What a run wrote.
 pub enum RunOutcome {
     /// The run's report.
-    Report(WrittenReport),
+    Report(Box<WrittenReport>),
     /// One shard's per-file snapshots.
     Shard {
         /// The run's name.
@@ -103,7 +107,18 @@ pub fn run_files(
         .run
         .clone()
         .unwrap_or_else(|| default_run_name(&options.files, options.run_db.as_ref()));
-    let run_dir = options.out.join(&run_name);
+    let run_dir = match &options.version {
+        None => options.out.join(&run_name),
+        Some(version) => {
+            check_version_name(version)?;
+            if options.shard.is_some() {
+                return Err(PipelineError::Version(
+                    "a reviewer version is one pass over the run's files, not a shard".into(),
+                ));
+            }
+            options.out.join(&run_name).join(VERSIONS).join(version)
+        }
+    };
     std::fs::create_dir_all(&run_dir).at(&run_dir)?;
 
     // Every file is an independent unit: its own calibration and its own plugin instances,
@@ -322,6 +337,19 @@ pub fn run_files(
     }
     let mut entries: Vec<PluginEntry> = outcomes.into_iter().filter_map(|o| o.entry).collect();
     entries.extend(plugins.unusable.iter().map(|(file, reason)| unusable_entry(file, reason)));
-    let totals = RunTotals { files: files.clone(), span, host, detector: calibration.summary() };
-    Ok(RunOutcome::Report(write_report(&run_name, &run_dir, totals, entries, &config.checks)?))
+    let totals = RunTotals {
+        files: files.clone(),
+        span,
+        host,
+        detector: calibration.summary(),
+        provenance: provenance(config, calibration.sha256(), plugins),
+        version: options.version.clone(),
+    };
+    Ok(RunOutcome::Report(Box::new(write_report(
+        &run_name,
+        &run_dir,
+        totals,
+        entries,
+        &config.checks,
+    )?)))
 }

@@ -13,7 +13,7 @@ use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::input::charge::RunCalibration;
 use crate::input::{add_host_stats, join_span};
-use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
+use crate::output::report::{RunTotals, WrittenReport, provenance, unusable_entry, write_report};
 use crate::output::safe_name;
 use crate::plugins::PluginSet;
 use crate::plugins::merge::PluginMerge;
@@ -178,14 +178,16 @@ pub fn merge_shards(
         span = join_span(span, m.span);
     }
     let files = manifests.iter().map(|m| m.file.clone()).collect();
-    let detector = RunCalibration::new(config.detector.clone())?.summary();
-    write_report(
-        &run_name,
-        run_dir,
-        RunTotals { files, span, host, detector },
-        entries,
-        &config.checks,
-    )
+    let calibration = RunCalibration::new(config.detector.clone())?;
+    let totals = RunTotals {
+        files,
+        span,
+        host,
+        detector: calibration.summary(),
+        provenance: provenance(config, calibration.sha256(), plugins),
+        version: None,
+    };
+    write_report(&run_name, run_dir, totals, entries, &config.checks)
 }
 
 #[cfg(test)]

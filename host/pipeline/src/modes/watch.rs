@@ -33,7 +33,7 @@ use crate::input::charge::{ChargeTrigger, RunCalibration, charge_triggers_of};
 use crate::input::light::{LightStats, load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
 use crate::modes::naming::run_name_of;
-use crate::output::report::{RunTotals, WrittenReport, unusable_entry, write_report};
+use crate::output::report::{RunTotals, WrittenReport, provenance, unusable_entry, write_report};
 use crate::output::{safe_name, write_atomically};
 use crate::plugins::merge::PluginMerge;
 use crate::plugins::{PluginSet, open_instance};
@@ -1131,6 +1131,8 @@ impl DaqWatch {
             span,
             host,
             detector: self.calibration.summary(),
+            provenance: provenance(&self.config, self.calibration.sha256(), &self.plugins),
+            version: None,
         };
         write_report(run, &run_dir, totals, entries, &self.config.checks)
     }

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use larmon_report::model::{LoadEntry, Quality, non_finite_text};
-use larmon_report::{Check, ChecksConfig, FigureFiles, PluginEntry, RunReport, Status};
+use larmon_report::{Check, ChecksConfig, FigureFiles, PluginEntry, Provenance, RunReport, Status};
 use larmon_runtime::{LoadedPlugin, PluginFailure, PluginReport, PluginRun, printable};
 
+use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::output::{safe_name, write_atomically};
+use crate::plugins::PluginSet;
 
 /// Asks a plugin's run instance for its report and writes its figures. `failure` is the first
 /// error of a per-file instance or merge; `file_logs` the per-file instances' captured logs.
@@ -130,6 +132,21 @@ pub struct RunTotals {
     /// The detector description and channel constants in force
     /// ([`crate::input::charge::RunCalibration::summary`]).
     pub detector: serde_json::Value,
+    /// What made the report ([`provenance`]).
+    pub provenance: Provenance,
+    /// A reviewer's version name (`larmon run --as NAME`); none for the official report.
+    pub version: Option<String>,
+}
+
+/// The provenance of a run's report: the detector description's hash, the configuration file
+/// and its hash, and the bundled plugins replaced in `plugins`.
+pub fn provenance(config: &LarmonConfig, detector_sha256: &str, plugins: &PluginSet) -> Provenance {
+    Provenance {
+        detector_sha256: detector_sha256.into(),
+        config_file: config.source.as_ref().map(|(path, _)| path.clone()),
+        config_sha256: config.source.as_ref().map(|(_, sha256)| sha256.clone()),
+        replaced_plugins: plugins.replaced.clone(),
+    }
 }
 
 /// A report written to disk.
@@ -191,8 +208,10 @@ pub fn write_report(
     let flag = larmon_report::run_flag(&entries, &host_checks);
     let report = RunReport {
         run: run_name.to_string(),
+        version: totals.version,
         files: totals.files,
         larmon_version: env!("CARGO_PKG_VERSION").into(),
+        provenance: totals.provenance,
         created_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())

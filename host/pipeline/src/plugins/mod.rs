@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use larmon_report::ReplacedPlugin;
 use larmon_runtime::{
     Limits, LoadedPlugin, PluginFailure, PluginRun, RunBudget, Runtime, printable,
 };
@@ -56,6 +57,8 @@ pub struct PluginSet {
     /// a loop in `info()`, a bad name): (file, reason). Each run reports them as failed
     /// plugins and goes on with the others.
     pub unusable: Vec<Unusable>,
+    /// Bundled plugins replaced by a `--plugin` of the same name (recorded in each report).
+    pub replaced: Vec<ReplacedPlugin>,
 }
 
 impl PluginSet {
@@ -75,8 +78,9 @@ impl PluginOptions {
             ..Limits::default()
         };
         let runtime = Runtime::new(limits, self.cache_dir.clone().or_else(default_cache_dir))?;
-        let (plugins, unusable) = load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
-        Ok(PluginSet { runtime, plugins, unusable })
+        let LoadedPlugins { plugins, unusable, replaced } =
+            load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
+        Ok(PluginSet { runtime, plugins, unusable, replaced })
     }
 }
 
@@ -101,14 +105,24 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// A plugin file that could not be loaded: (file name, reason).
 pub type Unusable = (String, String);
 
+/// What [`load_plugins`] found.
+pub struct LoadedPlugins {
+    /// The plugins that load, bundled ones by file name then the extra ones.
+    pub plugins: Vec<LoadedPlugin>,
+    /// Files that cannot be loaded, with the reason.
+    pub unusable: Vec<Unusable>,
+    /// Bundled plugins an extra one of the same name replaced.
+    pub replaced: Vec<ReplacedPlugin>,
+}
+
 /// Loads the bundled plugins and the extra ones (an extra one replaces a bundled one of the
-/// same name); files that cannot be loaded are returned beside them with the reason, so one
-/// bad file never stops a run.
+/// same name, and the replacement is recorded); files that cannot be loaded are returned beside
+/// them with the reason, so one bad file never stops a run.
 pub fn load_plugins(
     runtime: &Runtime,
     plugin_dir: Option<&Path>,
     extra: &[PathBuf],
-) -> Result<(Vec<LoadedPlugin>, Vec<Unusable>)> {
+) -> Result<LoadedPlugins> {
     let mut files: Vec<PathBuf> = Vec::new();
     let dir = plugin_dir.map(Path::to_path_buf).or_else(default_plugin_dir);
     if let Some(dir) = dir.filter(|d| d.is_dir()) {
@@ -122,7 +136,12 @@ pub fn load_plugins(
     }
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
     let mut unusable = Vec::new();
+    let mut replaced = Vec::new();
+    let mut bundled_count = 0;
     for (k, path) in files.iter().chain(extra).enumerate() {
+        if k == files.len() {
+            bundled_count = loaded.len();
+        }
         let plugin = match runtime.load_file(path) {
             Ok(plugin) => plugin,
             Err(e) => {
@@ -138,7 +157,15 @@ pub fn load_plugins(
         let explicit = k >= files.len();
         if let Some(i) = loaded.iter().position(|p| p.info().name == plugin.info().name) {
             if explicit {
-                loaded[i] = plugin;
+                let bundled = std::mem::replace(&mut loaded[i], plugin);
+                if i < bundled_count {
+                    replaced.push(ReplacedPlugin {
+                        name: bundled.info().name.clone(),
+                        bundled_file: bundled.label().into(),
+                        bundled_sha256: bundled.sha256().into(),
+                        by_file: loaded[i].label().into(),
+                    });
+                }
             }
             continue;
         }
@@ -147,7 +174,7 @@ pub fn load_plugins(
     if loaded.is_empty() && unusable.is_empty() {
         return Err(PipelineError::NoPlugins);
     }
-    Ok((loaded, unusable))
+    Ok(LoadedPlugins { plugins: loaded, unusable, replaced })
 }
 
 /// A plugin instance with its configuration, given the detector's pixels before any data
