@@ -518,7 +518,10 @@ pub(crate) async fn trends_page(
 pub(crate) struct PluginSummary {
     name: String,
     versions: Vec<String>,
+    /// The latest component hash.
     sha256: String,
+    /// Every component hash seen, oldest first.
+    sha256_seen: Vec<String>,
     description: String,
     runs_ok: usize,
     runs_failed: usize,
@@ -533,6 +536,7 @@ fn plugin_summaries(runs: &[Arc<RunReport>]) -> Vec<PluginSummary> {
                 name: p.name.clone(),
                 versions: Vec::new(),
                 sha256: String::new(),
+                sha256_seen: Vec::new(),
                 description: String::new(),
                 runs_ok: 0,
                 runs_failed: 0,
@@ -542,6 +546,9 @@ fn plugin_summaries(runs: &[Arc<RunReport>]) -> Vec<PluginSummary> {
                 s.versions.push(p.version.clone());
             }
             s.sha256 = p.sha256.clone();
+            if !p.sha256.is_empty() && !s.sha256_seen.contains(&p.sha256) {
+                s.sha256_seen.push(p.sha256.clone());
+            }
             s.description = p.description.clone();
             if p.status == Status::Ok {
                 s.runs_ok += 1;
@@ -558,19 +565,27 @@ pub(crate) async fn plugins_page(State(state): State<Arc<AppState>>) -> Response
     let (runs, _) = state.store.runs();
     let mut body = String::from(
         "<h1>Plugins</h1><table class=\"runs\"><thead><tr><th>plugin</th><th>versions</th><th>description</th>\
-         <th>runs ok</th><th>runs failed</th><th>last error</th><th>sha256 (latest)</th></tr></thead><tbody>",
+         <th>runs ok</th><th>runs failed</th><th>last error</th><th>components seen (sha256, latest last)</th></tr></thead><tbody>",
     );
     for p in plugin_summaries(&runs) {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"failure\">{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"failure\">{}</td><td>{}</td></tr>",
             escape(&p.name),
             escape(&p.versions.join(", ")),
             escape(&p.description),
             p.runs_ok,
             p.runs_failed,
             escape(p.last_error.as_deref().unwrap_or("")),
-            escape(p.sha256.get(..16).unwrap_or(&p.sha256))
+            p.sha256_seen
+                .iter()
+                .map(|sha| format!(
+                    "<code title=\"{}\">{}</code>",
+                    escape(sha),
+                    escape(sha.get(..16).unwrap_or(sha))
+                ))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     body += "</tbody></table>";

@@ -272,3 +272,19 @@ async fn the_run_page_shows_reviewer_versions_beside_the_official_report() {
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{api}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The plugins page lists every component hash a plugin ran as, so a rebuilt plugin shows.
+#[tokio::test]
+async fn the_plugins_page_lists_every_component_hash_seen() {
+    let out = scratch("plugin-hashes");
+    write(&out, &report("run-0000001", Status::Ok, 0.0));
+    let mut rebuilt = report("run-0000002", Status::Ok, 0.0);
+    rebuilt.plugins[0].sha256 = "ef".repeat(32);
+    write(&out, &rebuilt);
+    let (_, page, _) = get(&out, "/plugins").await;
+    assert!(page.contains(&"ab".repeat(8)) && page.contains(&"ef".repeat(8)), "{page}");
+    let (_, api, _) = get(&out, "/api/plugins").await;
+    let plugins: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(plugins[0]["sha256_seen"].as_array().map(Vec::len), Some(2), "{api}");
+    let _ = std::fs::remove_dir_all(&out);
+}
