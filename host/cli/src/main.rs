@@ -28,7 +28,8 @@ use clap::{Parser, Subcommand};
 ///   larmon run f*.h5 --out r --shard 0/4  one of 4 batch shards; then: larmon merge r/<run>
 ///   larmon watch /data/daq --out dqm --serve   realtime: every appended chunk, reports in seconds
 ///   larmon serve reports                  dashboard at http://127.0.0.1:8080
-///   larmon runs reports --good            good-run list (JSON)
+///   larmon runs reports --good            good-run list (JSON; human sign-offs first)
+///   larmon signoff reports RUN --flag good --by NAME --comment WHY   sign a run off
 ///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
@@ -62,6 +63,7 @@ enum Command {
     Merge(commands::merge::Args),
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
+    Signoff(commands::signoff::Args),
     Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
     Light(commands::light::Args),
@@ -92,6 +94,7 @@ fn end_quietly_on_closed_pipe(command: &Command) {
             | Command::Checksum(_)
             | Command::Streams(_)
             | Command::Runs(_)
+            | Command::Signoff(_)
             | Command::Detector(_)
             | Command::Light(_)
             | Command::Calibrate(_)
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),
+        Command::Signoff(args) => commands::signoff::run(args),
         Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Light(args) => commands::light::run(args),

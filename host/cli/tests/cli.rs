@@ -363,6 +363,59 @@ fn a_reviewer_version_leaves_the_official_report_untouched_and_names_its_plugin_
     assert!(!dir.join("escape").exists() && !out.join("escape").exists());
 }
 
+/// `larmon signoff` records who decided what and why; `larmon runs --good` follows the human
+/// decision over the automatic flag, in both directions, and `--flag auto` hands a run back.
+#[test]
+fn a_sign_off_overrides_the_automatic_flag_in_the_good_run_list() {
+    let dir = scratch("cli-signoff");
+    let out = dir.join("reports");
+    for (run, flag, start) in [("run-0000001", "ok", 100), ("run-0000002", "error", 200)] {
+        std::fs::create_dir_all(out.join(run)).unwrap();
+        let report = serde_json::json!({
+            "run": run, "files": [format!("{run}.h5")], "larmon_version": "0.1.0",
+            "created_unix_s": 1.7e9, "start_unix_s": start, "end_unix_s": start + 9,
+            "host": {}, "quality": {"flag": flag, "host_checks": []}, "plugins": []
+        });
+        std::fs::write(out.join(run).join("report.json"), report.to_string()).unwrap();
+    }
+    let good = || -> Vec<String> {
+        let listed = larmon(&["runs", p(&out), "--good"]);
+        assert!(listed.status.success(), "{}", text(&listed.stderr));
+        let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        runs.as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(good(), ["run-0000001"], "no sign-off: the automatic flags decide");
+
+    let sign = |run: &str, flag: &str, comment: &str| {
+        larmon(&["signoff", p(&out), run, "--flag", flag, "--by", "ana", "--comment", comment])
+    };
+    let signed = sign("run-0000002", "good", "the error was a known cable, masked offline");
+    assert!(signed.status.success(), "{}", text(&signed.stderr));
+    assert!(text(&signed.stdout).contains("good by ana (automatic flag error)"));
+    assert!(sign("run-0000001", "bad", "HV trip at 03:12").status.success());
+    assert_eq!(good(), ["run-0000002"], "the human decisions rule");
+    let listed = larmon(&["runs", p(&out), "--good"]);
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(runs[0]["good_by"], "sign-off");
+    assert_eq!(runs[0]["signoff"]["comment"], "the error was a known cable, masked offline");
+    let table = text(&larmon(&["runs", p(&out)]).stdout);
+    assert!(table.contains("bad (ana)") && table.contains("good (ana)"), "{table}");
+
+    assert!(sign("run-0000001", "auto", "trip was after the run ended").status.success());
+    assert_eq!(good(), ["run-0000001", "run-0000002"]);
+    let history = text(&larmon(&["signoff", p(&out), "run-0000001"]).stdout);
+    assert!(history.contains("HV trip at 03:12") && history.contains("after the run ended"));
+
+    let missing_reason =
+        larmon(&["signoff", p(&out), "run-0000001", "--flag", "good", "--by", "ana"]);
+    assert!(!missing_reason.status.success(), "a decision needs a reason");
+    let unknown = sign("run-0000009", "good", "typo");
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("no run \"run-0000009\""), "{}", text(&unknown.stderr));
+    let wrong = sign("run-0000001", "great", "why not");
+    assert!(text(&wrong.stderr).contains("no decision"), "{}", text(&wrong.stderr));
+}
+
 /// A truncated .wasm in the plugin folder and a --plugin that does not exist are reported as
 /// failed plugins, on stderr and in the report, while the run goes on with the others; a plugin
 /// that sleeps for an hour inside a WASI call is stopped by its time limit.

@@ -7,11 +7,13 @@
 //! Security: plugin SVGs are only ever shown as `<img>` (a script inside an SVG image never
 //! runs) and served with their own Content-Security-Policy; every page carries a CSP without
 //! scripts; file paths are checked component by component and must stay inside the output
-//! directory; only GET exists.
+//! directory; everything is GET but the sign-off form, which is off unless the server was given
+//! a token, and needs that token with every decision.
 
 mod catalog_pages;
 mod files;
 mod pages;
+mod signoff;
 mod trends;
 
 #[cfg(test)]
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use larmon_report::{ChecksConfig, RunStore};
 
 /// What the handlers share.
@@ -33,19 +35,36 @@ pub struct AppState {
     pub checks: ChecksConfig,
     /// The data-management catalog, for the files pages and downloads.
     pub catalog: Option<PathBuf>,
+    /// The token a sign-off from the dashboard must carry; none: sign-off only with
+    /// `larmon signoff`.
+    pub signoff_token: Option<String>,
+}
+
+/// What the dashboard shows beside the reports, and whether it takes sign-offs.
+#[derive(Default)]
+pub struct Dashboard {
+    /// Threshold bands for the trends (the `[checks]` configuration).
+    pub checks: ChecksConfig,
+    /// The data-management catalog, for the files pages and downloads.
+    pub catalog: Option<PathBuf>,
+    /// The token that sign-offs from the run pages must give (none: the form is off).
+    pub signoff_token: Option<String>,
 }
 
 /// The dashboard's routes over an output directory.
 pub fn router(out: &Path, checks: ChecksConfig) -> Router {
-    router_with_catalog(out, checks, None)
+    router_for(out, Dashboard { checks, ..Dashboard::default() })
 }
 
-/// The routes, with the files pages of a data-management catalog.
-pub fn router_with_catalog(out: &Path, checks: ChecksConfig, catalog: Option<PathBuf>) -> Router {
-    let state = Arc::new(AppState { store: RunStore::new(out), checks, catalog });
+/// The routes of a dashboard over an output directory.
+pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
+    let Dashboard { checks, catalog, signoff_token } = dashboard;
+    let state = Arc::new(AppState { store: RunStore::new(out), checks, catalog, signoff_token });
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs/{run}", get(pages::run_page))
+        .route("/runs/{run}/signoff", post(signoff::sign_off))
+        .route("/api/runs/{run}/signoff", get(signoff::api_history))
         .route("/runs/{run}/versions/{version}", get(pages::version_page))
         .route("/runs/{run}/files", get(catalog_pages::files_page))
         .route("/api/runs/{run}/files", get(catalog_pages::api_files))
@@ -83,8 +102,7 @@ pub enum ServeError {
 /// Serves the dashboard until Ctrl-C; calls `ready` with the bound address first.
 pub async fn serve(
     out: &Path,
-    checks: ChecksConfig,
-    catalog: Option<PathBuf>,
+    dashboard: Dashboard,
     addr: SocketAddr,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
@@ -92,7 +110,7 @@ pub async fn serve(
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     ready(listener.local_addr().unwrap_or(addr));
-    axum::serve(listener, router_with_catalog(out, checks, catalog))
+    axum::serve(listener, router_for(out, dashboard))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -107,7 +107,18 @@ pub(crate) async fn overview(
     State(state): State<Arc<AppState>>,
     Query(query): Query<OverviewQuery>,
 ) -> Response {
-    let (runs, errors) = state.store.runs();
+    let (runs, mut errors) = state.store.runs();
+    let signoffs = match larmon_signoff::Registry::open_existing(state.store.root()) {
+        Ok(Some(registry)) => registry.all_current().unwrap_or_else(|e| {
+            errors.push(e.to_string());
+            Default::default()
+        }),
+        Ok(None) => Default::default(),
+        Err(e) => {
+            errors.push(e.to_string());
+            Default::default()
+        }
+    };
     let wanted = query.flag.as_deref().filter(|f| !f.is_empty());
     let text = query.q.as_deref().unwrap_or("").to_lowercase();
     let mut body =
@@ -125,7 +136,7 @@ pub(crate) async fn overview(
     }
     body += "</select><button>Filter</button></form>";
     body += "<table class=\"runs\"><thead><tr><th>run</th><th>start (UTC)</th><th>duration</th><th>packets</th>\
-             <th>events</th><th>tracks</th><th>quality</th><th>failed plugins</th></tr></thead><tbody>";
+             <th>events</th><th>tracks</th><th>quality</th><th>sign-off</th><th>failed plugins</th></tr></thead><tbody>";
     let mut shown = 0;
     for r in runs.iter().rev() {
         let s = summary(r);
@@ -138,7 +149,7 @@ pub(crate) async fn overview(
         let number = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
         let _ = write!(
             body,
-            "<tr><td><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             url_segment(&s.run),
             escape(&s.run),
             s.start_unix_s.map_or("–".into(), utc),
@@ -147,6 +158,7 @@ pub(crate) async fn overview(
             number(s.events),
             number(s.tracks),
             flag_badge(s.flag),
+            signoffs.get(&s.run).map_or("–".into(), crate::signoff::decision_badge),
             escape(&s.failed_plugins.join(", "))
         );
     }
@@ -236,6 +248,7 @@ fn run_or_version_page(state: &AppState, r: &RunReport) -> Response {
         );
     }
     if r.version.is_none() {
+        body += &crate::signoff::section(state, r);
         body += &versions_section(r, &state.store.versions(&r.run));
     }
     body += "<h2>Host</h2><table class=\"kv\">";

@@ -288,3 +288,94 @@ async fn the_plugins_page_lists_every_component_hash_seen() {
     assert_eq!(plugins[0]["sha256_seen"].as_array().map(Vec::len), Some(2), "{api}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+async fn post_form(router: axum::Router, uri: &str, form: &str) -> (StatusCode, String, String) {
+    let request = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, location, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A sign-off from the run page needs the server's token; a good one is recorded with who and
+/// why, shown on the run page and in the overview, and kept in the history after a newer one.
+#[tokio::test]
+async fn a_sign_off_from_the_dashboard_needs_the_token_and_shows_everywhere() {
+    let out = scratch("signoff");
+    write(&out, &report("run-0000001", Status::Error, 0.2));
+    let token = "0123456789abcdef-secret";
+    let dashboard =
+        || crate::Dashboard { signoff_token: Some(token.into()), ..crate::Dashboard::default() };
+    let form = |decision: &str, token: &str| {
+        format!(
+            "decision={decision}&by=Ana+Shifter&comment=parity+errors+from+a+known+cable&token={token}"
+        )
+    };
+
+    let (status, _, _) = post_form(
+        crate::router(&out, ChecksConfig::default()),
+        "/runs/run-0000001/signoff",
+        &form("good", token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a server without a token takes no sign-off");
+    let (status, _, body) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000001/signoff",
+        &form("good", "guess"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("wrong sign-off token"), "{body}");
+    let (status, _, body) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000001/signoff",
+        &format!("decision=good&by=&comment=x&token={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        larmon_signoff::Registry::open(&out).unwrap().history("run-0000001").unwrap().is_empty()
+    );
+
+    let (status, location, _) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000001/signoff",
+        &form("good", token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/runs/run-0000001#signoff");
+    let (status, _, _) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000009/signoff",
+        &form("good", token),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no sign-off of a run without a report");
+
+    let history = larmon_signoff::Registry::open(&out).unwrap().history("run-0000001").unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].by, "Ana Shifter");
+    assert_eq!(history[0].comment, "parity errors from a known cable");
+    assert_eq!(history[0].automatic_flag.as_deref(), Some("error"));
+
+    let (_, page, _) = get(&out, "/runs/run-0000001").await;
+    assert!(page.contains("class=\"flag good\""), "{page}");
+    assert!(page.contains("parity errors from a known cable"), "{page}");
+    assert!(!page.contains("name=\"token\""), "no form on a server without a token");
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(overview.contains("class=\"flag good\"") && overview.contains("class=\"flag error\""));
+    let (_, api, _) = get(&out, "/api/runs/run-0000001/signoff").await;
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api[0]["decision"], "good");
+    let _ = std::fs::remove_dir_all(&out);
+}

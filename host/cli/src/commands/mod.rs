@@ -14,6 +14,7 @@ pub mod plugin;
 pub mod run;
 pub mod runs;
 pub mod serve;
+pub mod signoff;
 pub mod simulate;
 pub mod streams;
 pub mod transfer;
