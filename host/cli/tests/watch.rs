@@ -151,6 +151,24 @@ fn watch_follows_a_live_run_within_seconds_and_ends_with_the_batch_report() {
     println!("{stdout}");
     assert!(stdout.contains("over 8 chunks (0 not seen"), "{stdout}");
     wait_exit(watch, Duration::from_secs(120));
+    // The heartbeat the dashboard and /metrics read: every file read, none in error, and the
+    // newest data is the newest file's modification time.
+    let health = read_json(&out.join("watch-health.json"));
+    let newest = run_files(&daq, 1)
+        .into_iter()
+        .chain(run_files(&daq, 2))
+        .map(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+        .max()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let seen = health["newest_data_unix_s"].as_f64().unwrap();
+    assert!((seen - newest).abs() < 1e-3, "newest data {seen} vs {newest}: {health}");
+    assert_eq!(health["files_unfinished"], 0, "{health}");
+    assert_eq!(health["files_with_errors"], 0, "{health}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    assert!(now.as_secs_f64() - health["updated_unix_s"].as_f64().unwrap() < 60.0, "{health}");
     assert_eq!(run_files(&daq, 1).len(), 2, "two raw files");
     assert_same_as_batch(&daq, &out, 1, "watch-live-1");
     assert_same_as_batch(&daq, &out, 2, "watch-live-2");

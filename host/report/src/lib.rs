@@ -2,10 +2,12 @@
 //! configures as data (metric → warning/error ranges) with the worst-case roll-up to a run
 //! quality flag, and the store of runs that the dashboard and `larmon runs` read.
 
+pub mod health;
 pub mod model;
 pub mod quality;
 pub mod store;
 
+pub use health::WatchHealth;
 pub use model::{
     Check, FigureFiles, Metric, PluginEntry, Provenance, ReplacedPlugin, RunReport, Status,
 };

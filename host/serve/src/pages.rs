@@ -121,8 +121,9 @@ pub(crate) async fn overview(
     };
     let wanted = query.flag.as_deref().filter(|f| !f.is_empty());
     let text = query.q.as_deref().unwrap_or("").to_lowercase();
-    let mut body =
-        String::from("<h1>Runs</h1><form class=\"filters\" method=\"get\" action=\"/\">");
+    let mut body = String::from("<h1>Runs</h1>");
+    body += &watcher_banner(&state);
+    body += "<form class=\"filters\" method=\"get\" action=\"/\">";
     let _ = write!(
         body,
         "<input name=\"q\" placeholder=\"run name contains\" value=\"{}\"><select name=\"flag\">",
@@ -624,39 +625,183 @@ pub(crate) async fn api_plugins(State(state): State<Arc<AppState>>) -> Json<Vec<
     Json(plugin_summaries(&state.store.runs().0))
 }
 
-/// Prometheus text format: every metric of the latest run (by data time), its quality flag
-/// (0 ok, 1 warning, 2 error) and the number of runs.
-pub(crate) async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
-    let (runs, _) = state.store.runs();
+/// Runs `/metrics` covers by default: the latest ones by data time.
+const METRICS_RUNS: usize = 20;
+
+#[derive(Deserialize)]
+pub(crate) struct MetricsQuery {
+    /// How many of the latest runs (1–500).
+    runs: Option<usize>,
+}
+
+/// Prometheus text format: every plugin metric and the quality flag of the latest runs
+/// (`?runs=N`, default 20), the latest run's flag without a run label (for alerts), and the
+/// realtime watcher's heartbeat (docs/prometheus-alerts.yml alerts on them).
+pub(crate) async fn prometheus(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<MetricsQuery>,
+) -> Response {
+    let (runs, errors) = state.store.runs();
     let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " ");
-    let mut out =
-        String::from("# HELP larmon_runs Runs with a report.\n# TYPE larmon_runs gauge\n");
-    let _ = writeln!(out, "larmon_runs {}", runs.len());
-    if let Some(r) = runs.last() {
-        out += "# HELP larmon_run_quality Quality flag of the latest run: 0 ok, 1 warning, 2 error.\n# TYPE larmon_run_quality gauge\n";
-        let flag = r.quality.flag.map_or(-1, |f| f as i32);
-        let _ = writeln!(out, "larmon_run_quality{{run=\"{}\"}} {flag}", label(&r.run));
-        out += "# HELP larmon_metric Latest value of each plugin metric.\n# TYPE larmon_metric gauge\n";
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    gauge("larmon_runs", "Runs with a readable report.", &[(String::new(), runs.len() as f64)]);
+    gauge(
+        "larmon_unreadable_reports",
+        "Runs whose report.json cannot be read.",
+        &[(String::new(), errors.len() as f64)],
+    );
+    let count = query.runs.unwrap_or(METRICS_RUNS).clamp(1, 500);
+    let recent = &runs[runs.len().saturating_sub(count)..];
+    let flag_value = |r: &RunReport| r.quality.flag.map_or(-1.0, |f| f as i32 as f64);
+    let run_label = |r: &RunReport| format!("{{run=\"{}\"}}", label(&r.run));
+    gauge(
+        "larmon_run_quality",
+        "Automatic quality flag of each recent run: 0 ok, 1 warning, 2 error, -1 none.",
+        &recent.iter().map(|r| (run_label(r), flag_value(r))).collect::<Vec<_>>(),
+    );
+    gauge(
+        "larmon_run_start_unix_seconds",
+        "First data second of each recent run.",
+        &recent
+            .iter()
+            .filter_map(|r| Some((run_label(r), r.start_unix_s? as f64)))
+            .collect::<Vec<_>>(),
+    );
+    if let Some(latest) = runs.last() {
+        gauge(
+            "larmon_latest_run_quality",
+            "Automatic quality flag of the latest run (by data time): 0 ok, 1 warning, 2 error.",
+            &[(String::new(), flag_value(latest))],
+        );
+    }
+    let mut samples = Vec::new();
+    for r in recent {
         for p in &r.plugins {
-            for m in &p.metrics {
-                if m.value.is_finite() {
-                    let _ = writeln!(
-                        out,
-                        "larmon_metric{{run=\"{}\",plugin=\"{}\",metric=\"{}\",unit=\"{}\"}} {}",
-                        label(&r.run),
-                        label(&p.name),
-                        label(&m.name),
-                        label(&m.unit),
-                        m.value
-                    );
-                }
+            for m in p.metrics.iter().filter(|m| m.value.is_finite()) {
+                let labels = format!(
+                    "{{run=\"{}\",plugin=\"{}\",metric=\"{}\",unit=\"{}\"}}",
+                    label(&r.run),
+                    label(&p.name),
+                    label(&m.name),
+                    label(&m.unit)
+                );
+                samples.push((labels, m.value));
             }
         }
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let _ =
-        writeln!(out, "# TYPE larmon_scrape_unix_seconds gauge\nlarmon_scrape_unix_seconds {now}");
+    gauge("larmon_metric", "Each plugin metric of each recent run.", &samples);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    match larmon_report::WatchHealth::read(state.store.root()) {
+        None => {}
+        Some(Err(_)) => gauge(
+            "larmon_watch_health_unreadable",
+            "The watcher's heartbeat file cannot be read.",
+            &[(String::new(), 1.0)],
+        ),
+        Some(Ok(h)) => {
+            let one = |v: f64| [(String::new(), v)];
+            let up = h.heartbeat_age_s(now) < larmon_report::health::WATCHER_STOPPED_AFTER_S;
+            gauge(
+                "larmon_watch_up",
+                "1 while the watcher's heartbeat is under 120 s old.",
+                &one(f64::from(u8::from(up))),
+            );
+            gauge(
+                "larmon_watch_heartbeat_unix_seconds",
+                "When the watcher last finished a pass.",
+                &one(h.updated_unix_s),
+            );
+            if let Some(t) = h.newest_data_unix_s {
+                gauge(
+                    "larmon_watch_newest_data_unix_seconds",
+                    "Modification time of the newest data file the watcher has seen.",
+                    &one(t),
+                );
+            }
+            gauge(
+                "larmon_watch_files_open",
+                "Files the watcher holds open.",
+                &one(h.files_open as f64),
+            );
+            gauge(
+                "larmon_watch_files_unfinished",
+                "Files still growing or with data left to read.",
+                &one(h.files_unfinished as f64),
+            );
+            gauge(
+                "larmon_watch_files_with_errors",
+                "Files that cannot be read now or were set aside.",
+                &one(h.files_with_errors as f64),
+            );
+            gauge(
+                "larmon_watch_reports_unwritten",
+                "Run reports the last pass could not write.",
+                &one(h.reports_unwritten as f64),
+            );
+        }
+    }
+    gauge(
+        "larmon_scrape_unix_seconds",
+        "When this page was made.",
+        &[(String::new(), now.floor())],
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The overview's line on the realtime watcher: stopped (heartbeat too old), no new data, or
+/// fine; nothing when no watcher ever wrote to this output directory.
+fn watcher_banner(state: &AppState) -> String {
+    use larmon_report::health::{NO_DATA_AFTER_S, WATCHER_STOPPED_AFTER_S};
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let ago = |s: f64| match s {
+        s if s < 120.0 => format!("{s:.0} s ago"),
+        s if s < 7200.0 => format!("{:.0} min ago", s / 60.0),
+        s => format!("{:.1} h ago", s / 3600.0),
+    };
+    let h = match larmon_report::WatchHealth::read(state.store.root()) {
+        None => return String::new(),
+        Some(Err(e)) => {
+            return format!(
+                "<p class=\"banner error\">watcher heartbeat unreadable: {}</p>",
+                escape(&e)
+            );
+        }
+        Some(Ok(h)) => h,
+    };
+    let heartbeat = h.heartbeat_age_s(now);
+    let data = h.data_age_s(now);
+    let (class, headline) = if heartbeat >= WATCHER_STOPPED_AFTER_S {
+        ("error", format!("The watcher has stopped: last heartbeat {}.", ago(heartbeat)))
+    } else if data.is_none_or(|d| d >= NO_DATA_AFTER_S) {
+        ("warning", format!("No new data: newest file {}.", data.map_or("never seen".into(), ago)))
+    } else if h.files_with_errors > 0 || h.reports_unwritten > 0 {
+        (
+            "warning",
+            format!(
+                "The watcher has trouble: {} files in error, {} reports unwritten.",
+                h.files_with_errors, h.reports_unwritten
+            ),
+        )
+    } else {
+        ("ok", "Watcher running.".into())
+    };
+    format!(
+        "<p class=\"banner {class}\">{} <span class=\"meta\">{} · heartbeat {} · newest data {} · {} files open, {} unfinished, {} in error{}</span></p>",
+        escape(&headline),
+        escape(&h.folder.display().to_string()),
+        ago(heartbeat),
+        data.map_or("–".into(), ago),
+        h.files_open,
+        h.files_unfinished,
+        h.files_with_errors,
+        h.last_error.as_deref().map_or(String::new(), |e| format!(" · last error: {}", escape(e)))
+    )
 }
 
 pub(crate) async fn stylesheet() -> Response {

@@ -379,3 +379,77 @@ async fn a_sign_off_from_the_dashboard_needs_the_token_and_shows_everywhere() {
     assert_eq!(api[0]["decision"], "good");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+fn write_health(out: &Path, heartbeat_age_s: f64, data_age_s: f64, errors: usize) {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let health = larmon_report::WatchHealth {
+        updated_unix_s: now - heartbeat_age_s,
+        pid: 4242,
+        folder: "/data/daq".into(),
+        newest_data_unix_s: Some(now - data_age_s),
+        files_open: 3,
+        files_unfinished: 1,
+        files_with_errors: errors,
+        reports_unwritten: 0,
+        last_error: (errors > 0).then(|| "binary-0000007.h5: truncated".into()),
+    };
+    std::fs::write(out.join("watch-health.json"), serde_json::to_vec(&health).unwrap()).unwrap();
+}
+
+/// The overview says when the watcher stopped or no data arrives; /metrics carries the
+/// heartbeat and every metric of each recent run, not only the latest.
+#[tokio::test]
+async fn the_watchers_health_shows_on_the_overview_and_in_metrics() {
+    let out = scratch("health");
+    write(&out, &report("run-0000001", Status::Ok, 0.001));
+    write(&out, &report("run-0000002", Status::Error, 0.2));
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(!overview.contains("banner"), "no watcher, no banner: {overview}");
+
+    write_health(&out, 2.0, 30.0, 0);
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(overview.contains("banner ok") && overview.contains("Watcher running"), "{overview}");
+    write_health(&out, 2.0, 3600.0, 0);
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(overview.contains("banner warning") && overview.contains("No new data"), "{overview}");
+    write_health(&out, 600.0, 30.0, 1);
+    let (_, overview, _) = get(&out, "/").await;
+    assert!(overview.contains("banner error"), "{overview}");
+    assert!(overview.contains("The watcher has stopped: last heartbeat 10 min ago"), "{overview}");
+
+    let (_, metrics, _) = get(&out, "/metrics").await;
+    assert!(metrics.contains("larmon_watch_up 0\n"), "{metrics}");
+    assert!(metrics.contains("larmon_watch_files_with_errors 1\n"), "{metrics}");
+    for run in ["run-0000001", "run-0000002"] {
+        let sample = format!("larmon_metric{{run=\"{run}\",plugin=\"packet-rate\"");
+        assert!(metrics.contains(&sample), "every recent run's metrics: {metrics}");
+    }
+    assert!(metrics.contains("larmon_run_quality{run=\"run-0000001\"} 0"), "{metrics}");
+    assert!(metrics.contains("larmon_latest_run_quality 2"), "{metrics}");
+    let (_, one, _) = get(&out, "/metrics?runs=1").await;
+    assert!(!one.contains("run=\"run-0000001\"") && one.contains("run=\"run-0000002\""), "{one}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Each larmon metric the alert rules use is one /metrics serves (a renamed metric would leave
+/// an alert that never fires).
+#[tokio::test]
+async fn every_metric_of_the_alert_rules_is_served() {
+    let out = scratch("alert-rules");
+    write(&out, &report("run-0000001", Status::Ok, 0.0));
+    write_health(&out, 1.0, 1.0, 0);
+    let (_, metrics, _) = get(&out, "/metrics").await;
+    let rules = include_str!("../../../docs/prometheus-alerts.yml");
+    let mut used: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("larmon_"))
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 5, "{used:?}");
+    for name in used {
+        assert!(metrics.contains(&format!("# TYPE {name} gauge")), "{name} is not served");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

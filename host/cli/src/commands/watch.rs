@@ -198,6 +198,12 @@ pub fn run(args: Args) -> Result<()> {
                 return Ok(());
             }
         }
+        // The heartbeat the dashboard and /metrics read (a watcher that stopped, or a DAQ that
+        // stopped writing, shows there); failing to write it is trouble like any other.
+        let health = watch.health(unwritten.len(), last_trouble.as_deref());
+        if let Err(e) = watch.write_health(&health) {
+            say_trouble(&mut last_trouble, larmon_pipeline::error_text(&e));
+        }
         if unwritten.is_empty() && step_ok {
             last_trouble = None; // a pass without trouble: the next one is said again
         }

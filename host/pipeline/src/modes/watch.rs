@@ -23,6 +23,7 @@ use larmon_ingest::light::channel_map::ChannelMap;
 use larmon_ingest::light::{LightFile, is_light_file};
 use larmon_ingest::read::{LarpixReader, ReadOptions, is_flow_file};
 use larmon_report::PluginEntry;
+use larmon_report::health::{HEALTH_FILE, WatchHealth};
 use larmon_runtime::{LoadedPlugin, PluginFailure, PluginRun, RunBudget};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -395,6 +396,43 @@ impl DaqWatch {
         }
         self.forget_idle_runs(&changed);
         Ok(changed)
+    }
+
+    /// The watcher's heartbeat after a pass: newest data seen, files open, unfinished and in
+    /// error; `reports_unwritten` and `trouble` are what the caller could not do on the pass.
+    pub fn health(&self, reports_unwritten: usize, trouble: Option<&str>) -> WatchHealth {
+        let unix =
+            |t: &SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
+        let newest = self
+            .files
+            .iter()
+            .filter_map(|f| f.modified.as_ref())
+            .chain(self.forgotten.values().filter_map(|(_, _, m)| m.as_ref()))
+            .chain(self.pending_light.iter().filter_map(|p| p.modified.as_ref()))
+            .filter_map(unix)
+            .fold(None, |newest: Option<f64>, t| Some(newest.map_or(t, |n| n.max(t))));
+        let file_error = self.files.iter().find_map(|f| f.error.clone());
+        WatchHealth {
+            updated_unix_s: unix(&SystemTime::now()).unwrap_or(0.0),
+            pid: std::process::id(),
+            folder: self.options.dir.clone(),
+            newest_data_unix_s: newest,
+            files_open: self.files.len(),
+            files_unfinished: self.files.iter().filter(|f| !f.finished).count(),
+            files_with_errors: self.files.iter().filter(|f| f.error.is_some()).count()
+                + self.unopenable.len()
+                + self.stalled.len(),
+            reports_unwritten,
+            last_error: trouble.map(str::to_owned).or(file_error),
+        }
+    }
+
+    /// Writes [`Self::health`] to `OUT/watch-health.json` (replaced atomically, not synced:
+    /// it is rewritten every pass).
+    pub fn write_health(&self, health: &WatchHealth) -> Result<()> {
+        let path = self.options.out.join(HEALTH_FILE);
+        let text = serde_json::to_vec_pretty(health).expect("a heartbeat serialises");
+        write_atomically(&path, &text).at(&path)
     }
 
     /// How many files are held in memory (the others are in their checkpoints).
