@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use larmon_pipeline::modes::watch::DEFAULT_RUN_PATTERN;
+use larmon_pipeline::output::notify::FlagNotifier;
 use larmon_pipeline::{DaqWatch, LarmonConfig, Notice, WatchOptions};
 use notify::Watcher;
 
@@ -35,6 +36,7 @@ use notify::Watcher;
 ///   larmon watch /data/daq --out /data/dqm --serve          reports + dashboard on :8080
 ///   larmon watch daq --out dqm --config 2x2.toml --run-pattern 'run(?P<run>\d+)_'
 ///   larmon watch daq --out dqm --exit-when-idle-s 60         batch: stop when all is done
+///   larmon watch daq --out dqm --notify-url https://chat.example.org/hooks/XYZ   flag alarms
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -82,6 +84,15 @@ pub struct Args {
     /// Address of the dashboard with --serve.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
+    /// Webhook told when a run's quality flag turns `error` (a JSON POST whose `text` chat
+    /// tools such as Mattermost or Slack show; also run, flag, previous_flag, problems, url).
+    /// Each run is told once while it stays `error`, also across restarts.
+    #[arg(long, value_name = "URL")]
+    notify_url: Option<String>,
+    /// The dashboard's address as shifters reach it (e.g. https://dqm.example.org), for the
+    /// run links in notifications.
+    #[arg(long, value_name = "URL", requires = "notify_url")]
+    dashboard_url: Option<String>,
 }
 
 /// Prints what the watcher noticed: resumed files on stdout, read errors on stderr.
@@ -120,6 +131,10 @@ pub fn run(args: Args) -> Result<()> {
     let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let mut watch = DaqWatch::new(options, config, plugins)?;
+    let mut notifier = args
+        .notify_url
+        .as_deref()
+        .map(|url| FlagNotifier::new(url, args.dashboard_url.as_deref(), &args.out));
 
     if args.serve {
         let serve_args = super::serve::Args::new(args.out.clone(), args.bind);
@@ -182,6 +197,11 @@ pub fn run(args: Args) -> Result<()> {
             match watch.write_run_report(run) {
                 Ok(written) => {
                     println!("{}", written.summary_line(started.elapsed().as_secs_f64()));
+                    if let Some(notifier) = notifier.as_mut() {
+                        if notifier.report_written(&written.report).is_some() {
+                            println!("{run}: flag error: notifying {}", notifier.url());
+                        }
+                    }
                 }
                 Err(e) => {
                     say_trouble(&mut last_trouble, larmon_pipeline::error_text(&e));
@@ -197,6 +217,9 @@ pub fn run(args: Args) -> Result<()> {
                 println!("idle for {idle} s with every file finished: stopping");
                 return Ok(());
             }
+        }
+        for failure in notifier.iter().flat_map(|n| n.failures.try_iter()) {
+            eprintln!("larmon: {failure}");
         }
         // The heartbeat the dashboard and /metrics read (a watcher that stopped, or a DAQ that
         // stopped writing, shows there); failing to write it is trouble like any other.

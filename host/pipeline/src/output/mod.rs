@@ -1,6 +1,8 @@
 //! The output stage: a run's report.json with its checks and quality flag, and the plugins'
-//! figures beside it ([`report`]); files written so a reader never sees half of one.
+//! figures beside it ([`report`]); files written so a reader never sees half of one; a webhook
+//! told when a run's flag turns bad ([`notify`]).
 
+pub mod notify;
 pub mod report;
 
 use std::path::Path;
