@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use larmon_report::{RunReport, Status};
@@ -489,42 +489,158 @@ fn checks_table(checks: &[larmon_report::Check]) -> String {
     out + "</table>"
 }
 
-#[derive(Deserialize)]
-pub(crate) struct TrendQuery {
-    pub(crate) metric: Option<String>,
-}
-
 pub(crate) async fn trends_page(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<TrendQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let (runs, _) = state.store.runs();
     let mut keys: Vec<String> = runs.iter().flat_map(|r| r.metric_keys()).collect();
     keys.sort();
     keys.dedup();
-    let chosen =
-        query.metric.clone().filter(|m| keys.contains(m)).or_else(|| keys.first().cloned());
+    let selection = TrendSelection::parse(query.as_deref());
+    let chosen: Vec<String> = if selection.metrics.is_empty() {
+        default_trend_metrics(&state.checks, &keys)
+    } else {
+        selection.metrics.iter().filter(|m| keys.contains(m)).cloned().collect()
+    };
+    let shown = selection.runs_in_range(&runs);
     let mut body = String::from(
-        "<h1>Trends</h1><form class=\"filters\" method=\"get\" action=\"/trends\"><select name=\"metric\">",
+        "<h1>Trends</h1><form class=\"filters\" method=\"get\" action=\"/trends\">\
+         <select name=\"metric\" multiple size=\"8\" title=\"Ctrl-click to choose several\">",
     );
     for k in &keys {
-        let selected = if Some(k) == chosen.as_ref() { " selected" } else { "" };
+        let selected = if chosen.contains(k) { " selected" } else { "" };
         let _ = write!(body, "<option value=\"{}\"{selected}>{}</option>", escape(k), escape(k));
     }
-    body += "</select><button>Show</button></form>";
-    match chosen {
-        Some(metric) => {
-            let _ = write!(
-                body,
-                "<figure class=\"wide\"><img src=\"/trends.svg?metric={m}\" alt=\"{e} vs run\"><figcaption>{e} per run, in order of data time; \
-                 bands: configured warning (amber) and error (red) limits · <a href=\"/api/trends?metric={m}\">data</a></figcaption></figure>",
-                m = url_segment(&metric),
-                e = escape(&metric)
-            );
-        }
-        None => body += "<p class=\"empty\">No metrics yet.</p>",
+    let _ = write!(
+        body,
+        "</select> from <input name=\"from\" placeholder=\"run or YYYY-MM-DD\" value=\"{}\" size=\"16\"> \
+         to <input name=\"to\" placeholder=\"run or YYYY-MM-DD\" value=\"{}\" size=\"16\"> \
+         last <input name=\"last\" value=\"{}\" size=\"4\"> runs <button>Show</button></form>",
+        escape(selection.from.as_deref().unwrap_or("")),
+        escape(selection.to.as_deref().unwrap_or("")),
+        selection.last
+    );
+    let (first, last) = (shown.first(), shown.last());
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{} runs{}{}</p>",
+        shown.len(),
+        first.map_or(String::new(), |r| format!(" from {}", escape(&r.run))),
+        last.map_or(String::new(), |r| format!(
+            " to {}{}",
+            escape(&r.run),
+            r.start_unix_s.map_or(String::new(), |s| format!(" ({} UTC)", utc(s)))
+        )),
+    );
+    if chosen.is_empty() {
+        body += "<p class=\"empty\">No metrics yet.</p>";
     }
+    body += "<div class=\"grid\">";
+    for metric in &chosen {
+        let query = selection.query_for(metric);
+        let _ = write!(
+            body,
+            "<figure><img src=\"/trends.svg?{query}\" alt=\"{e} vs run\"><figcaption>{e} per run, in order of data time; \
+             bands: configured warning (amber) and error (red) limits · <a href=\"/api/trends?{query}\">data</a></figcaption></figure>",
+            e = escape(metric)
+        );
+    }
+    body += "</div>";
     page("Trends", &body, false)
+}
+
+/// Metrics a shifter looks at first: those with configured limits, then the bundled plugins'
+/// quality metrics, as far as the runs have them (at most six).
+fn default_trend_metrics(checks: &larmon_report::ChecksConfig, keys: &[String]) -> Vec<String> {
+    const QUALITY: [&str; 10] = [
+        "packet-rate/parity_error_fraction",
+        "channel-health/hot_channels",
+        "channel-health/dead_channels",
+        "tile-rate/low_rate_tiles",
+        "fifo-flags/local_full_fraction",
+        "timing/max_abs_sync_offset_ticks",
+        "electron-lifetime/lifetime_us",
+        "dqdx/mpv_ke_per_cm",
+        "charge-light/light_to_charge_efficiency",
+        "light-health/dead_inputs",
+    ];
+    let mut chosen: Vec<String> = Vec::new();
+    let configured = checks.limits.keys().map(String::as_str);
+    for key in configured.chain(QUALITY) {
+        if keys.iter().any(|k| k == key) && !chosen.iter().any(|c| c == key) && chosen.len() < 6 {
+            chosen.push(key.to_string());
+        }
+    }
+    if chosen.is_empty() {
+        chosen.extend(keys.first().cloned());
+    }
+    chosen
+}
+
+/// What a trends request asks for: metrics (`metric`, repeated) and a range of runs
+/// (`from`/`to`: a run name or a UTC date `YYYY-MM-DD`; `last`: at most this many, the latest).
+pub(crate) struct TrendSelection {
+    pub(crate) metrics: Vec<String>,
+    from: Option<String>,
+    to: Option<String>,
+    last: usize,
+}
+
+/// Runs a trend shows by default.
+const TREND_RUNS: usize = 100;
+
+impl TrendSelection {
+    /// From a query string (repeated keys allowed).
+    pub(crate) fn parse(query: Option<&str>) -> Self {
+        let pairs: Vec<(String, String)> =
+            query.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
+        let value = |key: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, v)| k == key && !v.trim().is_empty())
+                .map(|(_, v)| v.trim().to_string())
+        };
+        Self {
+            metrics: pairs.iter().filter(|(k, _)| k == "metric").map(|(_, v)| v.clone()).collect(),
+            from: value("from"),
+            to: value("to"),
+            last: value("last")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(TREND_RUNS)
+                .clamp(1, 100_000),
+        }
+    }
+
+    /// The runs in range, oldest first (`runs` sorted by data time).
+    pub(crate) fn runs_in_range<'a>(&self, runs: &'a [Arc<RunReport>]) -> &'a [Arc<RunReport>] {
+        let position = |bound: &str, end: bool| -> usize {
+            if let Ok(day) = chrono::NaiveDate::parse_from_str(bound, "%Y-%m-%d") {
+                let midnight = day.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp());
+                let limit = if end { midnight + 86_400 } else { midnight };
+                return runs.partition_point(|r| r.start_unix_s.map_or(0, |s| s as i64) < limit);
+            }
+            match runs.iter().position(|r| r.run == bound) {
+                Some(i) if end => i + 1,
+                Some(i) => i,
+                None if end => runs.len(),
+                None => 0,
+            }
+        };
+        let start = self.from.as_deref().map_or(0, |b| position(b, false));
+        let end = self.to.as_deref().map_or(runs.len(), |b| position(b, true)).max(start);
+        let range = &runs[start..end];
+        &range[range.len().saturating_sub(self.last)..]
+    }
+
+    /// The query string of one metric over this range.
+    pub(crate) fn query_for(&self, metric: &str) -> String {
+        let mut pairs = vec![("metric", metric.to_string()), ("last", self.last.to_string())];
+        pairs.extend(self.from.clone().map(|f| ("from", f)));
+        pairs.extend(self.to.clone().map(|t| ("to", t)));
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
+    }
 }
 
 /// A plugin as seen across runs.

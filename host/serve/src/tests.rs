@@ -453,3 +453,60 @@ async fn every_metric_of_the_alert_rules_is_served() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The runs of the points `/api/trends` gives for `uri`.
+async fn trend_runs(out: &Path, uri: &str) -> Vec<String> {
+    let (_, api, _) = get(out, uri).await;
+    let points: serde_json::Value = serde_json::from_str(&api).unwrap();
+    points.as_array().unwrap().iter().map(|p| p["run"].as_str().unwrap().to_string()).collect()
+}
+
+/// Trends open on the quality metrics (configured ones first), show several at once, and
+/// cover a range of runs given by run names, UTC dates or a count.
+#[tokio::test]
+async fn trends_show_several_quality_metrics_over_a_chosen_range() {
+    let out = scratch("trends");
+    for day in 0..5u64 {
+        let mut r = report(&format!("run-000000{day}"), Status::Ok, day as f64);
+        // 2023-11-14 22:13:20 UTC plus whole days.
+        r.start_unix_s = Some(1_700_000_000 + day * 86_400);
+        r.end_unix_s = r.start_unix_s.map(|s| s + 9);
+        r.plugins[0].metrics.push(Metric {
+            name: "larpix_packets".into(),
+            value: 1000.0,
+            error: None,
+            unit: "".into(),
+        });
+        write(&out, &r);
+    }
+    let (_, page, _) = get(&out, "/trends").await;
+    assert!(
+        page.contains("/trends.svg?metric=packet-rate%2Fparity_error_fraction"),
+        "the quality metric by default, not the first name: {page}"
+    );
+    assert!(!page.contains("/trends.svg?metric=packet-rate%2Flarpix_packets"), "{page}");
+    assert!(page.contains("5 runs from run-0000000 to run-0000004"), "{page}");
+
+    let both =
+        "/trends?metric=packet-rate%2Flarpix_packets&metric=packet-rate%2Fparity_error_fraction";
+    let (_, page, _) = get(&out, both).await;
+    assert_eq!(page.matches("<img src=\"/trends.svg?").count(), 2, "{page}");
+
+    let metric = "metric=packet-rate%2Fparity_error_fraction";
+    let by_run =
+        trend_runs(&out, &format!("/api/trends?{metric}&from=run-0000001&to=run-0000003")).await;
+    assert_eq!(by_run, ["run-0000001", "run-0000002", "run-0000003"]);
+    // 2023-11-15 is the day of run 1 (22:13 UTC), 2023-11-16 that of run 2.
+    let by_date =
+        trend_runs(&out, &format!("/api/trends?{metric}&from=2023-11-15&to=2023-11-16")).await;
+    assert_eq!(by_date, ["run-0000001", "run-0000002"]);
+    let latest = trend_runs(&out, &format!("/api/trends?{metric}&last=2")).await;
+    assert_eq!(latest, ["run-0000003", "run-0000004"]);
+    let two = trend_runs(&out, "/api/trends?metric=packet-rate%2Flarpix_packets&metric=packet-rate%2Fparity_error_fraction&last=1").await;
+    assert_eq!(two.len(), 2, "one point per metric");
+    let (status, svg, _) =
+        get(&out, "/trends.svg?metric=packet-rate%2Fparity_error_fraction&last=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(svg.contains("run-0000004") && !svg.contains("run-0000001"), "the range: {svg}");
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -1,10 +1,10 @@
-//! Trends: one metric across runs (in order of data time), with its error bars and the
-//! configured warning/error limits as bands; as SVG and as JSON.
+//! Trends: metrics across a range of runs (in order of data time), with their error bars and
+//! the configured warning/error limits as bands; as SVG (one metric) and as JSON.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use plotters::prelude::*;
@@ -12,11 +12,12 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::files::SVG_CSP;
-use crate::pages::TrendQuery;
+use crate::pages::TrendSelection;
 
 /// One run's value of the metric.
 #[derive(Serialize)]
 pub(crate) struct TrendPoint {
+    metric: String,
     run: String,
     start_unix_s: Option<u64>,
     value: f64,
@@ -24,16 +25,16 @@ pub(crate) struct TrendPoint {
     unit: String,
 }
 
-fn points(state: &AppState, metric: &str) -> Vec<TrendPoint> {
-    state
-        .store
-        .runs()
-        .0
+fn points(state: &AppState, metric: &str, selection: &TrendSelection) -> Vec<TrendPoint> {
+    let (runs, _) = state.store.runs();
+    selection
+        .runs_in_range(&runs)
         .iter()
         .filter_map(|r| {
             // A NaN or infinite value has no place on the axis: the run page shows it.
             let m = r.metric(metric).filter(|m| m.value.is_finite())?;
             Some(TrendPoint {
+                metric: metric.to_string(),
                 run: r.run.clone(),
                 start_unix_s: r.start_unix_s,
                 value: m.value,
@@ -44,19 +45,23 @@ fn points(state: &AppState, metric: &str) -> Vec<TrendPoint> {
         .collect()
 }
 
+/// `/api/trends?metric=A&metric=B&from=…&to=…&last=N`: each metric's points over the range.
 pub(crate) async fn api_trend(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<TrendQuery>,
+    RawQuery(query): RawQuery,
 ) -> Json<Vec<TrendPoint>> {
-    Json(query.metric.map(|m| points(&state, &m)).unwrap_or_default())
+    let selection = TrendSelection::parse(query.as_deref());
+    Json(selection.metrics.iter().flat_map(|m| points(&state, m, &selection)).collect())
 }
 
+/// `/trends.svg?metric=A&…`: the first metric's trend over the range.
 pub(crate) async fn trend_svg(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<TrendQuery>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let metric = query.metric.unwrap_or_default();
-    let data = points(&state, &metric);
+    let selection = TrendSelection::parse(query.as_deref());
+    let metric = selection.metrics.first().cloned().unwrap_or_default();
+    let data = points(&state, &metric, &selection);
     let limits = state.checks.limits.get(&metric).cloned().unwrap_or_default();
     let svg = draw(&metric, &data, limits.warn, limits.error);
     ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CONTENT_SECURITY_POLICY, SVG_CSP)], svg)
