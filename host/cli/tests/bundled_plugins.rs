@@ -380,3 +380,75 @@ fn dqdx_does_not_depend_on_the_true_lifetime() {
     let (a, b) = (mpvs[0], mpvs[1]);
     assert!((a - b).abs() <= 0.01 * b, "MPV {a} (τ 1400 µs) vs {b} (τ 2200 µs)");
 }
+
+/// The event ids that have tracks in `file`, from `larmon calibrate --stream tracks`, sorted.
+fn events_with_tracks(dir: &Path, file: &Path, config: &Path) -> Vec<u64> {
+    let export = dir.join("tracks.arrow");
+    let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .arg("calibrate")
+        .arg(file)
+        .arg("--config")
+        .arg(config)
+        .args(["--stream", "tracks", "--export"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reader =
+        arrow::ipc::reader::FileReader::try_new(std::fs::File::open(&export).unwrap(), None)
+            .unwrap();
+    let mut ids = BTreeSet::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("event_id").unwrap();
+        let column = column.as_any().downcast_ref::<arrow::array::UInt64Array>().unwrap();
+        ids.extend(column.values().iter().copied());
+    }
+    ids.into_iter().collect()
+}
+
+/// The figures of event-display: (event id, title).
+fn displayed(report: &Value) -> Vec<(u64, String)> {
+    plugin(report, "event-display")["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let id = f["name"].as_str().unwrap().trim_start_matches("event_").parse().unwrap();
+            (id, f["title"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The event display shows the latest events with tracks by default (what a live run just
+/// saw), the first ones with `pick = "first"`, and chosen events by id in any case — the ids
+/// checked against the tracks larmon calibrate finds.
+#[test]
+fn event_display_shows_the_latest_the_first_or_the_chosen_events() {
+    let layout = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
+    let dir = scratch("event-display-pick");
+    std::fs::write(dir.join("larmon.toml"), &layout).unwrap();
+    let with_tracks = events_with_tracks(&dir, &data("small-raw.h5"), &dir.join("larmon.toml"));
+    assert!(with_tracks.len() >= 12, "{} events with tracks", with_tracks.len());
+    let ids = |report: &Value| displayed(report).into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+
+    let (latest, _) = run_bundled("event-display-latest", &data("small-raw.h5"), &layout);
+    assert_eq!(ids(&latest), with_tracks[with_tracks.len() - 4..], "the latest four");
+    let first = format!("{layout}[plugins.event-display]\npick = \"first\"\nevents = 3\n");
+    let (first, _) = run_bundled("event-display-first", &data("small-raw.h5"), &first);
+    assert_eq!(ids(&first), with_tracks[..3], "the first three");
+
+    let middle = with_tracks[with_tracks.len() / 2];
+    let chosen = format!("{layout}[plugins.event-display]\nevent_ids = [{middle}, 987654321]\n");
+    let (chosen, _) = run_bundled("event-display-chosen", &data("small-raw.h5"), &chosen);
+    let shown = displayed(&chosen);
+    assert_eq!(shown[0], (middle, format!("Event {middle} (chosen)")), "{shown:?}");
+    assert_eq!(
+        shown[1..].iter().map(|s| s.0).collect::<Vec<_>>(),
+        with_tracks[with_tracks.len() - 4..]
+    );
+    let checks = plugin(&chosen, "event-display")["checks"].as_array().unwrap();
+    let missing = checks.iter().find(|c| c["name"] == "chosen_events").unwrap();
+    assert_eq!(missing["status"], "warning");
+    assert!(missing["message"].as_str().unwrap().contains("987654321"), "{missing}");
+}

@@ -1,8 +1,12 @@
-//! event-display: the quick look: for the first few triggered events with tracks, the hits in
-//! the x–y (pixel plane) and z–y (drift vs height) projections, coloured by charge, with the
-//! fitted tracks drawn over them.
+//! event-display: the quick look: the events a shifter chose by id, then the latest (or the
+//! first) few events with tracks, each as its hits in the x–y (pixel plane) and z–y (drift vs
+//! height) projections, coloured by charge, with the fitted tracks drawn over them.
+//!
+//! Settings (`[plugins.event-display]`): `events` (how many with tracks, 1–20, default 4),
+//! `pick` (`"latest"`, the default, so that a live run shows what just happened, or `"first"`),
+//! `event_ids` (events always shown, by the id in their figure titles and the `events` stream).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use larmon_plugin_sdk::plotters::prelude::*;
 use larmon_plugin_sdk::plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
@@ -16,15 +20,49 @@ struct Event {
     tracks: Vec<[f64; 6]>,
 }
 
+/// Which events with tracks are kept besides the chosen ones.
+#[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Pick {
+    /// The first of the run.
+    First,
+    /// The latest of the run (highest ids: files in order, events in order within a file).
+    Latest,
+}
+
 #[derive(Serialize, Deserialize)]
 struct EventDisplay {
     events: BTreeMap<u64, Event>,
     wanted: usize,
+    pick: Pick,
+    /// Events shown whatever `pick` says.
+    chosen: BTreeSet<u64>,
 }
 
 impl EventDisplay {
-    fn with_tracks(&self) -> usize {
-        self.events.values().filter(|e| !e.tracks.is_empty()).count()
+    /// Picked (not chosen) events with tracks.
+    fn picked(&self) -> impl Iterator<Item = u64> + '_ {
+        self.events
+            .iter()
+            .filter(|(id, e)| !e.tracks.is_empty() && !self.chosen.contains(id))
+            .map(|(id, _)| *id)
+    }
+
+    /// Keeps `wanted` picked events with tracks: the lowest ids for `first`, the highest for
+    /// `latest`; events without tracks that are complete (id ≤ `complete`) go, unless chosen.
+    fn trim(&mut self, complete: Option<u64>) {
+        if let Some(last) = complete {
+            let chosen = &self.chosen;
+            self.events.retain(|id, e| *id > last || !e.tracks.is_empty() || chosen.contains(id));
+        }
+        let picked: Vec<u64> = self.picked().collect();
+        let surplus = picked.len().saturating_sub(self.wanted);
+        let dropped = match self.pick {
+            Pick::First => &picked[picked.len() - surplus..],
+            Pick::Latest => &picked[..surplus],
+        };
+        for id in dropped {
+            self.events.remove(id);
+        }
     }
 }
 
@@ -45,19 +83,42 @@ impl Plugin for EventDisplay {
                 ],
             )
             .config_key("events")
+            .config_key("pick")
+            .config_key("event_ids")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
+        let pick = match config.get("pick").and_then(|v| v.as_str()) {
+            None | Some("latest") => Pick::Latest,
+            Some("first") => Pick::First,
+            Some(other) => return Err(format!("pick = {other:?}: \"latest\" or \"first\"")),
+        };
+        let chosen = match config.get("event_ids") {
+            None => BTreeSet::new(),
+            Some(list) => list
+                .as_array()
+                .ok_or("event_ids must be a list of event ids")?
+                .iter()
+                .map(|v| v.as_u64().ok_or(format!("event_ids: {v} is not an event id")))
+                .collect::<Result<_, _>>()?,
+        };
+        if chosen.len() > 20 {
+            return Err(format!("event_ids: {} events; at most 20", chosen.len()));
+        }
         Ok(Self {
             events: BTreeMap::new(),
             wanted: config_number(config, "events", 4.0).clamp(1.0, 20.0) as usize,
+            pick,
+            chosen,
         })
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
         // The host hands over each calibration step's hits, then its tracks: candidates of an
         // earlier step still without tracks never get any.
-        self.events.retain(|_, e| !e.tracks.is_empty());
+        let chosen = &self.chosen;
+        self.events.retain(|id, e| !e.tracks.is_empty() || chosen.contains(id));
+        let full = self.pick == Pick::First && self.picked().count() >= self.wanted;
         let event = batch.opt_u64("event_id")?;
         let (x, y, z) = (batch.opt_f32("x_mm")?, batch.opt_f32("y_mm")?, batch.opt_f32("z_mm")?);
         let q = batch.f32("q_ke")?;
@@ -65,9 +126,10 @@ impl Plugin for EventDisplay {
             let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else {
                 continue;
             };
-            // Every event of the step is a candidate until enough with tracks are found (memory
-            // bounded by one step; a step of many small events cannot crowd out later ones).
-            if !self.events.contains_key(&e) && self.with_tracks() >= self.wanted {
+            // Every event of the step is a candidate (for `first`, until enough with tracks are
+            // found); memory is bounded by one step, and a step of many small events cannot
+            // crowd out later ones.
+            if full && !self.events.contains_key(&e) && !self.chosen.contains(&e) {
                 continue;
             }
             self.events.entry(e).or_default().hits.push([x, y, z, q[i]]);
@@ -87,51 +149,62 @@ impl Plugin for EventDisplay {
             }
             last = last.max(Some(event[i]));
         }
-        // Events up to the last one with tracks in this batch are complete: keep those with tracks.
-        if let Some(last) = last {
-            self.events.retain(|id, e| *id > last || !e.tracks.is_empty());
-        }
-        while self.events.iter().filter(|(_, e)| !e.tracks.is_empty()).count() > self.wanted {
-            let Some(last) = self.events.keys().next_back().copied() else { break };
-            self.events.remove(&last);
-        }
+        // Events up to the last one with tracks in this batch are complete.
+        self.trim(last);
         Ok(())
     }
 
     fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.events.extend(other.events);
-        while self.events.len() > self.wanted {
-            let last = *self.events.keys().next_back().expect("not empty");
-            self.events.remove(&last);
+        for (id, event) in other.events {
+            let mine = self.events.entry(id).or_default();
+            mine.hits.extend(event.hits);
+            mine.tracks.extend(event.tracks);
         }
+        // Snapshots are taken at the end of their files: their events are complete.
+        self.trim(Some(u64::MAX));
         Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {
         let mut report = Report::new();
-        for (id, event) in
-            self.events.iter().filter(|(_, e)| !e.tracks.is_empty()).take(self.wanted)
-        {
-            report = report.figure(
-                &format!("event_{id}"),
-                &format!("Event {id}"),
-                draw(*id, event),
-                &event.tracks,
-            );
+        let chosen = self.chosen.iter().filter_map(|id| Some((*id, self.events.get(id)?)));
+        let picked = self.picked().map(|id| (id, &self.events[&id]));
+        for (id, event) in chosen.chain(picked) {
+            let title = if self.chosen.contains(&id) {
+                format!("Event {id} (chosen)")
+            } else {
+                format!("Event {id}")
+            };
+            report = report.figure(&format!("event_{id}"), &title, draw(id, event), &event.tracks);
         }
-        let shown = self.events.values().filter(|e| !e.tracks.is_empty()).count().min(self.wanted);
+        let shown = self.picked().count();
         let status = if shown > 0 { CheckStatus::Ok } else { CheckStatus::Warning };
+        let which = if self.pick == Pick::Latest { "latest" } else { "first" };
         let message = if shown > 0 {
-            format!("{shown} triggered events with tracks shown")
+            format!("the {which} {shown} triggered events with tracks shown")
         } else {
             "no triggered event with a track: no external triggers, or tracking found nothing"
                 .into()
         };
-        Ok(report.metric("events_shown", shown as f64, None, "events").check(
+        report = report.metric("events_shown", shown as f64, None, "events").check(
             "events_with_tracks",
             status,
             message,
-        ))
+        );
+        let missing: Vec<String> = self
+            .chosen
+            .iter()
+            .filter(|id| !self.events.contains_key(id))
+            .map(u64::to_string)
+            .collect();
+        if !missing.is_empty() {
+            report = report.check(
+                "chosen_events",
+                CheckStatus::Warning,
+                format!("chosen events not in this run's data: {}", missing.join(", ")),
+            );
+        }
+        Ok(report)
     }
 }
 
