@@ -220,6 +220,47 @@ fn count_color(png_file: &Path, color: [u8; 3], tolerance: i32) -> usize {
         .count()
 }
 
+/// Copies a folder tree (no symbolic links in report folders).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if !to.starts_with(&path) {
+                copy_dir(&path, &to.join(entry.file_name()));
+            }
+        } else {
+            std::fs::copy(&path, to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Pure white pixels inside the shape of `color` (±10), row by row between its first and last
+/// pixel of that colour: the text of a badge of that colour, when it is the only one on the
+/// screenshot (the page around a rounded badge is white too, so corners must not count).
+fn white_inside_color(png_file: &Path, color: [u8; 3]) -> usize {
+    let decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_file).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let channels = info.color_type.samples();
+    let pixel = |x: usize, y: usize| {
+        let i = (y * width + x) * channels;
+        &buffer[i..i + 3]
+    };
+    let near = |p: &[u8]| (0..3).all(|k| (i32::from(p[k]) - i32::from(color[k])).abs() <= 10);
+    let mut white = 0;
+    for y in 0..height {
+        let inside: Vec<usize> = (0..width).filter(|&x| near(pixel(x, y))).collect();
+        if let (Some(&first), Some(&last)) = (inside.first(), inside.last()) {
+            white += (first..=last).filter(|&x| pixel(x, y).iter().all(|&v| v >= 245)).count();
+        }
+    }
+    white
+}
+
 #[test]
 fn a_browser_renders_the_overview_run_page_and_trends() {
     let Some(browser) = find_browser() else {
@@ -228,6 +269,26 @@ fn a_browser_renders_the_overview_run_page_and_trends() {
     };
     let dir = scratch("browser");
     let (out, config) = make_report(&dir);
+    // A run flagged error (signed off good by a shifter) and a reviewer version of run-0002,
+    // both made from the real report.
+    let official = out.join("run-0002");
+    let report = std::fs::read_to_string(official.join("report.json")).unwrap();
+    let mut error_run: serde_json::Value = serde_json::from_str(&report).unwrap();
+    error_run["run"] = "run-0003".into();
+    error_run["quality"]["flag"] = "error".into();
+    std::fs::create_dir_all(out.join("run-0003")).unwrap();
+    std::fs::write(out.join("run-0003/report.json"), error_run.to_string()).unwrap();
+    let signed = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["signoff", out.to_str().unwrap(), "run-0003", "--flag", "good"])
+        .args(["--by", "browser test", "--comment", "known cable"])
+        .output()
+        .unwrap();
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let version_dir = official.join("versions/alice");
+    copy_dir(&official, &version_dir);
+    let mut version: serde_json::Value = serde_json::from_str(&report).unwrap();
+    version["version"] = "alice".into();
+    std::fs::write(version_dir.join("report.json"), version.to_string()).unwrap();
     let server = Server::start(&out, &config);
     let shot = |path: &str, name: &str, height: u32| -> PathBuf {
         let file = dir.join(format!("{name}.png"));
@@ -252,6 +313,15 @@ fn a_browser_renders_the_overview_run_page_and_trends() {
     // The amber "warning" badge of the run in the overview.
     let overview = shot("/", "overview", 600);
     assert!(count_color(&overview, [217, 145, 0], 12) > 200, "no warning badge rendered");
+    // The red "error" pill carries readable white text (it once was red on red), and the
+    // shifter's green "good" decision stands beside it.
+    let white_in_red = white_inside_color(&overview, [192, 57, 43]);
+    assert!(white_in_red > 10, "{white_in_red} white pixels in the error pill: text not visible");
+    assert!(count_color(&overview, [46, 139, 87], 12) > 150, "no sign-off badge rendered");
+    // The reviewer version's page shows its own figures.
+    let version = shot("/runs/run-0002/versions/alice", "version", 6000);
+    let version_blue = count_color(&version, [31, 119, 180], 10);
+    assert!(version_blue > 20_000, "only {version_blue} plot-blue pixels on the version page");
     // The run page: plugin figures drawn as images — histogram bars in the SDK's blue and the
     // viridis pixel maps fill many pixels; a broken image would show only its alt text.
     let run = shot("/runs/run-0002", "run", 6000);
