@@ -382,3 +382,87 @@ fn files_page_lists_catalogued_files_with_checksums_replicas_and_downloads() {
     assert_eq!(server.get("/download/999999").0, 404);
     assert_eq!(server.get("/download/..%2f..%2fetc%2fpasswd").0, 400);
 }
+
+/// The channels a run flagged, exported from its page as a known-bad list and named in the
+/// configuration, are known in the next run of the same data: channel-health counts them apart
+/// and its checks see no new problem; outside the list's period they are new again.
+#[test]
+fn known_bad_channels_exported_from_a_run_are_told_from_new_problems() {
+    let dir = scratch("known-bad");
+    let (out, config) = make_report(&dir);
+    let metric = |run: &str, name: &str| -> f64 {
+        let text = std::fs::read_to_string(out.join(run).join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let health = report["plugins"].as_array().unwrap().iter();
+        let health = health.clone().find(|p| p["name"] == "channel-health").unwrap().clone();
+        let value = health["metrics"].as_array().unwrap().iter().find(|m| m["name"] == name);
+        value.unwrap_or_else(|| panic!("{name}: {health}"))["value"].as_f64().unwrap()
+    };
+    assert_eq!(metric("run-0002", "hot_channels"), 5.0, "the fixture's five hot pixels");
+    assert_eq!(metric("run-0002", "known_problem_channels"), 0.0);
+
+    let exported = {
+        let server = Server::start(&out, &config);
+        let (status, headers, body) = server.get("/api/runs/run-0002/known-bad.json");
+        assert_eq!(status, 200, "{body}");
+        assert!(headers.contains("known-bad-run-0002.json"), "{headers}");
+        assert!(server.get("/runs/run-0002").2.contains("/api/runs/run-0002/known-bad.json"));
+        body
+    };
+    let list: serde_json::Value = serde_json::from_str(&exported).unwrap();
+    let channels = list["channels"].as_array().unwrap();
+    assert!(channels.len() >= 5, "{list}");
+    assert!(channels.iter().all(|c| c["from"] == "2023-03-15"), "valid from the run's day: {list}");
+    std::fs::write(dir.join("known-bad.json"), &exported).unwrap();
+    let base = std::fs::read_to_string(&config).unwrap();
+    let run = |name: &str, known_bad: &str| {
+        let with_list = dir.join(format!("{name}.toml"));
+        std::fs::write(&with_list, format!("known_bad_channels = {known_bad:?}\n{base}")).unwrap();
+        let done = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["run", data("small-raw.h5").to_str().unwrap(), "--run", name, "--out"])
+            .arg(&out)
+            .arg("--plugin-dir")
+            .arg(repo().join("target/wasm32-wasip2/plugin"))
+            .arg("--config")
+            .arg(&with_list)
+            .arg("--cache-dir")
+            .arg(repo().join("target/test-plugin-cache"))
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    };
+    run("run-0003", "known-bad.json");
+    assert_eq!(metric("run-0003", "hot_channels"), 0.0, "no new hot channel");
+    assert_eq!(metric("run-0003", "known_problem_channels"), channels.len() as f64);
+    let text = std::fs::read_to_string(out.join("run-0003/report.json")).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let known = &report["provenance"]["known_bad_channels"];
+    assert!(known[0].as_str().unwrap().ends_with("known-bad.json"), "{known}");
+
+    // The same list for a period before the run: the channels are new problems again.
+    let old = exported
+        .replace("\"from\":\"2023-03-15\"", "\"from\":\"2022-01-01\",\"to\":\"2023-01-01\"");
+    assert_ne!(old, exported);
+    std::fs::write(dir.join("known-bad-2022.json"), old).unwrap();
+    run("run-0004", "known-bad-2022.json");
+    assert_eq!(metric("run-0004", "hot_channels"), 5.0);
+    assert_eq!(metric("run-0004", "known_problem_channels"), 0.0);
+
+    // A broken list stops the run before any work, naming the entry.
+    std::fs::write(dir.join("broken.json"), "[{\"io_group\": 1}]").unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        format!("known_bad_channels = \"broken.json\"\n{base}"),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["run", data("small-raw.h5").to_str().unwrap(), "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(dir.join("broken.toml"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("broken.json") && stderr.contains("entry 1"), "{stderr}");
+}

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use larmon_calibrate::DetectorConfig;
 use larmon_report::ChecksConfig;
 
+use larmon_runtime::PluginInfo;
+
 use crate::error::{IoContext, PipelineError, Result};
+use crate::known_bad::{KnownBadChannel, load_known_bad};
 
 /// Everything a configuration file says, read once.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +26,20 @@ pub struct LarmonConfig {
     /// The file it was read from and the SHA-256 of its bytes (none: the built-in defaults),
     /// recorded in every report's provenance.
     pub source: Option<(PathBuf, String)>,
+    /// Known-bad channels (`known_bad_channels = "FILE"`, [`crate::known_bad`]), with the
+    /// file and the SHA-256 of its bytes.
+    pub known_bad: Option<KnownBad>,
+}
+
+/// The known-bad channel list in force.
+#[derive(Debug, Clone)]
+pub struct KnownBad {
+    /// The file.
+    pub file: PathBuf,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
+    /// Its entries.
+    pub channels: Vec<KnownBadChannel>,
 }
 
 impl LarmonConfig {
@@ -75,6 +92,16 @@ impl LarmonConfig {
                 plugins.insert(name, json);
             }
         }
+        let known_bad = match table.remove("known_bad_channels") {
+            None => None,
+            Some(toml::Value::String(file)) => {
+                let file = source.parent().unwrap_or(Path::new(".")).join(file);
+                let channels = load_known_bad(&file)?;
+                let bytes = std::fs::read(&file).at(&file)?;
+                Some(KnownBad { sha256: sha256_hex(&bytes), file, channels })
+            }
+            Some(_) => return Err(bad("known_bad_channels must be a file name".into())),
+        };
         let checks = match table.remove("checks") {
             Some(toml::Value::Table(checks)) => {
                 ChecksConfig::from_table(checks).map_err(|e| bad(e.to_string()))?
@@ -85,12 +112,29 @@ impl LarmonConfig {
         let detector = DetectorConfig::from_table(table, source).map_err(|e| {
             PipelineError::Calibration { what: "reading the configuration", source: e }
         })?;
-        Ok(Self { detector, plugins, checks, source: None })
+        Ok(Self { detector, plugins, checks, source: None, known_bad })
     }
 
     /// The settings of plugin `name` as JSON (`{}` when the file has none).
     pub fn plugin_config(&self, name: &str) -> String {
         self.plugins.get(name).cloned().unwrap_or_else(|| "{}".into())
+    }
+
+    /// The settings a plugin gets: its `[plugins.NAME]` table, plus the known-bad channels
+    /// when it declares the `known_bad_channels` setting and its table does not set it.
+    pub fn settings_for(&self, info: &PluginInfo) -> String {
+        let own = self.plugin_config(&info.name);
+        let Some(known) = &self.known_bad else { return own };
+        if !info.config_keys.iter().any(|k| k == "known_bad_channels") {
+            return own;
+        }
+        let Ok(serde_json::Value::Object(mut settings)) = serde_json::from_str(&own) else {
+            return own;
+        };
+        settings.entry("known_bad_channels").or_insert_with(|| {
+            serde_json::to_value(&known.channels).expect("known-bad channels serialise")
+        });
+        serde_json::Value::Object(settings).to_string()
     }
 }
 

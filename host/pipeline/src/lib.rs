@@ -30,6 +30,7 @@
 pub mod config;
 pub mod error;
 pub mod input;
+pub mod known_bad;
 pub mod modes;
 pub mod output;
 pub mod plugins;

@@ -201,6 +201,9 @@ pub struct Provenance {
     /// Bundled plugins that a `--plugin` of the same name replaced in this run.
     #[serde(default)]
     pub replaced_plugins: Vec<ReplacedPlugin>,
+    /// The known-bad channel file in force and the SHA-256 of its bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_bad_channels: Option<(PathBuf, String)>,
 }
 
 /// A bundled plugin replaced by another component of the same name.

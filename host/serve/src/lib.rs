@@ -65,6 +65,7 @@ pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
         .route("/runs/{run}", get(pages::run_page))
         .route("/runs/{run}/signoff", post(signoff::sign_off))
         .route("/api/runs/{run}/signoff", get(signoff::api_history))
+        .route("/api/runs/{run}/known-bad.json", get(pages::api_known_bad))
         .route("/runs/{run}/versions/{version}", get(pages::version_page))
         .route("/runs/{run}/files", get(catalog_pages::files_page))
         .route("/api/runs/{run}/files", get(catalog_pages::api_files))

@@ -300,6 +300,15 @@ fn run_or_version_page(state: &AppState, r: &RunReport) -> Response {
             let _ = write!(body, "<p class=\"failure\">plugin failed: {}</p>", escape(error));
         }
         body += &checks_table(&p.checks);
+        if p.results.contains_key("flagged_channels") && r.version.is_none() {
+            let _ = write!(
+                body,
+                "<p class=\"meta\"><a href=\"/api/runs/{}/known-bad.json\">Flagged channels as a \
+                 known-bad list</a> (for <code>known_bad_channels</code> in the configuration: \
+                 later runs then tell new problems from these)</p>",
+                url_segment(&r.run)
+            );
+        }
         if !p.metrics.is_empty() {
             body += "<table class=\"metrics\"><tr><th>metric</th><th>value</th><th>unit</th><th></th></tr>";
             for m in &p.metrics {
@@ -372,6 +381,15 @@ fn provenance_section(r: &RunReport) -> String {
         _ => "built-in defaults".into(),
     };
     let _ = write!(out, "<tr><th>configuration</th><td>{config}</td></tr>");
+    if let Some((file, sha)) = &p.known_bad_channels {
+        let _ = write!(
+            out,
+            "<tr><th>known-bad channels</th><td>{} <code title=\"{}\">{}</code></td></tr>",
+            escape(&file.display().to_string()),
+            escape(sha),
+            short(sha)
+        );
+    }
     let plugins: Vec<String> = r
         .plugins
         .iter()
@@ -735,6 +753,47 @@ pub(crate) async fn api_run(
         None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such run"})))
             .into_response(),
     }
+}
+
+/// `/api/runs/<run>/known-bad.json`: the channels a run's plugins flagged
+/// (`results.flagged_channels`), as a known-bad channel file valid from the run's day on.
+pub(crate) async fn api_known_bad(
+    State(state): State<Arc<AppState>>,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    let Some(r) = state.store.run(&run) else {
+        return (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such run"})))
+            .into_response();
+    };
+    let from = r.start_unix_s.map(|s| utc(s)[..10].to_string());
+    let mut channels = Vec::new();
+    for p in &r.plugins {
+        let Some(flagged) = p.results.get("flagged_channels").and_then(|v| v.as_array()) else {
+            continue;
+        };
+        for f in flagged {
+            let mut entry = serde_json::Map::new();
+            for key in ["io_group", "io_channel", "chip_id", "channel_id", "kind"] {
+                if let Some(v) = f.get(key) {
+                    entry.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(from) = &from {
+                entry.insert("from".into(), from.clone().into());
+            }
+            entry.insert("why".into(), format!("flagged by {} in {}", p.name, r.run).into());
+            channels.push(serde_json::Value::Object(entry));
+        }
+    }
+    let file = format!(
+        "attachment; filename=\"known-bad-{}.json\"",
+        r.run
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect::<String>()
+    );
+    ([(header::CONTENT_DISPOSITION, file)], Json(serde_json::json!({ "channels": channels })))
+        .into_response()
 }
 
 pub(crate) async fn api_plugins(State(state): State<Arc<AppState>>) -> Json<Vec<PluginSummary>> {

@@ -17,6 +17,11 @@
 //!   how many channels had too little expectation to judge.
 //!
 //! Channels sending data that the layout does not list are reported as `unknown`.
+//!
+//! Known-bad channels (`known_bad_channels`, which the host fills from the configuration's
+//! known-bad channel file) whose period holds the run's start are flagged as *known*: shown
+//! apart, counted in `known_problem_channels`, and left out of the `hot_channels`, … metrics
+//! and the checks, so that only new problems raise them.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +40,35 @@ struct ChannelHealth {
     dead_p_value: f64,
     top: usize,
     max_hot: f64,
+    known_bad: Vec<KnownBad>,
     #[serde(skip)]
     pixels: Pixels,
+}
+
+/// A known-bad channel as the host hands it over.
+#[derive(Clone, Serialize, Deserialize)]
+struct KnownBad {
+    io_group: u8,
+    io_channel: u8,
+    chip_id: u8,
+    channel_id: u8,
+    kind: Option<String>,
+    from_unix: Option<u64>,
+    to_unix: Option<u64>,
+}
+
+impl KnownBad {
+    /// Whether it covers a channel flagged `kind` in a run starting at `start` (Unix s).
+    fn covers(&self, flag: &Flag, start: Option<u64>) -> bool {
+        let in_period = match start {
+            Some(t) => self.from_unix.is_none_or(|a| a <= t) && self.to_unix.is_none_or(|b| t < b),
+            None => self.from_unix.is_none() && self.to_unix.is_none(),
+        };
+        in_period
+            && (self.io_group, self.io_channel, self.chip_id, self.channel_id)
+                == (flag.io_group, flag.io_channel, flag.chip_id, flag.channel_id)
+            && self.kind.as_deref().is_none_or(|k| k == flag.kind)
+    }
 }
 
 #[derive(Serialize)]
@@ -46,6 +78,8 @@ struct Flag {
     chip_id: u8,
     channel_id: u8,
     kind: &'static str,
+    /// In the known-bad list for this run's period.
+    known: bool,
     packets: u64,
     expected: f64,
     rate_hz: f64,
@@ -98,6 +132,7 @@ impl Plugin for ChannelHealth {
         .config_key("dead_p_value")
         .config_key("top")
         .config_key("max_hot")
+        .config_key("known_bad_channels")
     }
 
     fn new(config: &Config) -> Result<Self, String> {
@@ -112,6 +147,11 @@ impl Plugin for ChannelHealth {
             dead_p_value: config_number(config, "dead_p_value", 1e-4),
             top: config_number(config, "top", 15.0) as usize,
             max_hot: config_number(config, "max_hot", 20.0),
+            known_bad: match config.get("known_bad_channels") {
+                None => Vec::new(),
+                Some(list) => Vec::<KnownBad>::deserialize(list)
+                    .map_err(|e| format!("known_bad_channels: {e}"))?,
+            },
             pixels: Pixels::default(),
         })
     }
@@ -161,6 +201,7 @@ impl Plugin for ChannelHealth {
                 chip_id: c,
                 channel_id: ch,
                 kind,
+                known: false,
                 packets: n,
                 expected: mu,
                 rate_hz: n as f64 / seconds,
@@ -191,8 +232,14 @@ impl Plugin for ChannelHealth {
                 flags.push(flag(id, "unknown", m.n, 0.0));
             }
         }
+        let start = self.span.range.map(|(a, _)| a);
+        for f in &mut flags {
+            f.known = self.known_bad.iter().any(|k| k.covers(f, start));
+        }
         let kinds = ["hot", "noisy", "dead", "unknown"];
-        let number = |kind: &str| flags.iter().filter(|f| f.kind == kind).count();
+        // New problems only: known ones are counted apart.
+        let number = |kind: &str| flags.iter().filter(|f| f.kind == kind && !f.known).count();
+        let known = flags.iter().filter(|f| f.known).count();
         let mut ranked: Vec<&Flag> = flags.iter().filter(|f| f.kind != "dead").collect();
         ranked.sort_by(|a, b| b.rate_hz.total_cmp(&a.rate_hz));
         let rows: Vec<Vec<String>> = ranked
@@ -200,7 +247,7 @@ impl Plugin for ChannelHealth {
             .take(self.top)
             .map(|f| {
                 vec![
-                    f.kind.to_string(),
+                    if f.known { format!("{} (known)", f.kind) } else { f.kind.to_string() },
                     format!("{}-{}-{}-{}", f.io_group, f.io_channel, f.chip_id, f.channel_id),
                     f.packets.to_string(),
                     format!("{:.1}", f.expected),
@@ -226,28 +273,31 @@ impl Plugin for ChannelHealth {
         .log_y()
         .hist(&rates, "")
         .note(format!(
-            "median {:.2} Hz; {} hot, {} noisy, {} dead",
+            "median {:.2} Hz; new: {} hot, {} noisy, {} dead; {known} known",
             global / seconds,
             number("hot"),
             number("noisy"),
             number("dead")
         ));
-        let flagged: BTreeMap<u32, &'static str> = flags
+        // Map value: 1 hot, 2 noisy, 3 dead (new), 4 any known problem.
+        let flagged: BTreeMap<u32, f64> = flags
             .iter()
-            .map(|f| (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), f.kind))
+            .map(|f| {
+                let value = if f.known {
+                    4.0
+                } else {
+                    kinds.iter().position(|x| *x == f.kind).unwrap_or(0) as f64 + 1.0
+                };
+                (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), value)
+            })
             .collect();
         let map = svg::pixel_map(
             &self.pixels,
-            &|id| {
-                flagged
-                    .get(&id)
-                    .map(|k| kinds.iter().position(|x| x == k).unwrap_or(0) as f64 + 1.0)
-                    .or(Some(0.0))
-            },
-            "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead)",
+            &|id| flagged.get(&id).copied().or(Some(0.0)),
+            "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead, 4 known)",
             "flag",
             false,
-            Some((0.0, 3.0)),
+            Some((0.0, 4.0)),
         );
         let mut report = Report::new()
             .figure("top_flagged", "Top flagged channels", table, &rows)
@@ -255,7 +305,8 @@ impl Plugin for ChannelHealth {
             .figure("flag_map", "Flagged channels on the anodes", map, &())
             .result("flagged_channels", &flags)
             .metric("median_channel_rate_hz", global / seconds, None, "Hz")
-            .metric("dead_unjudgeable", unjudged_dead as f64, None, "channels");
+            .metric("dead_unjudgeable", unjudged_dead as f64, None, "channels")
+            .metric("known_problem_channels", known as f64, None, "channels");
         for kind in kinds {
             report =
                 report.metric(&format!("{kind}_channels"), number(kind) as f64, None, "channels");

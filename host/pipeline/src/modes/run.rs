@@ -143,7 +143,7 @@ pub fn run_files(
         for (plugin, budget) in loaded.iter().zip(&budgets) {
             let (tx, rx) = sync_channel::<Work>(4);
             senders.push(tx);
-            let plugin_config = config.plugin_config(&plugin.info().name);
+            let plugin_config = config.settings_for(plugin.info());
             let (run_dir, pixels) = (&run_dir, pixels.clone());
             workers.push(scope.spawn(move || {
                 let open = || open_instance(plugin, runtime, &plugin_config, &pixels, budget);

@@ -132,7 +132,7 @@ pub fn merge_shards(
         let mut merge = PluginMerge::open(
             plugin,
             &plugins.runtime,
-            &config.plugin_config(name),
+            &config.settings_for(plugin.info()),
             &pixels,
             &budget,
         );

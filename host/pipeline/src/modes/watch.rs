@@ -527,7 +527,7 @@ impl DaqWatch {
         let budgets = self.budgets_of(&self.files[i].run.clone());
         let file = &mut self.files[i];
         for (k, plugin) in self.plugins.plugins.iter().enumerate() {
-            let config = self.config.plugin_config(&plugin.info().name);
+            let config = self.config.settings_for(plugin.info());
             let mut instance =
                 open_instance(plugin, &self.plugins.runtime, &config, &self.pixels, &budgets[k]);
             if let (Ok(run), Some(snapshot)) = (instance.as_mut(), &file.snapshots[k]) {
@@ -1147,7 +1147,7 @@ impl DaqWatch {
                 .enumerate()
                 .map(|(k, plugin)| {
                     let (snapshots, run_dir, budget) = (&snapshots, &run_dir, &budgets[k]);
-                    let config = self.config.plugin_config(&plugin.info().name);
+                    let config = self.config.settings_for(plugin.info());
                     scope.spawn(move || {
                         let mut merge = PluginMerge::open(plugin, runtime, &config, pixels, budget);
                         for (path, file_snapshots) in snapshots {

@@ -146,6 +146,7 @@ pub fn provenance(config: &LarmonConfig, detector_sha256: &str, plugins: &Plugin
         config_file: config.source.as_ref().map(|(path, _)| path.clone()),
         config_sha256: config.source.as_ref().map(|(_, sha256)| sha256.clone()),
         replaced_plugins: plugins.replaced.clone(),
+        known_bad_channels: config.known_bad.as_ref().map(|k| (k.file.clone(), k.sha256.clone())),
     }
 }
 
