@@ -34,6 +34,7 @@
 
 pub mod batch;
 pub mod channels;
+pub mod compare;
 pub mod fit;
 pub mod geometry;
 pub mod hist;
@@ -60,7 +61,7 @@ pub use batch::Batch;
 pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id};
 pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
-pub use report::{CheckStatus, Info, Report};
+pub use report::{CheckStatus, Info, Report, TYPED_FIGURE_KEY};
 
 /// A plugin's configuration: the JSON object given to the run (empty object by default).
 pub type Config = serde_json::Value;

@@ -5,6 +5,10 @@ use serde::Serialize;
 
 use crate::bindings::larmon::plugin::types as wit;
 
+/// The key of a typed figure's `data_json`: `{"larmon_plot_v1": <Plot>}` (a figure whose SVG
+/// is empty and whose data has this key is drawn by the host).
+pub const TYPED_FIGURE_KEY: &str = "larmon_plot_v1";
+
 /// Name, version, description, streams and columns, configuration keys.
 #[derive(Clone, Debug, Default)]
 pub struct Info {
@@ -84,6 +88,20 @@ impl Report {
         let data_json =
             serde_json::to_string(data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
         self.figures.push(wit::Figure { name: name.into(), title: title.into(), svg, data_json });
+        self
+    }
+    /// Adds a figure as typed data ([`crate::svg::Plot`]): the host draws it in the common style
+    /// with hover values and, when the run has a reference, the reference's shape over it and
+    /// a shape-check verdict (its `data_json` is [`TYPED_FIGURE_KEY`] with the plot; its SVG is
+    /// left to the host).
+    pub fn plot(mut self, name: &str, title: &str, plot: crate::svg::Plot) -> Self {
+        let data = serde_json::json!({ TYPED_FIGURE_KEY: plot });
+        self.figures.push(wit::Figure {
+            name: name.into(),
+            title: title.into(),
+            svg: String::new(),
+            data_json: data.to_string(),
+        });
         self
     }
     /// Adds a metric with an optional error and a unit.

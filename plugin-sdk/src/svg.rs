@@ -219,6 +219,7 @@ fn colour_bar(
 }
 
 /// What a [`Plot`] draws.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 enum Series {
     /// Histogram bars (or steps when overlaid).
     Hist(Hist1D),
@@ -228,6 +229,8 @@ enum Series {
     Points(Vec<(f64, f64)>),
     /// Markers with vertical error bars `(x, y, error)`.
     ErrorPoints(Vec<(f64, f64, f64)>),
+    /// A reference run's histogram, scaled to the plot's first histogram: grey dashed steps.
+    Reference(Hist1D),
 }
 
 /// A figure built from several series on shared axes, in the common style: histograms, lines
@@ -239,6 +242,7 @@ enum Series {
 ///     .line(fit_curve, "Moyal⊗Gauss fit")
 ///     .render();
 /// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plot {
     title: String,
     labels: (String, String),
@@ -303,12 +307,43 @@ impl Plot {
         self
     }
 
+    /// The plot's first histogram (what a reference is compared with).
+    pub fn first_hist(&self) -> Option<&Hist1D> {
+        self.series.iter().find_map(|(_, s)| match s {
+            Series::Hist(h) => Some(h),
+            _ => None,
+        })
+    }
+
+    /// The title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// Overlays `reference` (a reference run's histogram with the same binning), scaled to
+    /// the area of this plot's first histogram, as grey dashed steps named `label`. Nothing is
+    /// drawn when the binnings differ or either is empty.
+    pub fn with_reference(mut self, reference: &Hist1D, label: &str) -> Self {
+        let Some(own) = self.first_hist() else { return self };
+        let same = own.counts.len() == reference.counts.len()
+            && own.lo == reference.lo
+            && own.hi == reference.hi;
+        let (a, b) = (own.total(), reference.total());
+        if !same || a <= 0.0 || b <= 0.0 {
+            return self;
+        }
+        let mut scaled = reference.clone();
+        scaled.counts.iter_mut().for_each(|c| *c *= a / b);
+        self.series.push((label.into(), Series::Reference(scaled)));
+        self
+    }
+
     fn extent(&self) -> ((f64, f64), (f64, f64)) {
         let mut xs = Vec::new();
         let mut ys = Vec::new();
         for (_, s) in &self.series {
             match s {
-                Series::Hist(h) => {
+                Series::Hist(h) | Series::Reference(h) => {
                     xs.extend([h.lo, h.hi]);
                     ys.extend(h.counts.iter().copied());
                 }
@@ -354,6 +389,7 @@ impl Plot {
     /// Draws the figure.
     pub fn render(&self) -> String {
         let mut svg = String::new();
+        let mut hover: Vec<String> = Vec::new();
         let result = (|| -> Result<(), String> {
             let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -387,7 +423,10 @@ impl Plot {
             let named = self.series.iter().filter(|(n, _)| !n.is_empty()).count();
             let overlay = self.series.len() > 1;
             for (k, (name, series)) in self.series.iter().enumerate() {
-                let color = series_color(k).to_rgba();
+                let color = match series {
+                    Series::Reference(_) => RGBColor(90, 90, 90).to_rgba(),
+                    _ => series_color(k).to_rgba(),
+                };
                 let legend_color = color;
                 let anno = match series {
                     Series::Hist(h) => {
@@ -420,6 +459,19 @@ impl Plot {
                                 )
                                 .map_err(|e| e.to_string())?
                         }
+                    }
+                    Series::Reference(h) => {
+                        // Grey dashed steps, drawn over the data.
+                        let w = h.width();
+                        let mut steps = Vec::with_capacity(2 * h.counts.len());
+                        for (i, c) in h.counts.iter().enumerate() {
+                            let y = if log && *c <= 0.0 { y0 } else { ty(*c) };
+                            steps.push((h.lo + i as f64 * w, y));
+                            steps.push((h.lo + (i + 1) as f64 * w, y));
+                        }
+                        chart
+                            .draw_series(DashedLineSeries::new(steps, 6, 4, color.stroke_width(2)))
+                            .map_err(|e| e.to_string())?
                     }
                     Series::Line(p) => chart
                         .draw_series(LineSeries::new(
@@ -462,6 +514,50 @@ impl Plot {
                     });
                 }
             }
+            // Hover values: a transparent box per bin of the first histogram (with the
+            // reference's value, if any) and per marker, each with an SVG <title>.
+            let reference = self.series.iter().find_map(|(_, s)| match s {
+                Series::Reference(h) => Some(h),
+                _ => None,
+            });
+            let number =
+                |v: f64| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string();
+            if let Some(h) = self.first_hist() {
+                let w = h.width();
+                for (i, c) in h.counts.iter().enumerate() {
+                    let (xa, xb) = (h.lo + i as f64 * w, h.lo + (i + 1) as f64 * w);
+                    let (a, top) = chart.backend_coord(&(xa, y1));
+                    let (b, bottom) = chart.backend_coord(&(xb, y0));
+                    let mut text = format!("[{}, {}): {}", number(xa), number(xb), number(*c));
+                    if let Some(r) = reference.and_then(|r| r.counts.get(i)) {
+                        text += &format!(" (reference {})", number(*r));
+                    }
+                    hover.push(format!(
+                        "<rect x=\"{a}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>{}</title></rect>",
+                        (b - a).max(1),
+                        (bottom - top).max(1),
+                        escape_xml(&text)
+                    ));
+                }
+            }
+            for (_, series) in &self.series {
+                let marks: Vec<(f64, f64, Option<f64>)> = match series {
+                    Series::Points(p) => p.iter().map(|q| (q.0, q.1, None)).collect(),
+                    Series::ErrorPoints(p) => p.iter().map(|q| (q.0, q.1, Some(q.2))).collect(),
+                    _ => continue,
+                };
+                for (x, y, error) in marks.into_iter().filter(|m| ty(m.1).is_finite()) {
+                    let (cx, cy) = chart.backend_coord(&(x, ty(y)));
+                    let text = match error {
+                        Some(e) => format!("{}: {} ± {}", number(x), number(y), number(e)),
+                        None => format!("{}: {}", number(x), number(y)),
+                    };
+                    hover.push(format!(
+                        "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"6\" fill-opacity=\"0\"><title>{}</title></circle>",
+                        escape_xml(&text)
+                    ));
+                }
+            }
             if named > 0 && (named > 1 || overlay) {
                 chart
                     .configure_series_labels()
@@ -493,8 +589,17 @@ impl Plot {
             }
             root.present().map_err(|e| e.to_string())
         })();
-        finish(result, svg)
+        let mut svg = finish(result, svg);
+        if let Some(end) = svg.rfind("</svg>") {
+            svg.insert_str(end, &hover.concat());
+        }
+        svg
     }
+}
+
+/// Text escaped for SVG/XML.
+fn escape_xml(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// A table as a figure (e.g. the top-N flagged channels): a header row and rows of text.

@@ -30,6 +30,7 @@ use clap::{Parser, Subcommand};
 ///   larmon serve reports                  dashboard at http://127.0.0.1:8080
 ///   larmon runs reports --good            good-run list (JSON; human sign-offs first)
 ///   larmon signoff reports RUN --flag good --by NAME --comment WHY   sign a run off
+///   larmon reference reports --set RUN    figures drawn and shape-checked against RUN
 ///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
@@ -64,6 +65,7 @@ enum Command {
     Serve(commands::serve::Args),
     Runs(commands::runs::Args),
     Signoff(commands::signoff::Args),
+    Reference(commands::reference::Args),
     Plugin(commands::plugin::Args),
     Inspect(commands::inspect::Args),
     Light(commands::light::Args),
@@ -163,6 +165,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Runs(args) => commands::runs::run(args),
         Command::Signoff(args) => commands::signoff::run(args),
+        Command::Reference(args) => commands::reference::run(args),
         Command::Plugin(args) => commands::plugin::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Light(args) => commands::light::run(args),

@@ -452,3 +452,67 @@ fn event_display_shows_the_latest_the_first_or_the_chosen_events() {
     assert_eq!(missing["status"], "warning");
     assert!(missing["message"].as_str().unwrap().contains("987654321"), "{missing}");
 }
+
+/// A typed figure (dqdx's histogram, reported as data) is drawn by the host over the reference
+/// run's histogram with the shape comparison noted; a configured shape check passes for the
+/// same data and flags a run whose dQ/dx moved (a wrong lifetime correction).
+#[test]
+fn typed_figures_are_drawn_over_their_reference_and_shape_checked() {
+    let dir = scratch("references");
+    let out = dir.join("reports");
+    let layout = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
+    let shape = "[shape_checks.\"dqdx/dqdx\"]\nstatistic = \"ks_probability\"\nwarn = 0.05\nerror = 0.001\n";
+    let run = |name: &str, config: &str| -> Value {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let done = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["run", data("small-raw.h5").to_str().unwrap(), "--run", name, "--out"])
+            .arg(&out)
+            .arg("--plugin-dir")
+            .arg(repo().join("target/wasm32-wasip2/plugin"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--cache-dir")
+            .arg(repo().join("target/test-plugin-cache"))
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).unwrap())
+            .unwrap()
+    };
+    let reference = run("run-0000010", &format!("{layout}{shape}"));
+    let svg = std::fs::read_to_string(out.join("run-0000010/dqdx/dqdx.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Moyal"), "drawn by the host");
+    assert!(svg.contains("<title>["), "hover values on the bins");
+    assert!(!svg.contains("reference"), "no reference yet");
+    assert!(reference["provenance"].get("reference_runs").is_none());
+
+    let set = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["reference", out.to_str().unwrap(), "--set", "run-0000010", "--plugin", "dqdx"])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+
+    let same = run("run-0000011", &format!("{layout}{shape}"));
+    let svg = std::fs::read_to_string(out.join("run-0000011/dqdx/dqdx.svg")).unwrap();
+    assert!(svg.contains("reference run-0000010"), "the reference's legend");
+    assert!(svg.contains("vs run-0000010: KS p = 1.000"), "the comparison noted");
+    let check = |report: &Value| {
+        plugin(report, "dqdx")["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "shape: dqdx")
+            .unwrap_or_else(|| panic!("no shape check: {}", plugin(report, "dqdx")))
+            .clone()
+    };
+    assert_eq!(check(&same)["status"], "ok", "{}", check(&same));
+    assert_eq!(same["provenance"]["reference_runs"]["dqdx"], "run-0000010");
+
+    // dQ/dx corrected with a far too short lifetime: the distribution moves to higher values.
+    let moved = run("run-0000012", &format!("{layout}{shape}[plugins.dqdx]\nlifetime_us = 100\n"));
+    let moved_check = check(&moved);
+    assert_eq!(moved_check["status"], "error", "{moved_check}");
+    assert!(moved_check["message"].as_str().unwrap().contains("ks_probability"), "{moved_check}");
+    assert_eq!(moved["quality"]["flag"], "error", "the shape check rolls into the flag");
+}

@@ -13,6 +13,7 @@ use larmon_runtime::PluginInfo;
 
 use crate::error::{IoContext, PipelineError, Result};
 use crate::known_bad::{KnownBadChannel, load_known_bad};
+use crate::output::figures::{References, ShapeCheck};
 
 /// Everything a configuration file says, read once.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,10 @@ pub struct LarmonConfig {
     /// Known-bad channels (`known_bad_channels = "FILE"`, [`crate::known_bad`]), with the
     /// file and the SHA-256 of its bytes.
     pub known_bad: Option<KnownBad>,
+    /// Reference runs of the plugins (`[references]`; OUT/references.json fills the gaps).
+    pub references: References,
+    /// Shape checks of typed figures against their reference (`[shape_checks."plugin/figure"]`).
+    pub shape_checks: BTreeMap<String, ShapeCheck>,
 }
 
 /// The known-bad channel list in force.
@@ -102,6 +107,22 @@ impl LarmonConfig {
             }
             Some(_) => return Err(bad("known_bad_channels must be a file name".into())),
         };
+        let references: References = match table.remove("references") {
+            None => References::default(),
+            Some(value) => value.try_into().map_err(|e| bad(format!("[references]: {e}")))?,
+        };
+        let shape_checks: BTreeMap<String, ShapeCheck> = match table.remove("shape_checks") {
+            None => BTreeMap::new(),
+            Some(value) => value.try_into().map_err(|e| bad(format!("[shape_checks]: {e}")))?,
+        };
+        for (key, check) in &shape_checks {
+            if !key.contains('/') {
+                return Err(bad(format!("[shape_checks.\"{key}\"]: keys are \"plugin/figure\"")));
+            }
+            if !(check.warn.is_finite() && check.error.is_finite()) {
+                return Err(bad(format!("[shape_checks.\"{key}\"]: limits must be numbers")));
+            }
+        }
         let checks = match table.remove("checks") {
             Some(toml::Value::Table(checks)) => {
                 ChecksConfig::from_table(checks).map_err(|e| bad(e.to_string()))?
@@ -112,7 +133,7 @@ impl LarmonConfig {
         let detector = DetectorConfig::from_table(table, source).map_err(|e| {
             PipelineError::Calibration { what: "reading the configuration", source: e }
         })?;
-        Ok(Self { detector, plugins, checks, source: None, known_bad })
+        Ok(Self { detector, plugins, checks, source: None, known_bad, references, shape_checks })
     }
 
     /// The settings of plugin `name` as JSON (`{}` when the file has none).

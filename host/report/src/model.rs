@@ -201,6 +201,9 @@ pub struct Provenance {
     /// Bundled plugins that a `--plugin` of the same name replaced in this run.
     #[serde(default)]
     pub replaced_plugins: Vec<ReplacedPlugin>,
+    /// The reference run each plugin's typed figures were compared with (plugin → run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reference_runs: BTreeMap<String, String>,
     /// The known-bad channel file in force and the SHA-256 of its bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_bad_channels: Option<(PathBuf, String)>,

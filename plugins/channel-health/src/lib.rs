@@ -301,7 +301,7 @@ impl Plugin for ChannelHealth {
         );
         let mut report = Report::new()
             .figure("top_flagged", "Top flagged channels", table, &rows)
-            .figure("rates", "Channel rate spectrum", spectrum.render(), &rates)
+            .plot("rates", "Channel rate spectrum", spectrum)
             .figure("flag_map", "Flagged channels on the anodes", map, &())
             .result("flagged_channels", &flags)
             .metric("median_channel_rate_hz", global / seconds, None, "Hz")

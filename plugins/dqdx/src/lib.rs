@@ -45,7 +45,7 @@ struct Dqdx {
 }
 
 impl Dqdx {
-    fn fit_figure(&self, h: &Hist1D, title: &str, lifetime: &str) -> (String, Option<PeakFit>) {
+    fn fit_figure(&self, h: &Hist1D, title: &str, lifetime: &str) -> (svg::Plot, Option<PeakFit>) {
         let fit = fit_moyal_gauss(h, 0.05);
         let mut plot = svg::Plot::new(title, "dQ/dx [ke⁻/cm]", "pixels / bin")
             .x_range(0.0, 150.0)
@@ -63,7 +63,7 @@ impl Dqdx {
         } else {
             plot = plot.note("too few entries to fit");
         }
-        (plot.render(), fit)
+        (plot, fit)
     }
 }
 
@@ -135,9 +135,10 @@ impl Plugin for Dqdx {
             _ => "default: no fit, none configured",
         };
         let note = format!("corrected with τ = {lifetime_us:.0} µs ({how})");
-        let (svg, fit) = self.fit_figure(&all, "dQ/dx of track pixels (lifetime-corrected)", &note);
+        let (plot, fit) =
+            self.fit_figure(&all, "dQ/dx of track pixels (lifetime-corrected)", &note);
         let mut report = Report::new()
-            .figure("dqdx", "dQ/dx with Moyal⊗Gauss fit", svg, &all)
+            .plot("dqdx", "dQ/dx with Moyal⊗Gauss fit", plot)
             .metric("pixels_used", all.total(), None, "pixels")
             .metric("lifetime_used_us", lifetime_us, fitted.map(|f| f.1), "µs")
             .metric(
@@ -164,8 +165,8 @@ impl Plugin for Dqdx {
         }
         for (tpc, slices) in &self.per_tpc {
             let h = &corrected(slices, lifetime_us);
-            let (svg, fit) = self.fit_figure(h, &format!("dQ/dx, TPC {tpc}"), &note);
-            report = report.figure(&format!("dqdx_tpc{tpc}"), &format!("dQ/dx TPC {tpc}"), svg, h);
+            let (plot, fit) = self.fit_figure(h, &format!("dQ/dx, TPC {tpc}"), &note);
+            report = report.plot(&format!("dqdx_tpc{tpc}"), &format!("dQ/dx TPC {tpc}"), plot);
             if let Some(f) = fit {
                 report = report.metric(
                     &format!("tpc{tpc}_mpv_ke_per_cm"),

@@ -11,6 +11,7 @@ pub mod light;
 pub mod merge;
 pub mod meta;
 pub mod plugin;
+pub mod reference;
 pub mod run;
 pub mod runs;
 pub mod serve;

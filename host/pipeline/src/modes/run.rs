@@ -345,11 +345,5 @@ pub fn run_files(
         provenance: provenance(config, calibration.sha256(), plugins),
         version: options.version.clone(),
     };
-    Ok(RunOutcome::Report(Box::new(write_report(
-        &run_name,
-        &run_dir,
-        totals,
-        entries,
-        &config.checks,
-    )?)))
+    Ok(RunOutcome::Report(Box::new(write_report(&run_name, &run_dir, totals, entries, config)?)))
 }

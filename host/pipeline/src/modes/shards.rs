@@ -187,7 +187,7 @@ pub fn merge_shards(
         provenance: provenance(config, calibration.sha256(), plugins),
         version: None,
     };
-    write_report(&run_name, run_dir, totals, entries, &config.checks)
+    write_report(&run_name, run_dir, totals, entries, config)
 }
 
 #[cfg(test)]

@@ -1172,7 +1172,7 @@ impl DaqWatch {
             provenance: provenance(&self.config, self.calibration.sha256(), &self.plugins),
             version: None,
         };
-        write_report(run, &run_dir, totals, entries, &self.config.checks)
+        write_report(run, &run_dir, totals, entries, &self.config)
     }
 }
 

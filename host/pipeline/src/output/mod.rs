@@ -1,7 +1,9 @@
 //! The output stage: a run's report.json with its checks and quality flag, and the plugins'
-//! figures beside it ([`report`]); files written so a reader never sees half of one; a webhook
-//! told when a run's flag turns bad ([`notify`]).
+//! figures beside it ([`report`]), typed figures drawn over their reference with shape checks
+//! ([`figures`]); files written so a reader never sees half of one; a webhook told when a run's
+//! flag turns bad ([`notify`]).
 
+pub mod figures;
 pub mod notify;
 pub mod report;
 

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use larmon_report::model::{LoadEntry, Quality, non_finite_text};
-use larmon_report::{Check, ChecksConfig, FigureFiles, PluginEntry, Provenance, RunReport, Status};
+use larmon_report::{Check, FigureFiles, PluginEntry, Provenance, RunReport, Status};
 use larmon_runtime::{LoadedPlugin, PluginFailure, PluginReport, PluginRun, printable};
 
 use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
+use crate::output::figures::{References, draw_typed_figures};
 use crate::output::{safe_name, write_atomically};
 use crate::plugins::PluginSet;
 
@@ -147,6 +148,7 @@ pub fn provenance(config: &LarmonConfig, detector_sha256: &str, plugins: &Plugin
         config_sha256: config.source.as_ref().map(|(_, sha256)| sha256.clone()),
         replaced_plugins: plugins.replaced.clone(),
         known_bad_channels: config.known_bad.as_ref().map(|k| (k.file.clone(), k.sha256.clone())),
+        reference_runs: Default::default(),
     }
 }
 
@@ -196,15 +198,35 @@ impl WrittenReport {
     }
 }
 
-/// Evaluates the configured checks, rolls up the quality flag and writes
+/// Draws the typed figures (over their references), evaluates the configured checks, rolls up
+/// the quality flag and writes
 /// `run_dir/report.json` atomically.
 pub fn write_report(
     run_name: &str,
     run_dir: &Path,
     totals: RunTotals,
-    entries: Vec<PluginEntry>,
-    checks: &ChecksConfig,
+    mut entries: Vec<PluginEntry>,
+    config: &LarmonConfig,
 ) -> Result<WrittenReport> {
+    // Typed figures are drawn now, over their references, with their shape checks (which
+    // count toward the flag like every other check).
+    let out = match &totals.version {
+        None => run_dir.parent(),
+        Some(_) => run_dir.parent().and_then(Path::parent).and_then(Path::parent),
+    }
+    .unwrap_or(run_dir);
+    let references = match References::read(out) {
+        Ok(file) => config.references.with_fallback(&file),
+        Err(e) => {
+            entries.iter_mut().for_each(|p| p.log.push(format!("references: {e}")));
+            config.references.clone()
+        }
+    };
+    let reference_runs =
+        draw_typed_figures(run_name, run_dir, out, &mut entries, &references, &config.shape_checks);
+    let mut totals = totals;
+    totals.provenance.reference_runs = reference_runs;
+    let checks = &config.checks;
     let host_checks = larmon_report::evaluate(checks, &entries);
     let flag = larmon_report::run_flag(&entries, &host_checks);
     let report = RunReport {

@@ -1,0 +1,81 @@
+//! `larmon reference OUT`: the reference runs that typed figures are drawn against and
+//! shape-checked with (OUT/references.json); `--set RUN` names one, for every plugin or one.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use larmon_pipeline::output::figures::{REFERENCES_FILE, References};
+use larmon_pipeline::output::write_atomically;
+use larmon_report::RunStore;
+use larmon_runtime::printable;
+
+/// Show or set the reference runs of an output directory.
+///
+/// A plugin's typed figures (histograms reported as data) are drawn with the reference run's
+/// histogram over them, scaled to the same area, with the Kolmogorov–Smirnov probability and
+/// χ²/ndf noted; `[shape_checks."plugin/figure"]` in the configuration turns a statistic into a
+/// check with warning and error limits. References apply to reports written afterwards. The
+/// configuration's `[references]` (run = "RUN", [references.plugins] NAME = "RUN") overrides
+/// this file. The dashboard sets it too (`larmon serve --signoff-token-file`).
+///
+/// Examples:
+///   larmon reference reports                          (show)
+///   larmon reference reports --set run-0012345        (every plugin)
+///   larmon reference reports --set run-0012001 --plugin dqdx
+///   larmon reference reports --clear --plugin dqdx
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Output directory of `larmon run` / `watch`.
+    out: PathBuf,
+    /// Make this run (it must have a report in OUT) the reference.
+    #[arg(long, value_name = "RUN", conflicts_with = "clear")]
+    set: Option<String>,
+    /// Remove the reference (of --plugin, else the one for every plugin).
+    #[arg(long)]
+    clear: bool,
+    /// Only for this plugin.
+    #[arg(long, value_name = "NAME")]
+    plugin: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.out.is_dir() {
+        bail!("{}: not a directory", args.out.display());
+    }
+    let mut references = References::read(&args.out).map_err(anyhow::Error::msg)?;
+    let changed = if let Some(run) = &args.set {
+        if RunStore::new(&args.out).run(run).is_none() {
+            bail!(
+                "{}: no run {:?} with a report here (`larmon runs {}` lists them)",
+                args.out.display(),
+                printable(run),
+                args.out.display()
+            );
+        }
+        match &args.plugin {
+            Some(plugin) => references.plugins.insert(plugin.clone(), run.clone()),
+            None => references.run.replace(run.clone()),
+        };
+        true
+    } else if args.clear {
+        match &args.plugin {
+            Some(plugin) => references.plugins.remove(plugin),
+            None => references.run.take(),
+        };
+        true
+    } else {
+        false
+    };
+    if changed {
+        let path = args.out.join(REFERENCES_FILE);
+        let text = serde_json::to_string_pretty(&references)?;
+        write_atomically(&path, text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    println!("every plugin: {}", references.run.as_deref().map_or("-".into(), printable));
+    for (plugin, run) in &references.plugins {
+        println!("{}: {}", printable(plugin), printable(run));
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Typed figures drawn by the host: a plugin that reports a figure as data
+//! ([`larmon_plugin_sdk::Report::plot`]) gets it drawn here in the common style with hover
+//! values, and — when its plugin has a reference run — with the reference's histogram over it
+//! (scaled to the same area), the shape comparison (Kolmogorov–Smirnov probability, χ²/ndf)
+//! noted on the figure, and, for figures with a configured shape check, a check that rolls
+//! into the run's flag.
+//!
+//! References come from the configuration (`[references] run = "RUN"`, `[references.plugins]
+//! NAME = "RUN"`), else from `OUT/references.json` (`larmon reference`, the dashboard).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use larmon_plugin_sdk::TYPED_FIGURE_KEY;
+use larmon_plugin_sdk::compare::{ShapeComparison, compare_shapes};
+use larmon_plugin_sdk::svg::Plot;
+use larmon_report::{Check, PluginEntry, Status};
+use serde::{Deserialize, Serialize};
+
+/// The file of the output directory's reference runs.
+pub const REFERENCES_FILE: &str = "references.json";
+
+/// Which run is the reference of which plugin.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct References {
+    /// The reference run of every plugin without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// Per plugin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, String>,
+}
+
+impl References {
+    /// The reference run of `plugin`.
+    pub fn of(&self, plugin: &str) -> Option<&str> {
+        self.plugins.get(plugin).or(self.run.as_ref()).map(String::as_str)
+    }
+
+    /// `OUT/references.json`, or none.
+    pub fn read(out: &Path) -> Result<Self, String> {
+        let path = out.join(REFERENCES_FILE);
+        match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// The configuration's references, then the file's where the configuration names none.
+    pub fn with_fallback(&self, file: &References) -> References {
+        let mut plugins = file.plugins.clone();
+        plugins.extend(self.plugins.clone());
+        References { run: self.run.clone().or_else(|| file.run.clone()), plugins }
+    }
+}
+
+/// Which statistic a shape check judges.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeStatistic {
+    /// Kolmogorov–Smirnov probability: below the limits is bad.
+    KsProbability,
+    /// χ² probability: below the limits is bad.
+    Chi2Probability,
+    /// χ²/ndf: above the limits is bad.
+    Chi2Ndf,
+}
+
+/// A shape check of one figure against its reference (`[shape_checks."plugin/figure"]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeCheck {
+    /// The statistic.
+    pub statistic: ShapeStatistic,
+    /// Warning limit.
+    pub warn: f64,
+    /// Error limit.
+    pub error: f64,
+}
+
+impl ShapeCheck {
+    /// The status of a comparison and the value judged.
+    fn judge(&self, c: &ShapeComparison) -> (Status, f64) {
+        let value = match self.statistic {
+            ShapeStatistic::KsProbability => c.ks_probability,
+            ShapeStatistic::Chi2Probability => c.chi2_probability,
+            ShapeStatistic::Chi2Ndf => c.chi2 / c.ndf.max(1) as f64,
+        };
+        // NaN is always worse than any limit.
+        let worse = |limit: f64| match self.statistic {
+            ShapeStatistic::Chi2Ndf => value.is_nan() || value > limit,
+            _ => value.is_nan() || value < limit,
+        };
+        let status = if worse(self.error) {
+            Status::Error
+        } else if worse(self.warn) {
+            Status::Warning
+        } else {
+            Status::Ok
+        };
+        (status, value)
+    }
+}
+
+/// A typed figure's plot, if `data` is one.
+pub fn typed_plot(data: &str) -> Option<Plot> {
+    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
+    serde_json::from_value(value.get_mut(TYPED_FIGURE_KEY)?.take()).ok()
+}
+
+/// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
+/// over its plugin's reference when there is one, and adds the configured shape checks.
+/// Returns the reference run each plugin was compared with.
+pub fn draw_typed_figures(
+    run: &str,
+    run_dir: &Path,
+    out: &Path,
+    entries: &mut [PluginEntry],
+    references: &References,
+    shape_checks: &BTreeMap<String, ShapeCheck>,
+) -> BTreeMap<String, String> {
+    let mut used = BTreeMap::new();
+    for entry in entries.iter_mut() {
+        let reference =
+            references.of(&entry.name).filter(|r| *r != run && !r.contains(['/', '\\']));
+        let mut checks = Vec::new();
+        for figure in &entry.figures {
+            let Some(plot) = std::fs::read_to_string(run_dir.join(&figure.data))
+                .ok()
+                .as_deref()
+                .and_then(typed_plot)
+            else {
+                continue;
+            };
+            let key = format!("{}/{}", entry.name, figure.name);
+            let against = reference.and_then(|r| {
+                let text = std::fs::read_to_string(out.join(r).join(&figure.data)).ok()?;
+                Some((r, typed_plot(&text)?.first_hist()?.clone()))
+            });
+            let mut plot = plot;
+            if let Some((reference_run, reference_hist)) = against {
+                let comparison = plot.first_hist().and_then(|h| compare_shapes(h, &reference_hist));
+                plot = plot.with_reference(&reference_hist, &format!("reference {reference_run}"));
+                if let Some(c) = comparison {
+                    used.insert(entry.name.clone(), reference_run.to_string());
+                    let summary = format!(
+                        "vs {reference_run}: KS p = {:.3}, χ²/ndf = {:.1}/{}",
+                        c.ks_probability, c.chi2, c.ndf
+                    );
+                    plot = plot.note(summary.clone());
+                    if let Some(check) = shape_checks.get(&key) {
+                        let (status, value) = check.judge(&c);
+                        checks.push(Check {
+                            name: format!("shape: {}", figure.name),
+                            status,
+                            message: format!(
+                                "{summary}; {} = {value:.4} (warning at {}, error at {})",
+                                serde_json::to_value(check.statistic)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_owned))
+                                    .unwrap_or_default(),
+                                check.warn,
+                                check.error
+                            ),
+                        });
+                    }
+                }
+            } else if let (Some(r), Some(_)) = (reference, shape_checks.get(&key)) {
+                checks.push(Check {
+                    name: format!("shape: {}", figure.name),
+                    status: Status::Warning,
+                    message: format!("no comparable {} in reference run {r}", figure.name),
+                });
+            }
+            let path = run_dir.join(&figure.svg);
+            if let Err(e) = std::fs::write(&path, plot.render()) {
+                entry.status = Status::Error;
+                entry.error = Some(format!("writing figure {}: {e}", figure.svg));
+            }
+        }
+        entry.checks.extend(checks);
+    }
+    used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comparison(ks: f64, chi2: f64, ndf: usize) -> ShapeComparison {
+        ShapeComparison { ks_probability: ks, ks_distance: 0.1, chi2, ndf, chi2_probability: ks }
+    }
+
+    #[test]
+    fn probabilities_fail_below_and_chi2_per_ndf_above_their_limits() {
+        let ks = ShapeCheck { statistic: ShapeStatistic::KsProbability, warn: 0.05, error: 0.001 };
+        assert_eq!(ks.judge(&comparison(0.3, 0.0, 1)).0, Status::Ok);
+        assert_eq!(ks.judge(&comparison(0.01, 0.0, 1)).0, Status::Warning);
+        assert_eq!(ks.judge(&comparison(1e-5, 0.0, 1)).0, Status::Error);
+        assert_eq!(ks.judge(&comparison(f64::NAN, 0.0, 1)).0, Status::Error);
+        let chi2 = ShapeCheck { statistic: ShapeStatistic::Chi2Ndf, warn: 2.0, error: 5.0 };
+        assert_eq!(chi2.judge(&comparison(1.0, 10.0, 10)), (Status::Ok, 1.0));
+        assert_eq!(chi2.judge(&comparison(1.0, 30.0, 10)).0, Status::Warning);
+        assert_eq!(chi2.judge(&comparison(1.0, 60.0, 10)).0, Status::Error);
+    }
+
+    #[test]
+    fn the_configuration_names_references_before_the_file() {
+        let file = References {
+            run: Some("run-1".into()),
+            plugins: [("dqdx".to_string(), "run-2".to_string())].into(),
+        };
+        let config =
+            References { run: None, plugins: [("charge".to_string(), "run-3".to_string())].into() };
+        let both = config.with_fallback(&file);
+        assert_eq!(both.of("dqdx"), Some("run-2"));
+        assert_eq!(both.of("charge"), Some("run-3"));
+        assert_eq!(both.of("timing"), Some("run-1"));
+        let overriding = References { run: Some("run-9".into()), ..References::default() };
+        assert_eq!(overriding.with_fallback(&file).of("timing"), Some("run-9"));
+        assert_eq!(typed_plot("{\"lo\": 0}"), None, "plain figure data is no typed figure");
+    }
+}
