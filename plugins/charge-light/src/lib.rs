@@ -145,13 +145,8 @@ impl Plugin for ChargeLight {
             scatter.points(points.clone(), "").note(format!("correlation {correlation:.2}"))
         };
         let mut report = Report::new()
-            .figure("dt", "Light − charge time difference", plot.render(), &self.dt)
-            .figure(
-                "light_vs_charge",
-                "Light vs charge of matched events",
-                scatter.render(),
-                &points,
-            )
+            .plot("dt", "Light − charge time difference", plot)
+            .plot("light_vs_charge", "Light vs charge of matched events", scatter)
             .metric("light_charge_correlation", correlation, None, "")
             .figure(
                 "efficiency",

@@ -143,10 +143,10 @@ impl Plugin for Charge {
                 .line(points.into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect(), name);
         }
         report = report
-            .figure("hit_charge", "Hit charge per TPC", charge.render(), &self.q_per_tpc)
-            .figure("drift_time", "Drift-time distribution", drift.render(), &self.drift_per_tpc)
-            .figure("hits_per_event", "Hits per event", per_event.render(), &self.hits_per_event)
-            .figure("event_rate", "Event rate", rate.render(), &self.event_rate)
+            .plot("hit_charge", "Hit charge per TPC", charge)
+            .plot("drift_time", "Drift-time distribution", drift)
+            .plot("hits_per_event", "Hits per event", per_event)
+            .plot("event_rate", "Event rate", rate)
             .metric("event_rate_hz", total_events / seconds, None, "Hz");
         for (k, edge) in cathode_edges.iter().enumerate() {
             let expected = self.expected_max_drift_us;

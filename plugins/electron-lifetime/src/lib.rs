@@ -180,12 +180,7 @@ impl Plugin for ElectronLifetime {
                 );
             }
         }
-        Ok(report.figure(
-            "mpv_vs_drift",
-            "dQ/dx MPV vs drift time with exponential fit",
-            plot.render(),
-            &points,
-        ))
+        Ok(report.plot("mpv_vs_drift", "dQ/dx MPV vs drift time with exponential fit", plot))
     }
 }
 

@@ -109,7 +109,7 @@ impl Plugin for FifoFlags {
             &rows,
         );
         let mut report = Report::new()
-            .figure("rate", "FIFO-flagged packets vs time", plot.render(), &self.flagged)
+            .plot("rate", "FIFO-flagged packets vs time", plot)
             .figure("fractions", "FIFO flag fractions", table, &self.counts)
             .metric("data_packets", self.data_packets as f64, None, "packets");
         for (k, (_, _, name)) in FLAGS.iter().enumerate() {

@@ -132,13 +132,8 @@ impl Plugin for LightBaseline {
         let rms_map = detector_map(&noise, "Noise per light detector", "RMS [ADC]");
         let level_map = detector_map(&level, "Baseline per light detector", "baseline [ADC]");
         Ok(report
-            .figure(
-                "noise_spectrum",
-                "Light noise power spectrum",
-                spectrum_plot.render(),
-                &self.spectrum,
-            )
-            .figure("rms", "Light baseline noise", rms_plot.render(), &self.rms)
+            .plot("noise_spectrum", "Light noise power spectrum", spectrum_plot)
+            .plot("rms", "Light baseline noise", rms_plot)
             .figure("detector_noise", "Noise per light detector", rms_map, &noise)
             .figure("detector_baseline", "Baseline per light detector", level_map, &level))
     }

@@ -173,10 +173,10 @@ impl Plugin for LightPulses {
             if points.is_empty() { rate.note("no light events") } else { rate.points(points, "") };
         let seconds = self.span.seconds().max(1.0);
         Ok(Report::new()
-            .figure("amplitude", "Light pulse amplitude", amplitude.render(), &self.amplitude)
-            .figure("integral", "Light per detector and event", integral.render(), &self.integral)
-            .figure("average_pulse", "Average light pulse", shape.render(), &self.average)
-            .figure("rate", "Light event rate", rate.render(), &self.rate)
+            .plot("amplitude", "Light pulse amplitude", amplitude)
+            .plot("integral", "Light per detector and event", integral)
+            .plot("average_pulse", "Average light pulse", shape)
+            .plot("rate", "Light event rate", rate)
             .metric("light_events", self.events as f64, None, "events")
             .metric("light_event_rate_hz", self.events as f64 / seconds, None, "Hz")
             .metric("arclight_mean_log10_peak", self.amplitude[0].mean().unwrap_or(0.0), None, "")

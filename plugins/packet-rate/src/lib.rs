@@ -112,7 +112,7 @@ impl Plugin for PacketRate {
             CheckStatus::Ok
         };
         Ok(Report::new()
-            .figure("rate", "Packet rate by type", plot.render(), &self.by_type)
+            .plot("rate", "Packet rate by type", plot)
             .figure("types", "Packet type fractions", fractions, &counts)
             .metric("parity_error_fraction", fraction, Some(error), "")
             .metric("parity_errors", self.parity_errors as f64, None, "packets")

@@ -109,7 +109,7 @@ impl Plugin for TileRate {
         }
         let mut report = Report::new()
             .figure("per_tile", "Data rate per tile", bar_svg, &rates)
-            .figure("per_tpc", "Data rate per TPC vs time", time_plot.render(), &self.per_tpc)
+            .plot("per_tpc", "Data rate per TPC vs time", time_plot)
             .metric("median_tile_rate_hz", median, None, "Hz")
             .metric("low_rate_tiles", low.len() as f64, None, "tiles");
         for (tpc, series) in &self.per_tpc {

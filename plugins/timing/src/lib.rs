@@ -153,20 +153,10 @@ impl Plugin for Timing {
                 .hist(&self.trigger_spacing, "");
         let worst = self.max_abs_sync_offset;
         let mut report = Report::new()
-            .figure("sync_offset", "PPS sync timestamp − 1e7", sync.render(), &self.sync_offset)
-            .figure("network_delay", "Network delay", delay.render(), &self.delay)
-            .figure(
-                "trigger_relative",
-                "Hit time relative to trigger",
-                relative.render(),
-                &self.trigger_relative,
-            )
-            .figure(
-                "trigger_spacing",
-                "Time between triggers",
-                spacing.render(),
-                &self.trigger_spacing,
-            )
+            .plot("sync_offset", "PPS sync timestamp − 1e7", sync)
+            .plot("network_delay", "Network delay", delay)
+            .plot("trigger_relative", "Hit time relative to trigger", relative)
+            .plot("trigger_spacing", "Time between triggers", spacing)
             .metric("mean_network_delay_ticks", self.delay.mean().unwrap_or(0.0), None, "ticks")
             .metric("max_abs_sync_offset_ticks", worst, None, "ticks");
         for (group, h) in &self.sync_offset {
