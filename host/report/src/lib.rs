@@ -5,6 +5,7 @@
 pub mod health;
 pub mod model;
 pub mod quality;
+pub mod references;
 pub mod store;
 
 pub use health::WatchHealth;

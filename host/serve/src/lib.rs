@@ -64,6 +64,7 @@ pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
         .route("/", get(pages::overview))
         .route("/runs/{run}", get(pages::run_page))
         .route("/runs/{run}/signoff", post(signoff::sign_off))
+        .route("/runs/{run}/reference", post(signoff::set_reference))
         .route("/api/runs/{run}/signoff", get(signoff::api_history))
         .route("/api/runs/{run}/known-bad.json", get(pages::api_known_bad))
         .route("/runs/{run}/versions/{version}", get(pages::version_page))

@@ -1,7 +1,8 @@
 //! Sign-off on the dashboard: each run page shows the run's human decision and its history
 //! (`OUT/signoff.sqlite`, [`larmon_signoff`]), and — when the server was started with a token —
-//! a form to add a decision. The form is plain HTML (no script); the token it must carry keeps
-//! out both strangers and cross-site posts.
+//! a form to add a decision, and one to make the run the reference of every plugin or of one
+//! (`OUT/references.json`). The forms are plain HTML (no script); the token they must carry
+//! keeps out both strangers and cross-site posts.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -88,11 +89,83 @@ pub(crate) fn section(state: &AppState, r: &RunReport) -> String {
              <button>Sign off</button></form>",
             url_segment(&r.run)
         );
+        let mut options = String::from("<option value=\"\">every plugin</option>");
+        for p in &r.plugins {
+            let _ = write!(options, "<option value=\"{0}\">{0}</option>", escape(&p.name));
+        }
+        let _ = write!(
+            out,
+            "<form class=\"filters\" method=\"post\" action=\"/runs/{}/reference\">\
+             Make this run the reference of <select name=\"plugin\">{options}</select> \
+             <input name=\"token\" type=\"password\" placeholder=\"sign-off token\" required>\
+             <button>Set reference</button></form>",
+            url_segment(&r.run)
+        );
     } else {
-        out += "<p class=\"meta\">Sign off with <code>larmon signoff</code> (the dashboard takes \
-                sign-offs when started with <code>--signoff-token-file</code>).</p>";
+        out += "<p class=\"meta\">Sign off with <code>larmon signoff</code> and set references with \
+                <code>larmon reference</code> (the dashboard takes both when started with \
+                <code>--signoff-token-file</code>).</p>";
+    }
+    let references =
+        larmon_report::references::References::read(state.store.root()).unwrap_or_default();
+    let mine: Vec<String> = std::iter::once(("every plugin".to_string(), references.run.clone()))
+        .chain(references.plugins.iter().map(|(p, run)| (p.clone(), Some(run.clone()))))
+        .filter(|(_, run)| run.as_deref() == Some(r.run.as_str()))
+        .map(|(plugin, _)| escape(&plugin))
+        .collect();
+    if !mine.is_empty() {
+        let _ =
+            write!(out, "<p class=\"meta\">This run is the reference of: {}.</p>", mine.join(", "));
     }
     out
+}
+
+/// What the reference form sends.
+#[derive(Deserialize)]
+pub(crate) struct ReferenceForm {
+    #[serde(default)]
+    plugin: String,
+    token: String,
+}
+
+/// `POST /runs/<run>/reference`: makes the run the reference of every plugin (or of one) for
+/// reports written from now on.
+pub(crate) async fn set_reference(
+    State(state): State<Arc<AppState>>,
+    UrlPath(run): UrlPath<String>,
+    Form(form): Form<ReferenceForm>,
+) -> Response {
+    let Some(token) = &state.signoff_token else {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this dashboard takes no changes (start larmon serve with --signoff-token-file)",
+        );
+    };
+    if !same_secret(token, form.token.trim()) {
+        return refused(StatusCode::FORBIDDEN, "wrong sign-off token");
+    }
+    if state.store.run(&run).is_none() {
+        return refused(StatusCode::NOT_FOUND, "no such run");
+    }
+    let root = state.store.root();
+    let mut references = match larmon_report::references::References::read(root) {
+        Ok(r) => r,
+        Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    match form.plugin.trim() {
+        "" => references.run = Some(run.clone()),
+        plugin => {
+            references.plugins.insert(plugin.to_string(), run.clone());
+        }
+    }
+    match references.write(root) {
+        Ok(()) => (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, format!("/runs/{}#signoff", url_segment(&run)))],
+        )
+            .into_response(),
+        Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
 }
 
 /// What the sign-off form sends.

@@ -377,6 +377,26 @@ async fn a_sign_off_from_the_dashboard_needs_the_token_and_shows_everywhere() {
     let (_, api, _) = get(&out, "/api/runs/run-0000001/signoff").await;
     let api: serde_json::Value = serde_json::from_str(&api).unwrap();
     assert_eq!(api[0]["decision"], "good");
+
+    // The same token makes the run a reference, of every plugin or of one.
+    let (status, _, _) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000001/reference",
+        "plugin=&token=guess",
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for form in [format!("plugin=&token={token}"), format!("plugin=dqdx&token={token}")] {
+        let (status, _, _) =
+            post_form(crate::router_for(&out, dashboard()), "/runs/run-0000001/reference", &form)
+                .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+    }
+    let references = larmon_report::references::References::read(&out).unwrap();
+    assert_eq!(references.of("timing"), Some("run-0000001"));
+    assert_eq!(references.plugins["dqdx"], "run-0000001");
+    let (_, page, _) = get(&out, "/runs/run-0000001").await;
+    assert!(page.contains("This run is the reference of: every plugin, dqdx"), "{page}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

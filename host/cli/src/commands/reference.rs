@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use larmon_pipeline::output::figures::{REFERENCES_FILE, References};
-use larmon_pipeline::output::write_atomically;
 use larmon_report::RunStore;
+use larmon_report::references::References;
 use larmon_runtime::printable;
 
 /// Show or set the reference runs of an output directory.
@@ -68,10 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         false
     };
     if changed {
-        let path = args.out.join(REFERENCES_FILE);
-        let text = serde_json::to_string_pretty(&references)?;
-        write_atomically(&path, text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        references.write(&args.out).map_err(anyhow::Error::msg)?;
     }
     println!("every plugin: {}", references.run.as_deref().map_or("-".into(), printable));
     for (plugin, run) in &references.plugins {
