@@ -35,6 +35,7 @@
 pub mod batch;
 pub mod channels;
 pub mod compare;
+pub mod figure;
 pub mod fit;
 pub mod geometry;
 pub mod hist;
@@ -59,9 +60,10 @@ mod adapter;
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
 pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id};
+pub use figure::{TYPED_FIGURE_KEY, TypedFigure};
 pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
-pub use report::{CheckStatus, Info, Report, TYPED_FIGURE_KEY};
+pub use report::{CheckStatus, Info, Report};
 
 /// A plugin's configuration: the JSON object given to the run (empty object by default).
 pub type Config = serde_json::Value;
@@ -140,8 +142,8 @@ pub fn log(message: &str) {
 pub mod prelude {
     pub use crate::{
         Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments,
-        Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, channel_of, config_number,
-        export_plugin, fit, log, spectrum, svg, unique_id,
+        Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, TypedFigure, channel_of,
+        config_number, export_plugin, fit, log, spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

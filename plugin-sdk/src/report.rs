@@ -4,10 +4,7 @@
 use serde::Serialize;
 
 use crate::bindings::larmon::plugin::types as wit;
-
-/// The key of a typed figure's `data_json`: `{"larmon_plot_v1": <Plot>}` (a figure whose SVG
-/// is empty and whose data has this key is drawn by the host).
-pub const TYPED_FIGURE_KEY: &str = "larmon_plot_v1";
+use crate::figure::TypedFigure;
 
 /// Name, version, description, streams and columns, configuration keys.
 #[derive(Clone, Debug, Default)]
@@ -91,16 +88,22 @@ impl Report {
         self
     }
     /// Adds a figure as typed data ([`crate::svg::Plot`]): the host draws it in the common style
-    /// with hover values and, when the run has a reference, the reference's shape over it and
-    /// a shape-check verdict (its `data_json` is [`TYPED_FIGURE_KEY`] with the plot; its SVG is
-    /// left to the host).
-    pub fn plot(mut self, name: &str, title: &str, plot: crate::svg::Plot) -> Self {
-        let data = serde_json::json!({ TYPED_FIGURE_KEY: plot });
+    /// with hover values and, when the run has a reference, the reference's histogram over it
+    /// and the shape comparison ([`crate::figure`]).
+    pub fn plot(self, name: &str, title: &str, plot: crate::svg::Plot) -> Self {
+        self.typed(name, title, TypedFigure::Plot { plot })
+    }
+    /// Adds a table as typed data (drawn by the host like [`crate::svg::table`]).
+    pub fn table(self, name: &str, title: &str, header: &[&str], rows: &[Vec<String>]) -> Self {
+        self.typed(name, title, TypedFigure::table(title, header, rows))
+    }
+    /// Adds any typed figure (e.g. [`TypedFigure::hist2d`], a value map).
+    pub fn typed(mut self, name: &str, title: &str, figure: TypedFigure) -> Self {
         self.figures.push(wit::Figure {
             name: name.into(),
             title: title.into(),
             svg: String::new(),
-            data_json: data.to_string(),
+            data_json: figure.to_json(),
         });
         self
     }

@@ -152,8 +152,22 @@ pub fn value_map(
     y_label: &str,
     value_label: &str,
 ) -> String {
+    value_map_cells(points, (cell, cell), title, x_label, y_label, value_label)
+}
+
+/// [`value_map`] with cells `cell.0` wide and `cell.1` high (a 2-D histogram's bins); each
+/// cell carries its value as an SVG `<title>` (shown on hover).
+pub fn value_map_cells(
+    points: &[(f64, f64, f64)],
+    cell: (f64, f64),
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    value_label: &str,
+) -> String {
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
     let mut svg = String::new();
+    let mut hover = Vec::new();
     let result = (|| -> Result<(), String> {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -164,19 +178,37 @@ pub fn value_map(
             if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) }
         };
         let ((x0, x1), (y0, y1), (v0, v1)) = (range(|p| p.0), range(|p| p.1), range(|p| p.2));
-        let (xs, ys) = (x0 - cell..x1 + cell, y0 - cell..y1 + cell);
+        let (xs, ys) = (x0 - cell.0..x1 + cell.0, y0 - cell.1..y1 + cell.1);
         let mut chart = styled_chart(&plot, title, xs, ys, (x_label, y_label), false)?;
-        let half = cell / 2.0;
+        let (hx, hy) = (cell.0 / 2.0, cell.1 / 2.0);
         chart
             .draw_series(points.iter().map(|(x, y, v)| {
                 let color = ViridisRGB.get_color_normalized(*v, v0, v1);
-                Rectangle::new([(x - half, y - half), (x + half, y + half)], color.filled())
+                Rectangle::new([(x - hx, y - hy), (x + hx, y + hy)], color.filled())
             }))
             .map_err(|e| e.to_string())?;
+        for (x, y, v) in points {
+            let (a, top) = chart.backend_coord(&(x - hx, y + hy));
+            let (b, bottom) = chart.backend_coord(&(x + hx, y - hy));
+            hover.push(format!(
+                "<rect x=\"{a}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>({x}, {y}): {}</title></rect>",
+                (b - a).max(1),
+                (bottom - top).max(1),
+                escape_xml(&format!("{v:.4}"))
+            ));
+        }
         colour_bar(&bar, value_label, (v0, v1), 40, &|v| format!("{v:.3}"))?;
         root.present().map_err(|e| e.to_string())
     })();
-    finish(result, svg)
+    with_hover(finish(result, svg), &hover)
+}
+
+/// `svg` with the hover elements inserted before its end.
+fn with_hover(mut svg: String, hover: &[String]) -> String {
+    if let Some(end) = svg.rfind("</svg>") {
+        svg.insert_str(end, &hover.concat());
+    }
+    svg
 }
 
 /// A vertical viridis colour bar over `range` with its label on top.
@@ -589,11 +621,7 @@ impl Plot {
             }
             root.present().map_err(|e| e.to_string())
         })();
-        let mut svg = finish(result, svg);
-        if let Some(end) = svg.rfind("</svg>") {
-            svg.insert_str(end, &hover.concat());
-        }
-        svg
+        with_hover(finish(result, svg), &hover)
     }
 }
 
@@ -645,6 +673,15 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
             );
         }
         let weight = if r == 0 { "bold" } else { "normal" };
+        if r > 0 {
+            // The whole row on hover (long cells may be cut by the columns).
+            out += &format!(
+                "<rect x=\"16\" y=\"{}\" width=\"{}\" height=\"{row_height}\" fill-opacity=\"0\"><title>{}</title></rect>",
+                y - 16,
+                width - 32,
+                escape(&cells.join(" · "))
+            );
+        }
         for (c, cell) in cells.iter().enumerate() {
             out += &format!(
                 "<text x=\"{}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"14\" font-weight=\"{weight}\">{}</text>",

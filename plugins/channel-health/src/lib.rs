@@ -255,7 +255,7 @@ impl Plugin for ChannelHealth {
                 ]
             })
             .collect();
-        let table = svg::table(
+        let table = TypedFigure::table(
             &format!("Top {} flagged channels by rate", rows.len()),
             &["kind", "io_group-io_channel-chip-channel", "packets", "expected", "rate [Hz]"],
             &rows,
@@ -300,7 +300,7 @@ impl Plugin for ChannelHealth {
             Some((0.0, 4.0)),
         );
         let mut report = Report::new()
-            .figure("top_flagged", "Top flagged channels", table, &rows)
+            .typed("top_flagged", "Top flagged channels", table)
             .plot("rates", "Channel rate spectrum", spectrum)
             .figure("flag_map", "Flagged channels on the anodes", map, &())
             .result("flagged_channels", &flags)

@@ -110,7 +110,7 @@ impl Plugin for ChargeLight {
         if self.matched == 0 {
             plot = plot.note("no matched events (no light files in the run?)");
         }
-        let table = svg::table(
+        let table = TypedFigure::table(
             "Charge–light matching",
             &["", "events", "matched", "efficiency"],
             &[
@@ -148,12 +148,7 @@ impl Plugin for ChargeLight {
             .plot("dt", "Light − charge time difference", plot)
             .plot("light_vs_charge", "Light vs charge of matched events", scatter)
             .metric("light_charge_correlation", correlation, None, "")
-            .figure(
-                "efficiency",
-                "Charge–light matching efficiency",
-                table,
-                &[light_eff, charge_eff],
-            )
+            .typed("efficiency", "Charge–light matching efficiency", table)
             .metric("light_events", self.light_events as f64, None, "events")
             .metric("charge_triggers_in_light_span", self.charge_triggers as f64, None, "triggers")
             .metric("matched_events", self.matched as f64, None, "events")

@@ -103,14 +103,14 @@ impl Plugin for FifoFlags {
                 ]
             })
             .collect();
-        let table = svg::table(
+        let table = TypedFigure::table(
             &format!("FIFO flags in {} data packets", self.data_packets),
             &["flag", "packets", "fraction"],
             &rows,
         );
         let mut report = Report::new()
             .plot("rate", "FIFO-flagged packets vs time", plot)
-            .figure("fractions", "FIFO flag fractions", table, &self.counts)
+            .typed("fractions", "FIFO flag fractions", table)
             .metric("data_packets", self.data_packets as f64, None, "packets");
         for (k, (_, _, name)) in FLAGS.iter().enumerate() {
             let key = name.replace(' ', "_");

@@ -127,15 +127,16 @@ impl Plugin for LightBaseline {
                 .collect()
         };
         let (noise, level) = (map(|d| d.rms / d.n as f64), map(|d| d.baseline / d.n as f64));
-        let detector_map =
-            |points, title, unit| svg::value_map(points, 1.0, title, "detector", "TPC", unit);
+        let detector_map = |points, title, unit| {
+            TypedFigure::value_map(points, 1.0, title, "detector", "TPC", unit)
+        };
         let rms_map = detector_map(&noise, "Noise per light detector", "RMS [ADC]");
         let level_map = detector_map(&level, "Baseline per light detector", "baseline [ADC]");
         Ok(report
             .plot("noise_spectrum", "Light noise power spectrum", spectrum_plot)
             .plot("rms", "Light baseline noise", rms_plot)
-            .figure("detector_noise", "Noise per light detector", rms_map, &noise)
-            .figure("detector_baseline", "Baseline per light detector", level_map, &level))
+            .typed("detector_noise", "Noise per light detector", rms_map)
+            .typed("detector_baseline", "Baseline per light detector", level_map))
     }
 }
 

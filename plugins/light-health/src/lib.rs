@@ -145,7 +145,7 @@ impl Plugin for LightHealth {
         let (noise, level) =
             (map(|i| i.totals.mean_rms()), map(|i| i.baseline_sum / i.totals.waveforms as f64));
         let input_map = |points, title, unit| {
-            svg::value_map(points, 1.0, title, "input channel", "ADC board", unit)
+            TypedFigure::value_map(points, 1.0, title, "input channel", "ADC board", unit)
         };
         let rms_map = input_map(&noise, "Baseline noise per input", "RMS [ADC]");
         let baseline_map = input_map(&level, "Baseline per input", "baseline [ADC]");
@@ -170,7 +170,7 @@ impl Plugin for LightHealth {
                 "".into(),
             ]);
         }
-        let table = svg::table(
+        let table = TypedFigure::table(
             &format!("Light readout problems in {} events", self.events),
             &["kind", "ADC", "input", "RMS [ADC]", "clipped wvfms"],
             &rows,
@@ -180,9 +180,9 @@ impl Plugin for LightHealth {
         let missing: Vec<MissingBoard> =
             self.missing.iter().map(|&(event, adc)| MissingBoard { event, adc }).collect();
         Ok(Report::new()
-            .figure("rms_map", "Light baseline noise per input", rms_map, &noise)
-            .figure("baseline_map", "Light baseline per input", baseline_map, &level)
-            .figure("problems", "Light readout problems", table, &flagged)
+            .typed("rms_map", "Light baseline noise per input", rms_map)
+            .typed("baseline_map", "Light baseline per input", baseline_map)
+            .typed("problems", "Light readout problems", table)
             .metric("light_events", self.events as f64, None, "events")
             .metric("dead_inputs", count("dead"), None, "inputs")
             .metric("noisy_inputs", count("noisy"), None, "inputs")

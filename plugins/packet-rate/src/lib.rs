@@ -93,7 +93,8 @@ impl Plugin for PacketRate {
                 ]
             })
             .collect();
-        let fractions = svg::table("Packet types", &["type", "name", "rows", "fraction"], &rows);
+        let fractions =
+            TypedFigure::table("Packet types", &["type", "name", "rows", "fraction"], &rows);
         let fraction = if self.larpix_packets > 0 {
             self.parity_errors as f64 / self.larpix_packets as f64
         } else {
@@ -113,7 +114,7 @@ impl Plugin for PacketRate {
         };
         Ok(Report::new()
             .plot("rate", "Packet rate by type", plot)
-            .figure("types", "Packet type fractions", fractions, &counts)
+            .typed("types", "Packet type fractions", fractions)
             .metric("parity_error_fraction", fraction, Some(error), "")
             .metric("parity_errors", self.parity_errors as f64, None, "packets")
             .metric("larpix_packets", self.larpix_packets as f64, None, "packets")

@@ -97,8 +97,7 @@ impl Plugin for TileRate {
         let silent: Vec<u16> = rates.iter().filter(|(_, r)| **r == 0.0).map(|(t, _)| *t).collect();
         let bar_svg = svg::Plot::new("Data rate per tile", "tile", "rate [Hz]")
             .hist(&bars, "")
-            .note(format!("median {median:.1} Hz over {seconds:.0} s"))
-            .render();
+            .note(format!("median {median:.1} Hz over {seconds:.0} s"));
         let t0 = self.span.range.map_or(0, |s| s.0);
         let mut time_plot =
             svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
@@ -108,7 +107,7 @@ impl Plugin for TileRate {
             time_plot = time_plot.line(points, &format!("TPC {tpc}"));
         }
         let mut report = Report::new()
-            .figure("per_tile", "Data rate per tile", bar_svg, &rates)
+            .plot("per_tile", "Data rate per tile", bar_svg)
             .plot("per_tpc", "Data rate per TPC vs time", time_plot)
             .metric("median_tile_rate_hz", median, None, "Hz")
             .metric("low_rate_tiles", low.len() as f64, None, "tiles");

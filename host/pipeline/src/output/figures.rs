@@ -1,5 +1,5 @@
 //! Typed figures drawn by the host: a plugin that reports a figure as data
-//! ([`larmon_plugin_sdk::Report::plot`]) gets it drawn here in the common style with hover
+//! ([`larmon_plugin_sdk::Report::plot`], `table`, `typed`) gets it drawn here in the common style with hover
 //! values, and — when its plugin has a reference run — with the reference's histogram over it
 //! (scaled to the same area), the shape comparison (Kolmogorov–Smirnov probability, χ²/ndf)
 //! noted on the figure, and, for figures with a configured shape check, a check that rolls
@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use larmon_plugin_sdk::TYPED_FIGURE_KEY;
+use larmon_plugin_sdk::TypedFigure;
 use larmon_plugin_sdk::compare::{ShapeComparison, compare_shapes};
 use larmon_plugin_sdk::svg::Plot;
 use larmon_report::{Check, PluginEntry, Status};
@@ -67,10 +67,12 @@ impl ShapeCheck {
     }
 }
 
-/// A typed figure's plot, if `data` is one.
+/// A typed figure's plot, if `data` is a typed plot.
 pub fn typed_plot(data: &str) -> Option<Plot> {
-    let mut value: serde_json::Value = serde_json::from_str(data).ok()?;
-    serde_json::from_value(value.get_mut(TYPED_FIGURE_KEY)?.take()).ok()
+    match TypedFigure::from_json(data)? {
+        TypedFigure::Plot { plot } => Some(plot),
+        _ => None,
+    }
 }
 
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
@@ -90,12 +92,24 @@ pub fn draw_typed_figures(
             references.of(&entry.name).filter(|r| *r != run && !r.contains(['/', '\\']));
         let mut checks = Vec::new();
         for figure in &entry.figures {
-            let Some(plot) = std::fs::read_to_string(run_dir.join(&figure.data))
+            let Some(typed) = std::fs::read_to_string(run_dir.join(&figure.data))
                 .ok()
                 .as_deref()
-                .and_then(typed_plot)
+                .and_then(TypedFigure::from_json)
             else {
                 continue;
+            };
+            let plot = match typed {
+                TypedFigure::Plot { plot } => plot,
+                // Tables and value maps: drawn as they are (no reference overlay).
+                other => {
+                    let path = run_dir.join(&figure.svg);
+                    if let Err(e) = std::fs::write(&path, other.render()) {
+                        entry.status = Status::Error;
+                        entry.error = Some(format!("writing figure {}: {e}", figure.svg));
+                    }
+                    continue;
+                }
             };
             let key = format!("{}/{}", entry.name, figure.name);
             let against = reference.and_then(|r| {

@@ -1,0 +1,160 @@
+//! Figures as typed data: what [`crate::Report::plot`], [`crate::Report::table`] and
+//! [`crate::Report::value_map`] hand to the host instead of an SVG. The host draws them with
+//! the same code as [`crate::svg`] (one style for every plugin, hover values as SVG titles) and
+//! can draw a reference run's histogram over a plot. In report.json the figure's data file is
+//! `{"larmon_figure_v1": <TypedFigure>}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::Hist2D;
+use crate::svg;
+
+/// The key of a typed figure's data.
+pub const TYPED_FIGURE_KEY: &str = "larmon_figure_v1";
+
+/// A figure as data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TypedFigure {
+    /// Histograms, lines, points and error bars on shared axes ([`svg::Plot`]).
+    Plot {
+        /// The plot.
+        plot: svg::Plot,
+    },
+    /// A table: a header row and rows of text.
+    Table {
+        /// Title.
+        title: String,
+        /// Column names.
+        header: Vec<String>,
+        /// Rows.
+        rows: Vec<Vec<String>>,
+    },
+    /// Values on a grid of cells — a 2-D histogram, a per-channel or per-detector map:
+    /// `(x, y, value)` at cell centres, cells `cell` wide and high, viridis colours.
+    ValueMap {
+        /// Title.
+        title: String,
+        /// x axis label.
+        x_label: String,
+        /// y axis label.
+        y_label: String,
+        /// Colour bar label.
+        value_label: String,
+        /// Cell width and height, in axis units.
+        cell: (f64, f64),
+        /// `(x, y, value)` of each cell with a value.
+        points: Vec<(f64, f64, f64)>,
+    },
+}
+
+impl TypedFigure {
+    /// A table (what [`svg::table`] draws).
+    pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> Self {
+        Self::Table {
+            title: title.into(),
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: rows.to_vec(),
+        }
+    }
+
+    /// Values at positions on square cells (what [`svg::value_map`] draws).
+    pub fn value_map(
+        points: &[(f64, f64, f64)],
+        cell: f64,
+        title: &str,
+        x_label: &str,
+        y_label: &str,
+        value_label: &str,
+    ) -> Self {
+        Self::ValueMap {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            value_label: value_label.into(),
+            cell: (cell, cell),
+            points: points.to_vec(),
+        }
+    }
+
+    /// A 2-D histogram as a value map (bins with content only).
+    pub fn hist2d(h: &Hist2D, title: &str, x_label: &str, y_label: &str, z_label: &str) -> Self {
+        let ((nx, x0, x1), (ny, y0, y1)) = (h.x, h.y);
+        let (wx, wy) = ((x1 - x0) / nx.max(1) as f64, (y1 - y0) / ny.max(1) as f64);
+        let points = (0..ny)
+            .flat_map(|iy| (0..nx).map(move |ix| (ix, iy)))
+            .filter_map(|(ix, iy)| {
+                let v = h.counts[iy * nx + ix];
+                (v != 0.0).then(|| (x0 + (ix as f64 + 0.5) * wx, y0 + (iy as f64 + 0.5) * wy, v))
+            })
+            .collect();
+        Self::ValueMap {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            value_label: z_label.into(),
+            cell: (wx, wy),
+            points,
+        }
+    }
+
+    /// Draws it in the common style.
+    pub fn render(&self) -> String {
+        match self {
+            Self::Plot { plot } => plot.render(),
+            Self::Table { title, header, rows } => {
+                let header: Vec<&str> = header.iter().map(String::as_str).collect();
+                svg::table(title, &header, rows)
+            }
+            Self::ValueMap { title, x_label, y_label, value_label, cell, points } => {
+                svg::value_map_cells(points, *cell, title, x_label, y_label, value_label)
+            }
+        }
+    }
+
+    /// Its data as report.json stores it.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ TYPED_FIGURE_KEY: self }).to_string()
+    }
+
+    /// A typed figure's data, if `json` is one.
+    pub fn from_json(json: &str) -> Option<Self> {
+        let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+        serde_json::from_value(value.get_mut(TYPED_FIGURE_KEY)?.take()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hist::Hist1D;
+
+    #[test]
+    fn every_kind_goes_through_json_and_draws() {
+        let mut h = Hist1D::new(10, 0.0, 10.0);
+        h.fill(3.5, 2.0);
+        let mut h2 = Hist2D::new(4, 0.0, 4.0, 2, 0.0, 1.0);
+        h2.fill(1.5, 0.25, 3.0);
+        let figures = [
+            TypedFigure::Plot { plot: svg::Plot::new("t", "x [cm]", "n").hist(&h, "data") },
+            TypedFigure::Table {
+                title: "flagged".into(),
+                header: vec!["kind".into(), "channel".into()],
+                rows: vec![vec!["hot".into(), "1-2-3-4".into()]],
+            },
+            TypedFigure::hist2d(&h2, "map", "x", "y", "entries"),
+        ];
+        for figure in figures {
+            let back = TypedFigure::from_json(&figure.to_json()).unwrap();
+            assert_eq!(back, figure);
+            let svg = back.render();
+            assert!(svg.starts_with("<svg") && !svg.contains("plot failed"), "{svg}");
+            assert!(svg.contains("<title>"), "hover values: {svg}");
+        }
+        if let TypedFigure::ValueMap { cell, points, .. } = TypedFigure::hist2d(&h2, "", "", "", "")
+        {
+            assert_eq!((cell, points), ((1.0, 0.5), vec![(1.5, 0.25, 3.0)]));
+        }
+        assert_eq!(TypedFigure::from_json("{\"lo\": 1}"), None);
+    }
+}
