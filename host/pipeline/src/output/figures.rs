@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use larmon_plugin_sdk::Hist1D;
 use larmon_plugin_sdk::TypedFigure;
 use larmon_plugin_sdk::compare::{ShapeComparison, compare_shapes};
 use larmon_plugin_sdk::svg::Plot;
@@ -43,6 +44,17 @@ pub struct ShapeCheck {
     pub error: f64,
 }
 
+impl ShapeStatistic {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KsProbability => "ks_probability",
+            Self::Chi2Probability => "chi2_probability",
+            Self::Chi2Ndf => "chi2_ndf",
+        }
+    }
+}
+
 impl ShapeCheck {
     /// The status of a comparison and the value judged.
     fn judge(&self, c: &ShapeComparison) -> (Status, f64) {
@@ -67,17 +79,9 @@ impl ShapeCheck {
     }
 }
 
-/// A typed figure's plot, if `data` is a typed plot.
-pub fn typed_plot(data: &str) -> Option<Plot> {
-    match TypedFigure::from_json(data)? {
-        TypedFigure::Plot { plot } => Some(plot),
-        _ => None,
-    }
-}
-
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
-/// over its plugin's reference when there is one, and adds the configured shape checks.
-/// Returns the reference run each plugin was compared with.
+/// plots over their plugin's reference when there is one, and adds the configured shape
+/// checks. Returns the reference run each plugin was compared with.
 pub fn draw_typed_figures(
     run: &str,
     run_dir: &Path,
@@ -99,60 +103,22 @@ pub fn draw_typed_figures(
             else {
                 continue;
             };
-            let plot = match typed {
-                TypedFigure::Plot { plot } => plot,
+            let svg = match typed {
+                TypedFigure::Plot { plot } => {
+                    let check = shape_checks.get(&format!("{}/{}", entry.name, figure.name));
+                    let against = reference.map(|r| (r, reference_hist(out, r, &figure.data)));
+                    let (plot, compared, verdict) =
+                        over_reference(plot, &figure.name, against, check);
+                    if let Some(run) = compared {
+                        used.insert(entry.name.clone(), run);
+                    }
+                    checks.extend(verdict);
+                    plot.render()
+                }
                 // Tables and value maps: drawn as they are (no reference overlay).
-                other => {
-                    let path = run_dir.join(&figure.svg);
-                    if let Err(e) = std::fs::write(&path, other.render()) {
-                        entry.status = Status::Error;
-                        entry.error = Some(format!("writing figure {}: {e}", figure.svg));
-                    }
-                    continue;
-                }
+                other => other.render(),
             };
-            let key = format!("{}/{}", entry.name, figure.name);
-            let against = reference.and_then(|r| {
-                let text = std::fs::read_to_string(out.join(r).join(&figure.data)).ok()?;
-                Some((r, typed_plot(&text)?.first_hist()?.clone()))
-            });
-            let mut plot = plot;
-            if let Some((reference_run, reference_hist)) = against {
-                let comparison = plot.first_hist().and_then(|h| compare_shapes(h, &reference_hist));
-                plot = plot.with_reference(&reference_hist, &format!("reference {reference_run}"));
-                if let Some(c) = comparison {
-                    used.insert(entry.name.clone(), reference_run.to_string());
-                    let summary = format!(
-                        "vs {reference_run}: KS p = {:.3}, χ²/ndf = {:.1}/{}",
-                        c.ks_probability, c.chi2, c.ndf
-                    );
-                    plot = plot.note(summary.clone());
-                    if let Some(check) = shape_checks.get(&key) {
-                        let (status, value) = check.judge(&c);
-                        checks.push(Check {
-                            name: format!("shape: {}", figure.name),
-                            status,
-                            message: format!(
-                                "{summary}; {} = {value:.4} (warning at {}, error at {})",
-                                serde_json::to_value(check.statistic)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_owned))
-                                    .unwrap_or_default(),
-                                check.warn,
-                                check.error
-                            ),
-                        });
-                    }
-                }
-            } else if let (Some(r), Some(_)) = (reference, shape_checks.get(&key)) {
-                checks.push(Check {
-                    name: format!("shape: {}", figure.name),
-                    status: Status::Warning,
-                    message: format!("no comparable {} in reference run {r}", figure.name),
-                });
-            }
-            let path = run_dir.join(&figure.svg);
-            if let Err(e) = std::fs::write(&path, plot.render()) {
+            if let Err(e) = std::fs::write(run_dir.join(&figure.svg), svg) {
                 entry.status = Status::Error;
                 entry.error = Some(format!("writing figure {}: {e}", figure.svg));
             }
@@ -160,6 +126,55 @@ pub fn draw_typed_figures(
         entry.checks.extend(checks);
     }
     used
+}
+
+/// The first histogram of the typed plot stored at `data` (a figure's data path) in reference
+/// run `run` of `out`.
+fn reference_hist(out: &Path, run: &str, data: &str) -> Option<Hist1D> {
+    let text = std::fs::read_to_string(out.join(run).join(data)).ok()?;
+    match TypedFigure::from_json(&text)? {
+        TypedFigure::Plot { plot } => plot.first_hist().cloned(),
+        _ => None,
+    }
+}
+
+/// `plot` over its reference's histogram with the comparison noted; the reference run if the
+/// two could be compared; the shape check's verdict if one is configured for the figure (a
+/// warning when the reference run lacks the figure).
+fn over_reference(
+    plot: Plot,
+    figure: &str,
+    against: Option<(&str, Option<Hist1D>)>,
+    check: Option<&ShapeCheck>,
+) -> (Plot, Option<String>, Option<Check>) {
+    let Some((reference_run, reference)) = against else { return (plot, None, None) };
+    let missing = || Check {
+        name: format!("shape: {figure}"),
+        status: Status::Warning,
+        message: format!("no comparable {figure} in reference run {reference_run}"),
+    };
+    let Some(reference) = reference else { return (plot, None, check.map(|_| missing())) };
+    let comparison = plot.first_hist().and_then(|h| compare_shapes(h, &reference));
+    let plot = plot.with_reference(&reference, &format!("reference {reference_run}"));
+    let Some(c) = comparison else { return (plot, None, None) };
+    let summary = format!(
+        "vs {reference_run}: KS p = {:.3}, χ²/ndf = {:.1}/{}",
+        c.ks_probability, c.chi2, c.ndf
+    );
+    let verdict = check.map(|check| {
+        let (status, value) = check.judge(&c);
+        Check {
+            name: format!("shape: {figure}"),
+            status,
+            message: format!(
+                "{summary}; {} = {value:.4} (warning at {}, error at {})",
+                check.statistic.as_str(),
+                check.warn,
+                check.error
+            ),
+        }
+    });
+    (plot.note(summary), Some(reference_run.to_string()), verdict)
 }
 
 #[cfg(test)]
@@ -197,6 +212,6 @@ mod tests {
         assert_eq!(both.of("timing"), Some("run-1"));
         let overriding = References { run: Some("run-9".into()), ..References::default() };
         assert_eq!(overriding.with_fallback(&file).of("timing"), Some("run-9"));
-        assert_eq!(typed_plot("{\"lo\": 0}"), None, "plain figure data is no typed figure");
+        assert_eq!(TypedFigure::from_json("{\"lo\": 0}"), None, "plain data is no typed figure");
     }
 }
