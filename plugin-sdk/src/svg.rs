@@ -452,6 +452,18 @@ impl Plot {
                     .y_label_formatter(&log_label);
             }
             mesh.draw().map_err(|e| e.to_string())?;
+            // A histogram's outline as steps (empty bins of a log plot at the bottom).
+            let steps = |h: &Hist1D| -> Vec<(f64, f64)> {
+                let w = h.width();
+                h.counts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, c)| {
+                        let y = if log && *c <= 0.0 { y0 } else { ty(*c) };
+                        [(h.lo + i as f64 * w, y), (h.lo + (i + 1) as f64 * w, y)]
+                    })
+                    .collect()
+            };
             let named = self.series.iter().filter(|(n, _)| !n.is_empty()).count();
             let overlay = self.series.len() > 1;
             for (k, (name, series)) in self.series.iter().enumerate() {
@@ -465,14 +477,8 @@ impl Plot {
                         let w = h.width();
                         let base = if log { y0 } else { 0.0 };
                         if overlay {
-                            let mut steps = Vec::with_capacity(2 * h.counts.len());
-                            for (i, c) in h.counts.iter().enumerate() {
-                                let y = if log && *c <= 0.0 { y0 } else { ty(*c) };
-                                steps.push((h.lo + i as f64 * w, y));
-                                steps.push((h.lo + (i + 1) as f64 * w, y));
-                            }
                             chart
-                                .draw_series(LineSeries::new(steps, color.stroke_width(2)))
+                                .draw_series(LineSeries::new(steps(h), color.stroke_width(2)))
                                 .map_err(|e| e.to_string())?
                         } else {
                             chart
@@ -494,15 +500,13 @@ impl Plot {
                     }
                     Series::Reference(h) => {
                         // Grey dashed steps, drawn over the data.
-                        let w = h.width();
-                        let mut steps = Vec::with_capacity(2 * h.counts.len());
-                        for (i, c) in h.counts.iter().enumerate() {
-                            let y = if log && *c <= 0.0 { y0 } else { ty(*c) };
-                            steps.push((h.lo + i as f64 * w, y));
-                            steps.push((h.lo + (i + 1) as f64 * w, y));
-                        }
                         chart
-                            .draw_series(DashedLineSeries::new(steps, 6, 4, color.stroke_width(2)))
+                            .draw_series(DashedLineSeries::new(
+                                steps(h),
+                                6,
+                                4,
+                                color.stroke_width(2),
+                            ))
                             .map_err(|e| e.to_string())?
                     }
                     Series::Line(p) => chart
