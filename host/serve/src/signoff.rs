@@ -33,12 +33,7 @@ pub(crate) fn decision_badge(signoff: &SignOff) -> String {
 /// server takes sign-offs.
 pub(crate) fn section(state: &AppState, r: &RunReport) -> String {
     let mut out = String::from("<h2 id=\"signoff\">Sign-off</h2>");
-    let history = match Registry::open_existing(state.store.root()) {
-        Ok(Some(registry)) => registry.history(&r.run),
-        Ok(None) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    };
-    match history {
+    match history(state, &r.run) {
         Err(e) => {
             let _ = write!(
                 out,
@@ -135,17 +130,8 @@ pub(crate) async fn set_reference(
     UrlPath(run): UrlPath<String>,
     Form(form): Form<ReferenceForm>,
 ) -> Response {
-    let Some(token) = &state.signoff_token else {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this dashboard takes no changes (start larmon serve with --signoff-token-file)",
-        );
-    };
-    if !same_secret(token, form.token.trim()) {
-        return refused(StatusCode::FORBIDDEN, "wrong sign-off token");
-    }
-    if state.store.run(&run).is_none() {
-        return refused(StatusCode::NOT_FOUND, "no such run");
+    if let Err(refusal) = authorised(&state, &run, &form.token, "changes") {
+        return refusal;
     }
     let root = state.store.root();
     let mut references = match larmon_report::references::References::read(root) {
@@ -159,11 +145,7 @@ pub(crate) async fn set_reference(
         }
     }
     match references.write(root) {
-        Ok(()) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("/runs/{}#signoff", url_segment(&run)))],
-        )
-            .into_response(),
+        Ok(()) => back_to_run(&run),
         Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
@@ -181,6 +163,42 @@ pub(crate) struct SignOffForm {
 fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The report of the run a form posted to, when the server takes `what` (sign-offs, changes),
+/// the form's token is the server's and the run has a report; else the refusal to send.
+fn authorised(
+    state: &AppState,
+    run: &str,
+    token: &str,
+    what: &str,
+) -> Result<Arc<RunReport>, Response> {
+    let Some(expected) = &state.signoff_token else {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this dashboard takes no {what} (start larmon serve with --signoff-token-file)"
+            ),
+        ));
+    };
+    if !same_secret(expected, token.trim()) {
+        return Err(refused(StatusCode::FORBIDDEN, "wrong sign-off token"));
+    }
+    state.store.run(run).ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such run"))
+}
+
+/// Sends the browser back to the run page's sign-off part after a change.
+fn back_to_run(run: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/runs/{}#signoff", url_segment(run)))])
+        .into_response()
+}
+
+/// The run's sign-off history, oldest first (none while no registry exists).
+fn history(state: &AppState, run: &str) -> Result<Vec<SignOff>, larmon_signoff::SignOffError> {
+    match Registry::open_existing(state.store.root())? {
+        Some(registry) => registry.history(run),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn refused(status: StatusCode, why: &str) -> Response {
@@ -201,17 +219,9 @@ pub(crate) async fn sign_off(
     UrlPath(run): UrlPath<String>,
     Form(form): Form<SignOffForm>,
 ) -> Response {
-    let Some(token) = &state.signoff_token else {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this dashboard takes no sign-offs (start larmon serve with --signoff-token-file)",
-        );
-    };
-    if !same_secret(token, form.token.trim()) {
-        return refused(StatusCode::FORBIDDEN, "wrong sign-off token");
-    }
-    let Some(report) = state.store.run(&run) else {
-        return refused(StatusCode::NOT_FOUND, "no such run");
+    let report = match authorised(&state, &run, &form.token, "sign-offs") {
+        Ok(report) => report,
+        Err(refusal) => return refusal,
     };
     let decision: Decision = match form.decision.parse() {
         Ok(d) => d,
@@ -221,11 +231,7 @@ pub(crate) async fn sign_off(
     let recorded = Registry::open(state.store.root())
         .and_then(|registry| registry.record(&run, decision, &form.by, &form.comment, automatic));
     match recorded {
-        Ok(_) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, format!("/runs/{}#signoff", url_segment(&run)))],
-        )
-            .into_response(),
+        Ok(_) => back_to_run(&run),
         Err(larmon_signoff::SignOffError::Invalid(why)) => refused(StatusCode::BAD_REQUEST, &why),
         Err(e) => refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
@@ -236,12 +242,7 @@ pub(crate) async fn api_history(
     State(state): State<Arc<AppState>>,
     UrlPath(run): UrlPath<String>,
 ) -> Response {
-    let history = match Registry::open_existing(state.store.root()) {
-        Ok(Some(registry)) => registry.history(&run),
-        Ok(None) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    };
-    match history {
+    match history(&state, &run) {
         Ok(history) => Json(history).into_response(),
         Err(e) => {
             (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": e.to_string()})))
