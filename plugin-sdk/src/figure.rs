@@ -85,7 +85,7 @@ impl TypedFigure {
             .flat_map(|iy| (0..nx).map(move |ix| (ix, iy)))
             .filter_map(|(ix, iy)| {
                 let v = h.counts[iy * nx + ix];
-                (v != 0.0).then(|| (x0 + (ix as f64 + 0.5) * wx, y0 + (iy as f64 + 0.5) * wy, v))
+                (v != 0.0).then_some((x0 + (ix as f64 + 0.5) * wx, y0 + (iy as f64 + 0.5) * wy, v))
             })
             .collect();
         Self::ValueMap {

@@ -12,7 +12,7 @@ use larmon_report::ChecksConfig;
 use larmon_runtime::PluginInfo;
 
 use crate::error::{IoContext, PipelineError, Result};
-use crate::known_bad::{KnownBadChannel, load_known_bad};
+use crate::known_bad::{KnownBad, load_known_bad};
 use crate::output::figures::{References, ShapeCheck};
 
 /// Everything a configuration file says, read once.
@@ -34,17 +34,6 @@ pub struct LarmonConfig {
     pub references: References,
     /// Shape checks of typed figures against their reference (`[shape_checks."plugin/figure"]`).
     pub shape_checks: BTreeMap<String, ShapeCheck>,
-}
-
-/// The known-bad channel list in force.
-#[derive(Debug, Clone)]
-pub struct KnownBad {
-    /// The file.
-    pub file: PathBuf,
-    /// SHA-256 of its bytes.
-    pub sha256: String,
-    /// Its entries.
-    pub channels: Vec<KnownBadChannel>,
 }
 
 impl LarmonConfig {
@@ -100,10 +89,7 @@ impl LarmonConfig {
         let known_bad = match table.remove("known_bad_channels") {
             None => None,
             Some(toml::Value::String(file)) => {
-                let file = source.parent().unwrap_or(Path::new(".")).join(file);
-                let channels = load_known_bad(&file)?;
-                let bytes = std::fs::read(&file).at(&file)?;
-                Some(KnownBad { sha256: sha256_hex(&bytes), file, channels })
+                Some(load_known_bad(&source.parent().unwrap_or(Path::new(".")).join(file))?)
             }
             Some(_) => return Err(bad("known_bad_channels must be a file name".into())),
         };

@@ -16,10 +16,11 @@
 //! Plugins that declare the `known_bad_channels` setting get the entries, with the period in
 //! Unix seconds, in their configuration.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::sha256_hex;
 use crate::error::{PipelineError, Result};
 
 /// One known-bad channel as a plugin gets it.
@@ -81,12 +82,33 @@ fn unix_of(value: &serde_json::Value) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is no date (YYYY-MM-DD, RFC 3339 or Unix seconds)"))
 }
 
-/// Reads a known-bad channel file; an error names the file, the entry and what is wrong.
-pub fn load_known_bad(path: &Path) -> Result<Vec<KnownBadChannel>> {
+/// A known-bad channel list as read from its file.
+#[derive(Debug, Clone)]
+pub struct KnownBad {
+    /// The file.
+    pub file: PathBuf,
+    /// SHA-256 of its bytes (for the reports' provenance).
+    pub sha256: String,
+    /// Its entries.
+    pub channels: Vec<KnownBadChannel>,
+}
+
+/// Reads a known-bad channel file (once: entries and hash come from the same bytes); an error
+/// names the file, the entry and what is wrong.
+pub fn load_known_bad(path: &Path) -> Result<KnownBad> {
     let bad = |reason: String| PipelineError::Config { path: path.into(), reason };
     let text =
         std::fs::read_to_string(path).map_err(|e| bad(format!("known-bad channel file: {e}")))?;
-    let entries = match serde_json::from_str::<File>(&text)
+    let channels = parse_entries(&text, &bad)?;
+    Ok(KnownBad { file: path.to_path_buf(), sha256: sha256_hex(text.as_bytes()), channels })
+}
+
+/// The entries of a known-bad channel file's text.
+fn parse_entries(
+    text: &str,
+    bad: &dyn Fn(String) -> PipelineError,
+) -> Result<Vec<KnownBadChannel>> {
+    let entries = match serde_json::from_str::<File>(text)
         .map_err(|e| bad(format!("not a known-bad channel list ({e})")))?
     {
         File::Listed { channels } | File::Bare(channels) => channels,
@@ -136,7 +158,9 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let loaded = load_known_bad(&path);
         let _ = std::fs::remove_file(&path);
-        loaded
+        let loaded = loaded?;
+        assert_eq!(loaded.sha256, sha256_hex(text.as_bytes()), "the hash of the bytes read");
+        Ok(loaded.channels)
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub(crate) fn resolve(root: &Path, run: &str, path: &str) -> Option<PathBuf> {
     (file.starts_with(root.join(run)) && file.is_file()).then_some(file)
 }
 
+/// A name safe inside a `Content-Disposition` header: letters, digits, `.`, `-`, `_` only.
+pub(crate) fn header_file_name(name: &str) -> String {
+    name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect()
+}
+
 pub(crate) async fn figure_file(
     State(state): State<Arc<AppState>>,
     UrlPath((run, path)): UrlPath<(String, String)>,
@@ -52,13 +57,7 @@ pub(crate) async fn figure_file(
     };
     let is_svg = file.extension().is_some_and(|e| e == "svg");
     let content_type = if is_svg { "image/svg+xml" } else { "application/json" };
-    let name: String = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .collect();
+    let name = header_file_name(&file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
     // <img> ignores the disposition; a browser sent to the file itself downloads it.
     let disposition = if is_svg {
         format!("attachment; filename=\"{name}\"")

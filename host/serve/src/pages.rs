@@ -787,10 +787,7 @@ pub(crate) async fn api_known_bad(
     }
     let file = format!(
         "attachment; filename=\"known-bad-{}.json\"",
-        r.run
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .collect::<String>()
+        crate::files::header_file_name(&r.run)
     );
     ([(header::CONTENT_DISPOSITION, file)], Json(serde_json::json!({ "channels": channels })))
         .into_response()

@@ -130,8 +130,8 @@ pub(crate) async fn set_reference(
     UrlPath(run): UrlPath<String>,
     Form(form): Form<ReferenceForm>,
 ) -> Response {
-    if let Err(refusal) = authorised(&state, &run, &form.token, "changes") {
-        return refusal;
+    if let Err((status, why)) = authorised(&state, &run, &form.token, "changes") {
+        return refused(status, &why);
     }
     let root = state.store.root();
     let mut references = match larmon_report::references::References::read(root) {
@@ -166,25 +166,25 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// The report of the run a form posted to, when the server takes `what` (sign-offs, changes),
-/// the form's token is the server's and the run has a report; else the refusal to send.
+/// the form's token is the server's and the run has a report; else why not (for [`refused`]).
 fn authorised(
     state: &AppState,
     run: &str,
     token: &str,
     what: &str,
-) -> Result<Arc<RunReport>, Response> {
+) -> Result<Arc<RunReport>, (StatusCode, String)> {
     let Some(expected) = &state.signoff_token else {
-        return Err(refused(
+        return Err((
             StatusCode::FORBIDDEN,
-            &format!(
+            format!(
                 "this dashboard takes no {what} (start larmon serve with --signoff-token-file)"
             ),
         ));
     };
     if !same_secret(expected, token.trim()) {
-        return Err(refused(StatusCode::FORBIDDEN, "wrong sign-off token"));
+        return Err((StatusCode::FORBIDDEN, "wrong sign-off token".into()));
     }
-    state.store.run(run).ok_or_else(|| refused(StatusCode::NOT_FOUND, "no such run"))
+    state.store.run(run).ok_or((StatusCode::NOT_FOUND, "no such run".into()))
 }
 
 /// Sends the browser back to the run page's sign-off part after a change.
@@ -221,7 +221,7 @@ pub(crate) async fn sign_off(
 ) -> Response {
     let report = match authorised(&state, &run, &form.token, "sign-offs") {
         Ok(report) => report,
-        Err(refusal) => return refusal,
+        Err((status, why)) => return refused(status, &why),
     };
     let decision: Decision = match form.decision.parse() {
         Ok(d) => d,
