@@ -45,6 +45,12 @@ pub enum TypedFigure {
         cell: (f64, f64),
         /// `(x, y, value)` of each cell with a value.
         points: Vec<(f64, f64, f64)>,
+        /// x is a Unix second (drawn as seconds since the run start, see [`svg::Plot::rate`]).
+        #[serde(default)]
+        time_x: bool,
+        /// The run's first Unix second, when the host knows it.
+        #[serde(default)]
+        run_start: Option<u64>,
     },
 }
 
@@ -74,6 +80,59 @@ impl TypedFigure {
             value_label: value_label.into(),
             cell: (cell, cell),
             points: points.to_vec(),
+            time_x: false,
+            run_start: None,
+        }
+    }
+
+    /// Values over time and one other axis (e.g. the rate of every tile per minute):
+    /// `(first Unix second of the bin, y, value)`, cells `cell.0` seconds wide and `cell.1`
+    /// high. The time axis counts seconds since the run start, like [`svg::Plot::rate`].
+    pub fn time_map(
+        points: &[(u64, f64, f64)],
+        cell: (u64, f64),
+        title: &str,
+        y_label: &str,
+        value_label: &str,
+    ) -> Self {
+        let width = cell.0.max(1) as f64;
+        Self::ValueMap {
+            title: title.into(),
+            x_label: String::new(),
+            y_label: y_label.into(),
+            value_label: value_label.into(),
+            cell: (width, cell.1),
+            points: points.iter().map(|(t, y, v)| (*t as f64 + width / 2.0, *y, *v)).collect(),
+            time_x: true,
+            run_start: None,
+        }
+    }
+
+    /// Sets the origin of a time axis to the run's first Unix second (the host does it before
+    /// drawing, so every figure of a run counts time from the same zero).
+    pub fn with_run_start(self, unix_s: Option<u64>) -> Self {
+        match self {
+            Self::Plot { plot } => Self::Plot { plot: plot.with_run_start(unix_s) },
+            Self::ValueMap {
+                title,
+                x_label,
+                y_label,
+                value_label,
+                cell,
+                points,
+                time_x,
+                run_start,
+            } => Self::ValueMap {
+                title,
+                x_label,
+                y_label,
+                value_label,
+                cell,
+                points,
+                time_x,
+                run_start: unix_s.or(run_start),
+            },
+            table => table,
         }
     }
 
@@ -95,6 +154,8 @@ impl TypedFigure {
             value_label: z_label.into(),
             cell: (wx, wy),
             points,
+            time_x: false,
+            run_start: None,
         }
     }
 
@@ -106,8 +167,60 @@ impl TypedFigure {
                 let header: Vec<&str> = header.iter().map(String::as_str).collect();
                 svg::table(title, &header, rows)
             }
-            Self::ValueMap { title, x_label, y_label, value_label, cell, points } => {
-                svg::value_map_cells(points, *cell, title, x_label, y_label, value_label)
+            Self::ValueMap {
+                title,
+                x_label,
+                y_label,
+                value_label,
+                cell,
+                points,
+                time_x,
+                run_start,
+            } => {
+                if *time_x {
+                    let first = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+                    let origin = run_start.unwrap_or(if first.is_finite() {
+                        first.max(0.0).floor() as u64
+                    } else {
+                        0
+                    });
+                    let shifted: Vec<(f64, f64, f64)> =
+                        points.iter().map(|(x, y, v)| (x - origin as f64, *y, *v)).collect();
+                    let x_label = svg::time_axis_label(origin, run_start.is_some());
+                    svg::value_map_cells(&shifted, *cell, title, &x_label, y_label, value_label)
+                } else {
+                    svg::value_map_cells(points, *cell, title, x_label, y_label, value_label)
+                }
+            }
+        }
+    }
+
+    /// What breaks the common style ([`svg::Plot::style_problems`]; for maps: axis and colour
+    /// labels with units).
+    pub fn style_problems(&self) -> Vec<String> {
+        match self {
+            Self::Plot { plot } => plot.style_problems(),
+            Self::Table { title, header, .. } => {
+                let mut problems = Vec::new();
+                if title.trim().is_empty() {
+                    problems.push("no title".into());
+                }
+                if header.is_empty() {
+                    problems.push("no header".into());
+                }
+                problems
+            }
+            Self::ValueMap { title, x_label, y_label, value_label, time_x, .. } => {
+                let mut problems = Vec::new();
+                if title.trim().is_empty() {
+                    problems.push("no title".into());
+                }
+                for (axis, label) in [("x", x_label), ("y", y_label), ("colour", value_label)] {
+                    if (axis != "x" || !time_x) && !svg::has_unit(label) {
+                        problems.push(format!("{axis} label {label:?} names no unit"));
+                    }
+                }
+                problems
             }
         }
     }

@@ -2,6 +2,8 @@
 //! size), drawn with plotters' SVG backend.
 
 use plotters::coord::types::RangedCoordf64;
+use std::collections::BTreeMap;
+
 use plotters::prelude::*;
 
 use crate::hist::{Hist1D, TimeSeries};
@@ -30,6 +32,87 @@ pub fn series_color(k: usize) -> RGBColor {
     if k == 0 { BAR } else { SERIES[(k - 1) % SERIES.len()] }
 }
 
+/// A number as an axis tick or a table shows it: integers without a decimal point ("3", not
+/// "3.0"), others with at most four decimals and no trailing zeros, very large or small ones
+/// in e-notation ("2.5e5").
+pub fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    if a < 1e-12 {
+        return "0".into(); // rounding noise of a tick at zero (−5.55e-17)
+    }
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        let s = format!("{v:.2e}");
+        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exponent}");
+    }
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
+/// A number for a table cell with `decimals` decimals, or "n/a" when it is undefined (`None`,
+/// NaN or infinite) — never a 0 that looks measured.
+pub fn number_or_na(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => "n/a".into(),
+    }
+}
+
+/// A Unix second as UTC ("2026-12-05 19:02:06 UTC"), for time axes. (Civil date from days
+/// since 1970, H. Hinnant's algorithm: a date library in every plugin for one label is not
+/// worth its size.)
+pub fn utc(unix_s: u64) -> String {
+    let (days, rest) = ((unix_s / 86_400) as i64, unix_s % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The label of a time axis in seconds since `origin` (a Unix second): the run start when the
+/// host knows it, else the figure's first second.
+pub(crate) fn time_axis_label(origin: u64, run_start: bool) -> String {
+    if run_start {
+        format!("time since run start [s]  (start {})", utc(origin))
+    } else {
+        format!("time since {} [s]", utc(origin))
+    }
+}
+
+/// "no data" in the middle of an empty figure's plotting area.
+fn draw_no_data<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    (px, py): (std::ops::Range<i32>, std::ops::Range<i32>),
+) -> Result<(), String> {
+    area.draw(&Text::new(
+        "no data",
+        ((px.start + px.end) / 2, (py.start + py.end) / 2),
+        ("sans-serif", 20).into_font().color(&RGBColor(120, 120, 120)).pos(
+            plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ),
+        ),
+    ))
+    .map_err(|e| e.to_string())
+}
+
 fn finish(result: Result<(), String>, svg: String) -> String {
     match result {
         Ok(()) => svg,
@@ -42,8 +125,8 @@ fn finish(result: Result<(), String>, svg: String) -> String {
     }
 }
 
-/// The common frame of every figure: title, margins, axis labels with their style. `mesh`
-/// draws the grid (off for maps).
+/// The common frame of every figure: title, margins, axis labels with their style, tick labels
+/// as [`tick_label`] prints them. `mesh` draws the grid (off for maps).
 fn styled_chart<'a, 'b>(
     area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
     title: &str,
@@ -55,6 +138,7 @@ fn styled_chart<'a, 'b>(
     let mut chart = ChartBuilder::on(area)
         .caption(title, TITLE_FONT)
         .margin(12)
+        .margin_right(24)
         .x_label_area_size(48)
         .y_label_area_size(72)
         .build_cartesian_2d(x, y)
@@ -68,77 +152,33 @@ fn styled_chart<'a, 'b>(
         .y_desc(y_label)
         .axis_desc_style(LABEL_FONT)
         .label_style(("sans-serif", 13))
+        .x_label_formatter(&|v| tick_label(*v))
+        .y_label_formatter(&|v| tick_label(*v))
         .draw()
         .map_err(|e| e.to_string())?;
     Ok(chart)
 }
 
-/// A histogram as bars, linear y axis.
+/// A histogram as bars, linear y axis ([`Plot`] with one histogram).
 pub fn histogram(h: &Hist1D, title: &str, x_label: &str, y_label: &str) -> String {
-    let mut svg = String::new();
-    let result = (|| -> Result<(), String> {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let ymax = h.counts.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.1;
-        let mut chart =
-            styled_chart(&root, title, h.lo..h.hi, 0.0..ymax, (x_label, y_label), true)?;
-        let w = h.width();
-        chart
-            .draw_series(h.counts.iter().enumerate().map(|(i, c)| {
-                let x0 = h.lo + i as f64 * w;
-                Rectangle::new([(x0, 0.0), (x0 + w, *c)], BAR.filled())
-            }))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())
-    })();
-    finish(result, svg)
+    Plot::new(title, x_label, y_label).hist(h, "").render()
 }
 
-/// A time series as a line with markers; x is seconds since the first bin.
+/// Rates over time, one line per named series ([`Plot::rate`]): x in seconds since the first
+/// second of the figure, with its UTC time in the axis label.
 pub fn time_series(
     series: &[(&str, &TimeSeries)],
     title: &str,
-    x_label: &str,
+    _x_label: &str,
     y_label: &str,
 ) -> String {
-    let mut svg = String::new();
-    let result = (|| -> Result<(), String> {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        // Each series' (second, sum) pairs, taken once.
-        let all: Vec<Vec<(u64, f64)>> = series.iter().map(|(_, s)| s.points()).collect();
-        let t0 = all.iter().filter_map(|p| p.first().map(|p| p.0)).min().unwrap_or(0);
-        let t1 = all.iter().filter_map(|p| p.last().map(|p| p.0)).max().unwrap_or(t0);
-        let ymax = all.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.15;
-        let x_range = 0.0..((t1 - t0) as f64 + 1.0);
-        let mut chart = styled_chart(&root, title, x_range, 0.0..ymax, (x_label, y_label), true)?;
-        for (k, ((name, _), pairs)) in series.iter().zip(&all).enumerate() {
-            let color = series_color(k).to_rgba();
-            let points: Vec<(f64, f64)> =
-                pairs.iter().map(|(t, v)| ((t - t0) as f64 + 0.5, *v)).collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| e.to_string())?;
-        }
-        if series.len() > 1 {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .draw()
-                .map_err(|e| e.to_string())?;
-        }
-        root.present().map_err(|e| e.to_string())
-    })();
-    finish(result, svg)
+    let named = series.len() > 1;
+    series
+        .iter()
+        .fold(Plot::new(title, "", y_label), |plot, (name, s)| {
+            plot.rate(s, if named { name } else { "" })
+        })
+        .render()
 }
 
 /// A map of values at positions (e.g. per-pixel mean ADC at pixel x, y in mm), one square per
@@ -178,9 +218,10 @@ pub fn value_map_cells(
             if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) }
         };
         let ((x0, x1), (y0, y1), (v0, v1)) = (range(|p| p.0), range(|p| p.1), range(|p| p.2));
-        let (xs, ys) = (x0 - cell.0..x1 + cell.0, y0 - cell.1..y1 + cell.1);
-        let mut chart = styled_chart(&plot, title, xs, ys, (x_label, y_label), false)?;
+        // Cells are centred on their points: the axes end half a cell beyond the outer ones.
         let (hx, hy) = (cell.0 / 2.0, cell.1 / 2.0);
+        let (xs, ys) = (x0 - hx..x1 + hx, y0 - hy..y1 + hy);
+        let mut chart = styled_chart(&plot, title, xs, ys, (x_label, y_label), false)?;
         chart
             .draw_series(points.iter().map(|(x, y, v)| {
                 let color = ViridisRGB.get_color_normalized(*v, v0, v1);
@@ -191,13 +232,18 @@ pub fn value_map_cells(
             let (a, top) = chart.backend_coord(&(x - hx, y + hy));
             let (b, bottom) = chart.backend_coord(&(x + hx, y - hy));
             hover.push(format!(
-                "<rect x=\"{a}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>({x}, {y}): {}</title></rect>",
+                "<rect x=\"{a}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>({}, {}): {}</title></rect>",
                 (b - a).max(1),
                 (bottom - top).max(1),
-                escape_xml(&format!("{v:.4}"))
+                tick_label(*x),
+                tick_label(*y),
+                escape_xml(&tick_label(*v))
             ));
         }
-        colour_bar(&bar, value_label, (v0, v1), 40, &|v| format!("{v:.3}"))?;
+        if points.is_empty() {
+            draw_no_data(&plot, chart.plotting_area().get_pixel_range())?;
+        }
+        colour_bar(&bar, value_label, (v0, v1), 40, false)?;
         root.present().map_err(|e| e.to_string())
     })();
     with_hover(finish(result, svg), &hover)
@@ -211,15 +257,24 @@ fn with_hover(mut svg: String, hover: &[String]) -> String {
     svg
 }
 
-/// A vertical viridis colour bar over `range` with its label on top.
-fn colour_bar(
+/// A vertical viridis colour bar over `range` with its label on top, for a figure a plugin
+/// draws itself wherever colour encodes a value (about 90 px wide). With `log` the range is
+/// in log10 of the value and the ticks are labelled in decades (0.1, 1, 10, …).
+pub fn colour_bar(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     label: &str,
     (v0, v1): (f64, f64),
     margin_top: u32,
-    format: &dyn Fn(&f64) -> String,
+    log: bool,
 ) -> Result<(), String> {
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    let decade = |v: &f64| {
+        if (v - v.round()).abs() < 1e-6 {
+            tick_label(10f64.powi(v.round() as i32))
+        } else {
+            String::new()
+        }
+    };
     let mut scale = ChartBuilder::on(area)
         .margin_top(margin_top)
         .margin_bottom(60)
@@ -228,21 +283,23 @@ fn colour_bar(
         .caption(label, ("sans-serif", 13))
         .build_cartesian_2d(0.0..1.0, v0..v1)
         .map_err(|e| e.to_string())?;
-    scale
-        .configure_mesh()
-        .disable_mesh()
-        .disable_x_axis()
-        .label_style(("sans-serif", 12))
-        .y_label_formatter(format)
-        .draw()
-        .map_err(|e| e.to_string())?;
+    let mut mesh = scale.configure_mesh();
+    mesh.disable_mesh().disable_x_axis().label_style(("sans-serif", 12));
+    if log {
+        // Enough ticks that every whole decade is one of them; only decades are labelled.
+        mesh.y_labels(((v1 - v0).ceil() as usize + 1) * 2 + 1).y_label_formatter(&decade);
+    } else {
+        mesh.y_label_formatter(&|v| tick_label(*v));
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
     let steps = 64;
     scale
         .draw_series((0..steps).map(|i| {
             let a = v0 + (v1 - v0) * i as f64 / steps as f64;
             let b = v0 + (v1 - v0) * (i + 1) as f64 / steps as f64;
+            // The bar starts a little right of its axis: the tick labels end there.
             Rectangle::new(
-                [(0.0, a), (1.0, b)],
+                [(0.2, a), (1.0, b)],
                 ViridisRGB.get_color_normalized(a, v0, v1).filled(),
             )
         }))
@@ -255,7 +312,7 @@ fn colour_bar(
 enum Series {
     /// Histogram bars (or steps when overlaid).
     Hist(Hist1D),
-    /// A line through points.
+    /// A line through points; it breaks where a value cannot be drawn (≤ 0 on a log axis).
     Line(Vec<(f64, f64)>),
     /// Markers.
     Points(Vec<(f64, f64)>),
@@ -263,10 +320,35 @@ enum Series {
     ErrorPoints(Vec<(f64, f64, f64)>),
     /// A reference run's histogram, scaled to the plot's first histogram: grey dashed steps.
     Reference(Hist1D),
+    /// Lines with gaps between them (a quantity undefined where there was no data).
+    Segments(Vec<Vec<(f64, f64)>>),
+    /// A black dashed line (a sum of the other series, an expectation).
+    Dashed(Vec<(f64, f64)>),
+}
+
+impl Series {
+    /// Whether it has anything to draw (`log`: only positive values count).
+    fn has_data(&self, log: bool) -> bool {
+        let drawable = |y: f64| y.is_finite() && (!log || y > 0.0);
+        match self {
+            Self::Hist(h) | Self::Reference(h) => {
+                h.counts.iter().any(|c| *c != 0.0 && drawable(*c))
+            }
+            Self::Line(p) | Self::Points(p) | Self::Dashed(p) => p.iter().any(|q| drawable(q.1)),
+            Self::ErrorPoints(p) => p.iter().any(|q| drawable(q.1)),
+            Self::Segments(s) => s.iter().flatten().any(|q| drawable(q.1)),
+        }
+    }
 }
 
 /// A figure built from several series on shared axes, in the common style: histograms, lines
-/// (e.g. a fit), points with error bars; linear or log y. Legend when series are named.
+/// (e.g. a fit), points with error bars, rates over time; linear or log y.
+///
+/// One style for every plugin: tick labels print integers as integers and log axes in
+/// decades; a legend never covers data (it sits in head-room above the data, or beside the
+/// plot when there are more than three entries); series with identical data are drawn once
+/// with their names joined; an empty figure says "no data"; time axes count seconds since the
+/// run start, with the start in UTC in the axis label.
 ///
 /// ```ignore
 /// let svg = svg::Plot::new("dQ/dx", "dQ/dx [ke-/cm]", "pixels / bin")
@@ -283,6 +365,20 @@ pub struct Plot {
     x_range: Option<(f64, f64)>,
     y_range: Option<(f64, f64)>,
     notes: Vec<String>,
+    /// x values are Unix seconds (drawn as seconds since the run start).
+    #[serde(default)]
+    time_x: bool,
+    /// The run's first Unix second, when the host knows it.
+    #[serde(default)]
+    run_start: Option<u64>,
+}
+
+/// Where a legend goes.
+enum LegendPlace {
+    /// Upper right, inside the plot, in head-room reserved above the data.
+    Inside,
+    /// In a column right of the plot.
+    Beside(u32),
 }
 
 impl Plot {
@@ -296,6 +392,8 @@ impl Plot {
             x_range: None,
             y_range: None,
             notes: Vec::new(),
+            time_x: false,
+            run_start: None,
         }
     }
     /// Logarithmic y axis (rates, spectra spanning decades); values ≤ 0 are not drawn.
@@ -323,6 +421,11 @@ impl Plot {
         self.series.push((name.into(), Series::Line(points)));
         self
     }
+    /// A black dashed line (a total over the other series, an expectation).
+    pub fn dashed_line(mut self, points: Vec<(f64, f64)>, name: &str) -> Self {
+        self.series.push((name.into(), Series::Dashed(points)));
+        self
+    }
     /// Markers.
     pub fn points(mut self, points: Vec<(f64, f64)>, name: &str) -> Self {
         self.series.push((name.into(), Series::Points(points)));
@@ -331,6 +434,50 @@ impl Plot {
     /// Markers with error bars.
     pub fn error_points(mut self, points: Vec<(f64, f64, f64)>, name: &str) -> Self {
         self.series.push((name.into(), Series::ErrorPoints(points)));
+        self
+    }
+    /// A rate over time from per-second sums: x is time (the axis counts seconds since the
+    /// run start), a second without entries is a rate of 0 (the line drops to 0, or breaks on
+    /// a log axis) — sparse series never look steady.
+    pub fn rate(mut self, series: &TimeSeries, name: &str) -> Self {
+        self.time_x = true;
+        self.series.push((name.into(), Series::Line(rate_points(series))));
+        self
+    }
+    /// [`Plot::rate`] as a black dashed line (the total of the other rates).
+    pub fn total_rate(mut self, series: &TimeSeries, name: &str) -> Self {
+        self.time_x = true;
+        self.series.push((name.into(), Series::Dashed(rate_points(series))));
+        self
+    }
+    /// A quantity over time, `(Unix second, value)` in time order, undefined where there is no
+    /// point (a fraction of nothing): the line breaks at every missing second.
+    pub fn over_time(mut self, points: &[(u64, f64)], name: &str) -> Self {
+        self.time_x = true;
+        let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
+        let mut last: Option<u64> = None;
+        for (t, v) in points {
+            if last.is_none_or(|l| t.saturating_sub(l) > 1) {
+                segments.push(Vec::new());
+            }
+            if let Some(segment) = segments.last_mut() {
+                segment.push((*t as f64 + 0.5, *v));
+            }
+            last = Some(*t);
+        }
+        self.series.push((name.into(), Series::Segments(segments)));
+        self
+    }
+    /// x values are Unix seconds ([`Plot::rate`] and [`Plot::over_time`] set it): the axis
+    /// counts seconds since the run start and names the start in UTC.
+    pub fn time_axis(mut self) -> Self {
+        self.time_x = true;
+        self
+    }
+    /// The run's first Unix second, the origin of a time axis (the host sets it before
+    /// drawing; without it the origin is the figure's first second).
+    pub fn with_run_start(mut self, unix_s: Option<u64>) -> Self {
+        self.run_start = unix_s.or(self.run_start);
         self
     }
     /// A line of text in the top-right corner (e.g. a fit result).
@@ -352,6 +499,42 @@ impl Plot {
         &self.title
     }
 
+    /// The axis labels (x, y).
+    pub fn labels(&self) -> (&str, &str) {
+        (&self.labels.0, &self.labels.1)
+    }
+
+    /// What breaks the common style, for a plugin's tests and larmon's figure gallery: an
+    /// empty title or y label, an x label without its unit (in brackets — `[ticks]`, `[Hz]`,
+    /// `[id]` for an index — or a `log10(…)` with the unit inside; a time axis is labelled by
+    /// the renderer), more coloured series than distinct colours.
+    pub fn style_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.title.trim().is_empty() {
+            problems.push("no title".to_string());
+        }
+        if self.labels.1.trim().is_empty() {
+            problems.push("no y axis label".to_string());
+        }
+        if !self.time_x && !has_unit(&self.labels.0) {
+            problems.push(format!("x axis label {:?} names no unit", self.labels.0));
+        }
+        let coloured = self
+            .merged_series()
+            .iter()
+            .filter(|(_, s)| !matches!(s, Series::Reference(_) | Series::Dashed(_)))
+            .count();
+        if coloured > 1 + SERIES.len() {
+            problems.push(format!("{coloured} series but {} distinct colours", 1 + SERIES.len()));
+        }
+        problems
+    }
+
+    /// Whether any series has something to draw.
+    pub fn has_data(&self) -> bool {
+        self.series.iter().any(|(_, s)| s.has_data(self.log_y))
+    }
+
     /// Overlays `reference` (a reference run's histogram with the same binning), scaled to
     /// the area of this plot's first histogram, as grey dashed steps named `label`. Nothing is
     /// drawn when the binnings differ or either is empty.
@@ -370,6 +553,40 @@ impl Plot {
         self
     }
 
+    /// The series as drawn: data-identical series merged into one entry whose name lists
+    /// them all ("io_group 1, 2, 3"), so none hides exactly under another.
+    fn merged_series(&self) -> Vec<(String, &Series)> {
+        let mut merged: Vec<(Vec<&str>, &Series)> = Vec::new();
+        for (name, series) in &self.series {
+            match merged.iter_mut().find(|(_, s)| *s == series) {
+                Some((names, _)) if !name.is_empty() => names.push(name),
+                Some(_) => {}
+                None => merged.push((vec![name.as_str()], series)),
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(names, series)| {
+                // Names sharing a first word ("io_group 1", "io_group 2"): "io_group 1, 2".
+                let prefix = names[0].rsplit_once(' ').map_or("", |(p, _)| p);
+                let shared = !prefix.is_empty()
+                    && names
+                        .iter()
+                        .all(|n| n.strip_prefix(prefix).is_some_and(|r| r.starts_with(' ')));
+                let name = if names.len() > 1 && shared {
+                    let rest: Vec<&str> =
+                        names[1..].iter().map(|n| n[prefix.len() + 1..].trim()).collect();
+                    format!("{}, {}", names[0], rest.join(", "))
+                } else {
+                    names.join(", ")
+                };
+                (name, series)
+            })
+            .collect()
+    }
+
+    /// The x and y extent of the data (x in Unix seconds for a time axis; y in log10 units on
+    /// a log axis).
     fn extent(&self) -> ((f64, f64), (f64, f64)) {
         let mut xs = Vec::new();
         let mut ys = Vec::new();
@@ -379,9 +596,13 @@ impl Plot {
                     xs.extend([h.lo, h.hi]);
                     ys.extend(h.counts.iter().copied());
                 }
-                Series::Line(p) | Series::Points(p) => {
+                Series::Line(p) | Series::Points(p) | Series::Dashed(p) => {
                     xs.extend(p.iter().map(|q| q.0));
                     ys.extend(p.iter().map(|q| q.1));
+                }
+                Series::Segments(s) => {
+                    xs.extend(s.iter().flatten().map(|q| q.0));
+                    ys.extend(s.iter().flatten().map(|q| q.1));
                 }
                 Series::ErrorPoints(p) => {
                     xs.extend(p.iter().map(|q| q.0));
@@ -396,11 +617,20 @@ impl Plot {
             (lo.is_finite() && hi.is_finite()).then_some((lo, hi))
         };
         let x = self.x_range.or_else(|| finite(&xs, &|_| true)).unwrap_or((0.0, 1.0));
+        let x = if self.time_x {
+            // Whole seconds from the origin (the run start may precede the first point).
+            let origin = self.time_origin(x.0);
+            (origin as f64, x.1.ceil().max(origin as f64 + 1.0))
+        } else {
+            x
+        };
         let x = if x.1 > x.0 { x } else { (x.0 - 0.5, x.0 + 0.5) };
         let y = self.y_range.unwrap_or_else(|| {
             if self.log_y {
                 let (lo, hi) = finite(&ys, &|v| v > 0.0).unwrap_or((1.0, 10.0));
-                (lo.log10().floor(), (hi.log10() + 0.3).ceil().max(lo.log10().floor() + 1.0))
+                // A value exactly on a decade sits above the axis, not on it.
+                let bottom = (lo.log10() - 0.05).floor();
+                (bottom, (hi.log10() + 0.3).ceil().max(bottom + 1.0))
             } else {
                 let (lo, hi) = finite(&ys, &|_| true).unwrap_or((0.0, 1.0));
                 let has_hist = self.series.iter().any(|(_, s)| matches!(s, Series::Hist(_)));
@@ -410,7 +640,13 @@ impl Plot {
                     (lo, hi + (hi - lo) * 0.12)
                 } else {
                     // Points and lines only: zoom on them (a slope must be visible).
-                    let pad = ((hi - lo) * 0.15).max(1e-9 * hi.abs().max(1.0));
+                    // A constant (every sync at −1 tick) gets a range of its own size, at
+                    // least ±1, so its ticks stay distinct.
+                    let pad = if hi - lo > 1e-9 * hi.abs().max(1.0) {
+                        (hi - lo) * 0.15
+                    } else {
+                        (hi.abs() * 0.1).max(1.0)
+                    };
                     (lo - pad, hi + pad * 2.0)
                 }
             }
@@ -418,38 +654,86 @@ impl Plot {
         (x, y)
     }
 
+    /// The origin of a time axis: the run start, else the first second `first_x` of the data.
+    fn time_origin(&self, first_x: f64) -> u64 {
+        self.run_start.unwrap_or_else(|| first_x.max(0.0).floor() as u64)
+    }
+
     /// Draws the figure.
     pub fn render(&self) -> String {
         let mut svg = String::new();
         let mut hover: Vec<String> = Vec::new();
+        let series = self.merged_series();
+        let named: Vec<(usize, &str)> = series
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| !n.is_empty())
+            .map(|(k, (n, _))| (k, n.as_str()))
+            .collect();
+        let overlay = series.len() > 1;
+        // A legend when there is more than one thing to tell apart (also when identical
+        // series were merged into one entry that names them all).
+        let legend = (!named.is_empty() && (named.len() > 1 || self.series.len() > 1)).then(|| {
+            if named.len() <= 3 {
+                LegendPlace::Inside
+            } else {
+                let chars = named.iter().map(|(_, n)| n.chars().count()).max().unwrap_or(4);
+                LegendPlace::Beside((chars as u32 * 7 + 40).clamp(90, 220))
+            }
+        });
         let result = (|| -> Result<(), String> {
             let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
             root.fill(&WHITE).map_err(|e| e.to_string())?;
-            let ((x0, x1), (y0, y1)) = self.extent();
+            let (plot_area, legend_area) = match legend {
+                Some(LegendPlace::Beside(w)) => {
+                    let (a, b) = root.split_horizontally(SIZE.0 - w);
+                    (a, Some(b))
+                }
+                _ => (root.clone(), None),
+            };
+            let ((x0, x1), (y0, mut y1)) = self.extent();
+            // Head-room above the data for the notes and an inside legend (~300 px of plot).
+            let lines = self.notes.len()
+                + if matches!(legend, Some(LegendPlace::Inside)) { named.len() } else { 0 };
+            if lines > 0 && self.y_range.is_none() {
+                let fraction = ((lines as f64 * 18.0 + 16.0) / 300.0).min(0.6);
+                y1 = y0 + (y1 - y0) / (1.0 - fraction);
+            }
+            let origin = if self.time_x { x0 } else { 0.0 };
+            let tx = move |x: f64| x - origin;
+            let (x0, x1) = (tx(x0), tx(x1));
             let log = self.log_y;
             let ty = move |v: f64| if log { if v > 0.0 { v.log10() } else { f64::NAN } } else { v };
-            let mut chart = ChartBuilder::on(&root)
+            let x_label = if self.time_x {
+                time_axis_label(origin as u64, self.run_start.is_some())
+            } else {
+                self.labels.0.clone()
+            };
+            let mut chart = ChartBuilder::on(&plot_area)
                 .caption(&self.title, TITLE_FONT)
                 .margin(12)
+                .margin_right(if legend_area.is_some() { 8 } else { 24 })
                 .x_label_area_size(48)
                 .y_label_area_size(72)
                 .build_cartesian_2d(x0..x1, y0..y1)
                 .map_err(|e| e.to_string())?;
-            let log_label = |v: &f64| {
+            let decade = |v: &f64| {
                 if (v - v.round()).abs() < 1e-6 {
-                    format!("1e{}", v.round() as i64)
+                    tick_label(10f64.powi(v.round() as i32))
                 } else {
                     String::new()
                 }
             };
             let mut mesh = chart.configure_mesh();
-            mesh.x_desc(&self.labels.0)
+            mesh.x_desc(&x_label)
                 .y_desc(&self.labels.1)
                 .axis_desc_style(LABEL_FONT)
-                .label_style(("sans-serif", 13));
+                .label_style(("sans-serif", 13))
+                .x_label_formatter(&|v| tick_label(*v));
             if log {
-                mesh.y_labels(((y1 - y0) as usize + 1).max(2) * 2 + 1)
-                    .y_label_formatter(&log_label);
+                mesh.y_labels(((y1 - y0) as usize + 1).max(2) * 2 + 1).y_label_formatter(&decade);
+            } else {
+                mesh.y_label_formatter(&|v| tick_label(*v));
             }
             mesh.draw().map_err(|e| e.to_string())?;
             // A histogram's outline as steps (empty bins of a log plot at the bottom).
@@ -460,26 +744,44 @@ impl Plot {
                     .enumerate()
                     .flat_map(|(i, c)| {
                         let y = if log && *c <= 0.0 { y0 } else { ty(*c) };
-                        [(h.lo + i as f64 * w, y), (h.lo + (i + 1) as f64 * w, y)]
+                        [(tx(h.lo + i as f64 * w), y), (tx(h.lo + (i + 1) as f64 * w), y)]
                     })
                     .collect()
             };
-            let named = self.series.iter().filter(|(n, _)| !n.is_empty()).count();
-            let overlay = self.series.len() > 1;
-            for (k, (name, series)) in self.series.iter().enumerate() {
+            // Runs of drawable points (a line breaks where a value cannot be drawn).
+            let runs = |p: &[(f64, f64)]| -> Vec<Vec<(f64, f64)>> {
+                let mut runs = vec![Vec::new()];
+                for q in p {
+                    let y = ty(q.1);
+                    if y.is_finite() {
+                        runs.last_mut().expect("one run").push((tx(q.0), y));
+                    } else if !runs.last().expect("one run").is_empty() {
+                        runs.push(Vec::new());
+                    }
+                }
+                runs.retain(|r| !r.is_empty());
+                runs
+            };
+            let mut entries: Vec<(String, RGBAColor, LegendMark)> = Vec::new();
+            let mut colour_index = 0;
+            for (name, series) in &series {
                 let color = match series {
                     Series::Reference(_) => RGBColor(90, 90, 90).to_rgba(),
-                    _ => series_color(k).to_rgba(),
+                    Series::Dashed(_) => BLACK.to_rgba(),
+                    _ => {
+                        colour_index += 1;
+                        series_color(colour_index - 1).to_rgba()
+                    }
                 };
-                let legend_color = color;
-                let anno = match series {
+                let mark = match series {
                     Series::Hist(h) => {
                         let w = h.width();
                         let base = if log { y0 } else { 0.0 };
                         if overlay {
                             chart
                                 .draw_series(LineSeries::new(steps(h), color.stroke_width(2)))
-                                .map_err(|e| e.to_string())?
+                                .map_err(|e| e.to_string())?;
+                            LegendMark::Line
                         } else {
                             chart
                                 .draw_series(
@@ -488,14 +790,15 @@ impl Plot {
                                         .enumerate()
                                         .filter(|(_, c)| !log || **c > 0.0)
                                         .map(|(i, c)| {
-                                            let xa = h.lo + i as f64 * w;
+                                            let xa = tx(h.lo + i as f64 * w);
                                             Rectangle::new(
                                                 [(xa, base), (xa + w, ty(*c))],
                                                 color.filled(),
                                             )
                                         }),
                                 )
-                                .map_err(|e| e.to_string())?
+                                .map_err(|e| e.to_string())?;
+                            LegendMark::Box
                         }
                     }
                     Series::Reference(h) => {
@@ -507,29 +810,54 @@ impl Plot {
                                 4,
                                 color.stroke_width(2),
                             ))
-                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        LegendMark::Dashed
                     }
-                    Series::Line(p) => chart
-                        .draw_series(LineSeries::new(
-                            p.iter().map(|q| (q.0, ty(q.1))).filter(|q| q.1.is_finite()),
-                            color.stroke_width(2),
-                        ))
-                        .map_err(|e| e.to_string())?,
-                    Series::Points(p) => chart
-                        .draw_series(
-                            p.iter()
-                                .map(|q| (q.0, ty(q.1)))
-                                .filter(|q| q.1.is_finite())
-                                .map(|q| Circle::new(q, 3, color.filled())),
-                        )
-                        .map_err(|e| e.to_string())?,
+                    Series::Dashed(p) => {
+                        for run in runs(p) {
+                            chart
+                                .draw_series(DashedLineSeries::new(
+                                    run,
+                                    6,
+                                    4,
+                                    color.stroke_width(2),
+                                ))
+                                .map_err(|e| e.to_string())?;
+                        }
+                        LegendMark::Dashed
+                    }
+                    Series::Line(p) => {
+                        for run in runs(p) {
+                            draw_run(&mut chart, run, color)?;
+                        }
+                        LegendMark::Line
+                    }
+                    Series::Segments(segments) => {
+                        for segment in segments {
+                            for run in runs(segment) {
+                                draw_run(&mut chart, run, color)?;
+                            }
+                        }
+                        LegendMark::Line
+                    }
+                    Series::Points(p) => {
+                        chart
+                            .draw_series(
+                                p.iter()
+                                    .map(|q| (tx(q.0), ty(q.1)))
+                                    .filter(|q| q.1.is_finite())
+                                    .map(|q| Circle::new(q, 3, color.filled())),
+                            )
+                            .map_err(|e| e.to_string())?;
+                        LegendMark::Dot
+                    }
                     Series::ErrorPoints(p) => {
                         chart
                             .draw_series(p.iter().filter(|q| ty(q.1).is_finite()).map(|q| {
                                 let lo = ty(q.1 - q.2);
                                 let lo = if lo.is_finite() { lo } else { y0 };
                                 PathElement::new(
-                                    [(q.0, lo), (q.0, ty(q.1 + q.2))],
+                                    [(tx(q.0), lo), (tx(q.0), ty(q.1 + q.2))],
                                     color.stroke_width(2),
                                 )
                             }))
@@ -537,17 +865,16 @@ impl Plot {
                         chart
                             .draw_series(
                                 p.iter()
-                                    .map(|q| (q.0, ty(q.1)))
+                                    .map(|q| (tx(q.0), ty(q.1)))
                                     .filter(|q| q.1.is_finite())
                                     .map(|q| Circle::new(q, 4, color.filled())),
                             )
-                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        LegendMark::Dot
                     }
                 };
                 if !name.is_empty() {
-                    anno.label(name.as_str()).legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], legend_color.filled())
-                    });
+                    entries.push((name.clone(), color, mark));
                 }
             }
             // Hover values: a transparent box per bin of the first histogram (with the
@@ -556,17 +883,16 @@ impl Plot {
                 Series::Reference(h) => Some(h),
                 _ => None,
             });
-            let number =
-                |v: f64| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string();
             if let Some(h) = self.first_hist() {
                 let w = h.width();
                 for (i, c) in h.counts.iter().enumerate() {
                     let (xa, xb) = (h.lo + i as f64 * w, h.lo + (i + 1) as f64 * w);
-                    let (a, top) = chart.backend_coord(&(xa, y1));
-                    let (b, bottom) = chart.backend_coord(&(xb, y0));
-                    let mut text = format!("[{}, {}): {}", number(xa), number(xb), number(*c));
+                    let (a, top) = chart.backend_coord(&(tx(xa), y1));
+                    let (b, bottom) = chart.backend_coord(&(tx(xb), y0));
+                    let mut text =
+                        format!("[{}, {}): {}", tick_label(xa), tick_label(xb), tick_label(*c));
                     if let Some(r) = reference.and_then(|r| r.counts.get(i)) {
-                        text += &format!(" (reference {})", number(*r));
+                        text += &format!(" (reference {})", tick_label(*r));
                     }
                     hover.push(format!(
                         "<rect x=\"{a}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill-opacity=\"0\"><title>{}</title></rect>",
@@ -583,10 +909,12 @@ impl Plot {
                     _ => continue,
                 };
                 for (x, y, error) in marks.into_iter().filter(|m| ty(m.1).is_finite()) {
-                    let (cx, cy) = chart.backend_coord(&(x, ty(y)));
+                    let (cx, cy) = chart.backend_coord(&(tx(x), ty(y)));
                     let text = match error {
-                        Some(e) => format!("{}: {} ± {}", number(x), number(y), number(e)),
-                        None => format!("{}: {}", number(x), number(y)),
+                        Some(e) => {
+                            format!("{}: {} ± {}", tick_label(tx(x)), tick_label(y), tick_label(e))
+                        }
+                        None => format!("{}: {}", tick_label(tx(x)), tick_label(y)),
                     };
                     hover.push(format!(
                         "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"6\" fill-opacity=\"0\"><title>{}</title></circle>",
@@ -594,39 +922,118 @@ impl Plot {
                     ));
                 }
             }
-            if named > 0 && (named > 1 || overlay) {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 13))
-                    .draw()
-                    .map_err(|e| e.to_string())?;
-            }
             let (px, py) = chart.plotting_area().get_pixel_range();
-            for (k, note) in self.notes.iter().enumerate() {
-                let y = if named > 0 && (named > 1 || overlay) {
-                    py.start + 14 + 22 * (named as i32 + 1) + 18 * k as i32
-                } else {
-                    py.start + 16 + 18 * k as i32
-                };
-                root.draw(&Text::new(
-                    note.clone(),
-                    (px.end - 8, y),
-                    ("sans-serif", 13).into_font().color(&BLACK).pos(
-                        plotters::style::text_anchor::Pos::new(
-                            plotters::style::text_anchor::HPos::Right,
-                            plotters::style::text_anchor::VPos::Center,
-                        ),
+            if !self.has_data() {
+                draw_no_data(&root, (px.clone(), py.clone()))?;
+            }
+            let text_style = |anchor| {
+                ("sans-serif", 13).into_font().color(&BLACK).pos(
+                    plotters::style::text_anchor::Pos::new(
+                        anchor,
+                        plotters::style::text_anchor::VPos::Center,
                     ),
-                ))
-                .map_err(|e| e.to_string())?;
+                )
+            };
+            use plotters::style::text_anchor::HPos;
+            // The legend: inside at the upper right (in the head-room), or beside the plot.
+            let mut line = 0;
+            if let Some(place) = &legend {
+                let chars = entries.iter().map(|e| e.0.chars().count()).max().unwrap_or(1) as i32;
+                let (left, top, area) = match place {
+                    LegendPlace::Inside => (px.end - 8 - (chars * 7 + 34), py.start + 6, &root),
+                    LegendPlace::Beside(_) => {
+                        (4, py.start - 2, legend_area.as_ref().unwrap_or(&root))
+                    }
+                };
+                if matches!(place, LegendPlace::Inside) {
+                    area.draw(&Rectangle::new(
+                        [(left, top), (px.end - 8, top + 8 + 18 * entries.len() as i32)],
+                        ShapeStyle::from(&BLACK).stroke_width(1),
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+                for (k, (name, color, mark)) in entries.iter().enumerate() {
+                    let y = top + 13 + 18 * k as i32;
+                    let x = left + 6;
+                    match mark {
+                        LegendMark::Box => area
+                            .draw(&Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled())),
+                        LegendMark::Line => area
+                            .draw(&PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3))),
+                        LegendMark::Dashed => area
+                            .draw(&PathElement::new([(x, y), (x + 7, y)], color.stroke_width(2)))
+                            .and_then(|_| {
+                                area.draw(&PathElement::new(
+                                    [(x + 11, y), (x + 18, y)],
+                                    color.stroke_width(2),
+                                ))
+                            }),
+                        LegendMark::Dot => area.draw(&Circle::new((x + 9, y), 4, color.filled())),
+                    }
+                    .map_err(|e| e.to_string())?;
+                    area.draw(&Text::new(name.clone(), (x + 24, y), text_style(HPos::Left)))
+                        .map_err(|e| e.to_string())?;
+                }
+                if matches!(place, LegendPlace::Inside) {
+                    line = entries.len() as i32 + 1;
+                }
+            }
+            for (k, note) in self.notes.iter().enumerate() {
+                let y = py.start + 14 + 18 * (line + k as i32);
+                root.draw(&Text::new(note.clone(), (px.end - 8, y), text_style(HPos::Right)))
+                    .map_err(|e| e.to_string())?;
             }
             root.present().map_err(|e| e.to_string())
         })();
         with_hover(finish(result, svg), &hover)
     }
+}
+
+/// How a legend entry shows its series.
+#[derive(Clone, Copy)]
+enum LegendMark {
+    Box,
+    Line,
+    Dashed,
+    Dot,
+}
+
+/// One unbroken run of a line; a lone point gets a marker so it stays visible.
+fn draw_run(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    run: Vec<(f64, f64)>,
+    color: RGBAColor,
+) -> Result<(), String> {
+    if run.len() == 1 {
+        chart.draw_series(run.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+    } else {
+        chart.draw_series(LineSeries::new(run, color.stroke_width(2)))
+    }
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// A per-second series as rate points at the middle of each second, with a 0 at both edges
+/// of every gap (a second without entries has a rate of 0).
+fn rate_points(series: &TimeSeries) -> Vec<(f64, f64)> {
+    let mut points = Vec::new();
+    let mut last: Option<u64> = None;
+    for (t, v) in series.points() {
+        if let Some(l) = last.filter(|l| t > l + 1) {
+            points.push((l as f64 + 1.5, 0.0));
+            if t > l + 2 {
+                points.push((t as f64 - 0.5, 0.0));
+            }
+        }
+        points.push((t as f64 + 0.5, v));
+        last = Some(t);
+    }
+    points
+}
+
+/// Whether an axis label names its unit: in brackets, or inside a `log10(…)`.
+pub fn has_unit(label: &str) -> bool {
+    label.contains('[') && label.contains(']') || label.contains("log10(")
 }
 
 /// Text escaped for SVG/XML.
@@ -702,9 +1109,10 @@ pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A per-pixel map on the real anode geometry: one panel per anode (TPC), each pixel one
 /// raster cell coloured on the viridis scale by `value(unique_id)`; pixels with no value are
-/// grey, so silent channels stand out. `log` colours by log10 of the value; `range` fixes the
-/// colour scale (default: the values' range). The raster is an
-/// embedded PNG, so a 78 400-pixel map stays small.
+/// grey, so silent channels stand out. `log` colours by log10 of the value, with the colour
+/// bar labelled in decades; `range` fixes the colour scale (default: the values' range,
+/// widened to whole decades with `log`). The raster is an embedded PNG, so a 78 400-pixel map
+/// stays small.
 pub fn pixel_map(
     pixels: &crate::geometry::Pixels,
     value: &dyn Fn(u32) -> Option<f64>,
@@ -713,36 +1121,165 @@ pub fn pixel_map(
     log: bool,
     range: Option<(f64, f64)>,
 ) -> String {
+    pixel_map_of(pixels, value, &|_| false, title, value_label, log, range, None)
+}
+
+/// [`pixel_map`] with a red ring around every pixel `marked` names (e.g. rates ten times the
+/// median), so single hot channels are seen on the 2x2-wide map.
+pub fn pixel_map_marked(
+    pixels: &crate::geometry::Pixels,
+    value: &dyn Fn(u32) -> Option<f64>,
+    marked: &dyn Fn(u32) -> bool,
+    title: &str,
+    value_label: &str,
+    log: bool,
+) -> String {
+    pixel_map_of(pixels, value, marked, title, value_label, log, None, None)
+}
+
+/// [`pixel_map`] of one TPC, large, with its tiles outlined and numbered: the zoom a shifter
+/// opens to find which tile and where on it.
+pub fn pixel_map_tpc(
+    pixels: &crate::geometry::Pixels,
+    tpc: u8,
+    value: &dyn Fn(u32) -> Option<f64>,
+    title: &str,
+    value_label: &str,
+    log: bool,
+    range: Option<(f64, f64)>,
+) -> String {
+    pixel_map_of(pixels, value, &|_| false, title, value_label, log, range, Some(tpc))
+}
+
+#[allow(clippy::too_many_arguments)] // private: the public functions name the cases
+fn pixel_map_of(
+    pixels: &crate::geometry::Pixels,
+    value: &dyn Fn(u32) -> Option<f64>,
+    marked: &dyn Fn(u32) -> bool,
+    title: &str,
+    value_label: &str,
+    log: bool,
+    range: Option<(f64, f64)>,
+    only: Option<u8>,
+) -> String {
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
     let transform =
         |v: f64| if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) };
-    let values: Vec<(&crate::geometry::Pixel, Option<f64>)> =
-        pixels.iter().map(|p| (p, value(p.unique_id).and_then(transform))).collect();
-    let (mut v0, mut v1) = values
+    let values: BTreeMap<u32, f64> = pixels
         .iter()
-        .filter_map(|(_, v)| *v)
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .filter(|p| only.is_none_or(|t| t == p.tpc))
+        .filter_map(|p| Some((p.unique_id, value(p.unique_id).and_then(transform)?)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    let (mut v0, mut v1) = values
+        .values()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     if let Some((lo, hi)) = range {
         (v0, v1) = (transform(lo).unwrap_or(lo), transform(hi).unwrap_or(hi));
+    } else if log && v0.is_finite() {
+        (v0, v1) = (v0.floor(), v1.ceil());
     }
     if !v0.is_finite() {
         (v0, v1) = (0.0, 1.0);
     } else if v1 <= v0 {
         v1 = v0 + 1.0;
     }
-    let anodes: Vec<(u8, crate::geometry::Anode)> =
-        pixels.anodes().iter().map(|(k, a)| (*k, *a)).collect();
+    let colour = |p: &crate::geometry::Pixel| match values.get(&p.unique_id) {
+        Some(v) => {
+            let c = ViridisRGB.get_color_normalized(*v, v0, v1);
+            [c.0, c.1, c.2]
+        }
+        None => [190, 190, 190],
+    };
+    let key = MapKey::Scale { label: value_label, range: (v0, v1), log, empty: values.is_empty() };
+    let ring = |p: &crate::geometry::Pixel| marked(p.unique_id).then_some([214, 39, 40]);
+    anode_panels(pixels, &colour, &ring, title, key, only)
+}
+
+/// A per-pixel map of categories (e.g. ok, hot, noisy, dead): each pixel coloured by its
+/// category's colour, `category(unique_id)` an index into `categories` (name, RGB); a legend
+/// with the count of each category instead of a colour bar. Pixels of every category but the
+/// first (the normal one) also get a ring, so single channels are seen on a 2x2-wide map.
+pub fn pixel_category_map(
+    pixels: &crate::geometry::Pixels,
+    category: &dyn Fn(u32) -> Option<usize>,
+    categories: &[(&str, (u8, u8, u8))],
+    title: &str,
+    only: Option<u8>,
+) -> String {
+    let mut counts = vec![0usize; categories.len()];
+    for p in pixels.iter().filter(|p| only.is_none_or(|t| t == p.tpc)) {
+        if let Some(c) = category(p.unique_id).filter(|c| *c < categories.len()) {
+            counts[c] += 1;
+        }
+    }
+    let rgb = |c: usize| {
+        let (r, g, b) = categories[c].1;
+        [r, g, b]
+    };
+    let colour = |p: &crate::geometry::Pixel| {
+        category(p.unique_id).filter(|c| *c < categories.len()).map_or([255, 255, 255], rgb)
+    };
+    let ring = |p: &crate::geometry::Pixel| {
+        category(p.unique_id).filter(|c| *c > 0 && *c < categories.len()).map(rgb)
+    };
+    let legend = categories
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .map(|(c, ((name, _), n))| (format!("{name} ({n})"), rgb(c)))
+        .collect();
+    anode_panels(pixels, &colour, &ring, title, MapKey::Categories(legend), only)
+}
+
+/// What the side of a pixel map explains.
+enum MapKey<'a> {
+    /// A viridis colour bar over `range` (log10 units with `log`); `empty`: no pixel has a value.
+    Scale { label: &'a str, range: (f64, f64), log: bool, empty: bool },
+    /// Category names (with counts) and colours.
+    Categories(Vec<(String, [u8; 3])>),
+}
+
+/// The anode panels of a pixel map: a raster per TPC (or one TPC, larger, with its tiles
+/// outlined) coloured by `colour`, rings around the pixels `ring` names (at most 3000), and
+/// the key at the side.
+fn anode_panels(
+    pixels: &crate::geometry::Pixels,
+    colour: &dyn Fn(&crate::geometry::Pixel) -> [u8; 3],
+    ring: &dyn Fn(&crate::geometry::Pixel) -> Option<[u8; 3]>,
+    title: &str,
+    key: MapKey<'_>,
+    only: Option<u8>,
+) -> String {
+    let anodes: Vec<(u8, crate::geometry::Anode)> = pixels
+        .anodes()
+        .iter()
+        .filter(|(k, _)| only.is_none_or(|t| t == **k))
+        .map(|(k, a)| (*k, *a))
+        .collect();
     let panels = anodes.len().max(1) as u32;
-    let width = (300 * panels + 110).max(SIZE.0);
-    let height = 560;
+    let key_width = match &key {
+        MapKey::Scale { .. } => 100,
+        MapKey::Categories(names) => names
+            .iter()
+            .map(|(n, _)| n.chars().count() as u32 * 7 + 40)
+            .max()
+            .unwrap_or(100)
+            .max(100),
+    };
+    let (width, height) = if only.is_some() {
+        (560 + key_width, 900)
+    } else {
+        ((300 * panels + key_width).max(SIZE.0), 560)
+    };
     let mut svg = String::new();
     let mut images = Vec::new();
+    let mut overlay = String::new();
     let result = (|| -> Result<(), String> {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root.titled(title, TITLE_FONT).map_err(|e| e.to_string())?;
-        let (plots, bar) = root.split_horizontally(width - 100);
+        let (plots, side) = root.split_horizontally(width - key_width);
         let areas = plots.split_evenly((1, panels as usize));
         for ((tpc, anode), area) in anodes.iter().zip(&areas) {
             let (x0, x1, y0, y1) = anode.extent;
@@ -751,6 +1288,7 @@ pub fn pixel_map(
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("TPC {tpc}"), LABEL_FONT)
                 .margin(8)
+                .margin_right(16)
                 .x_label_area_size(40)
                 .y_label_area_size(56)
                 .build_cartesian_2d(x0 - half..x1 + half, y0 - half..y1 + half)
@@ -763,34 +1301,91 @@ pub fn pixel_map(
                 .axis_desc_style(("sans-serif", 14))
                 .label_style(("sans-serif", 12))
                 .x_labels(4)
+                .x_label_formatter(&|v| tick_label(*v))
+                .y_label_formatter(&|v| tick_label(*v))
                 .draw()
                 .map_err(|e| e.to_string())?;
             let cols = ((x1 - x0) / pitch).round() as usize + 1;
             let rows = ((y1 - y0) / pitch).round() as usize + 1;
             let mut rgba = vec![255u8; cols * rows * 4];
-            for (p, v) in values.iter().filter(|(p, _)| p.tpc == *tpc) {
+            let mut tiles: BTreeMap<u16, (f64, f64, f64, f64)> = BTreeMap::new();
+            for p in pixels.iter().filter(|p| p.tpc == *tpc) {
                 let c = (((p.x_mm - x0) / pitch).round() as usize).min(cols - 1);
                 let r = rows - 1 - (((p.y_mm - y0) / pitch).round() as usize).min(rows - 1);
-                let color = match v {
-                    Some(v) if v.is_finite() => {
-                        let c = ViridisRGB.get_color_normalized(*v, v0, v1);
-                        [c.0, c.1, c.2]
+                rgba[(r * cols + c) * 4..][..3].copy_from_slice(&colour(p));
+                if let Some([red, green, blue]) = ring(p) {
+                    if overlay.len() < 3000 * 120 {
+                        let (cx, cy) = chart.backend_coord(&(p.x_mm, p.y_mm));
+                        overlay += &format!(
+                            "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"5\" fill=\"none\" stroke=\"rgb({red},{green},{blue})\" stroke-width=\"1.5\"/>"
+                        );
                     }
-                    _ => [190, 190, 190],
-                };
-                rgba[(r * cols + c) * 4..][..3].copy_from_slice(&color);
+                }
+                let t = tiles.entry(p.tile).or_insert((p.x_mm, p.x_mm, p.y_mm, p.y_mm));
+                *t = (t.0.min(p.x_mm), t.1.max(p.x_mm), t.2.min(p.y_mm), t.3.max(p.y_mm));
+            }
+            if only.is_some() {
+                // Tiles outlined and numbered.
+                for (tile, (a, b, c, d)) in &tiles {
+                    let (left, top) = chart.backend_coord(&(a - half, d + half));
+                    let (right, bottom) = chart.backend_coord(&(b + half, c - half));
+                    overlay += &format!(
+                        "<rect x=\"{left}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"white\" stroke-width=\"1.5\"/>\
+                         <text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"14\" text-anchor=\"middle\" fill=\"white\" stroke=\"black\" stroke-width=\"0.6\">tile {tile}</text>",
+                        right - left,
+                        bottom - top,
+                        (left + right) / 2,
+                        top + 18
+                    );
+                }
             }
             let (px, py) = chart.plotting_area().get_pixel_range();
             images.push((px, py, cols, rows, rgba));
         }
-        let label =
-            |v: &f64| if log { format!("{:.3}", 10f64.powf(*v)) } else { format!("{v:.3}") };
-        colour_bar(&bar, value_label, (v0, v1), 60, &label)?;
+        match &key {
+            MapKey::Scale { label, range, log, empty } => {
+                if *empty {
+                    if let Some((px, py)) = images.first().map(|i| (i.0.clone(), i.1.clone())) {
+                        overlay += &format!(
+                            "<text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"20\" text-anchor=\"middle\" fill=\"rgb(120,120,120)\">no data</text>",
+                            (px.start + px.end) / 2,
+                            (py.start + py.end) / 2
+                        );
+                    }
+                }
+                colour_bar(&side, label, *range, 60, *log)?;
+            }
+            MapKey::Categories(names) => {
+                for (k, (name, [r, g, b])) in names.iter().enumerate() {
+                    let y = 80 + 22 * k as i32;
+                    side.draw(&Rectangle::new(
+                        [(8, y - 7), (22, y + 7)],
+                        ShapeStyle::from(&RGBColor(*r, *g, *b)).filled(),
+                    ))
+                    .and_then(|_| {
+                        side.draw(&Rectangle::new([(8, y - 7), (22, y + 7)], BLACK.stroke_width(1)))
+                    })
+                    .and_then(|_| {
+                        side.draw(&Text::new(
+                            name.clone(),
+                            (28, y),
+                            ("sans-serif", 13).into_font().color(&BLACK).pos(
+                                plotters::style::text_anchor::Pos::new(
+                                    plotters::style::text_anchor::HPos::Left,
+                                    plotters::style::text_anchor::VPos::Center,
+                                ),
+                            ),
+                        ))
+                    })
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+        }
         root.present().map_err(|e| e.to_string())
     })();
     if result.is_ok() {
         // Raster panels go in after plotters wrote the frame (its SVG backend cannot embed
-        // bitmaps on wasm32).
+        // bitmaps on wasm32); rings and tile outlines over them.
         let mut embedded = String::new();
         for (px, py, cols, rows, rgba) in images {
             embedded += &format!(
@@ -803,6 +1398,7 @@ pub fn pixel_map(
                 png_base64(cols as u32, rows as u32, &rgba)
             );
         }
+        embedded += &overlay;
         if let Some(end) = svg.rfind("</svg>") {
             svg.insert_str(end, &embedded);
         }
@@ -823,4 +1419,160 @@ fn png_base64(width: u32, height: u32, rgba: &[u8]) -> String {
         }
     }
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The x position and text of every `<text>` element of an SVG.
+    fn placed_texts(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let (attributes, rest) = t.split_once('>')?;
+                let x = attributes.split("x=\"").nth(1)?.split('"').next()?.parse().ok()?;
+                Some((x, rest.split_once("</text>")?.0.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// The text of every `<text>` element of an SVG.
+    fn texts(svg: &str) -> Vec<String> {
+        placed_texts(svg).into_iter().map(|t| t.1).collect()
+    }
+
+    #[test]
+    fn ticks_print_integers_as_integers_and_large_numbers_short() {
+        assert_eq!(tick_label(3.0), "3");
+        assert_eq!(tick_label(-20.0), "-20");
+        assert_eq!(tick_label(0.30000000000000004), "0.3");
+        assert_eq!(tick_label(-0.00001), "-1e-5");
+        assert_eq!(tick_label(250_000.0), "2.5e5");
+        assert_eq!(tick_label(-0.0), "0");
+        assert_eq!(tick_label(-5.551115123125783e-17), "0");
+        assert_eq!(tick_label(f64::NAN), "n/a");
+        assert_eq!(number_or_na(None, 4), "n/a");
+        assert_eq!(number_or_na(Some(f64::NAN), 2), "n/a");
+        assert_eq!(number_or_na(Some(0.5), 2), "0.50");
+    }
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_733_425_326), "2024-12-05 19:02:06 UTC");
+    }
+
+    #[test]
+    fn no_tick_of_a_plot_ends_in_point_zero() {
+        let mut h = Hist1D::new(40, -20.0, 20.0);
+        h.fill(-1.0, 9.0);
+        let svg = Plot::new("t", "offset [ticks]", "syncs").hist(&h, "").render();
+        let labels = texts(&svg);
+        assert!(labels.iter().any(|t| t == "-20" || t == "-15"), "{labels:?}");
+        assert!(labels.iter().all(|t| !t.ends_with(".0")), "{labels:?}");
+    }
+
+    #[test]
+    fn a_log_axis_is_labelled_in_decades() {
+        let mut s = TimeSeries::default();
+        for t in 0..10 {
+            s.fill(1_700_000_000 + t, 20_000.0);
+        }
+        let svg = Plot::new("rate", "", "rate [Hz]").log_y().rate(&s, "").render();
+        let labels = texts(&svg);
+        assert!(labels.iter().any(|t| t == "10000"), "{labels:?}");
+        assert!(labels.iter().all(|t| !t.contains("31.6")), "{labels:?}");
+    }
+
+    #[test]
+    fn a_sparse_rate_drops_to_zero_between_its_seconds() {
+        let mut s = TimeSeries::default();
+        s.fill(100, 1.0);
+        s.fill(105, 1.0);
+        s.fill(106, 1.0);
+        // Zeros at both edges of the gap; none between adjacent seconds.
+        assert_eq!(
+            rate_points(&s),
+            vec![(100.5, 1.0), (101.5, 0.0), (104.5, 0.0), (105.5, 1.0), (106.5, 1.0)]
+        );
+        let plot = Plot::new("t", "", "n").over_time(&[(10, 0.5), (11, 0.25), (13, 0.5)], "f");
+        match &plot.series[0].1 {
+            Series::Segments(s) => assert_eq!(s.len(), 2, "{s:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_time_axis_counts_from_the_run_start_and_names_it_in_utc() {
+        let mut s = TimeSeries::default();
+        s.fill(1_733_425_330, 5.0);
+        let svg = Plot::new("t", "", "rate [Hz]")
+            .rate(&s, "")
+            .with_run_start(Some(1_733_425_326))
+            .render();
+        assert!(svg.contains("time since run start [s]  (start 2024-12-05 19:02:06 UTC)"), "{svg}");
+        let own = Plot::new("t", "", "rate [Hz]").rate(&s, "").render();
+        assert!(own.contains("time since 2024-12-05 19:02:10 UTC [s]"), "{own}");
+    }
+
+    #[test]
+    fn identical_series_are_drawn_once_with_their_names_joined() {
+        let mut h = Hist1D::new(4, 0.0, 4.0);
+        h.fill(1.0, 3.0);
+        let mut other = h.clone();
+        other.fill(2.0, 1.0);
+        let plot = Plot::new("sync", "x [ticks]", "n")
+            .hist(&h, "io_group 1")
+            .hist(&h, "io_group 2")
+            .hist(&other, "io_group 3");
+        let merged: Vec<String> = plot.merged_series().into_iter().map(|s| s.0).collect();
+        assert_eq!(merged, ["io_group 1, 2", "io_group 3"]);
+        assert!(texts(&plot.render()).iter().any(|t| t == "io_group 1, 2"));
+    }
+
+    #[test]
+    fn an_inside_legend_sits_above_the_data() {
+        // Data up to the top of the auto range; the legend box must end above the highest
+        // point's pixel row.
+        let points: Vec<(f64, f64)> = (0..20).map(|i| (i as f64, 100.0)).collect();
+        let plot = Plot::new("t", "x [s]", "y [Hz]")
+            .line(points.clone(), "a")
+            .line(points.iter().map(|p| (p.0, 50.0)).collect(), "b");
+        let ((x0, x1), (y0, y1)) = plot.extent();
+        let fraction = (2.0 * 18.0 + 16.0) / 300.0;
+        let top = y0 + (y1 - y0) / (1.0 - fraction);
+        // The data's share of the axis leaves the legend's rows free.
+        assert!((100.0 - y0) / (top - y0) <= 1.0 - fraction + 1e-9, "{x0} {x1} {y0} {y1}");
+        let svg = plot.render();
+        assert!(texts(&svg).iter().any(|t| t == "a") && texts(&svg).iter().any(|t| t == "b"));
+    }
+
+    #[test]
+    fn many_entries_go_beside_the_plot() {
+        let mut plot = Plot::new("t", "x [s]", "y [Hz]");
+        for k in 0..6 {
+            plot = plot.line(vec![(0.0, k as f64), (1.0, k as f64 + 1.0)], &format!("series {k}"));
+        }
+        let svg = plot.render();
+        // The legend's text starts right of the plotting area (x > 640 − the column).
+        let x_of = |name: &str| {
+            placed_texts(&svg).into_iter().find(|t| t.1 == name).map(|t| t.0).unwrap_or(0.0)
+        };
+        assert!(x_of("series 5") > 500.0, "{}", x_of("series 5"));
+    }
+
+    #[test]
+    fn an_empty_figure_says_no_data() {
+        let empty = Plot::new("t", "x [s]", "n").hist(&Hist1D::new(4, 0.0, 1.0), "");
+        assert!(!empty.has_data());
+        assert!(texts(&empty.render()).iter().any(|t| t == "no data"));
+        let mut h = Hist1D::new(4, 0.0, 1.0);
+        h.fill(0.5, 1.0);
+        assert!(
+            !texts(&Plot::new("t", "x", "n").hist(&h, "").render()).iter().any(|t| t == "no data")
+        );
+        assert!(texts(&value_map(&[], 1.0, "m", "x", "y", "v")).iter().any(|t| t == "no data"));
+    }
 }

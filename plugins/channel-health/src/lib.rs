@@ -279,25 +279,30 @@ impl Plugin for ChannelHealth {
             number("noisy"),
             number("dead")
         ));
-        // Map value: 1 hot, 2 noisy, 3 dead (new), 4 any known problem.
-        let flagged: BTreeMap<u32, f64> = flags
+        // Map category: 0 ok, 1 hot, 2 noisy, 3 dead (new), 4 any known problem.
+        let flagged: BTreeMap<u32, usize> = flags
             .iter()
             .map(|f| {
-                let value = if f.known {
-                    4.0
+                let category = if f.known {
+                    4
                 } else {
-                    kinds.iter().position(|x| *x == f.kind).unwrap_or(0) as f64 + 1.0
+                    kinds.iter().position(|x| *x == f.kind).unwrap_or(0) + 1
                 };
-                (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), value)
+                (unique_id(f.io_group, f.io_channel, f.chip_id, f.channel_id), category)
             })
             .collect();
-        let map = svg::pixel_map(
+        let map = svg::pixel_category_map(
             &self.pixels,
-            &|id| flagged.get(&id).copied().or(Some(0.0)),
-            "Flagged channels (0 ok, 1 hot, 2 noisy, 3 dead, 4 known)",
-            "flag",
-            false,
-            Some((0.0, 4.0)),
+            &|id| Some(flagged.get(&id).copied().unwrap_or(0)),
+            &[
+                ("ok", (225, 225, 225)),
+                ("hot", (214, 39, 40)),
+                ("noisy", (255, 127, 14)),
+                ("dead", (0, 0, 0)),
+                ("known", (31, 119, 180)),
+            ],
+            "Flagged channels",
+            None,
         );
         let mut report = Report::new()
             .typed("top_flagged", "Top flagged channels", table)

@@ -98,9 +98,12 @@ impl Plugin for ChargeLight {
     }
 
     fn report(&self) -> Result<Report, String> {
-        let ratio = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
-        let light_eff = ratio(self.matched, self.light_events);
-        let charge_eff = ratio(self.matched, self.charge_triggers);
+        // An efficiency of no events is undefined: "n/a" in the table, 0 in the metric (the
+        // checks judge it only when there are events).
+        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        let (light_ratio, charge_ratio) =
+            (ratio(self.matched, self.light_events), ratio(self.matched, self.charge_triggers));
+        let (light_eff, charge_eff) = (light_ratio.unwrap_or(0.0), charge_ratio.unwrap_or(0.0));
         let mut plot = svg::Plot::new(
             "Light − charge trigger time",
             "Δt [ticks of 100 ns]",
@@ -118,13 +121,13 @@ impl Plugin for ChargeLight {
                     "light → charge".into(),
                     self.light_events.to_string(),
                     self.matched.to_string(),
-                    format!("{light_eff:.4}"),
+                    svg::number_or_na(light_ratio, 4),
                 ],
                 vec![
                     "charge → light".into(),
                     self.charge_triggers.to_string(),
                     self.matched.to_string(),
-                    format!("{charge_eff:.4}"),
+                    svg::number_or_na(charge_ratio, 4),
                 ],
             ],
         );

@@ -123,13 +123,7 @@ impl Plugin for Charge {
         }
         let per_event = svg::Plot::new("Hits per event", "log10(hits)", "events / bin")
             .hist(&self.hits_per_event, "");
-        let t0 = self
-            .event_rate
-            .values()
-            .filter_map(|s| s.points().first().map(|p| p.0))
-            .min()
-            .unwrap_or(0);
-        let mut rate = svg::Plot::new("Event rate", "time since first event [s]", "events / s");
+        let mut rate = svg::Plot::new("Event rate", "", "events / s");
         let mut total_events = 0.0;
         let mut seconds = 1.0f64;
         for (kind, s) in &self.event_rate {
@@ -139,8 +133,7 @@ impl Plugin for Charge {
                 seconds = seconds.max((b.0 - a.0 + 1) as f64);
             }
             let name = if *kind == 1 { "triggered" } else { "self-triggered" };
-            rate = rate
-                .line(points.into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect(), name);
+            rate = rate.rate(s, name);
         }
         report = report
             .plot("hit_charge", "Hit charge per TPC", charge)

@@ -211,7 +211,7 @@ impl Plugin for EventDisplay {
 fn draw(id: u64, event: &Event) -> String {
     let mut svg = String::new();
     let result = (|| -> Result<(), String> {
-        let root = SVGBackend::with_string(&mut svg, (720, 480)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (810, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let root = root
             .titled(
@@ -224,8 +224,10 @@ fn draw(id: u64, event: &Event) -> String {
                 ("sans-serif", 22),
             )
             .map_err(|e| e.to_string())?;
-        let (left, right) = root.split_horizontally(360);
+        let (panels, bar) = root.split_horizontally(720);
+        let (left, right) = panels.split_horizontally(360);
         let qmax = event.hits.iter().map(|h| f64::from(h[3])).fold(1.0, f64::max);
+        svg::colour_bar(&bar, "hit charge [ke⁻]", (0.0, qmax), 30, false)?;
         let bound = |k: usize| {
             let lo = event.hits.iter().map(|h| f64::from(h[k])).fold(f64::INFINITY, f64::min);
             let hi = event.hits.iter().map(|h| f64::from(h[k])).fold(f64::NEG_INFINITY, f64::max);
@@ -248,6 +250,8 @@ fn draw(id: u64, event: &Event) -> String {
                 .axis_desc_style(("sans-serif", 15))
                 .label_style(("sans-serif", 12))
                 .x_labels(5)
+                .x_label_formatter(&|v| svg::tick_label(*v))
+                .y_label_formatter(&|v| svg::tick_label(*v))
                 .draw()
                 .map_err(|e| e.to_string())?;
             chart
@@ -270,7 +274,7 @@ fn draw(id: u64, event: &Event) -> String {
     match result {
         Ok(()) => svg,
         Err(e) => format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"720\" height=\"60\"><text x=\"10\" y=\"30\">plot failed: {}</text></svg>",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"810\" height=\"60\"><text x=\"10\" y=\"30\">plot failed: {}</text></svg>",
             e.replace('<', "&lt;")
         ),
     }

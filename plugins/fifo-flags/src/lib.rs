@@ -1,5 +1,6 @@
 //! fifo-flags: how often LArPix data packets report their local (per-chip) or shared FIFO as
-//! more than half full or full, vs time and as fractions. Full FIFOs lose data.
+//! more than half full or full: rate and fraction vs time, run-wide fractions. Full FIFOs lose
+//! data. (larpix-monitor's `FIFOFlags`.)
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -15,6 +16,9 @@ struct FifoFlags {
     counts: [u64; 4],
     /// Valid-parity data packets.
     data_packets: u64,
+    /// Valid-parity data packets per Unix second (the fractions' denominator).
+    #[serde(default)]
+    data_per_second: TimeSeries,
     warn_full_fraction: f64,
     error_full_fraction: f64,
 }
@@ -35,6 +39,7 @@ impl Plugin for FifoFlags {
             flagged: vec![TimeSeries::default(); 4],
             counts: [0; 4],
             data_packets: 0,
+            data_per_second: TimeSeries::default(),
             warn_full_fraction: config_number(config, "warn_full_fraction", 1e-4),
             error_full_fraction: config_number(config, "error_full_fraction", 1e-3),
         })
@@ -49,6 +54,7 @@ impl Plugin for FifoFlags {
                 continue;
             }
             self.data_packets += 1;
+            self.data_per_second.fill(unix[i], 1.0);
             if fifo[0][i] | fifo[1][i] == 0 {
                 continue;
             }
@@ -68,29 +74,38 @@ impl Plugin for FifoFlags {
             self.counts[k] += other.counts[k];
         }
         self.data_packets += other.data_packets;
+        self.data_per_second.merge(&other.data_per_second);
         Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {
         let n = self.data_packets.max(1) as f64;
-        let t0 = self.flagged.iter().filter_map(|s| s.points().first().map(|p| p.0)).min();
-        let mut plot = svg::Plot::new(
-            "Data packets with FIFO flags",
-            "time since first flagged packet [s]",
-            "flagged packets / s",
-        );
+        let mut plot = svg::Plot::new("Data packets with FIFO flags", "", "flagged packets / s");
+        let mut fractions = svg::Plot::new(
+            "Fraction of data packets with FIFO flags",
+            "",
+            "flagged / valid data packets",
+        )
+        .log_y();
+        let data: std::collections::BTreeMap<u64, f64> =
+            self.data_per_second.points().into_iter().collect();
         for (k, (_, _, name)) in FLAGS.iter().enumerate() {
-            let points: Vec<(f64, f64)> = self.flagged[k]
-                .points()
-                .into_iter()
-                .map(|(t, v)| ((t - t0.unwrap_or(t)) as f64 + 0.5, v))
-                .collect();
-            if !points.is_empty() {
-                plot = plot.points(points, name);
+            if self.flagged[k].is_empty() {
+                continue;
             }
+            plot = plot.rate(&self.flagged[k], name);
+            let flagged: std::collections::BTreeMap<u64, f64> =
+                self.flagged[k].points().into_iter().collect();
+            let points: Vec<(u64, f64)> = data
+                .iter()
+                .filter(|(_, n)| **n > 0.0)
+                .map(|(t, n)| (*t, flagged.get(t).copied().unwrap_or(0.0) / n))
+                .collect();
+            fractions = fractions.over_time(&points, name);
         }
-        if t0.is_none() {
+        if self.flagged.iter().all(TimeSeries::is_empty) {
             plot = plot.note("no flagged packets");
+            fractions = fractions.note("no flagged packets");
         }
         let rows: Vec<Vec<String>> = FLAGS
             .iter()
@@ -111,6 +126,7 @@ impl Plugin for FifoFlags {
         let mut report = Report::new()
             .plot("rate", "FIFO-flagged packets vs time", plot)
             .typed("fractions", "FIFO flag fractions", table)
+            .plot("fractions_vs_time", "FIFO flag fractions vs time", fractions)
             .metric("data_packets", self.data_packets as f64, None, "packets");
         for (k, (_, _, name)) in FLAGS.iter().enumerate() {
             let key = name.replace(' ', "_");

@@ -128,7 +128,7 @@ impl Plugin for LightBaseline {
         };
         let (noise, level) = (map(|d| d.rms / d.n as f64), map(|d| d.baseline / d.n as f64));
         let detector_map = |points, title, unit| {
-            TypedFigure::value_map(points, 1.0, title, "detector", "TPC", unit)
+            TypedFigure::value_map(points, 1.0, title, "detector [id]", "TPC [id]", unit)
         };
         let rms_map = detector_map(&noise, "Noise per light detector", "RMS [ADC]");
         let level_map = detector_map(&level, "Baseline per light detector", "baseline [ADC]");

@@ -145,7 +145,7 @@ impl Plugin for LightHealth {
         let (noise, level) =
             (map(|i| i.totals.mean_rms()), map(|i| i.baseline_sum / i.totals.waveforms as f64));
         let input_map = |points, title, unit| {
-            TypedFigure::value_map(points, 1.0, title, "input channel", "ADC board", unit)
+            TypedFigure::value_map(points, 1.0, title, "input channel [id]", "ADC board [id]", unit)
         };
         let rms_map = input_map(&noise, "Baseline noise per input", "RMS [ADC]");
         let baseline_map = input_map(&level, "Baseline per input", "baseline [ADC]");

@@ -160,17 +160,10 @@ impl Plugin for LightPulses {
         if self.averaged.iter().all(|&n| n == 0) {
             shape = shape.note("no pulses");
         }
-        let t0 = self.rate.points().first().map(|p| p.0);
-        let mut rate =
-            svg::Plot::new("Light event rate", "time since the first event [s]", "events / s");
-        let points: Vec<(f64, f64)> = self
-            .rate
-            .points()
-            .into_iter()
-            .map(|(t, v)| ((t - t0.unwrap_or(t)) as f64 + 0.5, v))
-            .collect();
-        rate =
-            if points.is_empty() { rate.note("no light events") } else { rate.points(points, "") };
+        let mut rate = svg::Plot::new("Light event rate", "", "events / s").rate(&self.rate, "");
+        if self.rate.is_empty() {
+            rate = rate.note("no light events");
+        }
         let seconds = self.span.seconds().max(1.0);
         Ok(Report::new()
             .plot("amplitude", "Light pulse amplitude", amplitude)

@@ -1,5 +1,6 @@
-//! packet-rate: packet rate vs time, total and per packet type, and the parity-error fraction of
-//! LArPix packets (types 0–3), with a check on it. (larpix-monitor's `PacketRate`.)
+//! packet-rate: packet rate vs time, total and per packet type, each type's fraction vs time,
+//! and the parity-error fraction of LArPix packets (types 0–3) run-wide (with a check) and vs
+//! time. (larpix-monitor's `PacketRate`, its three panels.)
 
 use larmon_plugin_sdk::prelude::*;
 
@@ -12,6 +13,11 @@ struct PacketRate {
     by_type: Vec<TimeSeries>,
     larpix_packets: u64,
     parity_errors: u64,
+    /// LArPix packets (types 0–3) and those failing parity, per Unix second.
+    #[serde(default)]
+    larpix_per_second: TimeSeries,
+    #[serde(default)]
+    parity_errors_per_second: TimeSeries,
     warn_fraction: f64,
     error_fraction: f64,
 }
@@ -31,6 +37,8 @@ impl Plugin for PacketRate {
             by_type: vec![TimeSeries::default(); 8],
             larpix_packets: 0,
             parity_errors: 0,
+            larpix_per_second: TimeSeries::default(),
+            parity_errors_per_second: TimeSeries::default(),
             warn_fraction: number("parity_warn_fraction", 0.002),
             error_fraction: number("parity_error_fraction", 0.01),
         })
@@ -47,6 +55,12 @@ impl Plugin for PacketRate {
             if *kind <= 3 {
                 self.larpix_packets += 1;
                 self.parity_errors += u64::from(*valid == 0);
+                if let Some(t) = t {
+                    self.larpix_per_second.fill(t, 1.0);
+                    if *valid == 0 {
+                        self.parity_errors_per_second.fill(t, 1.0);
+                    }
+                }
             }
         }
         Ok(())
@@ -58,6 +72,8 @@ impl Plugin for PacketRate {
         }
         self.larpix_packets += other.larpix_packets;
         self.parity_errors += other.parity_errors;
+        self.larpix_per_second.merge(&other.larpix_per_second);
+        self.parity_errors_per_second.merge(&other.parity_errors_per_second);
         Ok(())
     }
 
@@ -66,17 +82,26 @@ impl Plugin for PacketRate {
         for s in &self.by_type {
             total.merge(s);
         }
-        let t0 = total.points().first().map_or(0, |p| p.0);
-        let line = |s: &TimeSeries| -> Vec<(f64, f64)> {
-            s.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect()
-        };
-        let mut plot =
-            svg::Plot::new("Packet rate by type", "time since first packet [s]", "rate [Hz]")
-                .log_y()
-                .line(line(&total), "all");
+        let mut plot = svg::Plot::new("Packet rate by type", "", "rate [Hz]")
+            .log_y()
+            .total_rate(&total, "all");
+        let mut fractions_vs_time =
+            svg::Plot::new("Packet type fractions", "", "fraction of packets").log_y();
+        let all: std::collections::BTreeMap<u64, f64> = total.points().into_iter().collect();
         for (k, s) in self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
-            plot = plot.line(line(s), TYPE_NAMES[k]);
+            plot = plot.rate(s, TYPE_NAMES[k]);
+            fractions_vs_time =
+                fractions_vs_time.over_time(&fraction_per_second(s, &all), TYPE_NAMES[k]);
         }
+        let larpix: std::collections::BTreeMap<u64, f64> =
+            self.larpix_per_second.points().into_iter().collect();
+        let parity_vs_time = svg::Plot::new(
+            "Parity-error fraction of LArPix packets",
+            "",
+            "failing / all (types 0–3)",
+        )
+        .over_time(&fraction_per_second(&self.parity_errors_per_second, &larpix), "")
+        .note(format!("{} of {} packets fail parity", self.parity_errors, self.larpix_packets));
         let counts: Vec<f64> =
             self.by_type.iter().map(|s| s.points().iter().map(|p| p.1).sum()).collect();
         let all: f64 = counts.iter().sum();
@@ -115,6 +140,8 @@ impl Plugin for PacketRate {
         Ok(Report::new()
             .plot("rate", "Packet rate by type", plot)
             .typed("types", "Packet type fractions", fractions)
+            .plot("type_fractions", "Packet type fractions vs time", fractions_vs_time)
+            .plot("parity_vs_time", "Parity-error fraction vs time", parity_vs_time)
             .metric("parity_error_fraction", fraction, Some(error), "")
             .metric("parity_errors", self.parity_errors as f64, None, "packets")
             .metric("larpix_packets", self.larpix_packets as f64, None, "packets")
@@ -131,6 +158,19 @@ impl Plugin for PacketRate {
                 ),
             ))
     }
+}
+
+/// `part`'s share of `all` in every second that has packets (0 where `part` has none; the
+/// seconds without any packet are left out: a fraction of nothing is undefined).
+fn fraction_per_second(
+    part: &TimeSeries,
+    all: &std::collections::BTreeMap<u64, f64>,
+) -> Vec<(u64, f64)> {
+    let part: std::collections::BTreeMap<u64, f64> = part.points().into_iter().collect();
+    all.iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(t, n)| (*t, part.get(t).copied().unwrap_or(0.0) / n))
+        .collect()
 }
 
 export_plugin!(PacketRate);

@@ -1,5 +1,7 @@
 //! pixel-maps: per channel mean ADC, ADC RMS and packet rate, drawn on the real anode geometry
-//! (one panel per anode). Grey pixels sent nothing.
+//! (one panel per anode; grey pixels sent nothing; pixels at ten times the median rate ringed),
+//! and the rate of each TPC alone with its tiles outlined and numbered (larpix-monitor's
+//! per-tile `PixelMap`s).
 //!
 //! Check `silent_chips`: chips of the layout that sent no packet although the run's mean rate
 //! makes at least `min_expected_crossings` (10) track crossings per chip expected (expected
@@ -73,7 +75,7 @@ impl Plugin for PixelMaps {
             &self.pixels,
             &stat(Moments::mean),
             "Mean ADC per pixel",
-            "ADC",
+            "mean [ADC]",
             false,
             None,
         );
@@ -81,18 +83,43 @@ impl Plugin for PixelMaps {
             &self.pixels,
             &stat(Moments::rms),
             "ADC RMS per pixel",
-            "ADC",
+            "RMS [ADC]",
             false,
             None,
         );
-        let rate = svg::pixel_map(
+        let rate_of = |id: u32| self.adc.get(id).map(|m| m.n as f64 / seconds);
+        let mut rates: Vec<f64> = self.pixels.iter().filter_map(|p| rate_of(p.unique_id)).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
+        let rate = svg::pixel_map_marked(
             &self.pixels,
-            &|id| self.adc.get(id).map(|m| m.n as f64 / seconds),
-            "Packet rate per pixel",
-            "Hz (log)",
+            &rate_of,
+            &|id| rate_of(id).is_some_and(|r| median > 0.0 && r >= 10.0 * median),
+            "Packet rate per pixel (ringed: ≥ 10 × median)",
+            "rate [Hz]",
             true,
-            None,
         );
+        let all_rates = rates.first().zip(rates.last()).map(|(lo, hi)| (*lo, *hi));
+        let per_tpc: Vec<(u8, String)> = self
+            .pixels
+            .anodes()
+            .keys()
+            .map(|tpc| {
+                let title = format!("Packet rate per pixel, TPC {tpc}");
+                (
+                    *tpc,
+                    svg::pixel_map_tpc(
+                        &self.pixels,
+                        *tpc,
+                        &rate_of,
+                        &title,
+                        "rate [Hz]",
+                        true,
+                        all_rates,
+                    ),
+                )
+            })
+            .collect();
         let seen = self.pixels.iter().filter(|p| self.adc.get(p.unique_id).is_some()).count();
         let outside = self.adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
         let table: Vec<(u32, Moments)> = self.adc.iter().collect();
@@ -136,10 +163,19 @@ impl Plugin for PixelMaps {
                 format!("{g}-{u}-{chip}")
             })
             .collect();
-        Ok(Report::new()
+        let mut report = Report::new()
             .figure("mean_adc", "Mean ADC per pixel", mean, &table)
             .figure("adc_rms", "ADC RMS per pixel", rms, &())
-            .figure("rate", "Packet rate per pixel", rate, &seconds)
+            .figure("rate", "Packet rate per pixel", rate, &seconds);
+        for (tpc, svg) in per_tpc {
+            report = report.figure(
+                &format!("rate_tpc{tpc}"),
+                &format!("Packet rate per pixel, TPC {tpc} by tile"),
+                svg,
+                &(),
+            );
+        }
+        Ok(report
             .metric("channels_with_data", seen as f64, None, "channels")
             .metric("channels_in_layout", self.pixels.len() as f64, None, "channels")
             .metric("channels_outside_layout", outside as f64, None, "channels")

@@ -1,5 +1,6 @@
 //! tile-rate: data rate per pixel tile and per TPC, from the calibrated hits (each hit weighted
-//! by the packets merged into it). A silent tile is a lost readout path; a loud one is noise.
+//! by the packets merged into it): per tile run-wide and vs time (larpix-monitor's `TileRate`),
+//! per TPC vs time. A silent tile is a lost readout path; a loud one is noise.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +12,9 @@ struct TileRate {
     per_tile: BTreeMap<u16, f64>,
     /// Packets per TPC per Unix second.
     per_tpc: BTreeMap<u8, TimeSeries>,
+    /// Packets per tile per Unix second.
+    #[serde(default)]
+    per_tile_series: BTreeMap<u16, TimeSeries>,
     /// First and last Unix second seen.
     span: TimeSpan,
     /// Tiles of the detector (from the `pixels` stream; context, not state).
@@ -31,6 +35,7 @@ impl Plugin for TileRate {
         Ok(Self {
             per_tile: BTreeMap::new(),
             per_tpc: BTreeMap::new(),
+            per_tile_series: BTreeMap::new(),
             span: TimeSpan::default(),
             tiles: BTreeSet::new(),
             warn_low_fraction: config_number(config, "warn_low_fraction", 0.1),
@@ -50,6 +55,7 @@ impl Plugin for TileRate {
             let weight = f64::from(n[i]);
             *self.per_tile.entry(tile).or_default() += weight;
             self.per_tpc.entry(tpc).or_default().fill(unix[i], weight);
+            self.per_tile_series.entry(tile).or_default().fill(unix[i], weight);
             self.span.fill(unix[i]);
         }
         Ok(())
@@ -61,6 +67,9 @@ impl Plugin for TileRate {
         }
         for (tpc, series) in other.per_tpc {
             self.per_tpc.entry(tpc).or_default().merge(&series);
+        }
+        for (tile, series) in other.per_tile_series {
+            self.per_tile_series.entry(tile).or_default().merge(&series);
         }
         self.span.merge(&other.span);
         Ok(())
@@ -95,20 +104,18 @@ impl Plugin for TileRate {
             .map(|(t, _)| *t)
             .collect();
         let silent: Vec<u16> = rates.iter().filter(|(_, r)| **r == 0.0).map(|(t, _)| *t).collect();
-        let bar_svg = svg::Plot::new("Data rate per tile", "tile", "rate [Hz]")
+        let bar_svg = svg::Plot::new("Data rate per tile", "tile [id]", "rate [Hz]")
             .hist(&bars, "")
             .note(format!("median {median:.1} Hz over {seconds:.0} s"));
-        let t0 = self.span.range.map_or(0, |s| s.0);
-        let mut time_plot =
-            svg::Plot::new("Data rate per TPC", "time since first hit [s]", "rate [Hz]");
+        let mut time_plot = svg::Plot::new("Data rate per TPC", "", "rate [Hz]");
         for (tpc, series) in &self.per_tpc {
-            let points =
-                series.points().into_iter().map(|(t, v)| ((t - t0) as f64 + 0.5, v)).collect();
-            time_plot = time_plot.line(points, &format!("TPC {tpc}"));
+            time_plot = time_plot.rate(series, &format!("TPC {tpc}"));
         }
+        let tile_map = self.tile_rates_over_time(&tiles);
         let mut report = Report::new()
             .plot("per_tile", "Data rate per tile", bar_svg)
             .plot("per_tpc", "Data rate per TPC vs time", time_plot)
+            .typed("per_tile_vs_time", "Data rate per tile vs time", tile_map)
             .metric("median_tile_rate_hz", median, None, "Hz")
             .metric("low_rate_tiles", low.len() as f64, None, "tiles");
         for (tpc, series) in &self.per_tpc {
@@ -139,6 +146,43 @@ impl Plugin for TileRate {
                 rates.len(),
             ),
         ))
+    }
+}
+
+impl TileRate {
+    /// Every tile's rate over time as a map (tile × time), in at most 120 time bins (a day
+    /// of data stays a readable, small figure); a tile without packets in a bin is 0.
+    fn tile_rates_over_time(&self, tiles: &BTreeSet<u16>) -> TypedFigure {
+        let Some((first, last)) = self.span.range else {
+            return TypedFigure::time_map(
+                &[],
+                (1, 1.0),
+                "Data rate per tile vs time",
+                "tile [id]",
+                "rate [Hz]",
+            );
+        };
+        let bin = (last - first + 1).div_ceil(120).max(1);
+        let mut points = Vec::new();
+        for tile in tiles {
+            let mut sums: BTreeMap<u64, f64> = BTreeMap::new();
+            for (t, n) in self.per_tile_series.get(tile).map(TimeSeries::points).unwrap_or_default()
+            {
+                *sums.entry(first + t.saturating_sub(first) / bin * bin).or_default() += n;
+            }
+            for start in (first..=last).step_by(bin as usize) {
+                let seconds = (bin.min(last + 1 - start)) as f64;
+                let rate = sums.get(&start).copied().unwrap_or(0.0) / seconds;
+                points.push((start, f64::from(*tile), rate));
+            }
+        }
+        TypedFigure::time_map(
+            &points,
+            (bin, 1.0),
+            "Data rate per tile vs time",
+            "tile [id]",
+            "rate [Hz]",
+        )
     }
 }
 

@@ -1,6 +1,9 @@
-//! timing: the clocks. PPS sync timestamp − 1e7 per io_group (a LArPix/PACMAN clock that runs
-//! fast or slow shows here), network delay (PACMAN receipt − ASIC timestamp), data times
-//! relative to their trigger, and the time between external triggers.
+//! timing: the clocks. PPS sync timestamp − 1e7 per io_group, as a histogram and vs time (a
+//! LArPix/PACMAN clock that runs fast or slow shows here); network delay (PACMAN receipt −
+//! ASIC timestamp) and its UART synchronisation (delay mod 264 = (64 + 2) · 4 bit times) per
+//! io_group; data packets within ±100 µs of an external trigger per io_group; hit times
+//! relative to their event's t0 per TPC; the time between external triggers.
+//! (larpix-monitor's `TimestampHistograms`, `TriggerHistograms`, `PacmanSyncHistograms`.)
 
 use std::collections::BTreeMap;
 
@@ -8,6 +11,65 @@ use larmon_plugin_sdk::prelude::*;
 
 /// Ticks per PPS second (10 MHz).
 const PPS_TICKS: f64 = 1e7;
+/// One UART word: 64 bits + start and stop, four clock ticks per bit.
+const UART_WORD_TICKS: u32 = 264;
+/// The coincidence window around an external trigger, ticks (100 µs).
+const COINCIDENCE_TICKS: f64 = 1000.0;
+
+/// `a − b` of two timestamps that reset every PPS second, in (−0.5 s, 0.5 s].
+fn pps_difference(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(PPS_TICKS);
+    if d > PPS_TICKS / 2.0 { d - PPS_TICKS } else { d }
+}
+
+/// Data packets around the external triggers of one io_group.
+#[derive(Clone, Serialize, Deserialize)]
+struct Coincidence {
+    /// Data timestamp − trigger timestamp within ±100 µs, µs.
+    dt: Hist1D,
+    /// The last external trigger's timestamp, ticks.
+    last_trigger: Option<f64>,
+    /// The data timestamps of the last 100 µs (a trigger may follow them).
+    recent: std::collections::VecDeque<f64>,
+}
+
+impl Default for Coincidence {
+    fn default() -> Self {
+        Self { dt: Hist1D::new(100, -100.0, 100.0), last_trigger: None, recent: Default::default() }
+    }
+}
+
+impl Coincidence {
+    fn data(&mut self, timestamp: f64) {
+        if let Some(trigger) = self.last_trigger {
+            let d = pps_difference(timestamp, trigger);
+            if d.abs() <= COINCIDENCE_TICKS {
+                self.dt.fill(d / 10.0, 1.0);
+            }
+        }
+        self.data_without_trigger(timestamp);
+    }
+
+    /// Remembers a data timestamp for the next trigger.
+    fn data_without_trigger(&mut self, timestamp: f64) {
+        while self.recent.front().is_some_and(|old| {
+            pps_difference(timestamp, *old) > COINCIDENCE_TICKS || self.recent.len() >= 4096
+        }) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(timestamp);
+    }
+
+    fn trigger(&mut self, timestamp: f64) {
+        for data in self.recent.drain(..) {
+            let d = pps_difference(data, timestamp);
+            if (-COINCIDENCE_TICKS..0.0).contains(&d) {
+                self.dt.fill(d / 10.0, 1.0);
+            }
+        }
+        self.last_trigger = Some(timestamp);
+    }
+}
 
 #[derive(Serialize, Deserialize)]
 struct Timing {
@@ -15,6 +77,21 @@ struct Timing {
     sync_offset: BTreeMap<u8, Hist1D>,
     /// Receipt − timestamp of data packets, ticks (PPS rollover in between corrected).
     delay: Hist1D,
+    /// The same per io_group.
+    #[serde(default)]
+    delay_per_group: BTreeMap<u8, Hist1D>,
+    /// Network delay mod 264 ticks per io_group (UART synchronisation).
+    #[serde(default)]
+    uart_phase: BTreeMap<u8, Hist1D>,
+    /// (Unix second, sync timestamp − 1e7) of every PPS sync, per io_group.
+    #[serde(default)]
+    sync_over_time: BTreeMap<u8, Vec<(u64, f64)>>,
+    /// Data packets around external triggers per io_group.
+    #[serde(default)]
+    coincidence: BTreeMap<u8, Coincidence>,
+    /// Hit time − t0 per TPC, µs.
+    #[serde(default)]
+    trigger_relative_per_tpc: BTreeMap<u8, Hist1D>,
     /// Hit time − t0 of triggered hits, µs.
     trigger_relative: Hist1D,
     /// Time between consecutive external triggers, ms (log10).
@@ -41,9 +118,10 @@ impl Plugin for Timing {
                 "timestamp",
                 "trigger_type",
                 "receipt_timestamp",
+                "unix_time",
             ],
         )
-        .consumes("hits", &["drift_ticks"])
+        .consumes("hits", &["drift_ticks", "tpc"])
         .consumes("events", &["kind", "t0_ticks"])
         .config_key("max_sync_offset_ticks")
     }
@@ -52,6 +130,11 @@ impl Plugin for Timing {
         Ok(Self {
             sync_offset: BTreeMap::new(),
             delay: Hist1D::new(200, 0.0, 1000.0),
+            delay_per_group: BTreeMap::new(),
+            uart_phase: BTreeMap::new(),
+            sync_over_time: BTreeMap::new(),
+            coincidence: BTreeMap::new(),
+            trigger_relative_per_tpc: BTreeMap::new(),
             trigger_relative: Hist1D::new(220, -10.0, 210.0),
             trigger_spacing: Hist1D::new(120, -2.0, 4.0),
             last_t0: None,
@@ -65,17 +148,38 @@ impl Plugin for Timing {
             (batch.u8("packet_type")?, batch.u8("valid_parity")?, batch.u8("io_group")?);
         let (timestamp, trigger_type) = (batch.u64("timestamp")?, batch.u8("trigger_type")?);
         let receipt = batch.u32("receipt_timestamp")?;
+        let unix = batch.opt_u64("unix_time")?;
         for i in 0..batch.len() {
             match kind[i] {
-                0 if valid[i] == 1 && receipt[i] != 0 => {
-                    let mut d = f64::from(receipt[i]) - (timestamp[i] & 0x7FFF_FFFF) as f64;
+                0 if valid[i] == 1 => {
+                    let stamp = (timestamp[i] & 0x7FFF_FFFF) as f64;
+                    self.coincidence.entry(group[i]).or_default().data(stamp);
+                    if receipt[i] == 0 {
+                        continue;
+                    }
+                    let mut d = f64::from(receipt[i]) - stamp;
                     if d < 0.0 {
                         d += PPS_TICKS; // the PPS reset came between stamping and receipt
                     }
                     self.delay.fill(d, 1.0);
+                    self.delay_per_group
+                        .entry(group[i])
+                        .or_insert_with(|| Hist1D::new(200, 0.0, 1000.0))
+                        .fill(d, 1.0);
+                    self.uart_phase
+                        .entry(group[i])
+                        .or_insert_with(|| Hist1D::new(66, 0.0, f64::from(UART_WORD_TICKS)))
+                        .fill(d.rem_euclid(f64::from(UART_WORD_TICKS)), 1.0);
+                }
+                7 if trigger_type[i] == 2 => {
+                    let stamp = (timestamp[i] & 0xFFFF_FFFF) as f64;
+                    self.coincidence.entry(group[i]).or_default().trigger(stamp);
                 }
                 6 if trigger_type[i] == b'S' => {
                     let offset = timestamp[i] as f64 - PPS_TICKS;
+                    if let Some(t) = unix[i] {
+                        self.sync_over_time.entry(group[i]).or_default().push((t, offset));
+                    }
                     self.sync_offset
                         .entry(group[i])
                         .or_insert_with(|| Hist1D::new(41, -20.5, 20.5))
@@ -89,8 +193,17 @@ impl Plugin for Timing {
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        for drift in batch.opt_f32("drift_ticks")?.into_iter().flatten() {
-            self.trigger_relative.fill(f64::from(drift) / 10.0, 1.0);
+        let tpc = batch.opt_u8("tpc")?;
+        for (drift, tpc) in batch.opt_f32("drift_ticks")?.iter().zip(tpc) {
+            let Some(drift) = drift else { continue };
+            let us = f64::from(*drift) / 10.0;
+            self.trigger_relative.fill(us, 1.0);
+            if let Some(tpc) = tpc {
+                self.trigger_relative_per_tpc
+                    .entry(tpc)
+                    .or_insert_with(|| Hist1D::new(220, -10.0, 210.0))
+                    .fill(us, 1.0);
+            }
         }
         Ok(())
     }
@@ -120,6 +233,27 @@ impl Plugin for Timing {
         }
         self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
         self.delay.merge(&other.delay)?;
+        merge_maps(&mut self.delay_per_group, other.delay_per_group)?;
+        merge_maps(&mut self.uart_phase, other.uart_phase)?;
+        merge_maps(&mut self.trigger_relative_per_tpc, other.trigger_relative_per_tpc)?;
+        for (group, mut points) in other.sync_over_time {
+            let mine = self.sync_over_time.entry(group).or_default();
+            mine.append(&mut points);
+            mine.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        }
+        for (group, theirs) in other.coincidence {
+            let mine = self.coincidence.entry(group).or_default();
+            mine.dt.merge(&theirs.dt)?;
+            // The later part's trigger and data continue (as last_t0 below).
+            if theirs.last_trigger.is_some() {
+                mine.last_trigger = theirs.last_trigger;
+                mine.recent = theirs.recent;
+            } else {
+                for stamp in theirs.recent {
+                    mine.data_without_trigger(stamp);
+                }
+            }
+        }
         self.trigger_relative.merge(&other.trigger_relative)?;
         // One spacing across the boundary of two parts is not known to either; the merged
         // state continues from the later part's last trigger (so an empty instance merged with
@@ -138,16 +272,53 @@ impl Plugin for Timing {
         if self.sync_offset.is_empty() {
             sync = sync.note("no PPS sync rows");
         }
-        let delay = svg::Plot::new(
+        let mut sync_time =
+            svg::Plot::new("PPS sync timestamp − 1e7 vs time", "", "sync timestamp − 1e7 [ticks]");
+        for (group, points) in &self.sync_over_time {
+            sync_time = sync_time.points(
+                points.iter().map(|(t, v)| (*t as f64 + 0.5, *v)).collect(),
+                &format!("io_group {group}"),
+            );
+        }
+        sync_time = sync_time.time_axis();
+        let per_group = |title: &str, x: &str, y: &str, hists: &BTreeMap<u8, Hist1D>, log: bool| {
+            let mut plot = svg::Plot::new(title, x, y);
+            if log {
+                plot = plot.log_y();
+            }
+            hists.iter().fold(plot, |plot, (group, h)| plot.hist(h, &format!("io_group {group}")))
+        };
+        let delay = per_group(
             "Network delay",
             "receipt − timestamp [ticks of 0.1 µs]",
             "packets / bin",
+            &self.delay_per_group,
+            true,
         )
-        .log_y()
-        .hist(&self.delay, "")
         .note(format!("mean {:.0} ticks", self.delay.mean().unwrap_or(0.0)));
-        let relative = svg::Plot::new("Hit time relative to trigger", "t − t0 [µs]", "hits / µs")
-            .hist(&self.trigger_relative, "");
+        let uart = per_group(
+            "UART synchronisation",
+            "network delay mod 264 [ticks]",
+            "packets / bin",
+            &self.uart_phase,
+            false,
+        );
+        let coincidence_hists: BTreeMap<u8, Hist1D> =
+            self.coincidence.iter().map(|(g, c)| (*g, c.dt.clone())).collect();
+        let mut coincidence = per_group(
+            "Data packets around external triggers",
+            "data − trigger timestamp [µs]",
+            "packets / 2 µs",
+            &coincidence_hists,
+            false,
+        );
+        if self.coincidence.values().all(|c| c.last_trigger.is_none()) {
+            coincidence = coincidence.note("no external trigger packets");
+        }
+        let relative = self.trigger_relative_per_tpc.iter().fold(
+            svg::Plot::new("Hit time relative to trigger", "t − t0 [µs]", "hits / µs"),
+            |plot, (tpc, h)| plot.hist(h, &format!("TPC {tpc}")),
+        );
         let spacing =
             svg::Plot::new("Time between external triggers", "log10(Δt / ms)", "triggers / bin")
                 .hist(&self.trigger_spacing, "");
@@ -156,6 +327,9 @@ impl Plugin for Timing {
             .plot("sync_offset", "PPS sync timestamp − 1e7", sync)
             .plot("network_delay", "Network delay", delay)
             .plot("trigger_relative", "Hit time relative to trigger", relative)
+            .plot("sync_vs_time", "PPS sync timestamp − 1e7 vs time", sync_time)
+            .plot("uart_sync", "UART synchronisation", uart)
+            .plot("trigger_coincidence", "Data around external triggers", coincidence)
             .plot("trigger_spacing", "Time between triggers", spacing)
             .metric("mean_network_delay_ticks", self.delay.mean().unwrap_or(0.0), None, "ticks")
             .metric("max_abs_sync_offset_ticks", worst, None, "ticks");
@@ -175,6 +349,22 @@ impl Plugin for Timing {
             "ticks",
         ))
     }
+}
+
+/// Adds `other`'s histograms to `mine`, key by key.
+fn merge_maps<K: Ord>(
+    mine: &mut BTreeMap<K, Hist1D>,
+    other: BTreeMap<K, Hist1D>,
+) -> Result<(), String> {
+    for (key, h) in other {
+        match mine.get_mut(&key) {
+            Some(m) => m.merge(&h)?,
+            None => {
+                mine.insert(key, h);
+            }
+        }
+    }
+    Ok(())
 }
 
 export_plugin!(Timing);

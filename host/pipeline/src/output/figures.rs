@@ -80,8 +80,8 @@ impl ShapeCheck {
 }
 
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
-/// plots over their plugin's reference when there is one, and adds the configured shape
-/// checks. Returns the reference run each plugin was compared with.
+/// time axes from the run's first second `run_start_unix_s`, plots over their plugin's
+/// reference when there is one, and adds the configured shape checks. Returns the reference run each plugin was compared with.
 pub fn draw_typed_figures(
     run: &str,
     run_dir: &Path,
@@ -89,6 +89,7 @@ pub fn draw_typed_figures(
     entries: &mut [PluginEntry],
     references: &References,
     shape_checks: &BTreeMap<String, ShapeCheck>,
+    run_start_unix_s: Option<u64>,
 ) -> BTreeMap<String, String> {
     let mut used = BTreeMap::new();
     for entry in entries.iter_mut() {
@@ -103,6 +104,8 @@ pub fn draw_typed_figures(
             else {
                 continue;
             };
+            // Every time axis of the run counts from the same zero.
+            let typed = typed.with_run_start(run_start_unix_s);
             let svg = match typed {
                 TypedFigure::Plot { plot } => {
                     let check = shape_checks.get(&format!("{}/{}", entry.name, figure.name));

@@ -222,8 +222,15 @@ pub fn write_report(
             config.references.clone()
         }
     };
-    let reference_runs =
-        draw_typed_figures(run_name, run_dir, out, &mut entries, &references, &config.shape_checks);
+    let reference_runs = draw_typed_figures(
+        run_name,
+        run_dir,
+        out,
+        &mut entries,
+        &references,
+        &config.shape_checks,
+        totals.span.map(|s| s.0),
+    );
     let mut totals = totals;
     totals.provenance.reference_runs = reference_runs;
     let checks = &config.checks;
