@@ -43,13 +43,15 @@ pub fn tick_label(v: f64) -> String {
     if a < 1e-12 {
         return "0".into(); // rounding noise of a tick at zero (−5.55e-17)
     }
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+    if !(1e-4..1e5).contains(&a) {
         let s = format!("{v:.2e}");
         let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
         let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
         return format!("{mantissa}e{exponent}");
     }
-    let s = format!("{v:.4}");
+    // Four significant digits below 1 (0.0009, not 9e-4 beside 0.001), four decimals above.
+    let decimals = if a < 1.0 { (3 - a.log10().floor() as i32).clamp(4, 8) as usize } else { 4 };
+    let s = format!("{v:.decimals$}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" { "0".into() } else { s.into() }
 }
@@ -1448,6 +1450,8 @@ mod tests {
         assert_eq!(tick_label(-20.0), "-20");
         assert_eq!(tick_label(0.30000000000000004), "0.3");
         assert_eq!(tick_label(-0.00001), "-1e-5");
+        assert_eq!(tick_label(0.0009), "0.0009");
+        assert_eq!(tick_label(0.00085), "0.00085");
         assert_eq!(tick_label(250_000.0), "2.5e5");
         assert_eq!(tick_label(-0.0), "0");
         assert_eq!(tick_label(-5.551115123125783e-17), "0");
