@@ -327,10 +327,11 @@ fn a_browser_renders_the_overview_run_page_and_trends() {
     let run = shot("/runs/run-0002", "run", 6000);
     let blue = count_color(&run, [31, 119, 180], 10);
     assert!(blue > 20_000, "only {blue} plot-blue pixels: figures did not render");
-    let viridis_dark = count_color(&run, [68, 1, 84], 25);
+    // channel-health's flag map: its categorical "ok" pale green fills the anodes.
+    let flag_map_ok = count_color(&run, [199, 233, 192], 4);
     assert!(
-        viridis_dark > 5_000,
-        "only {viridis_dark} dark-viridis pixels: pixel maps did not render"
+        flag_map_ok > 5_000,
+        "only {flag_map_ok} pale-green pixels: the flag map did not render"
     );
     // Trends: the points of the metric in the same blue.
     let trends = shot("/trends?metric=packet-rate%2Fparity_errors", "trends", 800);

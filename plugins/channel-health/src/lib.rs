@@ -295,7 +295,7 @@ impl Plugin for ChannelHealth {
             &self.pixels,
             &|id| Some(flagged.get(&id).copied().unwrap_or(0)),
             &[
-                ("ok", (225, 225, 225)),
+                ("ok", (199, 233, 192)),
                 ("hot", (214, 39, 40)),
                 ("noisy", (255, 127, 14)),
                 ("dead", (0, 0, 0)),
