@@ -1167,14 +1167,19 @@ fn pixel_map_of(
     use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
     let transform =
         |v: f64| if log { if v > 0.0 { Some(v.log10()) } else { None } } else { Some(v) };
-    let values: BTreeMap<u32, f64> = pixels
+    // One value per pixel in the pixels' order (a map of 337 k pixels: no tree to build).
+    let values: Vec<Option<f64>> = pixels
         .iter()
-        .filter(|p| only.is_none_or(|t| t == p.tpc))
-        .filter_map(|p| Some((p.unique_id, value(p.unique_id).and_then(transform)?)))
-        .filter(|(_, v)| v.is_finite())
+        .map(|p| {
+            only.is_none_or(|t| t == p.tpc)
+                .then(|| value(p.unique_id).and_then(transform))
+                .flatten()
+                .filter(|v| v.is_finite())
+        })
         .collect();
     let (mut v0, mut v1) = values
-        .values()
+        .iter()
+        .flatten()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     if let Some((lo, hi)) = range {
         (v0, v1) = (transform(lo).unwrap_or(lo), transform(hi).unwrap_or(hi));
@@ -1186,15 +1191,16 @@ fn pixel_map_of(
     } else if v1 <= v0 {
         v1 = v0 + 1.0;
     }
-    let colour = |p: &crate::geometry::Pixel| match values.get(&p.unique_id) {
+    let colour = |k: usize, _: &crate::geometry::Pixel| match values[k] {
         Some(v) => {
-            let c = ViridisRGB.get_color_normalized(*v, v0, v1);
+            let c = ViridisRGB.get_color_normalized(v, v0, v1);
             [c.0, c.1, c.2]
         }
         None => [190, 190, 190],
     };
-    let key = MapKey::Scale { label: value_label, range: (v0, v1), log, empty: values.is_empty() };
-    let ring = |p: &crate::geometry::Pixel| marked(p.unique_id).then_some([214, 39, 40]);
+    let ring = |_: usize, p: &crate::geometry::Pixel| marked(p.unique_id).then_some([214, 39, 40]);
+    let empty = values.iter().all(Option::is_none);
+    let key = MapKey::Scale { label: value_label, range: (v0, v1), log, empty };
     anode_panels(pixels, &colour, &ring, title, key, only)
 }
 
@@ -1219,10 +1225,10 @@ pub fn pixel_category_map(
         let (r, g, b) = categories[c].1;
         [r, g, b]
     };
-    let colour = |p: &crate::geometry::Pixel| {
+    let colour = |_: usize, p: &crate::geometry::Pixel| {
         category(p.unique_id).filter(|c| *c < categories.len()).map_or([255, 255, 255], rgb)
     };
-    let ring = |p: &crate::geometry::Pixel| {
+    let ring = |_: usize, p: &crate::geometry::Pixel| {
         category(p.unique_id).filter(|c| *c > 0 && *c < categories.len()).map(rgb)
     };
     let legend = categories
@@ -1247,8 +1253,8 @@ enum MapKey<'a> {
 /// the key at the side.
 fn anode_panels(
     pixels: &crate::geometry::Pixels,
-    colour: &dyn Fn(&crate::geometry::Pixel) -> [u8; 3],
-    ring: &dyn Fn(&crate::geometry::Pixel) -> Option<[u8; 3]>,
+    colour: &dyn Fn(usize, &crate::geometry::Pixel) -> [u8; 3],
+    ring: &dyn Fn(usize, &crate::geometry::Pixel) -> Option<[u8; 3]>,
     title: &str,
     key: MapKey<'_>,
     only: Option<u8>,
@@ -1311,11 +1317,11 @@ fn anode_panels(
             let rows = ((y1 - y0) / pitch).round() as usize + 1;
             let mut rgba = vec![255u8; cols * rows * 4];
             let mut tiles: BTreeMap<u16, (f64, f64, f64, f64)> = BTreeMap::new();
-            for p in pixels.iter().filter(|p| p.tpc == *tpc) {
+            for (k, p) in pixels.iter().enumerate().filter(|(_, p)| p.tpc == *tpc) {
                 let c = (((p.x_mm - x0) / pitch).round() as usize).min(cols - 1);
                 let r = rows - 1 - (((p.y_mm - y0) / pitch).round() as usize).min(rows - 1);
-                rgba[(r * cols + c) * 4..][..3].copy_from_slice(&colour(p));
-                if let Some([red, green, blue]) = ring(p) {
+                rgba[(r * cols + c) * 4..][..3].copy_from_slice(&colour(k, p));
+                if let Some([red, green, blue]) = ring(k, p) {
                     if overlay.len() < 3000 * 120 {
                         let (cx, cy) = chart.backend_coord(&(p.x_mm, p.y_mm));
                         overlay += &format!(

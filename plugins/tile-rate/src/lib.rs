@@ -8,7 +8,8 @@ use larmon_plugin_sdk::prelude::*;
 
 #[derive(Serialize, Deserialize)]
 struct TileRate {
-    /// Packets per tile.
+    /// Packets per tile of snapshots written before `per_tile_series` (a restarted watcher
+    /// keeps them); new packets go only into `per_tile_series`.
     per_tile: BTreeMap<u16, f64>,
     /// Packets per TPC per Unix second.
     per_tpc: BTreeMap<u8, TimeSeries>,
@@ -53,7 +54,6 @@ impl Plugin for TileRate {
         for i in 0..batch.len() {
             let (Some(tile), Some(tpc)) = (tile[i], tpc[i]) else { continue };
             let weight = f64::from(n[i]);
-            *self.per_tile.entry(tile).or_default() += weight;
             self.per_tpc.entry(tpc).or_default().fill(unix[i], weight);
             self.per_tile_series.entry(tile).or_default().fill(unix[i], weight);
             self.span.fill(unix[i]);
@@ -78,7 +78,11 @@ impl Plugin for TileRate {
     fn report(&self) -> Result<Report, String> {
         let seconds = self.span.seconds();
         let mut tiles = self.tiles.clone();
-        for tile in self.per_tile.keys() {
+        let mut per_tile = self.per_tile.clone();
+        for (tile, series) in &self.per_tile_series {
+            *per_tile.entry(*tile).or_default() += series.points().iter().map(|p| p.1).sum::<f64>();
+        }
+        for tile in per_tile.keys() {
             tiles.insert(*tile);
         }
         let (first, last) =
@@ -88,10 +92,8 @@ impl Plugin for TileRate {
             f64::from(first) - 0.5,
             f64::from(last) + 0.5,
         );
-        let rates: BTreeMap<u16, f64> = tiles
-            .iter()
-            .map(|t| (*t, self.per_tile.get(t).copied().unwrap_or(0.0) / seconds))
-            .collect();
+        let rates: BTreeMap<u16, f64> =
+            tiles.iter().map(|t| (*t, per_tile.get(t).copied().unwrap_or(0.0) / seconds)).collect();
         for (tile, rate) in &rates {
             bars.fill(f64::from(*tile), *rate);
         }

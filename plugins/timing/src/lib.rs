@@ -17,9 +17,40 @@ const UART_WORD_TICKS: u32 = 264;
 const COINCIDENCE_TICKS: f64 = 1000.0;
 
 /// `a − b` of two timestamps that reset every PPS second, in (−0.5 s, 0.5 s].
+#[inline]
 fn pps_difference(a: f64, b: f64) -> f64 {
-    let d = (a - b).rem_euclid(PPS_TICKS);
-    if d > PPS_TICKS / 2.0 { d - PPS_TICKS } else { d }
+    let mut d = a - b;
+    if d.abs() >= PPS_TICKS {
+        d = d.rem_euclid(PPS_TICKS); // not a timestamp of this second: still defined
+    }
+    if d > PPS_TICKS / 2.0 {
+        d - PPS_TICKS
+    } else if d <= -PPS_TICKS / 2.0 {
+        d + PPS_TICKS
+    } else {
+        d
+    }
+}
+
+/// One io_group's link: network delay, its UART phase and the data around external triggers.
+#[derive(Clone, Serialize, Deserialize)]
+struct Link {
+    /// Receipt − timestamp of data packets, ticks.
+    delay: Hist1D,
+    /// Network delay mod 264 ticks (UART synchronisation).
+    uart_phase: Hist1D,
+    /// Data packets around external triggers.
+    coincidence: Coincidence,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            delay: Hist1D::new(200, 0.0, 1000.0),
+            uart_phase: Hist1D::new(66, 0.0, f64::from(UART_WORD_TICKS)),
+            coincidence: Coincidence::default(),
+        }
+    }
 }
 
 /// Data packets around the external triggers of one io_group.
@@ -77,18 +108,12 @@ struct Timing {
     sync_offset: BTreeMap<u8, Hist1D>,
     /// Receipt − timestamp of data packets, ticks (PPS rollover in between corrected).
     delay: Hist1D,
-    /// The same per io_group.
+    /// Delay, UART phase and trigger coincidences per io_group.
     #[serde(default)]
-    delay_per_group: BTreeMap<u8, Hist1D>,
-    /// Network delay mod 264 ticks per io_group (UART synchronisation).
-    #[serde(default)]
-    uart_phase: BTreeMap<u8, Hist1D>,
+    links: BTreeMap<u8, Link>,
     /// (Unix second, sync timestamp − 1e7) of every PPS sync, per io_group.
     #[serde(default)]
     sync_over_time: BTreeMap<u8, Vec<(u64, f64)>>,
-    /// Data packets around external triggers per io_group.
-    #[serde(default)]
-    coincidence: BTreeMap<u8, Coincidence>,
     /// Hit time − t0 per TPC, µs.
     #[serde(default)]
     trigger_relative_per_tpc: BTreeMap<u8, Hist1D>,
@@ -130,10 +155,8 @@ impl Plugin for Timing {
         Ok(Self {
             sync_offset: BTreeMap::new(),
             delay: Hist1D::new(200, 0.0, 1000.0),
-            delay_per_group: BTreeMap::new(),
-            uart_phase: BTreeMap::new(),
+            links: BTreeMap::new(),
             sync_over_time: BTreeMap::new(),
-            coincidence: BTreeMap::new(),
             trigger_relative_per_tpc: BTreeMap::new(),
             trigger_relative: Hist1D::new(220, -10.0, 210.0),
             trigger_spacing: Hist1D::new(120, -2.0, 4.0),
@@ -149,11 +172,25 @@ impl Plugin for Timing {
         let (timestamp, trigger_type) = (batch.u64("timestamp")?, batch.u8("trigger_type")?);
         let receipt = batch.u32("receipt_timestamp")?;
         let unix = batch.opt_u64("unix_time")?;
+        // Each io_group's link looked up once per batch, not once per packet.
+        let mut present = [false; 256];
+        for g in group {
+            present[usize::from(*g)] = true;
+        }
+        for (g, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+            self.links.entry(g as u8).or_default();
+        }
+        let Self { links, delay, sync_offset, sync_over_time, max_abs_sync_offset, .. } = self;
+        let mut slots: Vec<Option<&mut Link>> = (0..256).map(|_| None).collect();
+        for (g, link) in links.iter_mut() {
+            slots[usize::from(*g)] = Some(link);
+        }
         for i in 0..batch.len() {
+            let Some(link) = slots[usize::from(group[i])].as_mut() else { continue };
             match kind[i] {
                 0 if valid[i] == 1 => {
                     let stamp = (timestamp[i] & 0x7FFF_FFFF) as f64;
-                    self.coincidence.entry(group[i]).or_default().data(stamp);
+                    link.coincidence.data(stamp);
                     if receipt[i] == 0 {
                         continue;
                     }
@@ -161,30 +198,23 @@ impl Plugin for Timing {
                     if d < 0.0 {
                         d += PPS_TICKS; // the PPS reset came between stamping and receipt
                     }
-                    self.delay.fill(d, 1.0);
-                    self.delay_per_group
-                        .entry(group[i])
-                        .or_insert_with(|| Hist1D::new(200, 0.0, 1000.0))
-                        .fill(d, 1.0);
-                    self.uart_phase
-                        .entry(group[i])
-                        .or_insert_with(|| Hist1D::new(66, 0.0, f64::from(UART_WORD_TICKS)))
-                        .fill(d.rem_euclid(f64::from(UART_WORD_TICKS)), 1.0);
+                    delay.fill(d, 1.0);
+                    link.delay.fill(d, 1.0);
+                    link.uart_phase.fill(d.rem_euclid(f64::from(UART_WORD_TICKS)), 1.0);
                 }
                 7 if trigger_type[i] == 2 => {
-                    let stamp = (timestamp[i] & 0xFFFF_FFFF) as f64;
-                    self.coincidence.entry(group[i]).or_default().trigger(stamp);
+                    link.coincidence.trigger((timestamp[i] & 0xFFFF_FFFF) as f64);
                 }
                 6 if trigger_type[i] == b'S' => {
                     let offset = timestamp[i] as f64 - PPS_TICKS;
                     if let Some(t) = unix[i] {
-                        self.sync_over_time.entry(group[i]).or_default().push((t, offset));
+                        sync_over_time.entry(group[i]).or_default().push((t, offset));
                     }
-                    self.sync_offset
+                    sync_offset
                         .entry(group[i])
                         .or_insert_with(|| Hist1D::new(41, -20.5, 20.5))
                         .fill(offset, 1.0);
-                    self.max_abs_sync_offset = self.max_abs_sync_offset.max(offset.abs());
+                    *max_abs_sync_offset = max_abs_sync_offset.max(offset.abs());
                 }
                 _ => {}
             }
@@ -233,16 +263,17 @@ impl Plugin for Timing {
         }
         self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
         self.delay.merge(&other.delay)?;
-        merge_maps(&mut self.delay_per_group, other.delay_per_group)?;
-        merge_maps(&mut self.uart_phase, other.uart_phase)?;
         merge_maps(&mut self.trigger_relative_per_tpc, other.trigger_relative_per_tpc)?;
         for (group, mut points) in other.sync_over_time {
             let mine = self.sync_over_time.entry(group).or_default();
             mine.append(&mut points);
             mine.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         }
-        for (group, theirs) in other.coincidence {
-            let mine = self.coincidence.entry(group).or_default();
+        for (group, theirs) in other.links {
+            let link = self.links.entry(group).or_default();
+            link.delay.merge(&theirs.delay)?;
+            link.uart_phase.merge(&theirs.uart_phase)?;
+            let (mine, theirs) = (&mut link.coincidence, theirs.coincidence);
             mine.dt.merge(&theirs.dt)?;
             // The later part's trigger and data continue (as last_t0 below).
             if theirs.last_trigger.is_some() {
@@ -292,7 +323,7 @@ impl Plugin for Timing {
             "Network delay",
             "receipt − timestamp [ticks of 0.1 µs]",
             "packets / bin",
-            &self.delay_per_group,
+            &self.links.iter().map(|(g, l)| (*g, l.delay.clone())).collect(),
             true,
         )
         .note(format!("mean {:.0} ticks", self.delay.mean().unwrap_or(0.0)));
@@ -300,11 +331,11 @@ impl Plugin for Timing {
             "UART synchronisation",
             "network delay mod 264 [ticks]",
             "packets / bin",
-            &self.uart_phase,
+            &self.links.iter().map(|(g, l)| (*g, l.uart_phase.clone())).collect(),
             false,
         );
         let coincidence_hists: BTreeMap<u8, Hist1D> =
-            self.coincidence.iter().map(|(g, c)| (*g, c.dt.clone())).collect();
+            self.links.iter().map(|(g, l)| (*g, l.coincidence.dt.clone())).collect();
         let mut coincidence = per_group(
             "Data packets around external triggers",
             "data − trigger timestamp [µs]",
@@ -312,7 +343,7 @@ impl Plugin for Timing {
             &coincidence_hists,
             false,
         );
-        if self.coincidence.values().all(|c| c.last_trigger.is_none()) {
+        if self.links.values().all(|l| l.coincidence.last_trigger.is_none()) {
             coincidence = coincidence.note("no external trigger packets");
         }
         let relative = self.trigger_relative_per_tpc.iter().fold(
