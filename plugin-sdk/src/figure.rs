@@ -110,30 +110,13 @@ impl TypedFigure {
 
     /// Sets the origin of a time axis to the run's first Unix second (the host does it before
     /// drawing, so every figure of a run counts time from the same zero).
-    pub fn with_run_start(self, unix_s: Option<u64>) -> Self {
+    pub fn with_run_start(mut self, unix_s: Option<u64>) -> Self {
         match self {
-            Self::Plot { plot } => Self::Plot { plot: plot.with_run_start(unix_s) },
-            Self::ValueMap {
-                title,
-                x_label,
-                y_label,
-                value_label,
-                cell,
-                points,
-                time_x,
-                run_start,
-            } => Self::ValueMap {
-                title,
-                x_label,
-                y_label,
-                value_label,
-                cell,
-                points,
-                time_x,
-                run_start: unix_s.or(run_start),
-            },
-            table => table,
+            Self::Plot { plot } => return Self::Plot { plot: plot.with_run_start(unix_s) },
+            Self::ValueMap { ref mut run_start, .. } => *run_start = unix_s.or(*run_start),
+            Self::Table { .. } => {}
         }
+        self
     }
 
     /// A 2-D histogram as a value map (bins with content only).
@@ -179,11 +162,7 @@ impl TypedFigure {
             } => {
                 if *time_x {
                     let first = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-                    let origin = run_start.unwrap_or(if first.is_finite() {
-                        first.max(0.0).floor() as u64
-                    } else {
-                        0
-                    });
+                    let origin = svg::time_origin(*run_start, first);
                     let shifted: Vec<(f64, f64, f64)> =
                         points.iter().map(|(x, y, v)| (x - origin as f64, *y, *v)).collect();
                     let x_label = svg::time_axis_label(origin, run_start.is_some());

@@ -215,6 +215,18 @@ impl TimeSeries {
     pub fn is_empty(&self) -> bool {
         self.bins.is_empty() && self.current.is_none()
     }
+
+    /// This series' share of `all` in every bin where `all` is positive (0 where this one has
+    /// nothing; bins without any entry of `all` are left out: a fraction of nothing is
+    /// undefined), for [`crate::svg::Plot::over_time`].
+    pub fn fraction_of(&self, all: &TimeSeries) -> Vec<(u64, f64)> {
+        let part: BTreeMap<u64, f64> = self.points().into_iter().collect();
+        all.points()
+            .into_iter()
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(t, n)| (t, part.get(&t).copied().unwrap_or(0.0) / n))
+            .collect()
+    }
 }
 
 impl PartialEq for TimeSeries {
@@ -268,6 +280,17 @@ impl TimeSpan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_fraction_over_time_is_undefined_where_the_whole_is_empty() {
+        let (mut part, mut all) = (super::TimeSeries::default(), super::TimeSeries::default());
+        for (t, n) in [(10, 4.0), (11, 2.0), (13, 5.0)] {
+            all.fill(t, n);
+        }
+        part.fill(10, 1.0);
+        part.fill(13, 5.0);
+        assert_eq!(part.fraction_of(&all), vec![(10, 0.25), (11, 0.0), (13, 1.0)]);
+    }
+
     #[test]
     fn a_scaled_histogram_keeps_its_weight_and_moves_its_mean() {
         let mut source = super::Hist1D::new(100, 0.0, 100.0);

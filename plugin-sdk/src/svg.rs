@@ -97,6 +97,12 @@ pub(crate) fn time_axis_label(origin: u64, run_start: bool) -> String {
     }
 }
 
+/// The origin of a time axis: the run start, else the data's first second `first_x` (0 when
+/// there is no data).
+pub(crate) fn time_origin(run_start: Option<u64>, first_x: f64) -> u64 {
+    run_start.unwrap_or(if first_x.is_finite() { first_x.max(0.0).floor() as u64 } else { 0 })
+}
+
 /// "no data" in the middle of an empty figure's plotting area.
 fn draw_no_data<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -621,7 +627,7 @@ impl Plot {
         let x = self.x_range.or_else(|| finite(&xs, &|_| true)).unwrap_or((0.0, 1.0));
         let x = if self.time_x {
             // Whole seconds from the origin (the run start may precede the first point).
-            let origin = self.time_origin(x.0);
+            let origin = time_origin(self.run_start, x.0);
             (origin as f64, x.1.ceil().max(origin as f64 + 1.0))
         } else {
             x
@@ -654,11 +660,6 @@ impl Plot {
             }
         });
         (x, y)
-    }
-
-    /// The origin of a time axis: the run start, else the first second `first_x` of the data.
-    fn time_origin(&self, first_x: f64) -> u64 {
-        self.run_start.unwrap_or_else(|| first_x.max(0.0).floor() as u64)
     }
 
     /// Draws the figure.
@@ -843,14 +844,8 @@ impl Plot {
                         LegendMark::Line
                     }
                     Series::Points(p) => {
-                        chart
-                            .draw_series(
-                                p.iter()
-                                    .map(|q| (tx(q.0), ty(q.1)))
-                                    .filter(|q| q.1.is_finite())
-                                    .map(|q| Circle::new(q, 3, color.filled())),
-                            )
-                            .map_err(|e| e.to_string())?;
+                        let at = p.iter().map(|q| (tx(q.0), ty(q.1)));
+                        draw_markers(&mut chart, at, 3, color)?;
                         LegendMark::Dot
                     }
                     Series::ErrorPoints(p) => {
@@ -864,14 +859,8 @@ impl Plot {
                                 )
                             }))
                             .map_err(|e| e.to_string())?;
-                        chart
-                            .draw_series(
-                                p.iter()
-                                    .map(|q| (tx(q.0), ty(q.1)))
-                                    .filter(|q| q.1.is_finite())
-                                    .map(|q| Circle::new(q, 4, color.filled())),
-                            )
-                            .map_err(|e| e.to_string())?;
+                        let at = p.iter().map(|q| (tx(q.0), ty(q.1)));
+                        draw_markers(&mut chart, at, 4, color)?;
                         LegendMark::Dot
                     }
                 };
@@ -998,6 +987,19 @@ enum LegendMark {
     Line,
     Dashed,
     Dot,
+}
+
+/// Filled circles of `radius` px at the drawable points (y finite) of `at`.
+fn draw_markers(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    at: impl Iterator<Item = (f64, f64)>,
+    radius: i32,
+    color: RGBAColor,
+) -> Result<(), String> {
+    chart
+        .draw_series(at.filter(|q| q.1.is_finite()).map(|q| Circle::new(q, radius, color.filled())))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// One unbroken run of a line; a lone point gets a marker so it stays visible.

@@ -87,21 +87,13 @@ impl Plugin for FifoFlags {
             "flagged / valid data packets",
         )
         .log_y();
-        let data: std::collections::BTreeMap<u64, f64> =
-            self.data_per_second.points().into_iter().collect();
         for (k, (_, _, name)) in FLAGS.iter().enumerate() {
             if self.flagged[k].is_empty() {
                 continue;
             }
             plot = plot.rate(&self.flagged[k], name);
-            let flagged: std::collections::BTreeMap<u64, f64> =
-                self.flagged[k].points().into_iter().collect();
-            let points: Vec<(u64, f64)> = data
-                .iter()
-                .filter(|(_, n)| **n > 0.0)
-                .map(|(t, n)| (*t, flagged.get(t).copied().unwrap_or(0.0) / n))
-                .collect();
-            fractions = fractions.over_time(&points, name);
+            fractions =
+                fractions.over_time(&self.flagged[k].fraction_of(&self.data_per_second), name);
         }
         if self.flagged.iter().all(TimeSeries::is_empty) {
             plot = plot.note("no flagged packets");

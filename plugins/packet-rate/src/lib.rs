@@ -87,20 +87,16 @@ impl Plugin for PacketRate {
             .total_rate(&total, "all");
         let mut fractions_vs_time =
             svg::Plot::new("Packet type fractions", "", "fraction of packets").log_y();
-        let all: std::collections::BTreeMap<u64, f64> = total.points().into_iter().collect();
         for (k, s) in self.by_type.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
             plot = plot.rate(s, TYPE_NAMES[k]);
-            fractions_vs_time =
-                fractions_vs_time.over_time(&fraction_per_second(s, &all), TYPE_NAMES[k]);
+            fractions_vs_time = fractions_vs_time.over_time(&s.fraction_of(&total), TYPE_NAMES[k]);
         }
-        let larpix: std::collections::BTreeMap<u64, f64> =
-            self.larpix_per_second.points().into_iter().collect();
         let parity_vs_time = svg::Plot::new(
             "Parity-error fraction of LArPix packets",
             "",
             "failing / all (types 0–3)",
         )
-        .over_time(&fraction_per_second(&self.parity_errors_per_second, &larpix), "")
+        .over_time(&self.parity_errors_per_second.fraction_of(&self.larpix_per_second), "")
         .note(format!("{} of {} packets fail parity", self.parity_errors, self.larpix_packets));
         let counts: Vec<f64> =
             self.by_type.iter().map(|s| s.points().iter().map(|p| p.1).sum()).collect();
@@ -158,19 +154,6 @@ impl Plugin for PacketRate {
                 ),
             ))
     }
-}
-
-/// `part`'s share of `all` in every second that has packets (0 where `part` has none; the
-/// seconds without any packet are left out: a fraction of nothing is undefined).
-fn fraction_per_second(
-    part: &TimeSeries,
-    all: &std::collections::BTreeMap<u64, f64>,
-) -> Vec<(u64, f64)> {
-    let part: std::collections::BTreeMap<u64, f64> = part.points().into_iter().collect();
-    all.iter()
-        .filter(|(_, n)| **n > 0.0)
-        .map(|(t, n)| (*t, part.get(t).copied().unwrap_or(0.0) / n))
-        .collect()
 }
 
 export_plugin!(PacketRate);

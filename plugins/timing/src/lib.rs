@@ -312,18 +312,21 @@ impl Plugin for Timing {
             );
         }
         sync_time = sync_time.time_axis();
-        let per_group = |title: &str, x: &str, y: &str, hists: &BTreeMap<u8, Hist1D>, log: bool| {
+        // One histogram of each io_group's link, overlaid.
+        let per_group = |title: &str, x: &str, y: &str, pick: fn(&Link) -> &Hist1D, log: bool| {
             let mut plot = svg::Plot::new(title, x, y);
             if log {
                 plot = plot.log_y();
             }
-            hists.iter().fold(plot, |plot, (group, h)| plot.hist(h, &format!("io_group {group}")))
+            self.links.iter().fold(plot, |plot, (group, link)| {
+                plot.hist(pick(link), &format!("io_group {group}"))
+            })
         };
         let delay = per_group(
             "Network delay",
             "receipt − timestamp [ticks of 0.1 µs]",
             "packets / bin",
-            &self.links.iter().map(|(g, l)| (*g, l.delay.clone())).collect(),
+            |link| &link.delay,
             true,
         )
         .note(format!("mean {:.0} ticks", self.delay.mean().unwrap_or(0.0)));
@@ -331,16 +334,14 @@ impl Plugin for Timing {
             "UART synchronisation",
             "network delay mod 264 [ticks]",
             "packets / bin",
-            &self.links.iter().map(|(g, l)| (*g, l.uart_phase.clone())).collect(),
+            |link| &link.uart_phase,
             false,
         );
-        let coincidence_hists: BTreeMap<u8, Hist1D> =
-            self.links.iter().map(|(g, l)| (*g, l.coincidence.dt.clone())).collect();
         let mut coincidence = per_group(
             "Data packets around external triggers",
             "data − trigger timestamp [µs]",
             "packets / 2 µs",
-            &coincidence_hists,
+            |link| &link.coincidence.dt,
             false,
         );
         if self.links.values().all(|l| l.coincidence.last_trigger.is_none()) {
