@@ -243,7 +243,10 @@ fn a_file_that_makes_hdf5_loop_is_given_up_and_skipped_by_the_watcher() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("HDF5 made no progress for 2 s") && stderr.contains("giving up"));
+    assert!(
+        stderr.contains("HDF5 made no progress for 2 s") && stderr.contains("giving up"),
+        "{stderr}"
+    );
 
     // The watcher meets it beside a good file: it gives up and records it ...
     std::fs::copy(data("small-raw.h5"), daq.join("binary-0000001-2023_03_15_02_40_01_UTC.h5"))
