@@ -1,7 +1,10 @@
 //! Helpers shared by larmon's cross-crate tests: where the fixtures are, and writers of synthetic
 //! files in any packet layout (for the layouts no committed file has) and of broken files.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use hdf5::types::{CompoundField, CompoundType, IntSize, TypeDescriptor};
 use larmon_decode::PacketColumns;
@@ -189,4 +192,57 @@ pub fn write_packet_table(
         ))
     })
     .unwrap();
+}
+
+/// A `larmon serve` child on a free port; killed when dropped.
+pub struct Server {
+    child: Child,
+    /// host:port it listens on.
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// `LARMON serve OUT --bind 127.0.0.1:0 EXTRA…`, once it prints its address.
+    pub fn start(larmon: &Path, out: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(larmon)
+            .args(["serve", out.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+        Self { child, addr }
+    }
+
+    /// The raw bytes of a response (HTTP/1.0: no chunked encoding).
+    pub fn raw(&self, method: &str, path: &str) -> Vec<u8> {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        response
+    }
+
+    /// (status, headers lower-cased, body) of a request.
+    pub fn request(&self, method: &str, path: &str) -> (u16, String, String) {
+        let response = self.raw(method, path);
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    /// A GET: (status, headers lower-cased, body).
+    pub fn get(&self, path: &str) -> (u16, String, String) {
+        self.request("GET", path)
+    }
 }

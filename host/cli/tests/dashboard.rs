@@ -1,69 +1,23 @@
 //! `larmon serve` over a real run report: pages, figure files, security headers, path
 //! traversal, JSON API, Prometheus metrics; `larmon runs --good`; checks from `[checks]`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use larmon_tests::{data, scratch};
+use larmon_tests::{Server, data, scratch};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A `larmon serve` child on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
+/// `larmon serve OUT --config CONFIG` on a free port.
+fn serve(out: &Path, config: &Path) -> Server {
+    serve_with(out, &["--config", config.to_str().unwrap()])
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(out: &Path, config: &Path) -> Self {
-        Self::start_with(out, &["--config", config.to_str().unwrap()])
-    }
-
-    fn start_with(out: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_larmon"))
-            .args(["serve", out.to_str().unwrap(), "--bind", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
-        Self { child, addr }
-    }
-
-    /// The raw bytes of a response (HTTP/1.0: no chunked encoding).
-    fn raw(&self, method: &str, path: &str) -> Vec<u8> {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        write!(stream, "{method} {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        response
-    }
-
-    /// (status, headers lower-cased, body) of a request.
-    fn request(&self, method: &str, path: &str) -> (u16, String, String) {
-        let response = self.raw(method, path);
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_lowercase(), body.to_string())
-    }
-
-    fn get(&self, path: &str) -> (u16, String, String) {
-        self.request("GET", path)
-    }
+/// `larmon serve OUT EXTRA…` on a free port.
+fn serve_with(out: &Path, extra: &[&str]) -> Server {
+    Server::start(Path::new(env!("CARGO_BIN_EXE_larmon")), out, extra)
 }
 
 /// A real report of the small fixture in `dir/reports/run-0002`, with configured checks.
@@ -110,7 +64,7 @@ fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
     assert_eq!(report["quality"]["flag"], "warning");
     assert_eq!(report["start_unix_s"], 1_678_848_001u64);
 
-    let server = Server::start(&out, &config);
+    let server = serve(&out, &config);
     // Overview: the run, its flag; the filter hides it when asking for errors only.
     let (status, headers, page) = server.get("/");
     assert_eq!(status, 200);
@@ -289,7 +243,7 @@ fn a_browser_renders_the_overview_run_page_and_trends() {
     let mut version: serde_json::Value = serde_json::from_str(&report).unwrap();
     version["version"] = "alice".into();
     std::fs::write(version_dir.join("report.json"), version.to_string()).unwrap();
-    let server = Server::start(&out, &config);
+    let server = serve(&out, &config);
     let shot = |path: &str, name: &str, height: u32| -> PathBuf {
         let file = dir.join(format!("{name}.png"));
         let status = Command::new(&browser)
@@ -357,7 +311,7 @@ fn files_page_lists_catalogued_files_with_checksums_replicas_and_downloads() {
     let adler = larmon(&["checksum", raw.to_str().unwrap()]);
     let adler = adler.split_whitespace().next().unwrap().to_string();
 
-    let server = Server::start_with(&out, &["--catalog", db_arg]);
+    let server = serve_with(&out, &["--catalog", db_arg]);
     let (status, _, run_page) = server.get("/runs/run-0002");
     assert_eq!(status, 200);
     assert!(run_page.contains("/runs/run-0002/files"), "no link to the files page");
@@ -403,7 +357,7 @@ fn known_bad_channels_exported_from_a_run_are_told_from_new_problems() {
     assert_eq!(metric("run-0002", "known_problem_channels"), 0.0);
 
     let exported = {
-        let server = Server::start(&out, &config);
+        let server = serve(&out, &config);
         let (status, headers, body) = server.get("/api/runs/run-0002/known-bad.json");
         assert_eq!(status, 200, "{body}");
         assert!(headers.contains("known-bad-run-0002.json"), "{headers}");

@@ -142,6 +142,7 @@ impl PluginArgs {
         let options = PluginOptions {
             extra: self.plugins.clone(),
             plugin_dir: self.plugin_dir.clone(),
+            bundled: true,
             call_timeout: Duration::from_secs_f64(self.plugin_timeout),
             run_budget: Duration::from_secs_f64(self.plugin_budget_s),
             memory_bytes: self.plugin_memory_mib << 20,

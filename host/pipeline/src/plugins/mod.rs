@@ -24,6 +24,9 @@ pub struct PluginOptions {
     pub extra: Vec<PathBuf>,
     /// Directory of bundled plugins (default: [`default_plugin_dir`]).
     pub plugin_dir: Option<PathBuf>,
+    /// Whether to load the bundled plugins at all (false: only `extra`, e.g. to try one plugin
+    /// on its own with `larmon plugin test`).
+    pub bundled: bool,
     /// Time limit of one plugin call.
     pub call_timeout: Duration,
     /// Time a plugin may spend in calls over one run.
@@ -39,6 +42,7 @@ impl Default for PluginOptions {
         Self {
             extra: Vec::new(),
             plugin_dir: None,
+            bundled: true,
             call_timeout: Duration::from_secs(10),
             run_budget: Limits::default().run_budget,
             memory_bytes: 512 << 20,
@@ -78,8 +82,11 @@ impl PluginOptions {
             ..Limits::default()
         };
         let runtime = Runtime::new(limits, self.cache_dir.clone().or_else(default_cache_dir))?;
-        let LoadedPlugins { plugins, unusable, replaced } =
-            load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?;
+        let LoadedPlugins { plugins, unusable, replaced } = if self.bundled {
+            load_plugins(&runtime, self.plugin_dir.as_deref(), &self.extra)?
+        } else {
+            load_components(&runtime, &[], &self.extra)?
+        };
         Ok(PluginSet { runtime, plugins, unusable, replaced })
     }
 }
@@ -134,6 +141,15 @@ pub fn load_plugins(
         bundled.sort();
         files.extend(bundled);
     }
+    load_components(runtime, &files, extra)
+}
+
+/// Loads `files` (bundled) then `extra` (each replaces a loaded plugin of the same name).
+fn load_components(
+    runtime: &Runtime,
+    files: &[PathBuf],
+    extra: &[PathBuf],
+) -> Result<LoadedPlugins> {
     let mut loaded: Vec<LoadedPlugin> = Vec::new();
     let mut unusable = Vec::new();
     let mut replaced = Vec::new();
