@@ -23,6 +23,7 @@ pub fn wit_info<P: Plugin>() -> PluginInfo {
         name: info.name,
         version: info.version,
         description: info.description,
+        help: info.help,
         consumes: info
             .consumes
             .into_iter()

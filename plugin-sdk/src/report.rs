@@ -6,12 +6,13 @@ use serde::Serialize;
 use crate::bindings::larmon::plugin::types as wit;
 use crate::figure::TypedFigure;
 
-/// Name, version, description, streams and columns, configuration keys.
+/// Name, version, description, shifter help, streams and columns, configuration keys.
 #[derive(Clone, Debug, Default)]
 pub struct Info {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) description: String,
+    pub(crate) help: String,
     pub(crate) consumes: Vec<(String, Vec<String>)>,
     pub(crate) config_keys: Vec<String>,
 }
@@ -29,6 +30,12 @@ impl Info {
     /// Its version (default 0.1.0).
     pub fn version(mut self, version: &str) -> Self {
         self.version = version.into();
+        self
+    }
+    /// What its figures show and what bad looks like, in a few sentences for the shifter: the
+    /// dashboard shows it beside the plugin's figures (`**bold**` allowed).
+    pub fn help(mut self, text: &str) -> Self {
+        self.help = text.into();
         self
     }
     /// It reads these columns of `stream` (called again for the same stream, it adds columns).

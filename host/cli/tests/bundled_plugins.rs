@@ -198,6 +198,24 @@ fn bundled_plugins_report_the_small_fixture_truth() {
     let (report, run_dir) = run_bundled("bundled-small", &data("small-raw.h5"), &config);
     assert_packet_level_truth(&report, &run_dir, &truth(&data("small-truth.json")), 78_400.0);
     assert_eq!(metric(&report, "event-display", "events_shown").0, 4.0);
+    assert_each_plugin_carries_the_shifter_text_of_the_docs(&report);
+}
+
+/// Every bundled plugin brings its own shifter text (the dashboard shows it), the same words
+/// as its `## name` section of docs/plots.md.
+fn assert_each_plugin_carries_the_shifter_text_of_the_docs(report: &Value) {
+    let docs = std::fs::read_to_string(repo().join("docs/plots.md")).unwrap();
+    let folded = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut documented = 0;
+    for section in docs.split("\n## ").skip(1) {
+        let (name, text) = section.split_once('\n').unwrap();
+        let help = plugin(report, name.trim())["help"].as_str().unwrap_or_default();
+        assert_eq!(folded(help), folded(text), "{name}: its help differs from docs/plots.md");
+        documented += 1;
+    }
+    let plugins = report["plugins"].as_array().unwrap();
+    assert_eq!(documented, plugins.len(), "a bundled plugin has no section in docs/plots.md");
+    assert!(plugins.iter().all(|p| p["help"].as_str().is_some_and(|h| h.contains("**Bad:**"))));
 }
 
 #[test]

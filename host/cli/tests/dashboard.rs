@@ -97,6 +97,7 @@ fn dashboard_serves_runs_figures_trends_api_and_metrics_safely() {
     }
     assert!(figures >= 20, "{figures} figures");
     assert!(page.contains("Moyal"), "dqdx shifter text missing");
+    assert!(page.contains("<strong>Bad:</strong>"), "shifter text without its emphasis");
     assert!(page.contains("parity_error_fraction") && page.contains("<tr class=\"warning\">"));
 
     // Nothing outside the run directory, nothing but figures.

@@ -121,6 +121,7 @@ fn a_plugin_made_in_an_empty_folder_builds_offline_is_tested_and_shows_on_the_da
     assert_eq!(status, 200);
     let src = format!("/files/run-0007/{figure}");
     assert!(page.contains(&format!("<img src=\"{src}\"")), "{src} not on the run page");
+    assert!(page.contains("<strong>Bad:</strong> a mean below"), "its shifter text is missing");
     let (status, _, svg) = server.get(&src);
     assert_eq!(status, 200);
     assert!(svg.starts_with("<svg") && svg.contains("Hit charge"), "{svg}");

@@ -152,6 +152,10 @@ pub struct PluginEntry {
     pub version: String,
     /// What it shows.
     pub description: String,
+    /// What its figures show and what bad looks like, for the shifter (the plugin's own text;
+    /// `**bold**` allowed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub help: String,
     /// Component file name.
     pub file: String,
     /// SHA-256 of the component.

@@ -131,6 +131,7 @@ mod tests {
             name: "dqdx".into(),
             version: "0.1.0".into(),
             description: String::new(),
+            help: String::new(),
             file: String::new(),
             sha256: String::new(),
             status: Status::Ok,

@@ -18,15 +18,17 @@ use crate::{AppState, escape, url_segment};
 /// nothing else than images).
 const PAGE_CSP: &str = "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// What a shifter reads next to each plugin's figures (docs/plots.md, one `## name` section
-/// per plugin).
-const SHIFTER_TEXT: &str = include_str!("../../../docs/plots.md");
-
-fn shifter_text(plugin: &str) -> Option<String> {
-    let start = SHIFTER_TEXT.find(&format!("\n## {plugin}\n"))? + plugin.len() + 5;
-    let rest = &SHIFTER_TEXT[start..];
-    let end = rest.find("\n## ").unwrap_or(rest.len());
-    Some(rest[..end].trim().replace('\n', " "))
+/// A plugin's shifter text as HTML: escaped, `**bold**` as <strong>.
+fn shifter_html(text: &str) -> String {
+    let mut html = String::new();
+    for (k, part) in escape(text).split("**").enumerate() {
+        if k % 2 == 1 {
+            let _ = write!(html, "<strong>{part}</strong>");
+        } else {
+            html.push_str(part);
+        }
+    }
+    html
 }
 
 pub(crate) fn page(title: &str, body: &str, refresh: bool) -> Response {
@@ -293,8 +295,8 @@ fn run_or_version_page(state: &AppState, r: &RunReport) -> Response {
             escape(&p.file),
             escape(p.sha256.get(..12).unwrap_or(&p.sha256))
         );
-        if let Some(text) = shifter_text(&p.name) {
-            let _ = write!(body, "<p class=\"shifter\">{}</p>", escape(&text).replace("**", ""));
+        if !p.help.is_empty() {
+            let _ = write!(body, "<p class=\"shifter\">{}</p>", shifter_html(&p.help));
         }
         if let Some(error) = &p.error {
             let _ = write!(body, "<p class=\"failure\">plugin failed: {}</p>", escape(error));

@@ -26,6 +26,7 @@ fn report(run: &str, flag: Status, parity: f64) -> RunReport {
             name: "packet-rate".into(),
             version: "0.1.0".into(),
             description: "packets per second".into(),
+            help: "Packet rate vs time. **Bad:** a rate dropping to zero.".into(),
             file: "packet_rate.wasm".into(),
             sha256: "ab".repeat(32),
             status: Status::Ok,

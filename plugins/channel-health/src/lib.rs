@@ -115,12 +115,34 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Hot, noisy and dead channels against what the run itself expects (the median packet count \
+    of the channel's chip, floored at the run median and mean): hot = ≥ 20× expectation and ≥ \
+    10 Hz; noisy = ≥ 10 packets, ≥ 3× expectation and a Poisson chance below 1e-6; dead = \
+    silent although e^(−expectation) < 1e-4 (short runs cannot call channels dead: \
+    `dead_unjudgeable` says how many channels had too little expectation). Figures: top-15 \
+    table by rate, the channel-rate spectrum, a flag map (each category its own colour — ok \
+    pale green, hot red, noisy orange, dead black, known blue — with its count in the legend, \
+    flagged pixels ringed). The full list is in report.json under `results.flagged_channels` \
+    as objects `{io_group, io_channel, chip_id, channel_id, kind, known, packets, expected, \
+    rate_hz}`. Channels in the configuration's known-bad list (`known_bad_channels = \"FILE\"`, \
+    docs/dashboard.md) for the run's period are marked known: `(known)` in the table, blue on \
+    the map, counted in `known_problem_channels` and left out of `hot_channels` … and the \
+    checks, so only new problems raise them. On the fixture: all 5 simulated hot pixels found, \
+    no false ones; 2789 of the 3920 low-rate noisy channels found, no false ones (the command \
+    above; most of the others send too few packets in 40 s to pass a 1e-6 Poisson chance). \
+    **Bad:** more than `max_hot`/4 = 5 hot channels (warning), 20 (error): disable them in the \
+    configuration; a whole chip noisy: its threshold is too low.";
+
 impl Plugin for ChannelHealth {
     fn info() -> Info {
         Info::new(
             "channel-health",
             "Hot, noisy and dead channels against robust per-run expectations",
         )
+        .help(HELP)
         .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
         .consumes("packets", CHANNEL_COLUMNS)
         .consumes("pixels", Pixels::COLUMNS)

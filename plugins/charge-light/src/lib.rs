@@ -25,9 +25,23 @@ struct ChargeLight {
     error_efficiency: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Light events matched to charge external triggers by time (within 30 ticks = 3 µs): the \
+    efficiency both ways and Δt = t_light − t_charge. Both efficiencies should be 1 and Δt a \
+    narrow peak at 0 (the 2x2 clocks share the PPS). **Bad:** a light-to-charge efficiency \
+    below 1 (light triggers the charge system missed, or a charge file missing from the run), \
+    charge-to-light below 1 (charge triggers without light data), a shifted or wide Δt (a \
+    clock or timestamp problem). Light files are given to `larmon run` beside the charge files \
+    of the same run. The scatter plot shows, for matched events, the light seen against the \
+    charge of the event: both grow with the length of the track in the detector (the \
+    correlation is a metric).";
+
 impl Plugin for ChargeLight {
     fn info() -> Info {
         Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
+            .help(HELP)
             .consumes("light_matches", &["light_event", "charge_event", "dt_ticks"])
             .consumes("events", &["event_id", "kind", "q_ke"])
             .consumes("light_waveforms", &["event", "integral"])

@@ -18,12 +18,23 @@ struct Charge {
     expected_max_drift_us: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Calibrated hit charge per TPC (log scale), hits per event, event rate, and the drift-time \
+    distribution of triggered hits per TPC. The drift-time distribution rises sharply at 0 \
+    (anode) and falls at the full drift time (cathode, 190.6 µs at 0.5 kV/cm over 304 mm); \
+    metric `tpcN_cathode_edge_us`. **Bad:** the cathode edge moving (check band ±5 % warning, \
+    ±15 % error of `expected_max_drift_us`): drift field or HV problem; a charge spectrum \
+    without its MIP peak (~20–25 ke⁻ per hit): gain or pedestal calibration wrong.";
+
 impl Plugin for Charge {
     fn info() -> Info {
         Info::new(
             "charge",
             "Hit charge per TPC, hits per event, event rate, drift-time distribution",
         )
+        .help(HELP)
         .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
         .consumes("events", &["kind", "unix_time", "n_hits"])
         .config_key("expected_max_drift_us")

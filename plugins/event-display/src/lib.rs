@@ -66,9 +66,21 @@ impl EventDisplay {
     }
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    The latest four triggered events with tracks of the run — in a live run, what the detector \
+    just saw — then any events chosen by id: hits in the x–y (pixel plane) and z–y (drift vs \
+    height) projections coloured by charge, fitted tracks in red. `[plugins.event-display]`: \
+    `events = N` (1–20), `pick = \"first\"` for the run's first events, `event_ids = [ID, …]` \
+    for events to show whatever else is picked (ids as in the figure titles and the events \
+    stream; one not in the data gives a warning). **Bad:** hits scattered off the tracks in z \
+    (wrong t0 or drift velocity), straight tracks broken at tile edges (geometry).";
+
 impl Plugin for EventDisplay {
     fn info() -> Info {
         Info::new("event-display", "x-y and z-y projections of a few events with their tracks")
+            .help(HELP)
             .consumes("hits", &["event_id", "x_mm", "y_mm", "z_mm", "q_ke"])
             .consumes(
                 "tracks",

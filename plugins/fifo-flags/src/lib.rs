@@ -23,9 +23,19 @@ struct FifoFlags {
     error_full_fraction: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Data packets whose chip reported its local or shared FIFO half full / full: rate per \
+    second, fraction of the valid data packets per second (log scale; larpix-monitor's \
+    `FIFOFlags`), and a table of counts and fractions. **Bad:** any \"full\" flags in bulk: the \
+    chip dropped data. Check `fifo_full_fraction`: warning above `warn_full_fraction` 1e-4, \
+    error above 1e-3.";
+
 impl Plugin for FifoFlags {
     fn info() -> Info {
         Info::new("fifo-flags", "Data packets with FIFO half/full flags: rate and fraction")
+            .help(HELP)
             .consumes(
                 "packets",
                 &["packet_type", "valid_parity", "local_fifo", "shared_fifo", "unix_time"],

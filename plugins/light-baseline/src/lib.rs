@@ -27,9 +27,19 @@ struct LightBaseline {
     detectors: Vec<Sum>,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    The light waveforms' pre-trigger baselines: the noise (RMS) distribution per detector \
+    type, the noise and level per detector (TPC × detector maps), and the noise power spectrum \
+    per detector type from the first 64 samples (0–31 MHz). White noise is flat. **Bad:** a \
+    line at one frequency (coherent pickup), a rising low-frequency end (baseline drift), a \
+    detector that stands out in the noise map (a noisy SiPM or cable).";
+
 impl Plugin for LightBaseline {
     fn info() -> Info {
         Info::new("light-baseline", "Light readout baselines: noise per detector and noise spectra")
+            .help(HELP)
             .consumes("light_waveforms", &["tpc", "det", "det_type", "baseline", "rms", "samples"])
     }
 

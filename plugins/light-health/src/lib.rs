@@ -63,9 +63,22 @@ impl LightHealth {
     }
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    The light readout's 8 ADC boards × 64 inputs. Maps show each input's baseline noise (RMS \
+    of the 80 samples before the trigger, 14-bit ADC) and baseline level; the table lists the \
+    problems: **dead** inputs (flat in every waveform: no noise, no pulse), **noisy** ones \
+    (noise above 5 × the median input), **clipping** ones (a sample at the top rail, 32764 — a \
+    saturating SiPM or a gain set too high), and events where a **board is missing**. Normal \
+    noise is 2–4 ADC; a dead input loses one detector's light, a missing board a whole module \
+    side for that event. **Bad:** any dead or noisy input (warning), a missing-board rate \
+    above 0.1 % (warning) or 5 % (error).";
+
 impl Plugin for LightHealth {
     fn info() -> Info {
         Info::new("light-health", "Light readout: dead, noisy, clipping inputs and missing boards")
+            .help(HELP)
             .consumes("light_events", &["event", "boards", "boards_present"])
             .consumes(
                 "light_waveforms",

@@ -23,12 +23,23 @@ struct LightPulses {
     threshold_adc: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    What the light detectors see: pulse amplitude spectra (log10 of the peak above baseline) \
+    per detector type, the light summed per detector and event, the average pulse (baseline \
+    subtracted, unclipped pulses: a fast rise and the ~1.5 µs argon triplet tail), and the \
+    light event rate. **Bad:** a shifted amplitude spectrum (a gain or bias change), a \
+    distorted average pulse (a timing or readout problem), a light event rate that does not \
+    follow the charge trigger rate.";
+
 impl Plugin for LightPulses {
     fn info() -> Info {
         Info::new(
             "light-pulses",
             "Light pulses: amplitude and integral spectra, average waveform, rate",
         )
+        .help(HELP)
         .consumes("light_events", &["unix_ms"])
         .consumes(
             "light_waveforms",

@@ -22,9 +22,22 @@ struct PacketRate {
     error_fraction: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Packet rate vs time per packet type (log scale; \"all\" dashed black), each type's fraction \
+    of all packets vs time, the parity-error fraction of LArPix packets vs time \
+    (larpix-monitor's three `PacketRate` panels), and a table of type fractions. Metric \
+    `parity_error_fraction` (bad-parity LArPix packets / LArPix packets, types 0–3). **Bad:** \
+    data rate dropping to zero (a PACMAN or tile stopped), sync/timestamp lines missing (clock \
+    distribution), trigger rate off its usual level, a type's fraction jumping, parity errors \
+    above `parity_warn_fraction` 0.2 % (warning) / `parity_error_fraction` 1 % (error), or \
+    rising in time: a noisy link.";
+
 impl Plugin for PacketRate {
     fn info() -> Info {
         Info::new("packet-rate", "Packet rate vs time by type; parity-error fraction")
+            .help(HELP)
             .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
             .config_key("parity_warn_fraction")
             .config_key("parity_error_fraction")

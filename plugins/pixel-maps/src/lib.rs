@@ -22,9 +22,23 @@ struct PixelMaps {
     pixels: Pixels,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Mean ADC, ADC RMS and packet rate per pixel on the real anode geometry, one panel per TPC; \
+    grey pixels sent nothing; on the rate map pixels at ≥ 10 × the median rate are ringed red. \
+    One rate map per TPC (`rate_tpcN`) zooms in with the tiles outlined and numbered \
+    (larpix-monitor's per-tile `PixelMap`s). **Bad:** dark or grey blocks the size of a chip \
+    (10 × 10 chips per tile, 7 × 7 pixels each) or a tile: a chip or tile not read out; \
+    isolated bright pixels in the rate map: hot pixels (see channel-health); a gradient in \
+    mean ADC across a tile: pedestal drift. Check `silent_chips`: chips that sent nothing \
+    although ≥ 10 track crossings were expected (run mean rate, ~10 packets per crossing; \
+    shorter runs are not judged): warning from 1 chip, error from 10.";
+
 impl Plugin for PixelMaps {
     fn info() -> Info {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
+            .help(HELP)
             .consumes("packets", &["packet_type", "valid_parity", "dataword", "unix_time"])
             .consumes("packets", CHANNEL_COLUMNS)
             .consumes("pixels", Pixels::COLUMNS)

@@ -24,9 +24,19 @@ struct TileRate {
     warn_low_fraction: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    Data rate per tile (bars), per tile vs time (a map: tile × time, at most 120 time bins; \
+    larpix-monitor's `TileRate`) and per TPC vs time. **Bad:** a dark row in the tile map (a \
+    tile stopped at that time), a bright one (noise burst), a tile far below the others (check \
+    warns below `warn_low_fraction` = 10 % of the median tile; error when a tile is silent): \
+    lost UART/PACMAN path or a tile off; one tile far above the others: noise.";
+
 impl Plugin for TileRate {
     fn info() -> Info {
         Info::new("tile-rate", "Data rate per tile and per TPC")
+            .help(HELP)
             .consumes("hits", &["tile", "tpc", "unix_time", "n_packets"])
             .consumes("pixels", &["tile"])
             .config_key("warn_low_fraction")

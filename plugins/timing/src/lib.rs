@@ -128,12 +128,30 @@ struct Timing {
     max_sync_offset_ticks: f64,
 }
 
+/// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
+/// a test keeps the two alike).
+const HELP: &str = "\
+    PPS sync timestamp − 1e7 per io_group (ticks; a healthy 10 MHz clock gives a spike at −1: \
+    the counter is read one tick before the reset), as a histogram and vs time \
+    (larpix-monitor's `PacmanSyncHistograms`); network delay per io_group (PACMAN receipt − \
+    ASIC timestamp, PPS rollover corrected) and its UART synchronisation (delay mod 264 ticks \
+    = one 66-bit UART word at 4 ticks per bit; `TimestampHistograms`); data packets within \
+    ±100 µs of each external trigger of their io_group (`TriggerHistograms`); hit times \
+    relative to their trigger per TPC (flat from 0 to the full drift time); and the time \
+    between external triggers (log scale). **Bad:** the sync spike away from −1 or wide, or a \
+    sync series wandering in time (clock drift; check `sync_offset` warns above \
+    `max_sync_offset_ticks` 10, error above 100), one io_group's network delay or UART phase \
+    unlike the others (a congested or mis-synchronised link), no excess of data after the \
+    external triggers (trigger not reaching the PACMAN), trigger-relative times not flat or \
+    extending past the full drift time.";
+
 impl Plugin for Timing {
     fn info() -> Info {
         Info::new(
             "timing",
             "PPS sync offsets, network delay, trigger-relative times, trigger spacing",
         )
+        .help(HELP)
         .consumes(
             "packets",
             &[

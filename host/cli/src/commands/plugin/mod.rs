@@ -106,6 +106,9 @@ fn check(file: &Path) -> Result<()> {
     let p = |text: &str| larmon_runtime::printable(text).into_owned();
     println!("  name         {} {}", p(&info.name), p(&info.version));
     println!("  description  {}", p(&info.description));
+    if !info.help.is_empty() {
+        println!("  help         {}", p(&info.help));
+    }
     for request in &info.consumes {
         println!("  consumes     {}: {}", p(&request.stream), p(&request.columns.join(", ")));
     }

@@ -23,6 +23,9 @@ struct State {
 impl Plugin for State {
     fn info() -> Info {
         Info::new("NAME", "DESCRIPTION")
+            // What the shifter reads beside the figure on the dashboard.
+            .help("The charge of each hit in ke-. **Bad:** a mean below `warn_below_ke` (5 ke-): \
+                   low gain or wrong pedestals.")
             .consumes("hits", &["q_ke"])
             .config_key("warn_below_ke")
     }
