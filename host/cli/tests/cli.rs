@@ -820,3 +820,26 @@ fn bench_measures_each_stage_and_the_whole_run_with_every_plugin() {
     assert_eq!(without_run.len(), measured.len() - 1);
     assert!(without_run.iter().all(|m| !m["task"].as_str().unwrap().starts_with("whole run")));
 }
+
+/// docs/writing-a-plugin.md lists every stream's columns as `larmon streams --markdown` prints
+/// them from the pipeline's schemas: a column added, renamed or retyped fails here until the
+/// page is regenerated.
+#[test]
+fn the_plugin_guide_lists_the_streams_the_pipeline_sends() {
+    let out = larmon(&["streams", "--markdown"]);
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    assert!(generated.contains("| `q_ke` | Float32 | `f32(\"q_ke\")` |"), "{generated}");
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/writing-a-plugin.md"),
+    )
+    .unwrap();
+    let begin = "<!-- streams: begin (larmon streams --markdown) -->\n";
+    let start = guide.find(begin).expect("the guide's streams section") + begin.len();
+    let end = guide.find("<!-- streams: end -->").expect("the end of the streams section");
+    assert!(
+        guide[start..end] == generated,
+        "docs/writing-a-plugin.md is out of date: put the output of `larmon streams --markdown` \
+         between its `streams:` markers"
+    );
+}

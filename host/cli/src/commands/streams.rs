@@ -2,6 +2,7 @@
 //! from the schemas the pipeline uses, so it cannot differ from what plugins receive.
 
 use anyhow::Result;
+use arrow::datatypes::DataType;
 use larmon_pipeline::Stream;
 use larmon_pipeline::streams::Producer;
 
@@ -13,12 +14,56 @@ use larmon_pipeline::streams::Producer;
 /// Examples:
 ///   larmon streams
 ///   larmon streams --json | jq '.[] | select(.name == "hits")'
+///   larmon streams --markdown      # the tables of docs/writing-a-plugin.md
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
     /// Print as JSON: [{name, producer, columns: [{name, type, nullable}]}].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     json: bool,
+    /// Print Markdown tables with the SDK call that reads each column (docs/writing-a-plugin.md
+    /// holds this output; a test keeps it current).
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// The plugin SDK's `Batch` call that reads a column of this type.
+fn sdk_reader(data_type: &DataType, nullable: bool, column: &str) -> String {
+    let name = match data_type {
+        DataType::UInt8 => "u8",
+        DataType::UInt16 => "u16",
+        DataType::UInt32 => "u32",
+        DataType::UInt64 => "u64",
+        DataType::Int64 => "i64",
+        DataType::Float32 => "f32",
+        DataType::Float64 => "f64",
+        DataType::List(item) if item.data_type() == &DataType::Int16 => {
+            return format!("`i16_lists(\"{column}\")`");
+        }
+        _ => return "`record_batch()` (Arrow)".into(),
+    };
+    let prefix = if nullable { "opt_" } else { "" };
+    format!("`{prefix}{name}(\"{column}\")`")
+}
+
+/// One Markdown table per stream.
+fn markdown() -> String {
+    let mut out = String::new();
+    for stream in Stream::ALL {
+        out.push_str(&format!("### `{}` — from {}\n\n", stream.name(), producer(stream)));
+        out.push_str("| column | Arrow type | read with `batch.` |\n|---|---|---|\n");
+        for field in stream.schema().fields() {
+            let null = if field.is_nullable() { " (nullable)" } else { "" };
+            out.push_str(&format!(
+                "| `{}` | {}{null} | {} |\n",
+                field.name(),
+                field.data_type(),
+                sdk_reader(field.data_type(), field.is_nullable(), field.name())
+            ));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn producer(stream: Stream) -> &'static str {
@@ -31,6 +76,10 @@ fn producer(stream: Stream) -> &'static str {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.markdown {
+        print!("{}", markdown());
+        return Ok(());
+    }
     if args.json {
         let streams: Vec<serde_json::Value> = Stream::ALL
             .iter()
