@@ -29,18 +29,26 @@ pub fn wit_info<P: Plugin>() -> PluginInfo {
             .into_iter()
             .map(|(stream, columns)| wit::StreamRequest { stream, columns })
             .collect(),
-        config_keys: info.config_keys,
+        config_keys: settings_keys::<P>(),
+    }
+}
+
+/// The keys of the plugin's settings (the fields of its `Settings`).
+fn settings_keys<P: Plugin>() -> Vec<String> {
+    match serde_json::to_value(P::Settings::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
     }
 }
 
 impl<P: Plugin> GuestInstance for Adapter<P> {
     fn open(config_json: String) -> Result<Instance, String> {
-        let config: serde_json::Value = if config_json.trim().is_empty() {
-            serde_json::Value::Object(Default::default())
+        let settings: P::Settings = if config_json.trim().is_empty() {
+            P::Settings::default()
         } else {
-            serde_json::from_str(&config_json).map_err(|e| format!("configuration: {e}"))?
+            serde_json::from_str(&config_json).map_err(|e| format!("settings: {e}"))?
         };
-        let plugin = P::new(&config)?;
+        let plugin = P::new(settings)?;
         Ok(Instance::new(Adapter { state: RefCell::new(plugin) }))
     }
 

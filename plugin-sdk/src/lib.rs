@@ -7,11 +7,12 @@
 //! struct AdcSpectrum { adc: Hist1D }
 //!
 //! impl Plugin for AdcSpectrum {
+//!     type Settings = NoSettings;
 //!     fn info() -> Info {
 //!         Info::new("adc-spectrum", "ADC counts of data packets")
 //!             .consumes("packets", &["packet_type", "dataword"])
 //!     }
-//!     fn new(_config: &Config) -> Result<Self, String> {
+//!     fn new(_settings: NoSettings) -> Result<Self, String> {
 //!         Ok(Self { adc: Hist1D::new(256, 0.0, 256.0) })
 //!     }
 //!     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
@@ -65,13 +66,47 @@ pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
 pub use report::{CheckStatus, Info, Report};
 
-/// A plugin's configuration: the JSON object given to the run (empty object by default).
-pub type Config = serde_json::Value;
+/// Settings of a plugin without any: `type Settings = NoSettings;`.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSettings {}
 
-/// A number from the configuration, or `default` when the key is absent.
-pub fn config_number(config: &Config, key: &str, default: f64) -> f64 {
-    config.get(key).and_then(serde_json::Value::as_f64).unwrap_or(default)
+/// Declares a plugin's settings — the keys of its `[plugins.NAME]` table in the run's
+/// configuration, each with its type and default — as a struct the SDK fills: missing keys take
+/// their default, an unknown key or a wrong type fails the plugin with a message naming it, the
+/// keys are announced to the host, and the settings stay out of the plugin's snapshots.
+///
+/// ```ignore
+/// settings! {
+///     /// Thresholds of the parity check.
+///     struct Settings {
+///         /// Parity-error fraction above which the check warns.
+///         parity_warn_fraction: f64 = 0.002,
+///         parity_error_fraction: f64 = 0.01,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! settings {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident {
+        $($(#[$field_meta:meta])* $field:ident : $type:ty = $default:expr),* $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, $crate::__serde::Serialize, $crate::__serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        $vis struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+        impl ::core::default::Default for $name {
+            fn default() -> Self {
+                Self { $($field: $default,)* }
+            }
+        }
+    };
 }
+
+#[doc(hidden)]
+pub use serde as __serde;
 
 /// plotters, for figures the [`svg`] helpers do not cover (draw on `SVGBackend`).
 pub use plotters;
@@ -79,10 +114,14 @@ pub use plotters;
 /// What a plugin implements. State must be serde-serialisable: that is how snapshots of one
 /// instance are merged into another (files of a run, shards on many nodes).
 pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + 'static {
-    /// Name, version, description, consumed streams and columns, configuration keys.
+    /// Its settings: a struct declared with [`settings!`], or [`NoSettings`]. Keep them in a
+    /// `#[serde(skip)]` field: they come from the configuration, not from snapshots.
+    type Settings: serde::Serialize + serde::de::DeserializeOwned + Default;
+    /// Name, version, description, shifter help, consumed streams and columns (its settings'
+    /// keys are added for it).
     fn info() -> Info;
-    /// A fresh instance for one run.
-    fn new(config: &Config) -> Result<Self, String>;
+    /// A fresh instance for one run, with the run's settings.
+    fn new(settings: Self::Settings) -> Result<Self, String>;
     /// A batch of the `packets` stream (only the requested columns are present).
     fn packets(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
@@ -141,9 +180,9 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Config, Hist1D, Hist2D, Info, Moments,
-        Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, TypedFigure, channel_of,
-        config_number, export_plugin, fit, log, spectrum, svg, unique_id,
+        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Hist1D, Hist2D, Info, Moments,
+        NoSettings, Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, TypedFigure, channel_of,
+        export_plugin, fit, log, settings, spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::bindings::larmon::plugin::types as wit;
 use crate::figure::TypedFigure;
 
-/// Name, version, description, shifter help, streams and columns, configuration keys.
+/// Name, version, description, shifter help, streams and columns.
 #[derive(Clone, Debug, Default)]
 pub struct Info {
     pub(crate) name: String,
@@ -14,7 +14,6 @@ pub struct Info {
     pub(crate) description: String,
     pub(crate) help: String,
     pub(crate) consumes: Vec<(String, Vec<String>)>,
-    pub(crate) config_keys: Vec<String>,
 }
 
 impl Info {
@@ -53,11 +52,6 @@ impl Info {
                 listed.push((*column).into());
             }
         }
-        self
-    }
-    /// It understands this configuration key.
-    pub fn config_key(mut self, key: &str) -> Self {
-        self.config_keys.push(key.into());
         self
     }
 }

@@ -843,3 +843,63 @@ fn the_plugin_guide_lists_the_streams_the_pipeline_sends() {
          between its `streams:` markers"
     );
 }
+
+/// A plugin's settings are typed: a misspelt key or a wrong type in `[plugins.NAME]` stops that
+/// plugin with a message naming the key (the others run), and `plugin check` lists the keys the
+/// plugin's `settings!` declares.
+#[test]
+fn a_misspelt_or_mistyped_setting_stops_its_plugin_with_the_key_named() {
+    let dir = scratch("cli-typed-settings");
+    let p = |path: &Path| path.to_str().unwrap().to_owned();
+    let packet_rate = component("plugin", "larmon_plugin_packet_rate");
+    let checked = larmon(&["plugin", "check", &p(&packet_rate)]);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let listed = text(&checked.stdout);
+    assert!(
+        listed.contains("config keys  parity_error_fraction, parity_warn_fraction"),
+        "{listed}"
+    );
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for name in ["larmon_plugin_packet_rate", "larmon_plugin_fifo_flags", "larmon_plugin_tile_rate"]
+    {
+        std::fs::copy(component("plugin", name), plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    std::fs::write(
+        dir.join("larmon.toml"),
+        "[plugins.packet-rate]\nparity_warn_fractoin = 0.01\n\
+         [plugins.fifo-flags]\nwarn_full_fraction = \"high\"\n\
+         [plugins.tile-rate]\nwarn_low_fraction = 0.5\n",
+    )
+    .unwrap();
+    let out = larmon(&[
+        "run",
+        &p(&data("small-raw.h5")),
+        "--out",
+        &p(&dir.join("reports")),
+        "--plugin-dir",
+        &p(&plugins),
+        "--config",
+        &p(&dir.join("larmon.toml")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("reports/small-raw/report.json")).unwrap(),
+    )
+    .unwrap();
+    let entry = |name: &str| {
+        report["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone()
+    };
+    let misspelt = entry("packet-rate");
+    assert_eq!(misspelt["status"], "error");
+    let error = misspelt["error"].as_str().unwrap();
+    assert!(error.contains("unknown field `parity_warn_fractoin`"), "{error}");
+    let mistyped = entry("fifo-flags");
+    assert_eq!(mistyped["status"], "error");
+    assert!(mistyped["error"].as_str().unwrap().contains("invalid type"), "{mistyped}");
+    // A correct setting is used: half the median tile rate is the new warning threshold.
+    let tile_rate = entry("tile-rate");
+    assert_eq!(tile_rate["status"], "ok", "{tile_rate}");
+    let checks = tile_rate["checks"].to_string();
+    assert!(checks.contains("50 %"), "{checks}");
+}

@@ -83,8 +83,9 @@ fn core_module(misdeed: Misdeed) -> String {
   (data (i32.const 160) "hand-written hostile component")
   (data (i32.const 224) "packets")
   (data (i32.const 256) "packet_type")
-  ;; info's return area: plugin-info {{ name, version, description, consumes, config-keys }}
-  (data (i32.const 1024) "\10\00\00\00\{name_len:02x}\00\00\00\80\00\00\00\05\00\00\00\a0\00\00\00\1e\00\00\00\4c\04\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
+  ;; info's return area: plugin-info {{ name, version, description, help (empty), consumes,
+  ;; config-keys }}
+  (data (i32.const 1024) "\10\00\00\00\{name_len:02x}\00\00\00\80\00\00\00\05\00\00\00\a0\00\00\00\1e\00\00\00\00\00\00\00\00\00\00\00\4c\04\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
   ;; consumes[0] = {{ stream: "packets", columns: ["packet_type"] }}
   (data (i32.const 1100) "\e0\00\00\00\07\00\00\00\60\04\00\00\01\00\00\00")
   (data (i32.const 1120) "\00\01\00\00\0b\00\00\00")

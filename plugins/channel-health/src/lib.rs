@@ -27,26 +27,44 @@ use std::collections::BTreeMap;
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.channel-health]` settings.
+    struct Settings {
+        /// Hot: at least this many times the expected packet count …
+        hot_factor: f64 = 20.0,
+        /// … and at least this rate, Hz.
+        hot_min_rate_hz: f64 = 10.0,
+        /// Noisy: at least this many times the expectation …
+        noisy_factor: f64 = 3.0,
+        /// … at least this many packets …
+        noisy_min_packets: f64 = 10.0,
+        /// … and a Poisson chance below this.
+        noisy_p_value: f64 = 1e-6,
+        /// Dead: silent although the chance of silence is below this.
+        dead_p_value: f64 = 1e-4,
+        /// Channels listed in the table.
+        top: usize = 15,
+        /// Hot channels from which the check is an error.
+        max_hot: f64 = 20.0,
+        /// Known-bad channels (the host fills them from `known_bad_channels = "FILE"`).
+        known_bad_channels: Vec<KnownBad> = Vec::new(),
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ChannelHealth {
     /// Valid data packets per channel.
     counts: ChannelStats,
     span: TimeSpan,
-    hot_factor: f64,
-    hot_min_rate_hz: f64,
-    noisy_factor: f64,
-    noisy_min_packets: f64,
-    noisy_p_value: f64,
-    dead_p_value: f64,
-    top: usize,
-    max_hot: f64,
-    known_bad: Vec<KnownBad>,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
     #[serde(skip)]
     pixels: Pixels,
 }
 
 /// A known-bad channel as the host hands it over.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct KnownBad {
     io_group: u8,
     io_channel: u8,
@@ -137,6 +155,8 @@ const HELP: &str = "\
     configuration; a whole chip noisy: its threshold is too low.";
 
 impl Plugin for ChannelHealth {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new(
             "channel-health",
@@ -146,34 +166,13 @@ impl Plugin for ChannelHealth {
         .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
         .consumes("packets", CHANNEL_COLUMNS)
         .consumes("pixels", Pixels::COLUMNS)
-        .config_key("hot_factor")
-        .config_key("hot_min_rate_hz")
-        .config_key("noisy_factor")
-        .config_key("noisy_min_packets")
-        .config_key("noisy_p_value")
-        .config_key("dead_p_value")
-        .config_key("top")
-        .config_key("max_hot")
-        .config_key("known_bad_channels")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             counts: ChannelStats::default(),
             span: TimeSpan::default(),
-            hot_factor: config_number(config, "hot_factor", 20.0),
-            hot_min_rate_hz: config_number(config, "hot_min_rate_hz", 10.0),
-            noisy_factor: config_number(config, "noisy_factor", 3.0),
-            noisy_min_packets: config_number(config, "noisy_min_packets", 10.0),
-            noisy_p_value: config_number(config, "noisy_p_value", 1e-6),
-            dead_p_value: config_number(config, "dead_p_value", 1e-4),
-            top: config_number(config, "top", 15.0) as usize,
-            max_hot: config_number(config, "max_hot", 20.0),
-            known_bad: match config.get("known_bad_channels") {
-                None => Vec::new(),
-                Some(list) => Vec::<KnownBad>::deserialize(list)
-                    .map_err(|e| format!("known_bad_channels: {e}"))?,
-            },
+            settings,
             pixels: Pixels::default(),
         })
     }
@@ -234,15 +233,17 @@ impl Plugin for ChannelHealth {
             let n = count(id);
             let mu = chip_median.get(&(id >> 6)).copied().unwrap_or(global);
             let rate = n as f64 / seconds;
-            if n as f64 >= self.hot_factor * mu.max(1.0) && rate >= self.hot_min_rate_hz {
+            if n as f64 >= self.settings.hot_factor * mu.max(1.0)
+                && rate >= self.settings.hot_min_rate_hz
+            {
                 flags.push(flag(id, "hot", n, mu));
-            } else if n as f64 >= self.noisy_min_packets
-                && n as f64 >= self.noisy_factor * mu.max(1.0)
-                && ln_poisson_tail(n, mu) < self.noisy_p_value.ln()
+            } else if n as f64 >= self.settings.noisy_min_packets
+                && n as f64 >= self.settings.noisy_factor * mu.max(1.0)
+                && ln_poisson_tail(n, mu) < self.settings.noisy_p_value.ln()
             {
                 flags.push(flag(id, "noisy", n, mu));
             } else if n == 0 {
-                if -mu < self.dead_p_value.ln() {
+                if -mu < self.settings.dead_p_value.ln() {
                     flags.push(flag(id, "dead", n, mu));
                 } else {
                     unjudged_dead += 1;
@@ -256,7 +257,7 @@ impl Plugin for ChannelHealth {
         }
         let start = self.span.range.map(|(a, _)| a);
         for f in &mut flags {
-            f.known = self.known_bad.iter().any(|k| k.covers(f, start));
+            f.known = self.settings.known_bad_channels.iter().any(|k| k.covers(f, start));
         }
         let kinds = ["hot", "noisy", "dead", "unknown"];
         // New problems only: known ones are counted apart.
@@ -266,7 +267,7 @@ impl Plugin for ChannelHealth {
         ranked.sort_by(|a, b| b.rate_hz.total_cmp(&a.rate_hz));
         let rows: Vec<Vec<String>> = ranked
             .iter()
-            .take(self.top)
+            .take(self.settings.top)
             .map(|f| {
                 vec![
                     if f.known { format!("{} (known)", f.kind) } else { f.kind.to_string() },
@@ -341,8 +342,8 @@ impl Plugin for ChannelHealth {
         Ok(report.check_max(
             "hot_channels",
             number("hot") as f64,
-            self.max_hot / 4.0,
-            self.max_hot,
+            self.settings.max_hot / 4.0,
+            self.settings.max_hot,
             "channels",
         ))
     }

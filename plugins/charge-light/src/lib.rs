@@ -9,6 +9,16 @@ use std::collections::BTreeMap;
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.charge-light]` settings.
+    struct Settings {
+        /// Matching efficiency (either way) below which the check warns.
+        warn_efficiency: f64 = 0.99,
+        /// … and below which it is an error.
+        error_efficiency: f64 = 0.9,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ChargeLight {
     light_events: u64,
@@ -21,8 +31,9 @@ struct ChargeLight {
     light_sum: BTreeMap<u64, f64>,
     /// Matched (light event, charge event).
     pairs: Vec<(u64, u64)>,
-    warn_efficiency: f64,
-    error_efficiency: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -39,17 +50,17 @@ const HELP: &str = "\
     correlation is a metric).";
 
 impl Plugin for ChargeLight {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
             .help(HELP)
             .consumes("light_matches", &["light_event", "charge_event", "dt_ticks"])
             .consumes("events", &["event_id", "kind", "q_ke"])
             .consumes("light_waveforms", &["event", "integral"])
-            .config_key("warn_efficiency")
-            .config_key("error_efficiency")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             light_events: 0,
             charge_triggers: 0,
@@ -58,8 +69,7 @@ impl Plugin for ChargeLight {
             charge_q: BTreeMap::new(),
             light_sum: BTreeMap::new(),
             pairs: Vec::new(),
-            warn_efficiency: config_number(config, "warn_efficiency", 0.99),
-            error_efficiency: config_number(config, "error_efficiency", 0.9),
+            settings,
         })
     }
 
@@ -178,15 +188,15 @@ impl Plugin for ChargeLight {
                 .check_band(
                     "light_to_charge_efficiency",
                     light_eff,
-                    (self.warn_efficiency, 1.0),
-                    (self.error_efficiency, 1.0),
+                    (self.settings.warn_efficiency, 1.0),
+                    (self.settings.error_efficiency, 1.0),
                     "",
                 )
                 .check_band(
                     "charge_to_light_efficiency",
                     charge_eff,
-                    (self.warn_efficiency, 1.0),
-                    (self.error_efficiency, 1.0),
+                    (self.settings.warn_efficiency, 1.0),
+                    (self.settings.error_efficiency, 1.0),
                     "",
                 );
         }

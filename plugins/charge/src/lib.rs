@@ -5,6 +5,14 @@ use std::collections::BTreeMap;
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.charge]` settings.
+    struct Settings {
+        /// The full drift time the drift-time check expects, µs.
+        expected_max_drift_us: f64 = 190.6,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Charge {
     /// Hit charge per TPC, ke⁻.
@@ -15,7 +23,9 @@ struct Charge {
     hits_per_event: Hist1D,
     /// Events per Unix second by kind (1 triggered, 2 self-triggered).
     event_rate: BTreeMap<u8, TimeSeries>,
-    expected_max_drift_us: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -29,6 +39,8 @@ const HELP: &str = "\
     without its MIP peak (~20–25 ke⁻ per hit): gain or pedestal calibration wrong.";
 
 impl Plugin for Charge {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new(
             "charge",
@@ -37,16 +49,15 @@ impl Plugin for Charge {
         .help(HELP)
         .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
         .consumes("events", &["kind", "unix_time", "n_hits"])
-        .config_key("expected_max_drift_us")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             q_per_tpc: BTreeMap::new(),
             drift_per_tpc: BTreeMap::new(),
             hits_per_event: Hist1D::new(50, 0.0, 5.0),
             event_rate: BTreeMap::new(),
-            expected_max_drift_us: config_number(config, "expected_max_drift_us", 190.6),
+            settings,
         })
     }
 
@@ -153,7 +164,7 @@ impl Plugin for Charge {
             .plot("event_rate", "Event rate", rate)
             .metric("event_rate_hz", total_events / seconds, None, "Hz");
         for (k, edge) in cathode_edges.iter().enumerate() {
-            let expected = self.expected_max_drift_us;
+            let expected = self.settings.expected_max_drift_us;
             report = report.check_band(
                 &format!("cathode_edge_{k}"),
                 *edge,

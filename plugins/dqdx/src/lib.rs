@@ -31,17 +31,28 @@ const MIN_BIN_PIXELS: f64 = 500.0;
 /// Lifetime used when neither a fit nor a configured value is available, µs.
 const DEFAULT_LIFETIME_US: f64 = 2200.0;
 
+settings! {
+    /// Its `[plugins.dqdx]` settings.
+    struct Settings {
+        /// The electron lifetime of this run, µs, when the run cannot measure it.
+        lifetime_us: Option<f64> = None,
+        /// Shortest full crossing of a pixel used, mm.
+        min_dx_mm: f64 = 3.3,
+        /// The MPV band that is ok, ke⁻/cm (error outside 0.8 × low … 1.25 × high).
+        mpv_warn_low: f64 = 45.0,
+        mpv_warn_high: f64 = 60.0,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Dqdx {
     /// Raw (uncorrected) dQ/dx, ke⁻/cm, per drift-time slice, all TPCs.
     slices: Vec<Hist1D>,
     /// The same per TPC.
     per_tpc: BTreeMap<u8, Vec<Hist1D>>,
-    /// Lifetime the operator gave for this run, µs.
-    configured_lifetime_us: Option<f64>,
-    min_dx_mm: f64,
-    warn_band: (f64, f64),
-    error_band: (f64, f64),
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 impl Dqdx {
@@ -85,31 +96,20 @@ const HELP: &str = "\
     error): gain calibration, lifetime correction or recombination (field) off.";
 
 impl Plugin for Dqdx {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("dqdx", "dQ/dx of track pixels, lifetime-corrected, Moyal⊗Gauss fit")
             .help(HELP)
             .consumes("track_pixels", &["tpc", "q_ke", "dx_mm", "drift_us", "at_track_end"])
-            .config_key("lifetime_us")
-            .config_key("min_dx_mm")
-            .config_key("mpv_warn_low")
-            .config_key("mpv_warn_high")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let (warn_low, warn_high) = (
-            config_number(config, "mpv_warn_low", 45.0),
-            config_number(config, "mpv_warn_high", 60.0),
-        );
+    fn new(mut settings: Settings) -> Result<Self, String> {
+        settings.lifetime_us = settings.lifetime_us.filter(|v| v.is_finite() && *v > 0.0);
         Ok(Self {
             slices: vec![Hist1D::new(300, 0.0, 150.0); SLICES],
             per_tpc: BTreeMap::new(),
-            configured_lifetime_us: config
-                .get("lifetime_us")
-                .and_then(|v| v.as_f64())
-                .filter(|v| v.is_finite() && *v > 0.0),
-            min_dx_mm: config_number(config, "min_dx_mm", 3.3),
-            warn_band: (warn_low, warn_high),
-            error_band: (warn_low * 0.8, warn_high * 1.25),
+            settings,
         })
     }
 
@@ -117,7 +117,7 @@ impl Plugin for Dqdx {
         let (tpc, q, dx) = (batch.u8("tpc")?, batch.f64("q_ke")?, batch.f64("dx_mm")?);
         let (drift, end) = (batch.f64("drift_us")?, batch.u8("at_track_end")?);
         for i in 0..batch.len() {
-            if dx[i] < self.min_dx_mm || end[i] != 0 {
+            if dx[i] < self.settings.min_dx_mm || end[i] != 0 {
                 continue;
             }
             let raw = q[i] / dx[i] * 10.0;
@@ -167,11 +167,13 @@ impl Plugin for Dqdx {
             );
         match &fit {
             Some(f) => {
+                let (low, high) = (self.settings.mpv_warn_low, self.settings.mpv_warn_high);
+                let (warn, error) = ((low, high), (low * 0.8, high * 1.25));
                 report = report
                     .metric("mpv_ke_per_cm", f.mpv, Some(f.mpv_error), "ke-/cm")
                     .metric("moyal_width_ke_per_cm", f.width, None, "ke-/cm")
                     .metric("gauss_sigma_ke_per_cm", f.sigma, None, "ke-/cm")
-                    .check_band("mpv_ke_per_cm", f.mpv, self.warn_band, self.error_band, "ke-/cm");
+                    .check_band("mpv_ke_per_cm", f.mpv, warn, error, "ke-/cm");
             }
             None => {
                 report = report.check(
@@ -201,7 +203,7 @@ impl Plugin for Dqdx {
 impl Dqdx {
     /// The lifetime to correct with: (τ µs, source, fitted (τ, σ) if measured).
     fn lifetime(&self) -> (f64, u8, Option<(f64, f64)>) {
-        if let Some(tau) = self.configured_lifetime_us {
+        if let Some(tau) = self.settings.lifetime_us {
             return (tau, 1, None);
         }
         // The fit uses 10 drift bins of 4 slices each (a Moyal⊗Gauss fit per bin, as the

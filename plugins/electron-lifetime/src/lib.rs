@@ -13,17 +13,35 @@
 use larmon_plugin_sdk::fit::{fit_exponential, fit_moyal_gauss};
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.electron-lifetime]` settings.
+    struct Settings {
+        /// Drift-time bins of the fit (3–100).
+        drift_bins: usize = 10,
+        /// The full drift time, µs.
+        max_drift_us: f64 = 190.6,
+        /// Shortest track used, mm.
+        min_track_mm: f64 = 100.0,
+        /// Distance from the anode edges a track must keep, mm.
+        fiducial_mm: f64 = 30.0,
+        /// Shortest full crossing of a pixel used, mm.
+        min_dx_mm: f64 = 3.3,
+        /// Pixels a drift bin needs to enter the fit.
+        min_entries: f64 = 500.0,
+        /// Lifetime below which the check warns, µs.
+        warn_below_us: f64 = 1000.0,
+        /// … and below which it is an error.
+        error_below_us: f64 = 500.0,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct ElectronLifetime {
     /// dQ/dx (ke⁻/cm, not lifetime-corrected) per drift-time bin.
     bins: Vec<Hist1D>,
-    max_drift_us: f64,
-    min_track_mm: f64,
-    fiducial_mm: f64,
-    min_dx_mm: f64,
-    min_entries: f64,
-    warn_below_us: f64,
-    error_below_us: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
     #[serde(skip)]
     pixels: Pixels,
 }
@@ -39,6 +57,8 @@ const HELP: &str = "\
     below 1000 µs (warning) or 500 µs (error): argon purity is dropping; call the cryo expert.";
 
 impl Plugin for ElectronLifetime {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("electron-lifetime", "Electron lifetime from the dQ/dx MPV vs drift time")
             .help(HELP)
@@ -58,27 +78,13 @@ impl Plugin for ElectronLifetime {
                 ],
             )
             .consumes("pixels", Pixels::COLUMNS)
-            .config_key("drift_bins")
-            .config_key("max_drift_us")
-            .config_key("min_track_mm")
-            .config_key("fiducial_mm")
-            .config_key("min_dx_mm")
-            .config_key("min_entries")
-            .config_key("warn_below_us")
-            .config_key("error_below_us")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let n = config_number(config, "drift_bins", 10.0).clamp(3.0, 100.0) as usize;
+    fn new(settings: Settings) -> Result<Self, String> {
+        let n = settings.drift_bins.clamp(3, 100);
         Ok(Self {
             bins: vec![Hist1D::new(300, 0.0, 150.0); n],
-            max_drift_us: config_number(config, "max_drift_us", 190.6),
-            min_track_mm: config_number(config, "min_track_mm", 100.0),
-            fiducial_mm: config_number(config, "fiducial_mm", 30.0),
-            min_dx_mm: config_number(config, "min_dx_mm", 3.3),
-            min_entries: config_number(config, "min_entries", 500.0),
-            warn_below_us: config_number(config, "warn_below_us", 1000.0),
-            error_below_us: config_number(config, "error_below_us", 500.0),
+            settings,
             pixels: Pixels::default(),
         })
     }
@@ -96,18 +102,19 @@ impl Plugin for ElectronLifetime {
             batch.f64("track_length_mm")?,
             batch.u32("track_tpc_mask")?,
         );
-        let width = self.max_drift_us / self.bins.len() as f64;
+        let width = self.settings.max_drift_us / self.bins.len() as f64;
         for i in 0..batch.len() {
-            if length[i] < self.min_track_mm
+            if length[i] < self.settings.min_track_mm
                 || !mask[i].is_power_of_two()
                 || end[i] != 0
-                || dx[i] < self.min_dx_mm
+                || dx[i] < self.settings.min_dx_mm
             {
                 continue;
             }
             if let Some(anode) = self.pixels.anodes().get(&tpc[i]) {
                 let drift_mm = (z[i] - anode.z_mm) * anode.drift_dir;
-                if !anode.contains(x[i], y[i], drift_mm, self.fiducial_mm, anode.pitch_mm) {
+                if !anode.contains(x[i], y[i], drift_mm, self.settings.fiducial_mm, anode.pitch_mm)
+                {
                     continue;
                 }
             }
@@ -127,12 +134,12 @@ impl Plugin for ElectronLifetime {
     }
 
     fn report(&self) -> Result<Report, String> {
-        let width = self.max_drift_us / self.bins.len() as f64;
+        let width = self.settings.max_drift_us / self.bins.len() as f64;
         let points: Vec<(f64, f64, f64)> = self
             .bins
             .iter()
             .enumerate()
-            .filter(|(_, h)| h.total() >= self.min_entries)
+            .filter(|(_, h)| h.total() >= self.settings.min_entries)
             .filter_map(|(k, h)| {
                 let f = fit_moyal_gauss(h, 0.05)?;
                 (f.mpv_error > 0.0 && f.mpv_error.is_finite()).then_some((
@@ -145,7 +152,7 @@ impl Plugin for ElectronLifetime {
         let fit = (points.len() >= 3).then(|| fit_exponential(&points, 3000.0)).flatten();
         let mut plot =
             svg::Plot::new("dQ/dx MPV vs drift time", "drift time [µs]", "dQ/dx MPV [ke⁻/cm]")
-                .x_range(0.0, self.max_drift_us)
+                .x_range(0.0, self.settings.max_drift_us)
                 .error_points(points.clone(), "MPV per drift bin");
         let mut report = Report::new().metric(
             "pixels_used",
@@ -157,7 +164,7 @@ impl Plugin for ElectronLifetime {
             Some(f) => {
                 let (a, tau) = (f.params[0], f.params[1]);
                 let curve = (0..=100).map(|k| {
-                    let t = self.max_drift_us * k as f64 / 100.0;
+                    let t = self.settings.max_drift_us * k as f64 / 100.0;
                     (t, a * (-t / tau).exp())
                 });
                 plot = plot
@@ -173,8 +180,8 @@ impl Plugin for ElectronLifetime {
                     .check_band(
                         "lifetime_us",
                         tau + 2.0 * f.errors[1],
-                        (self.warn_below_us, f64::INFINITY),
-                        (self.error_below_us, f64::INFINITY),
+                        (self.settings.warn_below_us, f64::INFINITY),
+                        (self.settings.error_below_us, f64::INFINITY),
                         "µs (τ + 2σ)",
                     );
             }
@@ -186,7 +193,7 @@ impl Plugin for ElectronLifetime {
                     format!(
                         "no lifetime fit: {} drift bins with ≥ {} pixels",
                         points.len(),
-                        self.min_entries
+                        self.settings.min_entries
                     ),
                 );
             }

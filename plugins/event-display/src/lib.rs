@@ -21,7 +21,8 @@ struct Event {
 }
 
 /// Which events with tracks are kept besides the chosen ones.
-#[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Pick {
     /// The first of the run.
     First,
@@ -29,13 +30,24 @@ enum Pick {
     Latest,
 }
 
+settings! {
+    /// Its `[plugins.event-display]` settings.
+    struct Settings {
+        /// Events with tracks shown (1–20).
+        events: usize = 4,
+        /// Which: "latest" or "first".
+        pick: Pick = Pick::Latest,
+        /// Events shown whatever `pick` says (at most 20).
+        event_ids: BTreeSet<u64> = BTreeSet::new(),
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct EventDisplay {
     events: BTreeMap<u64, Event>,
-    wanted: usize,
-    pick: Pick,
-    /// Events shown whatever `pick` says.
-    chosen: BTreeSet<u64>,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 impl EventDisplay {
@@ -43,7 +55,7 @@ impl EventDisplay {
     fn picked(&self) -> impl Iterator<Item = u64> + '_ {
         self.events
             .iter()
-            .filter(|(id, e)| !e.tracks.is_empty() && !self.chosen.contains(id))
+            .filter(|(id, e)| !e.tracks.is_empty() && !self.settings.event_ids.contains(id))
             .map(|(id, _)| *id)
     }
 
@@ -51,12 +63,12 @@ impl EventDisplay {
     /// `latest`; events without tracks that are complete (id ≤ `complete`) go, unless chosen.
     fn trim(&mut self, complete: Option<u64>) {
         if let Some(last) = complete {
-            let chosen = &self.chosen;
+            let chosen = &self.settings.event_ids;
             self.events.retain(|id, e| *id > last || !e.tracks.is_empty() || chosen.contains(id));
         }
         let picked: Vec<u64> = self.picked().collect();
-        let surplus = picked.len().saturating_sub(self.wanted);
-        let dropped = match self.pick {
+        let surplus = picked.len().saturating_sub(self.settings.events);
+        let dropped = match self.settings.pick {
             Pick::First => &picked[picked.len() - surplus..],
             Pick::Latest => &picked[..surplus],
         };
@@ -78,6 +90,8 @@ const HELP: &str = "\
     (wrong t0 or drift velocity), straight tracks broken at tile edges (geometry).";
 
 impl Plugin for EventDisplay {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("event-display", "x-y and z-y projections of a few events with their tracks")
             .help(HELP)
@@ -94,43 +108,23 @@ impl Plugin for EventDisplay {
                     "end_z_mm",
                 ],
             )
-            .config_key("events")
-            .config_key("pick")
-            .config_key("event_ids")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let pick = match config.get("pick").and_then(|v| v.as_str()) {
-            None | Some("latest") => Pick::Latest,
-            Some("first") => Pick::First,
-            Some(other) => return Err(format!("pick = {other:?}: \"latest\" or \"first\"")),
-        };
-        let chosen = match config.get("event_ids") {
-            None => BTreeSet::new(),
-            Some(list) => list
-                .as_array()
-                .ok_or("event_ids must be a list of event ids")?
-                .iter()
-                .map(|v| v.as_u64().ok_or(format!("event_ids: {v} is not an event id")))
-                .collect::<Result<_, _>>()?,
-        };
-        if chosen.len() > 20 {
-            return Err(format!("event_ids: {} events; at most 20", chosen.len()));
+    fn new(mut settings: Settings) -> Result<Self, String> {
+        if settings.event_ids.len() > 20 {
+            return Err(format!("event_ids: {} events; at most 20", settings.event_ids.len()));
         }
-        Ok(Self {
-            events: BTreeMap::new(),
-            wanted: config_number(config, "events", 4.0).clamp(1.0, 20.0) as usize,
-            pick,
-            chosen,
-        })
+        settings.events = settings.events.clamp(1, 20);
+        Ok(Self { events: BTreeMap::new(), settings })
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
         // The host hands over each calibration step's hits, then its tracks: candidates of an
         // earlier step still without tracks never get any.
-        let chosen = &self.chosen;
+        let chosen = &self.settings.event_ids;
         self.events.retain(|id, e| !e.tracks.is_empty() || chosen.contains(id));
-        let full = self.pick == Pick::First && self.picked().count() >= self.wanted;
+        let full =
+            self.settings.pick == Pick::First && self.picked().count() >= self.settings.events;
         let event = batch.opt_u64("event_id")?;
         let (x, y, z) = (batch.opt_f32("x_mm")?, batch.opt_f32("y_mm")?, batch.opt_f32("z_mm")?);
         let q = batch.f32("q_ke")?;
@@ -141,7 +135,7 @@ impl Plugin for EventDisplay {
             // Every event of the step is a candidate (for `first`, until enough with tracks are
             // found); memory is bounded by one step, and a step of many small events cannot
             // crowd out later ones.
-            if full && !self.events.contains_key(&e) && !self.chosen.contains(&e) {
+            if full && !self.events.contains_key(&e) && !self.settings.event_ids.contains(&e) {
                 continue;
             }
             self.events.entry(e).or_default().hits.push([x, y, z, q[i]]);
@@ -179,10 +173,11 @@ impl Plugin for EventDisplay {
 
     fn report(&self) -> Result<Report, String> {
         let mut report = Report::new();
-        let chosen = self.chosen.iter().filter_map(|id| Some((*id, self.events.get(id)?)));
+        let chosen =
+            self.settings.event_ids.iter().filter_map(|id| Some((*id, self.events.get(id)?)));
         let picked = self.picked().map(|id| (id, &self.events[&id]));
         for (id, event) in chosen.chain(picked) {
-            let title = if self.chosen.contains(&id) {
+            let title = if self.settings.event_ids.contains(&id) {
                 format!("Event {id} (chosen)")
             } else {
                 format!("Event {id}")
@@ -191,7 +186,7 @@ impl Plugin for EventDisplay {
         }
         let shown = self.picked().count();
         let status = if shown > 0 { CheckStatus::Ok } else { CheckStatus::Warning };
-        let which = if self.pick == Pick::Latest { "latest" } else { "first" };
+        let which = if self.settings.pick == Pick::Latest { "latest" } else { "first" };
         let message = if shown > 0 {
             format!("the {which} {shown} triggered events with tracks shown")
         } else {
@@ -204,7 +199,8 @@ impl Plugin for EventDisplay {
             message,
         );
         let missing: Vec<String> = self
-            .chosen
+            .settings
+            .event_ids
             .iter()
             .filter(|id| !self.events.contains_key(id))
             .map(u64::to_string)

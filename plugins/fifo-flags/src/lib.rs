@@ -8,6 +8,16 @@ use larmon_plugin_sdk::prelude::*;
 const FLAGS: [(usize, u8, &str); 4] =
     [(0, 1, "local half"), (0, 2, "local full"), (1, 1, "shared half"), (1, 2, "shared full")];
 
+settings! {
+    /// Its `[plugins.fifo-flags]` settings.
+    struct Settings {
+        /// Fraction of data packets with a FIFO-full flag above which the check warns.
+        warn_full_fraction: f64 = 1e-4,
+        /// … and above which it is an error.
+        error_full_fraction: f64 = 1e-3,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct FifoFlags {
     /// Flagged data packets per Unix second, one series per flag.
@@ -19,8 +29,9 @@ struct FifoFlags {
     /// Valid-parity data packets per Unix second (the fractions' denominator).
     #[serde(default)]
     data_per_second: TimeSeries,
-    warn_full_fraction: f64,
-    error_full_fraction: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -33,6 +44,8 @@ const HELP: &str = "\
     error above 1e-3.";
 
 impl Plugin for FifoFlags {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("fifo-flags", "Data packets with FIFO half/full flags: rate and fraction")
             .help(HELP)
@@ -40,18 +53,15 @@ impl Plugin for FifoFlags {
                 "packets",
                 &["packet_type", "valid_parity", "local_fifo", "shared_fifo", "unix_time"],
             )
-            .config_key("warn_full_fraction")
-            .config_key("error_full_fraction")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             flagged: vec![TimeSeries::default(); 4],
             counts: [0; 4],
             data_packets: 0,
             data_per_second: TimeSeries::default(),
-            warn_full_fraction: config_number(config, "warn_full_fraction", 1e-4),
-            error_full_fraction: config_number(config, "error_full_fraction", 1e-3),
+            settings,
         })
     }
 
@@ -140,8 +150,8 @@ impl Plugin for FifoFlags {
         Ok(report.check_max(
             "fifo_full_fraction",
             full,
-            self.warn_full_fraction,
-            self.error_full_fraction,
+            self.settings.warn_full_fraction,
+            self.settings.error_full_fraction,
             "",
         ))
     }

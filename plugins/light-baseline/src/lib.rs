@@ -37,13 +37,15 @@ const HELP: &str = "\
     detector that stands out in the noise map (a noisy SiPM or cable).";
 
 impl Plugin for LightBaseline {
+    type Settings = NoSettings;
+
     fn info() -> Info {
         Info::new("light-baseline", "Light readout baselines: noise per detector and noise spectra")
             .help(HELP)
             .consumes("light_waveforms", &["tpc", "det", "det_type", "baseline", "rms", "samples"])
     }
 
-    fn new(_config: &Config) -> Result<Self, String> {
+    fn new(_settings: NoSettings) -> Result<Self, String> {
         Ok(Self {
             rms: vec![Hist1D::new(100, 0.0, 50.0); 2],
             spectrum: vec![vec![0.0; FFT_SAMPLES / 2 + 1]; 2],

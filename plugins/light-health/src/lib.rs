@@ -16,17 +16,31 @@ struct Input {
     baseline_sum: f64,
 }
 
+settings! {
+    /// Its `[plugins.light-health]` settings.
+    struct Settings {
+        /// Noisy: noise above this many times the median input.
+        noisy_factor: f64 = DEFAULT_NOISY_FACTOR,
+        /// Dead or noisy inputs from which the check warns …
+        warn_bad_inputs: f64 = 1.0,
+        /// … and from which it is an error.
+        error_bad_inputs: f64 = 20.0,
+        /// Fraction of events with a board missing above which the check warns …
+        warn_missing_fraction: f64 = 0.001,
+        /// … and above which it is an error.
+        error_missing_fraction: f64 = 0.05,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct LightHealth {
     inputs: Vec<Input>,
     events: u64,
     /// (event, board) of every board missing from an event.
     missing: Vec<(u64, u8)>,
-    noisy_factor: f64,
-    warn_bad_inputs: f64,
-    error_bad_inputs: f64,
-    warn_missing_fraction: f64,
-    error_missing_fraction: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 #[derive(Serialize)]
@@ -47,7 +61,7 @@ struct MissingBoard {
 impl LightHealth {
     fn flagged(&self) -> Vec<Flagged> {
         let inputs = self.inputs.iter().enumerate().map(|(k, i)| (k, i.totals));
-        flag_inputs(inputs, self.noisy_factor)
+        flag_inputs(inputs, self.settings.noisy_factor)
             .into_iter()
             .map(|(k, kind)| {
                 let totals = &self.inputs[k].totals;
@@ -76,6 +90,8 @@ const HELP: &str = "\
     above 0.1 % (warning) or 5 % (error).";
 
 impl Plugin for LightHealth {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("light-health", "Light readout: dead, noisy, clipping inputs and missing boards")
             .help(HELP)
@@ -84,23 +100,14 @@ impl Plugin for LightHealth {
                 "light_waveforms",
                 &["adc", "channel", "baseline", "rms", "peak", "clipped_high"],
             )
-            .config_key("noisy_factor")
-            .config_key("warn_bad_inputs")
-            .config_key("error_bad_inputs")
-            .config_key("warn_missing_fraction")
-            .config_key("error_missing_fraction")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             inputs: vec![Input::default(); BOARDS * INPUTS],
             events: 0,
             missing: Vec::new(),
-            noisy_factor: config_number(config, "noisy_factor", DEFAULT_NOISY_FACTOR),
-            warn_bad_inputs: config_number(config, "warn_bad_inputs", 1.0),
-            error_bad_inputs: config_number(config, "error_bad_inputs", 20.0),
-            warn_missing_fraction: config_number(config, "warn_missing_fraction", 0.001),
-            error_missing_fraction: config_number(config, "error_missing_fraction", 0.05),
+            settings,
         })
     }
 
@@ -204,15 +211,15 @@ impl Plugin for LightHealth {
             .check_max(
                 "dead_or_noisy_inputs",
                 bad,
-                self.warn_bad_inputs,
-                self.error_bad_inputs,
+                self.settings.warn_bad_inputs,
+                self.settings.error_bad_inputs,
                 "inputs",
             )
             .check_max(
                 "missing_board_fraction",
                 missing_fraction,
-                self.warn_missing_fraction,
-                self.error_missing_fraction,
+                self.settings.warn_missing_fraction,
+                self.settings.error_missing_fraction,
                 "",
             )
             .result("flagged_inputs", &flagged)

@@ -7,6 +7,14 @@ use larmon_plugin_sdk::prelude::*;
 const TYPES: [&str; 2] = ["ArcLight", "LCM"];
 const SAMPLE_NS: f64 = 16.0;
 
+settings! {
+    /// Its `[plugins.light-pulses]` settings.
+    struct Settings {
+        /// A waveform has a pulse above max(this, 5 × its RMS), ADC.
+        threshold_adc: f64 = 20.0,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct LightPulses {
     /// log10(peak / ADC) of waveforms with a pulse, per detector type.
@@ -19,8 +27,9 @@ struct LightPulses {
     rate: TimeSeries,
     span: TimeSpan,
     events: u64,
-    /// A waveform has a pulse above max(`threshold_adc`, 5 × its RMS).
-    threshold_adc: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -34,6 +43,8 @@ const HELP: &str = "\
     follow the charge trigger rate.";
 
 impl Plugin for LightPulses {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new(
             "light-pulses",
@@ -56,10 +67,9 @@ impl Plugin for LightPulses {
                 "samples",
             ],
         )
-        .config_key("threshold_adc")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             amplitude: vec![Hist1D::new(80, 0.0, 4.0); 2],
             integral: vec![Hist1D::new(100, 0.0, 6.0); 2],
@@ -68,7 +78,7 @@ impl Plugin for LightPulses {
             rate: TimeSeries::default(),
             span: TimeSpan::default(),
             events: 0,
-            threshold_adc: config_number(config, "threshold_adc", 20.0),
+            settings,
         })
     }
 
@@ -99,7 +109,8 @@ impl Plugin for LightPulses {
                 Some((last, _, sum)) if *last == key => *sum += f64::from(integral[i]),
                 _ => per_detector.push((key, k, f64::from(integral[i]))),
             }
-            let pulse = f64::from(peak[i]) > self.threshold_adc.max(5.0 * f64::from(rms[i]));
+            let pulse =
+                f64::from(peak[i]) > self.settings.threshold_adc.max(5.0 * f64::from(rms[i]));
             if !pulse {
                 continue;
             }

@@ -7,6 +7,16 @@ use larmon_plugin_sdk::prelude::*;
 const TYPE_NAMES: [&str; 8] =
     ["data", "test", "config write", "config read", "timestamp", "message", "sync", "trigger"];
 
+settings! {
+    /// Its `[plugins.packet-rate]` settings.
+    struct Settings {
+        /// Parity-error fraction of LArPix packets above which the check warns.
+        parity_warn_fraction: f64 = 0.002,
+        /// … and above which it is an error.
+        parity_error_fraction: f64 = 0.01,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PacketRate {
     /// Rows per Unix second, per packet type.
@@ -18,8 +28,9 @@ struct PacketRate {
     larpix_per_second: TimeSeries,
     #[serde(default)]
     parity_errors_per_second: TimeSeries,
-    warn_fraction: f64,
-    error_fraction: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -35,25 +46,22 @@ const HELP: &str = "\
     rising in time: a noisy link.";
 
 impl Plugin for PacketRate {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("packet-rate", "Packet rate vs time by type; parity-error fraction")
             .help(HELP)
             .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
-            .config_key("parity_warn_fraction")
-            .config_key("parity_error_fraction")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let number =
-            |key: &str, default: f64| config.get(key).and_then(|v| v.as_f64()).unwrap_or(default);
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             by_type: vec![TimeSeries::default(); 8],
             larpix_packets: 0,
             parity_errors: 0,
             larpix_per_second: TimeSeries::default(),
             parity_errors_per_second: TimeSeries::default(),
-            warn_fraction: number("parity_warn_fraction", 0.002),
-            error_fraction: number("parity_error_fraction", 0.01),
+            settings,
         })
     }
 
@@ -139,9 +147,9 @@ impl Plugin for PacketRate {
         } else {
             0.0
         };
-        let status = if fraction >= self.error_fraction {
+        let status = if fraction >= self.settings.parity_error_fraction {
             CheckStatus::Error
-        } else if fraction >= self.warn_fraction {
+        } else if fraction >= self.settings.parity_warn_fraction {
             CheckStatus::Warning
         } else {
             CheckStatus::Ok
@@ -162,8 +170,8 @@ impl Plugin for PacketRate {
                     self.parity_errors,
                     self.larpix_packets,
                     100.0 * fraction,
-                    100.0 * self.warn_fraction,
-                    100.0 * self.error_fraction
+                    100.0 * self.settings.parity_warn_fraction,
+                    100.0 * self.settings.parity_error_fraction
                 ),
             ))
     }

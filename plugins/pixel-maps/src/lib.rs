@@ -11,13 +11,25 @@
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.pixel-maps]` settings.
+    struct Settings {
+        /// A chip is judged silent only when this many crossings were expected.
+        min_expected_crossings: f64 = 10.0,
+        /// Packets a chip gives per crossing track.
+        packets_per_crossing: f64 = 10.0,
+        /// Silent chips from which the check is an error.
+        error_silent_chips: f64 = 10.0,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PixelMaps {
     adc: ChannelStats,
     span: TimeSpan,
-    min_expected_crossings: f64,
-    packets_per_crossing: f64,
-    error_silent_chips: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
     #[serde(skip)]
     pixels: Pixels,
 }
@@ -36,24 +48,21 @@ const HELP: &str = "\
     shorter runs are not judged): warning from 1 chip, error from 10.";
 
 impl Plugin for PixelMaps {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
             .help(HELP)
             .consumes("packets", &["packet_type", "valid_parity", "dataword", "unix_time"])
             .consumes("packets", CHANNEL_COLUMNS)
             .consumes("pixels", Pixels::COLUMNS)
-            .config_key("min_expected_crossings")
-            .config_key("packets_per_crossing")
-            .config_key("error_silent_chips")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             adc: ChannelStats::default(),
             span: TimeSpan::default(),
-            min_expected_crossings: config_number(config, "min_expected_crossings", 10.0),
-            packets_per_crossing: config_number(config, "packets_per_crossing", 10.0),
-            error_silent_chips: config_number(config, "error_silent_chips", 10.0),
+            settings,
             pixels: Pixels::default(),
         })
     }
@@ -150,19 +159,19 @@ impl Plugin for PixelMaps {
             .iter()
             .filter(|(_, (n, channels))| {
                 *n == 0
-                    && per_channel * f64::from(*channels) / self.packets_per_crossing
-                        >= self.min_expected_crossings
+                    && per_channel * f64::from(*channels) / self.settings.packets_per_crossing
+                        >= self.settings.min_expected_crossings
             })
             .map(|(chip, _)| *chip)
             .collect();
         let judged = chips
             .values()
             .filter(|(_, c)| {
-                per_channel * f64::from(*c) / self.packets_per_crossing
-                    >= self.min_expected_crossings
+                per_channel * f64::from(*c) / self.settings.packets_per_crossing
+                    >= self.settings.min_expected_crossings
             })
             .count();
-        let status = if silent.len() as f64 >= self.error_silent_chips {
+        let status = if silent.len() as f64 >= self.settings.error_silent_chips {
             CheckStatus::Error
         } else if !silent.is_empty() {
             CheckStatus::Warning

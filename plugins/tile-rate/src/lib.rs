@@ -6,6 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its `[plugins.tile-rate]` settings.
+    struct Settings {
+        /// A tile below this fraction of the median tile rate warns.
+        warn_low_fraction: f64 = 0.1,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct TileRate {
     /// Packets per tile of snapshots written before `per_tile_series` (a restarted watcher
@@ -21,7 +29,9 @@ struct TileRate {
     /// Tiles of the detector (from the `pixels` stream; context, not state).
     #[serde(skip)]
     tiles: BTreeSet<u16>,
-    warn_low_fraction: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -34,22 +44,23 @@ const HELP: &str = "\
     lost UART/PACMAN path or a tile off; one tile far above the others: noise.";
 
 impl Plugin for TileRate {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("tile-rate", "Data rate per tile and per TPC")
             .help(HELP)
             .consumes("hits", &["tile", "tpc", "unix_time", "n_packets"])
             .consumes("pixels", &["tile"])
-            .config_key("warn_low_fraction")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             per_tile: BTreeMap::new(),
             per_tpc: BTreeMap::new(),
             per_tile_series: BTreeMap::new(),
             span: TimeSpan::default(),
             tiles: BTreeSet::new(),
-            warn_low_fraction: config_number(config, "warn_low_fraction", 0.1),
+            settings,
         })
     }
 
@@ -112,7 +123,7 @@ impl Plugin for TileRate {
         let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
         let low: Vec<u16> = rates
             .iter()
-            .filter(|(_, r)| **r < self.warn_low_fraction * median)
+            .filter(|(_, r)| **r < self.settings.warn_low_fraction * median)
             .map(|(t, _)| *t)
             .collect();
         let silent: Vec<u16> = rates.iter().filter(|(_, r)| **r == 0.0).map(|(t, _)| *t).collect();
@@ -154,7 +165,7 @@ impl Plugin for TileRate {
                 "{}, {} (< {:.0} % of the median) among {} tiles",
                 named("silent", &silent),
                 named("low", &low_only),
-                100.0 * self.warn_low_fraction,
+                100.0 * self.settings.warn_low_fraction,
                 rates.len(),
             ),
         ))

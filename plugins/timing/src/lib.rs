@@ -102,6 +102,14 @@ impl Coincidence {
     }
 }
 
+settings! {
+    /// Its `[plugins.timing]` settings.
+    struct Settings {
+        /// |sync offset| above which the check warns (ten times: error).
+        max_sync_offset_ticks: f64 = 10.0,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Timing {
     /// Sync timestamp − 1e7 per io_group, ticks.
@@ -125,7 +133,9 @@ struct Timing {
     last_t0: Option<f64>,
     /// Largest |sync timestamp − 1e7| seen, also outside the histogram range.
     max_abs_sync_offset: f64,
-    max_sync_offset_ticks: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 /// What a shifter reads beside these figures on the dashboard (docs/plots.md says the same;
@@ -146,6 +156,8 @@ const HELP: &str = "\
     extending past the full drift time.";
 
 impl Plugin for Timing {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new(
             "timing",
@@ -166,10 +178,9 @@ impl Plugin for Timing {
         )
         .consumes("hits", &["drift_ticks", "tpc"])
         .consumes("events", &["kind", "t0_ticks"])
-        .config_key("max_sync_offset_ticks")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             sync_offset: BTreeMap::new(),
             delay: Hist1D::new(200, 0.0, 1000.0),
@@ -180,7 +191,7 @@ impl Plugin for Timing {
             trigger_spacing: Hist1D::new(120, -2.0, 4.0),
             last_t0: None,
             max_abs_sync_offset: 0.0,
-            max_sync_offset_ticks: config_number(config, "max_sync_offset_ticks", 10.0),
+            settings,
         })
     }
 
@@ -394,8 +405,8 @@ impl Plugin for Timing {
         Ok(report.check_max(
             "sync_offset",
             worst,
-            self.max_sync_offset_ticks,
-            10.0 * self.max_sync_offset_ticks,
+            self.settings.max_sync_offset_ticks,
+            10.0 * self.settings.max_sync_offset_ticks,
             "ticks",
         ))
     }

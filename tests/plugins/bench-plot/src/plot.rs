@@ -3,16 +3,26 @@
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// The benchmark's settings.
+    pub struct Settings {
+        /// Return at once (the benchmark's transport-cost run).
+        transport_only: bool = false,
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct AdcStats {
     per_channel: ChannelStats,
     adc: Hist1D,
     rate: TimeSeries,
-    /// Config `{"transport_only": true}`: return at once (the benchmark's transport-cost run).
-    transport_only: bool,
+    #[serde(skip)]
+    settings: Settings,
 }
 
 impl Plugin for AdcStats {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("bench-adc-stats", "Per-channel ADC statistics (benchmark workload)").consumes(
             "packets",
@@ -29,17 +39,17 @@ impl Plugin for AdcStats {
         )
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
+    fn new(settings: Settings) -> Result<Self, String> {
         Ok(Self {
             per_channel: ChannelStats::default(),
             adc: Hist1D::new(256, 0.0, 256.0),
             rate: TimeSeries::default(),
-            transport_only: config.get("transport_only").and_then(|v| v.as_bool()) == Some(true),
+            settings,
         })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        if self.transport_only {
+        if self.settings.transport_only {
             return Ok(());
         }
         let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);

@@ -12,27 +12,35 @@
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// How it misbehaves.
+    struct Settings {
+        mode: String = "well".into(),
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Hostile {
-    mode: String,
+    #[serde(skip)]
+    settings: Settings,
     rows: u64,
 }
 
 impl Plugin for Hostile {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("hostile", "Misbehaves on purpose (sandbox tests)")
             .consumes("packets", &["packet_type"])
-            .config_key("mode")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let mode = config.get("mode").and_then(|m| m.as_str()).unwrap_or("well").to_owned();
-        Ok(Self { mode, rows: 0 })
+    fn new(settings: Settings) -> Result<Self, String> {
+        Ok(Self { settings, rows: 0 })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         self.rows += batch.len() as u64;
-        match self.mode.as_str() {
+        match self.settings.mode.as_str() {
             "spin" => {
                 let mut x: u64 = 1;
                 loop {
@@ -101,7 +109,7 @@ impl Plugin for Hostile {
     }
 
     fn report(&self) -> Result<Report, String> {
-        let svg = match self.mode.as_str() {
+        let svg = match self.settings.mode.as_str() {
             "huge-svg" => "x".repeat(1 << 30),
             "big-svg" => "x".repeat(40 << 20),
             "navigate" => String::from(
@@ -119,7 +127,7 @@ impl Plugin for Hostile {
             None,
             "rows",
         );
-        match self.mode.as_str() {
+        match self.settings.mode.as_str() {
             "nan" => {
                 report = report
                     .metric("not_a_number", f64::NAN, Some(f64::NAN), "")

@@ -12,27 +12,37 @@ const TEMPLATE: &str = r#"//! NAME: DESCRIPTION
 
 use larmon_plugin_sdk::prelude::*;
 
+settings! {
+    /// Its settings: `[plugins.NAME]` in `larmon run --config FILE`, each with its default.
+    struct Settings {
+        /// Mean hit charge below which the check warns, ke-.
+        warn_below_ke: f64 = 5.0,
+    }
+}
+
 /// Everything the plugin accumulates. It must be serialisable: that is how the host merges the
 /// states of several files or nodes.
 #[derive(Serialize, Deserialize)]
 struct State {
     charge: Hist1D,
-    warn_below_ke: f64,
+    /// From the configuration, not from snapshots.
+    #[serde(skip)]
+    settings: Settings,
 }
 
 impl Plugin for State {
+    type Settings = Settings;
+
     fn info() -> Info {
         Info::new("NAME", "DESCRIPTION")
             // What the shifter reads beside the figure on the dashboard.
             .help("The charge of each hit in ke-. **Bad:** a mean below `warn_below_ke` (5 ke-): \
                    low gain or wrong pedestals.")
             .consumes("hits", &["q_ke"])
-            .config_key("warn_below_ke")
     }
 
-    fn new(config: &Config) -> Result<Self, String> {
-        let warn_below_ke = config.get("warn_below_ke").and_then(|v| v.as_f64()).unwrap_or(5.0);
-        Ok(Self { charge: Hist1D::new(100, 0.0, 100.0), warn_below_ke })
+    fn new(settings: Settings) -> Result<Self, String> {
+        Ok(Self { charge: Hist1D::new(100, 0.0, 100.0), settings })
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
@@ -49,7 +59,7 @@ impl Plugin for State {
     fn report(&self) -> Result<Report, String> {
         let svg = svg::histogram(&self.charge, "Hit charge", "charge [ke-]", "hits / bin");
         let mean = self.charge.mean().unwrap_or(0.0);
-        let status = if mean < self.warn_below_ke { CheckStatus::Warning } else { CheckStatus::Ok };
+        let status = if mean < self.settings.warn_below_ke { CheckStatus::Warning } else { CheckStatus::Ok };
         Ok(Report::new()
             .figure("charge", "Hit charge", svg, &self.charge)
             .metric("mean_charge", mean, None, "ke-")
