@@ -18,14 +18,20 @@ use crate::{AppState, escape, url_segment};
 /// nothing else than images).
 const PAGE_CSP: &str = "default-src 'none'; img-src 'self' data:; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// A plugin's shifter text as HTML: escaped, `**bold**` as <strong>.
+/// A plugin's shifter text as HTML: escaped, `` `code` `` as <code>, `**bold**` as <strong>.
 fn shifter_html(text: &str) -> String {
     let mut html = String::new();
-    for (k, part) in escape(text).split("**").enumerate() {
+    for (k, part) in escape(text).split('`').enumerate() {
         if k % 2 == 1 {
-            let _ = write!(html, "<strong>{part}</strong>");
-        } else {
-            html.push_str(part);
+            let _ = write!(html, "<code>{part}</code>");
+            continue;
+        }
+        for (j, piece) in part.split("**").enumerate() {
+            if j % 2 == 1 {
+                let _ = write!(html, "<strong>{piece}</strong>");
+            } else {
+                html.push_str(piece);
+            }
         }
     }
     html
@@ -984,7 +990,7 @@ pub(crate) async fn stylesheet() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{shifter_html, utc};
 
     #[test]
     fn utc_dates_are_civil_dates() {
@@ -992,5 +998,14 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(utc(1_720_463_869), "2024-07-08 18:37:49");
         assert_eq!(utc(u64::MAX), format!("unix {}", u64::MAX));
+    }
+
+    #[test]
+    fn shifter_text_is_escaped_with_code_and_bold() {
+        assert_eq!(
+            shifter_html("rate < `warn_low` **Bad:** <script> & `a**b`"),
+            "rate &lt; <code>warn_low</code> <strong>Bad:</strong> &lt;script&gt; &amp; \
+             <code>a**b</code>"
+        );
     }
 }
