@@ -23,12 +23,17 @@ pub fn build(path: &Path) -> Result<PathBuf> {
             path.display()
         )
     })?;
+    let manifest: toml::Table = manifest
+        .parse()
+        .with_context(|| format!("{}: not a valid Cargo.toml", manifest_path.display()))?;
     let package = package_name(&manifest)
         .with_context(|| format!("{}: no [package] name", manifest_path.display()))?;
-    if manifest.contains("larmon-plugin-sdk.workspace = true") {
-        return build_bundled(path, &package);
+    match sdk_dependency(&manifest) {
+        None => bail!("{}: no larmon-plugin-sdk dependency", manifest_path.display()),
+        Some(SdkDependency::Workspace) => return build_bundled(path, &package),
+        Some(SdkDependency::Path(sdk_path)) => ensure_sdk(&path.join(sdk_path), &manifest_path)?,
+        Some(SdkDependency::Elsewhere) => {} // a registry or git dependency: cargo's business
     }
-    ensure_sdk(&manifest, &manifest_path)?;
     ensure_target(path)?;
     let wasm = match cargo_build(path, true)? {
         Built::Component(wasm) => wasm,
@@ -47,46 +52,48 @@ pub fn build(path: &Path) -> Result<PathBuf> {
 }
 
 /// The `[package] name` of a manifest.
-fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_package = trimmed == "[package]";
-            continue;
-        }
-        if let Some((key, value)) = trimmed.split_once('=') {
-            if in_package && key.trim() == "name" {
-                return Some(value.trim().trim_matches('"').to_owned());
-            }
-        }
+fn package_name(manifest: &toml::Table) -> Option<String> {
+    Some(manifest.get("package")?.get("name")?.as_str()?.to_owned())
+}
+
+/// Where a plugin crate takes the SDK from.
+#[derive(Debug, PartialEq)]
+enum SdkDependency {
+    /// `larmon-plugin-sdk.workspace = true`: a bundled plugin in a larmon clone.
+    Workspace,
+    /// A folder (relative to the crate, or absolute: a path joined onto another is that path).
+    Path(PathBuf),
+    /// A registry or git dependency.
+    Elsewhere,
+}
+
+/// The crate's `larmon-plugin-sdk` dependency, if it has one.
+fn sdk_dependency(manifest: &toml::Table) -> Option<SdkDependency> {
+    let dependency = manifest.get("dependencies")?.get("larmon-plugin-sdk")?;
+    if dependency.get("workspace").and_then(toml::Value::as_bool) == Some(true) {
+        return Some(SdkDependency::Workspace);
     }
-    None
+    Some(match dependency.get("path").and_then(toml::Value::as_str) {
+        Some(path) => SdkDependency::Path(path.into()),
+        None => SdkDependency::Elsewhere,
+    })
 }
 
 /// Writes this larmon's SDK again when the crate depends on its folder and the folder is gone
 /// (e.g. a cleaned home); explains a crate made by another larmon.
-fn ensure_sdk(manifest: &str, manifest_path: &Path) -> Result<()> {
-    let Some(line) = manifest.lines().find(|l| l.trim_start().starts_with("larmon-plugin-sdk"))
-    else {
-        bail!("{}: no larmon-plugin-sdk dependency", manifest_path.display());
-    };
-    let Some(sdk_path) = line.split('"').nth(1).filter(|_| line.contains("path")) else {
-        return Ok(()); // a registry or git dependency: cargo's business
-    };
-    let sdk_dir = Path::new(sdk_path);
+fn ensure_sdk(sdk_dir: &Path, manifest_path: &Path) -> Result<()> {
     if sdk_dir.join("Cargo.toml").is_file() {
         return Ok(());
     }
-    let ours = sdk::sdk_home()?.join(sdk::version_name()).join("plugin-sdk");
-    if sdk_dir == ours {
+    if sdk_dir == sdk::crate_dir()? {
         sdk::ensure_written()?;
         return Ok(());
     }
     bail!(
-        "{}: the SDK it depends on, {sdk_path}, is not there. This larmon carries SDK {}; point \
+        "{}: the SDK it depends on, {}, is not there. This larmon carries SDK {}; point \
          the larmon-plugin-sdk path at {} (written now) to build with it",
         manifest_path.display(),
+        sdk_dir.display(),
         sdk::version_name(),
         sdk::ensure_written()?.display()
     )
@@ -220,11 +227,38 @@ fn build_bundled(path: &Path, package: &str) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
+    fn table(text: &str) -> toml::Table {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn the_package_name_is_read_from_the_package_table_only() {
         let manifest =
             "[workspace]\nname = \"no\"\n[package]\nname = \"my-plot\"\n[lib]\nname = \"x\"\n";
-        assert_eq!(package_name(manifest).as_deref(), Some("my-plot"));
-        assert_eq!(package_name("[lib]\nname = \"x\"\n"), None);
+        assert_eq!(package_name(&table(manifest)).as_deref(), Some("my-plot"));
+        assert_eq!(package_name(&table("[lib]\nname = \"x\"\n")), None);
+    }
+
+    #[test]
+    fn the_sdk_dependency_is_read_as_toml_whatever_its_spelling() {
+        let sdk = |text: &str| sdk_dependency(&table(text));
+        assert_eq!(
+            sdk("[dependencies]\nlarmon-plugin-sdk.workspace = true\n"),
+            Some(SdkDependency::Workspace)
+        );
+        // The scaffold escapes quotes and backslashes in the folder's name.
+        assert_eq!(
+            sdk("[dependencies]\nlarmon-plugin-sdk = { path = \"/home/a \\\"b\\\"/sdk\" }\n"),
+            Some(SdkDependency::Path("/home/a \"b\"/sdk".into()))
+        );
+        assert_eq!(
+            sdk("[dependencies.larmon-plugin-sdk]\npath = '../sdk'\n"),
+            Some(SdkDependency::Path("../sdk".into()))
+        );
+        assert_eq!(
+            sdk("[dependencies]\nlarmon-plugin-sdk = \"0.1\"\n"),
+            Some(SdkDependency::Elsewhere)
+        );
+        assert_eq!(sdk("[dependencies]\nserde = \"1\"\n"), None);
     }
 }

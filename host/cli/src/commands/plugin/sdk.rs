@@ -33,10 +33,15 @@ pub fn sdk_home() -> Result<PathBuf> {
     Ok(data.join("larmon/sdk"))
 }
 
-/// This larmon's SDK crate folder (`<sdk home>/<version>/plugin-sdk`), written first if absent.
+/// This larmon's SDK crate folder: `<sdk home>/<version>/plugin-sdk`.
+pub fn crate_dir() -> Result<PathBuf> {
+    Ok(sdk_home()?.join(version_name()).join("plugin-sdk"))
+}
+
+/// This larmon's SDK crate folder ([`crate_dir`]), written first if absent.
 pub fn ensure_written() -> Result<PathBuf> {
-    let root = sdk_home()?.join(version_name());
-    let crate_dir = root.join("plugin-sdk");
+    let crate_dir = crate_dir()?;
+    let root = crate_dir.parent().context("SDK folder without parent")?.to_path_buf();
     if crate_dir.join("Cargo.toml").is_file() {
         return Ok(crate_dir);
     }

@@ -214,11 +214,13 @@ fn write_expected(
         names.join(", ")
     );
     for (name, value) in metrics {
-        let key = toml::Value::String((*name).to_owned()).to_string();
-        let key = if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        // A bare key where TOML allows one, else a quoted one.
+        let bare = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let key = if bare {
             (*name).to_owned()
         } else {
-            key
+            toml::Value::String((*name).to_owned()).to_string()
         };
         text.push_str(&format!("{key} = {}\n", toml::Value::Float(*value)));
     }
@@ -276,15 +278,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("larmon-bless-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("expected.toml");
-        let metrics: BTreeMap<&str, f64> =
-            [("mean_charge", 12.345678901234), ("odd name", -0.5), ("nothing", f64::NAN)]
-                .into_iter()
-                .collect();
+        let metrics: BTreeMap<&str, f64> = [
+            ("mean_charge", 12.345678901234),
+            ("odd name", -0.5),
+            ("nothing", f64::NAN),
+            ("", 2.0),
+        ]
+        .into_iter()
+        .collect();
         write_expected(&path, "my-plot", &[PathBuf::from("/data/run1.h5")], &metrics).unwrap();
         let back = read_expected(&path).unwrap();
         assert_eq!(back["mean_charge"].value, 12.345678901234);
         assert_eq!(back["odd name"].value, -0.5);
         assert!(back["nothing"].value.is_nan());
+        assert_eq!(back[""].value, 2.0);
         assert!(compare(&back, &metrics).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
