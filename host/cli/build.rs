@@ -1,6 +1,7 @@
 //! Embeds the plugin SDK in the larmon binary: `larmon plugin new` and `larmon plugin build`
 //! write it to a versioned folder, so a volunteer builds a plugin with only larmon installed (no
-//! larmon clone). Generates `$OUT_DIR/plugin_sdk.rs` with the SDK's sources, the WIT world, a
+//! larmon clone). Generates `$OUT_DIR/plugin_sdk.rs` with the SDK's sources (Rust, and the
+//! Python SDK module), the WIT world, a
 //! stand-alone SDK manifest (the workspace's package fields written out, no `[lints]`), the
 //! plugin workspace's lock file (so the scaffold resolves offline to crates already in cargo's
 //! cache) and a content hash that names the folder.
@@ -13,7 +14,9 @@ fn main() {
     let repo = manifest_dir.join("../..");
     let sdk = repo.join("plugin-sdk");
     let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for (folder, extension) in [("plugin-sdk/src", "rs"), ("wit", "wit")] {
+    for (folder, extension) in
+        [("plugin-sdk/src", "rs"), ("plugin-sdk/python", "py"), ("wit", "wit")]
+    {
         let mut found: Vec<PathBuf> = std::fs::read_dir(repo.join(folder))
             .unwrap_or_else(|e| panic!("{folder}: {e}"))
             .map(|entry| entry.unwrap().path())
@@ -63,6 +66,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", repo.join("plugin-sdk/src").display());
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
+    println!("cargo:rerun-if-changed={}", repo.join("plugin-sdk/python").display());
     let target = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("plugin_sdk.rs");
     std::fs::write(target, out).unwrap();
 }

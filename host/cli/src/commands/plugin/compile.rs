@@ -16,10 +16,14 @@ const TARGET: &str = "wasm32-wasip2";
 
 /// Builds the plugin crate in `path`; returns the component.
 pub fn build(path: &Path) -> Result<PathBuf> {
+    if let Some(file) = super::python::source_file(path)? {
+        return super::python::build(&file);
+    }
     let manifest_path = path.join("Cargo.toml");
     let manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(
-            "{}: no Cargo.toml (not a plugin crate; make one with `larmon plugin new`)",
+            "{}: no Cargo.toml and no Python file (not a plugin; make one with `larmon plugin \
+             new [--python]`)",
             path.display()
         )
     })?;

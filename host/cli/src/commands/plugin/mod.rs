@@ -3,6 +3,7 @@
 //! larmon ([`sdk`]), or a bundled plugin inside a larmon clone (`--repo`).
 
 mod compile;
+mod python;
 mod scaffold;
 pub mod sdk;
 mod try_on_files;
@@ -14,8 +15,9 @@ use larmon_runtime::{Limits, Runtime};
 
 /// Write, build, try and check plot plugins (WebAssembly components of the larmon plugin world).
 ///
-/// A plugin is one Rust file in a crate of its own; it needs only larmon and a Rust toolchain
-/// (larmon carries the SDK and writes it where the crate finds it). docs/writing-a-plugin.md
+/// A plugin is one Rust file in a crate of its own (it needs only larmon and a Rust toolchain:
+/// larmon carries the SDK and writes it where the crate finds it), or one Python file (it needs
+/// Python 3 with pip: larmon installs componentize-py on first use). docs/writing-a-plugin.md
 /// goes from nothing to a plot on the dashboard in ten minutes.
 ///
 /// Examples:
@@ -24,6 +26,8 @@ use larmon_runtime::{Limits, Runtime};
 ///   larmon plugin test my-plot --on run1.h5 --bless        # writes my-plot/expected.toml
 ///   larmon plugin test my-plot --on run1.h5 --expect my-plot/expected.toml   # compares
 ///   larmon run run1.h5 --out reports --plugin my-plot/target/wasm32-wasip2/release/my_plot.wasm
+///   larmon plugin new --python my-py-plot   # ./my-py-plot/my_py_plot.py, one class
+///   larmon plugin build my-py-plot          # -> my-py-plot/target/my_py_plot.wasm
 ///   larmon plugin new adc-spectrum --repo . # a bundled plugin in a larmon clone's plugins/
 ///   larmon plugin check my_plot.wasm        # validate a component, print what it consumes
 #[derive(clap::Args)]
@@ -43,20 +47,24 @@ enum PluginCommand {
         path: PathBuf,
         /// Make a bundled plugin inside this larmon clone (plugins/NAME, added to the plugin
         /// workspace) instead of a crate of its own.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "python")]
         repo: Option<PathBuf>,
+        /// Make a Python plugin: one file, PATH/NAME.py (NAME with dashes as underscores).
+        #[arg(long)]
+        python: bool,
     },
-    /// Build a plugin crate to a component (cargo, target wasm32-wasip2; installed with rustup
-    /// when missing). Offline when cargo's cache has the SDK's dependencies.
+    /// Build a plugin to a component: a crate with cargo (target wasm32-wasip2, installed with
+    /// rustup when missing; offline when cargo's cache has the SDK's dependencies), a Python
+    /// file with componentize-py (to FOLDER/target/MODULE.wasm).
     Build {
-        /// The plugin's folder (default: the current directory).
+        /// The plugin's folder or Python file (default: the current directory).
         #[arg(default_value = ".")]
         path: PathBuf,
     },
     /// Run one plugin alone on data files; print its status, metrics, checks and figures, and
     /// compare its metrics with an expected.toml. Exit status 1 when they differ.
     Test {
-        /// The plugin: its crate folder (built first) or a component (.wasm).
+        /// The plugin: its folder or Python file (built first), or a component (.wasm).
         plugin: PathBuf,
         /// The data files (raw, packet, ndlar_flow or light files of one run).
         #[arg(long = "on", required = true, num_args = 1..)]
@@ -86,8 +94,9 @@ enum PluginCommand {
 
 pub fn run(args: Args) -> Result<()> {
     match args.command {
-        PluginCommand::New { path, repo } => match repo {
+        PluginCommand::New { path, repo, python } => match repo {
             Some(repo) => scaffold::new_bundled(&path, &repo),
+            None if python => python::new(&path, &scaffold::plugin_name(&path)?),
             None => scaffold::new_standalone(&path),
         },
         PluginCommand::Build { path } => compile::build(&path).map(|_| ()),

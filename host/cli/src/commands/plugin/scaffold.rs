@@ -82,7 +82,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// The plugin name: the folder's last part, checked.
-fn plugin_name(path: &Path) -> Result<String> {
+pub fn plugin_name(path: &Path) -> Result<String> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

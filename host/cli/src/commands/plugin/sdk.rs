@@ -93,7 +93,12 @@ mod tests {
     #[test]
     fn the_embedded_sdk_has_its_sources_world_and_a_standalone_manifest() {
         let names: Vec<&str> = embedded::FILES.iter().map(|(name, _)| *name).collect();
-        for needed in ["plugin-sdk/src/lib.rs", "plugin-sdk/src/svg.rs", "wit/plugin.wit"] {
+        for needed in [
+            "plugin-sdk/src/lib.rs",
+            "plugin-sdk/src/svg.rs",
+            "plugin-sdk/python/larmon_plugin.py",
+            "wit/plugin.wit",
+        ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
         }
         // The SDK finds its world at ../wit, as in the repository.

@@ -40,17 +40,29 @@ struct Expected {
 
 pub fn run(trial: &Trial) -> Result<()> {
     let started = Instant::now();
-    let is_crate = trial.plugin.is_dir();
-    let component =
-        if is_crate { super::compile::build(&trial.plugin)? } else { trial.plugin.clone() };
+    // A source (a crate folder, a Python plugin's folder or file) is built first; its folder
+    // keeps the test output and expected.toml.
+    let source_dir = if trial.plugin.is_dir() {
+        Some(trial.plugin.clone())
+    } else if trial.plugin.extension().is_some_and(|e| e == "py") {
+        Some(trial.plugin.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+    } else {
+        None
+    };
+    let component = match &source_dir {
+        Some(_) => super::compile::build(&trial.plugin)?,
+        None => trial.plugin.clone(),
+    };
     let expectations = match &trial.expect {
         Some(path) => Some(read_expected(path)?),
         None => None,
     };
     let out = match &trial.out {
         Some(out) => out.clone(),
-        None if is_crate => trial.plugin.join("test-output"),
-        None => std::env::temp_dir().join(format!("larmon-plugin-test-{}", std::process::id())),
+        None => match &source_dir {
+            Some(dir) => dir.join("test-output"),
+            None => std::env::temp_dir().join(format!("larmon-plugin-test-{}", std::process::id())),
+        },
     };
     let config = LarmonConfig::load_for(trial.config.as_deref(), None)?;
     let plugins =
@@ -103,8 +115,10 @@ pub fn run(trial: &Trial) -> Result<()> {
     if trial.bless {
         let path = match &trial.expect {
             Some(path) => path.clone(),
-            None if is_crate => trial.plugin.join("expected.toml"),
-            None => bail!("--bless with a .wasm needs --expect FILE to write to"),
+            None => match &source_dir {
+                Some(dir) => dir.join("expected.toml"),
+                None => bail!("--bless with a .wasm needs --expect FILE to write to"),
+            },
         };
         write_expected(&path, &entry.name, &trial.files, &metrics)?;
         println!("wrote {} ({} metrics)", path.display(), metrics.len());
