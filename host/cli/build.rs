@@ -1,8 +1,8 @@
 //! Embeds the plugin SDK in the larmon binary: `larmon plugin new` and `larmon plugin build`
 //! write it to a versioned folder, so a volunteer builds a plugin with only larmon installed (no
 //! larmon clone). Generates `$OUT_DIR/plugin_sdk.rs` with the SDK's sources (Rust, and the
-//! Python SDK module), the WIT world, a
-//! stand-alone SDK manifest (the workspace's package fields written out, no `[lints]`), the
+//! Python SDK module, the derive macros), the WIT world, stand-alone manifests of the SDK and its
+//! derive crate (the workspace's package fields written out, no `[lints]`), the
 //! plugin workspace's lock file (so the scaffold resolves offline to crates already in cargo's
 //! cache) and a content hash that names the folder.
 
@@ -14,9 +14,12 @@ fn main() {
     let repo = manifest_dir.join("../..");
     let sdk = repo.join("plugin-sdk");
     let mut files: Vec<(String, PathBuf)> = Vec::new();
-    for (folder, extension) in
-        [("plugin-sdk/src", "rs"), ("plugin-sdk/python", "py"), ("wit", "wit")]
-    {
+    for (folder, extension) in [
+        ("plugin-sdk/src", "rs"),
+        ("plugin-sdk/derive/src", "rs"),
+        ("plugin-sdk/python", "py"),
+        ("wit", "wit"),
+    ] {
         let mut found: Vec<PathBuf> = std::fs::read_dir(repo.join(folder))
             .unwrap_or_else(|e| panic!("{folder}: {e}"))
             .map(|entry| entry.unwrap().path())
@@ -33,6 +36,7 @@ fn main() {
 
     let workspace = read(&repo.join("Cargo.toml"));
     let sdk_manifest = standalone_manifest(&read(&sdk.join("Cargo.toml")), &workspace);
+    let derive_manifest = standalone_manifest(&read(&sdk.join("derive/Cargo.toml")), &workspace);
     let lock = read(&repo.join("plugins/Cargo.lock"));
 
     let mut hash = Fnv::default();
@@ -46,10 +50,17 @@ fn main() {
     }
     out.push_str("];\n");
     hash.add(&sdk_manifest);
+    hash.add(&derive_manifest);
     hash.add(&lock);
     writeln!(
         out,
         "/// The SDK's stand-alone Cargo.toml.\npub const MANIFEST: &str = {sdk_manifest:?};"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "/// The derive macros' stand-alone Cargo.toml (plugin-sdk/derive).\npub const \
+         DERIVE_MANIFEST: &str = {derive_manifest:?};"
     )
     .unwrap();
     writeln!(
@@ -61,12 +72,18 @@ fn main() {
     .unwrap();
     writeln!(out, "/// A hash of all of the above.\npub const HASH: &str = \"{:016x}\";", hash.0)
         .unwrap();
-    for path in [sdk.join("Cargo.toml"), repo.join("Cargo.toml"), repo.join("plugins/Cargo.lock")] {
+    for path in [
+        sdk.join("Cargo.toml"),
+        sdk.join("derive/Cargo.toml"),
+        repo.join("Cargo.toml"),
+        repo.join("plugins/Cargo.lock"),
+    ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-changed={}", repo.join("plugin-sdk/src").display());
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
     println!("cargo:rerun-if-changed={}", repo.join("plugin-sdk/python").display());
+    println!("cargo:rerun-if-changed={}", repo.join("plugin-sdk/derive/src").display());
     let target = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("plugin_sdk.rs");
     std::fs::write(target, out).unwrap();
 }

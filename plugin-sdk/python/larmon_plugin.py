@@ -28,9 +28,10 @@ plugins (componentize-py); the host runs it in the same sandbox with the same li
 
 State: every attribute of the instance except `settings` is its state. The host snapshots it
 (JSON; floats round-trip exactly) and merges the snapshots of several files or nodes with
-`merge`: by default numbers add, lists and dicts merge element by element, and `Hist1D`,
-`Hist2D` and `TimeSeries` add bin by bin. Override `merge(self, other)` for anything else (a
-maximum, a list of items).
+`merge`, by the rules of the Rust SDK's #[derive(Merge)]: numbers add, lists element by element,
+dicts key by key, `Hist1D`, `Hist2D` and `TimeSeries` bin by bin; `merge_rules = {"events":
+"extend", "largest": "max"}` chooses another rule per attribute (extend, max, min, later,
+skip). Override `merge(self, other)` for anything else.
 
 Figures are data (`Plot`, `Table`, `ValueMap`): the host draws them in the common style, the same
 as the Rust SDK's, and can draw a reference run over them.
@@ -536,16 +537,35 @@ class Plugin:
     def report(self):
         return Report()
 
+    # How an attribute merges when not the default (the Rust SDK's #[merge(...)] attributes):
+    # "extend" (append the later part's items: a list of events), "max", "min", "later" (the
+    # later part's value unless None: state carried from batch to batch), "skip".
+    merge_rules = {}
+
     def merge(self, other):
-        """Adds `other` (an instance with another part of the data) to this one: by default
-        every attribute with `_merge_values`."""
-        for key, value in vars(other).items():
-            if key == "settings":
+        """Adds `other` (the state of a later part of the data) to this one: every attribute
+        by its `merge_rules` entry, or by default numbers add, lists element by element (extra
+        items of a longer list kept), dicts key by key, histograms and series bin by bin."""
+        rules = type(self).merge_rules
+        for key, theirs in vars(other).items():
+            rule = rules.get(key, "merge")
+            if key == "settings" or rule == "skip":
                 continue
-            if key in vars(self):
-                setattr(self, key, _merge_values(getattr(self, key), value, key))
+            if key not in vars(self):
+                setattr(self, key, theirs)
+                continue
+            mine = getattr(self, key)
+            if rule == "extend":
+                mine.update(theirs) if isinstance(mine, dict) else mine.extend(theirs)
+            elif rule in ("max", "min"):
+                setattr(self, key, (max if rule == "max" else min)(mine, theirs))
+            elif rule == "later":
+                setattr(self, key, mine if theirs is None else theirs)
+            elif rule == "merge":
+                setattr(self, key, _merge_values(mine, theirs, key))
             else:
-                setattr(self, key, value)
+                raise ValueError(f"merge_rules[{key!r}] = {rule!r}: use extend, max, min, "
+                                 "later or skip")
 
 
 def _merge_values(a, b, where):
@@ -557,9 +577,8 @@ def _merge_values(a, b, where):
     if isinstance(a, (int, float)):
         return a + b
     if isinstance(a, list):
-        if len(a) != len(b):
-            return _cannot_merge(where, f"{len(a)} items", f"{len(b)}")
-        return [_merge_values(x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
+        merged = [_merge_values(x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
+        return merged + a[len(b):] + b[len(a):]
     if isinstance(a, dict):
         out = dict(a)
         for k, v in b.items():

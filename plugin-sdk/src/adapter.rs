@@ -75,7 +75,7 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
 
     fn merge(&self, snapshot: Vec<u8>) -> Result<(), String> {
         let other: P = serde_json::from_slice(&snapshot).map_err(|e| format!("merge: {e}"))?;
-        self.state.borrow_mut().merge(other)
+        crate::Merge::merge(&mut *self.state.borrow_mut(), other)
     }
 
     fn report(&self) -> Result<wit::Report, String> {

@@ -3,7 +3,7 @@
 //! ```ignore
 //! use larmon_plugin_sdk::prelude::*;
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Serialize, Deserialize, Merge)]   // Merge: states of several files add up
 //! struct AdcSpectrum { adc: Hist1D }
 //!
 //! impl Plugin for AdcSpectrum {
@@ -21,7 +21,6 @@
 //!         }
 //!         Ok(())
 //!     }
-//!     fn merge(&mut self, other: Self) -> Result<(), String> { self.adc.merge(&other.adc) }
 //!     fn report(&self) -> Result<Report, String> {
 //!         let svg = svg::histogram(&self.adc, "ADC spectrum", "ADC [counts]", "packets / bin");
 //!         Ok(Report::new().figure("adc", "ADC spectrum", svg, &self.adc))
@@ -40,6 +39,7 @@ pub mod figure;
 pub mod fit;
 pub mod geometry;
 pub mod hist;
+pub mod merge;
 pub mod report;
 pub mod spectrum;
 pub mod svg;
@@ -64,6 +64,9 @@ pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id
 pub use figure::{TYPED_FIGURE_KEY, TypedFigure};
 pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
+/// `#[derive(Merge)]`: a state merged field by field ([`merge`] gives the rules).
+pub use larmon_plugin_sdk_derive::Merge;
+pub use merge::Merge;
 pub use report::{CheckStatus, Info, Report};
 
 /// Settings of a plugin without any: `type Settings = NoSettings;`.
@@ -111,9 +114,13 @@ pub use serde as __serde;
 /// plotters, for figures the [`svg`] helpers do not cover (draw on `SVGBackend`).
 pub use plotters;
 
-/// What a plugin implements. State must be serde-serialisable: that is how snapshots of one
-/// instance are merged into another (files of a run, shards on many nodes).
-pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + 'static {
+// The derive names the SDK by its crate name, as in a plugin; this makes that name work here.
+extern crate self as larmon_plugin_sdk;
+
+/// What a plugin implements. State must be serde-serialisable and [`Merge`]: that is how
+/// snapshots of one instance are merged into another (files of a run, shards on many nodes).
+/// `#[derive(Serialize, Deserialize, Merge)]` does both.
+pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + Merge + 'static {
     /// Its settings: a struct declared with [`settings!`], or [`NoSettings`]. Keep them in a
     /// `#[serde(skip)]` field: they come from the configuration, not from snapshots.
     type Settings: serde::Serialize + serde::de::DeserializeOwned + Default;
@@ -166,8 +173,6 @@ pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + 'stat
     fn pixels(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
-    /// Adds another instance's state (same plugin, same configuration) to this one.
-    fn merge(&mut self, other: Self) -> Result<(), String>;
     /// Figures, metrics and checks of everything seen so far.
     fn report(&self) -> Result<Report, String>;
 }
@@ -180,7 +185,7 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Hist1D, Hist2D, Info, Moments,
+        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Hist1D, Hist2D, Info, Merge, Moments,
         NoSettings, Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, TypedFigure, channel_of,
         export_plugin, fit, log, settings, spectrum, svg, unique_id,
     };

@@ -51,7 +51,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct ChannelHealth {
     /// Valid data packets per channel.
     counts: ChannelStats,
@@ -190,12 +190,6 @@ impl Plugin for ChannelHealth {
                 self.span.fill(unix[i]);
             }
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.counts.merge(&other.counts);
-        self.span.merge(&other.span);
         Ok(())
     }
 

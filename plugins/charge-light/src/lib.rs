@@ -19,17 +19,19 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct ChargeLight {
     light_events: u64,
     charge_triggers: u64,
     matched: u64,
     dt: Hist1D,
-    /// Charge of triggered charge events, ke⁻, by event id.
+    /// Charge of triggered charge events, ke⁻, by event id (each event in one part only).
+    #[merge(extend)]
     charge_q: BTreeMap<u64, f64>,
     /// Light integral summed over a light event's waveforms, by light event.
     light_sum: BTreeMap<u64, f64>,
     /// Matched (light event, charge event).
+    #[merge(extend)]
     pairs: Vec<(u64, u64)>,
     /// From the configuration, not from snapshots.
     #[serde(skip)]
@@ -107,18 +109,6 @@ impl Plugin for ChargeLight {
             *self.light_sum.entry(event[i]).or_default() += f64::from(integral[i]);
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.charge_q.extend(other.charge_q);
-        for (event, sum) in other.light_sum {
-            *self.light_sum.entry(event).or_default() += sum;
-        }
-        self.pairs.extend(other.pairs);
-        self.light_events += other.light_events;
-        self.charge_triggers += other.charge_triggers;
-        self.matched += other.matched;
-        self.dt.merge(&other.dt)
     }
 
     fn report(&self) -> Result<Report, String> {

@@ -13,7 +13,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct Charge {
     /// Hit charge per TPC, ke⁻.
     q_per_tpc: BTreeMap<u8, Hist1D>,
@@ -87,25 +87,6 @@ impl Plugin for Charge {
             self.event_rate.entry(kind[i]).or_default().fill(unix[i], 1.0);
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (mine, theirs) in
-            [(&mut self.q_per_tpc, other.q_per_tpc), (&mut self.drift_per_tpc, other.drift_per_tpc)]
-        {
-            for (tpc, h) in theirs {
-                match mine.get_mut(&tpc) {
-                    Some(m) => m.merge(&h)?,
-                    None => {
-                        mine.insert(tpc, h);
-                    }
-                }
-            }
-        }
-        for (kind, s) in other.event_rate {
-            self.event_rate.entry(kind).or_default().merge(&s);
-        }
-        self.hits_per_event.merge(&other.hits_per_event)
     }
 
     fn report(&self) -> Result<Report, String> {

@@ -44,7 +44,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct Dqdx {
     /// Raw (uncorrected) dQ/dx, ke⁻/cm, per drift-time slice, all TPCs.
     slices: Vec<Hist1D>,
@@ -130,18 +130,6 @@ impl Plugin for Dqdx {
                 .fill(raw, 1.0);
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (tpc, slices) in other.per_tpc {
-            match self.per_tpc.get_mut(&tpc) {
-                Some(mine) => merge_slices(mine, &slices)?,
-                None => {
-                    self.per_tpc.insert(tpc, slices);
-                }
-            }
-        }
-        merge_slices(&mut self.slices, &other.slices)
     }
 
     fn report(&self) -> Result<Report, String> {
@@ -248,16 +236,6 @@ fn corrected(slices: &[Hist1D], lifetime_us: f64) -> Hist1D {
         all.add_scaled(h, ((k as f64 + 0.5) * width / lifetime_us).exp());
     }
     all
-}
-
-fn merge_slices(mine: &mut [Hist1D], theirs: &[Hist1D]) -> Result<(), String> {
-    if mine.len() != theirs.len() {
-        return Err("merging dQ/dx states with different drift slices".into());
-    }
-    for (a, b) in mine.iter_mut().zip(theirs) {
-        a.merge(b)?;
-    }
-    Ok(())
 }
 
 export_plugin!(Dqdx);

@@ -35,7 +35,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct ElectronLifetime {
     /// dQ/dx (ke⁻/cm, not lifetime-corrected) per drift-time bin.
     bins: Vec<Hist1D>,
@@ -122,13 +122,6 @@ impl Plugin for ElectronLifetime {
             if bin >= 0.0 && (bin as usize) < self.bins.len() {
                 self.bins[bin as usize].fill(q[i] / dx[i] * 10.0, 1.0);
             }
-        }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (mine, theirs) in self.bins.iter_mut().zip(&other.bins) {
-            mine.merge(theirs)?;
         }
         Ok(())
     }

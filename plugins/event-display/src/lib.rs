@@ -89,6 +89,21 @@ const HELP: &str = "\
     stream; one not in the data gives a warning). **Bad:** hits scattered off the tracks in z \
     (wrong t0 or drift velocity), straight tracks broken at tile edges (geometry).";
 
+/// Merged by hand: the events of both parts joined (an event split over two parts made whole),
+/// then trimmed to the displayed number.
+impl Merge for EventDisplay {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (id, event) in other.events {
+            let mine = self.events.entry(id).or_default();
+            mine.hits.extend(event.hits);
+            mine.tracks.extend(event.tracks);
+        }
+        // Snapshots are taken at the end of their files: their events are complete.
+        self.trim(Some(u64::MAX));
+        Ok(())
+    }
+}
+
 impl Plugin for EventDisplay {
     type Settings = Settings;
 
@@ -157,17 +172,6 @@ impl Plugin for EventDisplay {
         }
         // Events up to the last one with tracks in this batch are complete.
         self.trim(last);
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (id, event) in other.events {
-            let mine = self.events.entry(id).or_default();
-            mine.hits.extend(event.hits);
-            mine.tracks.extend(event.tracks);
-        }
-        // Snapshots are taken at the end of their files: their events are complete.
-        self.trim(Some(u64::MAX));
         Ok(())
     }
 

@@ -18,7 +18,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct FifoFlags {
     /// Flagged data packets per Unix second, one series per flag.
     flagged: Vec<TimeSeries>,
@@ -85,16 +85,6 @@ impl Plugin for FifoFlags {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for k in 0..4 {
-            self.flagged[k].merge(&other.flagged[k]);
-            self.counts[k] += other.counts[k];
-        }
-        self.data_packets += other.data_packets;
-        self.data_per_second.merge(&other.data_per_second);
         Ok(())
     }
 

@@ -12,14 +12,14 @@ const DETECTORS: usize = 8 * 16;
 const FFT_SAMPLES: usize = 64;
 const SAMPLE_NS: f64 = 16.0;
 
-#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+#[derive(Serialize, Deserialize, Default, Clone, Copy, Merge)]
 struct Sum {
     n: u64,
     rms: f64,
     baseline: f64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct LightBaseline {
     rms: Vec<Hist1D>,
     spectrum: Vec<Vec<f64>>,
@@ -79,22 +79,6 @@ impl Plugin for LightBaseline {
                 d.rms += f64::from(rms[i]);
                 d.baseline += f64::from(baseline[i]);
             }
-        }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for k in 0..2 {
-            self.rms[k].merge(&other.rms[k])?;
-            for (a, b) in self.spectrum[k].iter_mut().zip(&other.spectrum[k]) {
-                *a += b;
-            }
-            self.spectra[k] += other.spectra[k];
-        }
-        for (a, b) in self.detectors.iter_mut().zip(&other.detectors) {
-            a.n += b.n;
-            a.rms += b.rms;
-            a.baseline += b.baseline;
         }
         Ok(())
     }

@@ -10,10 +10,16 @@ use larmon_plugin_sdk::prelude::*;
 const BOARDS: usize = 8;
 const INPUTS: usize = 64;
 
-#[derive(Serialize, Deserialize, Default, Clone, Copy)]
+#[derive(Serialize, Deserialize, Default, Clone, Copy, Merge)]
 struct Input {
+    #[merge(with = add_totals)]
     totals: InputTotals,
     baseline_sum: f64,
+}
+
+fn add_totals(mine: &mut InputTotals, theirs: InputTotals) -> Result<(), String> {
+    mine.add(&theirs);
+    Ok(())
 }
 
 settings! {
@@ -32,11 +38,12 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct LightHealth {
     inputs: Vec<Input>,
     events: u64,
     /// (event, board) of every board missing from an event.
+    #[merge(extend)]
     missing: Vec<(u64, u8)>,
     /// From the configuration, not from snapshots.
     #[serde(skip)]
@@ -138,16 +145,6 @@ impl Plugin for LightHealth {
             input.totals.add_waveform(rms[i], peak[i], clipped[i] > 0);
             input.baseline_sum += f64::from(baseline[i]);
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (mine, theirs) in self.inputs.iter_mut().zip(&other.inputs) {
-            mine.totals.add(&theirs.totals);
-            mine.baseline_sum += theirs.baseline_sum;
-        }
-        self.events += other.events;
-        self.missing.extend(other.missing);
         Ok(())
     }
 

@@ -15,7 +15,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct LightPulses {
     /// log10(peak / ADC) of waveforms with a pulse, per detector type.
     amplitude: Vec<Hist1D>,
@@ -131,24 +131,6 @@ impl Plugin for LightPulses {
                 self.integral[k].fill(sum.log10(), 1.0);
             }
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for k in 0..2 {
-            self.amplitude[k].merge(&other.amplitude[k])?;
-            self.integral[k].merge(&other.integral[k])?;
-            if self.average[k].len() < other.average[k].len() {
-                self.average[k].resize(other.average[k].len(), 0.0);
-            }
-            for (a, b) in self.average[k].iter_mut().zip(&other.average[k]) {
-                *a += b;
-            }
-            self.averaged[k] += other.averaged[k];
-        }
-        self.rate.merge(&other.rate);
-        self.span.merge(&other.span);
-        self.events += other.events;
         Ok(())
     }
 

@@ -17,7 +17,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct PacketRate {
     /// Rows per Unix second, per packet type.
     by_type: Vec<TimeSeries>,
@@ -84,17 +84,6 @@ impl Plugin for PacketRate {
                 }
             }
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (a, b) in self.by_type.iter_mut().zip(&other.by_type) {
-            a.merge(b);
-        }
-        self.larpix_packets += other.larpix_packets;
-        self.parity_errors += other.parity_errors;
-        self.larpix_per_second.merge(&other.larpix_per_second);
-        self.parity_errors_per_second.merge(&other.parity_errors_per_second);
         Ok(())
     }
 

@@ -23,7 +23,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct PixelMaps {
     adc: ChannelStats,
     span: TimeSpan,
@@ -81,12 +81,6 @@ impl Plugin for PixelMaps {
                 self.span.fill(unix[i]);
             }
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.adc.merge(&other.adc);
-        self.span.merge(&other.span);
         Ok(())
     }
 

@@ -14,7 +14,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct TileRate {
     /// Packets per tile of snapshots written before `per_tile_series` (a restarted watcher
     /// keeps them); new packets go only into `per_tile_series`.
@@ -79,20 +79,6 @@ impl Plugin for TileRate {
             self.per_tile_series.entry(tile).or_default().fill(unix[i], weight);
             self.span.fill(unix[i]);
         }
-        Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (tile, n) in other.per_tile {
-            *self.per_tile.entry(tile).or_default() += n;
-        }
-        for (tpc, series) in other.per_tpc {
-            self.per_tpc.entry(tpc).or_default().merge(&series);
-        }
-        for (tile, series) in other.per_tile_series {
-            self.per_tile_series.entry(tile).or_default().merge(&series);
-        }
-        self.span.merge(&other.span);
         Ok(())
     }
 

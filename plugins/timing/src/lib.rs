@@ -155,6 +155,51 @@ const HELP: &str = "\
     external triggers (trigger not reaching the PACMAN), trigger-relative times not flat or \
     extending past the full drift time.";
 
+/// Merged by hand: histograms add, but each link's trigger-coincidence state and the trigger
+/// spacing carry on from the later part, and the sync points stay in time order.
+impl Merge for Timing {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        for (group, h) in other.sync_offset {
+            match self.sync_offset.get_mut(&group) {
+                Some(mine) => mine.merge(&h)?,
+                None => {
+                    self.sync_offset.insert(group, h);
+                }
+            }
+        }
+        self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
+        self.delay.merge(&other.delay)?;
+        merge_maps(&mut self.trigger_relative_per_tpc, other.trigger_relative_per_tpc)?;
+        for (group, mut points) in other.sync_over_time {
+            let mine = self.sync_over_time.entry(group).or_default();
+            mine.append(&mut points);
+            mine.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        }
+        for (group, theirs) in other.links {
+            let link = self.links.entry(group).or_default();
+            link.delay.merge(&theirs.delay)?;
+            link.uart_phase.merge(&theirs.uart_phase)?;
+            let (mine, theirs) = (&mut link.coincidence, theirs.coincidence);
+            mine.dt.merge(&theirs.dt)?;
+            // The later part's trigger and data continue (as last_t0 below).
+            if theirs.last_trigger.is_some() {
+                mine.last_trigger = theirs.last_trigger;
+                mine.recent = theirs.recent;
+            } else {
+                for stamp in theirs.recent {
+                    mine.data_without_trigger(stamp);
+                }
+            }
+        }
+        self.trigger_relative.merge(&other.trigger_relative)?;
+        // One spacing across the boundary of two parts is not known to either; the merged
+        // state continues from the later part's last trigger (so an empty instance merged with
+        // a snapshot — a restart of `larmon watch` — resumes exactly).
+        self.last_t0 = other.last_t0.or(self.last_t0);
+        self.trigger_spacing.merge(&other.trigger_spacing)
+    }
+}
+
 impl Plugin for Timing {
     type Settings = Settings;
 
@@ -279,47 +324,6 @@ impl Plugin for Timing {
             }
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (group, h) in other.sync_offset {
-            match self.sync_offset.get_mut(&group) {
-                Some(mine) => mine.merge(&h)?,
-                None => {
-                    self.sync_offset.insert(group, h);
-                }
-            }
-        }
-        self.max_abs_sync_offset = self.max_abs_sync_offset.max(other.max_abs_sync_offset);
-        self.delay.merge(&other.delay)?;
-        merge_maps(&mut self.trigger_relative_per_tpc, other.trigger_relative_per_tpc)?;
-        for (group, mut points) in other.sync_over_time {
-            let mine = self.sync_over_time.entry(group).or_default();
-            mine.append(&mut points);
-            mine.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        }
-        for (group, theirs) in other.links {
-            let link = self.links.entry(group).or_default();
-            link.delay.merge(&theirs.delay)?;
-            link.uart_phase.merge(&theirs.uart_phase)?;
-            let (mine, theirs) = (&mut link.coincidence, theirs.coincidence);
-            mine.dt.merge(&theirs.dt)?;
-            // The later part's trigger and data continue (as last_t0 below).
-            if theirs.last_trigger.is_some() {
-                mine.last_trigger = theirs.last_trigger;
-                mine.recent = theirs.recent;
-            } else {
-                for stamp in theirs.recent {
-                    mine.data_without_trigger(stamp);
-                }
-            }
-        }
-        self.trigger_relative.merge(&other.trigger_relative)?;
-        // One spacing across the boundary of two parts is not known to either; the merged
-        // state continues from the later part's last trigger (so an empty instance merged with
-        // a snapshot — a restart of `larmon watch` — resumes exactly).
-        self.last_t0 = other.last_t0.or(self.last_t0);
-        self.trigger_spacing.merge(&other.trigger_spacing)
     }
 
     fn report(&self) -> Result<Report, String> {

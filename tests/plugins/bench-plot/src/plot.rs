@@ -11,7 +11,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 pub struct AdcStats {
     per_channel: ChannelStats,
     adc: Hist1D,
@@ -69,12 +69,6 @@ impl Plugin for AdcStats {
             }
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.per_channel.merge(&other.per_channel);
-        self.rate.merge(&other.rate);
-        self.adc.merge(&other.adc)
     }
 
     fn report(&self) -> Result<Report, String> {

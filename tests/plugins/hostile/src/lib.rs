@@ -19,7 +19,7 @@ settings! {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Merge)]
 struct Hostile {
     #[serde(skip)]
     settings: Settings,
@@ -101,11 +101,6 @@ impl Plugin for Hostile {
             }
             _ => Ok(()),
         }
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.rows += other.rows;
-        Ok(())
     }
 
     fn report(&self) -> Result<Report, String> {

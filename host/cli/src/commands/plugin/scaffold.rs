@@ -20,9 +20,10 @@ settings! {
     }
 }
 
-/// Everything the plugin accumulates. It must be serialisable: that is how the host merges the
-/// states of several files or nodes.
-#[derive(Serialize, Deserialize)]
+/// Everything the plugin accumulates. Serialisable and Merge: that is how the host merges the
+/// states of several files or nodes (histograms bin by bin, numbers added; `#[merge(...)]` on a
+/// field chooses another rule).
+#[derive(Serialize, Deserialize, Merge)]
 struct State {
     charge: Hist1D,
     /// From the configuration, not from snapshots.
@@ -50,10 +51,6 @@ impl Plugin for State {
             self.charge.fill(f64::from(*q), 1.0);
         }
         Ok(())
-    }
-
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        self.charge.merge(&other.charge)
     }
 
     fn report(&self) -> Result<Report, String> {

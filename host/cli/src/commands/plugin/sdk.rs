@@ -73,6 +73,7 @@ fn write_to(root: &Path) -> Result<()> {
         std::fs::write(&path, text)?;
     }
     std::fs::write(root.join("plugin-sdk/Cargo.toml"), embedded::MANIFEST)?;
+    std::fs::write(root.join("plugin-sdk/derive/Cargo.toml"), embedded::DERIVE_MANIFEST)?;
     std::fs::write(
         root.join("README.md"),
         format!(
@@ -97,6 +98,7 @@ mod tests {
             "plugin-sdk/src/lib.rs",
             "plugin-sdk/src/svg.rs",
             "plugin-sdk/python/larmon_plugin.py",
+            "plugin-sdk/derive/src/lib.rs",
             "wit/plugin.wit",
         ] {
             assert!(names.contains(&needed), "{needed} missing from {names:?}");
@@ -105,6 +107,8 @@ mod tests {
         let lib = embedded::FILES.iter().find(|(n, _)| *n == "plugin-sdk/src/lib.rs").unwrap().1;
         assert!(lib.contains("path: \"../wit\""));
         assert!(!embedded::MANIFEST.contains("workspace"), "{}", embedded::MANIFEST);
+        assert!(embedded::MANIFEST.contains("path = \"derive\""), "{}", embedded::MANIFEST);
+        assert!(!embedded::DERIVE_MANIFEST.contains("workspace"), "{}", embedded::DERIVE_MANIFEST);
         assert!(
             embedded::MANIFEST.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION")))
         );
