@@ -594,7 +594,8 @@ def _cannot_merge(where, a, b):
                      "merge(self, other) for it")
 
 
-# State to JSON and back: SDK objects are tagged, dict keys keep their type (int or str).
+# State to JSON and back: SDK objects, tuples and non-finite floats are tagged, dict keys keep
+# their type (int, str, tuple).
 _CLASSES = {"Hist1D": Hist1D, "Hist2D": Hist2D, "TimeSeries": TimeSeries}
 
 
@@ -603,7 +604,9 @@ def _encode(value):
         return {"__larmon__": type(value).__name__, "state": _encode(vars(value))}
     if isinstance(value, dict):
         return {"__dict__": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
         return [_encode(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return {"__float__": repr(value)}
@@ -625,12 +628,10 @@ def _decode(value):
             return obj
         if "__float__" in value:
             return float(value["__float__"])
-        return {_key(_decode(k)): _decode(v) for k, v in value["__dict__"]}
+        if "__tuple__" in value:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        return {_decode(k): _decode(v) for k, v in value["__dict__"]}
     return value
-
-
-def _key(k):
-    return tuple(k) if isinstance(k, list) else k
 
 
 def _settings_of(cls, config_json):

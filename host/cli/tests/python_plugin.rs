@@ -2,7 +2,8 @@
 //! `build` (componentize-py, installed by larmon on first use) → `test --bless` / `--expect` →
 //! `larmon run --plugin` → the plot on the dashboard; the Python port of packet-rate gives the
 //! Rust plugin's metrics and figures; the Python SDK's Arrow reader gives arrow-rs's values for
-//! every column type the streams carry, through snapshots and merges of several files.
+//! every column type the streams carry, through snapshots and merges of several files; and the
+//! SDK module's own unit tests (tests/python/test_larmon_plugin.py) pass.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,20 @@ fn metrics(entry: &serde_json::Value) -> BTreeMap<String, f64> {
     list.iter()
         .map(|m| (m["name"].as_str().unwrap().to_owned(), m["value"].as_f64().unwrap()))
         .collect()
+}
+
+#[test]
+fn the_python_sdk_unit_tests_pass() {
+    let tests = repo().join("tests/python");
+    let output = Command::new("python3")
+        .args(["-m", "unittest", "-v", "test_larmon_plugin"])
+        .current_dir(&tests)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python3 (needed for Python plugins)");
+    let text = text(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("Ran 7 tests"), "{text}");
 }
 
 #[test]
