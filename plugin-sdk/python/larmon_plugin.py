@@ -176,7 +176,7 @@ def _bits(view, offset, n):
 def _column(field, nodes, buffers, body):
     """The values of one column (and its children's buffers consumed)."""
     length, null_count = next(nodes)
-    validity = buffers.__next__()
+    validity = next(buffers)
 
     def buffer(spec):
         offset, size = spec

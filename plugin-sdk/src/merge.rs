@@ -109,33 +109,25 @@ impl<T: Merge> Merge for Option<T> {
     }
 }
 
-impl<K: Ord, V: Merge> Merge for BTreeMap<K, V> {
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (key, theirs) in other {
-            match self.get_mut(&key) {
-                Some(mine) => mine.merge(theirs)?,
-                None => {
-                    self.insert(key, theirs);
+/// Maps merge key by key; a key only the other part has is inserted.
+macro_rules! maps_merge_by_key {
+    ($($map:ident<K: $($bound:path),+>),*) => {$(
+        impl<K: $($bound +)+, V: Merge> Merge for $map<K, V> {
+            fn merge(&mut self, other: Self) -> Result<(), String> {
+                for (key, theirs) in other {
+                    match self.get_mut(&key) {
+                        Some(mine) => mine.merge(theirs)?,
+                        None => {
+                            self.insert(key, theirs);
+                        }
+                    }
                 }
+                Ok(())
             }
         }
-        Ok(())
-    }
+    )*};
 }
-
-impl<K: Hash + Eq, V: Merge> Merge for HashMap<K, V> {
-    fn merge(&mut self, other: Self) -> Result<(), String> {
-        for (key, theirs) in other {
-            match self.get_mut(&key) {
-                Some(mine) => mine.merge(theirs)?,
-                None => {
-                    self.insert(key, theirs);
-                }
-            }
-        }
-        Ok(())
-    }
-}
+maps_merge_by_key!(BTreeMap<K: Ord>, HashMap<K: Hash, Eq>);
 
 /// `#[merge(extend)]`: the other part's items appended (or, for a map, inserted).
 pub fn extend<C: Extend<I> + IntoIterator<Item = I>, I>(

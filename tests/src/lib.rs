@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use hdf5::types::{CompoundField, CompoundType, IntSize, TypeDescriptor};
 use larmon_decode::PacketColumns;
@@ -13,6 +13,37 @@ use larmon_ingest::read::{LarpixReader, ReadOptions};
 /// A file committed under `tests/data/`.
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+}
+
+/// The repository's root folder.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `LARMON ARGS` run as a plugin author runs it, in `dir`: larmon's data folder (the SDK it
+/// writes, componentize-py) under `dir/data`, no SDK or componentize-py given from outside, and
+/// compiled plugins cached in the repository's target folder (shared by the test runs). Returns
+/// the command, for a test to add to before running it.
+pub fn plugin_author_command(larmon: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(larmon);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env_remove("LARMON_SDK_HOME")
+        .env_remove("LARMON_COMPONENTIZE_PY")
+        .env("XDG_CACHE_HOME", repo().join("target/test-plugin-cache-home"));
+    command
+}
+
+/// A finished command's exit status, stdout and stderr, for assertion messages.
+pub fn output_text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// A simulated run with its light readout (`larmon simulate` on the default 2x2): the raw

@@ -3,35 +3,18 @@
 //! --plugin` → the plot on the dashboard. Builds a real component with cargo (≈2 min cold; its
 //! own target dir, target/scaffold-target, kept between runs).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-use larmon_tests::{Server, data, scratch};
+use larmon_tests::{Server, data, output_text as text, plugin_author_command, repo, scratch};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `larmon ARGS` in `dir` with the SDK written under `dir/data`.
+/// `larmon ARGS` in `dir` with the SDK written under `dir/data`, cargo's builds in
+/// target/scaffold-target.
 fn larmon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_larmon"))
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env_remove("LARMON_SDK_HOME")
+    plugin_author_command(Path::new(env!("CARGO_BIN_EXE_larmon")), dir, args)
         .env("CARGO_TARGET_DIR", repo().join("target/scaffold-target"))
-        .env("XDG_CACHE_HOME", repo().join("target/test-plugin-cache-home"))
         .output()
         .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

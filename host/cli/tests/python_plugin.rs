@@ -12,32 +12,12 @@ use std::process::{Command, Output};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Int16Type, Int64Type};
 use arrow::datatypes::{UInt8Type, UInt16Type, UInt64Type};
-use larmon_tests::{Server, data, scratch, simulated_light_run};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use larmon_tests::simulated_light_run;
+use larmon_tests::{Server, data, output_text as text, plugin_author_command, repo, scratch};
 
 /// `larmon ARGS` in `dir`, with larmon's data folder (SDK, componentize-py) under `dir/data`.
 fn larmon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_larmon"))
-        .args(args)
-        .current_dir(dir)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env_remove("LARMON_SDK_HOME")
-        .env_remove("LARMON_COMPONENTIZE_PY")
-        .env("XDG_CACHE_HOME", repo().join("target/test-plugin-cache-home"))
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    plugin_author_command(Path::new(env!("CARGO_BIN_EXE_larmon")), dir, args).output().unwrap()
 }
 
 fn ok(output: Output) -> String {
