@@ -319,8 +319,20 @@ fn an_idle_run_leaves_memory_and_comes_back_when_it_grows() {
         assert!(started.elapsed() < Duration::from_secs(120), "no report of the first part");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Finished after 1 s idle, forgotten 1 s later: then the second part arrives.
-    std::thread::sleep(Duration::from_secs(4));
+    // Finished after 1 s idle, forgotten 1 s later (the heartbeat then counts no file held in
+    // memory): only then does the second part arrive. Waiting on the heartbeat, not on a
+    // clock, keeps this true on a loaded machine where each report takes seconds.
+    let health = out.join("watch-health.json");
+    let forgotten = || {
+        std::fs::read(&health)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .is_some_and(|h| h["files_open"] == 0)
+    };
+    while !forgotten() {
+        assert!(started.elapsed() < Duration::from_secs(150), "the idle run was not released");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     arrive(&parts[1]);
     let stdout = wait_exit(watch, Duration::from_secs(180));
     assert!(stdout.contains("run-0000003: resuming "), "the run did not come back:\n{stdout}");
