@@ -719,7 +719,7 @@ def info():
         description=cls.description, help=cls.help,
         consumes=[types.StreamRequest(stream, list(columns))
                   for stream, columns in cls.consumes.items()],
-        config_keys=sorted(cls.settings))
+        config_keys=list(cls.settings))
 
 
 class Instance:

@@ -1,19 +1,31 @@
 //! The glue between a [`Plugin`](crate::Plugin) and the WIT world: IPC decoding, stream
 //! dispatch, JSON configuration, serde snapshots. Plugin authors never see it.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 
-use crate::Plugin;
 use crate::batch::Batch;
 use crate::bindings::exports::larmon::plugin::plugin::{GuestInstance, Instance, PluginInfo};
 use crate::bindings::larmon::plugin::types as wit;
+use crate::geometry::Pixels;
+use crate::{Plugin, PluginSettings};
 
 /// One plugin instance as the component exports it.
 pub struct Adapter<P: Plugin> {
-    state: RefCell<P>,
+    stage: RefCell<Stage<P>>,
+}
+
+/// Where an instance is in its life.
+enum Stage<P: Plugin> {
+    /// Opened by a plugin that asked for the detector's pixels: the host sends them first,
+    /// and the plugin is made (`P::new`) with all of them when anything else arrives.
+    Gathering { settings: Option<P::Settings>, pixels: Pixels },
+    /// Made.
+    Ready(P),
+    /// `P::new` failed: every later call says why.
+    Failed(String),
 }
 
 /// The WIT description of a plugin.
@@ -29,15 +41,44 @@ pub fn wit_info<P: Plugin>() -> PluginInfo {
             .into_iter()
             .map(|(stream, columns)| wit::StreamRequest { stream, columns })
             .collect(),
-        config_keys: settings_keys::<P>(),
+        config_keys: P::Settings::KEYS.iter().map(|key| key.to_string()).collect(),
     }
 }
 
-/// The keys of the plugin's settings (the fields of its `Settings`).
-fn settings_keys<P: Plugin>() -> Vec<String> {
-    match serde_json::to_value(P::Settings::default()) {
-        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
-        _ => Vec::new(),
+/// Whether the plugin asked for the `pixels` stream (`Info::uses_pixels`).
+fn uses_pixels<P: Plugin>() -> bool {
+    P::info().consumes.iter().any(|(stream, _)| stream == "pixels")
+}
+
+impl<P: Plugin> Adapter<P> {
+    /// The plugin, made now if it was waiting for the pixels.
+    fn plugin(&self) -> Result<RefMut<'_, P>, String> {
+        let mut stage = self.stage.borrow_mut();
+        if let Stage::Gathering { settings, pixels } = &mut *stage {
+            let settings = settings.take().unwrap_or_default();
+            *stage = match P::new(settings, std::mem::take(pixels)) {
+                Ok(plugin) => Stage::Ready(plugin),
+                Err(e) => Stage::Failed(e),
+            };
+        }
+        match &*stage {
+            Stage::Failed(e) => return Err(e.clone()),
+            Stage::Gathering { .. } | Stage::Ready(_) => {}
+        }
+        Ok(RefMut::map(stage, |stage| match stage {
+            Stage::Ready(plugin) => plugin,
+            Stage::Gathering { .. } | Stage::Failed(_) => unreachable!("made above"),
+        }))
+    }
+
+    /// Adds a batch of the `pixels` stream to those gathered for `P::new`.
+    fn gather_pixels(&self, batch: &Batch) -> Result<(), String> {
+        match &mut *self.stage.borrow_mut() {
+            Stage::Gathering { pixels, .. } => pixels.add(batch),
+            Stage::Ready(_) | Stage::Failed(_) => {
+                Err("pixels: the stream arrived after the plugin was made".into())
+            }
+        }
     }
 }
 
@@ -48,15 +89,21 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
         } else {
             serde_json::from_str(&config_json).map_err(|e| format!("settings: {e}"))?
         };
-        let plugin = P::new(settings)?;
-        Ok(Instance::new(Adapter { state: RefCell::new(plugin) }))
+        // A plugin without pixels is made at once, so that `new` refusing its settings fails
+        // the opening.
+        let stage = if uses_pixels::<P>() {
+            Stage::Gathering { settings: Some(settings), pixels: Pixels::default() }
+        } else {
+            Stage::Ready(P::new(settings, Pixels::default())?)
+        };
+        Ok(Instance::new(Adapter { stage: RefCell::new(stage) }))
     }
 
     fn consume(&self, stream: String, batch_ipc: Vec<u8>) -> Result<(), String> {
         // The decoder slices the columns out of the received bytes (no copy when aligned).
         let mut bytes = Buffer::from_vec(batch_ipc);
         let mut decoder = StreamDecoder::new();
-        let mut state = self.state.borrow_mut();
+        let mut plugin = if stream == "pixels" { None } else { Some(self.plugin()?) };
         while !bytes.is_empty() {
             let Some(batch) = decoder
                 .decode(&mut bytes)
@@ -64,22 +111,25 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
             else {
                 continue;
             };
-            dispatch(&mut *state, &stream, &Batch::new(batch))?;
+            match plugin.as_mut() {
+                Some(plugin) => dispatch(&mut **plugin, &stream, &Batch::new(batch))?,
+                None => self.gather_pixels(&Batch::new(batch))?,
+            }
         }
         decoder.finish().map_err(|e| format!("{stream}: reading the IPC stream: {e}"))
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, String> {
-        serde_json::to_vec(&*self.state.borrow()).map_err(|e| format!("snapshot: {e}"))
+        serde_json::to_vec(&*self.plugin()?).map_err(|e| format!("snapshot: {e}"))
     }
 
     fn merge(&self, snapshot: Vec<u8>) -> Result<(), String> {
         let other: P = serde_json::from_slice(&snapshot).map_err(|e| format!("merge: {e}"))?;
-        crate::Merge::merge(&mut *self.state.borrow_mut(), other)
+        crate::Merge::merge(&mut *self.plugin()?, other)
     }
 
     fn report(&self) -> Result<wit::Report, String> {
-        Ok(self.state.borrow().report()?.into_wit())
+        Ok(self.plugin()?.report()?.into_wit())
     }
 }
 
@@ -96,7 +146,6 @@ fn dispatch<P: Plugin>(state: &mut P, stream: &str, batch: &Batch) -> Result<(),
         "tracks" => state.tracks(batch),
         "track_segments" => state.track_segments(batch),
         "track_pixels" => state.track_pixels(batch),
-        "pixels" => state.pixels(batch),
         "light_events" => state.light_events(batch),
         "light_waveforms" => state.light_waveforms(batch),
         "light_matches" => state.light_matches(batch),

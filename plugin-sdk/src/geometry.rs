@@ -101,7 +101,10 @@ fn readers_of(io_channel: u8) -> impl Iterator<Item = u8> {
 }
 
 impl Pixels {
-    /// The columns of the `pixels` stream [`Pixels::add`] reads: `.consumes("pixels", Pixels::COLUMNS)`.
+    /// The columns of the `pixels` stream [`Pixels::add`] reads (what [`Info::uses_pixels`]
+    /// asks for).
+    ///
+    /// [`Info::uses_pixels`]: crate::Info::uses_pixels
     pub const COLUMNS: &'static [&'static str] = &[
         "io_group",
         "io_channel",

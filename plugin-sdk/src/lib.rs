@@ -6,17 +6,21 @@
 //! #[derive(Serialize, Deserialize, Merge)]   // Merge: states of several files add up
 //! struct AdcSpectrum { adc: Hist1D }
 //!
+//! columns! {                                  // the columns it reads, with their types
+//!     struct Packets from "packets" { packet_type: u8, dataword: u8 }
+//! }
+//!
 //! impl Plugin for AdcSpectrum {
 //!     type Settings = NoSettings;
 //!     fn info() -> Info {
-//!         Info::new("adc-spectrum", "ADC counts of data packets")
-//!             .consumes("packets", &["packet_type", "dataword"])
+//!         Info::new("adc-spectrum", "ADC counts of data packets").reads::<Packets>()
 //!     }
-//!     fn new(_settings: NoSettings) -> Result<Self, String> {
+//!     fn new(_settings: NoSettings, _pixels: Pixels) -> Result<Self, String> {
 //!         Ok(Self { adc: Hist1D::new(256, 0.0, 256.0) })
 //!     }
 //!     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-//!         for (kind, adc) in batch.u8("packet_type")?.iter().zip(batch.u8("dataword")?) {
+//!         let p = Packets::read(batch)?;
+//!         for (kind, adc) in p.packet_type.iter().zip(p.dataword) {
 //!             if *kind == 0 { self.adc.fill(f64::from(*adc), 1.0) }
 //!         }
 //!         Ok(())
@@ -34,6 +38,7 @@
 
 pub mod batch;
 pub mod channels;
+pub mod columns;
 pub mod compare;
 pub mod figure;
 pub mod fit;
@@ -61,6 +66,7 @@ mod adapter;
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
 pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id};
+pub use columns::{ChannelKey, Column, Columns};
 pub use figure::{TYPED_FIGURE_KEY, TypedFigure};
 pub use geometry::{Pixel, Pixels};
 pub use hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
@@ -105,7 +111,22 @@ macro_rules! settings {
                 Self { $($field: $default,)* }
             }
         }
+        impl $crate::PluginSettings for $name {
+            const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
     };
+}
+
+/// What the SDK needs of a plugin's settings: serde both ways, defaults, and its keys in the
+/// order they are declared (announced to the host, listed by `larmon plugin check`). The
+/// [`settings!`] macro implements it.
+pub trait PluginSettings: serde::Serialize + serde::de::DeserializeOwned + Default {
+    /// The keys of its `[plugins.NAME]` table.
+    const KEYS: &'static [&'static str];
+}
+
+impl PluginSettings for NoSettings {
+    const KEYS: &'static [&'static str] = &[];
 }
 
 #[doc(hidden)]
@@ -123,12 +144,15 @@ extern crate self as larmon_plugin_sdk;
 pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + Merge + 'static {
     /// Its settings: a struct declared with [`settings!`], or [`NoSettings`]. Keep them in a
     /// `#[serde(skip)]` field: they come from the configuration, not from snapshots.
-    type Settings: serde::Serialize + serde::de::DeserializeOwned + Default;
+    type Settings: PluginSettings;
     /// Name, version, description, shifter help, consumed streams and columns (its settings'
     /// keys are added for it).
     fn info() -> Info;
-    /// A fresh instance for one run, with the run's settings.
-    fn new(settings: Self::Settings) -> Result<Self, String>;
+    /// A fresh instance for one run, with the run's settings and the detector's pixels: every
+    /// connected channel with its position, anode and drift geometry, when `info()` asks for
+    /// them with [`Info::uses_pixels`] (empty otherwise). Keep them in a `#[serde(skip)]`
+    /// field: every instance gets its own, so they stay out of snapshots.
+    fn new(settings: Self::Settings, pixels: Pixels) -> Result<Self, String>;
     /// A batch of the `packets` stream (only the requested columns are present).
     fn packets(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
@@ -167,12 +191,6 @@ pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + Merge
     fn light_matches(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
-    /// The `pixels` stream: every connected channel of the detector with its position. Sent
-    /// first, to every instance (also those that only merge), so keep it out of the state
-    /// (`#[serde(skip)]` on a [`Pixels`] field).
-    fn pixels(&mut self, _batch: &Batch) -> Result<(), String> {
-        Ok(())
-    }
     /// Figures, metrics and checks of everything seen so far.
     fn report(&self) -> Result<Report, String>;
 }
@@ -185,9 +203,10 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CHANNEL_COLUMNS, ChannelStats, CheckStatus, Hist1D, Hist2D, Info, Merge, Moments,
-        NoSettings, Pixel, Pixels, Plugin, Report, TimeSeries, TimeSpan, TypedFigure, channel_of,
-        export_plugin, fit, log, settings, spectrum, svg, unique_id,
+        Batch, CHANNEL_COLUMNS, ChannelKey, ChannelStats, CheckStatus, Columns, Hist1D, Hist2D,
+        Info, Merge, Moments, NoSettings, Pixel, Pixels, Plugin, PluginSettings, Report,
+        TimeSeries, TimeSpan, TypedFigure, channel_of, columns, export_plugin, fit, log, settings,
+        spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -37,6 +37,15 @@ impl Info {
         self.help = text.into();
         self
     }
+    /// It reads the columns declared with [`columns!`](crate::columns) as `C`.
+    pub fn reads<C: crate::Columns>(self) -> Self {
+        self.consumes(C::STREAM, &C::names())
+    }
+    /// It needs the detector's pixels (where every channel is, anodes, drift geometry): the
+    /// host sends them before any data and the SDK hands them to `Plugin::new`.
+    pub fn uses_pixels(self) -> Self {
+        self.consumes("pixels", crate::geometry::Pixels::COLUMNS)
+    }
     /// It reads these columns of `stream` (called again for the same stream, it adds columns).
     pub fn consumes(mut self, stream: &str, columns: &[&str]) -> Self {
         let index = match self.consumes.iter().position(|(s, _)| s == stream) {

@@ -829,7 +829,10 @@ fn the_plugin_guide_lists_the_streams_the_pipeline_sends() {
     let out = larmon(&["streams", "--markdown"]);
     assert!(out.status.success());
     let generated = String::from_utf8(out.stdout).unwrap();
-    assert!(generated.contains("| `q_ke` | Float32 | `f32(\"q_ke\")` |"), "{generated}");
+    // Each column's type as a `columns!` declaration writes it (nullable: Option).
+    assert!(generated.contains("| `q_ke` | Float32 | `f32` |"), "{generated}");
+    assert!(generated.contains("| `drift_ticks` | Float32 (nullable) | `Option<f32>` |"));
+    assert!(generated.contains("| `samples` | List(non-null Int16) | `[i16]` |"), "{generated}");
     let guide = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/writing-a-plugin.md"),
     )
@@ -846,7 +849,7 @@ fn the_plugin_guide_lists_the_streams_the_pipeline_sends() {
 
 /// A plugin's settings are typed: a misspelt key or a wrong type in `[plugins.NAME]` stops that
 /// plugin with a message naming the key (the others run), and `plugin check` lists the keys the
-/// plugin's `settings!` declares.
+/// plugin's `settings!` declares, in the order it declares them.
 #[test]
 fn a_misspelt_or_mistyped_setting_stops_its_plugin_with_the_key_named() {
     let dir = scratch("cli-typed-settings");
@@ -856,7 +859,7 @@ fn a_misspelt_or_mistyped_setting_stops_its_plugin_with_the_key_named() {
     assert!(checked.status.success(), "{}", text(&checked.stderr));
     let listed = text(&checked.stdout);
     assert!(
-        listed.contains("config keys  parity_error_fraction, parity_warn_fraction"),
+        listed.contains("config keys  parity_warn_fraction, parity_error_fraction"),
         "{listed}"
     );
     let plugins = dir.join("plugins");

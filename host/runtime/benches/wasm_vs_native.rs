@@ -38,7 +38,7 @@ fn project(batches: &[RecordBatch], columns: &[String]) -> Vec<RecordBatch> {
 /// One pass of the plot, natively: a new state, every batch, the report.
 fn native_pass(projected: &[RecordBatch]) -> Duration {
     let t = Instant::now();
-    let mut state = plot::AdcStats::new(Default::default()).unwrap();
+    let mut state = plot::AdcStats::new(Default::default(), Default::default()).unwrap();
     for b in projected {
         state.packets(&Batch::new(b.clone())).unwrap();
     }

@@ -154,6 +154,12 @@ const HELP: &str = "\
     **Bad:** more than `max_hot`/4 = 5 hot channels (warning), 20 (error): disable them in the \
     configuration; a whole chip noisy: its threshold is too low.";
 
+columns! {
+    struct Packets from "packets" {
+        packet_type: u8, valid_parity: u8, unix_time: u64, channel: ChannelKey,
+    }
+}
+
 impl Plugin for ChannelHealth {
     type Settings = Settings;
 
@@ -163,31 +169,20 @@ impl Plugin for ChannelHealth {
             "Hot, noisy and dead channels against robust per-run expectations",
         )
         .help(HELP)
-        .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
-        .consumes("packets", CHANNEL_COLUMNS)
-        .consumes("pixels", Pixels::COLUMNS)
+        .reads::<Packets>()
+        .uses_pixels()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
-        Ok(Self {
-            counts: ChannelStats::default(),
-            span: TimeSpan::default(),
-            settings,
-            pixels: Pixels::default(),
-        })
-    }
-
-    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        self.pixels.add(batch)
+    fn new(settings: Settings, pixels: Pixels) -> Result<Self, String> {
+        Ok(Self { counts: ChannelStats::default(), span: TimeSpan::default(), settings, pixels })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (ids, unix) = (batch.channel_keys()?, batch.u64("unix_time")?);
-        for i in 0..batch.len() {
-            if kind[i] == 0 && valid[i] == 1 {
-                self.counts.fill(self.pixels.identify(ids[i]), 0.0);
-                self.span.fill(unix[i]);
+        let p = Packets::read(batch)?;
+        for i in 0..p.rows {
+            if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
+                self.counts.fill(self.pixels.identify(p.channel[i]), 0.0);
+                self.span.fill(p.unix_time[i]);
             }
         }
         Ok(())

@@ -51,18 +51,27 @@ const HELP: &str = "\
     charge of the event: both grow with the length of the track in the detector (the \
     correlation is a metric).";
 
+columns! {
+    /// The match columns it reads (a null side is unmatched).
+    struct Matches from "light_matches" {
+        light_event: Option<u64>, charge_event: Option<u64>, dt_ticks: Option<i64>,
+    }
+    struct Events from "events" { event_id: u64, kind: u8, q_ke: f64 }
+    struct Waveforms from "light_waveforms" { event: u64, integral: f32 }
+}
+
 impl Plugin for ChargeLight {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
             .help(HELP)
-            .consumes("light_matches", &["light_event", "charge_event", "dt_ticks"])
-            .consumes("events", &["event_id", "kind", "q_ke"])
-            .consumes("light_waveforms", &["event", "integral"])
+            .reads::<Matches>()
+            .reads::<Events>()
+            .reads::<Waveforms>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             light_events: 0,
             charge_triggers: 0,
@@ -76,10 +85,9 @@ impl Plugin for ChargeLight {
     }
 
     fn light_matches(&mut self, batch: &Batch) -> Result<(), String> {
-        let light = batch.opt_u64("light_event")?;
-        let charge = batch.opt_u64("charge_event")?;
-        let dt = batch.opt_i64("dt_ticks")?;
-        for i in 0..batch.len() {
+        let Matches { light_event: light, charge_event: charge, dt_ticks: dt, rows } =
+            Matches::read(batch)?;
+        for i in 0..rows {
             self.light_events += u64::from(light[i].is_some());
             self.charge_triggers += u64::from(charge[i].is_some());
             if let (Some(l), Some(c)) = (light[i], charge[i]) {
@@ -94,8 +102,8 @@ impl Plugin for ChargeLight {
     }
 
     fn events(&mut self, batch: &Batch) -> Result<(), String> {
-        let (id, kind, q) = (batch.u64("event_id")?, batch.u8("kind")?, batch.f64("q_ke")?);
-        for i in 0..batch.len() {
+        let Events { event_id: id, kind, q_ke: q, rows } = Events::read(batch)?;
+        for i in 0..rows {
             if kind[i] == 1 {
                 self.charge_q.insert(id[i], q[i]);
             }
@@ -104,8 +112,8 @@ impl Plugin for ChargeLight {
     }
 
     fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
-        let (event, integral) = (batch.u64("event")?, batch.f32("integral")?);
-        for i in 0..batch.len() {
+        let Waveforms { event, integral, rows } = Waveforms::read(batch)?;
+        for i in 0..rows {
             *self.light_sum.entry(event[i]).or_default() += f64::from(integral[i]);
         }
         Ok(())

@@ -38,6 +38,11 @@ const HELP: &str = "\
     ±15 % error of `expected_max_drift_us`): drift field or HV problem; a charge spectrum \
     without its MIP peak (~20–25 ke⁻ per hit): gain or pedestal calibration wrong.";
 
+columns! {
+    struct Hits from "hits" { tpc: Option<u8>, q_ke: f32, drift_ticks: Option<f32> }
+    struct Events from "events" { kind: u8, unix_time: u64, n_hits: u32 }
+}
+
 impl Plugin for Charge {
     type Settings = Settings;
 
@@ -47,11 +52,11 @@ impl Plugin for Charge {
             "Hit charge per TPC, hits per event, event rate, drift-time distribution",
         )
         .help(HELP)
-        .consumes("hits", &["tpc", "q_ke", "drift_ticks"])
-        .consumes("events", &["kind", "unix_time", "n_hits"])
+        .reads::<Hits>()
+        .reads::<Events>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             q_per_tpc: BTreeMap::new(),
             drift_per_tpc: BTreeMap::new(),
@@ -62,9 +67,8 @@ impl Plugin for Charge {
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, q, drift) =
-            (batch.opt_u8("tpc")?, batch.f32("q_ke")?, batch.opt_f32("drift_ticks")?);
-        for i in 0..batch.len() {
+        let Hits { tpc, q_ke: q, drift_ticks: drift, rows } = Hits::read(batch)?;
+        for i in 0..rows {
             let tpc = tpc[i].unwrap_or(0);
             self.q_per_tpc
                 .entry(tpc)
@@ -81,8 +85,8 @@ impl Plugin for Charge {
     }
 
     fn events(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, unix, n) = (batch.u8("kind")?, batch.u64("unix_time")?, batch.u32("n_hits")?);
-        for i in 0..batch.len() {
+        let Events { kind, unix_time: unix, n_hits: n, rows } = Events::read(batch)?;
+        for i in 0..rows {
             self.hits_per_event.fill(f64::from(n[i].max(1)).log10(), 1.0);
             self.event_rate.entry(kind[i]).or_default().fill(unix[i], 1.0);
         }

@@ -95,16 +95,22 @@ const HELP: &str = "\
     ke⁻/cm vs the simulated 50.0. **Bad:** the MPV outside 45–60 ke⁻/cm (warning; 36–75 \
     error): gain calibration, lifetime correction or recombination (field) off.";
 
+columns! {
+    struct TrackPixels from "track_pixels" {
+        tpc: u8, q_ke: f64, dx_mm: f64, drift_us: f64, at_track_end: u8,
+    }
+}
+
 impl Plugin for Dqdx {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("dqdx", "dQ/dx of track pixels, lifetime-corrected, Moyal⊗Gauss fit")
             .help(HELP)
-            .consumes("track_pixels", &["tpc", "q_ke", "dx_mm", "drift_us", "at_track_end"])
+            .reads::<TrackPixels>()
     }
 
-    fn new(mut settings: Settings) -> Result<Self, String> {
+    fn new(mut settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         settings.lifetime_us = settings.lifetime_us.filter(|v| v.is_finite() && *v > 0.0);
         Ok(Self {
             slices: vec![Hist1D::new(300, 0.0, 150.0); SLICES],
@@ -114,9 +120,9 @@ impl Plugin for Dqdx {
     }
 
     fn track_pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, q, dx) = (batch.u8("tpc")?, batch.f64("q_ke")?, batch.f64("dx_mm")?);
-        let (drift, end) = (batch.f64("drift_us")?, batch.u8("at_track_end")?);
-        for i in 0..batch.len() {
+        let TrackPixels { tpc, q_ke: q, dx_mm: dx, drift_us: drift, at_track_end: end, rows } =
+            TrackPixels::read(batch)?;
+        for i in 0..rows {
             if dx[i] < self.settings.min_dx_mm || end[i] != 0 {
                 continue;
             }

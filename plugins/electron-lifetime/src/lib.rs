@@ -56,54 +56,44 @@ const HELP: &str = "\
     Fixture (the command above): 2183 ± 83 µs vs the simulated 2200 µs. **Bad:** lifetime \
     below 1000 µs (warning) or 500 µs (error): argon purity is dropping; call the cryo expert.";
 
+columns! {
+    struct TrackPixels from "track_pixels" {
+        tpc: u8, x_mm: f64, y_mm: f64, z_mm: f64, q_ke: f64, dx_mm: f64, drift_us: f64,
+        at_track_end: u8, track_length_mm: f64, track_tpc_mask: u32,
+    }
+}
+
 impl Plugin for ElectronLifetime {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("electron-lifetime", "Electron lifetime from the dQ/dx MPV vs drift time")
             .help(HELP)
-            .consumes(
-                "track_pixels",
-                &[
-                    "tpc",
-                    "x_mm",
-                    "y_mm",
-                    "z_mm",
-                    "q_ke",
-                    "dx_mm",
-                    "drift_us",
-                    "at_track_end",
-                    "track_length_mm",
-                    "track_tpc_mask",
-                ],
-            )
-            .consumes("pixels", Pixels::COLUMNS)
+            .reads::<TrackPixels>()
+            .uses_pixels()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, pixels: Pixels) -> Result<Self, String> {
         let n = settings.drift_bins.clamp(3, 100);
-        Ok(Self {
-            bins: vec![Hist1D::new(300, 0.0, 150.0); n],
-            settings,
-            pixels: Pixels::default(),
-        })
-    }
-
-    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        self.pixels.add(batch)
+        Ok(Self { bins: vec![Hist1D::new(300, 0.0, 150.0); n], settings, pixels })
     }
 
     fn track_pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, x, y, z) =
-            (batch.u8("tpc")?, batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("z_mm")?);
-        let (q, dx, drift) = (batch.f64("q_ke")?, batch.f64("dx_mm")?, batch.f64("drift_us")?);
-        let (end, length, mask) = (
-            batch.u8("at_track_end")?,
-            batch.f64("track_length_mm")?,
-            batch.u32("track_tpc_mask")?,
-        );
+        let TrackPixels {
+            tpc,
+            x_mm: x,
+            y_mm: y,
+            z_mm: z,
+            q_ke: q,
+            dx_mm: dx,
+            drift_us: drift,
+            at_track_end: end,
+            track_length_mm: length,
+            track_tpc_mask: mask,
+            rows,
+        } = TrackPixels::read(batch)?;
         let width = self.settings.max_drift_us / self.bins.len() as f64;
-        for i in 0..batch.len() {
+        for i in 0..rows {
             if length[i] < self.settings.min_track_mm
                 || !mask[i].is_power_of_two()
                 || end[i] != 0

@@ -104,28 +104,28 @@ impl Merge for EventDisplay {
     }
 }
 
+columns! {
+    /// The hit columns it reads (position unknown: not drawn).
+    struct Hits from "hits" {
+        event_id: Option<u64>, x_mm: Option<f32>, y_mm: Option<f32>, z_mm: Option<f32>, q_ke: f32,
+    }
+    struct Tracks from "tracks" {
+        event_id: u64, start_x_mm: f64, start_y_mm: f64, start_z_mm: f64, end_x_mm: f64,
+        end_y_mm: f64, end_z_mm: f64,
+    }
+}
+
 impl Plugin for EventDisplay {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("event-display", "x-y and z-y projections of a few events with their tracks")
             .help(HELP)
-            .consumes("hits", &["event_id", "x_mm", "y_mm", "z_mm", "q_ke"])
-            .consumes(
-                "tracks",
-                &[
-                    "event_id",
-                    "start_x_mm",
-                    "start_y_mm",
-                    "start_z_mm",
-                    "end_x_mm",
-                    "end_y_mm",
-                    "end_z_mm",
-                ],
-            )
+            .reads::<Hits>()
+            .reads::<Tracks>()
     }
 
-    fn new(mut settings: Settings) -> Result<Self, String> {
+    fn new(mut settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         if settings.event_ids.len() > 20 {
             return Err(format!("event_ids: {} events; at most 20", settings.event_ids.len()));
         }
@@ -140,10 +140,8 @@ impl Plugin for EventDisplay {
         self.events.retain(|id, e| !e.tracks.is_empty() || chosen.contains(id));
         let full =
             self.settings.pick == Pick::First && self.picked().count() >= self.settings.events;
-        let event = batch.opt_u64("event_id")?;
-        let (x, y, z) = (batch.opt_f32("x_mm")?, batch.opt_f32("y_mm")?, batch.opt_f32("z_mm")?);
-        let q = batch.f32("q_ke")?;
-        for i in 0..batch.len() {
+        let Hits { event_id: event, x_mm: x, y_mm: y, z_mm: z, q_ke: q, rows } = Hits::read(batch)?;
+        for i in 0..rows {
             let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else {
                 continue;
             };
@@ -159,12 +157,13 @@ impl Plugin for EventDisplay {
     }
 
     fn tracks(&mut self, batch: &Batch) -> Result<(), String> {
-        let event = batch.u64("event_id")?;
-        let columns =
-            ["start_x_mm", "start_y_mm", "start_z_mm", "end_x_mm", "end_y_mm", "end_z_mm"];
-        let values: Vec<&[f64]> = columns.iter().map(|c| batch.f64(c)).collect::<Result<_, _>>()?;
+        let t = Tracks::read(batch)?;
+        let (event, values) = (
+            t.event_id,
+            [t.start_x_mm, t.start_y_mm, t.start_z_mm, t.end_x_mm, t.end_y_mm, t.end_z_mm],
+        );
         let mut last = None;
-        for i in 0..batch.len() {
+        for i in 0..t.rows {
             if let Some(e) = self.events.get_mut(&event[i]) {
                 e.tracks.push(std::array::from_fn(|k| values[k][i]));
             }

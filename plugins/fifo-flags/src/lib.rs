@@ -43,19 +43,22 @@ const HELP: &str = "\
     chip dropped data. Check `fifo_full_fraction`: warning above `warn_full_fraction` 1e-4, \
     error above 1e-3.";
 
+columns! {
+    struct Packets from "packets" {
+        packet_type: u8, valid_parity: u8, local_fifo: u8, shared_fifo: u8, unix_time: u64,
+    }
+}
+
 impl Plugin for FifoFlags {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("fifo-flags", "Data packets with FIFO half/full flags: rate and fraction")
             .help(HELP)
-            .consumes(
-                "packets",
-                &["packet_type", "valid_parity", "local_fifo", "shared_fifo", "unix_time"],
-            )
+            .reads::<Packets>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             flagged: vec![TimeSeries::default(); 4],
             counts: [0; 4],
@@ -66,10 +69,10 @@ impl Plugin for FifoFlags {
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let fifo = [batch.u8("local_fifo")?, batch.u8("shared_fifo")?];
-        let unix = batch.u64("unix_time")?;
-        for i in 0..batch.len() {
+        let p = Packets::read(batch)?;
+        let (kind, valid, unix) = (p.packet_type, p.valid_parity, p.unix_time);
+        let fifo = [p.local_fifo, p.shared_fifo];
+        for i in 0..p.rows {
             if kind[i] != 0 || valid[i] != 1 {
                 continue;
             }

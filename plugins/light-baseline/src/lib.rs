@@ -36,16 +36,22 @@ const HELP: &str = "\
     line at one frequency (coherent pickup), a rising low-frequency end (baseline drift), a \
     detector that stands out in the noise map (a noisy SiPM or cable).";
 
+columns! {
+    struct Waveforms from "light_waveforms" {
+        tpc: u8, det: u8, det_type: u8, baseline: f32, rms: f32, samples: [i16],
+    }
+}
+
 impl Plugin for LightBaseline {
     type Settings = NoSettings;
 
     fn info() -> Info {
         Info::new("light-baseline", "Light readout baselines: noise per detector and noise spectra")
             .help(HELP)
-            .consumes("light_waveforms", &["tpc", "det", "det_type", "baseline", "rms", "samples"])
+            .reads::<Waveforms>()
     }
 
-    fn new(_settings: NoSettings) -> Result<Self, String> {
+    fn new(_settings: NoSettings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             rms: vec![Hist1D::new(100, 0.0, 50.0); 2],
             spectrum: vec![vec![0.0; FFT_SAMPLES / 2 + 1]; 2],
@@ -55,11 +61,10 @@ impl Plugin for LightBaseline {
     }
 
     fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tpc, det, kind) = (batch.u8("tpc")?, batch.u8("det")?, batch.u8("det_type")?);
-        let (baseline, rms) = (batch.f32("baseline")?, batch.f32("rms")?);
-        let samples = batch.i16_lists("samples")?;
+        let Waveforms { tpc, det, det_type: kind, baseline, rms, samples, rows } =
+            Waveforms::read(batch)?;
         let mut window = Vec::with_capacity(FFT_SAMPLES);
-        for i in 0..batch.len() {
+        for i in 0..rows {
             let k = usize::from(kind[i]);
             if k > 1 {
                 continue; // not mapped to a detector

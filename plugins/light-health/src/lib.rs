@@ -96,20 +96,24 @@ const HELP: &str = "\
     side for that event. **Bad:** any dead or noisy input (warning), a missing-board rate \
     above 0.1 % (warning) or 5 % (error).";
 
+columns! {
+    struct LightEvents from "light_events" { event: u64, boards: u8, boards_present: u8 }
+    struct Waveforms from "light_waveforms" {
+        adc: u8, channel: u8, baseline: f32, rms: f32, peak: f32, clipped_high: u16,
+    }
+}
+
 impl Plugin for LightHealth {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("light-health", "Light readout: dead, noisy, clipping inputs and missing boards")
             .help(HELP)
-            .consumes("light_events", &["event", "boards", "boards_present"])
-            .consumes(
-                "light_waveforms",
-                &["adc", "channel", "baseline", "rms", "peak", "clipped_high"],
-            )
+            .reads::<LightEvents>()
+            .reads::<Waveforms>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             inputs: vec![Input::default(); BOARDS * INPUTS],
             events: 0,
@@ -119,9 +123,9 @@ impl Plugin for LightHealth {
     }
 
     fn light_events(&mut self, batch: &Batch) -> Result<(), String> {
-        let (event, boards, present) =
-            (batch.u64("event")?, batch.u8("boards")?, batch.u8("boards_present")?);
-        for i in 0..batch.len() {
+        let LightEvents { event, boards, boards_present: present, rows } =
+            LightEvents::read(batch)?;
+        for i in 0..rows {
             self.events += 1;
             for adc in 0..boards[i].min(8) {
                 if present[i] & (1 << adc) == 0 {
@@ -133,10 +137,9 @@ impl Plugin for LightHealth {
     }
 
     fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
-        let (adc, channel) = (batch.u8("adc")?, batch.u8("channel")?);
-        let (baseline, rms, peak) = (batch.f32("baseline")?, batch.f32("rms")?, batch.f32("peak")?);
-        let clipped = batch.u16("clipped_high")?;
-        for i in 0..batch.len() {
+        let Waveforms { adc, channel, baseline, rms, peak, clipped_high: clipped, rows } =
+            Waveforms::read(batch)?;
+        for i in 0..rows {
             let Some(input) =
                 self.inputs.get_mut(usize::from(adc[i]) * INPUTS + usize::from(channel[i]))
             else {

@@ -42,6 +42,14 @@ const HELP: &str = "\
     distorted average pulse (a timing or readout problem), a light event rate that does not \
     follow the charge trigger rate.";
 
+columns! {
+    struct LightEvents from "light_events" { unix_ms: u64 }
+    struct Waveforms from "light_waveforms" {
+        event: u64, tpc: u8, det: u8, det_type: u8, baseline: f32, rms: f32, peak: f32,
+        integral: f32, clipped_high: u16, samples: [i16],
+    }
+}
+
 impl Plugin for LightPulses {
     type Settings = Settings;
 
@@ -51,25 +59,11 @@ impl Plugin for LightPulses {
             "Light pulses: amplitude and integral spectra, average waveform, rate",
         )
         .help(HELP)
-        .consumes("light_events", &["unix_ms"])
-        .consumes(
-            "light_waveforms",
-            &[
-                "event",
-                "tpc",
-                "det",
-                "det_type",
-                "baseline",
-                "rms",
-                "peak",
-                "integral",
-                "clipped_high",
-                "samples",
-            ],
-        )
+        .reads::<LightEvents>()
+        .reads::<Waveforms>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             amplitude: vec![Hist1D::new(80, 0.0, 4.0); 2],
             integral: vec![Hist1D::new(100, 0.0, 6.0); 2],
@@ -83,7 +77,7 @@ impl Plugin for LightPulses {
     }
 
     fn light_events(&mut self, batch: &Batch) -> Result<(), String> {
-        for &ms in batch.u64("unix_ms")? {
+        for &ms in LightEvents::read(batch)?.unix_ms {
             self.rate.fill(ms / 1000, 1.0);
             self.span.fill(ms / 1000);
             self.events += 1;
@@ -92,14 +86,13 @@ impl Plugin for LightPulses {
     }
 
     fn light_waveforms(&mut self, batch: &Batch) -> Result<(), String> {
-        let (event, tpc, det, kind) =
-            (batch.u64("event")?, batch.u8("tpc")?, batch.u8("det")?, batch.u8("det_type")?);
-        let (baseline, rms, peak) = (batch.f32("baseline")?, batch.f32("rms")?, batch.f32("peak")?);
-        let (integral, clipped) = (batch.f32("integral")?, batch.u16("clipped_high")?);
-        let samples = batch.i16_lists("samples")?;
+        let w = Waveforms::read(batch)?;
+        let (event, tpc, det, kind) = (w.event, w.tpc, w.det, w.det_type);
+        let (baseline, rms, peak, integral) = (w.baseline, w.rms, w.peak, w.integral);
+        let (clipped, samples) = (w.clipped_high, w.samples);
         // Integrals summed per (event, detector): an event's waveforms arrive in one batch.
         let mut per_detector: Vec<((u64, u8, u8), usize, f64)> = Vec::new();
-        for i in 0..batch.len() {
+        for i in 0..w.rows {
             let k = usize::from(kind[i]);
             if k > 1 {
                 continue;

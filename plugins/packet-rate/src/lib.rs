@@ -45,16 +45,20 @@ const HELP: &str = "\
     above `parity_warn_fraction` 0.2 % (warning) / `parity_error_fraction` 1 % (error), or \
     rising in time: a noisy link.";
 
+columns! {
+    struct Packets from "packets" { packet_type: u8, valid_parity: u8, unix_time: Option<u64> }
+}
+
 impl Plugin for PacketRate {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("packet-rate", "Packet rate vs time by type; parity-error fraction")
             .help(HELP)
-            .consumes("packets", &["packet_type", "valid_parity", "unix_time"])
+            .reads::<Packets>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             by_type: vec![TimeSeries::default(); 8],
             larpix_packets: 0,
@@ -66,10 +70,9 @@ impl Plugin for PacketRate {
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let kinds = batch.u8("packet_type")?;
-        let parity = batch.u8("valid_parity")?;
-        let unix = batch.opt_u64("unix_time")?;
-        for ((kind, valid), t) in kinds.iter().zip(parity).zip(unix) {
+        let packets = Packets::read(batch)?;
+        let (kinds, parity) = (packets.packet_type, packets.valid_parity);
+        for ((kind, valid), t) in kinds.iter().zip(parity).zip(packets.unix_time) {
             if let (Some(series), Some(t)) = (self.by_type.get_mut(*kind as usize), t) {
                 series.fill(t, 1.0);
             }

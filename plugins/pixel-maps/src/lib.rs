@@ -47,38 +47,32 @@ const HELP: &str = "\
     although ≥ 10 track crossings were expected (run mean rate, ~10 packets per crossing; \
     shorter runs are not judged): warning from 1 chip, error from 10.";
 
+columns! {
+    struct Packets from "packets" {
+        packet_type: u8, valid_parity: u8, dataword: u8, unix_time: u64, channel: ChannelKey,
+    }
+}
+
 impl Plugin for PixelMaps {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
             .help(HELP)
-            .consumes("packets", &["packet_type", "valid_parity", "dataword", "unix_time"])
-            .consumes("packets", CHANNEL_COLUMNS)
-            .consumes("pixels", Pixels::COLUMNS)
+            .reads::<Packets>()
+            .uses_pixels()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
-        Ok(Self {
-            adc: ChannelStats::default(),
-            span: TimeSpan::default(),
-            settings,
-            pixels: Pixels::default(),
-        })
-    }
-
-    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        self.pixels.add(batch)
+    fn new(settings: Settings, pixels: Pixels) -> Result<Self, String> {
+        Ok(Self { adc: ChannelStats::default(), span: TimeSpan::default(), settings, pixels })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, valid) = (batch.u8("packet_type")?, batch.u8("valid_parity")?);
-        let (ids, adc, unix) =
-            (batch.channel_keys()?, batch.u8("dataword")?, batch.u64("unix_time")?);
-        for i in 0..batch.len() {
-            if kind[i] == 0 && valid[i] == 1 {
-                self.adc.fill(self.pixels.identify(ids[i]), f64::from(adc[i]));
-                self.span.fill(unix[i]);
+        let p = Packets::read(batch)?;
+        for i in 0..p.rows {
+            if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
+                self.adc.fill(self.pixels.identify(p.channel[i]), f64::from(p.dataword[i]));
+                self.span.fill(p.unix_time[i]);
             }
         }
         Ok(())

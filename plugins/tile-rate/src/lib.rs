@@ -26,7 +26,7 @@ struct TileRate {
     per_tile_series: BTreeMap<u16, TimeSeries>,
     /// First and last Unix second seen.
     span: TimeSpan,
-    /// Tiles of the detector (from the `pixels` stream; context, not state).
+    /// Tiles of the detector (from the detector's pixels; context, not state).
     #[serde(skip)]
     tiles: BTreeSet<u16>,
     /// From the configuration, not from snapshots.
@@ -43,41 +43,39 @@ const HELP: &str = "\
     warns below `warn_low_fraction` = 10 % of the median tile; error when a tile is silent): \
     lost UART/PACMAN path or a tile off; one tile far above the others: noise.";
 
+columns! {
+    struct Hits from "hits" { tile: Option<u16>, tpc: Option<u8>, unix_time: u64, n_packets: u16 }
+}
+
 impl Plugin for TileRate {
     type Settings = Settings;
 
     fn info() -> Info {
         Info::new("tile-rate", "Data rate per tile and per TPC")
             .help(HELP)
-            .consumes("hits", &["tile", "tpc", "unix_time", "n_packets"])
-            .consumes("pixels", &["tile"])
+            .reads::<Hits>()
+            .uses_pixels()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             per_tile: BTreeMap::new(),
             per_tpc: BTreeMap::new(),
             per_tile_series: BTreeMap::new(),
             span: TimeSpan::default(),
-            tiles: BTreeSet::new(),
+            tiles: pixels.iter().map(|pixel| pixel.tile).collect(),
             settings,
         })
     }
 
-    fn pixels(&mut self, batch: &Batch) -> Result<(), String> {
-        self.tiles.extend(batch.u16("tile")?);
-        Ok(())
-    }
-
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        let (tile, tpc) = (batch.opt_u16("tile")?, batch.opt_u8("tpc")?);
-        let (unix, n) = (batch.u64("unix_time")?, batch.u16("n_packets")?);
-        for i in 0..batch.len() {
-            let (Some(tile), Some(tpc)) = (tile[i], tpc[i]) else { continue };
-            let weight = f64::from(n[i]);
-            self.per_tpc.entry(tpc).or_default().fill(unix[i], weight);
-            self.per_tile_series.entry(tile).or_default().fill(unix[i], weight);
-            self.span.fill(unix[i]);
+        let hits = Hits::read(batch)?;
+        for i in 0..hits.rows {
+            let (Some(tile), Some(tpc)) = (hits.tile[i], hits.tpc[i]) else { continue };
+            let (unix, weight) = (hits.unix_time[i], f64::from(hits.n_packets[i]));
+            self.per_tpc.entry(tpc).or_default().fill(unix, weight);
+            self.per_tile_series.entry(tile).or_default().fill(unix, weight);
+            self.span.fill(unix);
         }
         Ok(())
     }

@@ -200,6 +200,15 @@ impl Merge for Timing {
     }
 }
 
+columns! {
+    struct Packets from "packets" {
+        packet_type: u8, valid_parity: u8, io_group: u8, timestamp: u64, trigger_type: u8,
+        receipt_timestamp: u32, unix_time: Option<u64>,
+    }
+    struct Hits from "hits" { drift_ticks: Option<f32>, tpc: Option<u8> }
+    struct Events from "events" { kind: u8, t0_ticks: Option<f64> }
+}
+
 impl Plugin for Timing {
     type Settings = Settings;
 
@@ -209,23 +218,12 @@ impl Plugin for Timing {
             "PPS sync offsets, network delay, trigger-relative times, trigger spacing",
         )
         .help(HELP)
-        .consumes(
-            "packets",
-            &[
-                "packet_type",
-                "valid_parity",
-                "io_group",
-                "timestamp",
-                "trigger_type",
-                "receipt_timestamp",
-                "unix_time",
-            ],
-        )
-        .consumes("hits", &["drift_ticks", "tpc"])
-        .consumes("events", &["kind", "t0_ticks"])
+        .reads::<Packets>()
+        .reads::<Hits>()
+        .reads::<Events>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             sync_offset: BTreeMap::new(),
             delay: Hist1D::new(200, 0.0, 1000.0),
@@ -241,11 +239,10 @@ impl Plugin for Timing {
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, valid, group) =
-            (batch.u8("packet_type")?, batch.u8("valid_parity")?, batch.u8("io_group")?);
-        let (timestamp, trigger_type) = (batch.u64("timestamp")?, batch.u8("trigger_type")?);
-        let receipt = batch.u32("receipt_timestamp")?;
-        let unix = batch.opt_u64("unix_time")?;
+        let p = Packets::read(batch)?;
+        let (kind, valid, group) = (p.packet_type, p.valid_parity, p.io_group);
+        let (timestamp, trigger_type, receipt) = (p.timestamp, p.trigger_type, p.receipt_timestamp);
+        let unix = p.unix_time;
         // Each io_group's link looked up once per batch, not once per packet.
         let mut present = [false; 256];
         for g in group {
@@ -259,7 +256,7 @@ impl Plugin for Timing {
         for (g, link) in links.iter_mut() {
             slots[usize::from(*g)] = Some(link);
         }
-        for i in 0..batch.len() {
+        for i in 0..p.rows {
             let Some(link) = slots[usize::from(group[i])].as_mut() else { continue };
             match kind[i] {
                 0 if valid[i] == 1 => {
@@ -297,8 +294,8 @@ impl Plugin for Timing {
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        let tpc = batch.opt_u8("tpc")?;
-        for (drift, tpc) in batch.opt_f32("drift_ticks")?.iter().zip(tpc) {
+        let hits = Hits::read(batch)?;
+        for (drift, tpc) in hits.drift_ticks.iter().zip(hits.tpc) {
             let Some(drift) = drift else { continue };
             let us = f64::from(*drift) / 10.0;
             self.trigger_relative.fill(us, 1.0);
@@ -313,8 +310,8 @@ impl Plugin for Timing {
     }
 
     fn events(&mut self, batch: &Batch) -> Result<(), String> {
-        let (kind, t0) = (batch.u8("kind")?, batch.opt_f64("t0_ticks")?);
-        for (k, t0) in kind.iter().zip(t0) {
+        let events = Events::read(batch)?;
+        for (k, t0) in events.kind.iter().zip(events.t0_ticks) {
             if let (1, Some(t0)) = (*k, t0) {
                 if let Some(last) = self.last_t0 {
                     let ms = (t0 - last) / 1e4;

@@ -21,14 +21,15 @@ pub struct Args {
     /// Print as JSON: [{name, producer, columns: [{name, type, nullable}]}].
     #[arg(long, conflicts_with = "markdown")]
     json: bool,
-    /// Print Markdown tables with the SDK call that reads each column (docs/writing-a-plugin.md
-    /// holds this output; a test keeps it current).
+    /// Print Markdown tables with each column's type in the SDK's `columns!` declaration
+    /// (docs/writing-a-plugin.md holds this output; a test keeps it current).
     #[arg(long)]
     markdown: bool,
 }
 
-/// The plugin SDK's `Batch` call that reads a column of this type.
-fn sdk_reader(data_type: &DataType, nullable: bool, column: &str) -> String {
+/// A column's type in the plugin SDK's `columns!` declaration (the `Batch` call of that name
+/// reads it alone: `u8` → `batch.u8`, `Option<u8>` → `batch.opt_u8`).
+fn sdk_type(data_type: &DataType, nullable: bool) -> String {
     let name = match data_type {
         DataType::UInt8 => "u8",
         DataType::UInt16 => "u16",
@@ -37,13 +38,10 @@ fn sdk_reader(data_type: &DataType, nullable: bool, column: &str) -> String {
         DataType::Int64 => "i64",
         DataType::Float32 => "f32",
         DataType::Float64 => "f64",
-        DataType::List(item) if item.data_type() == &DataType::Int16 => {
-            return format!("`i16_lists(\"{column}\")`");
-        }
-        _ => return "`record_batch()` (Arrow)".into(),
+        DataType::List(item) if item.data_type() == &DataType::Int16 => return "`[i16]`".into(),
+        _ => return "(Arrow: `batch.record_batch()`)".into(),
     };
-    let prefix = if nullable { "opt_" } else { "" };
-    format!("`{prefix}{name}(\"{column}\")`")
+    if nullable { format!("`Option<{name}>`") } else { format!("`{name}`") }
 }
 
 /// One Markdown table per stream.
@@ -51,14 +49,14 @@ fn markdown() -> String {
     let mut out = String::new();
     for stream in Stream::ALL {
         out.push_str(&format!("### `{}` — from {}\n\n", stream.name(), producer(stream)));
-        out.push_str("| column | Arrow type | read with `batch.` |\n|---|---|---|\n");
+        out.push_str("| column | Arrow type | in `columns!` |\n|---|---|---|\n");
         for field in stream.schema().fields() {
             let null = if field.is_nullable() { " (nullable)" } else { "" };
             out.push_str(&format!(
                 "| `{}` | {}{null} | {} |\n",
                 field.name(),
                 field.data_type(),
-                sdk_reader(field.data_type(), field.is_nullable(), field.name())
+                sdk_type(field.data_type(), field.is_nullable())
             ));
         }
         out.push('\n');

@@ -39,7 +39,7 @@ impl Plugin for AdcStats {
         )
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self {
             per_channel: ChannelStats::default(),
             adc: Hist1D::new(256, 0.0, 256.0),

@@ -34,7 +34,7 @@ impl Plugin for Hostile {
             .consumes("packets", &["packet_type"])
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self { settings, rows: 0 })
     }
 

@@ -31,6 +31,13 @@ struct State {
     settings: Settings,
 }
 
+columns! {
+    /// The columns it reads, with their types (docs/writing-a-plugin.md lists every stream's).
+    struct Hits from "hits" {
+        q_ke: f32,
+    }
+}
+
 impl Plugin for State {
     type Settings = Settings;
 
@@ -39,15 +46,15 @@ impl Plugin for State {
             // What the shifter reads beside the figure on the dashboard.
             .help("The charge of each hit in ke-. **Bad:** a mean below `warn_below_ke` (5 ke-): \
                    low gain or wrong pedestals.")
-            .consumes("hits", &["q_ke"])
+            .reads::<Hits>()
     }
 
-    fn new(settings: Settings) -> Result<Self, String> {
+    fn new(settings: Settings, _pixels: Pixels) -> Result<Self, String> {
         Ok(Self { charge: Hist1D::new(100, 0.0, 100.0), settings })
     }
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
-        for q in batch.f32("q_ke")? {
+        for q in Hits::read(batch)?.q_ke {
             self.charge.fill(f64::from(*q), 1.0);
         }
         Ok(())
