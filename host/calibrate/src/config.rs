@@ -253,6 +253,30 @@ impl DetectorConfig {
         resolve(&mut self.charge.config_file);
         self
     }
+    /// SHA-256 of this description, the same wherever its files lie: every file it names
+    /// (placement, layouts, pedestal and configuration JSON) is replaced by the SHA-256 of its
+    /// bytes before the settings are hashed. Built-in layouts are named, not read (the larmon
+    /// version fixes them). Run reports record it (`provenance.detector_sha256`) and charge
+    /// file declarations too (`dune.detector_sha256`), so both say which calibration made them.
+    pub fn description_sha256(&self) -> Result<String, CalibrationError> {
+        let mut named = self.clone();
+        let by_content = |path: &mut Option<PathBuf>| -> Result<(), CalibrationError> {
+            let Some(file) = path.as_mut() else { return Ok(()) };
+            if file.to_str().is_some_and(|p| p.starts_with(crate::detectors::BUILT_IN_PREFIX)) {
+                return Ok(());
+            }
+            *file = format!("sha256:{}", file_sha256(file)?).into();
+            Ok(())
+        };
+        by_content(&mut named.flow_detector_file)?;
+        by_content(&mut named.charge.pedestal_file)?;
+        by_content(&mut named.charge.config_file)?;
+        for module in &mut named.modules {
+            by_content(&mut module.layout)?;
+        }
+        let text = serde_json::to_vec(&named).expect("a detector description serialises");
+        Ok(sha256_hex(&text))
+    }
 
     /// Drift velocity in mm/µs (configured, or from field and temperature).
     pub fn drift_velocity(&self) -> f64 {
@@ -401,6 +425,19 @@ impl FlowDetectorFile {
         }
         Ok(())
     }
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lower-case hex SHA-256 of a file's bytes.
+pub fn file_sha256(path: &std::path::Path) -> Result<String, CalibrationError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| CalibrationError::Io { path: path.to_path_buf(), source })?;
+    Ok(sha256_hex(&bytes))
 }
 
 #[cfg(test)]

@@ -96,11 +96,88 @@ pub fn run_subrun(pattern: &Regex, name: &str) -> Option<(u64, u64)> {
 /// The 2x2 light DAQ's file names: `mpd_run_<name>_rctl_<run>_p<part>.data`.
 pub const LIGHT_NAME_PATTERN: &str = r"rctl_(?P<run>\d+)_p(?P<subrun>\d+)";
 
-/// Writes `<file>.json` (declad's sidecar) atomically: a temporary name, fsync, rename.
-pub fn write_sidecar(path: &Path, declaration: &Declaration) -> Result<PathBuf, CatalogError> {
+/// What [`write_sidecar`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SidecarWrite {
+    /// There was none: written.
+    Written,
+    /// One with the same declaration was there: left as it is.
+    Unchanged,
+    /// One with another declaration was there and `replace` was given: replaced.
+    Replaced,
+}
+
+/// The top-level fields and metadata keys in which two declarations differ.
+fn differences(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let fields = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let (old_fields, new_fields) = (fields(old), fields(new));
+    let mut keys: Vec<String> = old_fields.keys().chain(new_fields.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    let mut differ = Vec::new();
+    for key in keys {
+        let (a, b) = (old_fields.get(&key), new_fields.get(&key));
+        if key == "metadata" {
+            let (a, b) = (
+                a.and_then(|v| v.as_object()).unwrap_or(&empty),
+                b.and_then(|v| v.as_object()).unwrap_or(&empty),
+            );
+            let mut inner: Vec<&String> = a.keys().chain(b.keys()).collect();
+            inner.sort();
+            inner.dedup();
+            differ.extend(inner.into_iter().filter(|k| a.get(*k) != b.get(*k)).cloned());
+        } else if a != b {
+            differ.push(key);
+        }
+    }
+    differ
+}
+
+/// Writes `<file>.json` (declad's sidecar) atomically: a temporary name, fsync, rename. A
+/// sidecar already there (the DAQ's, or an earlier run of larmon) is never overwritten
+/// silently: the same declaration leaves it alone, another one is refused with the keys that
+/// differ unless `replace` is given.
+pub fn write_sidecar(
+    path: &Path,
+    declaration: &Declaration,
+    replace: bool,
+) -> Result<(PathBuf, SidecarWrite), CatalogError> {
     let mut sidecar = path.as_os_str().to_owned();
     sidecar.push(".json");
     let sidecar = PathBuf::from(sidecar);
+    let new = serde_json::to_value(declaration).expect("declaration serialises");
+    let mut outcome = SidecarWrite::Written;
+    match std::fs::read(&sidecar) {
+        Ok(bytes) => {
+            let old = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .unwrap_or(serde_json::Value::Null);
+            if old == new {
+                return Ok((sidecar, SidecarWrite::Unchanged));
+            }
+            if !replace {
+                let differ = differences(&old, &new);
+                let shown = differ.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+                let more = differ.len().saturating_sub(8);
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                let what = if old.is_null() {
+                    "is not a JSON declaration".to_string()
+                } else {
+                    format!("declares something else ({shown}{more} differ)")
+                };
+                return Err(CatalogError::Invalid {
+                    path: sidecar,
+                    reason: format!(
+                        "a sidecar is already there and {what}; it is left as it is \
+                         (--replace-sidecar replaces it)"
+                    ),
+                });
+            }
+            outcome = SidecarWrite::Replaced;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CatalogError::io(&sidecar, e)),
+    }
     let mut temp = sidecar.as_os_str().to_owned();
     temp.push(format!(".tmp{}", std::process::id()));
     let temp = PathBuf::from(temp);
@@ -113,7 +190,7 @@ pub fn write_sidecar(path: &Path, declaration: &Declaration) -> Result<PathBuf, 
         file.sync_all().map_err(io)?;
     }
     std::fs::rename(&temp, &sidecar).map_err(io)?;
-    Ok(sidecar)
+    Ok((sidecar, outcome))
 }
 
 /// Reads a sidecar and checks it against the bytes it describes (size and a recomputed
@@ -155,6 +232,41 @@ mod tests {
         assert_eq!(run_subrun(&p, "binary-2023_07_07_16_33_PDT.h5"), None, "a date");
         assert_eq!(run_subrun(&p, "run2-cosmics-flow-sample.hdf5"), None, "a run period");
         assert_eq!(run_subrun(&p, "binary-00601540.h5"), None, "8 digits");
+    }
+
+    #[test]
+    fn a_sidecar_already_there_is_kept_refused_or_replaced_never_silently_overwritten() {
+        let dir = std::env::temp_dir().join(format!("larmon-sidecar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("binary-0000007-x.h5");
+        std::fs::write(&data, b"data").unwrap();
+        let mut declaration = Declaration {
+            namespace: CHARGE_NAMESPACE.into(),
+            name: "binary-0000007-x.h5".into(),
+            size: 4,
+            checksums: [("adler32".to_string(), "03d8019b".to_string())].into(),
+            metadata: [("core.runs".to_string(), json!([7]))].into_iter().collect(),
+        };
+        let (sidecar, outcome) = write_sidecar(&data, &declaration, false).unwrap();
+        assert_eq!(
+            (sidecar.file_name().unwrap(), outcome),
+            ("binary-0000007-x.h5.json".as_ref(), SidecarWrite::Written)
+        );
+        assert_eq!(write_sidecar(&data, &declaration, false).unwrap().1, SidecarWrite::Unchanged);
+        let written = std::fs::read(&sidecar).unwrap();
+        declaration.metadata.insert("core.runs".into(), json!([8]));
+        declaration.metadata.insert("dune.extra".into(), json!(1));
+        let refused = write_sidecar(&data, &declaration, false).unwrap_err().to_string();
+        assert!(refused.contains("core.runs, dune.extra differ"), "{refused}");
+        assert!(refused.contains("--replace-sidecar"), "{refused}");
+        assert_eq!(std::fs::read(&sidecar).unwrap(), written, "the sidecar is untouched");
+        std::fs::write(&sidecar, b"not json").unwrap();
+        let refused = write_sidecar(&data, &declaration, false).unwrap_err().to_string();
+        assert!(refused.contains("is not a JSON declaration"), "{refused}");
+        assert_eq!(write_sidecar(&data, &declaration, true).unwrap().1, SidecarWrite::Replaced);
+        let now: Declaration = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+        assert_eq!(now.metadata["core.runs"], json!([8]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -691,3 +691,108 @@ fn light_metadata_comes_from_the_data_and_pairs_with_charge() {
     assert!(links[0]["overlap_s"].as_f64().unwrap() > 3.0, "{association}");
     assert_eq!(association[0]["unmatched"], json!([]));
 }
+
+/// A raw file's declaration says what calibrates it (the detector description hash its run
+/// report records, the pedestal file's SHA-256, the drift conditions) and, with --dq-reports,
+/// the run's quality: the automatic flag, then a shifter's sign-off, decide
+/// core.file_content_status. A sidecar already there is never overwritten silently.
+#[test]
+fn a_declaration_carries_its_calibration_and_the_runs_quality_and_keeps_sidecars() {
+    use sha2::Digest;
+    let dir = scratch("dm-calibration-quality");
+    let file = dir.join("binary-0000042-2023_03_15_09_40_00_UTC.h5");
+    std::fs::copy(data("small-raw.h5"), &file).unwrap();
+    let pedestals = data("real/ped-iog1-excerpt.json");
+    let config = dir.join("larmon.toml");
+    std::fs::write(&config, format!("[charge]\npedestal_file = {pedestals:?}\n")).unwrap();
+    let (out, no_plugins) = (dir.join("dqm"), dir.join("no-plugins"));
+    std::fs::create_dir_all(&no_plugins).unwrap();
+    let repo = larmon_tests::repo();
+    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
+    let cache = repo.join("target/test-plugin-cache");
+    ok(larmon(&[
+        "run",
+        p(&file),
+        "--out",
+        p(&out),
+        "--run",
+        "run-42",
+        "--config",
+        p(&config),
+        "--plugin-dir",
+        p(&no_plugins),
+        "--plugin",
+        p(&plugin),
+        "--cache-dir",
+        p(&cache),
+    ]));
+    let report = read_json(&out.join("run-42/report.json"));
+    let flag = report["quality"]["flag"].as_str().unwrap().to_string();
+    let meta = || -> Value {
+        let args = ["meta", p(&file), "--stable-s", "0", "--config", p(&config)];
+        serde_json::from_str(&ok(larmon(&[&args[..], &["--dq-reports", p(&out)]].concat())))
+            .unwrap()
+    };
+    let m = meta()["metadata"].clone();
+    assert_eq!(m["dune.detector"], "2x2");
+    assert_eq!(m["dune.detector_sha256"], report["provenance"]["detector_sha256"]);
+    let pedestal_sha = format!("{:x}", sha2::Sha256::digest(std::fs::read(&pedestals).unwrap()));
+    assert_eq!(m["dune.pedestal_sha256"], json!(pedestal_sha));
+    assert_eq!(m["dune.e_field_kv_cm"], json!(0.5));
+    let velocity = m["dune.drift_velocity_mm_us"].as_f64().unwrap();
+    assert!((1.5..1.7).contains(&velocity), "drift velocity {velocity} mm/µs at 0.5 kV/cm");
+    assert_eq!(
+        (m["dune.dq_run"].as_str(), m["dune.dq_flag"].as_str()),
+        (Some("run-42"), Some(&*flag))
+    );
+    let automatic = if flag == "error" { "bad" } else { "good" };
+    assert_eq!(m["core.file_content_status"], automatic);
+    assert!(m.get("dune.dq_signoff").is_none());
+
+    // The sidecar is written once; the same declaration leaves it alone.
+    let sidecar_args = ["meta", p(&file), "--stable-s", "0", "--config", p(&config)];
+    let with_dq = [&sidecar_args[..], &["--dq-reports", p(&out), "--sidecar"]].concat();
+    assert!(ok(larmon(&with_dq)).trim().ends_with(".h5.json"));
+    assert!(ok(larmon(&with_dq)).contains("(unchanged)"));
+
+    // A shifter's decision wins over the automatic flag; the sidecar then differs and is
+    // refused with the keys named, until --replace-sidecar.
+    ok(larmon(&[
+        "signoff",
+        p(&out),
+        "run-42",
+        "--flag",
+        "suspect",
+        "--by",
+        "ana",
+        "--comment",
+        "noisy tile",
+    ]));
+    let m = meta()["metadata"].clone();
+    assert_eq!(
+        (m["core.file_content_status"].as_str(), m["dune.dq_signoff"].as_str()),
+        (Some("suspect"), Some("suspect"))
+    );
+    let sidecar = dir.join("binary-0000042-2023_03_15_09_40_00_UTC.h5.json");
+    let before = std::fs::read(&sidecar).unwrap();
+    let refused = larmon(&with_dq);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("core.file_content_status") && stderr.contains("dune.dq_signoff"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&sidecar).unwrap(), before, "the sidecar is left as it was");
+    let replaced = ok(larmon(&[&with_dq[..], &["--replace-sidecar"]].concat()));
+    assert!(replaced.contains("(replaced)"), "{replaced}");
+    assert_eq!(read_json(&sidecar)["metadata"]["dune.dq_signoff"], "suspect");
+
+    // A file no report lists keeps the default status, and says so.
+    let other = dir.join("binary-0000043-2023_03_15_09_50_00_UTC.h5");
+    std::fs::copy(data("small-raw.h5"), &other).unwrap();
+    let out_other = larmon(&["meta", p(&other), "--stable-s", "0", "--dq-reports", p(&out)]);
+    let declared: Value = serde_json::from_str(&ok(out_other.clone())).unwrap();
+    assert_eq!(declared["metadata"]["core.file_content_status"], "good");
+    assert!(declared["metadata"].get("dune.dq_flag").is_none());
+    assert!(String::from_utf8_lossy(&out_other.stderr).contains("no run report in"));
+}

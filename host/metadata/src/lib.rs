@@ -263,7 +263,36 @@ pub fn extract(path: &Path, options: &MetadataOptions) -> Result<Declaration, Me
         }
         None => put("dune.config_file", "built-in 2x2 nominal".into()),
     }
+    calibration_metadata(&options.detector, &mut metadata)?;
     Ok(complete.declare(CHARGE_NAMESPACE, metadata)?)
+}
+
+/// What calibrates a charge file, for its declaration: the detector description (name and the
+/// SHA-256 its run reports record as `provenance.detector_sha256`), the channel-constant files
+/// (pedestals, LArPix configuration) with their SHA-256, and the drift conditions used (field,
+/// LAr temperature, drift velocity).
+fn calibration_metadata(
+    detector: &DetectorConfig,
+    metadata: &mut Map<String, Value>,
+) -> Result<(), MetadataError> {
+    let name = if detector.modules.is_empty() { detector.detector.as_str() } else { "[[modules]]" };
+    metadata.insert("dune.detector".into(), name.into());
+    metadata.insert("dune.detector_sha256".into(), detector.description_sha256()?.into());
+    let files = [
+        ("pedestal", &detector.charge.pedestal_file),
+        ("larpix_config", &detector.charge.config_file),
+    ];
+    for (what, file) in files {
+        if let Some(file) = file {
+            let sha256 = larmon_calibrate::config::file_sha256(file)?;
+            metadata.insert(format!("dune.{what}_file"), file.display().to_string().into());
+            metadata.insert(format!("dune.{what}_sha256"), sha256.into());
+        }
+    }
+    metadata.insert("dune.e_field_kv_cm".into(), json!(detector.e_field_kv_cm));
+    metadata.insert("dune.lar_temperature_k".into(), json!(detector.temperature_k));
+    metadata.insert("dune.drift_velocity_mm_us".into(), json!(detector.drift_velocity()));
+    Ok(())
 }
 
 /// Declares an ndlar_flow output file (namespace `neardet-2x2-lar`, as the 2x2 reprocessing

@@ -147,8 +147,7 @@ impl LarmonConfig {
 
 /// The SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    larmon_calibrate::config::sha256_hex(bytes)
 }
 
 #[cfg(test)]

@@ -1,12 +1,15 @@
 //! `larmon meta` and `larmon checksum`: MetaCat declarations read from the data, declad sidecars,
 //! adler32 (crates `larmon-metadata` and `larmon-catalog`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use larmon_catalog::Adler32;
-use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, write_sidecar};
+use anyhow::{Context, Result, bail};
+use larmon_catalog::metadata::{DEFAULT_NAME_PATTERN, SidecarWrite, write_sidecar};
+use larmon_catalog::{Adler32, Declaration};
 use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
+use larmon_report::{RunStore, Status};
+use larmon_signoff::{Decision, Registry};
+use serde_json::json;
 
 /// Print the MetaCat declaration of charge and light files, read from the data itself.
 ///
@@ -26,14 +29,27 @@ use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
 /// start). A file with none is declared without core.runs, and said so on stderr. With
 /// --run-db, dune.global_run holds the global run of the file's CRS or LRS run.
 ///
+/// Raw and packet files also carry what calibrates them: dune.detector and
+/// dune.detector_sha256 (the run report's provenance hash: settings and the bytes of every
+/// layout, pedestal and configuration file), the pedestal and LArPix configuration files with
+/// their SHA-256, and the drift conditions (field, temperature, drift velocity).
+///
+/// --dq-reports OUT reflects data quality: the run report of OUT that lists the file gives
+/// dune.dq_run and dune.dq_flag (ok, warning, error), a shifter's sign-off dune.dq_signoff;
+/// core.file_content_status is the sign-off (good, bad, suspect), else `bad` for an error flag
+/// and `good` otherwise.
+///
 /// A file still growing is waited for (unchanged for --stable-s) and refused if it changes
-/// while being read. --sidecar writes declad's `<file>.json` atomically (temporary + rename).
+/// while being read. --sidecar writes declad's `<file>.json` atomically (temporary + rename);
+/// a sidecar already there with another declaration (the DAQ's own) is refused with the keys
+/// that differ, unless --replace-sidecar.
 ///
 /// Examples:
 ///   larmon meta binary-0050015-2024_07_08_13_37_49_CDT.h5
 ///   larmon meta /data/daq/*.h5 --sidecar --data-stream cosmics --config 2x2.toml
 ///   larmon meta binary-2023_07_07_16_33_PDT.h5 --run 50015
 ///   larmon meta mpd_run_x_rctl_105_p0.data --run-db mx2x2runs_v0.1.sqlite
+///   larmon meta /data/daq/binary-0050015-*.h5 --dq-reports /data/dqm --sidecar
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -43,6 +59,13 @@ pub struct Args {
     /// Write `<file>.json` beside each file (declad's sidecar) instead of printing.
     #[arg(long)]
     sidecar: bool,
+    /// Replace a sidecar that declares something else (refused otherwise).
+    #[arg(long, requires = "sidecar")]
+    replace_sidecar: bool,
+    /// larmon's output folder (`larmon run`/`watch --out`): the quality flag and sign-off of
+    /// the run whose report lists each file go into its declaration.
+    #[arg(long, value_name = "OUT")]
+    dq_reports: Option<PathBuf>,
     #[command(flatten)]
     metadata: MetadataArgs,
 }
@@ -121,19 +144,101 @@ impl MetadataArgs {
     }
 }
 
+/// The data-quality verdict on one file: the run whose report lists it, the report's flag
+/// and a shifter's decision.
+struct Verdict {
+    run: String,
+    flag: Status,
+    signoff: Option<Decision>,
+}
+
+/// The reports of a larmon output folder and its sign-off registry.
+struct DqReports {
+    store: RunStore,
+    registry: Option<Registry>,
+}
+
+impl DqReports {
+    fn open(out: &Path) -> Result<Self> {
+        if !out.is_dir() {
+            bail!("--dq-reports {}: no such folder", out.display());
+        }
+        let registry = Registry::open_existing(out)
+            .with_context(|| format!("the sign-offs of {}", out.display()))?;
+        Ok(Self { store: RunStore::new(out), registry })
+    }
+
+    /// The verdict on `file`: the report listing a file of its name (the report may name it
+    /// under another folder, e.g. the DAQ node's). None when no report lists it; an error when
+    /// several runs do.
+    fn verdict(&self, file: &Path) -> Result<Option<Verdict>> {
+        let name = file.file_name();
+        let (runs, _unreadable) = self.store.runs();
+        let listing: Vec<_> =
+            runs.iter().filter(|r| r.files.iter().any(|f| f.file_name() == name)).collect();
+        let report = match listing.as_slice() {
+            [] => return Ok(None),
+            [report] => report,
+            several => bail!(
+                "{}: listed by the reports of several runs ({}): give the file to one run",
+                file.display(),
+                several.iter().map(|r| r.run.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let signoff = match &self.registry {
+            Some(registry) => registry.current(&report.run)?.map(|s| s.decision),
+            None => None,
+        };
+        let flag = report.quality.flag.unwrap_or(Status::Error);
+        Ok(Some(Verdict { run: report.run.clone(), flag, signoff }))
+    }
+}
+
+/// Puts a verdict into a declaration (`core.file_content_status`, `dune.dq_*`).
+fn reflect(declaration: &mut Declaration, verdict: &Verdict) {
+    let status = match verdict.signoff {
+        Some(decision @ (Decision::Good | Decision::Bad | Decision::Suspect)) => decision.as_str(),
+        Some(Decision::Auto) | None if verdict.flag == Status::Error => "bad",
+        Some(Decision::Auto) | None => "good",
+    };
+    let metadata = &mut declaration.metadata;
+    metadata.insert("core.file_content_status".into(), status.into());
+    metadata.insert("dune.dq_run".into(), verdict.run.clone().into());
+    metadata.insert("dune.dq_flag".into(), verdict.flag.as_str().into());
+    if let Some(decision) = verdict.signoff.filter(|d| *d != Decision::Auto) {
+        metadata.insert("dune.dq_signoff".into(), json!(decision.as_str()));
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let options = args.metadata.options()?;
+    let dq = args.dq_reports.as_deref().map(DqReports::open).transpose()?;
     let mut declarations = Vec::new();
     for file in &args.files {
-        let declaration = if is_light_file(file) {
+        let mut declaration = if is_light_file(file) {
             extract_light(file, &options)?
         } else {
             extract(file, &options)?
         };
         warn_if_no_run(file, &declaration);
+        if let Some(dq) = &dq {
+            match dq.verdict(file)? {
+                Some(verdict) => reflect(&mut declaration, &verdict),
+                None => eprintln!(
+                    "larmon: {}: no run report in {} lists it: core.file_content_status stays \
+                     \"good\" and no dune.dq_flag is declared",
+                    file.display(),
+                    dq.store.root().display()
+                ),
+            }
+        }
         if args.sidecar {
-            let sidecar = write_sidecar(file, &declaration)?;
-            println!("{}", sidecar.display());
+            let (sidecar, outcome) = write_sidecar(file, &declaration, args.replace_sidecar)?;
+            match outcome {
+                SidecarWrite::Written => println!("{}", sidecar.display()),
+                SidecarWrite::Unchanged => println!("{} (unchanged)", sidecar.display()),
+                SidecarWrite::Replaced => println!("{} (replaced)", sidecar.display()),
+            }
         } else {
             declarations.push(declaration);
         }

@@ -17,7 +17,6 @@ use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
 use larmon_ingest::read::{FileKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file};
 
 use super::flow::{FlowCalibration, mark_batch};
-use crate::config::sha256_hex;
 use crate::error::{PipelineError, Result};
 use crate::progress::Progress;
 use crate::streams::{Stream, calibrated_batch, calibrated_batches};
@@ -38,33 +37,12 @@ pub struct RunCalibration {
     sha256: String,
 }
 
-/// SHA-256 of a detector description, the same wherever its files lie: every file it names
-/// (placement, layouts, pedestal and configuration JSON) is replaced by the SHA-256 of its bytes
-/// before the settings are hashed. Built-in layouts are named, not read (the larmon version
-/// fixes them).
+/// SHA-256 of a detector description ([`DetectorConfig::description_sha256`]).
 pub fn description_sha256(detector: &DetectorConfig) -> Result<String> {
-    let mut named = detector.clone();
-    let by_content = |path: &mut Option<std::path::PathBuf>| -> Result<()> {
-        let Some(file) = path.as_mut() else { return Ok(()) };
-        if file
-            .to_str()
-            .is_some_and(|p| p.starts_with(larmon_calibrate::detectors::BUILT_IN_PREFIX))
-        {
-            return Ok(());
-        }
-        let bytes = std::fs::read(&*file)
-            .map_err(|source| PipelineError::Io { path: file.clone(), source })?;
-        *file = format!("sha256:{}", sha256_hex(&bytes)).into();
-        Ok(())
-    };
-    by_content(&mut named.flow_detector_file)?;
-    by_content(&mut named.charge.pedestal_file)?;
-    by_content(&mut named.charge.config_file)?;
-    for module in &mut named.modules {
-        by_content(&mut module.layout)?;
-    }
-    let text = serde_json::to_vec(&named).expect("a detector description serialises");
-    Ok(sha256_hex(&text))
+    detector.description_sha256().map_err(|source| PipelineError::Calibration {
+        what: "hashing the detector description",
+        source,
+    })
 }
 
 impl RunCalibration {
