@@ -48,6 +48,16 @@ pub struct Declaration {
     pub checksums: BTreeMap<String, String>,
     /// Dotted metadata keys.
     pub metadata: Map<String, Value>,
+    /// The files it was made from (MetaCat provenance), e.g. a DQ pack's raw files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<Parent>,
+}
+
+/// A parent file, as MetaCat's declare takes it: `{"did": "namespace:name"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// `namespace:name`.
+    pub did: String,
 }
 
 impl Declaration {
@@ -246,6 +256,7 @@ mod tests {
             size: 4,
             checksums: [("adler32".to_string(), "03d8019b".to_string())].into(),
             metadata: [("core.runs".to_string(), json!([7]))].into_iter().collect(),
+            parents: Vec::new(),
         };
         let (sidecar, outcome) = write_sidecar(&data, &declaration, false).unwrap();
         assert_eq!(
@@ -277,6 +288,7 @@ mod tests {
             size: 1,
             checksums: [("adler32".to_string(), "024d0127".to_string())].into(),
             metadata: [("core.runs".to_string(), json!([1]))].into_iter().collect(),
+            parents: Vec::new(),
         };
         assert!(d.validate().is_ok());
         d.checksums.insert("adler32".into(), "024D0127".into());

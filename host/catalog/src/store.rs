@@ -507,6 +507,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            parents: Vec::new(),
         }
     }
 

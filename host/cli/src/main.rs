@@ -32,6 +32,7 @@ use clap::{Parser, Subcommand};
 ///   larmon signoff reports RUN --flag good --by NAME --comment WHY   sign a run off
 ///   larmon reference reports --set RUN    figures drawn and shape-checked against RUN
 ///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
+///   larmon pack reports RUN --sidecar     a run's report + figures as one declared file
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon streams                        the streams plugins consume, with their columns
@@ -57,6 +58,7 @@ enum Command {
     Simulate(commands::simulate::Args),
     Watch(commands::watch::Args),
     Meta(commands::meta::Args),
+    Pack(commands::pack::Args),
     Checksum(commands::meta::ChecksumArgs),
     Catalog(commands::catalog::Args),
     Transfer(commands::transfer::Args),
@@ -93,6 +95,7 @@ fn end_quietly_on_closed_pipe(command: &Command) {
         command,
         Command::Inspect(_)
             | Command::Meta(_)
+            | Command::Pack(_)
             | Command::Checksum(_)
             | Command::Streams(_)
             | Command::Runs(_)
@@ -158,6 +161,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Watch(args) => commands::watch::run(args),
         Command::Meta(args) => commands::meta::run(args),
+        Command::Pack(args) => commands::pack::run(args),
         Command::Checksum(args) => commands::meta::checksum(args),
         Command::Catalog(args) => commands::catalog::run(args),
         Command::Transfer(args) => commands::transfer::run(args),

@@ -796,3 +796,98 @@ fn a_declaration_carries_its_calibration_and_the_runs_quality_and_keeps_sidecars
     assert!(declared["metadata"].get("dune.dq_flag").is_none());
     assert!(String::from_utf8_lossy(&out_other.stderr).contains("no run report in"));
 }
+
+/// A run's DQ outputs become data: `larmon pack` writes its report and figures as one
+/// reproducible `dqm-<run>.tar.gz` declared with the run's data files as parents; the catalog
+/// takes it from its verified sidecar and `transfer` replicates it, adler32 checked, like data.
+#[test]
+fn a_runs_dq_outputs_are_packed_declared_with_their_parents_and_replicated() {
+    let dir = scratch("dm-dq-pack");
+    let daq = dir.join("daq");
+    std::fs::create_dir_all(&daq).unwrap();
+    let charge = daq.join("binary-0000042-2023_03_15_09_40_00_UTC.h5");
+    std::fs::copy(data("small-raw.h5"), &charge).unwrap();
+    let (out, no_plugins) = (dir.join("dqm"), dir.join("no-plugins"));
+    std::fs::create_dir_all(&no_plugins).unwrap();
+    let repo = larmon_tests::repo();
+    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
+    let cache = repo.join("target/test-plugin-cache");
+    ok(larmon(&[
+        "run",
+        p(&charge),
+        "--out",
+        p(&out),
+        "--run",
+        "run-42",
+        "--plugin-dir",
+        p(&no_plugins),
+        "--plugin",
+        p(&plugin),
+        "--cache-dir",
+        p(&cache),
+    ]));
+    // A reviewer's version is not the official report: it stays out of the pack.
+    std::fs::create_dir_all(out.join("run-42/versions/ana")).unwrap();
+    std::fs::write(out.join("run-42/versions/ana/report.json"), "{}").unwrap();
+    let packs = dir.join("packs");
+    let pack_args = ["pack", p(&out), "run-42", "--into", p(&packs), "--sidecar"];
+    let said = ok(larmon(&pack_args));
+    let pack = packs.join("dqm-run-42.tar.gz");
+    assert!(said.starts_with(p(&pack)), "{said}");
+    let sidecar = read_json(&packs.join("dqm-run-42.tar.gz.json"));
+    assert_eq!(sidecar["namespace"], "neardet-2x2-lar");
+    assert_eq!(
+        sidecar["parents"],
+        json!([{"did": "neardet-2x2-lar-charge:binary-0000042-2023_03_15_09_40_00_UTC.h5"}])
+    );
+    let m = &sidecar["metadata"];
+    assert_eq!((m["core.data_tier"].as_str(), m["core.runs"].clone()), (Some("dqm"), json!([42])));
+    let report = read_json(&out.join("run-42/report.json"));
+    assert_eq!(m["dune.dq_flag"], report["quality"]["flag"]);
+    assert_eq!(m["dune.detector_sha256"], report["provenance"]["detector_sha256"]);
+    assert_eq!(m["core.event_count"], report["host"]["triggered_events"]);
+
+    // The pack holds the report and every figure file of the run, under the run's name.
+    let listing = Command::new("tar").arg("tzf").arg(&pack).output().unwrap();
+    let listed: Vec<String> =
+        String::from_utf8_lossy(&listing.stdout).lines().map(str::to_owned).collect();
+    let mut expected: Vec<String> = walk(&out.join("run-42"))
+        .into_iter()
+        .filter(|f| !f.starts_with("versions/"))
+        .map(|f| format!("run-42/{f}"))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert!(listed.contains(&"run-42/report.json".to_string()));
+
+    // Packing the unchanged run again gives the same bytes: the sidecar stays.
+    let bytes = std::fs::read(&pack).unwrap();
+    assert!(ok(larmon(&pack_args)).contains("(unchanged)"));
+    assert_eq!(std::fs::read(&pack).unwrap(), bytes);
+
+    // Catalogued from its verified sidecar and replicated like data.
+    let db = dir.join("dm.sqlite");
+    let added = ok(larmon(&["catalog", "--db", p(&db), "add", "--stable-s", "0", p(&pack)]));
+    assert!(added.contains("1 added"), "{added}");
+    let nersc = dir.join("nersc");
+    ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)]));
+    let replica = nersc.join("neardet-2x2-lar/dqm-run-42.tar.gz");
+    assert_eq!(std::fs::read(&replica).unwrap(), bytes);
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "NERSC", "--status"]));
+    assert!(status.starts_with("NERSC: 1 done, 0 queued, 0 failed"), "{status}");
+}
+
+/// Files under `dir`, relative, with `/` separators.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            found.extend(walk(&path).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            found.push(name);
+        }
+    }
+    found
+}

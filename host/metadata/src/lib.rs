@@ -23,6 +23,8 @@ use larmon_ingest::read::{
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
+pub mod dq_pack;
+
 pub use larmon_ingest::light::is_light_file;
 
 /// Why a file could not be declared.
@@ -131,6 +133,7 @@ impl<'a> CompleteFile<'a> {
             size: self.size,
             checksums: [("adler32".to_string(), self.adler32.to_string())].into(),
             metadata,
+            parents: Vec::new(),
         };
         declaration
             .validate()

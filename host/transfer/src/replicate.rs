@@ -165,6 +165,7 @@ mod tests {
                 size,
                 checksums: [("adler32".to_string(), adler32.to_string())].into(),
                 metadata: [("core.runs".to_string(), serde_json::json!([1]))].into_iter().collect(),
+                parents: Vec::new(),
             };
             catalog.add(&path, &declaration).unwrap();
         }

@@ -132,6 +132,7 @@ fn export_pulses(args: &Args, out: &std::path::Path) -> Result<()> {
         size,
         checksums: [("adler32".to_string(), adler32.to_string())].into(),
         metadata,
+        parents: Vec::new(),
     };
     declaration.validate().map_err(anyhow::Error::msg)?;
     let mut json = serde_json::to_value(&declaration)?;

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod light;
 pub mod merge;
 pub mod meta;
+pub mod pack;
 pub mod plugin;
 pub mod reference;
 pub mod run;
