@@ -1,20 +1,23 @@
 //! The files of a run from the data-management catalog (`larmon serve --catalog DB`): metadata,
 //! checksums, replicas and a download link per file, as a page and as JSON. Downloads are
-//! streamed and limited to files the catalog lists (by id), so no path ever comes from the URL.
+//! streamed and limited to files the catalog lists (by id), so no path ever comes from the URL;
+//! they follow the server's [`Downloads`] policy (a token beyond this machine), and come from a
+//! local replica of the same size when the source is gone (a DAQ buffer cleaned up).
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Form, Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use larmon_catalog::{Catalog, FileRecord, Replica};
 use serde::Serialize;
 
 use crate::pages::{page, utc};
-use crate::{AppState, escape, url_segment};
+use crate::signoff::same_secret;
+use crate::{AppState, Downloads, escape, url_segment};
 
 /// A catalogued file with its replicas.
 #[derive(Serialize)]
@@ -125,7 +128,7 @@ pub(crate) async fn files_page(
             "<tr><td><details><summary>{}</summary><pre>{}</pre></details></td><td>{}</td>\
              <td class=\"num\">{}</td><td><code>{}</code></td><td>{} – {}</td>\
              <td class=\"num\">{}</td><td>{}</td><td>{}</td>\
-             <td><a href=\"/download/{}\">download</a></td></tr>",
+             <td>{}</td></tr>",
             escape(&r.did),
             escape(&metadata),
             escape(&r.kind),
@@ -136,7 +139,7 @@ pub(crate) async fn files_page(
             r.declaration.metadata.get("core.event_count").map_or("–".into(), |v| v.to_string()),
             if replicas.is_empty() { "none yet".into() } else { replicas.join("<br>") },
             if f.associated.is_empty() { "–".into() } else { escape(&f.associated.join(", ")) },
-            r.id
+            download_cell(&state.downloads, r.id)
         );
     }
     body += "</table>";
@@ -153,16 +156,110 @@ pub(crate) async fn api_files(
     }
 }
 
-/// Streams a catalogued file by its catalog id.
+/// The files page's download cell: a link, a token form, or why there is none.
+fn download_cell(downloads: &Downloads, id: i64) -> String {
+    match downloads {
+        Downloads::Open => format!("<a href=\"/download/{id}\">download</a>"),
+        Downloads::Token(_) => format!(
+            "<form method=\"post\" action=\"/download/{id}\"><input name=\"token\" \
+             type=\"password\" placeholder=\"download token\" required> \
+             <button>download</button></form>"
+        ),
+        Downloads::Off => "<span title=\"this dashboard is reachable beyond its machine and was \
+                           started without --download-token-file\">no downloads</span>"
+            .into(),
+    }
+}
+
+/// Why the policy refuses `token` a download, as the answer to give; None: allowed.
+fn refusal(downloads: &Downloads, token: Option<&str>) -> Option<Response> {
+    match (downloads, token) {
+        (Downloads::Open, _) => None,
+        (Downloads::Token(expected), Some(given)) if same_secret(expected, given.trim()) => None,
+        (Downloads::Token(_), Some(_)) => {
+            Some((StatusCode::FORBIDDEN, "wrong download token").into_response())
+        }
+        (Downloads::Token(_), None) => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "downloads need the token: Authorization: Bearer TOKEN, or the files page's form",
+            )
+                .into_response(),
+        ),
+        (Downloads::Off, _) => Some(
+            (
+                StatusCode::FORBIDDEN,
+                "this dashboard is reachable beyond its machine: downloads need larmon serve \
+                 --download-token-file",
+            )
+                .into_response(),
+        ),
+    }
+}
+
+/// Streams a catalogued file by its catalog id (token: `Authorization: Bearer`).
 pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<i64>,
+    headers: HeaderMap,
 ) -> Response {
-    let not_found = || (StatusCode::NOT_FOUND, "no such file in the catalog").into_response();
-    let Some(path) = &state.catalog else { return not_found() };
-    let Ok(catalog) = Catalog::open_read_only(path) else { return not_found() };
-    let Ok(Some(record)) = catalog.get(id) else { return not_found() };
-    let Ok(file) = tokio::fs::File::open(&record.path).await else { return not_found() };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(refused) = refusal(&state.downloads, bearer) {
+        return refused;
+    }
+    send_file(&state, id).await
+}
+
+/// The files page's download form.
+#[derive(serde::Deserialize)]
+pub(crate) struct DownloadForm {
+    token: String,
+}
+
+/// Streams a catalogued file for the files page's form (its token).
+pub(crate) async fn download_form(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<i64>,
+    Form(form): Form<DownloadForm>,
+) -> Response {
+    if let Some(refused) = refusal(&state.downloads, Some(&form.token)) {
+        return refused;
+    }
+    send_file(&state, id).await
+}
+
+/// Opens the file of catalog record `id`: its path, else a replica on a local path with the
+/// catalogued size (verified by its adler32 when it was made).
+async fn open_file(state: &AppState, id: i64) -> Option<(FileRecord, tokio::fs::File)> {
+    let catalog = Catalog::open_read_only(state.catalog.as_ref()?).ok()?;
+    let record = catalog.get(id).ok()??;
+    if let Ok(file) = tokio::fs::File::open(&record.path).await {
+        return Some((record, file));
+    }
+    let replicas = catalog.replicas(id).ok()?;
+    for replica in replicas {
+        let path = std::path::Path::new(&replica.location);
+        if !path.is_absolute() || replica.adler32 != record.adler32 {
+            continue;
+        }
+        let Ok(file) = tokio::fs::File::open(path).await else { continue };
+        if file.metadata().await.is_ok_and(|m| m.len() == record.size) {
+            return Some((record, file));
+        }
+    }
+    None
+}
+
+/// Streams catalog record `id` as an attachment.
+async fn send_file(state: &AppState, id: i64) -> Response {
+    let Some((record, file)) = open_file(state, id).await else {
+        return (StatusCode::NOT_FOUND, "no such file in the catalog, or no copy of it here")
+            .into_response();
+    };
     let name = record.declaration.name.replace(['"', '\\', '\r', '\n'], "_");
     (
         [

@@ -38,6 +38,32 @@ pub struct AppState {
     /// The token a sign-off from the dashboard must carry; none: sign-off only with
     /// `larmon signoff`.
     pub signoff_token: Option<String>,
+    /// Who may download catalogued files.
+    pub downloads: Downloads,
+}
+
+/// Who may download catalogued files from the dashboard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Downloads {
+    /// Anyone who reaches the server (it listens on this machine only).
+    #[default]
+    Open,
+    /// Those who give this token (`Authorization: Bearer`, or the files page's form).
+    Token(String),
+    /// Nobody: the server is reachable beyond this machine and has no download token.
+    Off,
+}
+
+impl Downloads {
+    /// The policy for a server bound to `bind`: a token when one is given, else open on a
+    /// loopback address and off beyond it (data files are not for anyone on the network).
+    pub fn for_address(bind: &SocketAddr, token: Option<String>) -> Self {
+        match token {
+            Some(token) => Self::Token(token),
+            None if bind.ip().is_loopback() => Self::Open,
+            None => Self::Off,
+        }
+    }
 }
 
 /// What the dashboard shows beside the reports, and whether it takes sign-offs.
@@ -49,6 +75,8 @@ pub struct Dashboard {
     pub catalog: Option<PathBuf>,
     /// The token that sign-offs from the run pages must give (none: the form is off).
     pub signoff_token: Option<String>,
+    /// Who may download catalogued files.
+    pub downloads: Downloads,
 }
 
 /// The dashboard's routes over an output directory.
@@ -58,8 +86,9 @@ pub fn router(out: &Path, checks: ChecksConfig) -> Router {
 
 /// The routes of a dashboard over an output directory.
 pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
-    let Dashboard { checks, catalog, signoff_token } = dashboard;
-    let state = Arc::new(AppState { store: RunStore::new(out), checks, catalog, signoff_token });
+    let Dashboard { checks, catalog, signoff_token, downloads } = dashboard;
+    let state =
+        Arc::new(AppState { store: RunStore::new(out), checks, catalog, signoff_token, downloads });
     Router::new()
         .route("/", get(pages::overview))
         .route("/runs/{run}", get(pages::run_page))
@@ -70,7 +99,7 @@ pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
         .route("/runs/{run}/versions/{version}", get(pages::version_page))
         .route("/runs/{run}/files", get(catalog_pages::files_page))
         .route("/api/runs/{run}/files", get(catalog_pages::api_files))
-        .route("/download/{id}", get(catalog_pages::download))
+        .route("/download/{id}", get(catalog_pages::download).post(catalog_pages::download_form))
         .route("/trends", get(pages::trends_page))
         .route("/trends.svg", get(trends::trend_svg))
         .route("/plugins", get(pages::plugins_page))

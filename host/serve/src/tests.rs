@@ -531,3 +531,87 @@ async fn trends_show_several_quality_metrics_over_a_chosen_range() {
     assert!(svg.contains("run-0000004") && !svg.contains("run-0000001"), "the range: {svg}");
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// GET (with an optional bearer token) on a router; status and body bytes.
+async fn get_with(router: axum::Router, uri: &str, bearer: Option<&str>) -> (StatusCode, Vec<u8>) {
+    let mut request = Request::get(uri);
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    (status, axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap().to_vec())
+}
+
+/// Downloads follow the server's policy — open on loopback, behind a token (header or the files
+/// page's form) or off beyond it — and a file whose source is gone comes from a local replica.
+#[tokio::test]
+async fn downloads_need_the_token_beyond_this_machine_and_fall_back_to_a_replica() {
+    use crate::Downloads;
+    let out = scratch("serve-downloads");
+    write(&out, &report("run-0000007", Status::Ok, 0.0));
+    let source = out.join("binary-0000007-x.h5");
+    std::fs::write(&source, b"the bytes of run 7").unwrap();
+    let (adler32, size) = larmon_catalog::Adler32::of_file(&source).unwrap();
+    let db = out.join("dm.sqlite");
+    let catalog = larmon_catalog::Catalog::open(&db).unwrap();
+    let declaration = larmon_catalog::Declaration {
+        namespace: "neardet-2x2-lar-charge".into(),
+        name: "binary-0000007-x.h5".into(),
+        size,
+        checksums: [("adler32".to_string(), adler32.to_string())].into(),
+        metadata: [("core.runs".to_string(), serde_json::json!([7]))].into_iter().collect(),
+        parents: Vec::new(),
+    };
+    catalog.add(&source, &declaration).unwrap();
+    let id = catalog.list(Some(7)).unwrap()[0].id;
+    let token = "a-download-token-of-32-characters";
+    let router = |downloads: Downloads| {
+        crate::router_for(
+            &out,
+            crate::Dashboard { catalog: Some(db.clone()), downloads, ..Default::default() },
+        )
+    };
+    let uri = format!("/download/{id}");
+
+    // Open (loopback): the bytes.
+    assert_eq!(get_with(router(Downloads::Open), &uri, None).await.1, b"the bytes of run 7");
+    // Token: none → 401, wrong → 403, right → the bytes; the files page asks for it.
+    let guarded = || router(Downloads::Token(token.into()));
+    assert_eq!(get_with(guarded(), &uri, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_with(guarded(), &uri, Some("not-the-token")).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(get_with(guarded(), &uri, Some(token)).await.1, b"the bytes of run 7");
+    let (status, _, body) = post_form(guarded(), &uri, &format!("token={token}")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "the bytes of run 7"));
+    let (status, _, _) = post_form(guarded(), &uri, "token=wrong").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, page) = get_with(guarded(), "/runs/run-0000007/files", None).await;
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("name=\"token\"") && !page.contains(&format!("href=\"{uri}\"")));
+    // Off (reachable beyond the machine, no token): refused, and the page says so.
+    assert_eq!(get_with(router(Downloads::Off), &uri, Some(token)).await.0, StatusCode::FORBIDDEN);
+    let (_, page) = get_with(router(Downloads::Off), "/runs/run-0000007/files", None).await;
+    assert!(String::from_utf8(page).unwrap().contains("no downloads"));
+
+    // The DAQ buffer cleaned up: the verified replica at NERSC is sent instead.
+    let replica = out.join("nersc-copy.h5");
+    std::fs::copy(&source, &replica).unwrap();
+    catalog.add_replica(id, "NERSC", replica.to_str().unwrap(), &adler32.to_string()).unwrap();
+    std::fs::remove_file(&source).unwrap();
+    assert_eq!(get_with(router(Downloads::Open), &uri, None).await.1, b"the bytes of run 7");
+    std::fs::remove_file(&replica).unwrap();
+    assert_eq!(get_with(router(Downloads::Open), &uri, None).await.0, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn downloads_are_open_on_loopback_only_unless_a_token_is_given() {
+    use crate::Downloads;
+    let at = |a: &str| a.parse::<std::net::SocketAddr>().unwrap();
+    assert_eq!(Downloads::for_address(&at("127.0.0.1:8080"), None), Downloads::Open);
+    assert_eq!(Downloads::for_address(&at("[::1]:8080"), None), Downloads::Open);
+    assert_eq!(Downloads::for_address(&at("0.0.0.0:8080"), None), Downloads::Off);
+    assert_eq!(
+        Downloads::for_address(&at("0.0.0.0:8080"), Some("t".into())),
+        Downloads::Token("t".into())
+    );
+}
