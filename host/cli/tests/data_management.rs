@@ -609,6 +609,28 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
     assert_eq!(second.matches("(already there)").count(), 3, "{second}");
     assert!(!second.contains("new rule"), "{second}");
     check("second run");
+    // --status shows what Rucio holds: each file AVAILABLE at the drop RSE, the dataset's rule.
+    let status = |db: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["rucio", "--db", p(db), "--url", &url, "--username", "ddmlab", "--status"])
+            .env("RUCIO_PASSWORD", "secret")
+            .output()
+            .unwrap()
+    };
+    let shown = ok(status(&db));
+    assert_eq!(shown.matches(&format!("{drop_rse}: AVAILABLE")).count(), 3, "{shown}");
+    assert!(shown.contains(&format!("on {scope}:{dataset} -> {target_rse}: ")), "{shown}");
+    assert!(shown.contains("3 files, 3 with an AVAILABLE replica; 1 rules, 0 stuck"), "{shown}");
+    // A catalogued file Rucio does not know is a problem --status reports (exit ≠ 0).
+    let unknown = dir.join("unknown").join(format!("binary-{run:07}-never-registered.h5"));
+    std::fs::create_dir_all(unknown.parent().unwrap()).unwrap();
+    file_with_sidecar(&unknown, b"never registered", scope, u64::from(run), (0.0, 1.0));
+    let db3 = dir.join("catalog3.sqlite");
+    ok(larmon(&["catalog", "--db", p(&db3), "add", p(&unknown)]));
+    let out = status(&db3);
+    assert!(!out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("never-registered.h5  not in Rucio"), "{shown}");
     // The same name with other bytes is refused before anything is registered (Rucio itself
     // would answer 201 and keep the old values).
     let impostor_dir = dir.join("impostor");

@@ -5,6 +5,7 @@
 //! existing replica even with other values (201), the DID's bytes and adler32 are compared
 //! first. Errors are told apart by the `ExceptionClass` header, not only the status.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -27,13 +28,25 @@ pub struct RucioConfig {
     pub password: String,
 }
 
-/// A logged-in client.
+/// A logged-in client. Its token is renewed before Rucio's default lifetime (1 h) ends and
+/// whenever the server refuses it (401 `CannotAuthenticate`: expired or revoked), so a
+/// registration pass of many hours never dies of an old token.
 pub struct RucioClient {
     agent: ureq::Agent,
     url: String,
     account: String,
-    token: String,
+    config: RucioConfig,
+    token: std::sync::Mutex<Token>,
 }
+
+/// A token and when it was obtained.
+struct Token {
+    value: String,
+    obtained: std::time::Instant,
+}
+
+/// A token older than this is renewed before use (Rucio's default lifetime is one hour).
+const TOKEN_RENEW_AFTER: Duration = Duration::from_secs(50 * 60);
 
 /// One answer: status, Rucio's exception class and message, body.
 #[derive(Debug)]
@@ -52,6 +65,17 @@ impl RucioClient {
             .build()
             .into();
         let url = config.url.trim_end_matches('/').to_string();
+        let value = Self::new_token(&agent, &url, config)?;
+        let token = std::sync::Mutex::new(Token { value, obtained: std::time::Instant::now() });
+        Ok(Self { agent, url, account: config.account.clone(), config: config.clone(), token })
+    }
+
+    /// Asks Rucio for a token (userpass).
+    fn new_token(
+        agent: &ureq::Agent,
+        url: &str,
+        config: &RucioConfig,
+    ) -> Result<String, TransferError> {
         let response = agent
             .get(format!("{url}/auth/userpass"))
             .header("X-Rucio-Account", &config.account)
@@ -65,9 +89,7 @@ impl RucioClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         match token {
-            Some(token) if response.status().is_success() => {
-                Ok(Self { agent, url, account: config.account.clone(), token })
-            }
+            Some(token) if response.status().is_success() => Ok(token),
             _ => Err(TransferError::Rucio {
                 action: "login".into(),
                 reason: format!(
@@ -79,8 +101,38 @@ impl RucioClient {
         }
     }
 
+    /// The token to send: renewed first when it is old, or when `refused` is the one the
+    /// server just refused.
+    fn token(&self, refused: Option<&str>) -> Result<String, TransferError> {
+        let mut token = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = token.obtained.elapsed() >= TOKEN_RENEW_AFTER;
+        if stale || refused.is_some_and(|r| r == token.value) {
+            token.value = Self::new_token(&self.agent, &self.url, &self.config)?;
+            token.obtained = std::time::Instant::now();
+        }
+        Ok(token.value.clone())
+    }
+
+    /// Sends a request with the current token; once more with a new token if the server
+    /// refuses the token.
     fn request(
         &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, TransferError> {
+        let token = self.token(None)?;
+        let reply = self.request_with(&token, method, path, body)?;
+        if reply.status == 401 {
+            let token = self.token(Some(&token))?;
+            return self.request_with(&token, method, path, body);
+        }
+        Ok(reply)
+    }
+
+    fn request_with(
+        &self,
+        token: &str,
         method: &str,
         path: &str,
         body: Option<&Value>,
@@ -91,7 +143,7 @@ impl RucioClient {
             reason: e.to_string(),
         };
         let mut response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("X-Rucio-Auth-Token", &self.token).call(),
+            ("GET", _) => self.agent.get(&url).header("X-Rucio-Auth-Token", token).call(),
             (_, body) => {
                 let text = body.map(Value::to_string).unwrap_or_default();
                 let builder = match method {
@@ -99,7 +151,7 @@ impl RucioClient {
                     _ => self.agent.post(&url),
                 };
                 builder
-                    .header("X-Rucio-Auth-Token", &self.token)
+                    .header("X-Rucio-Auth-Token", token)
                     .header("Content-Type", "application/json")
                     .send(text)
             }
@@ -298,6 +350,89 @@ pub struct Registered {
     pub new_rule: Option<String>,
 }
 
+/// The dataset of a catalogued file: `template` with `{namespace}` and `{run}` (7 digits).
+pub fn dataset_of(file: &FileRecord, template: &str) -> String {
+    let run = file.run.map_or("unknown".into(), |r| format!("{r:07}"));
+    template.replace("{namespace}", &file.declaration.namespace).replace("{run}", &run)
+}
+
+/// What Rucio holds of one catalogued file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileState {
+    /// `scope:name`.
+    pub did: String,
+    /// Replica state per RSE (`AVAILABLE`, `COPYING`, `UNAVAILABLE`, …); empty: unknown to
+    /// Rucio.
+    pub replicas: BTreeMap<String, String>,
+}
+
+/// A replication rule of a dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleState {
+    /// `scope:dataset`.
+    pub dataset: String,
+    /// Rule id.
+    pub id: String,
+    /// RSE expression.
+    pub rse_expression: String,
+    /// `OK`, `REPLICATING`, `STUCK`, `SUSPENDED`, …
+    pub state: String,
+    /// Locks done, in progress, stuck.
+    pub locks: (u64, u64, u64),
+}
+
+/// The state in Rucio of catalogued files and of their datasets' rules.
+pub fn rucio_state(
+    client: &RucioClient,
+    files: &[FileRecord],
+    dataset_template: &str,
+) -> Result<(Vec<FileState>, Vec<RuleState>), TransferError> {
+    let mut states = Vec::new();
+    let mut datasets = std::collections::BTreeSet::new();
+    for file in files {
+        let (scope, name) = (&file.declaration.namespace, &file.declaration.name);
+        let mut replicas = BTreeMap::new();
+        for replica in client.list_replicas(scope, name)? {
+            if let Some(by_rse) = replica.get("states").and_then(Value::as_object) {
+                for (rse, state) in by_rse {
+                    replicas.insert(rse.clone(), state.as_str().unwrap_or("?").to_string());
+                }
+            }
+        }
+        states.push(FileState { did: file.did.clone(), replicas });
+        datasets.insert((scope.clone(), dataset_of(file, dataset_template)));
+    }
+    let mut rules = Vec::new();
+    for (scope, dataset) in datasets {
+        let found = match client.list_rules(&scope, &dataset) {
+            Ok(found) => found,
+            // A dataset never created (no file of it registered yet) has no rules.
+            Err(TransferError::Rucio { reason, .. })
+                if reason.contains("DataIdentifierNotFound") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        for rule in found {
+            let text = |key: &str| rule.get(key).and_then(Value::as_str).unwrap_or("?").to_string();
+            let count = |key: &str| rule.get(key).and_then(Value::as_u64).unwrap_or(0);
+            rules.push(RuleState {
+                dataset: format!("{scope}:{dataset}"),
+                id: text("id"),
+                rse_expression: text("rse_expression"),
+                state: text("state"),
+                locks: (
+                    count("locks_ok_cnt"),
+                    count("locks_replicating_cnt"),
+                    count("locks_stuck_cnt"),
+                ),
+            });
+        }
+    }
+    Ok((states, rules))
+}
+
 /// Places, registers, attaches and protects one catalogued file; records the replica in the
 /// catalog. Safe to repeat.
 pub fn register_file(
@@ -361,8 +496,7 @@ pub fn register_file(
         }
     };
     client.add_replica(&target.rse, scope, name, file.size, &adler32)?;
-    let run = file.run.map_or("unknown".into(), |r| format!("{r:07}"));
-    let dataset = target.dataset.replace("{namespace}", scope).replace("{run}", &run);
+    let dataset = dataset_of(file, &target.dataset);
     client.add_dataset(scope, &dataset)?;
     client.attach(scope, &dataset, &[(scope, name)])?;
     let new_rule = match &target.rule_rse_expression {
@@ -371,4 +505,91 @@ pub fn register_file(
     };
     catalog.add_replica(file.id, &target.rse, &pfn, &adler32)?;
     Ok(Registered { pfn, copied, dataset: format!("{scope}:{dataset}"), new_rule })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A stand-in for Rucio's REST API that issues tokens `t1`, `t2`, … and refuses `t1` as
+    /// expired (401 `CannotAuthenticate`, as Rucio answers an expired or revoked token).
+    fn fake_rucio() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut issued = 0;
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                let mut token = String::new();
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    let lower = header.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("x-rucio-auth-token:") {
+                        token = value.trim().to_string();
+                    }
+                }
+                let reply = if path == "/auth/userpass" {
+                    issued += 1;
+                    log.lock().unwrap().push(format!("login t{issued}"));
+                    format!("HTTP/1.1 200 OK\r\nX-Rucio-Auth-Token: t{issued}\r\n")
+                } else if token == "t1" {
+                    log.lock().unwrap().push(format!("{path} refused {token}"));
+                    "HTTP/1.1 401 Unauthorized\r\nExceptionClass: CannotAuthenticate\r\n".into()
+                } else {
+                    log.lock().unwrap().push(format!("{path} with {token}"));
+                    let body = "{\"id\": \"r1\", \"state\": \"OK\"}\n";
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                };
+                let reply = if reply.contains("\r\n\r\n") {
+                    reply
+                } else {
+                    format!("{reply}Content-Length: 0\r\n\r\n")
+                };
+                let closing = reply.replacen("\r\n", "\r\nConnection: close\r\n", 1);
+                stream.write_all(closing.as_bytes()).unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn a_refused_token_is_renewed_and_the_request_repeated_once() {
+        let (url, seen) = fake_rucio();
+        let config = RucioConfig {
+            url,
+            account: "root".into(),
+            username: "ddmlab".into(),
+            password: "secret".into(),
+        };
+        let client = RucioClient::login(&config).unwrap();
+        let rules = client.list_rules("scope", "dataset").unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0]["state"], "OK");
+        // The next call uses the renewed token at once.
+        client.list_rules("scope", "dataset").unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "login t1",
+                "/dids/scope/dataset/rules refused t1",
+                "login t2",
+                "/dids/scope/dataset/rules with t2",
+                "/dids/scope/dataset/rules with t2",
+            ]
+        );
+    }
 }

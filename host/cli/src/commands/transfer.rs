@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use larmon_catalog::Catalog;
-use larmon_transfer::rucio::{RucioClient, RucioConfig, RucioTarget, register_file};
+use larmon_transfer::rucio::{RucioClient, RucioConfig, RucioTarget, register_file, rucio_state};
 use larmon_transfer::{Destination, Outcome, RetryPolicy, run_queue};
 
 /// Replicate every catalogued file to another site, verified.
@@ -143,9 +143,17 @@ pub fn run(args: Args) -> Result<()> {
 /// is idempotent: running it again changes nothing. The replica is recorded in the catalog
 /// under the RSE's name.
 ///
+/// --status registers nothing: it prints each catalogued file's replica states per RSE and its
+/// dataset's rules (state, locks ok/replicating/stuck), and exits non-zero when a file has no
+/// AVAILABLE replica or a rule is STUCK or SUSPENDED (for a cron or Nagios check).
+///
+/// The login token is renewed before Rucio's one-hour lifetime ends and whenever the server
+/// refuses it, so long passes do not fail on an expired token.
+///
 /// Examples:
 ///   larmon rucio --db dm.sqlite --url https://rucio.example --rse DUNE_US_FNAL_DISK_STAGE \
 ///       --rule-rse T3_US_NERSC --account dunepro --username dunepro --password-env RUCIO_PW
+///   larmon rucio --db dm.sqlite --url https://rucio.example --username dunepro --status
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RucioArgs {
@@ -165,8 +173,8 @@ pub struct RucioArgs {
     #[arg(long, default_value = "RUCIO_PASSWORD")]
     password_env: String,
     /// RSE the files are placed on and registered at.
-    #[arg(long)]
-    rse: String,
+    #[arg(long, required_unless_present = "status")]
+    rse: Option<String>,
     /// Dataset name: {namespace} and {run} (7 digits) are replaced.
     #[arg(long, default_value = "{namespace}_run{run}")]
     dataset: String,
@@ -176,6 +184,9 @@ pub struct RucioArgs {
     /// Only files of this run.
     #[arg(long)]
     run: Option<u64>,
+    /// Show replica and rule states in Rucio instead of registering.
+    #[arg(long)]
+    status: bool,
 }
 
 pub fn rucio(args: RucioArgs) -> Result<()> {
@@ -192,8 +203,12 @@ pub fn rucio(args: RucioArgs) -> Result<()> {
         username: args.username.clone(),
         password,
     })?;
+    if args.status {
+        return rucio_status(&client, &catalog, &args);
+    }
+    let rse = args.rse.clone().unwrap_or_default();
     let target = RucioTarget {
-        rse: args.rse.clone(),
+        rse: rse.clone(),
         dataset: args.dataset.clone(),
         rule_rse_expression: args.rule_rse.clone(),
     };
@@ -218,6 +233,44 @@ pub fn rucio(args: RucioArgs) -> Result<()> {
     if failed > 0 {
         bail!("{failed} of {} files were not registered (reasons above)", files.len());
     }
-    println!("{} files registered at {}", files.len(), args.rse);
+    println!("{} files registered at {rse}", files.len());
+    Ok(())
+}
+
+/// `larmon rucio --status`: replica states of the catalogued files, rule states of their
+/// datasets; an error when something needs an operator.
+fn rucio_status(client: &RucioClient, catalog: &Catalog, args: &RucioArgs) -> Result<()> {
+    let files = catalog.list(args.run)?;
+    let (states, rules) = rucio_state(client, &files, &args.dataset)?;
+    let mut missing = 0;
+    for file in &states {
+        let replicas: Vec<String> =
+            file.replicas.iter().map(|(rse, state)| format!("{rse}: {state}")).collect();
+        if !file.replicas.values().any(|s| s == "AVAILABLE") {
+            missing += 1;
+        }
+        let shown = if replicas.is_empty() { "not in Rucio".into() } else { replicas.join(", ") };
+        println!("{}  {shown}", file.did);
+    }
+    let mut troubled = 0;
+    for rule in &rules {
+        let (ok, replicating, stuck) = rule.locks;
+        if matches!(rule.state.as_str(), "STUCK" | "SUSPENDED") {
+            troubled += 1;
+        }
+        println!(
+            "rule {} on {} -> {}: {} (locks {ok} ok, {replicating} replicating, {stuck} stuck)",
+            rule.id, rule.dataset, rule.rse_expression, rule.state
+        );
+    }
+    println!(
+        "{} files, {} with an AVAILABLE replica; {} rules, {troubled} stuck or suspended",
+        states.len(),
+        states.len() - missing,
+        rules.len()
+    );
+    if missing > 0 || troubled > 0 {
+        bail!("{missing} files without an available replica, {troubled} rules stuck or suspended");
+    }
     Ok(())
 }
