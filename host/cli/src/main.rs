@@ -34,6 +34,7 @@ use clap::{Parser, Subcommand};
 ///   larmon meta run.h5 --sidecar          MetaCat declaration from the data (declad sidecar)
 ///   larmon pack reports RUN --sidecar     a run's report + figures as one declared file
 ///   larmon catalog add /data/*.h5         catalog files; then: transfer --to DIR, rucio ...
+///   larmon daq /data/daq --site NERSC --to DIR --dq-out dqm   the whole chain per new file
 ///   larmon plugin new my-plot             scaffold a plot plugin (then: plugin build, run)
 ///   larmon streams                        the streams plugins consume, with their columns
 ///   larmon detector show                  the detector in force (2x2: 4 modules, io_groups 1-8)
@@ -62,6 +63,7 @@ enum Command {
     Checksum(commands::meta::ChecksumArgs),
     Catalog(commands::catalog::Args),
     Transfer(commands::transfer::Args),
+    Daq(commands::daq::Args),
     Rucio(commands::transfer::RucioArgs),
     Merge(commands::merge::Args),
     Serve(commands::serve::Args),
@@ -165,6 +167,7 @@ fn main() -> ExitCode {
         Command::Checksum(args) => commands::meta::checksum(args),
         Command::Catalog(args) => commands::catalog::run(args),
         Command::Transfer(args) => commands::transfer::run(args),
+        Command::Daq(args) => commands::daq::run(args),
         Command::Rucio(args) => commands::transfer::rucio(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Serve(args) => commands::serve::run(args),

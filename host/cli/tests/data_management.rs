@@ -913,3 +913,137 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     found
 }
+
+/// `larmon daq`: one pass declares, catalogues and replicates every complete DAQ file (charge
+/// and light); files are "processed" once a run report lists them; the buffer clean-up removes
+/// a file only after its remote copy verifies again, and keeps one whose replica was damaged;
+/// a chain killed with SIGKILL mid-pass loses nothing; a repeated pass changes nothing.
+#[test]
+fn the_daq_chain_declares_replicates_processes_and_cleans_the_buffer_safely() {
+    let dir = scratch("dm-daq-chain");
+    let daq = dir.join("daq");
+    ok(larmon(&["simulate", "--run", "61", "--duration-s", "4", "--files", "2", "--out", p(&daq)]));
+    for entry in std::fs::read_dir(&daq).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with("truth.json") {
+            std::fs::remove_file(path).unwrap(); // not data
+        }
+    }
+    let data_files = || -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&daq)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().ends_with(".json"))
+            .collect();
+        files.sort();
+        files
+    };
+    let originals: Vec<(PathBuf, Vec<u8>)> =
+        data_files().into_iter().map(|f| (f.clone(), std::fs::read(&f).unwrap())).collect();
+    assert_eq!(originals.len(), 3, "2 charge files and 1 light file: {originals:?}");
+    let (db, nersc, dqm) = (dir.join("dm.sqlite"), dir.join("nersc"), dir.join("dqm"));
+    let chain = |extra: &[&str]| {
+        let mut args = vec!["daq", p(&daq), "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)];
+        args.extend(["--dq-out", p(&dqm), "--stable-s", "0", "--backoff-s", "0"]);
+        args.extend(extra);
+        larmon(&args)
+    };
+
+    // Killed with SIGKILL during its first passes, the chain loses nothing.
+    for kill_after_ms in [150, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["daq", p(&daq), "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)])
+            .args(["--stable-s", "0", "--poll-s", "0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(kill_after_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let first = ok(chain(&["--once"]));
+    let status = read_json(&dqm.join("daq-status.json"));
+    assert_eq!(status["done"]["replicate"], 3, "{first}\n{status}");
+    assert_eq!(status["backlog"]["process"], 3, "no report lists them yet: {status}");
+    for (file, bytes) in &originals {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let namespace = if name.ends_with(".data") {
+            "neardet-2x2-lar-light"
+        } else {
+            "neardet-2x2-lar-charge"
+        };
+        assert_eq!(&std::fs::read(nersc.join(namespace).join(name)).unwrap(), bytes, "{name}");
+    }
+    let listed = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
+    assert_eq!(listed.lines().count(), 3, "each file catalogued once: {listed}");
+
+    // The DQ processes the run; a damaged replica keeps its file in the buffer.
+    let (no_plugins, cache) =
+        (dir.join("no-plugins"), larmon_tests::repo().join("target/test-plugin-cache"));
+    std::fs::create_dir_all(&no_plugins).unwrap();
+    let plugin =
+        larmon_tests::repo().join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
+    let mut run = vec!["run".to_string()];
+    run.extend(data_files().iter().map(|f| p(f).to_string()));
+    run.extend(
+        [
+            "--out",
+            p(&dqm),
+            "--plugin-dir",
+            p(&no_plugins),
+            "--plugin",
+            p(&plugin),
+            "--cache-dir",
+            p(&cache),
+        ]
+        .map(String::from),
+    );
+    ok(larmon(&run.iter().map(String::as_str).collect::<Vec<_>>()));
+    let damaged = &originals[0].0;
+    let damaged_replica = nersc.join("neardet-2x2-lar-charge").join(damaged.file_name().unwrap());
+    std::fs::write(&damaged_replica, b"a damaged copy").unwrap();
+    let cleaning = chain(&["--once", "--clean-buffer-after-s", "0"]);
+    assert!(!cleaning.status.success(), "a failure is reported");
+    let stderr = String::from_utf8_lossy(&cleaning.stderr);
+    assert!(stderr.contains("clean failed") && stderr.contains("kept"), "{stderr}");
+    assert_eq!(
+        data_files(),
+        std::slice::from_ref(damaged),
+        "only the file with a damaged replica is kept"
+    );
+    let status = read_json(&dqm.join("daq-status.json"));
+    assert_eq!(
+        (status["done"]["process"].as_u64(), status["done"]["clean"].as_u64()),
+        (Some(3), Some(2)),
+        "{status}"
+    );
+
+    // The replica repaired, the next pass cleans it; one more pass changes nothing.
+    std::fs::write(&damaged_replica, &originals[0].1).unwrap();
+    ok(chain(&["--once", "--clean-buffer-after-s", "0"]));
+    assert!(data_files().is_empty());
+    let again = ok(chain(&["--once", "--clean-buffer-after-s", "0"]));
+    assert!(
+        !again.contains("declared") && !again.contains("replicated") && !again.contains("cleaned"),
+        "{again}"
+    );
+    let status = read_json(&dqm.join("daq-status.json"));
+    assert_eq!(status["done"]["clean"], 3);
+    assert!(status["backlog"].as_object().unwrap().values().all(|n| n == 0), "{status}");
+    let shown = ok(larmon(&[
+        "daq",
+        p(&daq),
+        "--db",
+        p(&db),
+        "--site",
+        "NERSC",
+        "--dq-out",
+        p(&dqm),
+        "--status",
+    ]));
+    assert!(
+        shown.contains("waiting: arriving 0, declare 0, replicate 0, process 0, clean 0"),
+        "{shown}"
+    );
+}

@@ -56,3 +56,55 @@ impl WatchHealth {
         self.newest_data_unix_s.map(|t| (now_unix_s - t).max(0.0))
     }
 }
+
+/// The data-management chain's status file (`larmon daq`), in its status folder.
+pub const DAQ_STATUS_FILE: &str = "daq-status.json";
+
+/// A `larmon daq` status older than this means the chain stopped (s).
+pub const DAQ_STOPPED_AFTER_S: f64 = 300.0;
+
+/// What `larmon daq` says after each pass: how many files wait at each stage of the chain, how
+/// many are past it, and the latest failures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaqStatus {
+    /// When the pass ended, Unix s.
+    pub updated_unix_s: f64,
+    /// The chain's process id.
+    pub pid: u32,
+    /// The DAQ folder.
+    pub folder: PathBuf,
+    /// The replication site.
+    pub site: String,
+    /// Files waiting per stage: `arriving` (still growing), `declare`, `replicate`, `process`
+    /// (DQ: no run report lists them yet), `clean` (DAQ buffer clean-up due).
+    pub backlog: std::collections::BTreeMap<String, usize>,
+    /// Files past each stage.
+    pub done: std::collections::BTreeMap<String, usize>,
+    /// Failures of the last pass (retried on the next).
+    pub failures: Vec<DaqFailure>,
+}
+
+/// One failure of a chain stage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaqFailure {
+    /// The file.
+    pub file: PathBuf,
+    /// The stage.
+    pub stage: String,
+    /// Why.
+    pub error: String,
+}
+
+impl DaqStatus {
+    /// The status in folder `dir`, if a chain ever wrote one there.
+    pub fn read(dir: &Path) -> Option<Result<Self, String>> {
+        let path = dir.join(DAQ_STATUS_FILE);
+        let text = std::fs::read_to_string(&path).ok()?;
+        Some(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())))
+    }
+
+    /// Files waiting anywhere in the chain.
+    pub fn total_backlog(&self) -> usize {
+        self.backlog.values().sum()
+    }
+}

@@ -8,7 +8,7 @@ pub mod quality;
 pub mod references;
 pub mod store;
 
-pub use health::WatchHealth;
+pub use health::{DaqFailure, DaqStatus, WatchHealth};
 pub use model::{
     Check, FigureFiles, Metric, PluginEntry, Provenance, ReplacedPlugin, RunReport, Status,
 };

@@ -926,6 +926,40 @@ pub(crate) async fn prometheus(
             );
         }
     }
+    match larmon_report::DaqStatus::read(state.store.root()) {
+        None => {}
+        Some(Err(_)) => gauge(
+            "larmon_daq_status_unreadable",
+            "The data-management chain's status file cannot be read.",
+            &[(String::new(), 1.0)],
+        ),
+        Some(Ok(status)) => {
+            let age = (now - status.updated_unix_s).max(0.0);
+            let up = age < larmon_report::health::DAQ_STOPPED_AFTER_S;
+            gauge(
+                "larmon_daq_up",
+                "1 while the data-management chain (larmon daq) wrote its status in the last 300 s.",
+                &[(String::new(), f64::from(u8::from(up)))],
+            );
+            let per_stage = |counts: &std::collections::BTreeMap<String, usize>| {
+                counts
+                    .iter()
+                    .map(|(stage, n)| (format!("{{stage=\"{}\"}}", label(stage)), *n as f64))
+                    .collect::<Vec<_>>()
+            };
+            gauge(
+                "larmon_daq_backlog",
+                "DAQ files waiting at each stage of the chain.",
+                &per_stage(&status.backlog),
+            );
+            gauge("larmon_daq_done", "DAQ files past each stage.", &per_stage(&status.done));
+            gauge(
+                "larmon_daq_failures",
+                "Failures of the chain's last pass (retried).",
+                &[(String::new(), status.failures.len() as f64)],
+            );
+        }
+    }
     gauge(
         "larmon_scrape_unix_seconds",
         "When this page was made.",

@@ -615,3 +615,31 @@ fn downloads_are_open_on_loopback_only_unless_a_token_is_given() {
         Downloads::Token("t".into())
     );
 }
+
+/// The data-management chain's status (`larmon daq` writes it into the DQ folder) is served
+/// in /metrics: up, backlog and done per stage, failures.
+#[tokio::test]
+async fn the_daq_chains_backlog_per_stage_is_in_metrics() {
+    let out = scratch("serve-daq-status");
+    write(&out, &report("run-0000007", Status::Ok, 0.0));
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let status = larmon_report::DaqStatus {
+        updated_unix_s: now,
+        backlog: [("replicate".to_string(), 2), ("process".to_string(), 1)].into(),
+        done: [("declare".to_string(), 5)].into(),
+        failures: vec![larmon_report::DaqFailure::default()],
+        ..Default::default()
+    };
+    std::fs::write(out.join("daq-status.json"), serde_json::to_vec(&status).unwrap()).unwrap();
+    let (_, metrics, _) = get(&out, "/metrics").await;
+    for line in [
+        "larmon_daq_up 1\n",
+        "larmon_daq_backlog{stage=\"replicate\"} 2\n",
+        "larmon_daq_backlog{stage=\"process\"} 1\n",
+        "larmon_daq_done{stage=\"declare\"} 5\n",
+        "larmon_daq_failures 1\n",
+    ] {
+        assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    }
+}

@@ -5,9 +5,13 @@
 //!   partial name → verify → atomic rename;
 //! - [`replicate`]: the persistent queue in the catalog, retries with exponential backoff, a
 //!   visible `failed` state, kill -9 safety;
+//! - [`chain`]: `larmon daq`, the whole chain per DAQ file (declare, catalogue, replicate,
+//!   processed by DQ, DAQ buffer clean-up after a verified remote copy), stateless and
+//!   resumable;
 //! - [`rucio`]: placement at the RSE's deterministic path, replica (bytes, adler32), dataset,
 //!   attachment and rule over Rucio's REST API, idempotently.
 
+pub mod chain;
 pub mod destination;
 pub mod replicate;
 pub mod rucio;

@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
 use larmon_catalog::metadata::read_verified_sidecar;
 use larmon_catalog::runs::RunDatabase;
-use larmon_catalog::{Added, Catalog, FileRecord};
-use larmon_metadata::{extract, extract_light, is_light_file};
+use larmon_catalog::{Added, Catalog, Declaration, FileRecord};
+use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
 
 /// The file catalog: files with their metadata and checksums, replicas, transfers.
 ///
@@ -85,6 +85,19 @@ fn sidecar_of(path: &Path) -> PathBuf {
     name.into()
 }
 
+/// A file's declaration: its DAQ sidecar `<file>.json`, verified against the bytes, when
+/// there is one; else read from the data.
+pub fn declaration_of(file: &Path, options: &MetadataOptions) -> Result<Declaration> {
+    let sidecar = sidecar_of(file);
+    Ok(if sidecar.exists() {
+        read_verified_sidecar(file, &sidecar)?
+    } else if is_light_file(file) {
+        extract_light(file, options)?
+    } else {
+        extract(file, options)?
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         Command::Add { files, metadata } => {
@@ -92,17 +105,8 @@ pub fn run(args: Args) -> Result<()> {
             let options = metadata.options()?;
             let (mut new, mut present, mut failed) = (0, 0, 0);
             for file in &files {
-                let sidecar = sidecar_of(file);
-                let declaration = if sidecar.exists() {
-                    read_verified_sidecar(file, &sidecar).map_err(Into::into)
-                } else if is_light_file(file) {
-                    extract_light(file, &options)
-                } else {
-                    extract(file, &options)
-                };
-                let outcome = declaration
-                    .map_err(anyhow::Error::from)
-                    .and_then(|d| Ok((catalog.add(file, &d)?, d)));
+                let outcome =
+                    declaration_of(file, &options).and_then(|d| Ok((catalog.add(file, &d)?, d)));
                 match outcome {
                     Ok((Added::New, d)) => {
                         new += 1;

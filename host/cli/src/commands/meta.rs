@@ -120,6 +120,11 @@ pub fn warn_if_no_run(file: &std::path::Path, declaration: &larmon_catalog::Decl
 }
 
 impl MetadataArgs {
+    /// The detector configuration file given (`--config`).
+    pub fn config(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
     /// The extraction options these flags give.
     pub fn options(&self) -> Result<MetadataOptions> {
         let detector = larmon_pipeline::LarmonConfig::load_for(

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod catalog;
 pub mod convert;
+pub mod daq;
 pub mod demo;
 pub mod detector;
 pub mod inspect;

@@ -39,27 +39,8 @@ pub struct Args {
     /// Name of the destination site (replicas are recorded under it).
     #[arg(long)]
     site: String,
-    /// A local or mounted destination directory.
-    #[arg(long, conflicts_with = "copy_command")]
-    to: Option<PathBuf>,
-    /// Root path on the remote side (with command templates).
-    #[arg(long, requires = "copy_command")]
-    remote_root: Option<String>,
-    /// Copy template: {src} → {tmp}.
-    #[arg(long, requires_all = ["checksum_command", "rename_command", "remote_root"])]
-    copy_command: Option<String>,
-    /// Checksum template for {dst}.
-    #[arg(long)]
-    checksum_command: Option<String>,
-    /// Rename template {tmp} → {dst}.
-    #[arg(long)]
-    rename_command: Option<String>,
-    /// Seconds to wait after the first failure of a file (doubled after each further one).
-    #[arg(long, default_value_t = 30.0)]
-    backoff_s: f64,
-    /// Longest wait between attempts, seconds.
-    #[arg(long, default_value_t = 3600.0)]
-    max_backoff_s: f64,
+    #[command(flatten)]
+    destination: DestinationArgs,
     /// Keep running: pick up newly catalogued files and due retries every this many seconds.
     #[arg(long)]
     follow_s: Option<f64>,
@@ -92,20 +73,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    let destination = match (&args.to, &args.copy_command) {
-        (Some(dir), None) => Destination::Directory(dir.clone()),
-        (None, Some(copy)) => Destination::Commands {
-            root: args.remote_root.clone().unwrap_or_default(),
-            copy: copy.clone(),
-            checksum: args.checksum_command.clone().unwrap_or_default(),
-            rename: args.rename_command.clone().unwrap_or_default(),
-        },
-        _ => bail!("give a destination: --to DIR, or --copy-command with its companions"),
-    };
-    let policy = RetryPolicy {
-        first_backoff: super::seconds(args.backoff_s),
-        max_backoff: super::seconds(args.max_backoff_s),
-    };
+    let destination = args.destination.destination()?;
+    let policy = args.destination.policy();
     loop {
         let summary = run_queue(
             &mut catalog,
@@ -132,6 +101,56 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{failed} files are not at {} yet (see --status; run again to retry)", args.site);
     }
     Ok(())
+}
+
+/// Where replicas go and how failed copies are retried (shared by `transfer` and `daq`).
+#[derive(clap::Args)]
+pub struct DestinationArgs {
+    /// A local or mounted destination directory.
+    #[arg(long, conflicts_with = "copy_command")]
+    to: Option<PathBuf>,
+    /// Root path on the remote side (with command templates).
+    #[arg(long, requires = "copy_command")]
+    remote_root: Option<String>,
+    /// Copy template: {src} → {tmp}.
+    #[arg(long, requires_all = ["checksum_command", "rename_command", "remote_root"])]
+    copy_command: Option<String>,
+    /// Checksum template for {dst}.
+    #[arg(long)]
+    checksum_command: Option<String>,
+    /// Rename template {tmp} → {dst}.
+    #[arg(long)]
+    rename_command: Option<String>,
+    /// Seconds to wait after the first failure of a file (doubled after each further one).
+    #[arg(long, default_value_t = 30.0)]
+    backoff_s: f64,
+    /// Longest wait between attempts, seconds.
+    #[arg(long, default_value_t = 3600.0)]
+    max_backoff_s: f64,
+}
+
+impl DestinationArgs {
+    /// The destination these flags name.
+    pub fn destination(&self) -> Result<Destination> {
+        Ok(match (&self.to, &self.copy_command) {
+            (Some(dir), None) => Destination::Directory(dir.clone()),
+            (None, Some(copy)) => Destination::Commands {
+                root: self.remote_root.clone().unwrap_or_default(),
+                copy: copy.clone(),
+                checksum: self.checksum_command.clone().unwrap_or_default(),
+                rename: self.rename_command.clone().unwrap_or_default(),
+            },
+            _ => bail!("give a destination: --to DIR, or --copy-command with its companions"),
+        })
+    }
+
+    /// The retry policy these flags give.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            first_backoff: super::seconds(self.backoff_s),
+            max_backoff: super::seconds(self.max_backoff_s),
+        }
+    }
 }
 
 /// Place catalogued files on a Rucio RSE and register them: replica, dataset, rule.

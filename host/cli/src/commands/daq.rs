@@ -1,0 +1,204 @@
+//! `larmon daq`: the data-management chain of a DAQ folder in one supervised command (crate
+//! `larmon-transfer`, module `chain`), with the realtime DQ (`larmon watch`) as its child.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use larmon_catalog::Catalog;
+use larmon_report::health::DAQ_STATUS_FILE;
+use larmon_report::{DaqStatus, RunStore};
+use larmon_transfer::chain::{ChainEvent, ChainOptions, CleanUp, pass};
+
+use super::catalog::declaration_of;
+use super::meta::MetadataArgs;
+use super::transfer::DestinationArgs;
+
+/// Run the whole chain for a DAQ folder: every new file declared, catalogued, replicated with
+/// its adler32 verified at the site, processed by the realtime DQ, and (if asked) removed from
+/// the DAQ buffer once its remote copy verifies again.
+///
+/// Each pass (every --poll-s) looks at the folder, the catalog and the destination afresh:
+///   arriving   still growing (unchanged for less than --stable-s)
+///   declare    declared from its verified DAQ sidecar, else from the data; catalogued
+///   replicate  copied to --site (partial name, adler32 read back, rename; retried with backoff)
+///   process    with --dq-out: a run report there lists it (`larmon watch` runs as a child,
+///              restarted if it stops)
+///   clean      with --clean-buffer-after-s: replicated, processed, unchanged that long, and
+///              the remote copy's adler32 checked again: then the file (and its sidecar) goes
+/// Nothing is kept outside the catalog and the folders, so kill -9 at any moment loses
+/// nothing: the next start goes on, and a repeated pass changes nothing. After each pass the
+/// backlog per stage and the failures are written to daq-status.json (in --dq-out, else beside
+/// the catalog); `larmon serve` shows them in /metrics (larmon_daq_backlog{stage=...}).
+///
+/// Examples:
+///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /global/cfs/cdirs/dune/2x2 \
+///       --dq-out /data/dqm
+///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /mnt/nersc --clean-buffer-after-s 86400
+///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /mnt/nersc --once   # one pass (cron)
+///   larmon daq /data/daq --db dm.sqlite --site NERSC --status                 # backlog, failures
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The DAQ folder (raw/packet HDF5, light .data, their sidecars).
+    folder: PathBuf,
+    /// The catalog database.
+    #[arg(long, default_value = "larmon-catalog.sqlite")]
+    db: PathBuf,
+    /// Name of the replication site (replicas are recorded under it).
+    #[arg(long)]
+    site: String,
+    #[command(flatten)]
+    destination: DestinationArgs,
+    /// Run the realtime DQ into this folder (`larmon watch FOLDER --out DQ_OUT`) and count a
+    /// file processed once a run report there lists it.
+    #[arg(long, value_name = "DQ_OUT")]
+    dq_out: Option<PathBuf>,
+    /// Remove a DAQ file (and its sidecar) from the folder once it is replicated, processed and
+    /// unchanged for this many seconds, after its remote adler32 is checked again.
+    #[arg(long, value_name = "SECONDS")]
+    clean_buffer_after_s: Option<f64>,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 10.0)]
+    poll_s: f64,
+    /// Do one pass and stop (for cron; no DQ child).
+    #[arg(long)]
+    once: bool,
+    /// Print the last pass's status (backlog per stage, failures) and exit.
+    #[arg(long)]
+    status: bool,
+    #[command(flatten)]
+    metadata: MetadataArgs,
+}
+
+/// Where the status file goes: the DQ folder, else beside the catalog.
+fn status_dir(args: &Args) -> PathBuf {
+    match &args.dq_out {
+        Some(out) => out.clone(),
+        None => match args.db.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        },
+    }
+}
+
+/// The names of the files some run report in `out` lists.
+fn processed_names(out: &Path) -> BTreeSet<String> {
+    let (runs, _unreadable) = RunStore::new(out).runs();
+    runs.iter()
+        .flat_map(|r| r.files.iter().filter_map(|f| Some(f.file_name()?.to_string_lossy().into())))
+        .collect()
+}
+
+/// `larmon watch` over the folder, as a child process.
+fn start_watch(args: &Args, out: &Path) -> Result<Child> {
+    let exe = std::env::current_exe().context("finding larmon's own executable")?;
+    let mut command = Command::new(exe);
+    command.arg("watch").arg(&args.folder).arg("--out").arg(out);
+    if let Some(config) = args.metadata.config() {
+        command.arg("--config").arg(config);
+    }
+    // The watcher ends with the chain, also when the chain is killed with SIGKILL: a restarted
+    // chain must not find an orphaned watcher writing into the same folder.
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; the closure runs in the child between fork and
+        // exec and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+    command.spawn().context("starting larmon watch")
+}
+
+fn print_status(status: &DaqStatus) {
+    let stages = larmon_transfer::chain::STAGES;
+    let waiting: Vec<String> =
+        stages.iter().map(|s| format!("{s} {}", status.backlog.get(*s).unwrap_or(&0))).collect();
+    let done: Vec<String> = stages
+        .iter()
+        .filter(|s| **s != "arriving")
+        .map(|s| format!("{s} {}", status.done.get(*s).unwrap_or(&0)))
+        .collect();
+    println!("{} -> {}: waiting: {}", status.folder.display(), status.site, waiting.join(", "));
+    println!("  past: {}", done.join(", "));
+    for failure in &status.failures {
+        println!("  failed at {}: {}: {}", failure.stage, failure.file.display(), failure.error);
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let dir = status_dir(&args);
+    if args.status {
+        match DaqStatus::read(&dir) {
+            None => bail!("no {DAQ_STATUS_FILE} in {}: has larmon daq run?", dir.display()),
+            Some(status) => print_status(&status.map_err(anyhow::Error::msg)?),
+        }
+        return Ok(());
+    }
+    let folder = args
+        .folder
+        .canonicalize()
+        .with_context(|| format!("{}: not a readable folder", args.folder.display()))?;
+    let options = ChainOptions {
+        folder,
+        site: args.site.clone(),
+        destination: args.destination.destination()?,
+        policy: args.destination.policy(),
+        stable_for: args.metadata.options()?.stable_for,
+        clean_up: args.clean_buffer_after_s.map(|s| CleanUp { min_age: super::seconds(s) }),
+    };
+    let metadata = args.metadata.options()?;
+    let declare = |file: &Path| declaration_of(file, &metadata).map_err(|e| super::error_text(&e));
+    let mut catalog = Catalog::open(&args.db)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut watch: Option<(Child, Instant)> = None;
+    loop {
+        if let (Some(out), false) = (&args.dq_out, args.once) {
+            let running = match &mut watch {
+                Some((child, _)) => child.try_wait()?.is_none(),
+                None => false,
+            };
+            let due = watch.as_ref().is_none_or(|(_, at)| at.elapsed() > Duration::from_secs(5));
+            if !running && due {
+                if let Some((mut child, _)) = watch.take() {
+                    let code = child.wait()?;
+                    eprintln!("larmon: the DQ watcher stopped ({code}): restarting it");
+                }
+                watch = Some((start_watch(&args, out)?, Instant::now()));
+            }
+        }
+        let processed = args.dq_out.as_deref().map(processed_names);
+        let status =
+            pass(&mut catalog, &options, &declare, processed.as_ref(), |event| match event {
+                ChainEvent::Declared(file, did) => println!("declared {} as {did}", file.display()),
+                ChainEvent::Replicated(did, outcome) => println!("replicated {did} ({outcome:?})"),
+                ChainEvent::Cleaned(file) => println!("cleaned {} from the buffer", file.display()),
+                ChainEvent::Failed(f) => {
+                    eprintln!("larmon: {} failed for {}: {}", f.stage, f.file.display(), f.error)
+                }
+            })?;
+        let text = serde_json::to_vec_pretty(&status)?;
+        let path = dir.join(DAQ_STATUS_FILE);
+        let temp = dir.join(format!(".{DAQ_STATUS_FILE}.tmp"));
+        std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))?;
+        if args.once {
+            print_status(&status);
+            if !status.failures.is_empty() {
+                bail!("{} failures on this pass (retried on the next)", status.failures.len());
+            }
+            return Ok(());
+        }
+        std::thread::sleep(super::seconds(args.poll_s.max(0.1)));
+    }
+}
