@@ -537,37 +537,9 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
     }
     ok(larmon(&add.iter().map(String::as_str).collect::<Vec<_>>()));
 
-    // Set-up an operator does once: scope, two POSIX RSEs (drop and target), quotas. Unique
-    // names per test run, as the server outlives the test.
     let rucio = Rucio::login(&url);
-    let tag = format!("{:X}", std::process::id());
-    let (drop_rse, target_rse) = (format!("DROP{tag}"), format!("NERSC{tag}"));
     let scope = "neardet-2x2-lar-charge";
-    let (status, body) = rucio.post(&format!("/scopes/root/{scope}"), json!({}));
-    assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
-    for rse in [&drop_rse, &target_rse] {
-        let prefix = dir.join("rse").join(rse);
-        assert_eq!(
-            rucio
-                .post(&format!("/rses/{rse}"), json!({"deterministic": true, "rse_type": "DISK"}))
-                .0,
-            201
-        );
-        let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,
-            "prefix": p(&prefix), "impl": "rucio.rse.protocols.posix.Default",
-            "domains": {"lan": {"read": 1, "write": 1, "delete": 1},
-                        "wan": {"read": 1, "write": 1, "delete": 1}}});
-        assert_eq!(rucio.post(&format!("/rses/{rse}/protocols/file"), protocol).0, 201);
-        assert_eq!(
-            rucio
-                .post(
-                    &format!("/accounts/root/limits/local/{rse}"),
-                    json!({"bytes": 1_000_000_000_000u64})
-                )
-                .0,
-            201
-        );
-    }
+    let (drop_rse, target_rse) = rucio_rses(&rucio, &dir, "");
 
     let register = || {
         let out = Command::new(env!("CARGO_BIN_EXE_larmon"))
@@ -1043,7 +1015,93 @@ fn the_daq_chain_declares_replicates_processes_and_cleans_the_buffer_safely() {
         "--status",
     ]));
     assert!(
-        shown.contains("waiting: arriving 0, declare 0, replicate 0, process 0, clean 0"),
+        shown.contains(
+            "waiting: arriving 0, declare 0, replicate 0, register 0, process 0, clean 0"
+        ),
         "{shown}"
     );
+}
+
+/// Set-up an operator does once: the charge scope, two POSIX RSEs (drop and target) under
+/// `dir`, quotas. Unique names per test process (`tag` tells tests apart), as the server
+/// outlives the test.
+fn rucio_rses(rucio: &Rucio, dir: &Path, tag: &str) -> (String, String) {
+    let tag = format!("{:X}{tag}", std::process::id());
+    let (drop_rse, target_rse) = (format!("DROP{tag}"), format!("NERSC{tag}"));
+    let scope = "neardet-2x2-lar-charge";
+    let (status, body) = rucio.post(&format!("/scopes/root/{scope}"), json!({}));
+    assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
+    for rse in [&drop_rse, &target_rse] {
+        let prefix = dir.join("rse").join(rse);
+        assert_eq!(
+            rucio
+                .post(&format!("/rses/{rse}"), json!({"deterministic": true, "rse_type": "DISK"}))
+                .0,
+            201
+        );
+        let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,
+            "prefix": p(&prefix), "impl": "rucio.rse.protocols.posix.Default",
+            "domains": {"lan": {"read": 1, "write": 1, "delete": 1},
+                        "wan": {"read": 1, "write": 1, "delete": 1}}});
+        assert_eq!(rucio.post(&format!("/rses/{rse}/protocols/file"), protocol).0, 201);
+        assert_eq!(
+            rucio
+                .post(
+                    &format!("/accounts/root/limits/local/{rse}"),
+                    json!({"bytes": 1_000_000_000_000u64})
+                )
+                .0,
+            201
+        );
+    }
+    (drop_rse, target_rse)
+}
+
+/// `larmon daq --rucio-url …`: the chain registers every replicated file in a real Rucio (on
+/// a file RSE) and the buffer clean-up waits for it; a second pass registers nothing again.
+#[test]
+fn the_daq_chain_registers_its_files_in_a_real_rucio() {
+    let Ok(url) = std::env::var("RUCIO_TEST_URL") else {
+        println!("SKIPPED: RUCIO_TEST_URL is not set (bash .ci/rucio-local.sh start)");
+        return;
+    };
+    let dir = scratch("dm-daq-rucio");
+    let daq = dir.join("daq");
+    let run = 2_000_000 + std::process::id() % 1_000_000;
+    let run_text = run.to_string();
+    ok(larmon(
+        &["simulate", "--run", &run_text, "--duration-s", "3", "--files", "2"]
+            .into_iter()
+            .chain(["--no-light", "--out", p(&daq)])
+            .collect::<Vec<_>>(),
+    ));
+    for entry in std::fs::read_dir(&daq).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with("truth.json") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let rucio = Rucio::login(&url);
+    let (drop_rse, target_rse) = rucio_rses(&rucio, &dir, "D");
+    let (db, nersc) = (dir.join("dm.sqlite"), dir.join("nersc"));
+    let chain = || {
+        Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["daq", p(&daq), "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)])
+            .args(["--stable-s", "0", "--once", "--clean-buffer-after-s", "0"])
+            .args(["--rucio-url", &url, "--rucio-username", "ddmlab"])
+            .args(["--rse", &drop_rse, "--rule-rse", &target_rse])
+            .env("RUCIO_PASSWORD", "secret")
+            .output()
+            .unwrap()
+    };
+    let first = ok(chain());
+    assert_eq!(first.matches("registered ").count(), 2, "{first}");
+    assert_eq!(first.matches("cleaned ").count(), 2, "{first}");
+    let dataset = format!("neardet-2x2-lar-charge_run{run:07}");
+    let replicas = rucio.get(&format!("/replicas/neardet-2x2-lar-charge/{dataset}"));
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    assert!(replicas.iter().all(|r| r["states"][&drop_rse] == "AVAILABLE"), "{replicas:?}");
+    let again = ok(chain());
+    assert!(!again.contains("registered ") && !again.contains("cleaned "), "{again}");
+    assert!(again.contains("past: declare 2, replicate 2, register 2"), "{again}");
 }

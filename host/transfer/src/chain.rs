@@ -1,7 +1,8 @@
 //! The data-management chain of a DAQ folder (`larmon daq`): every new data file is declared
 //! (from its verified DAQ sidecar or from the data), catalogued, replicated to the site with its
-//! adler32 verified there, judged processed when a run report lists it, and — only if asked —
-//! removed from the DAQ buffer once its remote copy verifies again.
+//! adler32 verified there, registered in Rucio (when a Rucio target is given), judged processed
+//! when a run report lists it, and — only if asked — removed from the DAQ buffer once its
+//! remote copy verifies again.
 //!
 //! A pass recomputes everything from the folder, the catalog and the destination, so the chain
 //! keeps no state of its own: after a kill -9 at any point the next pass goes on where the last
@@ -14,10 +15,11 @@ use std::time::{Duration, SystemTime};
 use larmon_catalog::{Adler32, Catalog, Declaration};
 use larmon_report::{DaqFailure, DaqStatus};
 
+use crate::rucio::{RucioClient, RucioTarget, register_file};
 use crate::{Destination, Outcome, RetryPolicy, TransferError, run_queue};
 
 /// The stages of the chain, in order (the keys of [`DaqStatus::backlog`] and `done`).
-pub const STAGES: [&str; 5] = ["arriving", "declare", "replicate", "process", "clean"];
+pub const STAGES: [&str; 6] = ["arriving", "declare", "replicate", "register", "process", "clean"];
 
 /// When a DAQ file may be removed from the buffer.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub enum ChainEvent {
     Declared(PathBuf, String),
     /// A file was copied to the site (or found there already).
     Replicated(String, Outcome),
+    /// A file was placed on the Rucio RSE and registered (replica, dataset, rule).
+    Registered(String, String),
     /// A file was removed from the DAQ buffer after its remote copy verified.
     Cleaned(PathBuf),
     /// A stage failed for a file (retried on the next pass).
@@ -83,11 +87,13 @@ fn age(path: &Path) -> Option<Duration> {
 }
 
 /// One pass of the chain. `declare` reads a file's declaration (its verified sidecar, else
-/// the data); `processed` tells whether a run report lists a file name (None: no DQ stage).
+/// the data); `rucio` registers replicated files (None: no Rucio stage); `processed` holds the
+/// file names some run report lists (None: no DQ stage).
 pub fn pass(
     catalog: &mut Catalog,
     options: &ChainOptions,
     declare: &dyn Fn(&Path) -> Result<Declaration, String>,
+    rucio: Option<(&RucioClient, &RucioTarget)>,
     processed: Option<&BTreeSet<String>>,
     on_event: impl FnMut(&ChainEvent),
 ) -> Result<DaqStatus, TransferError> {
@@ -158,6 +164,25 @@ pub fn pass(
             continue;
         };
         *done.entry("replicate".into()).or_default() += 1;
+        if let Some((client, target)) = rucio {
+            let registered = catalog.replicas(record.id)?.iter().any(|r| r.site == target.rse);
+            let registered = registered
+                || match register_file(client, catalog, record, target) {
+                    Ok(r) => {
+                        emit(&ChainEvent::Registered(record.did.clone(), r.pfn));
+                        true
+                    }
+                    Err(e) => {
+                        fail(&mut failures, &local, "register", e.to_string());
+                        false
+                    }
+                };
+            let stage = if registered { &mut done } else { &mut backlog };
+            *stage.entry("register".into()).or_default() += 1;
+            if !registered {
+                continue;
+            }
+        }
         let name = record.declaration.name.as_str();
         let is_processed = processed.is_none_or(|names| names.contains(name));
         if processed.is_some() {

@@ -11,6 +11,7 @@ use larmon_catalog::Catalog;
 use larmon_report::health::DAQ_STATUS_FILE;
 use larmon_report::{DaqStatus, RunStore};
 use larmon_transfer::chain::{ChainEvent, ChainOptions, CleanUp, pass};
+use larmon_transfer::rucio::{RucioClient, RucioConfig, RucioTarget};
 
 use super::catalog::declaration_of;
 use super::meta::MetadataArgs;
@@ -24,6 +25,8 @@ use super::transfer::DestinationArgs;
 ///   arriving   still growing (unchanged for less than --stable-s)
 ///   declare    declared from its verified DAQ sidecar, else from the data; catalogued
 ///   replicate  copied to --site (partial name, adler32 read back, rename; retried with backoff)
+///   register   with --rucio-url: placed on --rse and registered (replica, run dataset, rule to
+///              --rule-rse), as `larmon rucio` does
 ///   process    with --dq-out: a run report there lists it (`larmon watch` runs as a child,
 ///              restarted if it stops)
 ///   clean      with --clean-buffer-after-s: replicated, processed, unchanged that long, and
@@ -52,6 +55,28 @@ pub struct Args {
     site: String,
     #[command(flatten)]
     destination: DestinationArgs,
+    /// Rucio server: register every replicated file (password in $RUCIO_PASSWORD, or the
+    /// variable --rucio-password-env names).
+    #[arg(long, requires_all = ["rucio_username", "rse"])]
+    rucio_url: Option<String>,
+    /// Rucio account.
+    #[arg(long, default_value = "root")]
+    rucio_account: String,
+    /// Rucio userpass identity.
+    #[arg(long)]
+    rucio_username: Option<String>,
+    /// Environment variable holding the Rucio password.
+    #[arg(long, default_value = "RUCIO_PASSWORD")]
+    rucio_password_env: String,
+    /// RSE the files are placed on and registered at.
+    #[arg(long)]
+    rse: Option<String>,
+    /// RSE expression of each run dataset's replication rule.
+    #[arg(long)]
+    rule_rse: Option<String>,
+    /// Rucio dataset name: {namespace} and {run} (7 digits) are replaced.
+    #[arg(long, default_value = "{namespace}_run{run}")]
+    dataset: String,
     /// Run the realtime DQ into this folder (`larmon watch FOLDER --out DQ_OUT`) and count a
     /// file processed once a run report there lists it.
     #[arg(long, value_name = "DQ_OUT")]
@@ -159,6 +184,26 @@ pub fn run(args: Args) -> Result<()> {
     };
     let metadata = args.metadata.options()?;
     let declare = |file: &Path| declaration_of(file, &metadata).map_err(|e| super::error_text(&e));
+    let rucio = match &args.rucio_url {
+        None => None,
+        Some(url) => {
+            let password = std::env::var(&args.rucio_password_env).map_err(|_| {
+                anyhow::anyhow!("set the Rucio password in ${}", args.rucio_password_env)
+            })?;
+            let client = RucioClient::login(&RucioConfig {
+                url: url.clone(),
+                account: args.rucio_account.clone(),
+                username: args.rucio_username.clone().unwrap_or_default(),
+                password,
+            })?;
+            let target = RucioTarget {
+                rse: args.rse.clone().unwrap_or_default(),
+                dataset: args.dataset.clone(),
+                rule_rse_expression: args.rule_rse.clone(),
+            };
+            Some((client, target))
+        }
+    };
     let mut catalog = Catalog::open(&args.db)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut watch: Option<(Child, Instant)> = None;
@@ -178,15 +223,35 @@ pub fn run(args: Args) -> Result<()> {
             }
         }
         let processed = args.dq_out.as_deref().map(processed_names);
+        let rucio = rucio.as_ref().map(|(client, target)| (client, target));
         let status =
-            pass(&mut catalog, &options, &declare, processed.as_ref(), |event| match event {
-                ChainEvent::Declared(file, did) => println!("declared {} as {did}", file.display()),
-                ChainEvent::Replicated(did, outcome) => println!("replicated {did} ({outcome:?})"),
-                ChainEvent::Cleaned(file) => println!("cleaned {} from the buffer", file.display()),
-                ChainEvent::Failed(f) => {
-                    eprintln!("larmon: {} failed for {}: {}", f.stage, f.file.display(), f.error)
-                }
-            })?;
+            pass(
+                &mut catalog,
+                &options,
+                &declare,
+                rucio,
+                processed.as_ref(),
+                |event| match event {
+                    ChainEvent::Registered(did, pfn) => println!("registered {did} at {pfn}"),
+                    ChainEvent::Declared(file, did) => {
+                        println!("declared {} as {did}", file.display())
+                    }
+                    ChainEvent::Replicated(did, outcome) => {
+                        println!("replicated {did} ({outcome:?})")
+                    }
+                    ChainEvent::Cleaned(file) => {
+                        println!("cleaned {} from the buffer", file.display())
+                    }
+                    ChainEvent::Failed(f) => {
+                        eprintln!(
+                            "larmon: {} failed for {}: {}",
+                            f.stage,
+                            f.file.display(),
+                            f.error
+                        )
+                    }
+                },
+            )?;
         let text = serde_json::to_vec_pretty(&status)?;
         let path = dir.join(DAQ_STATUS_FILE);
         let temp = dir.join(format!(".{DAQ_STATUS_FILE}.tmp"));
