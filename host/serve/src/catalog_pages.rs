@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Form, Path as UrlPath, State};
+use axum::extract::{Form, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use larmon_catalog::{Catalog, FileRecord, Replica};
@@ -99,16 +99,33 @@ pub(crate) async fn files_page(
     };
     let mut body = format!(
         "<h1>Files of run <a href=\"/runs/{}\">{}</a></h1><p class=\"meta\">{} files in the catalog · \
-         <a href=\"/api/runs/{}/files\">JSON</a></p>",
+         <a href=\"/api/runs/{}/files\">JSON</a> · <a href=\"/files\">search all files</a></p>",
         url_segment(&run),
         escape(&run),
         files.len(),
         url_segment(&run)
     );
+    body += &files_table(&files, &state.downloads);
+    page(&format!("Files of {run}"), &body, false)
+}
+
+pub(crate) async fn api_files(
+    State(state): State<Arc<AppState>>,
+    UrlPath(run): UrlPath<String>,
+) -> Response {
+    match run_files(&state, &run) {
+        Ok(files) => Json(files).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, e).into_response(),
+    }
+}
+
+/// The table of files with metadata, checksums, replicas, overlaps and downloads.
+fn files_table(files: &[RunFile], downloads: &Downloads) -> String {
+    let mut body = String::new();
     body += "<table class=\"files\"><tr><th>file (click: metadata)</th><th>kind</th><th>bytes</th>\
              <th>adler32</th><th>data (UTC)</th><th>events</th><th>replicas</th>\
              <th>overlaps</th><th></th></tr>";
-    for f in &files {
+    for f in files {
         let r = &f.file;
         let replicas: Vec<String> = f
             .replicas
@@ -139,20 +156,119 @@ pub(crate) async fn files_page(
             r.declaration.metadata.get("core.event_count").map_or("–".into(), |v| v.to_string()),
             if replicas.is_empty() { "none yet".into() } else { replicas.join("<br>") },
             if f.associated.is_empty() { "–".into() } else { escape(&f.associated.join(", ")) },
-            download_cell(&state.downloads, r.id)
+            download_cell(downloads, r.id)
         );
     }
     body += "</table>";
-    page(&format!("Files of {run}"), &body, false)
+    body
 }
 
-pub(crate) async fn api_files(
+/// The search form's fields (`/files?run=&kind=&tier=&site=&from=&to=`), all optional.
+#[derive(Default, serde::Deserialize)]
+pub(crate) struct FileSearch {
+    run: Option<String>,
+    kind: Option<String>,
+    tier: Option<String>,
+    site: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Most files a search shows.
+const SEARCH_LIMIT: usize = 500;
+
+/// The first second of a `YYYY-MM-DD` day (UTC).
+fn day_start(text: &str) -> Result<i64, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()))
+        .map_err(|_| format!("{text:?} is no date: write YYYY-MM-DD"))
+}
+
+/// The catalogued files matching a search, with replicas (overlaps are left to the run pages).
+fn search_files(state: &AppState, search: &FileSearch) -> Result<Vec<RunFile>, String> {
+    let Some(path) = &state.catalog else { return Err("no catalog configured".into()) };
+    let catalog = Catalog::open_read_only(path).map_err(|e| e.to_string())?;
+    fn given(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let mut conditions = Vec::new();
+    if let Some(run) = given(&search.run) {
+        let run: u64 = run.parse().map_err(|_| format!("{run:?} is no run number"))?;
+        conditions.push(format!("run={run}"));
+    }
+    if let Some(kind) = given(&search.kind) {
+        conditions.push(format!("kind={kind}"));
+    }
+    if let Some(tier) = given(&search.tier) {
+        conditions.push(format!("core.data_tier={tier}"));
+    }
+    if let Some(from) = given(&search.from) {
+        conditions.push(format!("core.end_time>={}", day_start(from)?));
+    }
+    if let Some(to) = given(&search.to) {
+        conditions.push(format!("core.start_time<{}", day_start(to)? + 86_400));
+    }
+    let site = given(&search.site);
+    let mut found = Vec::new();
+    for file in catalog.query(&conditions).map_err(|e| e.to_string())? {
+        let replicas = catalog.replicas(file.id).map_err(|e| e.to_string())?;
+        if site.is_some_and(|s| !replicas.iter().any(|r| r.site == s)) {
+            continue;
+        }
+        found.push(RunFile { file, replicas, associated: Vec::new() });
+    }
+    Ok(found)
+}
+
+/// `/files`: search the catalog by run, kind, tier, site and dates.
+pub(crate) async fn search_page(
     State(state): State<Arc<AppState>>,
-    UrlPath(run): UrlPath<String>,
+    Query(search): Query<FileSearch>,
 ) -> Response {
-    match run_files(&state, &run) {
+    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or_default());
+    let mut body = format!(
+        "<h1>Files</h1><form method=\"get\" action=\"/files\" class=\"search\">\
+         <label>run <input name=\"run\" size=\"8\" value=\"{}\"></label> \
+         <label>kind <input name=\"kind\" size=\"8\" placeholder=\"charge, light…\" value=\"{}\"></label> \
+         <label>tier <input name=\"tier\" size=\"10\" placeholder=\"raw…\" value=\"{}\"></label> \
+         <label>site <input name=\"site\" size=\"8\" value=\"{}\"></label> \
+         <label>from <input name=\"from\" size=\"10\" placeholder=\"YYYY-MM-DD\" value=\"{}\"></label> \
+         <label>to <input name=\"to\" size=\"10\" placeholder=\"YYYY-MM-DD\" value=\"{}\"></label> \
+         <button>search</button></form>",
+        value(&search.run),
+        value(&search.kind),
+        value(&search.tier),
+        value(&search.site),
+        value(&search.from),
+        value(&search.to)
+    );
+    match search_files(&state, &search) {
+        Err(e) => {
+            let _ = write!(body, "<p>{}</p>", escape(&e));
+            return (StatusCode::BAD_REQUEST, page("Files", &body, false)).into_response();
+        }
+        Ok(files) => {
+            let shown = files.len().min(SEARCH_LIMIT);
+            let more = if files.len() > SEARCH_LIMIT {
+                format!(" (the first {SEARCH_LIMIT} shown: narrow the search)")
+            } else {
+                String::new()
+            };
+            let _ = write!(body, "<p class=\"meta\">{} files{more}</p>", files.len());
+            body += &files_table(&files[..shown], &state.downloads);
+        }
+    }
+    page("Files", &body, false).into_response()
+}
+
+/// `/api/files`: the same search as JSON.
+pub(crate) async fn api_search(
+    State(state): State<Arc<AppState>>,
+    Query(search): Query<FileSearch>,
+) -> Response {
+    match search_files(&state, &search) {
         Ok(files) => Json(files).into_response(),
-        Err(e) => (StatusCode::NOT_FOUND, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
     }
 }
 

@@ -98,6 +98,8 @@ pub fn router_for(out: &Path, dashboard: Dashboard) -> Router {
         .route("/api/runs/{run}/known-bad.json", get(pages::api_known_bad))
         .route("/runs/{run}/versions/{version}", get(pages::version_page))
         .route("/runs/{run}/files", get(catalog_pages::files_page))
+        .route("/files", get(catalog_pages::search_page))
+        .route("/api/files", get(catalog_pages::api_search))
         .route("/api/runs/{run}/files", get(catalog_pages::api_files))
         .route("/download/{id}", get(catalog_pages::download).post(catalog_pages::download_form))
         .route("/trends", get(pages::trends_page))

@@ -643,3 +643,80 @@ async fn the_daq_chains_backlog_per_stage_is_in_metrics() {
         assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
     }
 }
+
+/// `/files` searches the whole catalog by run, kind, tier, site and dates (page and JSON); a
+/// bad date is a 400 that says how to write it.
+#[tokio::test]
+async fn the_catalog_is_searched_by_run_kind_tier_site_and_date() {
+    let out = scratch("serve-search");
+    write(&out, &report("run-0000007", Status::Ok, 0.0));
+    let db = out.join("dm.sqlite");
+    let catalog = larmon_catalog::Catalog::open(&db).unwrap();
+    // Run 7 (charge, raw, 2023-03-15), run 8 (charge, raw, 2023-03-16), run 8 light.
+    let files = [
+        ("binary-0000007-a.h5", "neardet-2x2-lar-charge", 7, "raw", 1_678_870_800.0),
+        ("binary-0000008-b.h5", "neardet-2x2-lar-charge", 8, "raw", 1_678_957_200.0),
+        ("mpd_run_sim_rctl_8_p0.data", "neardet-2x2-lar-light", 8, "raw", 1_678_957_200.0),
+    ];
+    for (name, namespace, run, tier, start) in files {
+        let path = out.join(name);
+        std::fs::write(&path, name.as_bytes()).unwrap();
+        let (adler32, size) = larmon_catalog::Adler32::of_file(&path).unwrap();
+        let metadata = serde_json::json!({
+            "core.runs": [run], "core.data_tier": tier,
+            "core.start_time": start, "core.end_time": start + 60.0,
+        });
+        let declaration = larmon_catalog::Declaration {
+            namespace: namespace.into(),
+            name: name.into(),
+            size,
+            checksums: [("adler32".to_string(), adler32.to_string())].into(),
+            metadata: metadata.as_object().unwrap().clone(),
+            parents: Vec::new(),
+        };
+        catalog.add(&path, &declaration).unwrap();
+    }
+    let light = catalog.find("mpd_run_sim_rctl_8_p0.data").unwrap().unwrap();
+    catalog.add_replica(light.id, "NERSC", "/nersc/x", &light.adler32).unwrap();
+    let router = || {
+        crate::router_for(
+            &out,
+            crate::Dashboard { catalog: Some(db.clone()), ..Default::default() },
+        )
+    };
+    let names = |uri: &str| {
+        let router = router();
+        let uri = uri.to_string();
+        async move {
+            let (status, body) = get_with(router, &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {}", String::from_utf8_lossy(&body));
+            let found: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let mut names: Vec<String> = found
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["file"]["declaration"]["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(names("/api/files").await.len(), 3);
+    assert_eq!(
+        names("/api/files?run=8").await,
+        ["binary-0000008-b.h5", "mpd_run_sim_rctl_8_p0.data"]
+    );
+    assert_eq!(names("/api/files?run=8&kind=charge").await, ["binary-0000008-b.h5"]);
+    assert_eq!(names("/api/files?site=NERSC").await, ["mpd_run_sim_rctl_8_p0.data"]);
+    assert_eq!(names("/api/files?from=2023-03-16").await.len(), 2);
+    assert_eq!(names("/api/files?to=2023-03-15&tier=raw").await, ["binary-0000007-a.h5"]);
+    assert!(names("/api/files?tier=hit-reconstructed").await.is_empty());
+    let (status, body) = get_with(router(), "/files?from=15.03.2023", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("write YYYY-MM-DD"));
+    let (status, body) = get_with(router(), "/files?run=8", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("2 files") && page.contains("binary-0000008-b.h5"), "{page}");
+    assert!(page.contains("value=\"8\""), "the form keeps the search: {page}");
+}
