@@ -106,6 +106,13 @@ pub fn run_subrun(pattern: &Regex, name: &str) -> Option<(u64, u64)> {
 /// The 2x2 light DAQ's file names: `mpd_run_<name>_rctl_<run>_p<part>.data`.
 pub const LIGHT_NAME_PATTERN: &str = r"rctl_(?P<run>\d+)_p(?P<subrun>\d+)";
 
+/// A data file's declad sidecar: `<file>.json` beside it.
+pub fn sidecar_path(data: &Path) -> PathBuf {
+    let mut sidecar = data.as_os_str().to_owned();
+    sidecar.push(".json");
+    PathBuf::from(sidecar)
+}
+
 /// What [`write_sidecar`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SidecarWrite {
@@ -153,9 +160,7 @@ pub fn write_sidecar(
     declaration: &Declaration,
     replace: bool,
 ) -> Result<(PathBuf, SidecarWrite), CatalogError> {
-    let mut sidecar = path.as_os_str().to_owned();
-    sidecar.push(".json");
-    let sidecar = PathBuf::from(sidecar);
+    let sidecar = sidecar_path(path);
     let new = serde_json::to_value(declaration).expect("declaration serialises");
     let mut outcome = SidecarWrite::Written;
     match std::fs::read(&sidecar) {

@@ -69,9 +69,7 @@ pub fn run_of_name(name: &str) -> Option<(System, u64, u64)> {
 /// The run and subrun a DAQ sidecar (`<file>.json`, MetaCat JSON) declares, if it exists and
 /// says. `core.runs_subruns` is read with either encoding the 2x2 uses (10⁴ or 10⁵ per run).
 pub fn run_of_sidecar(data: &Path) -> Option<(u64, u64)> {
-    let mut sidecar = data.as_os_str().to_owned();
-    sidecar.push(".json");
-    let text = std::fs::read_to_string(PathBuf::from(sidecar)).ok()?;
+    let text = std::fs::read_to_string(crate::metadata::sidecar_path(data)).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let metadata = json.get("metadata")?;
     let run = metadata.get("core.runs")?.as_array()?.first()?.as_u64()?;

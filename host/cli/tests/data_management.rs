@@ -699,27 +699,8 @@ fn a_declaration_carries_its_calibration_and_the_runs_quality_and_keeps_sidecars
     let pedestals = data("real/ped-iog1-excerpt.json");
     let config = dir.join("larmon.toml");
     std::fs::write(&config, format!("[charge]\npedestal_file = {pedestals:?}\n")).unwrap();
-    let (out, no_plugins) = (dir.join("dqm"), dir.join("no-plugins"));
-    std::fs::create_dir_all(&no_plugins).unwrap();
-    let repo = larmon_tests::repo();
-    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
-    let cache = repo.join("target/test-plugin-cache");
-    ok(larmon(&[
-        "run",
-        p(&file),
-        "--out",
-        p(&out),
-        "--run",
-        "run-42",
-        "--config",
-        p(&config),
-        "--plugin-dir",
-        p(&no_plugins),
-        "--plugin",
-        p(&plugin),
-        "--cache-dir",
-        p(&cache),
-    ]));
+    let out = dir.join("dqm");
+    run_packet_rate_only(&dir, &[&file], &out, &["--run", "run-42", "--config", p(&config)]);
     let report = read_json(&out.join("run-42/report.json"));
     let flag = report["quality"]["flag"].as_str().unwrap().to_string();
     let meta = || -> Value {
@@ -791,6 +772,22 @@ fn a_declaration_carries_its_calibration_and_the_runs_quality_and_keeps_sidecars
     assert!(String::from_utf8_lossy(&out_other.stderr).contains("no run report in"));
 }
 
+/// `larmon run FILES --out OUT` with only the bundled packet-rate plugin: a quick run whose
+/// report the data-management commands read; `extra` adds options (`--run`, `--config`).
+fn run_packet_rate_only(dir: &Path, files: &[&Path], out: &Path, extra: &[&str]) {
+    let no_plugins = dir.join("no-plugins");
+    std::fs::create_dir_all(&no_plugins).unwrap();
+    let repo = larmon_tests::repo();
+    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
+    let cache = repo.join("target/test-plugin-cache");
+    let mut args = vec!["run"];
+    args.extend(files.iter().map(|f| p(f)));
+    args.extend(["--out", p(out), "--plugin-dir", p(&no_plugins), "--plugin", p(&plugin)]);
+    args.extend(["--cache-dir", p(&cache)]);
+    args.extend(extra);
+    ok(larmon(&args));
+}
+
 /// A run's DQ outputs become data: `larmon pack` writes its report and figures as one
 /// reproducible `dqm-<run>.tar.gz` declared with the run's data files as parents; the catalog
 /// takes it from its verified sidecar and `transfer` replicates it, adler32 checked, like data.
@@ -801,25 +798,8 @@ fn a_runs_dq_outputs_are_packed_declared_with_their_parents_and_replicated() {
     std::fs::create_dir_all(&daq).unwrap();
     let charge = daq.join("binary-0000042-2023_03_15_09_40_00_UTC.h5");
     std::fs::copy(data("small-raw.h5"), &charge).unwrap();
-    let (out, no_plugins) = (dir.join("dqm"), dir.join("no-plugins"));
-    std::fs::create_dir_all(&no_plugins).unwrap();
-    let repo = larmon_tests::repo();
-    let plugin = repo.join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
-    let cache = repo.join("target/test-plugin-cache");
-    ok(larmon(&[
-        "run",
-        p(&charge),
-        "--out",
-        p(&out),
-        "--run",
-        "run-42",
-        "--plugin-dir",
-        p(&no_plugins),
-        "--plugin",
-        p(&plugin),
-        "--cache-dir",
-        p(&cache),
-    ]));
+    let out = dir.join("dqm");
+    run_packet_rate_only(&dir, &[&charge], &out, &["--run", "run-42"]);
     // A reviewer's version is not the official report: it stays out of the pack.
     std::fs::create_dir_all(out.join("run-42/versions/ana")).unwrap();
     std::fs::write(out.join("run-42/versions/ana/report.json"), "{}").unwrap();
@@ -951,27 +931,8 @@ fn the_daq_chain_declares_replicates_processes_and_cleans_the_buffer_safely() {
     assert_eq!(listed.lines().count(), 3, "each file catalogued once: {listed}");
 
     // The DQ processes the run; a damaged replica keeps its file in the buffer.
-    let (no_plugins, cache) =
-        (dir.join("no-plugins"), larmon_tests::repo().join("target/test-plugin-cache"));
-    std::fs::create_dir_all(&no_plugins).unwrap();
-    let plugin =
-        larmon_tests::repo().join("target/wasm32-wasip2/plugin/larmon_plugin_packet_rate.wasm");
-    let mut run = vec!["run".to_string()];
-    run.extend(data_files().iter().map(|f| p(f).to_string()));
-    run.extend(
-        [
-            "--out",
-            p(&dqm),
-            "--plugin-dir",
-            p(&no_plugins),
-            "--plugin",
-            p(&plugin),
-            "--cache-dir",
-            p(&cache),
-        ]
-        .map(String::from),
-    );
-    ok(larmon(&run.iter().map(String::as_str).collect::<Vec<_>>()));
+    let files = data_files();
+    run_packet_rate_only(&dir, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &dqm, &[]);
     let damaged = &originals[0].0;
     let damaged_replica = nersc.join("neardet-2x2-lar-charge").join(damaged.file_name().unwrap());
     std::fs::write(&damaged_replica, b"a damaged copy").unwrap();

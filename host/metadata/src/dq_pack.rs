@@ -16,6 +16,7 @@ use larmon_catalog::metadata::{
 use larmon_catalog::{Adler32, CatalogError};
 use larmon_ingest::read::is_flow_file;
 use larmon_report::model::RunReport;
+use larmon_report::store::is_plain_name;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
@@ -152,7 +153,7 @@ pub fn pack_run(
     })?;
     let report: RunReport = serde_json::from_str(&text)
         .map_err(|e| invalid(&report_path, format!("not a run report: {e}")))?;
-    if report.run.contains(['/', '\\']) || report.run.starts_with('.') || report.run.is_empty() {
+    if !is_plain_name(&report.run) {
         return Err(invalid(&report_path, format!("run name {:?} cannot name a file", report.run)));
     }
     std::fs::create_dir_all(into).map_err(|e| CatalogError::io(into, e))?;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use larmon_catalog::metadata::sidecar_path;
 use larmon_catalog::{Adler32, Catalog, Declaration};
 use larmon_report::{DaqFailure, DaqStatus};
 
@@ -155,18 +156,16 @@ pub fn pass(
             continue; // not a file of this folder
         }
         *done.entry("declare".into()).or_default() += 1;
-        let replica = catalog
-            .replicas(record.id)?
-            .into_iter()
-            .find(|r| r.site == options.site && r.adler32 == record.adler32);
+        let replicas = catalog.replicas(record.id)?;
+        let replica =
+            replicas.iter().find(|r| r.site == options.site && r.adler32 == record.adler32);
         let Some(replica) = replica else {
             *backlog.entry("replicate".into()).or_default() += 1;
             continue;
         };
         *done.entry("replicate".into()).or_default() += 1;
         if let Some((client, target)) = rucio {
-            let registered = catalog.replicas(record.id)?.iter().any(|r| r.site == target.rse);
-            let registered = registered
+            let registered = replicas.iter().any(|r| r.site == target.rse)
                 || match register_file(client, catalog, record, target) {
                     Ok(r) => {
                         emit(&ChainEvent::Registered(record.did.clone(), r.pfn));
@@ -210,11 +209,9 @@ pub fn pass(
                     fail(&mut failures, &local, "clean", error);
                     continue;
                 }
-                let mut sidecar = local.as_os_str().to_owned();
-                sidecar.push(".json");
                 match std::fs::remove_file(&local) {
                     Ok(()) => {
-                        let _ = std::fs::remove_file(PathBuf::from(sidecar));
+                        let _ = std::fs::remove_file(sidecar_path(&local));
                         *done.entry("clean".into()).or_default() += 1;
                         emit(&ChainEvent::Cleaned(local.clone()));
                     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use larmon_catalog::associate::associate;
-use larmon_catalog::metadata::read_verified_sidecar;
+use larmon_catalog::metadata::{read_verified_sidecar, sidecar_path};
 use larmon_catalog::runs::RunDatabase;
 use larmon_catalog::{Added, Catalog, Declaration, FileRecord};
 use larmon_metadata::{MetadataOptions, extract, extract_light, is_light_file};
@@ -79,16 +79,10 @@ enum Command {
     },
 }
 
-fn sidecar_of(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".json");
-    name.into()
-}
-
 /// A file's declaration: its DAQ sidecar `<file>.json`, verified against the bytes, when
 /// there is one; else read from the data.
 pub fn declaration_of(file: &Path, options: &MetadataOptions) -> Result<Declaration> {
-    let sidecar = sidecar_of(file);
+    let sidecar = sidecar_path(file);
     Ok(if sidecar.exists() {
         read_verified_sidecar(file, &sidecar)?
     } else if is_light_file(file) {

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use larmon_catalog::Catalog;
+use larmon_pipeline::output::write_atomically;
 use larmon_report::health::DAQ_STATUS_FILE;
 use larmon_report::{DaqStatus, RunStore};
 use larmon_transfer::chain::{ChainEvent, ChainOptions, CleanUp, pass};
-use larmon_transfer::rucio::{RucioClient, RucioConfig, RucioTarget};
+use larmon_transfer::rucio::RucioTarget;
 
 use super::catalog::declaration_of;
 use super::meta::MetadataArgs;
-use super::transfer::DestinationArgs;
+use super::transfer::{DestinationArgs, rucio_login};
 
 /// Run the whole chain for a DAQ folder: every new file declared, catalogued, replicated with
 /// its adler32 verified at the site, processed by the realtime DQ, and (if asked) removed from
@@ -109,9 +110,10 @@ fn status_dir(args: &Args) -> PathBuf {
     }
 }
 
-/// The names of the files some run report in `out` lists.
-fn processed_names(out: &Path) -> BTreeSet<String> {
-    let (runs, _unreadable) = RunStore::new(out).runs();
+/// The names of the files some run report of `reports` lists (the store parses a report again
+/// only when it changed).
+fn processed_names(reports: &RunStore) -> BTreeSet<String> {
+    let (runs, _unreadable) = reports.runs();
     runs.iter()
         .flat_map(|r| r.files.iter().filter_map(|f| Some(f.file_name()?.to_string_lossy().into())))
         .collect()
@@ -174,28 +176,26 @@ pub fn run(args: Args) -> Result<()> {
         .folder
         .canonicalize()
         .with_context(|| format!("{}: not a readable folder", args.folder.display()))?;
+    let metadata = args.metadata.options()?;
     let options = ChainOptions {
         folder,
         site: args.site.clone(),
         destination: args.destination.destination()?,
         policy: args.destination.policy(),
-        stable_for: args.metadata.options()?.stable_for,
+        stable_for: metadata.stable_for,
         clean_up: args.clean_buffer_after_s.map(|s| CleanUp { min_age: super::seconds(s) }),
     };
-    let metadata = args.metadata.options()?;
     let declare = |file: &Path| declaration_of(file, &metadata).map_err(|e| super::error_text(&e));
     let rucio = match &args.rucio_url {
         None => None,
         Some(url) => {
-            let password = std::env::var(&args.rucio_password_env).map_err(|_| {
-                anyhow::anyhow!("set the Rucio password in ${}", args.rucio_password_env)
-            })?;
-            let client = RucioClient::login(&RucioConfig {
-                url: url.clone(),
-                account: args.rucio_account.clone(),
-                username: args.rucio_username.clone().unwrap_or_default(),
-                password,
-            })?;
+            let client = rucio_login(
+                url,
+                &args.rucio_account,
+                args.rucio_username.as_deref().unwrap_or_default(),
+                &args.rucio_password_env,
+                "--rucio-password-env",
+            )?;
             let target = RucioTarget {
                 rse: args.rse.clone().unwrap_or_default(),
                 dataset: args.dataset.clone(),
@@ -206,6 +206,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let mut catalog = Catalog::open(&args.db)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let reports = args.dq_out.as_deref().map(RunStore::new);
     let mut watch: Option<(Child, Instant)> = None;
     loop {
         if let (Some(out), false) = (&args.dq_out, args.once) {
@@ -222,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
                 watch = Some((start_watch(&args, out)?, Instant::now()));
             }
         }
-        let processed = args.dq_out.as_deref().map(processed_names);
+        let processed = reports.as_ref().map(processed_names);
         let rucio = rucio.as_ref().map(|(client, target)| (client, target));
         let status =
             pass(
@@ -254,9 +255,7 @@ pub fn run(args: Args) -> Result<()> {
             )?;
         let text = serde_json::to_vec_pretty(&status)?;
         let path = dir.join(DAQ_STATUS_FILE);
-        let temp = dir.join(format!(".{DAQ_STATUS_FILE}.tmp"));
-        std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
-        std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))?;
+        write_atomically(&path, &text).with_context(|| format!("writing {}", path.display()))?;
         if args.once {
             print_status(&status);
             if !status.failures.is_empty() {

@@ -239,23 +239,33 @@ pub fn run(args: Args) -> Result<()> {
         }
         if args.sidecar {
             let (sidecar, outcome) = write_sidecar(file, &declaration, args.replace_sidecar)?;
-            match outcome {
-                SidecarWrite::Written => println!("{}", sidecar.display()),
-                SidecarWrite::Unchanged => println!("{} (unchanged)", sidecar.display()),
-                SidecarWrite::Replaced => println!("{} (replaced)", sidecar.display()),
-            }
+            println!("{}{}", sidecar.display(), sidecar_said(outcome));
         } else {
             declarations.push(declaration);
         }
     }
     if !args.sidecar {
-        let text = if declarations.len() == 1 {
-            serde_json::to_string_pretty(&declarations[0])?
-        } else {
-            serde_json::to_string_pretty(&declarations)?
-        };
-        println!("{text}");
+        print_declarations(&declarations)?;
     }
+    Ok(())
+}
+
+/// What a line naming a sidecar adds about it: nothing when it was written now.
+pub fn sidecar_said(outcome: SidecarWrite) -> &'static str {
+    match outcome {
+        SidecarWrite::Written => "",
+        SidecarWrite::Unchanged => " (unchanged)",
+        SidecarWrite::Replaced => " (replaced)",
+    }
+}
+
+/// Prints declarations as JSON: one object for one file, else an array.
+pub fn print_declarations(declarations: &[Declaration]) -> Result<()> {
+    let text = match declarations {
+        [one] => serde_json::to_string_pretty(one)?,
+        all => serde_json::to_string_pretty(all)?,
+    };
+    println!("{text}");
     Ok(())
 }
 

@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use larmon_catalog::metadata::{SidecarWrite, write_sidecar};
+use larmon_catalog::metadata::write_sidecar;
 use larmon_metadata::dq_pack::pack_run;
+
+use super::meta::{print_declarations, sidecar_said};
 
 /// Pack runs' DQ outputs (report.json and every figure) into `dqm-<run>.tar.gz`, declared with
 /// the run's data files as parents.
@@ -52,23 +54,13 @@ pub fn run(args: Args) -> Result<()> {
         if args.sidecar {
             let (sidecar, outcome) =
                 write_sidecar(&pack.path, &pack.declaration, args.replace_sidecar)?;
-            let said = match outcome {
-                SidecarWrite::Written => "",
-                SidecarWrite::Unchanged => " (unchanged)",
-                SidecarWrite::Replaced => " (replaced)",
-            };
-            println!("{} {}{said}", pack.path.display(), sidecar.display());
+            println!("{} {}{}", pack.path.display(), sidecar.display(), sidecar_said(outcome));
         } else {
             declarations.push(pack.declaration);
         }
     }
     if !args.sidecar {
-        let text = if declarations.len() == 1 {
-            serde_json::to_string_pretty(&declarations[0])?
-        } else {
-            serde_json::to_string_pretty(&declarations)?
-        };
-        println!("{text}");
+        print_declarations(&declarations)?;
     }
     Ok(())
 }

@@ -208,20 +208,35 @@ pub struct RucioArgs {
     status: bool,
 }
 
-pub fn rucio(args: RucioArgs) -> Result<()> {
-    let password = std::env::var(&args.password_env).map_err(|_| {
-        anyhow::anyhow!(
-            "set the Rucio password in ${} (or name another with --password-env)",
-            args.password_env
-        )
+/// Logs in to Rucio (userpass) with the password held in environment variable
+/// `password_env`; `flag` is the option that names another variable.
+pub fn rucio_login(
+    url: &str,
+    account: &str,
+    username: &str,
+    password_env: &str,
+    flag: &str,
+) -> Result<RucioClient> {
+    let password = std::env::var(password_env).map_err(|_| {
+        anyhow::anyhow!("set the Rucio password in ${password_env} (or name another with {flag})")
     })?;
-    let catalog = Catalog::open(&args.db)?;
-    let client = RucioClient::login(&RucioConfig {
-        url: args.url.clone(),
-        account: args.account.clone(),
-        username: args.username.clone(),
+    Ok(RucioClient::login(&RucioConfig {
+        url: url.into(),
+        account: account.into(),
+        username: username.into(),
         password,
-    })?;
+    })?)
+}
+
+pub fn rucio(args: RucioArgs) -> Result<()> {
+    let catalog = Catalog::open(&args.db)?;
+    let client = rucio_login(
+        &args.url,
+        &args.account,
+        &args.username,
+        &args.password_env,
+        "--password-env",
+    )?;
     if args.status {
         return rucio_status(&client, &catalog, &args);
     }
