@@ -374,17 +374,22 @@ impl Catalog {
         })
     }
 
-    /// The next transfer to `site` that is due (queued, or failed with its backoff over).
+    /// The next transfer to `site` that is due (queued, or failed with its backoff over),
+    /// leaving out the files in `skip` (those a pass already tried: with a zero backoff a
+    /// failed file is due again at once, and a pass must still end).
     pub fn next_transfer(
         &self,
         site: &str,
+        skip: &std::collections::BTreeSet<i64>,
     ) -> Result<Option<(Transfer, FileRecord)>, CatalogError> {
+        let skip = serde_json::to_string(skip).expect("a set of integers is JSON");
         let transfer = self.run(|db| {
             db.query_row(
                 "SELECT file_id, site, state, attempts, next_attempt_unix, last_error FROM transfers
                  WHERE site = ?1 AND state != 'done' AND next_attempt_unix <= ?2
+                   AND file_id NOT IN (SELECT value FROM json_each(?3))
                  ORDER BY next_attempt_unix, file_id LIMIT 1",
-                params![site, now_unix()],
+                params![site, now_unix(), skip],
                 Self::transfer,
             )
             .optional()
@@ -559,13 +564,22 @@ mod tests {
         catalog.add(Path::new("/daq/a.h5"), &declaration("a.h5", 1, "024d0127", 1.7e9)).unwrap();
         assert_eq!(catalog.enqueue_all("NERSC").unwrap(), 1);
         assert_eq!(catalog.enqueue_all("NERSC").unwrap(), 0, "queued once");
-        let (transfer, file) = catalog.next_transfer("NERSC").unwrap().unwrap();
+        let (transfer, file) =
+            catalog.next_transfer("NERSC", &Default::default()).unwrap().unwrap();
         assert_eq!(
             (transfer.state.as_str(), file.did.as_str()),
             ("queued", format!("{CHARGE_NAMESPACE}:a.h5").as_str())
         );
         catalog.transfer_failed(file.id, "NERSC", "disk full", Duration::from_secs(3600)).unwrap();
-        assert!(catalog.next_transfer("NERSC").unwrap().is_none(), "backing off");
+        assert!(
+            catalog.next_transfer("NERSC", &Default::default()).unwrap().is_none(),
+            "backing off"
+        );
+        // With no backoff it is due again at once, unless the pass already tried it.
+        catalog.transfer_failed(file.id, "NERSC", "disk full", Duration::ZERO).unwrap();
+        assert!(catalog.next_transfer("NERSC", &Default::default()).unwrap().is_some());
+        let tried = std::collections::BTreeSet::from([file.id]);
+        assert!(catalog.next_transfer("NERSC", &tried).unwrap().is_none(), "tried this pass");
         catalog.transfer_done(file.id, "NERSC", "/nersc/a.h5", "024d0127").unwrap();
         let replicas = catalog.replicas(file.id).unwrap();
         assert_eq!(replicas.len(), 1);

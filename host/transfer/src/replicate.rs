@@ -116,7 +116,10 @@ pub fn run_queue(
 ) -> Result<PassSummary, TransferError> {
     catalog.enqueue_all(site)?;
     let mut summary = PassSummary::default();
-    while let Some((transfer, file)) = catalog.next_transfer(site)? {
+    // Each file is tried at most once per pass, whatever the backoff (0 included).
+    let mut tried = std::collections::BTreeSet::new();
+    while let Some((transfer, file)) = catalog.next_transfer(site, &tried)? {
+        tried.insert(file.id);
         let result = replicate_file(&file, destination);
         match &result {
             Ok((location, outcome)) => {
