@@ -3,7 +3,9 @@
 //! idempotence, conflicts, charge/light/MINERvA association), `larmon transfer` (a few hundred
 //! files while the process is killed with SIGKILL at random moments; command-template
 //! destinations; visible failures), and `larmon rucio` against a real Rucio server
-//! (RUCIO_TEST_URL; `.ci/test` starts one under CI=true, elsewhere the test says SKIPPED).
+//! (RUCIO_TEST_URL; `.ci/test` starts one under CI=true, elsewhere the test says SKIPPED);
+//! `larmon transfer --to root://…` and a Rucio RSE with the root protocol against a real XRootD
+//! server (XROOTD_TEST_URL; `.ci/test` starts one under CI=true with `.ci/xrootd-local.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -444,13 +446,110 @@ fn transfer_by_command_templates_and_failures_are_visible() {
     let squatter = other.join("neardet-2x2-lar-light").join(&first_name);
     std::fs::create_dir_all(squatter.parent().unwrap()).unwrap();
     std::fs::write(&squatter, b"someone else's bytes").unwrap();
-    let out = larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--to", p(&other)]);
+    // With no backoff the failed file is due again at once: the pass still ends (each file is
+    // tried once per pass).
+    let out = larmon(&[
+        "transfer",
+        "--db",
+        p(&db),
+        "--site",
+        "OTHER",
+        "--to",
+        p(&other),
+        "--backoff-s",
+        "0",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not overwritten"));
     assert_eq!(std::fs::read(&squatter).unwrap(), b"someone else's bytes");
     let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--status"]));
     assert!(status.starts_with("OTHER: 4 done, 0 queued, 1 failed"), "{status}");
     assert!(status.contains("failed x1") && status.contains(&first_name), "{status}");
+}
+
+/// The XRootD server of the root:// tests (`bash .ci/xrootd-local.sh start`; `.ci/test` starts
+/// one under CI=true), or `None` and the test says SKIPPED.
+fn xrootd_test_url() -> Option<String> {
+    let url = std::env::var("XROOTD_TEST_URL").ok();
+    if url.is_none() {
+        println!(
+            "SKIPPED: XROOTD_TEST_URL is not set (bash .ci/xrootd-local.sh start, then export XROOTD_TEST_URL=root://127.0.0.1:11094)"
+        );
+    }
+    url.map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// What the XRootD client itself (not larmon) says of a root:// file: its adler32 from the
+/// server, or `None` when it is not there.
+fn xrootd_adler32(url: &str) -> Option<String> {
+    let out = Command::new("xrdadler32").arg(url).output().expect("xrdadler32 (xrootd-client)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success().then(|| text.split_whitespace().next().unwrap_or_default().to_string())
+}
+
+/// `larmon transfer --to root://…` against a real XRootD server: every file copied, its adler32
+/// computed by the server equal to the catalogue's, nothing partial left; a second pass copies
+/// nothing; other bytes under a name are never overwritten; an unreachable server is a visible
+/// failure, not a hang.
+#[test]
+fn transfer_over_root_to_a_real_xrootd_server_checks_adler32_there() {
+    let Some(server) = xrootd_test_url() else { return };
+    let dir = scratch("dm-transfer-xrootd");
+    let db = transfer_fixture(&dir, 4);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let base = format!("{server}//larmon-test/transfer-{}-{nanos}", std::process::id());
+    let transfer = |site: &str, to: &str| {
+        larmon(&["transfer", "--db", p(&db), "--site", site, "--to", to, "--backoff-s", "0"])
+    };
+    let first = ok(transfer("EOS", &base));
+    assert!(first.contains("4 copied, 0 already there, 0 failed"), "{first}");
+    let list = ok(larmon(&["catalog", "--db", p(&db), "list", "--json"]));
+    let mut names = Vec::new();
+    for line in list.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let name = record["declaration"]["name"].as_str().unwrap().to_string();
+        let url = format!("{base}/neardet-2x2-lar-light/{name}");
+        assert_eq!(xrootd_adler32(&url).as_deref(), record["adler32"].as_str(), "{url}");
+        assert_eq!(xrootd_adler32(&format!("{url}.larmon-partial")), None, "partial left");
+        let show: Value = serde_json::from_str(&ok(larmon(&[
+            "catalog",
+            "--db",
+            p(&db),
+            "show",
+            record["did"].as_str().unwrap(),
+        ])))
+        .unwrap();
+        assert_eq!(show["replicas"][0]["location"], json!(url));
+        names.push(name);
+    }
+    assert_eq!(names.len(), 4);
+    let again = ok(transfer("EOS", &base));
+    assert!(again.contains("0 copied, 0 already there, 0 failed"), "{again}");
+
+    // Another site already holding other bytes under one name: never overwritten.
+    let other = format!("{base}-other");
+    let squatter = format!("{other}/neardet-2x2-lar-light/{}", names[0]);
+    let junk = dir.join("junk");
+    std::fs::write(&junk, b"someone else's bytes").unwrap();
+    let copied = Command::new("xrdcp").args(["--silent", p(&junk), &squatter]).status().unwrap();
+    assert!(copied.success());
+    let squatter_adler = xrootd_adler32(&squatter);
+    let out = transfer("OTHER", &other);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not overwritten"));
+    assert_eq!(xrootd_adler32(&squatter), squatter_adler);
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--status"]));
+    assert!(status.starts_with("OTHER: 3 done, 0 queued, 1 failed"), "{status}");
+
+    // Nobody listening: each file fails at once with the client's error, kept for --status.
+    let started = Instant::now();
+    let out = transfer("NOWHERE", "root://127.0.0.1:1//larmon-test");
+    assert!(!out.status.success());
+    let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "NOWHERE", "--status"]));
+    assert!(status.starts_with("NOWHERE: 0 done, 0 queued, 4 failed"), "{status}");
+    assert!(status.contains("xrdfs query checksum root://127.0.0.1:1//"), "{status}");
+    println!("4 failures against a closed port took {:?}", started.elapsed());
 }
 
 /// A small REST helper for the test's own set-up calls (scope, RSE, protocol, quota).
@@ -641,6 +740,72 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
             .collect();
         assert_eq!(sites, vec![drop_rse.as_str()], "{did}");
     }
+}
+
+/// `larmon rucio` on an RSE whose storage is a real XRootD server: each file placed at the
+/// root:// PFN Rucio's lfns2pfns gives, its adler32 checked by the server (and again here with
+/// the XRootD client), registered AVAILABLE there; a second pass copies nothing.
+#[test]
+fn rucio_places_files_on_an_xrootd_rse_and_checks_adler32_there() {
+    let Ok(url) = std::env::var("RUCIO_TEST_URL") else {
+        println!("SKIPPED: RUCIO_TEST_URL is not set (bash .ci/rucio-local.sh start)");
+        return;
+    };
+    let Some(server) = xrootd_test_url() else { return };
+    let dir = scratch("dm-rucio-xrootd");
+    let daq = dir.join("daq");
+    let run = 3_000_000 + std::process::id() % 1_000_000;
+    let run_text = run.to_string();
+    ok(larmon(
+        &["simulate", "--run", &run_text, "--duration-s", "3", "--files", "2"]
+            .into_iter()
+            .chain(["--no-light", "--out", p(&daq)])
+            .collect::<Vec<_>>(),
+    ));
+    let db = dir.join("catalog.sqlite");
+    let mut add = vec!["catalog", "--db", p(&db), "add", "--stable-s", "0"];
+    let files: Vec<PathBuf> = std::fs::read_dir(&daq)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "h5"))
+        .collect();
+    assert_eq!(files.len(), 2);
+    add.extend(files.iter().map(|f| p(f)));
+    ok(larmon(&add));
+    let rucio = Rucio::login(&url);
+    let (drop_rse, target_rse) = rucio_rses_on(&rucio, &dir, "X", Some(&server));
+    let register = || {
+        ok(Command::new(env!("CARGO_BIN_EXE_larmon"))
+            .args(["rucio", "--db", p(&db), "--url", &url, "--username", "ddmlab"])
+            .args(["--rse", &drop_rse, "--rule-rse", &target_rse])
+            .env("RUCIO_PASSWORD", "secret")
+            .output()
+            .unwrap())
+    };
+    let first = register();
+    assert_eq!(first.matches("(copied)").count(), 2, "{first}");
+    let scope = "neardet-2x2-lar-charge";
+    let dataset = format!("{scope}_run{run:07}");
+    let replicas = rucio.get(&format!("/replicas/{scope}/{dataset}"));
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    for replica in &replicas {
+        let name = replica["name"].as_str().unwrap();
+        let (adler, _) = Adler32::of_file(&daq.join(name)).unwrap();
+        assert_eq!(replica["states"][&drop_rse], "AVAILABLE", "{replica}");
+        let pfn = replica["rses"][&drop_rse][0].as_str().unwrap();
+        // Rucio writes root://host:port/prefix/… with one slash, which the XRootD client takes
+        // for a relative path; larmon (like dCache's door) reads it as the absolute path.
+        let path = pfn.strip_prefix(&server).unwrap_or_else(|| panic!("{pfn}"));
+        let path = path.trim_start_matches('/');
+        assert!(path.starts_with(&format!("larmon-test/{drop_rse}/")), "{pfn}");
+        assert!(pfn.ends_with(&format!("/{name}")), "{pfn}");
+        let absolute = format!("{server}//{path}");
+        assert_eq!(xrootd_adler32(&absolute), Some(adler.to_string()), "{absolute}");
+        assert_eq!(xrootd_adler32(&format!("{absolute}.larmon-partial")), None, "{pfn}");
+        assert!(first.contains(pfn), "the PFN is printed: {first}");
+    }
+    let second = register();
+    assert_eq!(second.matches("(already there)").count(), 2, "{second}");
 }
 
 /// Light files are declared from their data too: run and part from the MPD run start block,
@@ -987,6 +1152,13 @@ fn the_daq_chain_declares_replicates_processes_and_cleans_the_buffer_safely() {
 /// `dir`, quotas. Unique names per test process (`tag` tells tests apart), as the server
 /// outlives the test.
 fn rucio_rses(rucio: &Rucio, dir: &Path, tag: &str) -> (String, String) {
+    rucio_rses_on(rucio, dir, tag, None)
+}
+
+/// [`rucio_rses`], with the drop RSE's storage on an XRootD server (`root://host:port`) when
+/// `xrootd` is given: a root:// protocol with Rucio's xrootd implementation, so its PFNs are
+/// `root://host:port//<prefix>/<scope>/<hash>/<name>`.
+fn rucio_rses_on(rucio: &Rucio, dir: &Path, tag: &str, xrootd: Option<&str>) -> (String, String) {
     let tag = format!("{:X}{tag}", std::process::id());
     let (drop_rse, target_rse) = (format!("DROP{tag}"), format!("NERSC{tag}"));
     let scope = "neardet-2x2-lar-charge";
@@ -994,17 +1166,33 @@ fn rucio_rses(rucio: &Rucio, dir: &Path, tag: &str) -> (String, String) {
     assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
     for rse in [&drop_rse, &target_rse] {
         let prefix = dir.join("rse").join(rse);
+        let server = xrootd.filter(|_| *rse == drop_rse);
         assert_eq!(
             rucio
                 .post(&format!("/rses/{rse}"), json!({"deterministic": true, "rse_type": "DISK"}))
                 .0,
             201
         );
-        let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,
-            "prefix": p(&prefix), "impl": "rucio.rse.protocols.posix.Default",
-            "domains": {"lan": {"read": 1, "write": 1, "delete": 1},
-                        "wan": {"read": 1, "write": 1, "delete": 1}}});
-        assert_eq!(rucio.post(&format!("/rses/{rse}/protocols/file"), protocol).0, 201);
+        let domains = json!({"lan": {"read": 1, "write": 1, "delete": 1},
+                             "wan": {"read": 1, "write": 1, "delete": 1}});
+        let (scheme, protocol) = match server {
+            Some(server) => {
+                let (host, port) = server.trim_start_matches("root://").split_once(':').unwrap();
+                let protocol = json!({"scheme": "root", "hostname": host,
+                    "port": port.trim_end_matches('/').parse::<u16>().unwrap(),
+                    "prefix": format!("/larmon-test/{rse}"),
+                    "impl": "rucio.rse.protocols.xrootd.Default", "domains": domains});
+                ("root", protocol)
+            }
+            None => {
+                let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,
+                    "prefix": p(&prefix), "impl": "rucio.rse.protocols.posix.Default",
+                    "domains": domains});
+                ("file", protocol)
+            }
+        };
+        let (status, body) = rucio.post(&format!("/rses/{rse}/protocols/{scheme}"), protocol);
+        assert_eq!(status, 201, "{body}");
         assert_eq!(
             rucio
                 .post(

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use larmon_catalog::Adler32;
 
-use crate::TransferError;
+use crate::{TransferError, xrootd};
 
 /// Suffix of a copy not yet verified; never a final name.
 pub const PARTIAL_SUFFIX: &str = ".larmon-partial";
@@ -19,11 +19,15 @@ pub const PARTIAL_SUFFIX: &str = ".larmon-partial";
 pub enum Destination {
     /// A local or mounted directory: files go to `<root>/<namespace>/<name>`.
     Directory(PathBuf),
-    /// Shell command templates for remote storage (`{src}`, `{dst}`, `{tmp}` are replaced by
+    /// An XRootD server: files go to `<url>/<namespace>/<name>`, `url` being
+    /// `root://host[:port]//path`; copied with `xrdcp`, checksummed by the server, renamed with
+    /// `xrdfs mv` (see [`crate::xrootd`]).
+    XRootD(String),
+    /// Shell command templates for other storage (`{src}`, `{dst}`, `{tmp}` are replaced by
     /// shell-quoted paths): `copy` writes `{src}` to `{tmp}`, `checksum` prints the adler32 of
     /// `{dst}` (first 8-hex-digit word of its output; non-zero exit = absent), `rename` moves
-    /// `{tmp}` to `{dst}`. E.g. xrootd: `xrdcp -f {src} root://host/{tmp}`,
-    /// `xrdadler32 root://host/{dst}`, `xrdfs host mv {tmp} {dst}`.
+    /// `{tmp}` to `{dst}`. E.g. WebDAV with gfal2: `gfal-copy -f {src} davs://host/{tmp}`,
+    /// `gfal-sum davs://host/{dst} ADLER32`, `gfal-rename davs://host/{tmp} davs://host/{dst}`.
     Commands {
         /// Root of the paths on the remote side.
         root: String,
@@ -41,10 +45,50 @@ impl Destination {
     pub fn location(&self, namespace: &str, name: &str) -> String {
         match self {
             Self::Directory(root) => root.join(namespace).join(name).to_string_lossy().into_owned(),
-            Self::Commands { root, .. } => {
+            Self::Commands { root, .. } | Self::XRootD(root) => {
                 format!("{}/{namespace}/{name}", root.trim_end_matches('/'))
             }
         }
+    }
+
+    /// The destination a `--to` argument names: a `root://` URL or a directory.
+    pub fn parse(to: &str) -> Result<Self, TransferError> {
+        if to.starts_with("root://") || to.starts_with("xroot://") {
+            let url = xrootd::XRootDUrl::parse(to).ok_or_else(|| TransferError::Command {
+                command: "xrootd".into(),
+                reason: format!("{to:?} is not a root://host[:port]//path URL"),
+            })?;
+            return Ok(Self::XRootD(url.url()));
+        }
+        if let Some((scheme, _)) = to.split_once("://") {
+            return Err(TransferError::Command {
+                command: "destination".into(),
+                reason: format!(
+                    "{scheme}:// is not a destination larmon writes to: give a directory, a root:// URL, or command templates"
+                ),
+            });
+        }
+        Ok(Self::Directory(to.into()))
+    }
+
+    /// The destination and location of a PFN Rucio gives: `file://` (a directory) or `root://`.
+    pub fn for_pfn(pfn: &str) -> Result<(Self, String), TransferError> {
+        if let Some(path) =
+            pfn.strip_prefix("file://localhost").or_else(|| pfn.strip_prefix("file://"))
+        {
+            let parent = Path::new(path).parent().unwrap_or(Path::new("/"));
+            return Ok((Self::Directory(parent.into()), path.to_string()));
+        }
+        if let Some(url) = xrootd::XRootDUrl::parse(pfn) {
+            let (server, location) = (format!("root://{}/", url.server), url.url());
+            return Ok((Self::XRootD(server), location));
+        }
+        Err(TransferError::Rucio {
+            action: "placement".into(),
+            reason: format!(
+                "{pfn}: larmon places files on file:// and root:// RSEs; give the RSE one of those protocols"
+            ),
+        })
     }
 
     /// The adler32 of what is at `location`, or `None` if nothing is there.
@@ -58,6 +102,7 @@ impl Destination {
                 let (adler, _) = Adler32::of_file(path).map_err(|e| TransferError::io(path, e))?;
                 Ok(Some(adler))
             }
+            Self::XRootD(_) => xrootd::checksum(location),
             Self::Commands { checksum, .. } => {
                 let output = run(checksum, &[("dst", location)], true)?;
                 let Some(output) = output else { return Ok(None) };
@@ -88,6 +133,7 @@ impl Destination {
                 output.flush().map_err(|e| TransferError::io(path, e))?;
                 output.sync_all().map_err(|e| TransferError::io(path, e))?;
             }
+            Self::XRootD(_) => xrootd::copy(source, &partial)?,
             Self::Commands { copy, .. } => {
                 let source = source.to_string_lossy();
                 run(copy, &[("src", &source), ("tmp", &partial)], false)?;
@@ -107,6 +153,7 @@ impl Destination {
                 }
                 Ok(())
             }
+            Self::XRootD(_) => xrootd::rename(partial, location),
             Self::Commands { rename, .. } => {
                 run(rename, &[("tmp", partial), ("dst", location)], false).map(|_| ())
             }

@@ -50,13 +50,25 @@ pub fn replicate_file(
     file: &FileRecord,
     destination: &Destination,
 ) -> Result<(String, Outcome), TransferError> {
+    let location = destination.location(&file.declaration.namespace, &file.declaration.name);
+    let outcome = place_file(file, destination, &location)?;
+    Ok((location, outcome))
+}
+
+/// Copies one file to `location` at `destination` under a partial name, verifies the adler32
+/// there and publishes it; a location already holding the same bytes is left as it is, one
+/// holding other bytes is never replaced.
+pub fn place_file(
+    file: &FileRecord,
+    destination: &Destination,
+    location: &str,
+) -> Result<Outcome, TransferError> {
     let expected = Adler32::parse(&file.adler32).ok_or_else(|| TransferError::Verify {
         file: file.did.clone(),
         reason: format!("catalogued adler32 {:?} is not 8 hex digits", file.adler32),
     })?;
-    let location = destination.location(&file.declaration.namespace, &file.declaration.name);
-    match destination.checksum(&location)? {
-        Some(found) if found == expected => return Ok((location, Outcome::AlreadyThere)),
+    match destination.checksum(location)? {
+        Some(found) if found == expected => return Ok(Outcome::AlreadyThere),
         Some(found) => {
             return Err(TransferError::Verify {
                 file: file.did.clone(),
@@ -80,7 +92,7 @@ pub fn replicate_file(
             ),
         });
     }
-    let partial = destination.copy_to_partial(&file.path, &location)?;
+    let partial = destination.copy_to_partial(&file.path, location)?;
     let copied = destination.checksum(&partial)?;
     if copied != Some(expected) {
         return Err(TransferError::Verify {
@@ -91,8 +103,8 @@ pub fn replicate_file(
             ),
         });
     }
-    destination.publish(&partial, &location)?;
-    Ok((location, Outcome::Copied))
+    destination.publish(&partial, location)?;
+    Ok(Outcome::Copied)
 }
 
 /// Counts of a replication pass.

@@ -6,14 +6,14 @@
 //! first. Errors are told apart by the `ExceptionClass` header, not only the status.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use larmon_catalog::{Adler32, Catalog, FileRecord};
 use serde_json::{Value, json};
 
-use crate::TransferError;
 use crate::destination::Destination;
+use crate::replicate::place_file;
+use crate::{Outcome, TransferError};
 
 /// How to reach Rucio.
 #[derive(Clone, Debug)]
@@ -462,39 +462,8 @@ pub fn register_file(
         }
     }
     let pfn = client.pfn(&target.rse, scope, name)?;
-    let path = pfn
-        .strip_prefix("file://localhost")
-        .or_else(|| pfn.strip_prefix("file://"))
-        .ok_or_else(|| TransferError::Rucio {
-            action: "placement".into(),
-            reason: format!(
-                "{pfn} is not a file:// PFN: place the file there first (larmon transfer with command templates)"
-            ),
-        })?
-        .to_string();
-    let directory =
-        Destination::Directory(Path::new(&path).parent().unwrap_or(Path::new("/")).into());
-    let copied = match directory.checksum(&path)? {
-        Some(found) if found.to_string() == adler32 => false,
-        Some(found) => {
-            return Err(TransferError::Verify {
-                file: file.did.clone(),
-                reason: format!("{path} holds adler32 {found}, not {adler32}: not overwritten"),
-            });
-        }
-        None => {
-            let partial = directory.copy_to_partial(&file.path, &path)?;
-            let copy = directory.checksum(&partial)?;
-            if copy.map(|a| a.to_string()) != Some(adler32.clone()) {
-                return Err(TransferError::Verify {
-                    file: file.did.clone(),
-                    reason: format!("the copy at {partial} does not verify"),
-                });
-            }
-            directory.publish(&partial, &path)?;
-            true
-        }
-    };
+    let (storage, location) = Destination::for_pfn(&pfn)?;
+    let copied = place_file(file, &storage, &location)? == Outcome::Copied;
     client.add_replica(&target.rse, scope, name, file.size, &adler32)?;
     let dataset = dataset_of(file, &target.dataset);
     client.add_dataset(scope, &dataset)?;

@@ -18,17 +18,23 @@ use larmon_transfer::{Destination, Outcome, RetryPolicy, run_queue};
 /// never overwritten (a visible failure). Failures are retried with exponential backoff and
 /// shown by `--status`. Safe against kill -9 at any moment: run it again.
 ///
-/// Destinations: --to DIR (local or mounted; files go to DIR/<namespace>/<name>), or command
-/// templates for remote storage with --remote-root, --copy-command ({src} {tmp}),
-/// --checksum-command ({dst}; prints the adler32, exit ≠ 0 if absent) and --rename-command
-/// ({tmp} {dst}).
+/// Destinations (files go to <destination>/<namespace>/<name>):
+///   --to DIR                       a local or mounted directory;
+///   --to root://HOST[:PORT]//PATH  an XRootD server: xrdcp copies, the server computes the
+///                                  adler32 (xrdfs query checksum), xrdfs mv publishes
+///                                  (needs xrootd-client; the server needs
+///                                  `xrootd.chksum adler32`);
+///   command templates for any other storage: --remote-root, --copy-command ({src} {tmp}),
+///   --checksum-command ({dst}; prints the adler32, exit ≠ 0 if absent) and --rename-command
+///   ({tmp} {dst}).
 ///
 /// Examples:
 ///   larmon transfer --db dm.sqlite --to /global/cfs/cdirs/dune/2x2 --site NERSC
+///   larmon transfer --db dm.sqlite --to root://dtn.nersc.gov//dune/2x2 --site NERSC
 ///   larmon transfer --db dm.sqlite --site NERSC --remote-root /dune/2x2 \
-///       --copy-command 'xrdcp -f {src} root://dtn.nersc.gov/{tmp}' \
-///       --checksum-command 'xrdadler32 root://dtn.nersc.gov/{dst}' \
-///       --rename-command 'xrdfs dtn.nersc.gov mv {tmp} {dst}'
+///       --copy-command 'gfal-copy -f {src} davs://webdav.example:2880{tmp}' \
+///       --checksum-command 'gfal-sum davs://webdav.example:2880{dst} ADLER32' \
+///       --rename-command 'gfal-rename davs://webdav.example:2880{tmp} davs://webdav.example:2880{dst}'
 ///   larmon transfer --db dm.sqlite --site NERSC --status
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
@@ -106,9 +112,9 @@ pub fn run(args: Args) -> Result<()> {
 /// Where replicas go and how failed copies are retried (shared by `transfer` and `daq`).
 #[derive(clap::Args)]
 pub struct DestinationArgs {
-    /// A local or mounted destination directory.
-    #[arg(long, conflicts_with = "copy_command")]
-    to: Option<PathBuf>,
+    /// A local or mounted destination directory, or an XRootD URL root://HOST[:PORT]//PATH.
+    #[arg(long, conflicts_with = "copy_command", value_name = "DIR|URL")]
+    to: Option<String>,
     /// Root path on the remote side (with command templates).
     #[arg(long, requires = "copy_command")]
     remote_root: Option<String>,
@@ -133,14 +139,16 @@ impl DestinationArgs {
     /// The destination these flags name.
     pub fn destination(&self) -> Result<Destination> {
         Ok(match (&self.to, &self.copy_command) {
-            (Some(dir), None) => Destination::Directory(dir.clone()),
+            (Some(to), None) => Destination::parse(to)?,
             (None, Some(copy)) => Destination::Commands {
                 root: self.remote_root.clone().unwrap_or_default(),
                 copy: copy.clone(),
                 checksum: self.checksum_command.clone().unwrap_or_default(),
                 rename: self.rename_command.clone().unwrap_or_default(),
             },
-            _ => bail!("give a destination: --to DIR, or --copy-command with its companions"),
+            _ => bail!(
+                "give a destination: --to DIR, --to root://HOST//PATH, or --copy-command with its companions"
+            ),
         })
     }
 
@@ -157,7 +165,7 @@ impl DestinationArgs {
 ///
 /// For each file (of --run, or all): compare with an existing DID (Rucio would silently keep
 /// other bytes), place the file at the RSE's deterministic PFN (partial name, adler32 verified,
-/// rename; a file:// RSE), register the replica with bytes and adler32, create the run's
+/// rename; file:// and root:// RSEs), register the replica with bytes and adler32, create the run's
 /// dataset, attach the file, and add the dataset's replication rule to --rule-rse. Every step
 /// is idempotent: running it again changes nothing. The replica is recorded in the catalog
 /// under the RSE's name.
