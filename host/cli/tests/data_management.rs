@@ -1161,9 +1161,11 @@ fn rucio_rses(rucio: &Rucio, dir: &Path, tag: &str) -> (String, String) {
 fn rucio_rses_on(rucio: &Rucio, dir: &Path, tag: &str, xrootd: Option<&str>) -> (String, String) {
     let tag = format!("{:X}{tag}", std::process::id());
     let (drop_rse, target_rse) = (format!("DROP{tag}"), format!("NERSC{tag}"));
-    let scope = "neardet-2x2-lar-charge";
-    let (status, body) = rucio.post(&format!("/scopes/root/{scope}"), json!({}));
-    assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
+    // The scopes of charge files and of DQ packs (the combined detector's namespace).
+    for scope in ["neardet-2x2-lar-charge", "neardet-2x2-lar"] {
+        let (status, body) = rucio.post(&format!("/scopes/root/{scope}"), json!({}));
+        assert!(status == 201 || body.contains("Duplicate"), "{status} {body}");
+    }
     for rse in [&drop_rse, &target_rse] {
         let prefix = dir.join("rse").join(rse);
         let server = xrootd.filter(|_| *rse == drop_rse);
@@ -1233,10 +1235,15 @@ fn the_daq_chain_registers_its_files_in_a_real_rucio() {
     let rucio = Rucio::login(&url);
     let (drop_rse, target_rse) = rucio_rses(&rucio, &dir, "D");
     let (db, nersc) = (dir.join("dm.sqlite"), dir.join("nersc"));
+    // The run's DQ is done, so its pack is shipped and registered too.
+    let (dqm, packs) = (dir.join("dqm"), dir.join("packs"));
+    let files: Vec<PathBuf> = std::fs::read_dir(&daq).unwrap().map(|e| e.unwrap().path()).collect();
+    run_packet_rate_only(&dir, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &dqm, &[]);
     let chain = || {
         Command::new(env!("CARGO_BIN_EXE_larmon"))
             .args(["daq", p(&daq), "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)])
             .args(["--stable-s", "0", "--once", "--clean-buffer-after-s", "0"])
+            .args(["--dq-out", p(&dqm), "--pack-dq-into", p(&packs), "--pack-dq-after-s", "0"])
             .args(["--rucio-url", &url, "--rucio-username", "ddmlab"])
             .args(["--rse", &drop_rse, "--rule-rse", &target_rse])
             .env("RUCIO_PASSWORD", "secret")
@@ -1244,13 +1251,131 @@ fn the_daq_chain_registers_its_files_in_a_real_rucio() {
             .unwrap()
     };
     let first = ok(chain());
-    assert_eq!(first.matches("registered ").count(), 2, "{first}");
+    assert_eq!(first.matches("registered ").count(), 3, "2 files and the DQ pack: {first}");
     assert_eq!(first.matches("cleaned ").count(), 2, "{first}");
     let dataset = format!("neardet-2x2-lar-charge_run{run:07}");
     let replicas = rucio.get(&format!("/replicas/neardet-2x2-lar-charge/{dataset}"));
     assert_eq!(replicas.len(), 2, "{replicas:?}");
     assert!(replicas.iter().all(|r| r["states"][&drop_rse] == "AVAILABLE"), "{replicas:?}");
+    let packs_dataset = format!("neardet-2x2-lar_run{run:07}");
+    let replicas = rucio.get(&format!("/replicas/neardet-2x2-lar/{packs_dataset}"));
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    assert!(replicas[0]["name"].as_str().unwrap().starts_with("dqm-"), "{replicas:?}");
+    assert_eq!(replicas[0]["states"][&drop_rse], "AVAILABLE", "{replicas:?}");
     let again = ok(chain());
     assert!(!again.contains("registered ") && !again.contains("cleaned "), "{again}");
-    assert!(again.contains("past: declare 2, replicate 2, register 2"), "{again}");
+    assert!(again.contains("past: declare 3, replicate 3, register 3"), "{again}");
+    assert!(again.contains("clean 2, pack 1"), "{again}");
+}
+
+/// `larmon daq --pack-dq-into`: once the folder has settled and a run's report has been quiet
+/// long enough, the run's DQ outputs are packed, catalogued with the data files as parents and
+/// replicated like data; a later pass changes nothing; a report that changes after its pack
+/// gets a second revision, and the first stays as it was.
+#[test]
+fn the_daq_chain_packs_a_settled_runs_dq_outputs_and_ships_them() {
+    let dir = scratch("dm-daq-pack");
+    let daq = dir.join("daq");
+    ok(larmon(
+        &["simulate", "--run", "62", "--duration-s", "3", "--files", "2", "--no-light"]
+            .into_iter()
+            .chain(["--out", p(&daq)])
+            .collect::<Vec<_>>(),
+    ));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&daq).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with("truth.json") {
+            std::fs::remove_file(path).unwrap(); // not data
+        } else if path.extension().is_some_and(|e| e == "h5") {
+            files.push(path);
+        }
+    }
+    assert_eq!(files.len(), 2);
+    let (db, nersc) = (dir.join("dm.sqlite"), dir.join("nersc"));
+    let (dqm, packs) = (dir.join("dqm"), dir.join("packs"));
+    let chain = |quiet_s: &str| {
+        let mut args = vec!["daq", p(&daq), "--db", p(&db), "--site", "NERSC", "--to", p(&nersc)];
+        args.extend(["--dq-out", p(&dqm), "--pack-dq-into", p(&packs)]);
+        args.extend(["--pack-dq-after-s", quiet_s, "--stable-s", "0", "--once"]);
+        let out = larmon(&args);
+        let status = read_json(&dqm.join("daq-status.json"));
+        (ok(out), status)
+    };
+    let packed = |text: &str| text.matches("packed the DQ outputs into").count();
+
+    // No report yet: nothing to pack.
+    let (first, status) = chain("0");
+    assert_eq!(packed(&first), 0, "{first}");
+    assert_eq!(status["backlog"]["pack"], 0, "{status}");
+    assert_eq!(status["backlog"]["process"], 2, "{status}");
+    // Processed, but the report has not been quiet for an hour: waiting.
+    run_packet_rate_only(&dir, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &dqm, &[]);
+    let run_dirs: Vec<String> = std::fs::read_dir(&dqm)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("report.json").is_file())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(run_dirs.len(), 1, "one run: {run_dirs:?}");
+    let run = &run_dirs[0];
+    let (waiting, status) = chain("3600");
+    assert_eq!(packed(&waiting), 0, "{waiting}");
+    assert_eq!(status["backlog"]["pack"], 1, "{status}");
+
+    // Quiet long enough: packed, catalogued and replicated in the same pass.
+    let (shipped, status) = chain("0");
+    assert_eq!(packed(&shipped), 1, "{shipped}");
+    let name = format!("dqm-{run}.tar.gz");
+    assert!(shipped.contains(&format!("replicated neardet-2x2-lar:{name} (Copied)")), "{shipped}");
+    assert_eq!((&status["done"]["pack"], &status["backlog"]["pack"]), (&json!(1), &json!(0)));
+    let pack = packs.join(&name);
+    let replica = nersc.join("neardet-2x2-lar").join(&name);
+    assert_eq!(std::fs::read(&replica).unwrap(), std::fs::read(&pack).unwrap());
+    let show: Value =
+        serde_json::from_str(&ok(larmon(&["catalog", "--db", p(&db), "show", &name]))).unwrap();
+    let parents: Vec<&str> = show["file"]["declaration"]["parents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["did"].as_str().unwrap())
+        .collect();
+    assert_eq!(parents.len(), 2, "{show}");
+    for file in &files {
+        let did = format!("neardet-2x2-lar-charge:{}", file.file_name().unwrap().to_string_lossy());
+        assert!(parents.contains(&did.as_str()), "{did} in {parents:?}");
+    }
+    assert_eq!(read_json(&packs.join(format!("{name}.json")))["name"], json!(name), "sidecar");
+
+    // Nothing changed: nothing is packed again.
+    let (again, status) = chain("0");
+    assert_eq!(packed(&again), 0, "{again}");
+    assert_eq!(status["done"]["pack"], 1, "{status}");
+
+    // The report written again with the same content: the same pack, no new revision.
+    let first_bytes = std::fs::read(&pack).unwrap();
+    let report = dqm.join(run).join("report.json");
+    let report_text = std::fs::read(&report).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&report, &report_text).unwrap();
+    let (same, status) = chain("0");
+    assert_eq!(packed(&same), 0, "{same}");
+    assert_eq!(status["done"]["pack"], 1, "{status}");
+    assert!(!packs.join(format!("dqm-{run}.r2.tar.gz")).exists());
+
+    // The run processed again (a later report): a second revision, the first untouched.
+    std::thread::sleep(Duration::from_millis(20));
+    run_packet_rate_only(&dir, &files.iter().map(PathBuf::as_path).collect::<Vec<_>>(), &dqm, &[]);
+    assert_ne!(std::fs::read(&report).unwrap(), report_text, "the report says when it was made");
+    let (revised, _) = chain("0");
+    let second = format!("dqm-{run}.r2.tar.gz");
+    assert!(revised.contains(&format!("neardet-2x2-lar:{second}")), "{revised}");
+    assert_eq!(std::fs::read(&pack).unwrap(), first_bytes, "revision 1 unchanged");
+    assert_eq!(std::fs::read(&replica).unwrap(), first_bytes);
+    assert!(nersc.join("neardet-2x2-lar").join(&second).is_file());
+    let show: Value =
+        serde_json::from_str(&ok(larmon(&["catalog", "--db", p(&db), "show", &second]))).unwrap();
+    assert_eq!(show["file"]["declaration"]["metadata"]["dune.dq_revision"], json!(2), "{show}");
+    let (last, _) = chain("0");
+    assert_eq!(packed(&last), 0, "{last}");
 }

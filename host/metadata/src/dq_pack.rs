@@ -132,6 +132,17 @@ fn write_pack(run_dir: &Path, report: &RunReport, path: &Path) -> Result<(), Met
     Ok(())
 }
 
+/// The file name of revision `revision` of run `run`'s pack: `dqm-<run>.tar.gz` for the first,
+/// `dqm-<run>.r<N>.tar.gz` for a later one (a run whose report changed after its pack was
+/// declared — a late file, a sign-off — gets a new file: a declared file is never rewritten).
+pub fn pack_name(run: &str, revision: u32) -> String {
+    if revision <= 1 {
+        format!("dqm-{run}.tar.gz")
+    } else {
+        format!("dqm-{run}.r{revision}.tar.gz")
+    }
+}
+
 /// Packs run `run` of larmon output folder `out` into `into/dqm-<run>.tar.gz` and declares it:
 /// namespace `neardet-2x2-lar`, tier `dqm`, format `tar.gz`, the runs of its data files, the
 /// data's time span, the run's quality flag and detector-description hash, and the data files
@@ -141,6 +152,18 @@ pub fn pack_run(
     run: &str,
     into: &Path,
     data_stream: &str,
+) -> Result<DqPack, MetadataError> {
+    pack_run_revision(out, run, into, data_stream, 1)
+}
+
+/// [`pack_run`] as revision `revision` ([`pack_name`]); revisions after the first carry
+/// `dune.dq_revision`.
+pub fn pack_run_revision(
+    out: &Path,
+    run: &str,
+    into: &Path,
+    data_stream: &str,
+    revision: u32,
 ) -> Result<DqPack, MetadataError> {
     let run_dir = out.join(run);
     let report_path = run_dir.join("report.json");
@@ -157,7 +180,7 @@ pub fn pack_run(
         return Err(invalid(&report_path, format!("run name {:?} cannot name a file", report.run)));
     }
     std::fs::create_dir_all(into).map_err(|e| CatalogError::io(into, e))?;
-    let name = format!("dqm-{}.tar.gz", report.run);
+    let name = pack_name(&report.run, revision);
     let path = into.join(&name);
     write_pack(&run_dir, &report, &path)?;
     let (adler32, size) = Adler32::of_file(&path).map_err(|e| CatalogError::io(&path, e))?;
@@ -202,6 +225,9 @@ pub fn pack_run(
     put("dune.dq_run", report.run.clone().into());
     put("dune.dq_flag", flag.into());
     put("dune.dq_files", json!(report.files.len()));
+    if revision > 1 {
+        put("dune.dq_revision", json!(revision));
+    }
     if !report.provenance.detector_sha256.is_empty() {
         put("dune.detector_sha256", report.provenance.detector_sha256.clone().into());
     }

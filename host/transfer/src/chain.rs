@@ -2,7 +2,8 @@
 //! (from its verified DAQ sidecar or from the data), catalogued, replicated to the site with its
 //! adler32 verified there, registered in Rucio (when a Rucio target is given), judged processed
 //! when a run report lists it, and — only if asked — removed from the DAQ buffer once its
-//! remote copy verifies again.
+//! remote copy verifies again. With [`DqPacking`], each run's DQ outputs are packed once the
+//! run has settled, catalogued, and shipped (replicated, registered) like the data.
 //!
 //! A pass recomputes everything from the folder, the catalog and the destination, so the chain
 //! keeps no state of its own: after a kill -9 at any point the next pass goes on where the last
@@ -14,13 +15,34 @@ use std::time::{Duration, SystemTime};
 
 use larmon_catalog::metadata::sidecar_path;
 use larmon_catalog::{Adler32, Catalog, Declaration};
-use larmon_report::{DaqFailure, DaqStatus};
+use larmon_report::{DaqFailure, DaqStatus, RunStore};
 
 use crate::rucio::{RucioClient, RucioTarget, register_file};
 use crate::{Destination, Outcome, RetryPolicy, TransferError, run_queue};
 
 /// The stages of the chain, in order (the keys of [`DaqStatus::backlog`] and `done`).
-pub const STAGES: [&str; 6] = ["arriving", "declare", "replicate", "register", "process", "clean"];
+pub const STAGES: [&str; 7] =
+    ["arriving", "declare", "replicate", "register", "process", "clean", "pack"];
+
+/// Packs run `run` as revision `revision`: the pack's file and declaration, or why not.
+pub type PackRun<'a> = dyn Fn(&str, u32) -> Result<(PathBuf, Declaration), String> + 'a;
+
+/// Packing each run's DQ outputs (report and figures) as a file shipped like the data
+/// (`larmon daq --pack-dq-into`). A run is packed once its report has been unchanged for
+/// `quiet_for`, no file of the folder is arriving or undeclared and every file there has been
+/// processed; a run whose report changes after its pack was catalogued gets a new revision.
+pub struct DqPacking<'a> {
+    /// The DQ output folder's run reports.
+    pub reports: &'a RunStore,
+    /// Where packs are written; catalogued files under it are replicated and registered.
+    pub into: PathBuf,
+    /// How long a run's report must be unchanged before it is packed.
+    pub quiet_for: Duration,
+    /// The file name of a run's pack revision (1, 2, …).
+    pub name: fn(&str, u32) -> String,
+    /// Packs a run as a revision into `into`: the file and its declaration.
+    pub pack: &'a PackRun<'a>,
+}
 
 /// When a DAQ file may be removed from the buffer.
 #[derive(Clone, Debug)]
@@ -57,6 +79,8 @@ pub enum ChainEvent {
     Registered(String, String),
     /// A file was removed from the DAQ buffer after its remote copy verified.
     Cleaned(PathBuf),
+    /// A run's DQ outputs were packed into this file and catalogued under this DID.
+    Packed(PathBuf, String),
     /// A stage failed for a file (retried on the next pass).
     Failed(DaqFailure),
 }
@@ -89,13 +113,15 @@ fn age(path: &Path) -> Option<Duration> {
 
 /// One pass of the chain. `declare` reads a file's declaration (its verified sidecar, else
 /// the data); `rucio` registers replicated files (None: no Rucio stage); `processed` holds the
-/// file names some run report lists (None: no DQ stage).
+/// file names some run report lists (None: no DQ stage); `packing` packs settled runs' DQ
+/// outputs (it needs `processed`).
 pub fn pass(
     catalog: &mut Catalog,
     options: &ChainOptions,
     declare: &dyn Fn(&Path) -> Result<Declaration, String>,
     rucio: Option<(&RucioClient, &RucioTarget)>,
     processed: Option<&BTreeSet<String>>,
+    packing: Option<&DqPacking<'_>>,
     on_event: impl FnMut(&ChainEvent),
 ) -> Result<DaqStatus, TransferError> {
     let on_event = std::cell::RefCell::new(on_event);
@@ -129,6 +155,72 @@ pub fn pass(
         }
     }
 
+    // Pack the runs that settled; the packs are catalogued, so the queue below ships them.
+    if let (Some(packing), Some(processed)) = (packing, processed) {
+        let settled = backlog.get("arriving") == Some(&0)
+            && !failures.iter().any(|f| f.stage == "declare")
+            && files.iter().all(|f| {
+                f.file_name().is_some_and(|n| processed.contains(n.to_string_lossy().as_ref()))
+            });
+        let (runs, _unreadable) = packing.reports.runs();
+        for report in runs {
+            let report_path = packing.reports.root().join(&report.run).join("report.json");
+            // The newest catalogued revision of this run's pack.
+            let mut newest = None;
+            for revision in 1.. {
+                match catalog.find(&(packing.name)(&report.run, revision))? {
+                    Some(record) => newest = Some((revision, record)),
+                    None => break,
+                }
+            }
+            let report_age = age(&report_path);
+            let revision = match &newest {
+                // Packed after the report's last change (or the pack is not here to compare).
+                Some((revision, record)) => match (age(&record.path), report_age) {
+                    (Some(pack_age), Some(report_age)) if pack_age > report_age => revision + 1,
+                    _ => {
+                        *done.entry("pack".into()).or_default() += 1;
+                        continue;
+                    }
+                },
+                None => 1,
+            };
+            if !settled || report_age.is_none_or(|a| a < packing.quiet_for) {
+                *backlog.entry("pack".into()).or_default() += 1;
+                continue;
+            }
+            let packed = (packing.pack)(&report.run, revision).and_then(|(path, declaration)| {
+                // A report written again with the same content packs to the same bytes (packs
+                // are reproducible): no new revision, the newest one is marked as current.
+                let same = newest.as_ref().filter(|(_, record)| {
+                    declaration.checksums.get("adler32") == Some(&record.adler32)
+                });
+                if let Some((_, record)) = same {
+                    let _ = std::fs::remove_file(sidecar_path(&path));
+                    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let touch = std::fs::File::options().append(true).open(&record.path);
+                    touch
+                        .and_then(|f| f.set_modified(SystemTime::now()))
+                        .map_err(|e| format!("{}: {e}", record.path.display()))?;
+                    return Ok(None);
+                }
+                catalog.add(&path, &declaration).map_err(|e| e.to_string())?;
+                Ok(Some((path, declaration.did())))
+            });
+            match packed {
+                Ok(None) => *done.entry("pack".into()).or_default() += 1,
+                Ok(Some((path, did))) => {
+                    *done.entry("pack".into()).or_default() += 1;
+                    emit(&ChainEvent::Packed(path, did));
+                }
+                Err(error) => {
+                    *backlog.entry("pack".into()).or_default() += 1;
+                    fail(&mut failures, &report_path, "pack", error);
+                }
+            }
+        }
+    }
+
     // Replicate everything catalogued and not yet at the site.
     run_queue(catalog, &options.site, &options.destination, &options.policy, |record, result| {
         match result {
@@ -150,9 +242,14 @@ pub fn pass(
     let in_folder: BTreeSet<PathBuf> = files.iter().cloned().collect();
     for record in &records {
         // The file in the folder under its name (it may have been catalogued from elsewhere).
-        let local = options.folder.join(&record.declaration.name);
-        let here = in_folder.contains(&local);
-        if !here && !record.path.starts_with(&options.folder) {
+        let is_pack = packing.is_some_and(|p| record.path.starts_with(&p.into));
+        let local = if is_pack {
+            record.path.clone()
+        } else {
+            options.folder.join(&record.declaration.name)
+        };
+        let here = !is_pack && in_folder.contains(&local);
+        if !here && !record.path.starts_with(&options.folder) && !is_pack {
             continue; // not a file of this folder
         }
         *done.entry("declare".into()).or_default() += 1;
@@ -181,6 +278,9 @@ pub fn pass(
             if !registered {
                 continue;
             }
+        }
+        if is_pack {
+            continue; // DQ outputs: not processed, and not in the DAQ buffer
         }
         let name = record.declaration.name.as_str();
         let is_processed = processed.is_none_or(|names| names.contains(name));

@@ -7,11 +7,13 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use larmon_catalog::Catalog;
+use larmon_catalog::metadata::write_sidecar;
+use larmon_catalog::{Catalog, Declaration};
+use larmon_metadata::dq_pack::{pack_name, pack_run_revision};
 use larmon_pipeline::output::write_atomically;
 use larmon_report::health::DAQ_STATUS_FILE;
 use larmon_report::{DaqStatus, RunStore};
-use larmon_transfer::chain::{ChainEvent, ChainOptions, CleanUp, pass};
+use larmon_transfer::chain::{ChainEvent, ChainOptions, CleanUp, DqPacking, pass};
 use larmon_transfer::rucio::RucioTarget;
 
 use super::catalog::declaration_of;
@@ -32,6 +34,10 @@ use super::transfer::{DestinationArgs, rucio_login};
 ///              restarted if it stops)
 ///   clean      with --clean-buffer-after-s: replicated, processed, unchanged that long, and
 ///              the remote copy's adler32 checked again: then the file (and its sidecar) goes
+///   pack       with --pack-dq-into: once nothing is arriving, every file is processed and a
+///              run's report is unchanged for --pack-dq-after-s, its report and figures are
+///              packed (`larmon pack`), catalogued, replicated and registered like the data;
+///              a run whose report changes later gets a new revision (dqm-<run>.r2.tar.gz)
 /// Nothing is kept outside the catalog and the folders, so kill -9 at any moment loses
 /// nothing: the next start goes on, and a repeated pass changes nothing. After each pass the
 /// backlog per stage and the failures are written to daq-status.json (in --dq-out, else beside
@@ -41,6 +47,8 @@ use super::transfer::{DestinationArgs, rucio_login};
 ///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /global/cfs/cdirs/dune/2x2 \
 ///       --dq-out /data/dqm
 ///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /mnt/nersc --clean-buffer-after-s 86400
+///   larmon daq /data/daq --db dm.sqlite --site NERSC --to root://dtn.example//dune/2x2 \
+///       --dq-out /data/dqm --pack-dq-into /data/dq-packs
 ///   larmon daq /data/daq --db dm.sqlite --site NERSC --to /mnt/nersc --once   # one pass (cron)
 ///   larmon daq /data/daq --db dm.sqlite --site NERSC --status                 # backlog, failures
 #[derive(clap::Args)]
@@ -86,6 +94,13 @@ pub struct Args {
     /// unchanged for this many seconds, after its remote adler32 is checked again.
     #[arg(long, value_name = "SECONDS")]
     clean_buffer_after_s: Option<f64>,
+    /// Pack each settled run's DQ outputs into this folder (dqm-<run>.tar.gz with its declad
+    /// sidecar), catalogue them and ship them like the data.
+    #[arg(long, value_name = "DIR", requires = "dq_out")]
+    pack_dq_into: Option<PathBuf>,
+    /// Seconds a run's report must be unchanged (and the folder settled) before it is packed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0)]
+    pack_dq_after_s: f64,
     /// Seconds between passes.
     #[arg(long, default_value_t = 10.0)]
     poll_s: f64,
@@ -207,6 +222,35 @@ pub fn run(args: Args) -> Result<()> {
     let mut catalog = Catalog::open(&args.db)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let reports = args.dq_out.as_deref().map(RunStore::new);
+    let packs_dir = match &args.pack_dq_into {
+        Some(into) => Some(
+            std::path::absolute(into)
+                .with_context(|| format!("{}: not a usable folder", into.display()))?,
+        ),
+        None => None,
+    };
+    let pack = |run: &str, revision: u32| -> Result<(PathBuf, Declaration), String> {
+        let (Some(out), Some(into)) = (&args.dq_out, &packs_dir) else {
+            return Err("no --dq-out or --pack-dq-into".into());
+        };
+        let data_stream = args.metadata.data_stream();
+        let text = |e: anyhow::Error| super::error_text(&e);
+        let pack =
+            pack_run_revision(out, run, into, data_stream, revision).map_err(|e| text(e.into()))?;
+        // This revision is not catalogued yet: a sidecar left by an interrupted pass is ours.
+        write_sidecar(&pack.path, &pack.declaration, true).map_err(|e| text(e.into()))?;
+        Ok((pack.path, pack.declaration))
+    };
+    let packing = match (&reports, &packs_dir) {
+        (Some(reports), Some(into)) => Some(DqPacking {
+            reports,
+            into: into.clone(),
+            quiet_for: super::seconds(args.pack_dq_after_s),
+            name: pack_name,
+            pack: &pack,
+        }),
+        _ => None,
+    };
     let mut watch: Option<(Child, Instant)> = None;
     loop {
         if let (Some(out), false) = (&args.dq_out, args.once) {
@@ -225,34 +269,32 @@ pub fn run(args: Args) -> Result<()> {
         }
         let processed = reports.as_ref().map(processed_names);
         let rucio = rucio.as_ref().map(|(client, target)| (client, target));
-        let status =
-            pass(
-                &mut catalog,
-                &options,
-                &declare,
-                rucio,
-                processed.as_ref(),
-                |event| match event {
-                    ChainEvent::Registered(did, pfn) => println!("registered {did} at {pfn}"),
-                    ChainEvent::Declared(file, did) => {
-                        println!("declared {} as {did}", file.display())
-                    }
-                    ChainEvent::Replicated(did, outcome) => {
-                        println!("replicated {did} ({outcome:?})")
-                    }
-                    ChainEvent::Cleaned(file) => {
-                        println!("cleaned {} from the buffer", file.display())
-                    }
-                    ChainEvent::Failed(f) => {
-                        eprintln!(
-                            "larmon: {} failed for {}: {}",
-                            f.stage,
-                            f.file.display(),
-                            f.error
-                        )
-                    }
-                },
-            )?;
+        let status = pass(
+            &mut catalog,
+            &options,
+            &declare,
+            rucio,
+            processed.as_ref(),
+            packing.as_ref(),
+            |event| match event {
+                ChainEvent::Registered(did, pfn) => println!("registered {did} at {pfn}"),
+                ChainEvent::Declared(file, did) => {
+                    println!("declared {} as {did}", file.display())
+                }
+                ChainEvent::Replicated(did, outcome) => {
+                    println!("replicated {did} ({outcome:?})")
+                }
+                ChainEvent::Cleaned(file) => {
+                    println!("cleaned {} from the buffer", file.display())
+                }
+                ChainEvent::Packed(file, did) => {
+                    println!("packed the DQ outputs into {} as {did}", file.display())
+                }
+                ChainEvent::Failed(f) => {
+                    eprintln!("larmon: {} failed for {}: {}", f.stage, f.file.display(), f.error)
+                }
+            },
+        )?;
         let text = serde_json::to_vec_pretty(&status)?;
         let path = dir.join(DAQ_STATUS_FILE);
         write_atomically(&path, &text).with_context(|| format!("writing {}", path.display()))?;

@@ -99,6 +99,13 @@ pub struct MetadataArgs {
     run_db: Option<PathBuf>,
 }
 
+impl MetadataArgs {
+    /// core.data_stream of the files (and of DQ packs).
+    pub fn data_stream(&self) -> &str {
+        &self.data_stream
+    }
+}
+
 /// `RUN` or `RUN.SUBRUN` (subrun 1 when not given).
 fn parse_run(text: &str) -> Result<(u64, u64), String> {
     let (run, subrun) = text.split_once('.').unwrap_or((text, "1"));
