@@ -29,8 +29,10 @@ pub const DQM_NAMESPACE: &str = COMBINED_NAMESPACE;
 pub const DQM_TIER: &str = "dqm";
 
 /// Folders of a run left out of its pack: reviewers' versions (`larmon run --as`) are not the
-/// official report.
-const LEFT_OUT: &[&str] = &["versions"];
+/// official report; `watch/` and `shards/` are processing state (the watcher's per-file
+/// checkpoints and plugin snapshots, a sharded run's partial states), not DQ outputs — they
+/// are made again from the data, and they were most of a pack's bytes.
+const LEFT_OUT: &[&str] = &["versions", "watch", "shards"];
 
 /// A packed run: the file and its declaration.
 #[derive(Debug)]
