@@ -479,6 +479,36 @@ fn xrootd_test_url() -> Option<String> {
     url.map(|u| u.trim_end_matches('/').to_string())
 }
 
+/// The WebDAV endpoint of the same server (XrdHttp; `.ci/xrootd-local.sh` serves it on the
+/// root:// port + 100), or `None` and the test says SKIPPED.
+fn xrootd_http_test_url() -> Option<String> {
+    let url = std::env::var("XROOTD_HTTP_TEST_URL").ok();
+    if url.is_none() {
+        println!(
+            "SKIPPED: XROOTD_HTTP_TEST_URL is not set (bash .ci/xrootd-local.sh start, then export XROOTD_HTTP_TEST_URL=http://127.0.0.1:11194)"
+        );
+    }
+    url.map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// What the WebDAV server itself says of a file, asked with curl (not larmon): the adler32 in
+/// its `Digest` answer to `Want-Digest: adler32`, or `None` when it answers 404.
+fn webdav_adler32(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sI", "-H", "Want-Digest: adler32", url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.lines().next().is_some_and(|status| status.contains(" 404")) {
+        return None;
+    }
+    let digest = text
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("digest:").map(str::to_string));
+    let digest = digest.unwrap_or_else(|| panic!("{url}: no Digest in {text}"));
+    Some(digest.trim().trim_start_matches("adler32=").to_string())
+}
+
 /// What the XRootD client itself (not larmon) says of a root:// file: its adler32 from the
 /// server, or `None` when it is not there.
 fn xrootd_adler32(url: &str) -> Option<String> {
@@ -493,12 +523,28 @@ fn xrootd_adler32(url: &str) -> Option<String> {
 /// failure, not a hang.
 #[test]
 fn transfer_over_root_to_a_real_xrootd_server_checks_adler32_there() {
-    let Some(server) = xrootd_test_url() else { return };
-    let dir = scratch("dm-transfer-xrootd");
+    if let Some(server) = xrootd_test_url() {
+        transfer_to_storage(&server, "xrdfs query checksum root://127.0.0.1:1//");
+    }
+}
+
+/// The same with `--to http://…` against a real WebDAV server (XRootD's XrdHttp): PUT, the
+/// server's adler32 Digest, MOVE.
+#[test]
+fn transfer_over_webdav_to_a_real_server_checks_adler32_there() {
+    if let Some(server) = xrootd_http_test_url() {
+        transfer_to_storage(&server, "HTTP HEAD http://127.0.0.1:1/");
+    }
+}
+
+fn transfer_to_storage(server: &str, dead_server_error: &str) {
+    let is_root = server.starts_with("root://");
+    let dir = scratch(if is_root { "dm-transfer-xrootd" } else { "dm-transfer-webdav" });
     let db = transfer_fixture(&dir, 4);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let base = format!("{server}//larmon-test/transfer-{}-{nanos}", std::process::id());
+    let slash = if is_root { "//" } else { "/" };
+    let base = format!("{server}{slash}larmon-test/transfer-{}-{nanos}", std::process::id());
     let transfer = |site: &str, to: &str| {
         larmon(&["transfer", "--db", p(&db), "--site", site, "--to", to, "--backoff-s", "0"])
     };
@@ -510,8 +556,8 @@ fn transfer_over_root_to_a_real_xrootd_server_checks_adler32_there() {
         let record: Value = serde_json::from_str(line).unwrap();
         let name = record["declaration"]["name"].as_str().unwrap().to_string();
         let url = format!("{base}/neardet-2x2-lar-light/{name}");
-        assert_eq!(xrootd_adler32(&url).as_deref(), record["adler32"].as_str(), "{url}");
-        assert_eq!(xrootd_adler32(&format!("{url}.larmon-partial")), None, "partial left");
+        assert_eq!(storage_adler32(server, &url).as_deref(), record["adler32"].as_str(), "{url}");
+        assert_eq!(storage_adler32(server, &format!("{url}.larmon-partial")), None, "partial");
         let show: Value = serde_json::from_str(&ok(larmon(&[
             "catalog",
             "--db",
@@ -532,23 +578,30 @@ fn transfer_over_root_to_a_real_xrootd_server_checks_adler32_there() {
     let squatter = format!("{other}/neardet-2x2-lar-light/{}", names[0]);
     let junk = dir.join("junk");
     std::fs::write(&junk, b"someone else's bytes").unwrap();
-    let copied = Command::new("xrdcp").args(["--silent", p(&junk), &squatter]).status().unwrap();
-    assert!(copied.success());
-    let squatter_adler = xrootd_adler32(&squatter);
+    let placed = if is_root {
+        Command::new("xrdcp").args(["--silent", p(&junk), &squatter]).status().unwrap()
+    } else {
+        Command::new("curl").args(["-sf", "-T", p(&junk), &squatter]).status().unwrap()
+    };
+    assert!(placed.success());
+    let squatter_adler = storage_adler32(server, &squatter);
+    assert!(squatter_adler.is_some());
     let out = transfer("OTHER", &other);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not overwritten"));
-    assert_eq!(xrootd_adler32(&squatter), squatter_adler);
+    assert_eq!(storage_adler32(server, &squatter), squatter_adler);
     let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "OTHER", "--status"]));
     assert!(status.starts_with("OTHER: 3 done, 0 queued, 1 failed"), "{status}");
 
     // Nobody listening: each file fails at once with the client's error, kept for --status.
     let started = Instant::now();
-    let out = transfer("NOWHERE", "root://127.0.0.1:1//larmon-test");
+    let dead =
+        if is_root { "root://127.0.0.1:1//larmon-test" } else { "http://127.0.0.1:1/larmon-test" };
+    let out = transfer("NOWHERE", dead);
     assert!(!out.status.success());
     let status = ok(larmon(&["transfer", "--db", p(&db), "--site", "NOWHERE", "--status"]));
     assert!(status.starts_with("NOWHERE: 0 done, 0 queued, 4 failed"), "{status}");
-    assert!(status.contains("xrdfs query checksum root://127.0.0.1:1//"), "{status}");
+    assert!(status.contains(dead_server_error), "{status}");
     println!("4 failures against a closed port took {:?}", started.elapsed());
 }
 
@@ -747,14 +800,40 @@ fn rucio_registration_against_a_real_server_is_complete_and_idempotent() {
 /// the XRootD client), registered AVAILABLE there; a second pass copies nothing.
 #[test]
 fn rucio_places_files_on_an_xrootd_rse_and_checks_adler32_there() {
+    if let Some(server) = xrootd_test_url() {
+        rucio_places_files_on_storage(&server, "X");
+    }
+}
+
+/// The same on an RSE whose protocol is WebDAV (http, XRootD's XrdHttp): placed with PUT at
+/// the PFN Rucio gives, adler32 from the server's Digest, AVAILABLE; a second pass copies
+/// nothing.
+#[test]
+fn rucio_places_files_on_a_webdav_rse_and_checks_adler32_there() {
+    if let Some(server) = xrootd_http_test_url() {
+        rucio_places_files_on_storage(&server, "W");
+    }
+}
+
+/// What the storage itself (not larmon) says of a file: its adler32, or `None` when absent —
+/// `xrdadler32` for root:// (Rucio's one-slash PFN read as the absolute path), a HEAD with
+/// `Want-Digest: adler32` by curl for http://.
+fn storage_adler32(server: &str, url: &str) -> Option<String> {
+    if server.starts_with("root://") {
+        let path = url.strip_prefix(server).unwrap_or_else(|| panic!("{url}"));
+        return xrootd_adler32(&format!("{server}//{}", path.trim_start_matches('/')));
+    }
+    webdav_adler32(url)
+}
+
+fn rucio_places_files_on_storage(server: &str, tag: &str) {
     let Ok(url) = std::env::var("RUCIO_TEST_URL") else {
         println!("SKIPPED: RUCIO_TEST_URL is not set (bash .ci/rucio-local.sh start)");
         return;
     };
-    let Some(server) = xrootd_test_url() else { return };
-    let dir = scratch("dm-rucio-xrootd");
+    let dir = scratch(&format!("dm-rucio-storage-{tag}"));
     let daq = dir.join("daq");
-    let run = 3_000_000 + std::process::id() % 1_000_000;
+    let run = 3_000_000 + std::process::id() % 1_000_000 + if tag == "W" { 1 } else { 0 };
     let run_text = run.to_string();
     ok(larmon(
         &["simulate", "--run", &run_text, "--duration-s", "3", "--files", "2"]
@@ -773,7 +852,7 @@ fn rucio_places_files_on_an_xrootd_rse_and_checks_adler32_there() {
     add.extend(files.iter().map(|f| p(f)));
     ok(larmon(&add));
     let rucio = Rucio::login(&url);
-    let (drop_rse, target_rse) = rucio_rses_on(&rucio, &dir, "X", Some(&server));
+    let (drop_rse, target_rse) = rucio_rses_on(&rucio, &dir, tag, Some(server));
     let register = || {
         ok(Command::new(env!("CARGO_BIN_EXE_larmon"))
             .args(["rucio", "--db", p(&db), "--url", &url, "--username", "ddmlab"])
@@ -793,15 +872,13 @@ fn rucio_places_files_on_an_xrootd_rse_and_checks_adler32_there() {
         let (adler, _) = Adler32::of_file(&daq.join(name)).unwrap();
         assert_eq!(replica["states"][&drop_rse], "AVAILABLE", "{replica}");
         let pfn = replica["rses"][&drop_rse][0].as_str().unwrap();
-        // Rucio writes root://host:port/prefix/… with one slash, which the XRootD client takes
-        // for a relative path; larmon (like dCache's door) reads it as the absolute path.
-        let path = pfn.strip_prefix(&server).unwrap_or_else(|| panic!("{pfn}"));
+        let path = pfn.strip_prefix(server).unwrap_or_else(|| panic!("{pfn}"));
         let path = path.trim_start_matches('/');
         assert!(path.starts_with(&format!("larmon-test/{drop_rse}/")), "{pfn}");
         assert!(pfn.ends_with(&format!("/{name}")), "{pfn}");
-        let absolute = format!("{server}//{path}");
-        assert_eq!(xrootd_adler32(&absolute), Some(adler.to_string()), "{absolute}");
-        assert_eq!(xrootd_adler32(&format!("{absolute}.larmon-partial")), None, "{pfn}");
+        assert_eq!(storage_adler32(server, pfn), Some(adler.to_string()), "{pfn}");
+        let partial = format!("{pfn}.larmon-partial");
+        assert_eq!(storage_adler32(server, &partial), None, "{pfn}");
         assert!(first.contains(pfn), "the PFN is printed: {first}");
     }
     let second = register();
@@ -1179,12 +1256,19 @@ fn rucio_rses_on(rucio: &Rucio, dir: &Path, tag: &str, xrootd: Option<&str>) -> 
                              "wan": {"read": 1, "write": 1, "delete": 1}});
         let (scheme, protocol) = match server {
             Some(server) => {
-                let (host, port) = server.trim_start_matches("root://").split_once(':').unwrap();
-                let protocol = json!({"scheme": "root", "hostname": host,
+                // root://host:port (XRootD) or http(s)://host:port (WebDAV).
+                let (scheme, rest) = server.split_once("://").unwrap();
+                let (host, port) = rest.split_once(':').unwrap();
+                let implementation = if scheme == "root" {
+                    "rucio.rse.protocols.xrootd.Default"
+                } else {
+                    "rucio.rse.protocols.webdav.Default"
+                };
+                let protocol = json!({"scheme": scheme, "hostname": host,
                     "port": port.trim_end_matches('/').parse::<u16>().unwrap(),
                     "prefix": format!("/larmon-test/{rse}"),
-                    "impl": "rucio.rse.protocols.xrootd.Default", "domains": domains});
-                ("root", protocol)
+                    "impl": implementation, "domains": domains});
+                (scheme, protocol)
             }
             None => {
                 let protocol = json!({"scheme": "file", "hostname": "localhost", "port": 0,

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use larmon_catalog::Adler32;
 
-use crate::{TransferError, xrootd};
+use crate::{TransferError, webdav, xrootd};
 
 /// Suffix of a copy not yet verified; never a final name.
 pub const PARTIAL_SUFFIX: &str = ".larmon-partial";
@@ -23,6 +23,11 @@ pub enum Destination {
     /// `root://host[:port]//path`; copied with `xrdcp`, checksummed by the server, renamed with
     /// `xrdfs mv` (see [`crate::xrootd`]).
     XRootD(String),
+    /// HTTPS/WebDAV storage: files go to `<url>/<namespace>/<name>`, `url` being
+    /// `https://host[:port]/path` (`davs://` is read as `https://`); written with PUT,
+    /// checksummed by the server (`Want-Digest: adler32`), renamed with MOVE (see
+    /// [`crate::webdav`]).
+    Http(String),
     /// Shell command templates for other storage (`{src}`, `{dst}`, `{tmp}` are replaced by
     /// shell-quoted paths): `copy` writes `{src}` to `{tmp}`, `checksum` prints the adler32 of
     /// `{dst}` (first 8-hex-digit word of its output; non-zero exit = absent), `rename` moves
@@ -45,13 +50,14 @@ impl Destination {
     pub fn location(&self, namespace: &str, name: &str) -> String {
         match self {
             Self::Directory(root) => root.join(namespace).join(name).to_string_lossy().into_owned(),
-            Self::Commands { root, .. } | Self::XRootD(root) => {
+            Self::Commands { root, .. } | Self::XRootD(root) | Self::Http(root) => {
                 format!("{}/{namespace}/{name}", root.trim_end_matches('/'))
             }
         }
     }
 
-    /// The destination a `--to` argument names: a `root://` URL or a directory.
+    /// The destination a `--to` argument names: a `root://` URL, an `https://`/`davs://`/
+    /// `http://` URL or a directory.
     pub fn parse(to: &str) -> Result<Self, TransferError> {
         if to.starts_with("root://") || to.starts_with("xroot://") {
             let url = xrootd::XRootDUrl::parse(to).ok_or_else(|| TransferError::Command {
@@ -60,18 +66,22 @@ impl Destination {
             })?;
             return Ok(Self::XRootD(url.url()));
         }
+        if let Some(url) = webdav::http_url(to) {
+            return Ok(Self::Http(url.trim_end_matches('/').to_string()));
+        }
         if let Some((scheme, _)) = to.split_once("://") {
             return Err(TransferError::Command {
                 command: "destination".into(),
                 reason: format!(
-                    "{scheme}:// is not a destination larmon writes to: give a directory, a root:// URL, or command templates"
+                    "{scheme}:// is not a destination larmon writes to: give a directory, a root:// or https:// (davs://) URL, or command templates"
                 ),
             });
         }
         Ok(Self::Directory(to.into()))
     }
 
-    /// The destination and location of a PFN Rucio gives: `file://` (a directory) or `root://`.
+    /// The destination and location of a PFN Rucio gives: `file://` (a directory), `root://`,
+    /// or `https://`/`davs://`/`http://` (WebDAV).
     pub fn for_pfn(pfn: &str) -> Result<(Self, String), TransferError> {
         if let Some(path) =
             pfn.strip_prefix("file://localhost").or_else(|| pfn.strip_prefix("file://"))
@@ -83,10 +93,13 @@ impl Destination {
             let (server, location) = (format!("root://{}/", url.server), url.url());
             return Ok((Self::XRootD(server), location));
         }
+        if let (Some(url), Some(server)) = (webdav::http_url(pfn), webdav::server_of(pfn)) {
+            return Ok((Self::Http(server), url));
+        }
         Err(TransferError::Rucio {
             action: "placement".into(),
             reason: format!(
-                "{pfn}: larmon places files on file:// and root:// RSEs; give the RSE one of those protocols"
+                "{pfn}: larmon places files on file://, root:// and https:// (davs://) RSEs; give the RSE one of those protocols"
             ),
         })
     }
@@ -103,6 +116,7 @@ impl Destination {
                 Ok(Some(adler))
             }
             Self::XRootD(_) => xrootd::checksum(location),
+            Self::Http(_) => webdav::checksum(location),
             Self::Commands { checksum, .. } => {
                 let output = run(checksum, &[("dst", location)], true)?;
                 let Some(output) = output else { return Ok(None) };
@@ -134,6 +148,7 @@ impl Destination {
                 output.sync_all().map_err(|e| TransferError::io(path, e))?;
             }
             Self::XRootD(_) => xrootd::copy(source, &partial)?,
+            Self::Http(_) => webdav::copy(source, &partial)?,
             Self::Commands { copy, .. } => {
                 let source = source.to_string_lossy();
                 run(copy, &[("src", &source), ("tmp", &partial)], false)?;
@@ -154,6 +169,7 @@ impl Destination {
                 Ok(())
             }
             Self::XRootD(_) => xrootd::rename(partial, location),
+            Self::Http(_) => webdav::rename(partial, location),
             Self::Commands { rename, .. } => {
                 run(rename, &[("tmp", partial), ("dst", location)], false).map(|_| ())
             }

@@ -1,8 +1,8 @@
 //! Replication of catalogued files to other sites, verified by adler32 at the destination, and
 //! their registration in Rucio.
 //!
-//! - [`destination`]: local/mounted directories, XRootD servers ([`xrootd`]) or shell command
-//!   templates (rsync, gfal…);
+//! - [`destination`]: local/mounted directories, XRootD servers ([`xrootd`]), HTTPS/WebDAV
+//!   storage ([`webdav`]) or shell command templates (rsync, gfal…);
 //!   partial name → verify → atomic rename;
 //! - [`replicate`]: the persistent queue in the catalog, retries with exponential backoff, a
 //!   visible `failed` state, kill -9 safety;
@@ -16,6 +16,7 @@ pub mod chain;
 pub mod destination;
 pub mod replicate;
 pub mod rucio;
+pub mod webdav;
 pub mod xrootd;
 
 use std::path::{Path, PathBuf};

@@ -24,6 +24,11 @@ use larmon_transfer::{Destination, Outcome, RetryPolicy, run_queue};
 ///                                  adler32 (xrdfs query checksum), xrdfs mv publishes
 ///                                  (needs xrootd-client; the server needs
 ///                                  `xrootd.chksum adler32`);
+///   --to https://HOST[:PORT]/PATH  HTTPS/WebDAV storage (dCache, EOS, StoRM, XrdHttp; davs://
+///                                  is the same): PUT copies, the server computes the adler32
+///                                  (Want-Digest), MOVE publishes (with curl; a token in
+///                                  BEARER_TOKEN or the file BEARER_TOKEN_FILE names, or the
+///                                  X.509 proxy in X509_USER_PROXY, is presented);
 ///   command templates for any other storage: --remote-root, --copy-command ({src} {tmp}),
 ///   --checksum-command ({dst}; prints the adler32, exit ≠ 0 if absent) and --rename-command
 ///   ({tmp} {dst}).
@@ -31,6 +36,7 @@ use larmon_transfer::{Destination, Outcome, RetryPolicy, run_queue};
 /// Examples:
 ///   larmon transfer --db dm.sqlite --to /global/cfs/cdirs/dune/2x2 --site NERSC
 ///   larmon transfer --db dm.sqlite --to root://dtn.nersc.gov//dune/2x2 --site NERSC
+///   larmon transfer --db dm.sqlite --to davs://fndca1.fnal.gov:2880/pnfs/dune/2x2 --site FNAL
 ///   larmon transfer --db dm.sqlite --site NERSC --remote-root /dune/2x2 \
 ///       --copy-command 'gfal-copy -f {src} davs://webdav.example:2880{tmp}' \
 ///       --checksum-command 'gfal-sum davs://webdav.example:2880{dst} ADLER32' \
@@ -112,7 +118,8 @@ pub fn run(args: Args) -> Result<()> {
 /// Where replicas go and how failed copies are retried (shared by `transfer` and `daq`).
 #[derive(clap::Args)]
 pub struct DestinationArgs {
-    /// A local or mounted destination directory, or an XRootD URL root://HOST[:PORT]//PATH.
+    /// A local or mounted destination directory, an XRootD URL root://HOST[:PORT]//PATH or an
+    /// HTTPS/WebDAV URL https://HOST[:PORT]/PATH (davs://).
     #[arg(long, conflicts_with = "copy_command", value_name = "DIR|URL")]
     to: Option<String>,
     /// Root path on the remote side (with command templates).
@@ -147,7 +154,7 @@ impl DestinationArgs {
                 rename: self.rename_command.clone().unwrap_or_default(),
             },
             _ => bail!(
-                "give a destination: --to DIR, --to root://HOST//PATH, or --copy-command with its companions"
+                "give a destination: --to DIR, --to root://HOST//PATH, --to https://HOST/PATH, or --copy-command with its companions"
             ),
         })
     }
@@ -165,7 +172,7 @@ impl DestinationArgs {
 ///
 /// For each file (of --run, or all): compare with an existing DID (Rucio would silently keep
 /// other bytes), place the file at the RSE's deterministic PFN (partial name, adler32 verified,
-/// rename; file:// and root:// RSEs), register the replica with bytes and adler32, create the run's
+/// rename; file://, root:// and https:// (davs://) RSEs), register the replica with bytes and adler32, create the run's
 /// dataset, attach the file, and add the dataset's replication rule to --rule-rse. Every step
 /// is idempotent: running it again changes nothing. The replica is recorded in the catalog
 /// under the RSE's name.

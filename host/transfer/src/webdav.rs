@@ -1,0 +1,258 @@
+//! HTTPS/WebDAV storage (`https://`, `davs://`, `http://` URLs), as dCache, EOS, StoRM and
+//! XRootD's XrdHttp serve it at the labs: `PUT` writes, the *server* computes the adler32
+//! (RFC 3230: `HEAD` with `Want-Digest: adler32`, answered in `Digest: adler32=<hex>`, so the
+//! bytes are checked where they landed), WebDAV `MOVE` publishes, `MKCOL` makes missing
+//! directories. The requests are made by `curl`, present on every host (as `xrdcp` is for
+//! root://): unlike ureq it sends header names as servers such as XrdHttp 5.5 expect
+//! (`Content-Length`), it trusts the system's CAs plus the grid CAs in
+//! /etc/grid-security/certificates, and presents an X.509 proxy (`X509_USER_PROXY`). A bearer
+//! token is sent when the environment holds one the WLCG way (`BEARER_TOKEN`, or the file
+//! `BEARER_TOKEN_FILE` names), read again for every request so a renewed token is used at
+//! once, and passed to curl on its standard input, never on its command line.
+
+use std::path::Path;
+
+use larmon_catalog::Adler32;
+
+use crate::TransferError;
+
+/// Seconds a request may take in all (a multi-GB PUT over a slow link included).
+const REQUEST_TIMEOUT_S: &str = "3600";
+/// Seconds to connect.
+const CONNECT_TIMEOUT_S: &str = "30";
+/// Where grid hosts keep the IGTF CAs (trusted in addition to the system's when present).
+const GRID_CA_DIR: &str = "/etc/grid-security/certificates";
+
+/// The URL in the form HTTP clients use: `davs://` → `https://`, `dav://` → `http://`;
+/// `None` for anything that is not HTTP storage or has no host.
+pub fn http_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" | "davs" => "https",
+        "http" | "dav" => "http",
+        _ => return None,
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(format!("{scheme}://{rest}"))
+}
+
+/// `scheme://host[:port]` of an HTTP URL.
+pub fn server_of(url: &str) -> Option<String> {
+    let url = http_url(url)?;
+    let (scheme, rest) = url.split_once("://")?;
+    Some(format!("{scheme}://{}", rest.split('/').next()?))
+}
+
+/// The adler32 in a `Digest` header (`adler32=084b021f`, possibly among other digests).
+pub fn adler32_of_digest(header: &str) -> Option<Adler32> {
+    header.split(',').find_map(|part| {
+        let (algorithm, value) = part.trim().split_once('=')?;
+        if algorithm.trim().eq_ignore_ascii_case("adler32") {
+            // Some servers send fewer than 8 digits (no leading zeros).
+            let value = value.trim().trim_matches('"');
+            let number = u32::from_str_radix(value, 16).ok()?;
+            Adler32::parse(&format!("{number:08x}"))
+        } else {
+            None
+        }
+    })
+}
+
+/// The bearer token of the environment, if any (`BEARER_TOKEN`, else the file named by
+/// `BEARER_TOKEN_FILE`).
+fn bearer_token() -> Option<String> {
+    let token = std::env::var("BEARER_TOKEN")
+        .ok()
+        .or_else(|| std::fs::read_to_string(std::env::var_os("BEARER_TOKEN_FILE")?).ok())?;
+    let token = token.trim().to_string();
+    (!token.is_empty()).then_some(token)
+}
+
+fn parse(url: &str) -> Result<String, TransferError> {
+    http_url(url).ok_or_else(|| TransferError::Command {
+        command: "webdav".into(),
+        reason: format!("{url:?} is not an https://, davs:// or http:// URL with a host"),
+    })
+}
+
+/// What a request sends.
+enum Upload<'a> {
+    /// Nothing.
+    None,
+    /// A file.
+    File(&'a Path),
+}
+
+/// One request through `curl` (run directly, no shell): the status and the response headers
+/// (names in lower case). The token goes in on curl's standard input, never on its command
+/// line; an X.509 proxy (`X509_USER_PROXY`) is presented and the grid CAs trusted when the
+/// host has them.
+fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Upload<'_>,
+) -> Result<(u16, Vec<(String, String)>), TransferError> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let failed =
+        |reason: String| TransferError::Command { command: format!("HTTP {method} {url}"), reason };
+    let mut command = Command::new("curl");
+    command.args(["--silent", "--show-error", "--globoff", "--dump-header", "-"]);
+    command.args(["--output", "/dev/null", "--max-time", REQUEST_TIMEOUT_S]);
+    command.args(["--connect-timeout", CONNECT_TIMEOUT_S, "--header", "@-"]);
+    match (method, body) {
+        ("HEAD", _) => {
+            command.arg("--head");
+        }
+        (_, Upload::File(file)) => {
+            command.arg("--upload-file").arg(file).args(["--request", method]);
+        }
+        (_, Upload::None) => {
+            command.args(["--request", method]);
+        }
+    }
+    if let Some(proxy) = std::env::var_os("X509_USER_PROXY") {
+        command.arg("--cert").arg(&proxy).arg("--key").arg(&proxy);
+    }
+    if Path::new(GRID_CA_DIR).is_dir() {
+        command.args(["--capath", GRID_CA_DIR]);
+    }
+    command.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| {
+        failed(if e.kind() == std::io::ErrorKind::NotFound {
+            "curl not found: install curl".into()
+        } else {
+            e.to_string()
+        })
+    })?;
+    let mut lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    if let Some(token) = bearer_token() {
+        lines.push(format!("Authorization: Bearer {token}"));
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all((lines.join("\n") + "\n").as_bytes());
+    }
+    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(format!("curl {}: {}", output.status, stderr.trim())));
+    }
+    // The last header block counts (a `100 Continue` may come first).
+    let text = String::from_utf8_lossy(&output.stdout);
+    let block = text.rsplit("\r\n\r\n").find(|b| b.starts_with("HTTP/")).unwrap_or("");
+    let mut block_lines = block.lines();
+    let status = block_lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| failed(format!("no HTTP status in the answer {:?}", text.trim())))?;
+    let headers = block_lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok((status, headers))
+}
+
+fn status_error(method: &str, url: &str, status: u16) -> TransferError {
+    let hint = match status {
+        401 | 403 => {
+            ": no or a refused credential (BEARER_TOKEN, BEARER_TOKEN_FILE, X509_USER_PROXY)"
+        }
+        _ => "",
+    };
+    TransferError::Command {
+        command: format!("HTTP {method} {url}"),
+        reason: format!("status {status}{hint}"),
+    }
+}
+
+/// The adler32 the server computes for `url`, `None` if there is no such file.
+pub fn checksum(url: &str) -> Result<Option<Adler32>, TransferError> {
+    let url = parse(url)?;
+    let (status, headers) =
+        request("HEAD", &url, &[("Want-Digest", "adler32".into())], Upload::None)?;
+    match status {
+        404 => Ok(None),
+        200..=299 => {
+            let digest = headers.iter().filter(|(k, _)| k == "digest").map(|(_, v)| v.as_str());
+            digest.into_iter().find_map(adler32_of_digest).map(Some).ok_or_else(|| {
+                TransferError::Command {
+                    command: format!("HTTP HEAD {url} (Want-Digest: adler32)"),
+                    reason: "the server sent no adler32 Digest: it must compute adler32 \
+                             checksums (XrdHttp: `xrootd.chksum adler32`)"
+                        .into(),
+                }
+            })
+        }
+        _ => Err(status_error("HEAD", &url, status)),
+    }
+}
+
+/// Makes every directory above `url` that does not exist (`MKCOL`, 405 = already there).
+fn make_parents(url: &str) -> Result<(), TransferError> {
+    let server = server_of(url).unwrap_or_default();
+    let path = url.strip_prefix(&server).unwrap_or_default();
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let mut dir = server;
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        dir = format!("{dir}/{part}");
+        let (status, _) = request("MKCOL", &format!("{dir}/"), &[], Upload::None)?;
+        if !(200..=299).contains(&status) && status != 405 {
+            return Err(status_error("MKCOL", &dir, status));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a local file to `url` (replacing an old partial copy), making missing directories.
+pub fn copy(source: &Path, url: &str) -> Result<(), TransferError> {
+    let url = parse(url)?;
+    let (mut status, _) = request("PUT", &url, &[], Upload::File(source))?;
+    // dCache and others answer 404/409 when the directory is missing: make it, then again.
+    if status == 404 || status == 409 {
+        make_parents(&url)?;
+        (status, _) = request("PUT", &url, &[], Upload::File(source))?;
+    }
+    if (200..=299).contains(&status) { Ok(()) } else { Err(status_error("PUT", &url, status)) }
+}
+
+/// Renames `from` to `to` on the same server (WebDAV MOVE, never over an existing file).
+pub fn rename(from: &str, to: &str) -> Result<(), TransferError> {
+    let (from, to) = (parse(from)?, parse(to)?);
+    if server_of(&from) != server_of(&to) {
+        return Err(TransferError::Command {
+            command: "HTTP MOVE".into(),
+            reason: format!("{from} and {to} are on different servers"),
+        });
+    }
+    let headers = [("Destination", to.clone()), ("Overwrite", "F".into())];
+    let (status, _) = request("MOVE", &from, &headers, Upload::None)?;
+    if (200..=299).contains(&status) { Ok(()) } else { Err(status_error("MOVE", &to, status)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_digests_as_storage_servers_write_them() {
+        assert_eq!(
+            http_url("davs://fndca1.fnal.gov:2880/pnfs/x").unwrap(),
+            "https://fndca1.fnal.gov:2880/pnfs/x"
+        );
+        assert_eq!(http_url("http://127.0.0.1:1/a").unwrap(), "http://127.0.0.1:1/a");
+        for bad in ["root://h//x", "https://", "https:///x", "file:///x", "https://a b/x"] {
+            assert_eq!(http_url(bad), None, "{bad}");
+        }
+        assert_eq!(server_of("davs://h:2880/a/b").unwrap(), "https://h:2880");
+        let expected = Adler32::parse("084b021f");
+        assert_eq!(adler32_of_digest("adler32=084b021f"), expected);
+        assert_eq!(adler32_of_digest("MD5=abc==, ADLER32=84b021f"), expected, "no leading zero");
+        assert_eq!(adler32_of_digest("md5=abc=="), None);
+        assert_eq!(adler32_of_digest("adler32=nothex"), None);
+    }
+}
