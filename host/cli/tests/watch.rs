@@ -338,3 +338,47 @@ fn an_idle_run_leaves_memory_and_comes_back_when_it_grows() {
     assert!(stdout.contains("run-0000003: resuming "), "the run did not come back:\n{stdout}");
     assert_same_as_batch(&daq, &out, 3, "watch-forget");
 }
+
+/// A file cleaned from the DAQ buffer after it was processed (`larmon daq
+/// --clean-buffer-after-s`) stays in its run: a watcher restarted after the clean-up resumes
+/// the run from the checkpoints of every file, present or not, and its report equals
+/// `larmon run` over all of them — also when the released run comes back.
+#[test]
+fn a_file_cleaned_from_the_buffer_stays_in_its_run_across_restarts() {
+    let dir = scratch("watch-cleaned");
+    let (sim, daq, out) = (dir.join("sim"), dir.join("daq"), dir.join("dqm"));
+    std::fs::create_dir_all(&daq).unwrap();
+    let made = larmon()
+        .args(["simulate", "--run", "71", "--duration-s", "6", "--files", "3", "--no-light"])
+        .arg("--out")
+        .arg(&sim)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let parts = run_files(&sim, 71);
+    assert_eq!(parts.len(), 3);
+    let arrive = |part: &Path| {
+        let name = part.file_name().unwrap();
+        std::fs::copy(part, dir.join(name)).unwrap();
+        std::fs::rename(dir.join(name), daq.join(name)).unwrap();
+    };
+    let listed = || -> Vec<String> {
+        let report = read_json(&out.join("run-0000071/report.json"));
+        report["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().into()).collect()
+    };
+    arrive(&parts[0]);
+    arrive(&parts[1]);
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
+    assert_eq!(listed().len(), 2);
+    // The first file is cleaned from the buffer, then the third arrives; a new watcher starts.
+    let cleaned = daq.join(parts[0].file_name().unwrap());
+    std::fs::remove_file(&cleaned).unwrap();
+    arrive(&parts[2]);
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
+    let files = listed();
+    assert_eq!(files.len(), 3, "the cleaned file is still in its run: {files:?}");
+    assert!(files.contains(&cleaned.to_string_lossy().into_owned()), "{files:?}");
+    // Put back for the batch comparison: the same report as `larmon run` over the three.
+    std::fs::copy(&parts[0], &cleaned).unwrap();
+    assert_same_as_batch(&daq, &out, 71, "watch-cleaned");
+}

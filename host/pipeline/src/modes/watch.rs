@@ -472,6 +472,10 @@ impl DaqWatch {
             self.forgotten.remove(path);
         }
         for path in paths {
+            // Files gone from the folder came back with the first one (add_departed_files).
+            if self.files.iter().any(|f| f.path == path) {
+                continue;
+            }
             let file = self.add_file(path, run.to_string())?;
             // Resumed from its checkpoint: not a change by itself.
             file.last_growth = Instant::now();
@@ -620,13 +624,51 @@ impl DaqWatch {
         if self.forgotten.values().any(|(r, _, _)| *r == run) {
             self.recall_run(&run)?;
         }
+        let first_of_run = !self.files.iter().any(|f| f.run == run);
         let index = self.file_index(&run, &path);
-        let file = self.open_live(path, run, index)?;
+        let file = self.open_live(path, run.clone(), index)?;
         if file.generation > 0 && !self.stale_reports.contains(&file.run) {
             self.stale_reports.push(file.run.clone());
         }
         self.files.push(file);
-        Ok(self.files.last_mut().expect("just pushed"))
+        let added = self.files.len() - 1;
+        if first_of_run {
+            self.add_departed_files(&run)?;
+        }
+        Ok(&mut self.files[added])
+    }
+
+    /// Adds the finished files of `run` that an earlier watch checkpointed but that are no
+    /// longer in the folder (cleaned from the DAQ buffer once replicated): they stay in the
+    /// run, restored from their checkpoints, and are never read again.
+    fn add_departed_files(&mut self, run: &str) -> Result<()> {
+        let watch_dir = self.options.out.join(run).join("watch");
+        let mut departed = Vec::new();
+        for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let Some(checkpoint) = checkpoint else { continue };
+            let known = self.files.iter().any(|f| f.path == checkpoint.file)
+                || self.forgotten.contains_key(&checkpoint.file);
+            if checkpoint.finished && !known && !checkpoint.file.exists() {
+                departed.push((index, checkpoint.file));
+            }
+        }
+        departed.sort();
+        for (index, path) in departed {
+            let file = self.open_live(path, run.to_string(), index)?;
+            if !self.stale_reports.iter().any(|r| r == run) {
+                self.stale_reports.push(run.to_string());
+            }
+            self.files.push(file);
+        }
+        Ok(())
     }
 
     /// The run a file was checkpointed under by an earlier watch of this output folder.
@@ -882,6 +924,10 @@ impl DaqWatch {
 
     /// Reads what was appended to file `i` since its position; true if anything was.
     fn read_appended(&mut self, i: usize) -> Result<bool> {
+        // A finished file gone from the folder (cleaned from the buffer) keeps its state.
+        if self.files[i].finished && !self.files[i].path.exists() {
+            return Ok(false);
+        }
         let file = &mut self.files[i];
         if !file.flow && !file.light && file.position == 0 && is_flow_file(&file.path) {
             file.flow = true; // not readable yet when discovered
