@@ -638,9 +638,9 @@ impl DaqWatch {
         Ok(&mut self.files[added])
     }
 
-    /// Adds the finished files of `run` that an earlier watch checkpointed but that are no
-    /// longer in the folder (cleaned from the DAQ buffer once replicated): they stay in the
-    /// run, restored from their checkpoints, and are never read again.
+    /// Adds the files of `run` that an earlier watch checkpointed but that are no longer in the
+    /// folder (cleaned from the DAQ buffer once replicated): they stay in the run, restored from
+    /// their checkpoints, are finished if they were not, and are never read again.
     fn add_departed_files(&mut self, run: &str) -> Result<()> {
         let watch_dir = self.options.out.join(run).join("watch");
         let mut departed = Vec::new();
@@ -656,7 +656,9 @@ impl DaqWatch {
             let Some(checkpoint) = checkpoint else { continue };
             let known = self.files.iter().any(|f| f.path == checkpoint.file)
                 || self.forgotten.contains_key(&checkpoint.file);
-            if checkpoint.finished && !known && !checkpoint.file.exists() {
+            // Also a file not yet finished when the watcher stopped: what it read is in the
+            // checkpoint, and the pending events are flushed as for a file that stopped growing.
+            if !known && !checkpoint.file.exists() {
                 departed.push((index, checkpoint.file));
             }
         }
