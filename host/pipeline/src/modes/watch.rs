@@ -642,17 +642,8 @@ impl DaqWatch {
     /// folder (cleaned from the DAQ buffer once replicated): they stay in the run, restored from
     /// their checkpoints, are finished if they were not, and are never read again.
     fn add_departed_files(&mut self, run: &str) -> Result<()> {
-        let watch_dir = self.options.out.join(run).join("watch");
         let mut departed = Vec::new();
-        for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok())
-            else {
-                continue;
-            };
-            let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        for (index, checkpoint) in self.checkpoints(run) {
             let Some(checkpoint) = checkpoint else { continue };
             let known = self.files.iter().any(|f| f.path == checkpoint.file)
                 || self.forgotten.contains_key(&checkpoint.file);
@@ -757,11 +748,11 @@ impl DaqWatch {
         Ok(())
     }
 
-    /// The index of a file in its run: the one its checkpoint has (stable across restarts),
-    /// else the next free one.
-    fn file_index(&self, run: &str, path: &Path) -> usize {
+    /// The checkpoint folders of `run` (`watch/file-<index>/`): each index with its checkpoint,
+    /// `None` where `watch.json` is missing or unreadable.
+    fn checkpoints(&self, run: &str) -> Vec<(usize, Option<Checkpoint>)> {
         let watch_dir = self.options.out.join(run).join("watch");
-        let mut next = self.files.iter().filter(|f| f.run == run).map(|f| f.index + 1).max();
+        let mut found = Vec::new();
         for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok())
@@ -771,6 +762,16 @@ impl DaqWatch {
             let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            found.push((index, checkpoint));
+        }
+        found
+    }
+
+    /// The index of a file in its run: the one its checkpoint has (stable across restarts),
+    /// else the next free one.
+    fn file_index(&self, run: &str, path: &Path) -> usize {
+        let mut next = self.files.iter().filter(|f| f.run == run).map(|f| f.index + 1).max();
+        for (index, checkpoint) in self.checkpoints(run) {
             match checkpoint {
                 Some(c) if c.file == path => return index,
                 _ => next = Some(next.unwrap_or(0).max(index + 1)),
