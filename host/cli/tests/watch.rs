@@ -382,3 +382,92 @@ fn a_file_cleaned_from_the_buffer_stays_in_its_run_across_restarts() {
     std::fs::copy(&parts[0], &cleaned).unwrap();
     assert_same_as_batch(&daq, &out, 71, "watch-cleaned");
 }
+
+/// `larmon daq --clean-buffer-after-s` removes a file from the DAQ buffer only once the
+/// watcher has finished it at its current size, not as soon as the run's report lists it: a
+/// watcher killed before it flushed a file, or a file that grew after it was read, keeps the
+/// file in the buffer (backlog "process") until a watcher finishes it.
+#[test]
+fn the_daq_chain_cleans_only_files_the_watcher_has_finished() {
+    let dir = scratch("watch-daq-clean");
+    let (daq, out, db, nersc) =
+        (dir.join("daq"), dir.join("dqm"), dir.join("dm.sqlite"), dir.join("nersc"));
+    let made = larmon()
+        .args(["simulate", "--run", "72", "--duration-s", "4", "--files", "2", "--no-light"])
+        .arg("--out")
+        .arg(&daq)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    for entry in std::fs::read_dir(&daq).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with("truth.json") {
+            std::fs::remove_file(path).unwrap(); // not data
+        }
+    }
+    let files = run_files(&daq, 72);
+    assert_eq!(files.len(), 2);
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
+    let report = read_json(&out.join("run-0000072/report.json"));
+    assert_eq!(report["files"].as_array().unwrap().len(), 2, "{report}");
+
+    // Each file's checkpoint, edited as a killed watcher or a grown file leaves it.
+    let checkpoint_of = |file: &Path| -> PathBuf {
+        let watch = out.join("run-0000072/watch");
+        std::fs::read_dir(&watch)
+            .unwrap()
+            .map(|e| e.unwrap().path().join("watch.json"))
+            .find(|c| read_json(c)["file"].as_str() == Some(file.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("no checkpoint for {}", file.display()))
+    };
+    let edit = |checkpoint: &Path, key: &str, value: Value| {
+        let mut json = read_json(checkpoint);
+        json[key] = value;
+        std::fs::write(checkpoint, serde_json::to_vec(&json).unwrap()).unwrap();
+    };
+    let (unflushed, grown) = (checkpoint_of(&files[0]), checkpoint_of(&files[1]));
+    assert_eq!(read_json(&unflushed)["finished"], true);
+    edit(&unflushed, "finished", Value::Bool(false));
+    let size = std::fs::metadata(&files[1]).unwrap().len();
+    edit(&grown, "size", Value::from(size - 1));
+
+    let chain = || {
+        let done = larmon()
+            .args(["daq"])
+            .arg(&daq)
+            .arg("--db")
+            .arg(&db)
+            .args(["--site", "NERSC", "--to"])
+            .arg(&nersc)
+            .arg("--dq-out")
+            .arg(&out)
+            .args(["--stable-s", "0", "--once", "--clean-buffer-after-s", "0"])
+            .output()
+            .unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        let status = read_json(&out.join("daq-status.json"));
+        (String::from_utf8_lossy(&done.stdout).into_owned(), status)
+    };
+    let (first, status) = chain();
+    assert!(!first.contains("cleaned"), "listed but not finished: kept\n{first}");
+    assert_eq!(status["backlog"]["process"], 2, "{status}");
+    assert!(files.iter().all(|f| f.exists()));
+
+    // Read to its current size: the second file goes.
+    edit(&grown, "size", Value::from(size));
+    let (second, status) = chain();
+    assert_eq!(second.matches("cleaned").count(), 1, "{second}");
+    assert!(files[0].exists() && !files[1].exists());
+    assert_eq!(status["backlog"]["process"], 1, "{status}");
+
+    // A watcher finishes the first file (from its checkpoint); then it goes too.
+    wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
+    assert_eq!(read_json(&unflushed)["finished"], true);
+    let (third, status) = chain();
+    assert_eq!(third.matches("cleaned").count(), 1, "{third}");
+    assert!(!files[0].exists());
+    assert!(status["backlog"].as_object().unwrap().values().all(|n| n == 0), "{status}");
+    // The run still lists both files.
+    let report = read_json(&out.join("run-0000072/report.json"));
+    assert_eq!(report["files"].as_array().unwrap().len(), 2, "{report}");
+}

@@ -41,7 +41,7 @@ pub use config::LarmonConfig;
 pub use error::{PipelineError, Result, error_text};
 pub use modes::run::{RunOptions, RunOutcome, run_files};
 pub use modes::shards::{Shard, merge_shards};
-pub use modes::watch::{DaqWatch, Notice, WatchOptions};
+pub use modes::watch::{DaqWatch, Notice, WatchOptions, finished_files};
 pub use plugins::{PluginOptions, PluginSet};
 pub use progress::{Progress, ProgressBar, Silent};
 pub use streams::Stream;

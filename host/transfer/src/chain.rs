@@ -1,7 +1,8 @@
 //! The data-management chain of a DAQ folder (`larmon daq`): every new data file is declared
 //! (from its verified DAQ sidecar or from the data), catalogued, replicated to the site with its
 //! adler32 verified there, registered in Rucio (when a Rucio target is given), judged processed
-//! when a run report lists it, and — only if asked — removed from the DAQ buffer once its
+//! when the caller says so (`larmon daq`: its run report lists it and the watcher finished it),
+//! and — only if asked — removed from the DAQ buffer once its
 //! remote copy verifies again. With [`DqPacking`], each run's DQ outputs are packed once the
 //! run has settled, catalogued, and shipped (replicated, registered) like the data.
 //!
@@ -113,7 +114,7 @@ fn age(path: &Path) -> Option<Duration> {
 
 /// One pass of the chain. `declare` reads a file's declaration (its verified sidecar, else
 /// the data); `rucio` registers replicated files (None: no Rucio stage); `processed` holds the
-/// file names some run report lists (None: no DQ stage); `packing` packs settled runs' DQ
+/// names of the files the DQ has processed (None: no DQ stage); `packing` packs settled runs' DQ
 /// outputs (it needs `processed`).
 pub fn pass(
     catalog: &mut Catalog,

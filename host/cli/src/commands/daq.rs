@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use larmon_catalog::metadata::write_sidecar;
 use larmon_catalog::{Catalog, Declaration};
 use larmon_metadata::dq_pack::{pack_name, pack_run_revision};
+use larmon_pipeline::finished_files;
 use larmon_pipeline::output::write_atomically;
 use larmon_report::health::DAQ_STATUS_FILE;
 use larmon_report::{DaqStatus, RunStore};
@@ -30,8 +31,8 @@ use super::transfer::{DestinationArgs, rucio_login};
 ///   replicate  copied to --site (partial name, adler32 read back, rename; retried with backoff)
 ///   register   with --rucio-url: placed on --rse and registered (replica, run dataset, rule to
 ///              --rule-rse), as `larmon rucio` does
-///   process    with --dq-out: a run report there lists it (`larmon watch` runs as a child,
-///              restarted if it stops)
+///   process    with --dq-out: its run report lists it and the watcher has finished it at
+///              its current size (`larmon watch` runs as a child, restarted if it stops)
 ///   clean      with --clean-buffer-after-s: replicated, processed, unchanged that long, and
 ///              the remote copy's adler32 checked again: then the file (and its sidecar) goes
 ///   pack       with --pack-dq-into: once nothing is arriving, every file is processed and a
@@ -87,7 +88,7 @@ pub struct Args {
     #[arg(long, default_value = "{namespace}_run{run}")]
     dataset: String,
     /// Run the realtime DQ into this folder (`larmon watch FOLDER --out DQ_OUT`) and count a
-    /// file processed once a run report there lists it.
+    /// file processed once its run report there lists it and the watcher has finished it.
     #[arg(long, value_name = "DQ_OUT")]
     dq_out: Option<PathBuf>,
     /// Remove a DAQ file (and its sidecar) from the folder once it is replicated, processed and
@@ -125,13 +126,44 @@ fn status_dir(args: &Args) -> PathBuf {
     }
 }
 
-/// The names of the files some run report of `reports` lists (the store parses a report again
-/// only when it changed).
-fn processed_names(reports: &RunStore) -> BTreeSet<String> {
+/// The names of the files the DQ has processed. In a run the watcher follows (it has `watch/`
+/// state), a file is processed once the run report lists it and the watcher has finished it
+/// (flushed and checkpointed) at the size it has now: a file the report lists but the watcher
+/// has not finished (it was killed first, or the file grew) is not processed yet, and cleaning
+/// it from the buffer then would leave the watcher only its checkpoint. A report written by a
+/// batch `larmon run` (no watcher state) read its files whole: listed is processed, as is a
+/// listed file no longer in `folder` (cleaned). Checkpoints are read only for runs with a file
+/// still in the folder (the store parses a report again only when it changed).
+fn processed_names(reports: &RunStore, folder: &Path) -> BTreeSet<String> {
+    let name_of = |path: &Path| Some(path.file_name()?.to_string_lossy().into_owned());
+    let in_folder: BTreeSet<String> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
     let (runs, _unreadable) = reports.runs();
-    runs.iter()
-        .flat_map(|r| r.files.iter().filter_map(|f| Some(f.file_name()?.to_string_lossy().into())))
-        .collect()
+    let mut processed = BTreeSet::new();
+    for report in runs {
+        let listed: BTreeSet<String> = report.files.iter().filter_map(|f| name_of(f)).collect();
+        // Gone from the buffer (cleaned once processed): the report keeps it.
+        processed.extend(listed.difference(&in_folder).cloned());
+        if listed.is_disjoint(&in_folder) {
+            continue;
+        }
+        if !reports.root().join(&report.run).join("watch").is_dir() {
+            processed.extend(listed);
+            continue;
+        }
+        for (file, size) in finished_files(reports.root(), &report.run) {
+            let Some(name) = name_of(&file) else { continue };
+            let size_now = std::fs::metadata(folder.join(&name)).map(|m| m.len());
+            if listed.contains(&name) && size_now.is_ok_and(|now| now == size) {
+                processed.insert(name);
+            }
+        }
+    }
+    processed
 }
 
 /// `larmon watch` over the folder, as a child process.
@@ -267,7 +299,7 @@ pub fn run(args: Args) -> Result<()> {
                 watch = Some((start_watch(&args, out)?, Instant::now()));
             }
         }
-        let processed = reports.as_ref().map(processed_names);
+        let processed = reports.as_ref().map(|r| processed_names(r, &args.folder));
         let rucio = rucio.as_ref().map(|(client, target)| (client, target));
         let status = pass(
             &mut catalog,

@@ -192,6 +192,36 @@ struct Checkpoint {
     flow_stats: Option<serde_json::Value>,
 }
 
+/// The checkpoint folders of `run` under the output folder `out` (`<run>/watch/file-<index>/`):
+/// each index with its checkpoint, `None` where `watch.json` is missing or unreadable.
+fn run_checkpoints(out: &Path, run: &str) -> Vec<(usize, Option<Checkpoint>)> {
+    let watch_dir = out.join(run).join("watch");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        found.push((index, checkpoint));
+    }
+    found
+}
+
+/// The files of `run` a watcher writing into `out` has finished: read to the end it saw and
+/// flushed, with their state checkpointed. Each with the size it had when it was last read,
+/// so a caller can tell a file that grew since (which the watcher will read again).
+/// `larmon daq` cleans a file from the DAQ buffer only once it is here at its current size.
+pub fn finished_files(out: &Path, run: &str) -> Vec<(PathBuf, u64)> {
+    run_checkpoints(out, run)
+        .into_iter()
+        .filter_map(|(_, checkpoint)| checkpoint.filter(|c| c.finished))
+        .map(|c| (c.file, c.size))
+        .collect()
+}
+
 /// One data file of a run, followed live.
 struct LiveFile {
     path: PathBuf,
@@ -751,20 +781,7 @@ impl DaqWatch {
     /// The checkpoint folders of `run` (`watch/file-<index>/`): each index with its checkpoint,
     /// `None` where `watch.json` is missing or unreadable.
     fn checkpoints(&self, run: &str) -> Vec<(usize, Option<Checkpoint>)> {
-        let watch_dir = self.options.out.join(run).join("watch");
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(&watch_dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(index) = name.strip_prefix("file-").and_then(|n| n.parse::<usize>().ok())
-            else {
-                continue;
-            };
-            let checkpoint: Option<Checkpoint> = std::fs::read(entry.path().join("watch.json"))
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-            found.push((index, checkpoint));
-        }
-        found
+        run_checkpoints(&self.options.out, run)
     }
 
     /// The index of a file in its run: the one its checkpoint has (stable across restarts),
