@@ -1225,6 +1225,114 @@ fn the_daq_chain_declares_replicates_processes_and_cleans_the_buffer_safely() {
     );
 }
 
+/// `larmon rucio` logs in as the labs' Rucio servers are used: with an X.509 proxy (RFC 3820,
+/// as voms-proxy-init writes it) and with a user certificate at `/auth/x509` over HTTPS (the
+/// server checked against X509_CERT_DIR), and with a bearer token found by WLCG Bearer Token
+/// Discovery. The real Rucio behind `.ci/rucio-local.sh`'s TLS front (RUCIO_X509_TEST_URL,
+/// RUCIO_X509_TEST_DIR) registers with the proxy; the other logins read it back; a refused
+/// token, a missing proxy and an untrusted server fail with what to do.
+#[test]
+fn rucio_logs_in_with_an_x509_proxy_a_user_certificate_or_a_bearer_token() {
+    let (Ok(url), Ok(tls_url), Ok(x509)) = (
+        std::env::var("RUCIO_TEST_URL"),
+        std::env::var("RUCIO_X509_TEST_URL"),
+        std::env::var("RUCIO_X509_TEST_DIR"),
+    ) else {
+        println!(
+            "SKIPPED: RUCIO_TEST_URL, RUCIO_X509_TEST_URL or RUCIO_X509_TEST_DIR is not set (bash .ci/rucio-local.sh start prints them)"
+        );
+        return;
+    };
+    let x509 = PathBuf::from(x509);
+    let dir = scratch("dm-rucio-auth");
+    let daq = dir.join("daq");
+    let run = 5_000_000 + std::process::id() % 1_000_000;
+    let run_text = run.to_string();
+    ok(larmon(
+        &["simulate", "--run", &run_text, "--duration-s", "2", "--files", "1", "--no-light"]
+            .into_iter()
+            .chain(["--out", p(&daq)])
+            .collect::<Vec<_>>(),
+    ));
+    let db = dir.join("catalog.sqlite");
+    let file = std::fs::read_dir(&daq)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|e| e == "h5"))
+        .unwrap();
+    ok(larmon(&["catalog", "--db", p(&db), "add", "--stable-s", "0", p(&file)]));
+    let rucio = Rucio::login(&url);
+    let (drop_rse, target_rse) = rucio_rses(&rucio, &dir, "A");
+    // Only what each case sets: no credential of the machine running the test leaks in.
+    let larmon_as = |auth: &[&str], env: &[(&str, &Path)], extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_larmon"));
+        for var in ["X509_USER_PROXY", "X509_USER_CERT", "X509_USER_KEY", "X509_CERT_DIR"] {
+            command.env_remove(var);
+        }
+        for var in ["BEARER_TOKEN", "BEARER_TOKEN_FILE", "RUCIO_PASSWORD"] {
+            command.env_remove(var);
+        }
+        command.env("XDG_RUNTIME_DIR", &dir).env("X509_CERT_DIR", x509.join("ca"));
+        command.args(["rucio", "--db", p(&db)]).args(auth).args(extra);
+        for (var, value) in env {
+            command.env(var, value);
+        }
+        command.output().unwrap()
+    };
+    let status = ["--status"];
+
+    // The proxy: registered over HTTPS.
+    let proxy = x509.join("proxy.pem");
+    let as_proxy = ["--url", &tls_url, "--auth-type", "x509_proxy"];
+    let registered = ok(larmon_as(
+        &as_proxy,
+        &[("X509_USER_PROXY", &proxy)],
+        &["--rse", &drop_rse, "--rule-rse", &target_rse],
+    ));
+    assert!(registered.contains("(copied)"), "{registered}");
+    let shown = ok(larmon_as(&as_proxy, &[("X509_USER_PROXY", &proxy)], &status));
+    assert!(shown.contains(&format!("{drop_rse}: AVAILABLE")), "{shown}");
+    // The user certificate and key.
+    let (cert, key) = (x509.join("usercert.pem"), x509.join("userkey.pem"));
+    let as_user = ["--url", &tls_url, "--auth-type", "x509"];
+    let shown =
+        ok(larmon_as(&as_user, &[("X509_USER_CERT", &cert), ("X509_USER_KEY", &key)], &status));
+    assert!(shown.contains(&format!("{drop_rse}: AVAILABLE")), "{shown}");
+    // A token in the WLCG places: BEARER_TOKEN_FILE, then $XDG_RUNTIME_DIR/bt_u<uid>.
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{}\n", rucio.token)).unwrap();
+    let as_token = ["--url", &url, "--auth-type", "token"];
+    let shown = ok(larmon_as(&as_token, &[("BEARER_TOKEN_FILE", &token_file)], &status));
+    assert!(shown.contains(&format!("{drop_rse}: AVAILABLE")), "{shown}");
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    std::fs::write(dir.join(format!("bt_u{uid}")), &rucio.token).unwrap();
+    let shown = ok(larmon_as(&as_token, &[], &status));
+    assert!(shown.contains(&format!("{drop_rse}: AVAILABLE")), "{shown}");
+
+    // Failures say what to do.
+    let failed = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    std::fs::write(&token_file, "not-a-token").unwrap();
+    let refused = failed(larmon_as(&as_token, &[("BEARER_TOKEN_FILE", &token_file)], &status));
+    assert!(refused.contains("refused the bearer token"), "{refused}");
+    let missing = failed(larmon_as(&as_proxy, &[("X509_USER_PROXY", &dir.join("none"))], &status));
+    assert!(missing.contains("none"), "{missing}");
+    let no_user = failed(larmon_as(&as_user, &[("HOME", &dir)], &status));
+    assert!(no_user.contains(".globus/usercert.pem"), "{no_user}");
+    let untrusted = dir.join("other-ca");
+    std::fs::create_dir_all(&untrusted).unwrap();
+    std::fs::copy(&cert, untrusted.join("not-a-ca.pem")).unwrap();
+    let distrusted = failed(larmon_as(
+        &as_proxy,
+        &[("X509_USER_PROXY", &proxy), ("X509_CERT_DIR", &untrusted)],
+        &status,
+    ));
+    assert!(distrusted.to_lowercase().contains("certificate"), "{distrusted}");
+}
+
 /// Set-up an operator does once: the charge scope, two POSIX RSEs (drop and target) under
 /// `dir`, quotas. Unique names per test process (`tag` tells tests apart), as the server
 /// outlives the test.

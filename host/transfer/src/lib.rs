@@ -13,6 +13,7 @@
 //!   attachment and rule over Rucio's REST API, idempotently.
 
 pub mod chain;
+pub mod credentials;
 pub mod destination;
 pub mod replicate;
 pub mod rucio;

@@ -6,11 +6,13 @@
 //! first. Errors are told apart by the `ExceptionClass` header, not only the status.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use larmon_catalog::{Adler32, Catalog, FileRecord};
 use serde_json::{Value, json};
 
+use crate::credentials;
 use crate::destination::Destination;
 use crate::replicate::place_file;
 use crate::{Outcome, TransferError};
@@ -20,17 +22,44 @@ use crate::{Outcome, TransferError};
 pub struct RucioConfig {
     /// Server URL, e.g. `https://dune-rucio.fnal.gov`.
     pub url: String,
+    /// Authentication server URL where it is another host (Rucio's `auth_host`, e.g.
+    /// `https://auth-dune-rucio.fnal.gov`); `None`: the server URL.
+    pub auth_url: Option<String>,
     /// Account.
     pub account: String,
-    /// userpass identity.
-    pub username: String,
-    /// Its password.
-    pub password: String,
+    /// How the account logs in.
+    pub auth: RucioAuth,
 }
 
-/// A logged-in client. Its token is renewed before Rucio's default lifetime (1 h) ends and
-/// whenever the server refuses it (401 `CannotAuthenticate`: expired or revoked), so a
-/// registration pass of many hours never dies of an old token.
+/// How a Rucio account logs in (Rucio's `auth_type`).
+#[derive(Clone, Debug)]
+pub enum RucioAuth {
+    /// userpass identity and its password.
+    UserPass {
+        /// The identity.
+        username: String,
+        /// Its password.
+        password: String,
+    },
+    /// An X.509 certificate presented at `/auth/x509`: a proxy (chain and key in one file,
+    /// `cert == key`) or a user certificate and its key. Read again at every login, so a
+    /// renewed proxy is used at the next one.
+    X509 {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key (unencrypted).
+        key: PathBuf,
+    },
+    /// A bearer token (a JWT from the experiment's token issuer, e.g. htgettoken), sent as
+    /// Rucio's auth token; found by WLCG Bearer Token Discovery at every request, so a token
+    /// the credential monitor renewed is used at once.
+    Token,
+}
+
+/// A logged-in client. A userpass or X.509 token is renewed before Rucio's default lifetime
+/// (1 h) ends and whenever the server refuses it (401 `CannotAuthenticate`: expired or
+/// revoked); a bearer token is read again from its source, so a registration pass of many
+/// hours never dies of an old token.
 pub struct RucioClient {
     agent: ureq::Agent,
     url: String,
@@ -56,58 +85,140 @@ struct Reply {
     body: String,
 }
 
+/// An HTTP agent that answers every status (Rucio's errors are read, not raised), trusting
+/// the grid CAs where the host has them.
+fn agent() -> Result<ureq::Agent, TransferError> {
+    let tls = credentials::tls_config().map_err(|reason| login_failed(&reason))?;
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .tls_config(tls)
+        .build()
+        .into())
+}
+
+/// Logs in at `/auth/x509` presenting `cert` and `key` (the same file for a proxy), read now,
+/// so a renewed proxy is the one sent. Done by curl: its OpenSSL presents RFC 3820 proxies,
+/// which rustls refuses to load. The server is checked against the grid CA directory when
+/// there is one.
+fn x509_token(
+    auth_url: &str,
+    account: &str,
+    cert: &Path,
+    key: &Path,
+) -> Result<String, TransferError> {
+    for file in [cert, key] {
+        if let Err(e) = std::fs::File::open(file) {
+            return Err(login_failed(&format!(
+                "x509: {}",
+                credentials::unusable(
+                    file,
+                    format!("{e} (X509_USER_PROXY, X509_USER_CERT, X509_USER_KEY)")
+                )
+            )));
+        }
+    }
+    let mut command = std::process::Command::new("curl");
+    command.args(["--silent", "--show-error", "--globoff", "--dump-header", "-"]);
+    command.args(["--output", "/dev/null", "--max-time", "120", "--connect-timeout", "30"]);
+    command.arg("--cert").arg(cert).arg("--key").arg(key);
+    if let Some(dir) = credentials::ca_dir() {
+        command.arg("--capath").arg(dir);
+    }
+    command.args(["--header", &format!("X-Rucio-Account: {account}")]);
+    command.arg(format!("{auth_url}/auth/x509"));
+    let output = command.output().map_err(|e| {
+        login_failed(&if e.kind() == std::io::ErrorKind::NotFound {
+            "x509: curl not found: install curl".into()
+        } else {
+            format!("x509: running curl: {e}")
+        })
+    })?;
+    if !output.status.success() {
+        // curl's first line says what failed; the rest is advice about curl itself.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr.lines().next().unwrap_or("curl failed").trim();
+        let hint = if reason.contains("certificate problem") {
+            " (is the server's CA in X509_CERT_DIR or /etc/grid-security/certificates?)"
+        } else {
+            ""
+        };
+        return Err(login_failed(&format!("x509: {reason}{hint}")));
+    }
+    let headers = String::from_utf8_lossy(&output.stdout);
+    let status = headers.lines().next().unwrap_or_default().trim().to_string();
+    let value = |name: &str| {
+        headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+        })
+    };
+    match value("X-Rucio-Auth-Token") {
+        Some(token) if status.split_whitespace().nth(1) == Some("200") => Ok(token),
+        _ => Err(login_failed(&format!(
+            "x509: {status} {}",
+            value("ExceptionMessage").unwrap_or_default()
+        ))),
+    }
+}
+
+fn login_failed(reason: &str) -> TransferError {
+    TransferError::Rucio { action: "login".into(), reason: reason.into() }
+}
+
 impl RucioClient {
-    /// Logs in with userpass and keeps the token.
+    /// Logs in and keeps the token.
     pub fn login(config: &RucioConfig) -> Result<Self, TransferError> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
+        let agent = agent()?;
         let url = config.url.trim_end_matches('/').to_string();
-        let value = Self::new_token(&agent, &url, config)?;
+        let value = Self::new_token(&agent, config)?;
         let token = std::sync::Mutex::new(Token { value, obtained: std::time::Instant::now() });
         Ok(Self { agent, url, account: config.account.clone(), config: config.clone(), token })
     }
 
-    /// Asks Rucio for a token (userpass).
-    fn new_token(
-        agent: &ureq::Agent,
-        url: &str,
-        config: &RucioConfig,
-    ) -> Result<String, TransferError> {
-        let response = agent
-            .get(format!("{url}/auth/userpass"))
-            .header("X-Rucio-Account", &config.account)
-            .header("X-Rucio-Username", &config.username)
-            .header("X-Rucio-Password", &config.password)
-            .call()
-            .map_err(|e| TransferError::Rucio { action: "login".into(), reason: e.to_string() })?;
-        let token = response
-            .headers()
-            .get("X-Rucio-Auth-Token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        match token {
-            Some(token) if response.status().is_success() => Ok(token),
-            _ => Err(TransferError::Rucio {
-                action: "login".into(),
-                reason: format!(
-                    "{} {}",
-                    response.status(),
-                    header(response.headers(), "ExceptionMessage").unwrap_or_default()
-                ),
-            }),
-        }
+    /// A new token: asked of Rucio (userpass, X.509), or read from its source (bearer token).
+    fn new_token(agent: &ureq::Agent, config: &RucioConfig) -> Result<String, TransferError> {
+        let auth_url = config.auth_url.as_deref().unwrap_or(&config.url).trim_end_matches('/');
+        let request = match &config.auth {
+            RucioAuth::Token => {
+                return credentials::bearer_token().ok_or_else(|| {
+                    login_failed(
+                        "no bearer token: none in BEARER_TOKEN, the file BEARER_TOKEN_FILE \
+                         names, $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid> (get one with \
+                         htgettoken)",
+                    )
+                });
+            }
+            RucioAuth::UserPass { username, password } => agent
+                .get(format!("{auth_url}/auth/userpass"))
+                .header("X-Rucio-Username", username)
+                .header("X-Rucio-Password", password),
+            RucioAuth::X509 { cert, key } => {
+                return x509_token(auth_url, &config.account, cert, key);
+            }
+        };
+        token_of(request.header("X-Rucio-Account", &config.account).call(), "userpass")
     }
 
     /// The token to send: renewed first when it is old, or when `refused` is the one the
-    /// server just refused.
+    /// server just refused. A bearer token is read from its source every time; one the server
+    /// refused is not sent again.
     fn token(&self, refused: Option<&str>) -> Result<String, TransferError> {
         let mut token = self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let RucioAuth::Token = self.config.auth {
+            let current = Self::new_token(&self.agent, &self.config)?;
+            if refused.is_some_and(|r| r == current) {
+                return Err(login_failed(
+                    "Rucio refused the bearer token (expired, wrong audience or scope, or an \
+                     identity Rucio does not know): renew it",
+                ));
+            }
+            token.value = current;
+            return Ok(token.value.clone());
+        }
         let stale = token.obtained.elapsed() >= TOKEN_RENEW_AFTER;
         if stale || refused.is_some_and(|r| r == token.value) {
-            token.value = Self::new_token(&self.agent, &self.url, &self.config)?;
+            token.value = Self::new_token(&self.agent, &self.config)?;
             token.obtained = std::time::Instant::now();
         }
         Ok(token.value.clone())
@@ -476,6 +587,27 @@ pub fn register_file(
     Ok(Registered { pfn, copied, dataset: format!("{scope}:{dataset}"), new_rule })
 }
 
+/// The token in a login answer (`X-Rucio-Auth-Token`), or why there is none.
+fn token_of(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    how: &str,
+) -> Result<String, TransferError> {
+    let response = response.map_err(|e| login_failed(&format!("{how}: {e}")))?;
+    let token = response
+        .headers()
+        .get("X-Rucio-Auth-Token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match token {
+        Some(token) if response.status().is_success() => Ok(token),
+        _ => Err(login_failed(&format!(
+            "{how}: {} {}",
+            response.status(),
+            header(response.headers(), "ExceptionMessage").unwrap_or_default()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{BufRead, BufReader, Write};
@@ -540,9 +672,9 @@ mod tests {
         let (url, seen) = fake_rucio();
         let config = RucioConfig {
             url,
+            auth_url: None,
             account: "root".into(),
-            username: "ddmlab".into(),
-            password: "secret".into(),
+            auth: RucioAuth::UserPass { username: "ddmlab".into(), password: "secret".into() },
         };
         let client = RucioClient::login(&config).unwrap();
         let rules = client.list_rules("scope", "dataset").unwrap();

@@ -4,24 +4,22 @@
 //! bytes are checked where they landed), WebDAV `MOVE` publishes, `MKCOL` makes missing
 //! directories. The requests are made by `curl`, present on every host (as `xrdcp` is for
 //! root://): unlike ureq it sends header names as servers such as XrdHttp 5.5 expect
-//! (`Content-Length`), it trusts the system's CAs plus the grid CAs in
-//! /etc/grid-security/certificates, and presents an X.509 proxy (`X509_USER_PROXY`). A bearer
-//! token is sent when the environment holds one the WLCG way (`BEARER_TOKEN`, or the file
-//! `BEARER_TOKEN_FILE` names), read again for every request so a renewed token is used at
+//! (`Content-Length`), it trusts the system's CAs plus the grid CAs (`X509_CERT_DIR`,
+//! /etc/grid-security/certificates), and presents an X.509 proxy (`X509_USER_PROXY`,
+//! /tmp/x509up_u<uid>). A bearer token is sent when WLCG Bearer Token Discovery finds one
+//! ([`credentials::bearer_token`]), read again for every request so a renewed token is used at
 //! once, and passed to curl on its standard input, never on its command line.
 
 use std::path::Path;
 
 use larmon_catalog::Adler32;
 
-use crate::TransferError;
+use crate::{TransferError, credentials};
 
 /// Seconds a request may take in all (a multi-GB PUT over a slow link included).
 const REQUEST_TIMEOUT_S: &str = "3600";
 /// Seconds to connect.
 const CONNECT_TIMEOUT_S: &str = "30";
-/// Where grid hosts keep the IGTF CAs (trusted in addition to the system's when present).
-const GRID_CA_DIR: &str = "/etc/grid-security/certificates";
 
 /// The URL in the form HTTP clients use: `davs://` → `https://`, `dav://` → `http://`;
 /// `None` for anything that is not HTTP storage or has no host.
@@ -59,16 +57,6 @@ pub fn adler32_of_digest(header: &str) -> Option<Adler32> {
             None
         }
     })
-}
-
-/// The bearer token of the environment, if any (`BEARER_TOKEN`, else the file named by
-/// `BEARER_TOKEN_FILE`).
-fn bearer_token() -> Option<String> {
-    let token = std::env::var("BEARER_TOKEN")
-        .ok()
-        .or_else(|| std::fs::read_to_string(std::env::var_os("BEARER_TOKEN_FILE")?).ok())?;
-    let token = token.trim().to_string();
-    (!token.is_empty()).then_some(token)
 }
 
 fn parse(url: &str) -> Result<String, TransferError> {
@@ -115,11 +103,11 @@ fn request(
             command.args(["--request", method]);
         }
     }
-    if let Some(proxy) = std::env::var_os("X509_USER_PROXY") {
+    if let Some(proxy) = credentials::x509_proxy() {
         command.arg("--cert").arg(&proxy).arg("--key").arg(&proxy);
     }
-    if Path::new(GRID_CA_DIR).is_dir() {
-        command.args(["--capath", GRID_CA_DIR]);
+    if let Some(dir) = credentials::ca_dir() {
+        command.arg("--capath").arg(dir);
     }
     command.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|e| {
@@ -130,7 +118,7 @@ fn request(
         })
     })?;
     let mut lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    if let Some(token) = bearer_token() {
+    if let Some(token) = credentials::bearer_token() {
         lines.push(format!("Authorization: Bearer {token}"));
     }
     if let Some(mut stdin) = child.stdin.take() {

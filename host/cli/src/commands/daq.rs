@@ -19,7 +19,7 @@ use larmon_transfer::rucio::RucioTarget;
 
 use super::catalog::declaration_of;
 use super::meta::MetadataArgs;
-use super::transfer::{DestinationArgs, rucio_login};
+use super::transfer::{AuthType, DestinationArgs, RucioLogin, rucio_login};
 
 /// Run the whole chain for a DAQ folder: every new file declared, catalogued, replicated with
 /// its adler32 verified at the site, processed by the realtime DQ, and (if asked) removed from
@@ -65,13 +65,19 @@ pub struct Args {
     site: String,
     #[command(flatten)]
     destination: DestinationArgs,
-    /// Rucio server: register every replicated file (password in $RUCIO_PASSWORD, or the
-    /// variable --rucio-password-env names).
-    #[arg(long, requires_all = ["rucio_username", "rse"])]
+    /// Rucio server: register every replicated file (login as `larmon rucio --auth-type`
+    /// says; userpass password in $RUCIO_PASSWORD, or the variable --rucio-password-env names).
+    #[arg(long, requires = "rse")]
     rucio_url: Option<String>,
+    /// Rucio authentication server, where it is another host (Rucio's auth_host).
+    #[arg(long)]
+    rucio_auth_url: Option<String>,
     /// Rucio account.
     #[arg(long, default_value = "root")]
     rucio_account: String,
+    /// How to log in to Rucio: userpass, x509, x509_proxy or token (see `larmon rucio --help`).
+    #[arg(long, value_enum, default_value = "userpass")]
+    rucio_auth_type: AuthType,
     /// Rucio userpass identity.
     #[arg(long)]
     rucio_username: Option<String>,
@@ -236,13 +242,15 @@ pub fn run(args: Args) -> Result<()> {
     let rucio = match &args.rucio_url {
         None => None,
         Some(url) => {
-            let client = rucio_login(
+            let client = rucio_login(&RucioLogin {
                 url,
-                &args.rucio_account,
-                args.rucio_username.as_deref().unwrap_or_default(),
-                &args.rucio_password_env,
-                "--rucio-password-env",
-            )?;
+                auth_url: args.rucio_auth_url.as_deref(),
+                account: &args.rucio_account,
+                auth_type: args.rucio_auth_type,
+                username: args.rucio_username.as_deref(),
+                password_env: &args.rucio_password_env,
+                flags: ["--rucio-username", "--rucio-password-env"],
+            })?;
             let target = RucioTarget {
                 rse: args.rse.clone().unwrap_or_default(),
                 dataset: args.dataset.clone(),

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use larmon_catalog::Catalog;
-use larmon_transfer::rucio::{RucioClient, RucioConfig, RucioTarget, register_file, rucio_state};
+use larmon_transfer::credentials;
+use larmon_transfer::rucio::{
+    RucioAuth, RucioClient, RucioConfig, RucioTarget, register_file, rucio_state,
+};
 use larmon_transfer::{Destination, Outcome, RetryPolicy, run_queue};
 
 /// Replicate every catalogued file to another site, verified.
@@ -181,13 +184,18 @@ impl DestinationArgs {
 /// dataset's rules (state, locks ok/replicating/stuck), and exits non-zero when a file has no
 /// AVAILABLE replica or a rule is STUCK or SUSPENDED (for a cron or Nagios check).
 ///
-/// The login token is renewed before Rucio's one-hour lifetime ends and whenever the server
-/// refuses it, so long passes do not fail on an expired token.
+/// Login (--auth-type): userpass (password in $RUCIO_PASSWORD), x509 (X509_USER_CERT/KEY or
+/// ~/.globus), x509_proxy (X509_USER_PROXY or /tmp/x509up_u<uid>), or token (a bearer token
+/// found the WLCG way: BEARER_TOKEN, BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>,
+/// /tmp/bt_u<uid>). A Rucio token is renewed before its one-hour lifetime ends and whenever the
+/// server refuses it (the certificate or proxy is read again then); a bearer token is read
+/// again at every request, so long passes do not fail on an expired credential.
 ///
 /// Examples:
 ///   larmon rucio --db dm.sqlite --url https://rucio.example --rse DUNE_US_FNAL_DISK_STAGE \
 ///       --rule-rse T3_US_NERSC --account dunepro --username dunepro --password-env RUCIO_PW
-///   larmon rucio --db dm.sqlite --url https://rucio.example --username dunepro --status
+///   larmon rucio --db dm.sqlite --url https://dune-rucio.fnal.gov \
+///       --auth-url https://auth-dune-rucio.fnal.gov --auth-type x509_proxy --account dunepro --status
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RucioArgs {
@@ -197,12 +205,19 @@ pub struct RucioArgs {
     /// Rucio server URL.
     #[arg(long)]
     url: String,
+    /// Rucio authentication server, where it is another host (Rucio's auth_host).
+    #[arg(long)]
+    auth_url: Option<String>,
     /// Rucio account.
     #[arg(long, default_value = "root")]
     account: String,
+    /// How to log in (server certificates are checked against X509_CERT_DIR or
+    /// /etc/grid-security/certificates when there is one).
+    #[arg(long, value_enum, default_value = "userpass")]
+    auth_type: AuthType,
     /// userpass identity.
-    #[arg(long)]
-    username: String,
+    #[arg(long, required_if_eq("auth_type", "userpass"))]
+    username: Option<String>,
     /// Name of the environment variable holding the password (never on the command line).
     #[arg(long, default_value = "RUCIO_PASSWORD")]
     password_env: String,
@@ -223,35 +238,86 @@ pub struct RucioArgs {
     status: bool,
 }
 
-/// Logs in to Rucio (userpass) with the password held in environment variable
-/// `password_env`; `flag` is the option that names another variable.
-pub fn rucio_login(
-    url: &str,
-    account: &str,
-    username: &str,
-    password_env: &str,
-    flag: &str,
-) -> Result<RucioClient> {
-    let password = std::env::var(password_env).map_err(|_| {
-        anyhow::anyhow!("set the Rucio password in ${password_env} (or name another with {flag})")
-    })?;
+/// How larmon logs in to Rucio (Rucio's `auth_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[clap(rename_all = "snake_case")]
+pub enum AuthType {
+    /// userpass identity; the password in an environment variable.
+    Userpass,
+    /// The X.509 user certificate: X509_USER_CERT and X509_USER_KEY, else ~/.globus/.
+    X509,
+    /// The X.509 proxy: X509_USER_PROXY, else /tmp/x509up_u<uid> (voms-proxy-init).
+    X509Proxy,
+    /// A bearer token (htgettoken): BEARER_TOKEN, the file BEARER_TOKEN_FILE names,
+    /// $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid>, read again at every request.
+    Token,
+}
+
+/// What a Rucio login needs, from `larmon rucio` or `larmon daq` options.
+pub struct RucioLogin<'a> {
+    pub url: &'a str,
+    pub auth_url: Option<&'a str>,
+    pub account: &'a str,
+    pub auth_type: AuthType,
+    pub username: Option<&'a str>,
+    /// The environment variable holding the userpass password.
+    pub password_env: &'a str,
+    /// The options that name the username and the password variable, for messages.
+    pub flags: [&'a str; 2],
+}
+
+/// Logs in to Rucio: userpass (password in the environment, never on the command line),
+/// X.509 certificate or proxy, or a bearer token. Server certificates are checked against
+/// X509_CERT_DIR or /etc/grid-security/certificates when there is one.
+pub fn rucio_login(login: &RucioLogin<'_>) -> Result<RucioClient> {
+    let [username_flag, password_flag] = login.flags;
+    let auth = match login.auth_type {
+        AuthType::Userpass => {
+            let Some(username) = login.username else {
+                bail!("userpass login needs {username_flag} (or choose another auth type)")
+            };
+            let password = std::env::var(login.password_env).map_err(|_| {
+                anyhow::anyhow!(
+                    "set the Rucio password in ${} (or name another with {password_flag})",
+                    login.password_env
+                )
+            })?;
+            RucioAuth::UserPass { username: username.into(), password }
+        }
+        AuthType::X509 => {
+            let (cert, key) = credentials::x509_user_certificate();
+            RucioAuth::X509 { cert, key }
+        }
+        AuthType::X509Proxy => {
+            let Some(proxy) = credentials::x509_proxy() else {
+                bail!(
+                    "no X.509 proxy: X509_USER_PROXY is not set and /tmp/x509up_u<uid> does \
+                     not exist (make one with voms-proxy-init)"
+                )
+            };
+            RucioAuth::X509 { cert: proxy.clone(), key: proxy }
+        }
+        AuthType::Token => RucioAuth::Token,
+    };
     Ok(RucioClient::login(&RucioConfig {
-        url: url.into(),
-        account: account.into(),
-        username: username.into(),
-        password,
+        url: login.url.into(),
+        auth_url: login.auth_url.map(Into::into),
+        account: login.account.into(),
+        auth,
     })?)
 }
 
 pub fn rucio(args: RucioArgs) -> Result<()> {
     let catalog = Catalog::open(&args.db)?;
-    let client = rucio_login(
-        &args.url,
-        &args.account,
-        &args.username,
-        &args.password_env,
-        "--password-env",
-    )?;
+    let client = rucio_login(&RucioLogin {
+        url: &args.url,
+        auth_url: args.auth_url.as_deref(),
+        account: &args.account,
+        auth_type: args.auth_type,
+        username: args.username.as_deref(),
+        password_env: &args.password_env,
+        flags: ["--username", "--password-env"],
+    })?;
     if args.status {
         return rucio_status(&client, &catalog, &args);
     }
