@@ -328,6 +328,9 @@ enum Series {
     ErrorPoints(Vec<(f64, f64, f64)>),
     /// A reference run's histogram, scaled to the plot's first histogram: grey dashed steps.
     Reference(Hist1D),
+    /// A reference run's histogram for the histogram series named here (a plot of several),
+    /// scaled to that series: dashed steps in the series' colour.
+    ReferenceOf(String, Hist1D),
     /// Lines with gaps between them (a quantity undefined where there was no data).
     Segments(Vec<Vec<(f64, f64)>>),
     /// A black dashed line (a sum of the other series, an expectation).
@@ -339,7 +342,7 @@ impl Series {
     fn has_data(&self, log: bool) -> bool {
         let drawable = |y: f64| y.is_finite() && (!log || y > 0.0);
         match self {
-            Self::Hist(h) | Self::Reference(h) => {
+            Self::Hist(h) | Self::Reference(h) | Self::ReferenceOf(_, h) => {
                 h.counts.iter().any(|c| *c != 0.0 && drawable(*c))
             }
             Self::Line(p) | Self::Points(p) | Self::Dashed(p) => p.iter().any(|q| drawable(q.1)),
@@ -494,10 +497,16 @@ impl Plot {
         self
     }
 
-    /// The plot's first histogram (what a reference is compared with).
+    /// The plot's first histogram.
     pub fn first_hist(&self) -> Option<&Hist1D> {
-        self.series.iter().find_map(|(_, s)| match s {
-            Series::Hist(h) => Some(h),
+        self.hists().next().map(|(_, h)| h)
+    }
+
+    /// Every histogram of the plot with its series name, in drawing order (what a reference
+    /// is compared with, series by series).
+    pub fn hists(&self) -> impl Iterator<Item = (&str, &Hist1D)> {
+        self.series.iter().filter_map(|(name, s)| match s {
+            Series::Hist(h) => Some((name.as_str(), h)),
             _ => None,
         })
     }
@@ -530,7 +539,9 @@ impl Plot {
         let coloured = self
             .merged_series()
             .iter()
-            .filter(|(_, s)| !matches!(s, Series::Reference(_) | Series::Dashed(_)))
+            .filter(|(_, s)| {
+                !matches!(s, Series::Reference(_) | Series::ReferenceOf(..) | Series::Dashed(_))
+            })
             .count();
         if coloured > 1 + SERIES.len() {
             problems.push(format!("{coloured} series but {} distinct colours", 1 + SERIES.len()));
@@ -546,8 +557,19 @@ impl Plot {
     /// Overlays `reference` (a reference run's histogram with the same binning), scaled to
     /// the area of this plot's first histogram, as grey dashed steps named `label`. Nothing is
     /// drawn when the binnings differ or either is empty.
-    pub fn with_reference(mut self, reference: &Hist1D, label: &str) -> Self {
-        let Some(own) = self.first_hist() else { return self };
+    pub fn with_reference(self, reference: &Hist1D, label: &str) -> Self {
+        let Some(first) = self.hists().next().map(|(name, _)| name.to_string()) else {
+            return self;
+        };
+        self.with_reference_of(&first, reference, label)
+    }
+
+    /// [`Plot::with_reference`] for the histogram series named `series`: `reference` scaled
+    /// to that histogram's area.
+    pub fn with_reference_of(mut self, series: &str, reference: &Hist1D, label: &str) -> Self {
+        let Some(own) = self.hists().find(|(name, _)| *name == series).map(|(_, h)| h) else {
+            return self;
+        };
         let same = own.counts.len() == reference.counts.len()
             && own.lo == reference.lo
             && own.hi == reference.hi;
@@ -557,7 +579,12 @@ impl Plot {
         }
         let mut scaled = reference.clone();
         scaled.counts.iter_mut().for_each(|c| *c *= a / b);
-        self.series.push((label.into(), Series::Reference(scaled)));
+        let reference = if self.hists().count() > 1 {
+            Series::ReferenceOf(series.into(), scaled)
+        } else {
+            Series::Reference(scaled)
+        };
+        self.series.push((label.into(), reference));
         self
     }
 
@@ -600,7 +627,7 @@ impl Plot {
         let mut ys = Vec::new();
         for (_, s) in &self.series {
             match s {
-                Series::Hist(h) | Series::Reference(h) => {
+                Series::Hist(h) | Series::Reference(h) | Series::ReferenceOf(_, h) => {
                     xs.extend([h.lo, h.hi]);
                     ys.extend(h.counts.iter().copied());
                 }
@@ -767,15 +794,25 @@ impl Plot {
             };
             let mut entries: Vec<(String, RGBAColor, LegendMark)> = Vec::new();
             let mut colour_index = 0;
+            let grey = RGBColor(90, 90, 90).to_rgba();
+            // The colour each histogram series got, for its reference.
+            let mut colour_of: Vec<(&str, RGBAColor)> = Vec::new();
             for (name, series) in &series {
                 let color = match series {
-                    Series::Reference(_) => RGBColor(90, 90, 90).to_rgba(),
+                    Series::Reference(_) => grey,
+                    Series::ReferenceOf(of, _) => colour_of
+                        .iter()
+                        .find(|(n, _)| n.split(", ").any(|part| part == of))
+                        .map_or(grey, |(_, c)| *c),
                     Series::Dashed(_) => BLACK.to_rgba(),
                     _ => {
                         colour_index += 1;
                         series_color(colour_index - 1).to_rgba()
                     }
                 };
+                if let Series::Hist(_) = series {
+                    colour_of.push((name.as_str(), color));
+                }
                 let mark = match series {
                     Series::Hist(h) => {
                         let w = h.width();
@@ -804,8 +841,8 @@ impl Plot {
                             LegendMark::Box
                         }
                     }
-                    Series::Reference(h) => {
-                        // Grey dashed steps, drawn over the data.
+                    Series::Reference(h) | Series::ReferenceOf(_, h) => {
+                        // Dashed steps, drawn over the data.
                         chart
                             .draw_series(DashedLineSeries::new(
                                 steps(h),
@@ -864,14 +901,21 @@ impl Plot {
                         LegendMark::Dot
                     }
                 };
-                if !name.is_empty() {
+                if let Series::ReferenceOf(..) = series {
+                    // One legend entry says what dashed steps are, in grey.
+                    if !name.is_empty() && !entries.iter().any(|(n, _, _)| n == name) {
+                        entries.push((name.clone(), grey, mark));
+                    }
+                } else if !name.is_empty() {
                     entries.push((name.clone(), color, mark));
                 }
             }
             // Hover values: a transparent box per bin of the first histogram (with the
             // reference's value, if any) and per marker, each with an SVG <title>.
+            let first_name = self.hists().next().map(|(name, _)| name);
             let reference = self.series.iter().find_map(|(_, s)| match s {
                 Series::Reference(h) => Some(h),
+                Series::ReferenceOf(of, h) if Some(of.as_str()) == first_name => Some(h),
                 _ => None,
             });
             if let Some(h) = self.first_hist() {

@@ -109,7 +109,7 @@ pub fn draw_typed_figures(
             let svg = match typed {
                 TypedFigure::Plot { plot } => {
                     let check = shape_checks.get(&format!("{}/{}", entry.name, figure.name));
-                    let against = reference.map(|r| (r, reference_hist(out, r, &figure.data)));
+                    let against = reference.map(|r| (r, reference_hists(out, r, &figure.data)));
                     let (plot, compared, verdict) =
                         over_reference(plot, &figure.name, against, check);
                     if let Some(run) = compared {
@@ -131,23 +131,34 @@ pub fn draw_typed_figures(
     used
 }
 
-/// The first histogram of the typed plot stored at `data` (a figure's data path) in reference
-/// run `run` of `out`.
-fn reference_hist(out: &Path, run: &str, data: &str) -> Option<Hist1D> {
+/// Up to this many compared series get a note each on the figure; more get one summary line
+/// (the shape check's message names the worst series when one is configured).
+const NOTED_SERIES: usize = 3;
+
+/// The histograms (series name, histogram) of the typed plot stored at `data` (a figure's
+/// data path) in reference run `run` of `out`; `None` when the run has no such plot.
+fn reference_hists(out: &Path, run: &str, data: &str) -> Option<Vec<(String, Hist1D)>> {
     let text = std::fs::read_to_string(out.join(run).join(data)).ok()?;
     match TypedFigure::from_json(&text)? {
-        TypedFigure::Plot { plot } => plot.first_hist().cloned(),
+        TypedFigure::Plot { plot } => {
+            let hists: Vec<(String, Hist1D)> =
+                plot.hists().map(|(name, h)| (name.to_string(), h.clone())).collect();
+            (!hists.is_empty()).then_some(hists)
+        }
         _ => None,
     }
 }
 
-/// `plot` over its reference's histogram with the comparison noted; the reference run if the
-/// two could be compared; the shape check's verdict if one is configured for the figure (a
-/// warning when the reference run lacks the figure).
+/// `plot` over its reference, histogram by histogram: each histogram series is compared with
+/// the reference's series of the same name (or, when both have one histogram, with that one),
+/// the reference drawn over it scaled to its area and the comparison noted. Returns the plot,
+/// the reference run if anything could be compared, and the shape check's verdict if one is
+/// configured for the figure: the worst series decides (a warning when the reference run
+/// lacks the figure).
 fn over_reference(
     plot: Plot,
     figure: &str,
-    against: Option<(&str, Option<Hist1D>)>,
+    against: Option<(&str, Option<Vec<(String, Hist1D)>>)>,
     check: Option<&ShapeCheck>,
 ) -> (Plot, Option<String>, Option<Check>) {
     let Some((reference_run, reference)) = against else { return (plot, None, None) };
@@ -157,27 +168,75 @@ fn over_reference(
         message: format!("no comparable {figure} in reference run {reference_run}"),
     };
     let Some(reference) = reference else { return (plot, None, check.map(|_| missing())) };
-    let comparison = plot.first_hist().and_then(|h| compare_shapes(h, &reference));
-    let plot = plot.with_reference(&reference, &format!("reference {reference_run}"));
-    let Some(c) = comparison else { return (plot, None, None) };
-    let summary = format!(
-        "vs {reference_run}: KS p = {:.3}, χ²/ndf = {:.1}/{}",
-        c.ks_probability, c.chi2, c.ndf
-    );
+    let own: Vec<(String, Hist1D)> =
+        plot.hists().map(|(name, h)| (name.to_string(), h.clone())).collect();
+    let single = own.len() == 1 && reference.len() == 1;
+    let mut plot = plot;
+    let mut compared: Vec<(String, ShapeComparison)> = Vec::new();
+    for (name, hist) in &own {
+        let counterpart = reference.iter().find(|(r, _)| r == name).or(if single {
+            reference.first()
+        } else {
+            None
+        });
+        let Some((_, reference_hist)) = counterpart else { continue };
+        // Several references are drawn in their series' colours under one legend entry.
+        let label = format!("reference {reference_run}");
+        plot = plot.with_reference_of(name, reference_hist, &label);
+        if let Some(c) = compare_shapes(hist, reference_hist) {
+            compared.push((name.clone(), c));
+        }
+    }
+    if compared.is_empty() {
+        return (plot, None, check.map(|_| missing()));
+    }
+    let summary = |name: &str, c: &ShapeComparison| {
+        let what = if single { String::new() } else { format!("{name} ") };
+        format!(
+            "{what}vs {reference_run}: KS p = {:.3}, χ²/ndf = {:.1}/{}",
+            c.ks_probability, c.chi2, c.ndf
+        )
+    };
+    if compared.len() <= NOTED_SERIES {
+        for (name, c) in &compared {
+            plot = plot.note(summary(name, c));
+        }
+    } else {
+        // One line for many series: the least compatible by each statistic.
+        let least = |key: fn(&ShapeComparison) -> f64| {
+            compared.iter().min_by(|a, b| key(&a.1).total_cmp(&key(&b.1))).expect("not empty")
+        };
+        let (ks_name, ks) = least(|c| c.ks_probability);
+        let (chi2_name, chi2) = least(|c| -c.chi2 / c.ndf.max(1) as f64);
+        plot = plot
+            .note(format!("vs {reference_run}, {} series:", compared.len()))
+            .note(format!("min KS p = {:.3} ({ks_name})", ks.ks_probability))
+            .note(format!("max χ²/ndf = {:.1} ({chi2_name})", chi2.chi2 / chi2.ndf.max(1) as f64));
+    }
     let verdict = check.map(|check| {
-        let (status, value) = check.judge(&c);
+        // The worst series decides; on a tie the first in drawing order.
+        let judged = compared.iter().map(|(name, c)| (check.judge(c), name, c));
+        let ((status, value), name, c) = judged
+            .reduce(|worst, next| if next.0.0 > worst.0.0 { next } else { worst })
+            .expect("compared is not empty");
+        let of = if compared.len() > 1 {
+            format!(" (the worst of {} series)", compared.len())
+        } else {
+            String::new()
+        };
         Check {
             name: format!("shape: {figure}"),
             status,
             message: format!(
-                "{summary}; {} = {value:.4} (warning at {}, error at {})",
+                "{}; {} = {value:.4} (warning at {}, error at {}){of}",
+                summary(name, c),
                 check.statistic.as_str(),
                 check.warn,
                 check.error
             ),
         }
     });
-    (plot.note(summary), Some(reference_run.to_string()), verdict)
+    (plot, Some(reference_run.to_string()), verdict)
 }
 
 #[cfg(test)]
@@ -199,6 +258,49 @@ mod tests {
         assert_eq!(chi2.judge(&comparison(1.0, 10.0, 10)), (Status::Ok, 1.0));
         assert_eq!(chi2.judge(&comparison(1.0, 30.0, 10)).0, Status::Warning);
         assert_eq!(chi2.judge(&comparison(1.0, 60.0, 10)).0, Status::Error);
+    }
+
+    /// A histogram of 20 bins over [0, 20) filled with `n` entries spread as `shape` says.
+    fn hist(n: usize, shape: impl Fn(usize) -> f64) -> Hist1D {
+        let mut h = Hist1D::new(20, 0.0, 20.0);
+        for i in 0..n {
+            h.fill(shape(i) % 20.0, 1.0);
+        }
+        h
+    }
+
+    #[test]
+    fn every_histogram_of_a_figure_is_compared_and_the_worst_decides() {
+        let flat = |i: usize| (i % 20) as f64 + 0.5;
+        let peaked = |i: usize| 2.0 + (i % 3) as f64;
+        let plot = Plot::new("charge per module", "charge [ke-]", "hits / bin")
+            .hist(&hist(4000, flat), "module 1")
+            .hist(&hist(4000, flat), "module 2");
+        let reference = vec![
+            ("module 1".to_string(), hist(2000, flat)),
+            ("module 2".to_string(), hist(2000, peaked)),
+        ];
+        let check =
+            ShapeCheck { statistic: ShapeStatistic::KsProbability, warn: 0.05, error: 0.001 };
+        let (drawn, run, verdict) =
+            over_reference(plot, "charge", Some(("run-7", Some(reference))), Some(&check));
+        assert_eq!(run.as_deref(), Some("run-7"));
+        let verdict = verdict.unwrap();
+        assert_eq!(verdict.status, Status::Error, "{verdict:?}");
+        assert!(verdict.message.starts_with("module 2 vs run-7"), "{}", verdict.message);
+        assert!(verdict.message.contains("the worst of 2 series"), "{}", verdict.message);
+        let svg = drawn.render();
+        assert_eq!(svg.matches("reference run-7").count(), 1, "one legend entry for both");
+        assert!(svg.contains("module 1 vs run-7: KS p = 1.000"), "each series noted");
+        // A reference with none of the figure's series: nothing to compare, a warning. (One
+        // histogram on each side is compared whatever the names.)
+        let plot = Plot::new("t", "x [cm]", "n")
+            .hist(&hist(100, flat), "module 3")
+            .hist(&hist(100, flat), "module 4");
+        let elsewhere = vec![("module 1".to_string(), hist(100, flat))];
+        let (_, run, verdict) =
+            over_reference(plot, "charge", Some(("run-7", Some(elsewhere))), Some(&check));
+        assert_eq!((run, verdict.unwrap().status), (None, Status::Warning));
     }
 
     #[test]
