@@ -185,9 +185,12 @@ fn draw_one(
 /// (the shape check's message names the worst series when one is configured).
 const NOTED_SERIES: usize = 3;
 
+/// A plot's histograms with their series names.
+type NamedHists = Vec<(String, Hist1D)>;
+
 /// The histograms (series name, histogram) of the typed plot stored at `data` (a figure's
 /// data path) in reference run `run` of `out`; `None` when the run has no such plot.
-fn reference_hists(out: &Path, run: &str, data: &str) -> Option<Vec<(String, Hist1D)>> {
+fn reference_hists(out: &Path, run: &str, data: &str) -> Option<NamedHists> {
     let text = std::fs::read_to_string(out.join(run).join(data)).ok()?;
     match TypedFigure::from_json(&text)? {
         TypedFigure::Plot { plot } => {
@@ -208,7 +211,7 @@ fn reference_hists(out: &Path, run: &str, data: &str) -> Option<Vec<(String, His
 fn over_reference(
     plot: Plot,
     figure: &str,
-    against: Option<(&str, Option<Vec<(String, Hist1D)>>)>,
+    against: Option<(&str, Option<NamedHists>)>,
     check: Option<&ShapeCheck>,
 ) -> (Plot, Option<String>, Option<Check>) {
     let Some((reference_run, reference)) = against else { return (plot, None, None) };
