@@ -20,6 +20,12 @@ duration=${1:-3600}
 larmon=$(realpath "${2:-target/release/larmon}")
 every=${3:-10}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The DQ watcher's plugins: a copied binary does not find the build's beside it.
+export LARMON_PLUGIN_DIR=${LARMON_PLUGIN_DIR:-$repo/target/wasm32-wasip2/plugin}
+if ! ls "$LARMON_PLUGIN_DIR"/*.wasm >/dev/null 2>&1; then
+    echo "no plugins in $LARMON_PLUGIN_DIR (bash .ci/plugins, or set LARMON_PLUGIN_DIR)" >&2
+    exit 2
+fi
 work=$(mktemp -d /tmp/larmon-daq-hour.XXXXXX)
 chain_pid=""
 started=()
