@@ -81,10 +81,7 @@ impl ShapeCheck {
 
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
 /// time axes from the run's first second `run_start_unix_s`, plots over their plugin's
-/// reference when there is one, and adds the configured shape checks. The figures are drawn on
-/// every core (each is independent; maps spend most of their time compressing their image);
-/// checks and errors are added in figure order, so the report does not depend on the
-/// scheduling. Returns the reference run each plugin was compared with.
+/// reference when there is one, and adds the configured shape checks. Returns the reference run each plugin was compared with.
 pub fn draw_typed_figures(
     run: &str,
     run_dir: &Path,
@@ -94,91 +91,44 @@ pub fn draw_typed_figures(
     shape_checks: &BTreeMap<String, ShapeCheck>,
     run_start_unix_s: Option<u64>,
 ) -> BTreeMap<String, String> {
-    use rayon::prelude::*;
-    let jobs: Vec<(usize, usize)> = entries
-        .iter()
-        .enumerate()
-        .flat_map(|(e, entry)| (0..entry.figures.len()).map(move |f| (e, f)))
-        .collect();
-    let drawn: Vec<Drawn> = jobs
-        .par_iter()
-        .map(|&(e, f)| {
-            let entry = &entries[e];
-            let reference =
-                references.of(&entry.name).filter(|r| *r != run && !r.contains(['/', '\\']));
-            draw_one(
-                run_dir,
-                out,
-                &entry.name,
-                &entry.figures[f],
-                reference,
-                shape_checks,
-                run_start_unix_s,
-            )
-        })
-        .collect();
     let mut used = BTreeMap::new();
-    for (&(e, _), drawn) in jobs.iter().zip(drawn) {
-        let entry = &mut entries[e];
-        if let Some(run) = drawn.compared {
-            used.insert(entry.name.clone(), run);
+    for entry in entries.iter_mut() {
+        let reference =
+            references.of(&entry.name).filter(|r| *r != run && !r.contains(['/', '\\']));
+        let mut checks = Vec::new();
+        for figure in &entry.figures {
+            let Some(typed) = std::fs::read_to_string(run_dir.join(&figure.data))
+                .ok()
+                .as_deref()
+                .and_then(TypedFigure::from_json)
+            else {
+                continue;
+            };
+            // Every time axis of the run counts from the same zero.
+            let typed = typed.with_run_start(run_start_unix_s);
+            let svg = match typed {
+                TypedFigure::Plot { plot } => {
+                    let check = shape_checks.get(&format!("{}/{}", entry.name, figure.name));
+                    let against = reference.map(|r| (r, reference_hists(out, r, &figure.data)));
+                    let (plot, compared, verdict) =
+                        over_reference(plot, &figure.name, against, check);
+                    if let Some(run) = compared {
+                        used.insert(entry.name.clone(), run);
+                    }
+                    checks.extend(verdict);
+                    plot.render()
+                }
+                // Tables and value maps: drawn as they are (no reference overlay).
+                other => other.render(),
+            };
+            if let Err(e) = std::fs::write(run_dir.join(&figure.svg), svg) {
+                entry.status = Status::Error;
+                entry.error = Some(format!("writing figure {}: {e}", figure.svg));
+            }
         }
-        entry.checks.extend(drawn.verdict);
-        if let Some(error) = drawn.write_error {
-            entry.status = Status::Error;
-            entry.error = Some(error);
-        }
+        entry.checks.extend(checks);
     }
     used
-}
-
-/// What drawing one figure gave.
-#[derive(Default)]
-struct Drawn {
-    /// The reference run it was compared with.
-    compared: Option<String>,
-    /// Its shape check's verdict.
-    verdict: Option<Check>,
-    /// Why its SVG could not be written.
-    write_error: Option<String>,
-}
-
-/// Draws the typed figure `figure` of plugin `plugin` (nothing when its data is not a typed
-/// figure), over `reference` when given.
-fn draw_one(
-    run_dir: &Path,
-    out: &Path,
-    plugin: &str,
-    figure: &larmon_report::FigureFiles,
-    reference: Option<&str>,
-    shape_checks: &BTreeMap<String, ShapeCheck>,
-    run_start_unix_s: Option<u64>,
-) -> Drawn {
-    let mut drawn = Drawn::default();
-    let Some(typed) = std::fs::read_to_string(run_dir.join(&figure.data))
-        .ok()
-        .as_deref()
-        .and_then(TypedFigure::from_json)
-    else {
-        return drawn;
-    };
-    // Every time axis of the run counts from the same zero.
-    let typed = typed.with_run_start(run_start_unix_s);
-    let svg = match typed {
-        TypedFigure::Plot { plot } => {
-            let check = shape_checks.get(&format!("{plugin}/{}", figure.name));
-            let against = reference.map(|r| (r, reference_hists(out, r, &figure.data)));
-            let (plot, compared, verdict) = over_reference(plot, &figure.name, against, check);
-            (drawn.compared, drawn.verdict) = (compared, verdict);
-            plot.render()
-        }
-        // Tables and value maps: drawn as they are (no reference overlay).
-        other => other.render(),
-    };
-    if let Err(e) = std::fs::write(run_dir.join(&figure.svg), svg) {
-        drawn.write_error = Some(format!("writing figure {}: {e}", figure.svg));
-    }
-    drawn
 }
 
 /// Up to this many compared series get a note each on the figure; more get one summary line
