@@ -5,7 +5,10 @@
 //! destinations; visible failures), and `larmon rucio` against a real Rucio server
 //! (RUCIO_TEST_URL; `.ci/test` starts one under CI=true, elsewhere the test says SKIPPED);
 //! `larmon transfer --to root://…` and a Rucio RSE with the root protocol against a real XRootD
-//! server (XROOTD_TEST_URL; `.ci/test` starts one under CI=true with `.ci/xrootd-local.sh`).
+//! server (XROOTD_TEST_URL; `.ci/test` starts one under CI=true with `.ci/xrootd-local.sh`);
+//! Rucio logins with an X.509 proxy, a user certificate and a bearer token against the same
+//! Rucio over HTTPS (RUCIO_X509_TEST_URL, RUCIO_X509_TEST_DIR: `.ci/rucio-local.sh` makes the
+//! certificates and the TLS front).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
