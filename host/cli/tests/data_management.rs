@@ -1323,6 +1323,10 @@ fn rucio_logs_in_with_an_x509_proxy_a_user_certificate_or_a_bearer_token() {
     assert!(refused.contains("refused the bearer token"), "{refused}");
     let missing = failed(larmon_as(&as_proxy, &[("X509_USER_PROXY", &dir.join("none"))], &status));
     assert!(missing.contains("none"), "{missing}");
+    let plain = ["--url", &url, "--auth-type", "x509"];
+    let not_tls =
+        failed(larmon_as(&plain, &[("X509_USER_CERT", &cert), ("X509_USER_KEY", &key)], &status));
+    assert!(not_tls.contains("is not an https:// server"), "{not_tls}");
     let no_user = failed(larmon_as(&as_user, &[("HOME", &dir)], &status));
     assert!(no_user.contains(".globus/usercert.pem"), "{no_user}");
     let untrusted = dir.join("other-ca");

@@ -107,6 +107,12 @@ fn x509_token(
     cert: &Path,
     key: &Path,
 ) -> Result<String, TransferError> {
+    if !auth_url.to_ascii_lowercase().starts_with("https://") {
+        return Err(login_failed(&format!(
+            "x509: {auth_url} is not an https:// server (the certificate is presented in the TLS \
+             handshake; give --auth-url https://…)"
+        )));
+    }
     for file in [cert, key] {
         if let Err(e) = std::fs::File::open(file) {
             return Err(login_failed(&format!(
