@@ -14,6 +14,7 @@
 
 pub mod chain;
 pub mod credentials;
+mod curl;
 pub mod destination;
 pub mod replicate;
 pub mod rucio;

@@ -13,6 +13,7 @@ use larmon_catalog::{Adler32, Catalog, FileRecord};
 use serde_json::{Value, json};
 
 use crate::credentials;
+use crate::curl::{self, Credential, Upload};
 use crate::destination::Destination;
 use crate::replicate::place_file;
 use crate::{Outcome, TransferError};
@@ -98,9 +99,9 @@ fn agent() -> Result<ureq::Agent, TransferError> {
 }
 
 /// Logs in at `/auth/x509` presenting `cert` and `key` (the same file for a proxy), read now,
-/// so a renewed proxy is the one sent. Done by curl: its OpenSSL presents RFC 3820 proxies,
-/// which rustls refuses to load. The server is checked against the grid CA directory when
-/// there is one.
+/// so a renewed proxy is the one sent. Done by curl ([`curl::request`]): its OpenSSL presents
+/// RFC 3820 proxies, which rustls refuses to load. The server is checked against the grid CA
+/// directory when there is one.
 fn x509_token(
     auth_url: &str,
     account: &str,
@@ -124,46 +125,30 @@ fn x509_token(
             )));
         }
     }
-    let mut command = std::process::Command::new("curl");
-    command.args(["--silent", "--show-error", "--globoff", "--dump-header", "-"]);
-    command.args(["--output", "/dev/null", "--max-time", "120", "--connect-timeout", "30"]);
-    command.arg("--cert").arg(cert).arg("--key").arg(key);
-    if let Some(dir) = credentials::ca_dir() {
-        command.arg("--capath").arg(dir);
-    }
-    command.args(["--header", &format!("X-Rucio-Account: {account}")]);
-    command.arg(format!("{auth_url}/auth/x509"));
-    let output = command.output().map_err(|e| {
-        login_failed(&if e.kind() == std::io::ErrorKind::NotFound {
-            "x509: curl not found: install curl".into()
-        } else {
-            format!("x509: running curl: {e}")
-        })
-    })?;
-    if !output.status.success() {
-        // curl's first line says what failed; the rest is advice about curl itself.
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr.lines().next().unwrap_or("curl failed").trim();
+    let url = format!("{auth_url}/auth/x509");
+    let account = [("X-Rucio-Account", account.to_string())];
+    let credential = Credential::Certificate { cert, key };
+    let (status, headers) = curl::request("GET", &url, &account, Upload::None, credential, "120")
+        .map_err(|e| {
+        // The first line says what failed; the rest is curl's advice about itself.
+        let reason = match e {
+            TransferError::Command { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let reason = reason.lines().next().unwrap_or_default().to_string();
         let hint = if reason.contains("certificate problem") {
             " (is the server's CA in X509_CERT_DIR or /etc/grid-security/certificates?)"
         } else {
             ""
         };
-        return Err(login_failed(&format!("x509: {reason}{hint}")));
-    }
-    let headers = String::from_utf8_lossy(&output.stdout);
-    let status = headers.lines().next().unwrap_or_default().trim().to_string();
-    let value = |name: &str| {
-        headers.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
-        })
-    };
-    match value("X-Rucio-Auth-Token") {
-        Some(token) if status.split_whitespace().nth(1) == Some("200") => Ok(token),
+        login_failed(&format!("x509: {reason}{hint}"))
+    })?;
+    let value = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    match value("x-rucio-auth-token") {
+        Some(token) if status == 200 => Ok(token),
         _ => Err(login_failed(&format!(
-            "x509: {status} {}",
-            value("ExceptionMessage").unwrap_or_default()
+            "x509: status {status} {}",
+            value("exceptionmessage").unwrap_or_default()
         ))),
     }
 }
@@ -185,25 +170,19 @@ impl RucioClient {
     /// A new token: asked of Rucio (userpass, X.509), or read from its source (bearer token).
     fn new_token(agent: &ureq::Agent, config: &RucioConfig) -> Result<String, TransferError> {
         let auth_url = config.auth_url.as_deref().unwrap_or(&config.url).trim_end_matches('/');
-        let request = match &config.auth {
-            RucioAuth::Token => {
-                return credentials::bearer_token().ok_or_else(|| {
-                    login_failed(
-                        "no bearer token: none in BEARER_TOKEN, the file BEARER_TOKEN_FILE \
-                         names, $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid> (get one with \
-                         htgettoken)",
-                    )
-                });
+        match &config.auth {
+            RucioAuth::Token => credentials::bearer_token().ok_or_else(|| {
+                login_failed(
+                    "no bearer token: none in BEARER_TOKEN, the file BEARER_TOKEN_FILE \
+                     names, $XDG_RUNTIME_DIR/bt_u<uid> or /tmp/bt_u<uid> (get one with \
+                     htgettoken)",
+                )
+            }),
+            RucioAuth::UserPass { username, password } => {
+                userpass_token(agent, auth_url, &config.account, username, password)
             }
-            RucioAuth::UserPass { username, password } => agent
-                .get(format!("{auth_url}/auth/userpass"))
-                .header("X-Rucio-Username", username)
-                .header("X-Rucio-Password", password),
-            RucioAuth::X509 { cert, key } => {
-                return x509_token(auth_url, &config.account, cert, key);
-            }
-        };
-        token_of(request.header("X-Rucio-Account", &config.account).call(), "userpass")
+            RucioAuth::X509 { cert, key } => x509_token(auth_url, &config.account, cert, key),
+        }
     }
 
     /// The token to send: renewed first when it is old, or when `refused` is the one the
@@ -593,12 +572,21 @@ pub fn register_file(
     Ok(Registered { pfn, copied, dataset: format!("{scope}:{dataset}"), new_rule })
 }
 
-/// The token in a login answer (`X-Rucio-Auth-Token`), or why there is none.
-fn token_of(
-    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    how: &str,
+/// Logs in at `/auth/userpass`.
+fn userpass_token(
+    agent: &ureq::Agent,
+    auth_url: &str,
+    account: &str,
+    username: &str,
+    password: &str,
 ) -> Result<String, TransferError> {
-    let response = response.map_err(|e| login_failed(&format!("{how}: {e}")))?;
+    let response = agent
+        .get(format!("{auth_url}/auth/userpass"))
+        .header("X-Rucio-Account", account)
+        .header("X-Rucio-Username", username)
+        .header("X-Rucio-Password", password)
+        .call()
+        .map_err(|e| login_failed(&format!("userpass: {e}")))?;
     let token = response
         .headers()
         .get("X-Rucio-Auth-Token")
@@ -607,7 +595,7 @@ fn token_of(
     match token {
         Some(token) if response.status().is_success() => Ok(token),
         _ => Err(login_failed(&format!(
-            "{how}: {} {}",
+            "userpass: {} {}",
             response.status(),
             header(response.headers(), "ExceptionMessage").unwrap_or_default()
         ))),

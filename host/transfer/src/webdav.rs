@@ -2,24 +2,23 @@
 //! XRootD's XrdHttp serve it at the labs: `PUT` writes, the *server* computes the adler32
 //! (RFC 3230: `HEAD` with `Want-Digest: adler32`, answered in `Digest: adler32=<hex>`, so the
 //! bytes are checked where they landed), WebDAV `MOVE` publishes, `MKCOL` makes missing
-//! directories. The requests are made by `curl`, present on every host (as `xrdcp` is for
-//! root://): unlike ureq it sends header names as servers such as XrdHttp 5.5 expect
-//! (`Content-Length`), it trusts the system's CAs plus the grid CAs (`X509_CERT_DIR`,
+//! directories. The requests are made by `curl` ([`curl::request`]), present on every host (as
+//! `xrdcp` is for root://): unlike ureq it sends header names as servers such as XrdHttp 5.5
+//! expect (`Content-Length`), it trusts the system's CAs plus the grid CAs (`X509_CERT_DIR`,
 //! /etc/grid-security/certificates), and presents an X.509 proxy (`X509_USER_PROXY`,
 //! /tmp/x509up_u<uid>). A bearer token is sent when WLCG Bearer Token Discovery finds one
-//! ([`credentials::bearer_token`]), read again for every request so a renewed token is used at
-//! once, and passed to curl on its standard input, never on its command line.
+//! ([`crate::credentials::bearer_token`]), read again for every request so a renewed token is
+//! used at once, and passed to curl on its standard input, never on its command line.
 
 use std::path::Path;
 
 use larmon_catalog::Adler32;
 
-use crate::{TransferError, credentials};
+use crate::TransferError;
+use crate::curl::{self, Credential, Upload};
 
 /// Seconds a request may take in all (a multi-GB PUT over a slow link included).
 const REQUEST_TIMEOUT_S: &str = "3600";
-/// Seconds to connect.
-const CONNECT_TIMEOUT_S: &str = "30";
 
 /// The URL in the form HTTP clients use: `davs://` → `https://`, `dav://` → `http://`;
 /// `None` for anything that is not HTTP storage or has no host.
@@ -66,83 +65,15 @@ fn parse(url: &str) -> Result<String, TransferError> {
     })
 }
 
-/// What a request sends.
-enum Upload<'a> {
-    /// Nothing.
-    None,
-    /// A file.
-    File(&'a Path),
-}
-
-/// One request through `curl` (run directly, no shell): the status and the response headers
-/// (names in lower case). The token goes in on curl's standard input, never on its command
-/// line; an X.509 proxy (`X509_USER_PROXY`) is presented and the grid CAs trusted when the
-/// host has them.
+/// One request through curl with the credentials the environment holds (a bearer token, an
+/// X.509 proxy), as storage expects them.
 fn request(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
     body: Upload<'_>,
 ) -> Result<(u16, Vec<(String, String)>), TransferError> {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    let failed =
-        |reason: String| TransferError::Command { command: format!("HTTP {method} {url}"), reason };
-    let mut command = Command::new("curl");
-    command.args(["--silent", "--show-error", "--globoff", "--dump-header", "-"]);
-    command.args(["--output", "/dev/null", "--max-time", REQUEST_TIMEOUT_S]);
-    command.args(["--connect-timeout", CONNECT_TIMEOUT_S, "--header", "@-"]);
-    match (method, body) {
-        ("HEAD", _) => {
-            command.arg("--head");
-        }
-        (_, Upload::File(file)) => {
-            command.arg("--upload-file").arg(file).args(["--request", method]);
-        }
-        (_, Upload::None) => {
-            command.args(["--request", method]);
-        }
-    }
-    if let Some(proxy) = credentials::x509_proxy() {
-        command.arg("--cert").arg(&proxy).arg("--key").arg(&proxy);
-    }
-    if let Some(dir) = credentials::ca_dir() {
-        command.arg("--capath").arg(dir);
-    }
-    command.arg(url).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| {
-        failed(if e.kind() == std::io::ErrorKind::NotFound {
-            "curl not found: install curl".into()
-        } else {
-            e.to_string()
-        })
-    })?;
-    let mut lines: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    if let Some(token) = credentials::bearer_token() {
-        lines.push(format!("Authorization: Bearer {token}"));
-    }
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all((lines.join("\n") + "\n").as_bytes());
-    }
-    let output = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(failed(format!("curl {}: {}", output.status, stderr.trim())));
-    }
-    // The last header block counts (a `100 Continue` may come first).
-    let text = String::from_utf8_lossy(&output.stdout);
-    let block = text.rsplit("\r\n\r\n").find(|b| b.starts_with("HTTP/")).unwrap_or("");
-    let mut block_lines = block.lines();
-    let status = block_lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| failed(format!("no HTTP status in the answer {:?}", text.trim())))?;
-    let headers = block_lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok((status, headers))
+    curl::request(method, url, headers, body, Credential::Discovered, REQUEST_TIMEOUT_S)
 }
 
 fn status_error(method: &str, url: &str, status: u16) -> TransferError {
