@@ -673,7 +673,7 @@ impl DaqWatch {
     /// their checkpoints, are finished if they were not, and are never read again.
     fn add_departed_files(&mut self, run: &str) -> Result<()> {
         let mut departed = Vec::new();
-        for (index, checkpoint) in self.checkpoints(run) {
+        for (index, checkpoint) in run_checkpoints(&self.options.out, run) {
             let Some(checkpoint) = checkpoint else { continue };
             let known = self.files.iter().any(|f| f.path == checkpoint.file)
                 || self.forgotten.contains_key(&checkpoint.file);
@@ -778,17 +778,11 @@ impl DaqWatch {
         Ok(())
     }
 
-    /// The checkpoint folders of `run` (`watch/file-<index>/`): each index with its checkpoint,
-    /// `None` where `watch.json` is missing or unreadable.
-    fn checkpoints(&self, run: &str) -> Vec<(usize, Option<Checkpoint>)> {
-        run_checkpoints(&self.options.out, run)
-    }
-
     /// The index of a file in its run: the one its checkpoint has (stable across restarts),
     /// else the next free one.
     fn file_index(&self, run: &str, path: &Path) -> usize {
         let mut next = self.files.iter().filter(|f| f.run == run).map(|f| f.index + 1).max();
-        for (index, checkpoint) in self.checkpoints(run) {
+        for (index, checkpoint) in run_checkpoints(&self.options.out, run) {
             match checkpoint {
                 Some(c) if c.file == path => return index,
                 _ => next = Some(next.unwrap_or(0).max(index + 1)),
