@@ -80,6 +80,30 @@ fn run_files(daq: &Path, run: u32) -> Vec<PathBuf> {
     files
 }
 
+/// `larmon simulate` of a charge-only run (`--no-light`) into `sim`: its `files` parts.
+fn simulate_charge_run(sim: &Path, run: u32, duration_s: u32, files: usize) -> Vec<PathBuf> {
+    let (run_text, duration, count) = (run.to_string(), duration_s.to_string(), files.to_string());
+    let made = larmon()
+        .args(["simulate", "--run", &run_text, "--duration-s", &duration, "--files", &count])
+        .arg("--no-light")
+        .arg("--out")
+        .arg(sim)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let parts = run_files(sim, run);
+    assert_eq!(parts.len(), files);
+    parts
+}
+
+/// `part` arrives whole in the DAQ folder `daq`: copied beside it, then renamed in.
+fn arrive_in(daq: &Path, part: &Path) {
+    let name = part.file_name().unwrap();
+    let staged = daq.parent().unwrap().join(name);
+    std::fs::copy(part, &staged).unwrap();
+    std::fs::rename(&staged, daq.join(name)).unwrap();
+}
+
 /// The watcher's report of a run equals `larmon run` over its files: host statistics, every
 /// plugin's status, metrics, checks and results, and every figure byte for byte.
 fn assert_same_as_batch(daq: &Path, watched: &Path, run: u32, test: &str) {
@@ -293,20 +317,8 @@ fn an_idle_run_leaves_memory_and_comes_back_when_it_grows() {
     let dir = scratch("watch-forget");
     let (sim, daq, out) = (dir.join("sim"), dir.join("daq"), dir.join("dqm"));
     std::fs::create_dir_all(&daq).unwrap();
-    let made = larmon()
-        .args(["simulate", "--run", "3", "--duration-s", "4", "--files", "2", "--no-light"])
-        .arg("--out")
-        .arg(&sim)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let parts = run_files(&sim, 3);
-    assert_eq!(parts.len(), 2);
-    let arrive = |part: &Path| {
-        let name = part.file_name().unwrap();
-        std::fs::copy(part, dir.join(name)).unwrap();
-        std::fs::rename(dir.join(name), daq.join(name)).unwrap();
-    };
+    let parts = simulate_charge_run(&sim, 3, 4, 2);
+    let arrive = |part: &Path| arrive_in(&daq, part);
     arrive(&parts[0]);
     let mut command = larmon();
     command.arg("watch").arg(&daq).arg("--out").arg(&out).args(DEBUG_TIME_LIMIT);
@@ -348,20 +360,8 @@ fn a_file_cleaned_from_the_buffer_stays_in_its_run_across_restarts() {
     let dir = scratch("watch-cleaned");
     let (sim, daq, out) = (dir.join("sim"), dir.join("daq"), dir.join("dqm"));
     std::fs::create_dir_all(&daq).unwrap();
-    let made = larmon()
-        .args(["simulate", "--run", "71", "--duration-s", "6", "--files", "3", "--no-light"])
-        .arg("--out")
-        .arg(&sim)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let parts = run_files(&sim, 71);
-    assert_eq!(parts.len(), 3);
-    let arrive = |part: &Path| {
-        let name = part.file_name().unwrap();
-        std::fs::copy(part, dir.join(name)).unwrap();
-        std::fs::rename(dir.join(name), daq.join(name)).unwrap();
-    };
+    let parts = simulate_charge_run(&sim, 71, 6, 3);
+    let arrive = |part: &Path| arrive_in(&daq, part);
     let listed = || -> Vec<String> {
         let report = read_json(&out.join("run-0000071/report.json"));
         report["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().into()).collect()
@@ -392,21 +392,13 @@ fn the_daq_chain_cleans_only_files_the_watcher_has_finished() {
     let dir = scratch("watch-daq-clean");
     let (daq, out, db, nersc) =
         (dir.join("daq"), dir.join("dqm"), dir.join("dm.sqlite"), dir.join("nersc"));
-    let made = larmon()
-        .args(["simulate", "--run", "72", "--duration-s", "4", "--files", "2", "--no-light"])
-        .arg("--out")
-        .arg(&daq)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let files = simulate_charge_run(&daq, 72, 4, 2);
     for entry in std::fs::read_dir(&daq).unwrap() {
         let path = entry.unwrap().path();
         if path.to_string_lossy().ends_with("truth.json") {
             std::fs::remove_file(path).unwrap(); // not data
         }
     }
-    let files = run_files(&daq, 72);
-    assert_eq!(files.len(), 2);
     wait_exit(start_watch(&daq, &out, true), Duration::from_secs(180));
     let report = read_json(&out.join("run-0000072/report.json"));
     assert_eq!(report["files"].as_array().unwrap().len(), 2, "{report}");
