@@ -534,3 +534,80 @@ fn typed_figures_are_drawn_over_their_reference_and_shape_checked() {
     assert!(moved_check["message"].as_str().unwrap().contains("ks_probability"), "{moved_check}");
     assert_eq!(moved["quality"]["flag"], "error", "the shape check rolls into the flag");
 }
+
+/// A run's kind picks its reference: named by `--run-kind`, or told from the run's metrics by
+/// the configuration's `[[run_kinds]]` rules; `larmon reference --kind` sets one per kind, and
+/// a run of no kind gets none of them.
+#[test]
+fn a_run_kind_picks_its_own_reference() {
+    let dir = scratch("run-kinds");
+    let out = dir.join("reports");
+    let layout = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
+    let rule =
+        "[[run_kinds]]\nkind = \"cosmic\"\nmetric = \"packet-rate/larpix_packets\"\nmin = 1\n";
+    let larmon = |args: &[&str]| {
+        let done = Command::new(env!("CARGO_BIN_EXE_larmon")).args(args).output().unwrap();
+        assert!(done.status.success(), "{args:?}: {}", String::from_utf8_lossy(&done.stderr));
+        String::from_utf8(done.stdout).unwrap()
+    };
+    let run = |name: &str, config: &str, kind: Option<&str>| -> Value {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_larmon"));
+        command
+            .arg("run")
+            .arg(data("small-raw.h5"))
+            .args(["--run", name, "--out"])
+            .arg(&out)
+            .arg("--plugin-dir")
+            .arg(repo().join("target/wasm32-wasip2/plugin"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--cache-dir")
+            .arg(repo().join("target/test-plugin-cache"));
+        if let Some(kind) = kind {
+            command.args(["--run-kind", kind]);
+        }
+        let done = command.output().unwrap();
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+        serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).unwrap())
+            .unwrap()
+    };
+    let beam = run("run-0000020", &layout, Some("beam"));
+    assert_eq!(beam["run_kind"], "beam", "named by the operator");
+    let cosmic = run("run-0000021", &format!("{layout}{rule}"), None);
+    assert_eq!(cosmic["run_kind"], "cosmic", "told by the rule from packet-rate's metric");
+    let none = run("run-0000022", &layout, None);
+    assert!(none.get("run_kind").is_none(), "no rule, no kind");
+
+    let out_arg = out.to_str().unwrap();
+    larmon(&["reference", out_arg, "--set", "run-0000020", "--kind", "beam"]);
+    let shown = larmon(&["reference", out_arg, "--set", "run-0000021", "--kind", "cosmic"]);
+    assert!(shown.contains("every plugin: -"), "{shown}");
+    assert!(shown.contains("beam runs, every plugin: run-0000020"), "{shown}");
+    assert!(shown.contains("cosmic runs, every plugin: run-0000021"), "{shown}");
+
+    let next_beam = run("run-0000023", &format!("{layout}{rule}"), Some("beam"));
+    assert_eq!(next_beam["run_kind"], "beam", "the operator's kind before the rules");
+    assert_eq!(next_beam["provenance"]["reference_runs"]["dqdx"], "run-0000020");
+    let svg = std::fs::read_to_string(out.join("run-0000023/dqdx/dqdx.svg")).unwrap();
+    assert!(svg.contains("reference run-0000020"), "drawn over the beam reference");
+    let next_cosmic = run("run-0000024", &format!("{layout}{rule}"), None);
+    assert_eq!(next_cosmic["provenance"]["reference_runs"]["dqdx"], "run-0000021");
+    let other = run("run-0000025", &layout, None);
+    assert!(other["provenance"].get("reference_runs").is_none(), "{}", other["provenance"]);
+
+    // The run list filters by kind.
+    let cosmic_runs = larmon(&["runs", out_arg, "--kind", "cosmic"]);
+    let listed: Vec<&str> =
+        cosmic_runs.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(listed, ["run-0000021", "run-0000024"], "{cosmic_runs}");
+
+    // A kind that cannot be one is refused before anything runs.
+    let bad = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .args(["reference", out_arg, "--set", "run-0000020", "--kind", "beam/2"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--kind \"beam/2\""));
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use larmon_calibrate::DetectorConfig;
-use larmon_report::ChecksConfig;
+use larmon_report::{ChecksConfig, RunKinds};
 
 use larmon_runtime::PluginInfo;
 
@@ -34,6 +34,10 @@ pub struct LarmonConfig {
     pub references: References,
     /// Shape checks of typed figures against their reference (`[shape_checks."plugin/figure"]`).
     pub shape_checks: BTreeMap<String, ShapeCheck>,
+    /// Rules that tell a run's kind from its metrics (`[[run_kinds]]`).
+    pub run_kinds: RunKinds,
+    /// The kind the operator named (`--run-kind`), before every rule.
+    pub run_kind: Option<String>,
 }
 
 impl LarmonConfig {
@@ -69,6 +73,18 @@ impl LarmonConfig {
             source,
         })?;
         Ok(config)
+    }
+
+    /// Names the kind of every run this configuration reports (`--run-kind KIND`), before the
+    /// `[[run_kinds]]` rules.
+    pub fn with_run_kind(mut self, kind: Option<&str>) -> Result<Self> {
+        if let Some(kind) = kind {
+            if !larmon_report::run_kind::valid_kind(kind) {
+                return Err(PipelineError::RunKind(kind.to_string()));
+            }
+            self.run_kind = Some(kind.to_string());
+        }
+        Ok(self)
     }
 
     /// Parses the text of a configuration file read from `source` (relative paths inside are
@@ -109,6 +125,11 @@ impl LarmonConfig {
                 return Err(bad(format!("[shape_checks.\"{key}\"]: limits must be numbers")));
             }
         }
+        let run_kinds = match table.remove("run_kinds") {
+            None => RunKinds::default(),
+            Some(value) => RunKinds::from_value(value).map_err(bad)?,
+        };
+        references.check().map_err(|e| bad(format!("[references]: {e}")))?;
         let checks = match table.remove("checks") {
             Some(toml::Value::Table(checks)) => {
                 ChecksConfig::from_table(checks).map_err(|e| bad(e.to_string()))?
@@ -119,7 +140,17 @@ impl LarmonConfig {
         let detector = DetectorConfig::from_table(table, source).map_err(|e| {
             PipelineError::Calibration { what: "reading the configuration", source: e }
         })?;
-        Ok(Self { detector, plugins, checks, source: None, known_bad, references, shape_checks })
+        Ok(Self {
+            detector,
+            plugins,
+            checks,
+            source: None,
+            known_bad,
+            references,
+            shape_checks,
+            run_kinds,
+            run_kind: None,
+        })
     }
 
     /// The settings of plugin `name` as JSON (`{}` when the file has none).

@@ -69,6 +69,9 @@ pub enum PipelineError {
     /// The watch options are not usable.
     #[error("{0}")]
     Watch(String),
+    /// A run kind (`--run-kind KIND`) that cannot name one.
+    #[error("--run-kind {0:?}: use letters, digits, - and _ (beam, cosmic, …)")]
+    RunKind(String),
     /// A reviewer version (`--as NAME`) that cannot be written.
     #[error("--as: {0}")]
     Version(String),

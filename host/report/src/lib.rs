@@ -6,6 +6,7 @@ pub mod health;
 pub mod model;
 pub mod quality;
 pub mod references;
+pub mod run_kind;
 pub mod store;
 
 pub use health::{DaqFailure, DaqStatus, WatchHealth};
@@ -13,4 +14,5 @@ pub use model::{
     Check, FigureFiles, Metric, PluginEntry, Provenance, ReplacedPlugin, RunReport, Status,
 };
 pub use quality::{ChecksConfig, Limits, evaluate, run_flag};
+pub use run_kind::RunKinds;
 pub use store::RunStore;

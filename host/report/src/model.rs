@@ -237,6 +237,10 @@ pub struct RunReport {
     pub version: Option<String>,
     /// Input files.
     pub files: Vec<PathBuf>,
+    /// The run's kind (beam, cosmic, …: `--run-kind` or the configuration's `[[run_kinds]]`),
+    /// which chose its reference runs; absent when neither names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_kind: Option<String>,
     /// larmon version that wrote it.
     pub larmon_version: String,
     /// Detector description, configuration and replaced plugins behind it.

@@ -242,7 +242,8 @@ fn run_or_version_page(state: &AppState, r: &RunReport) -> Response {
     };
     let _ = write!(
         body,
-        "<p class=\"meta\">{} · {} · larmon {} · files: {}{}</p>",
+        "<p class=\"meta\">{}{} · {} · larmon {} · files: {}{}</p>",
+        r.run_kind.as_deref().map_or(String::new(), |k| format!("{} run · ", escape(k))),
         r.start_unix_s.map_or("no time".into(), |s| format!("start {} UTC", utc(s))),
         r.duration_s().map_or("–".into(), |d| format!("{d} s of data")),
         escape(&r.larmon_version),
@@ -389,6 +390,26 @@ fn provenance_section(r: &RunReport) -> String {
         _ => "built-in defaults".into(),
     };
     let _ = write!(out, "<tr><th>configuration</th><td>{config}</td></tr>");
+    let _ = write!(
+        out,
+        "<tr><th>run kind</th><td>{}</td></tr>",
+        r.run_kind.as_deref().map_or("none (references for any kind)".into(), escape)
+    );
+    if !p.reference_runs.is_empty() {
+        let compared: Vec<String> = p
+            .reference_runs
+            .iter()
+            .map(|(plugin, run)| {
+                format!(
+                    "{} vs <a href=\"/runs/{}\">{}</a>",
+                    escape(plugin),
+                    url_segment(run),
+                    escape(run)
+                )
+            })
+            .collect();
+        let _ = write!(out, "<tr><th>references</th><td>{}</td></tr>", compared.join(" · "));
+    }
     if let Some((file, sha)) = &p.known_bad_channels {
         let _ = write!(
             out,

@@ -88,10 +88,15 @@ pub(crate) fn section(state: &AppState, r: &RunReport) -> String {
         for p in &r.plugins {
             let _ = write!(options, "<option value=\"{0}\">{0}</option>", escape(&p.name));
         }
+        // For runs of any kind, or of this run's kind when it has one.
+        let kinds = r.run_kind.as_deref().map_or(String::new(), |k| {
+            format!("<option value=\"{0}\" selected>{0} runs</option>", escape(k))
+        });
         let _ = write!(
             out,
             "<form class=\"filters\" method=\"post\" action=\"/runs/{}/reference\">\
              Make this run the reference of <select name=\"plugin\">{options}</select> \
+             for <select name=\"kind\"><option value=\"\">runs of any kind</option>{kinds}</select> \
              <input name=\"token\" type=\"password\" placeholder=\"sign-off token\" required>\
              <button>Set reference</button></form>",
             url_segment(&r.run)
@@ -103,11 +108,17 @@ pub(crate) fn section(state: &AppState, r: &RunReport) -> String {
     }
     let references =
         larmon_report::references::References::read(state.store.root()).unwrap_or_default();
-    let mine: Vec<String> = std::iter::once(("every plugin".to_string(), references.run.clone()))
-        .chain(references.plugins.iter().map(|(p, run)| (p.clone(), Some(run.clone()))))
-        .filter(|(_, run)| run.as_deref() == Some(r.run.as_str()))
-        .map(|(plugin, _)| escape(&plugin))
-        .collect();
+    let of = |prefix: &str, refs: &larmon_report::references::References| -> Vec<String> {
+        std::iter::once(("every plugin".to_string(), refs.run.clone()))
+            .chain(refs.plugins.iter().map(|(p, run)| (p.clone(), Some(run.clone()))))
+            .filter(|(_, run)| run.as_deref() == Some(r.run.as_str()))
+            .map(|(plugin, _)| format!("{prefix}{}", escape(&plugin)))
+            .collect()
+    };
+    let mut mine = of("", &references);
+    for (kind, refs) in &references.kinds {
+        mine.extend(of(&format!("{} runs: ", escape(kind)), refs));
+    }
     if !mine.is_empty() {
         let _ =
             write!(out, "<p class=\"meta\">This run is the reference of: {}.</p>", mine.join(", "));
@@ -120,11 +131,14 @@ pub(crate) fn section(state: &AppState, r: &RunReport) -> String {
 pub(crate) struct ReferenceForm {
     #[serde(default)]
     plugin: String,
+    /// Runs of this kind only (empty: any kind).
+    #[serde(default)]
+    kind: String,
     token: String,
 }
 
-/// `POST /runs/<run>/reference`: makes the run the reference of every plugin (or of one) for
-/// reports written from now on.
+/// `POST /runs/<run>/reference`: makes the run the reference of every plugin (or of one), for
+/// runs of any kind (or of one), for reports written from now on.
 pub(crate) async fn set_reference(
     State(state): State<Arc<AppState>>,
     UrlPath(run): UrlPath<String>,
@@ -138,10 +152,15 @@ pub(crate) async fn set_reference(
         Ok(r) => r,
         Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, &e),
     };
+    let kind = Some(form.kind.trim()).filter(|k| !k.is_empty());
+    if let Some(kind) = kind.filter(|k| !larmon_report::run_kind::valid_kind(k)) {
+        return refused(StatusCode::BAD_REQUEST, &format!("kind {kind:?}: not a run kind"));
+    }
+    let of_kind = references.for_kind_mut(kind);
     match form.plugin.trim() {
-        "" => references.run = Some(run.clone()),
+        "" => of_kind.run = Some(run.clone()),
         plugin => {
-            references.plugins.insert(plugin.to_string(), run.clone());
+            of_kind.plugins.insert(plugin.to_string(), run.clone());
         }
     }
     match references.write(root) {

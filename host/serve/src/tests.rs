@@ -14,6 +14,7 @@ fn report(run: &str, flag: Status, parity: f64) -> RunReport {
         run: run.into(),
         version: None,
         files: vec![format!("{run}.h5").into()],
+        run_kind: None,
         larmon_version: "0.1.0".into(),
         provenance: Default::default(),
         created_unix_s: 1.7e9,
@@ -398,6 +399,35 @@ async fn a_sign_off_from_the_dashboard_needs_the_token_and_shows_everywhere() {
     assert_eq!(references.plugins["dqdx"], "run-0000001");
     let (_, page, _) = get(&out, "/runs/run-0000001").await;
     assert!(page.contains("This run is the reference of: every plugin, dqdx"), "{page}");
+
+    // ... and of one run kind: the form offers the run's own kind; a bad kind is refused.
+    let mut beam = report("run-0000002", Status::Ok, 0.0);
+    beam.run_kind = Some("beam".into());
+    write(&out, &beam);
+    let (_, page) = get_with(crate::router_for(&out, dashboard()), "/runs/run-0000002", None).await;
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("<option value=\"beam\" selected>beam runs</option>"), "{page}");
+    assert!(page.contains("beam run · "), "the kind in the run's line: {page}");
+    let (status, _, _) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000002/reference",
+        &format!("plugin=timing&kind=beam&token={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = post_form(
+        crate::router_for(&out, dashboard()),
+        "/runs/run-0000002/reference",
+        &format!("plugin=&kind=a%20b&token={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let references = larmon_report::references::References::read(&out).unwrap();
+    assert_eq!(references.for_kind(Some("beam")).of("timing"), Some("run-0000002"));
+    assert_eq!(references.of("timing"), Some("run-0000001"));
+    assert_eq!(references.for_kind(Some("beam")).of("dqdx"), Some("run-0000001"));
+    let (_, page, _) = get(&out, "/runs/run-0000002").await;
+    assert!(page.contains("This run is the reference of: beam runs: timing"), "{page}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -33,6 +33,11 @@ pub struct Args {
     /// prints what it holds.
     #[arg(long, value_name = "NAME")]
     detector: Option<String>,
+    /// The run's kind (beam, cosmic, …), which picks its reference runs (`larmon reference
+    /// --kind`); without it, the configuration's `[[run_kinds]]` rules tell the kind from the
+    /// run's metrics.
+    #[arg(long, value_name = "KIND")]
+    run_kind: Option<String>,
     /// The plugins (as given to the shards) and their limits.
     #[command(flatten)]
     plugin_args: super::run::PluginArgs,
@@ -42,7 +47,8 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     // The shards are checked before anything is loaded: a missing one is said at once.
     let manifests = read_manifests(&args.run_dir)?;
-    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?
+        .with_run_kind(args.run_kind.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let written = merge_shards(&args.run_dir, &manifests, &config, &plugins)?;
     println!("{}", written.summary_line(started.elapsed().as_secs_f64()));

@@ -53,6 +53,11 @@ pub struct Args {
     /// run is named after its global run.
     #[arg(long, value_name = "FILE")]
     run_db: Option<PathBuf>,
+    /// The run's kind (beam, cosmic, …), which picks its reference runs (`larmon reference
+    /// --kind`); without it, the configuration's `[[run_kinds]]` rules tell the kind from the
+    /// run's metrics.
+    #[arg(long, value_name = "KIND")]
+    run_kind: Option<String>,
     #[command(flatten)]
     plugin_args: PluginArgs,
     /// Light channel → detector map (JSON list of {adc, channel, tpc, det, det_type}; default:
@@ -82,6 +87,7 @@ impl Args {
             detector: None,
             run: Some(run.into()),
             run_db: None,
+            run_kind: None,
             plugin_args: PluginArgs::default(),
             light_channel_map: None,
             shard: None,
@@ -158,7 +164,8 @@ impl PluginArgs {
 
 pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
-    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?
+        .with_run_kind(args.run_kind.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let options = RunOptions {
         files: args.files,

@@ -18,6 +18,7 @@ use larmon_signoff::{Decision, Registry};
 /// Examples:
 ///   larmon runs reports
 ///   larmon runs reports --good > good-runs.json
+///   larmon runs reports --good --kind beam    (runs of one kind: `--run-kind`, [[run_kinds]])
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -29,6 +30,9 @@ pub struct Args {
     /// Count runs flagged `warning` as good (runs without a sign-off).
     #[arg(long)]
     accept_warnings: bool,
+    /// Only runs of this kind (report.json's `run_kind`).
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -36,7 +40,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: not a directory", args.out.display());
     }
     let store = RunStore::new(&args.out);
-    let (runs, errors) = store.runs();
+    let (mut runs, errors) = store.runs();
+    if let Some(kind) = &args.kind {
+        runs.retain(|r| r.run_kind.as_ref() == Some(kind));
+    }
     for e in &errors {
         eprintln!("warning: {} (this run is left out)", printable(e));
     }
@@ -56,6 +63,7 @@ pub fn run(args: Args) -> Result<()> {
                 let signoff = signoffs.get(&r.run);
                 serde_json::json!({
                     "run": r.run,
+                    "run_kind": r.run_kind,
                     "start_unix_s": r.start_unix_s,
                     "end_unix_s": r.end_unix_s,
                     "flag": r.quality.flag,
@@ -69,8 +77,8 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:>12} {:>10} {:>8}  {:<20} failed plugins",
-        "run", "start", "duration", "quality", "sign-off"
+        "{:<24} {:<8} {:>12} {:>10} {:>8}  {:<20} failed plugins",
+        "run", "kind", "start", "duration", "quality", "sign-off"
     );
     for r in &runs {
         let failed: Vec<_> = r
@@ -83,8 +91,9 @@ pub fn run(args: Args) -> Result<()> {
             .get(&r.run)
             .map_or("-".into(), |s| format!("{} ({})", s.decision.as_str(), printable(&s.by)));
         println!(
-            "{:<24} {:>12} {:>10} {:>8}  {:<20} {}",
+            "{:<24} {:<8} {:>12} {:>10} {:>8}  {:<20} {}",
             printable(&r.run),
+            r.run_kind.as_deref().map_or("-".into(), printable),
             r.start_unix_s.map_or("-".into(), |s| s.to_string()),
             r.duration_s().map_or("-".into(), |d| format!("{d} s")),
             r.quality.flag.map_or("-", Status::as_str),

@@ -56,6 +56,11 @@ pub struct Args {
     /// prints what it holds.
     #[arg(long, value_name = "NAME")]
     detector: Option<String>,
+    /// The run's kind (beam, cosmic, …), which picks its reference runs (`larmon reference
+    /// --kind`); without it, the configuration's `[[run_kinds]]` rules tell the kind from the
+    /// run's metrics.
+    #[arg(long, value_name = "KIND")]
+    run_kind: Option<String>,
     #[command(flatten)]
     plugin_args: super::run::PluginArgs,
     /// Look at the folder at least this often, seconds (the only trigger if inotify fails).
@@ -128,7 +133,8 @@ pub fn run(args: Args) -> Result<()> {
     };
     // The folder and the pattern are checked before the plugins are loaded.
     options.check()?;
-    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?;
+    let config = LarmonConfig::load_for(args.config.as_deref(), args.detector.as_deref())?
+        .with_run_kind(args.run_kind.as_deref())?;
     let plugins = args.plugin_args.load()?;
     let mut watch = DaqWatch::new(options, config, plugins)?;
     let mut notifier = args

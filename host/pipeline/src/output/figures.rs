@@ -6,7 +6,8 @@
 //! into the run's flag.
 //!
 //! References come from the configuration (`[references] run = "RUN"`, `[references.plugins]
-//! NAME = "RUN"`), else from `OUT/references.json` (`larmon reference`, the dashboard).
+//! NAME = "RUN"`, per run kind `[references.kinds.beam]`), else from `OUT/references.json`
+//! (`larmon reference`, the dashboard).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,7 +82,8 @@ impl ShapeCheck {
 
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
 /// time axes from the run's first second `run_start_unix_s`, plots over their plugin's
-/// reference when there is one, and adds the configured shape checks. Returns the reference run each plugin was compared with.
+/// reference when there is one (`references` as [`References::for_kind`] gives them for the
+/// run's kind), and adds the configured shape checks. Returns the reference run each plugin was compared with.
 pub fn draw_typed_figures(
     run: &str,
     run_dir: &Path,
@@ -311,9 +313,12 @@ mod tests {
         let file = References {
             run: Some("run-1".into()),
             plugins: [("dqdx".to_string(), "run-2".to_string())].into(),
+            ..References::default()
         };
-        let config =
-            References { run: None, plugins: [("charge".to_string(), "run-3".to_string())].into() };
+        let config = References {
+            plugins: [("charge".to_string(), "run-3".to_string())].into(),
+            ..References::default()
+        };
         let both = config.with_fallback(&file);
         assert_eq!(both.of("dqdx"), Some("run-2"));
         assert_eq!(both.of("charge"), Some("run-3"));

@@ -166,6 +166,7 @@ mod tests {
             run: run.into(),
             version: None,
             files: Vec::new(),
+            run_kind: None,
             larmon_version: "0".into(),
             provenance: Default::default(),
             created_unix_s: 0.0,

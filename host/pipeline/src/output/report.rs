@@ -224,12 +224,14 @@ pub fn write_report(
             config.references.clone()
         }
     };
+    // The kind (from the plugins' metrics) picks the references.
+    let run_kind = config.run_kinds.kind_of(config.run_kind.as_deref(), &entries);
     let reference_runs = draw_typed_figures(
         run_name,
         run_dir,
         out,
         &mut entries,
-        &references,
+        &references.for_kind(run_kind.as_deref()),
         &config.shape_checks,
         totals.span.map(|s| s.0),
     );
@@ -242,6 +244,7 @@ pub fn write_report(
         run: run_name.to_string(),
         version: totals.version,
         files: totals.files,
+        run_kind,
         larmon_version: env!("CARGO_PKG_VERSION").into(),
         provenance: totals.provenance,
         created_unix_s: std::time::SystemTime::now()
