@@ -167,6 +167,77 @@ fn distance(p: V3, origin: V3, axis: V3) -> f64 {
     (dot(d, d) - along * along).max(0.0).sqrt()
 }
 
+/// Points as three coordinate arrays: the RANSAC count runs over them in a loop without
+/// branches that the compiler vectorises, with the same operations as [`distance`] up to the
+/// square root, which it replaces by the exact squared limit (the same counts, bit for bit).
+struct Coordinates {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    z: Vec<f64>,
+}
+
+impl Coordinates {
+    fn of(points: &[(usize, V3)]) -> Self {
+        Self {
+            x: points.iter().map(|(_, p)| p[0]).collect(),
+            y: points.iter().map(|(_, p)| p[1]).collect(),
+            z: points.iter().map(|(_, p)| p[2]).collect(),
+        }
+    }
+
+    /// How many points lie within `limit` of the line through `origin` along `axis`, as
+    /// [`distance`]` <= limit` counts them; `squared_limit` is [`squared_limit`]`(limit)`.
+    /// Four points at a time on CPUs with AVX2 (the same operations in the same order: Rust
+    /// never fuses a multiply and an add on its own, so the counts are the same).
+    fn count_within(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { self.count_within_avx2(origin, axis, squared_limit) };
+        }
+        self.count_within_portable(origin, axis, squared_limit)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn count_within_avx2(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
+        self.count_within_portable(origin, axis, squared_limit)
+    }
+
+    #[inline(always)]
+    fn count_within_portable(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
+        let mut count = 0;
+        for ((x, y), z) in self.x.iter().zip(&self.y).zip(&self.z) {
+            let d = [x - origin[0], y - origin[1], z - origin[2]];
+            let along = dot(d, axis);
+            count += usize::from((dot(d, d) - along * along).max(0.0) <= squared_limit);
+        }
+        count
+    }
+
+    fn swap_remove(&mut self, k: usize) {
+        self.x.swap_remove(k);
+        self.y.swap_remove(k);
+        self.z.swap_remove(k);
+    }
+}
+
+/// The largest `t` with `t.sqrt() <= limit`: `x.sqrt() <= limit` exactly when `x <= t` (the
+/// square root is correctly rounded, hence monotone), without a square root per point.
+fn squared_limit(limit: f64) -> f64 {
+    if limit.is_nan() || limit < 0.0 {
+        return f64::NAN; // no distance is within it: every comparison is false
+    }
+    let mut t = limit * limit;
+    while t.sqrt() > limit {
+        t = t.next_down();
+    }
+    while t.next_up().sqrt() <= limit && t < f64::INFINITY {
+        t = t.next_up();
+    }
+    t
+}
+
 /// Centroid and principal axis (largest-eigenvalue eigenvector of the covariance, by power
 /// iteration — the 3×3 case needs nothing more).
 fn pca(points: &[V3]) -> (V3, V3) {
@@ -315,6 +386,9 @@ pub fn find_tracks(
         })
         .collect();
     let mut unused: Vec<(usize, V3)> = points;
+    // The same points by coordinate, for the RANSAC count (a loop the compiler vectorises).
+    let mut coordinates = Coordinates::of(&unused);
+    let inlier_squared = squared_limit(config.inlier_mm);
     let mut rng = Rng(event_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let mut failures = 0;
     while unused.len() >= config.min_hits && tracks.len() < config.max_tracks && failures < 3 {
@@ -328,10 +402,7 @@ pub fn find_tracks(
                 continue;
             }
             let axis = scale(d, 1.0 / len);
-            let count = unused
-                .iter()
-                .filter(|(_, p)| distance(*p, unused[a].1, axis) <= config.inlier_mm)
-                .count();
+            let count = coordinates.count_within(unused[a].1, axis, inlier_squared);
             if best.is_none_or(|(c, _, _)| count > c) {
                 best = Some((count, unused[a].1, axis));
             }
@@ -477,7 +548,61 @@ pub fn find_tracks(
         taken.sort_unstable();
         for k in taken.into_iter().rev() {
             unused.swap_remove(k);
+            coordinates.swap_remove(k);
         }
     }
     EventTracks { tracks, segments, pixels, assignments }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `x <= squared_limit(l)` says what `x.sqrt() <= l` says (x ≥ 0), at the boundary too, for the
+    /// default inlier distance and awkward ones.
+    #[test]
+    fn the_squared_limit_decides_as_the_square_root_does() {
+        for limit in [8.0, 0.1, 1.0 / 3.0, 7.3, 1e-3, 0.0, 12345.678, f64::MAX.sqrt()] {
+            let t = squared_limit(limit);
+            let mut x = (limit * limit).next_down().next_down().next_down();
+            for _ in 0..8 {
+                let x_or_0 = x.max(0.0); // as the distance computes it
+                assert_eq!(x_or_0.sqrt() <= limit, x_or_0 <= t, "limit {limit}, x {x:e}");
+                x = x.next_up();
+            }
+            assert!(t.sqrt() <= limit && t.next_up().sqrt() > limit, "limit {limit}");
+        }
+        assert!(squared_limit(-1.0).is_nan(), "nothing is within a negative distance");
+    }
+
+    /// The vectorised count (with and without AVX2) equals counting [`distance`]` <= limit`
+    /// point by point, on points
+    /// scattered near a line (many at the boundary) and lines through them.
+    #[test]
+    fn the_ransac_count_is_the_distance_count() {
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut uniform =
+            |scale: f64| (rng.below(1 << 20) as f64 / f64::from(1 << 20) - 0.5) * scale;
+        let points: Vec<(usize, V3)> = (0..2000)
+            .map(|i| {
+                let s = uniform(600.0);
+                (i, [s * 0.6 + uniform(20.0), s * 0.8 + uniform(20.0), uniform(20.0)])
+            })
+            .collect();
+        let coordinates = Coordinates::of(&points);
+        for (a, b) in [(0, 1), (5, 900), (17, 1999), (400, 401)] {
+            let d = sub(points[b].1, points[a].1);
+            let axis = scale(d, 1.0 / norm(d));
+            for limit in [8.0, 3.3, 0.5] {
+                let expected =
+                    points.iter().filter(|(_, p)| distance(*p, points[a].1, axis) <= limit).count();
+                let counted = coordinates.count_within(points[a].1, axis, squared_limit(limit));
+                assert_eq!(counted, expected, "line {a}-{b}, limit {limit}");
+                let portable =
+                    coordinates.count_within_portable(points[a].1, axis, squared_limit(limit));
+                assert_eq!(portable, expected, "without AVX2: line {a}-{b}, limit {limit}");
+                assert!(expected > 0);
+            }
+        }
+    }
 }
