@@ -56,7 +56,9 @@ impl<P: Plugin> Adapter<P> {
         let mut stage = self.stage.borrow_mut();
         if let Stage::Gathering { settings, pixels } = &mut *stage {
             let settings = settings.take().unwrap_or_default();
-            *stage = match P::new(settings, std::mem::take(pixels)) {
+            let mut pixels = std::mem::take(pixels);
+            pixels.finish();
+            *stage = match P::new(settings, pixels) {
                 Ok(plugin) => Stage::Ready(plugin),
                 Err(e) => Stage::Failed(e),
             };
@@ -74,7 +76,7 @@ impl<P: Plugin> Adapter<P> {
     /// Adds a batch of the `pixels` stream to those gathered for `P::new`.
     fn gather_pixels(&self, batch: &Batch) -> Result<(), String> {
         match &mut *self.stage.borrow_mut() {
-            Stage::Gathering { pixels, .. } => pixels.add(batch),
+            Stage::Gathering { pixels, .. } => pixels.gather(batch),
             Stage::Ready(_) | Stage::Failed(_) => {
                 Err("pixels: the stream arrived after the plugin was made".into())
             }

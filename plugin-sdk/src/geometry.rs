@@ -123,6 +123,14 @@ impl Pixels {
     /// Adds a batch of the `pixels` stream (columns io_group, io_channel, chip_id, channel_id,
     /// tile, tpc, x_mm, y_mm, pitch_mm, anode_z_mm, drift_dir, drift_length_mm).
     pub fn add(&mut self, batch: &Batch) -> Result<(), String> {
+        self.gather(batch)?;
+        self.finish();
+        Ok(())
+    }
+
+    /// The rows of a `pixels` batch, kept for [`Pixels::finish`] (the stream comes in several
+    /// batches; the index is built once, at the end).
+    pub(crate) fn gather(&mut self, batch: &Batch) -> Result<(), String> {
         let (group, uart) = (batch.u8("io_group")?, batch.u8("io_channel")?);
         let (chip, channel) = (batch.u8("chip_id")?, batch.u8("channel_id")?);
         let (tile, tpc) = (batch.u16("tile")?, batch.u8("tpc")?);
@@ -148,13 +156,16 @@ impl Pixels {
             let e = &mut anode.extent;
             *e = (e.0.min(x[i]), e.1.max(x[i]), e.2.min(y[i]), e.3.max(y[i]));
         }
-        // Sorted once here (the stream comes once), so lookups and iteration need no sorting;
-        // a channel listed twice keeps its last row.
+        Ok(())
+    }
+
+    /// Sorts the gathered rows and builds the index, so lookups and iteration need no
+    /// sorting; a channel listed twice keeps its last row.
+    pub(crate) fn finish(&mut self) {
         self.by_id.reverse();
         self.by_id.sort_by_key(|p| p.unique_id);
         self.by_id.dedup_by_key(|p| p.unique_id);
         self.index();
-        Ok(())
     }
 
     /// Rebuilds the channel → pixel table: exact keys first, then each pixel under the other
@@ -343,6 +354,31 @@ mod tests {
         assert_eq!(pixels.anodes()[&1].extent.1, 40.0);
         // The channel keys of a batch, from its four channel columns.
         assert_eq!(batch(&[(11, 7, 0.0)]).channel_keys().unwrap(), [unique_id(1, 1, 11, 7)]);
+    }
+
+    /// The stream in several batches, gathered and indexed once (what the adapter does),
+    /// gives the index that adding each batch gives.
+    #[test]
+    fn pixels_gathered_from_several_batches_are_the_pixels_added_one_by_one() {
+        let batches = [
+            batch_on_uarts(&[(1, 12, 5, 10.0), (2, 11, 7, 20.0), (5, 3, 1, 5.0)]),
+            batch_on_uarts(&[(1, 12, 5, 30.0), (3, 11, 0, 40.0)]),
+            batch_on_uarts(&[(9, 40, 63, -7.5), (2, 11, 7, 21.0)]),
+        ];
+        let (mut added, mut gathered) = (Pixels::default(), Pixels::default());
+        for b in &batches {
+            added.add(b).unwrap();
+            gathered.gather(b).unwrap();
+        }
+        gathered.finish();
+        assert_eq!(added.iter().collect::<Vec<_>>(), gathered.iter().collect::<Vec<_>>());
+        assert_eq!(added.anodes(), gathered.anodes());
+        for uart in 0..=12 {
+            for (chip, channel) in [(12, 5), (11, 7), (11, 0), (3, 1), (40, 63), (13, 2)] {
+                let key = unique_id(1, uart, chip, channel);
+                assert_eq!(added.identify(key), gathered.identify(key), "{uart}-{chip}-{channel}");
+            }
+        }
     }
 
     #[test]
