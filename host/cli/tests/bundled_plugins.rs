@@ -471,6 +471,30 @@ fn event_display_shows_the_latest_the_first_or_the_chosen_events() {
     assert!(missing["message"].as_str().unwrap().contains("987654321"), "{missing}");
 }
 
+/// `larmon run` of small-raw.h5 as run `name` into `out` with the bundled plugins, the
+/// configuration `config` (written to `dir/<name>.toml`) and `extra` arguments; its report.
+fn run_small_raw(dir: &Path, out: &Path, name: &str, config: &str, extra: &[&str]) -> Value {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, config).unwrap();
+    let done = Command::new(env!("CARGO_BIN_EXE_larmon"))
+        .arg("run")
+        .arg(data("small-raw.h5"))
+        .args(["--run", name, "--out"])
+        .arg(out)
+        .arg("--plugin-dir")
+        .arg(repo().join("target/wasm32-wasip2/plugin"))
+        .arg("--config")
+        .arg(&file)
+        .arg("--cache-dir")
+        .arg(repo().join("target/test-plugin-cache"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).unwrap())
+        .unwrap()
+}
+
 /// A typed figure (dqdx's histogram, reported as data) is drawn by the host over the reference
 /// run's histogram with the shape comparison noted; a configured shape check passes for the
 /// same data and flags a run whose dQ/dx moved (a wrong lifetime correction).
@@ -480,24 +504,7 @@ fn typed_figures_are_drawn_over_their_reference_and_shape_checked() {
     let out = dir.join("reports");
     let layout = format!("[[modules]]\nid = 1\nlayout = {:?}\n", data("small-layout.yaml"));
     let shape = "[shape_checks.\"dqdx/dqdx\"]\nstatistic = \"ks_probability\"\nwarn = 0.05\nerror = 0.001\n";
-    let run = |name: &str, config: &str| -> Value {
-        let file = dir.join(format!("{name}.toml"));
-        std::fs::write(&file, config).unwrap();
-        let done = Command::new(env!("CARGO_BIN_EXE_larmon"))
-            .args(["run", data("small-raw.h5").to_str().unwrap(), "--run", name, "--out"])
-            .arg(&out)
-            .arg("--plugin-dir")
-            .arg(repo().join("target/wasm32-wasip2/plugin"))
-            .arg("--config")
-            .arg(&file)
-            .arg("--cache-dir")
-            .arg(repo().join("target/test-plugin-cache"))
-            .output()
-            .unwrap();
-        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-        serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).unwrap())
-            .unwrap()
-    };
+    let run = |name: &str, config: &str| run_small_raw(&dir, &out, name, config, &[]);
     let reference = run("run-0000010", &format!("{layout}{shape}"));
     let svg = std::fs::read_to_string(out.join("run-0000010/dqdx/dqdx.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Moyal"), "drawn by the host");
@@ -550,28 +557,9 @@ fn a_run_kind_picks_its_own_reference() {
         assert!(done.status.success(), "{args:?}: {}", String::from_utf8_lossy(&done.stderr));
         String::from_utf8(done.stdout).unwrap()
     };
-    let run = |name: &str, config: &str, kind: Option<&str>| -> Value {
-        let file = dir.join(format!("{name}.toml"));
-        std::fs::write(&file, config).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_larmon"));
-        command
-            .arg("run")
-            .arg(data("small-raw.h5"))
-            .args(["--run", name, "--out"])
-            .arg(&out)
-            .arg("--plugin-dir")
-            .arg(repo().join("target/wasm32-wasip2/plugin"))
-            .arg("--config")
-            .arg(&file)
-            .arg("--cache-dir")
-            .arg(repo().join("target/test-plugin-cache"));
-        if let Some(kind) = kind {
-            command.args(["--run-kind", kind]);
-        }
-        let done = command.output().unwrap();
-        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-        serde_json::from_str(&std::fs::read_to_string(out.join(name).join("report.json")).unwrap())
-            .unwrap()
+    let run = |name: &str, config: &str, kind: Option<&str>| {
+        let kind: Vec<&str> = kind.map(|k| vec!["--run-kind", k]).unwrap_or_default();
+        run_small_raw(&dir, &out, name, config, &kind)
     };
     let beam = run("run-0000020", &layout, Some("beam"));
     assert_eq!(beam["run_kind"], "beam", "named by the operator");

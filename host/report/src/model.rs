@@ -291,3 +291,29 @@ impl RunReport {
         self.host.get(key)?.as_f64()
     }
 }
+
+/// A plugin entry with one metric and one own check, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn test_entry(plugin: &str, metric: (&str, f64, &str), check: Status) -> PluginEntry {
+    PluginEntry {
+        name: plugin.into(),
+        version: "0.1.0".into(),
+        description: String::new(),
+        help: String::new(),
+        file: String::new(),
+        sha256: String::new(),
+        status: Status::Ok,
+        error: None,
+        load: LoadEntry { source: "Cache".into(), milliseconds: 1.0 },
+        metrics: vec![Metric {
+            name: metric.0.into(),
+            value: metric.1,
+            error: None,
+            unit: metric.2.into(),
+        }],
+        checks: vec![Check { name: "own".into(), status: check, message: String::new() }],
+        figures: Vec::new(),
+        results: BTreeMap::new(),
+        log: Vec::new(),
+    }
+}

@@ -124,30 +124,10 @@ pub fn run_flag(plugins: &[PluginEntry], host_checks: &[Check]) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LoadEntry, Metric};
+    use crate::model::test_entry;
 
     fn plugin(metric: f64, check: Status) -> PluginEntry {
-        PluginEntry {
-            name: "dqdx".into(),
-            version: "0.1.0".into(),
-            description: String::new(),
-            help: String::new(),
-            file: String::new(),
-            sha256: String::new(),
-            status: Status::Ok,
-            error: None,
-            load: LoadEntry { source: "Cache".into(), milliseconds: 1.0 },
-            metrics: vec![Metric {
-                name: "mpv_ke_per_cm".into(),
-                value: metric,
-                error: None,
-                unit: "ke-/cm".into(),
-            }],
-            checks: vec![Check { name: "own".into(), status: check, message: String::new() }],
-            figures: Vec::new(),
-            results: BTreeMap::new(),
-            log: Vec::new(),
-        }
+        test_entry("dqdx", ("mpv_ke_per_cm", metric, "ke-/cm"), check)
     }
 
     fn config(text: &str) -> ChecksConfig {

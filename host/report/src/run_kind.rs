@@ -106,25 +106,10 @@ impl RunKinds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{LoadEntry, Metric, Status};
+    use crate::model::{Status, test_entry};
 
     fn entry(plugin: &str, metric: &str, value: f64) -> PluginEntry {
-        PluginEntry {
-            name: plugin.into(),
-            version: "0.1.0".into(),
-            description: String::new(),
-            help: String::new(),
-            file: String::new(),
-            sha256: String::new(),
-            status: Status::Ok,
-            error: None,
-            load: LoadEntry { source: "Cache".into(), milliseconds: 1.0 },
-            metrics: vec![Metric { name: metric.into(), value, error: None, unit: "Hz".into() }],
-            checks: Vec::new(),
-            figures: Vec::new(),
-            results: Default::default(),
-            log: Vec::new(),
-        }
+        test_entry(plugin, (metric, value, "Hz"), Status::Ok)
     }
 
     fn rules(text: &str) -> Result<RunKinds, String> {
