@@ -68,7 +68,9 @@ fn producer(stream: Stream) -> &'static str {
     match stream.producer() {
         Producer::ChargeIngest => "charge files",
         Producer::Calibration => "calibration",
-        Producer::Geometry => "detector description (once, before the data)",
+        Producer::Geometry => {
+            "detector description (once, before the data, in batches of up to 32 768 rows)"
+        }
         Producer::LightIngest => "light files",
     }
 }
