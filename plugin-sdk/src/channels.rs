@@ -1,8 +1,6 @@
 //! Per-channel accumulators: count, mean and RMS of a value per electronics channel (keyed by
 //! `unique_id = ((io_group·256 + io_channel)·256 + chip_id)·64 + channel_id`), mergeable.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// The columns that identify a channel (what [`Batch::channel_keys`](crate::Batch::channel_keys)
@@ -104,9 +102,11 @@ impl ChipIndex {
 }
 
 /// [`Moments`] per channel, stored densely per chip (64 channels side by side) and found with a
-/// [`ChipIndex`]: a fill is three array loads. Snapshots are a sorted `{unique_id: moments}` map.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(from = "BTreeMap<u32, Moments>", into = "BTreeMap<u32, Moments>")]
+/// [`ChipIndex`]: a fill is three array loads. Snapshots are columns in `unique_id` order,
+/// `{"unique_id": [...], "n": [...], "sum": [...], "sum_sq": [...]}`, written straight from the
+/// store (the 2x2's 337 k channels as a map of objects were 16 MB of JSON built through a
+/// `BTreeMap` on both sides); the older `{unique_id: moments}` map is still read.
+#[derive(Clone, Debug, Default)]
 pub struct ChannelStats {
     chips: ChipIndex,
     /// 64 channels per chip, in blocks of [`CHIPS_PER_BLOCK`] chips (growing never copies).
@@ -202,24 +202,85 @@ impl PartialEq for ChannelStats {
     }
 }
 
-impl From<BTreeMap<u32, Moments>> for ChannelStats {
-    fn from(map: BTreeMap<u32, Moments>) -> Self {
-        let mut stats = Self::default();
-        for (id, m) in &map {
-            stats.add(*id, m);
+/// The snapshot's column names.
+const SNAPSHOT_COLUMNS: [&str; 4] = ["unique_id", "n", "sum", "sum_sq"];
+
+impl Serialize for ChannelStats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// One column of the channels with entries, written as it is read from the store.
+        struct Column<'a, T>(&'a ChannelStats, fn(u32, &Moments) -> T);
+        impl<T: Serialize> Serialize for Column<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(|(id, m)| (self.1)(id, &m)))
+            }
         }
-        stats
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("unique_id", &Column(self, |id, _| id))?;
+        map.serialize_entry("n", &Column(self, |_, m| m.n))?;
+        map.serialize_entry("sum", &Column(self, |_, m| m.sum))?;
+        map.serialize_entry("sum_sq", &Column(self, |_, m| m.sum_sq))?;
+        map.end()
     }
 }
 
-impl From<ChannelStats> for BTreeMap<u32, Moments> {
-    fn from(stats: ChannelStats) -> Self {
-        stats.iter().collect()
+impl<'de> Deserialize<'de> for ChannelStats {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ChannelStats;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "per-channel columns (unique_id, n, sum, sum_sq) or {unique_id: moments}",
+                )
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error;
+                let mut stats = ChannelStats::default();
+                let (mut ids, mut n) = (None::<Vec<u32>>, None::<Vec<u64>>);
+                let (mut sum, mut sum_sq) = (None::<Vec<f64>>, None::<Vec<f64>>);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "unique_id" => ids = Some(map.next_value()?),
+                        "n" => n = Some(map.next_value()?),
+                        "sum" => sum = Some(map.next_value()?),
+                        "sum_sq" => sum_sq = Some(map.next_value()?),
+                        // The older snapshot: a map of channel key → moments.
+                        id => {
+                            let id = id
+                                .parse::<u32>()
+                                .map_err(|_| A::Error::unknown_field(id, &SNAPSHOT_COLUMNS))?;
+                            stats.add(id, &map.next_value::<Moments>()?);
+                        }
+                    }
+                }
+                match (ids, n, sum, sum_sq) {
+                    (None, None, None, None) => Ok(stats),
+                    (Some(ids), Some(n), Some(sum), Some(sum_sq)) => {
+                        if [n.len(), sum.len(), sum_sq.len()].iter().any(|l| *l != ids.len()) {
+                            return Err(A::Error::custom("columns of different lengths"));
+                        }
+                        for (k, id) in ids.into_iter().enumerate() {
+                            let m = Moments { n: n[k], sum: sum[k], sum_sq: sum_sq[k] };
+                            stats.add(id, &m);
+                        }
+                        Ok(stats)
+                    }
+                    _ => Err(A::Error::custom("a column is missing (unique_id, n, sum, sum_sq)")),
+                }
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
@@ -265,5 +326,35 @@ mod tests {
         assert!(stats.get(unique_id(255, 255, 254, 63)).is_none());
         let snapshot = serde_json::to_string(&stats).unwrap();
         assert_eq!(serde_json::from_str::<ChannelStats>(&snapshot).unwrap(), stats);
+    }
+
+    /// Snapshots are columns; the older map of moments is still read (a watcher's state written
+    /// by an earlier larmon); damaged columns are refused.
+    #[test]
+    fn snapshots_are_columns_and_the_older_map_is_still_read() {
+        let mut stats = ChannelStats::default();
+        stats.fill(unique_id(1, 2, 3, 4), 10.0);
+        stats.fill(unique_id(1, 2, 3, 4), 0.1);
+        stats.fill(unique_id(8, 40, 200, 63), 7.0);
+        let snapshot = serde_json::to_string(&stats).unwrap();
+        assert_eq!(
+            snapshot,
+            format!(
+                "{{\"unique_id\":[{},{}],\"n\":[2,1],\"sum\":[10.1,7.0],\"sum_sq\":[100.01,49.0]}}",
+                unique_id(1, 2, 3, 4),
+                unique_id(8, 40, 200, 63)
+            )
+        );
+        let older: BTreeMap<u32, Moments> = stats.iter().collect();
+        let older = serde_json::to_string(&older).unwrap();
+        assert_eq!(serde_json::from_str::<ChannelStats>(&older).unwrap(), stats);
+        assert_eq!(serde_json::from_str::<ChannelStats>("{}").unwrap(), ChannelStats::default());
+        for bad in [
+            r#"{"unique_id":[1,2],"n":[1],"sum":[1.0],"sum_sq":[1.0]}"#,
+            r#"{"unique_id":[1],"n":[1],"sum":[1.0]}"#,
+            r#"{"channel":[1]}"#,
+        ] {
+            assert!(serde_json::from_str::<ChannelStats>(bad).is_err(), "{bad}");
+        }
     }
 }
