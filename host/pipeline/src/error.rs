@@ -70,7 +70,7 @@ pub enum PipelineError {
     #[error("{0}")]
     Watch(String),
     /// A run kind (`--run-kind KIND`) that cannot name one.
-    #[error("--run-kind {0:?}: use letters, digits, - and _ (beam, cosmic, …)")]
+    #[error("--run-kind {0:?}: {rule}", rule = larmon_report::run_kind::KIND_RULE)]
     RunKind(String),
     /// A reviewer version (`--as NAME`) that cannot be written.
     #[error("--as: {0}")]

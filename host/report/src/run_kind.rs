@@ -38,6 +38,9 @@ pub struct RunKinds {
     pub rules: Vec<RunKindRule>,
 }
 
+/// What a run kind may be made of, for the messages that refuse one.
+pub const KIND_RULE: &str = "use letters, digits, - and _ (beam, cosmic, …)";
+
 /// Whether `kind` can name a run kind: letters, digits, `-` and `_` (it appears in file
 /// names, URLs and forms).
 pub fn valid_kind(kind: &str) -> bool {
@@ -58,7 +61,7 @@ impl RunKinds {
             let rule: RunKindRule =
                 item.try_into().map_err(|e: toml::de::Error| at(e.message().to_string()))?;
             if !valid_kind(&rule.kind) {
-                return Err(at(format!("kind {:?}: use letters, digits, - and _", rule.kind)));
+                return Err(at(format!("kind {:?}: {KIND_RULE}", rule.kind)));
             }
             match &rule.metric {
                 Some(metric) if !metric.contains('/') => {

@@ -154,7 +154,8 @@ pub(crate) async fn set_reference(
     };
     let kind = Some(form.kind.trim()).filter(|k| !k.is_empty());
     if let Some(kind) = kind.filter(|k| !larmon_report::run_kind::valid_kind(k)) {
-        return refused(StatusCode::BAD_REQUEST, &format!("kind {kind:?}: not a run kind"));
+        let rule = larmon_report::run_kind::KIND_RULE;
+        return refused(StatusCode::BAD_REQUEST, &format!("kind {kind:?}: {rule}"));
     }
     let of_kind = references.for_kind_mut(kind);
     match form.plugin.trim() {

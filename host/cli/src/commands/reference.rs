@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use larmon_report::RunStore;
 use larmon_report::references::References;
-use larmon_report::run_kind::valid_kind;
+use larmon_report::run_kind::{KIND_RULE, valid_kind};
 use larmon_runtime::printable;
 
 /// Show or set the reference runs of an output directory.
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: not a directory", args.out.display());
     }
     if let Some(kind) = args.kind.as_deref().filter(|k| !valid_kind(k)) {
-        bail!("--kind {:?}: use letters, digits, - and _ (beam, cosmic, …)", printable(kind));
+        bail!("--kind {:?}: {KIND_RULE}", printable(kind));
     }
     let mut references = References::read(&args.out).map_err(anyhow::Error::msg)?;
     let of_kind = references.for_kind_mut(args.kind.as_deref());

@@ -83,7 +83,8 @@ impl ShapeCheck {
 /// Draws every typed figure of `entries` into `run_dir` (whose output directory is `out`),
 /// time axes from the run's first second `run_start_unix_s`, plots over their plugin's
 /// reference when there is one (`references` as [`References::for_kind`] gives them for the
-/// run's kind), and adds the configured shape checks. Returns the reference run each plugin was compared with.
+/// run's kind), and adds the configured shape checks. Returns the reference run each plugin
+/// was compared with.
 pub fn draw_typed_figures(
     run: &str,
     run_dir: &Path,
