@@ -300,6 +300,40 @@ fn a_saved_calibrator_state_resumes_the_stream_exactly() {
     assert_eq!(resumed, whole);
 }
 
+/// Tracks searched in the background while the next batch is calibrated: every push hands back
+/// the batch before it, whole, and joined end to end the batches are those of a calibrator that
+/// searches in place (same rows, same track ids, same statistics).
+#[test]
+fn tracks_searched_in_the_background_give_the_same_batches_one_push_later() {
+    let path = data("small-raw.h5");
+    let config = || DetectorConfig::named("sim-module").unwrap();
+    let options = ReadOptions { batch_rows: 2048, ..Default::default() };
+    let batches: Vec<_> =
+        LarpixReader::open(&path, &options).unwrap().map(|b| b.unwrap()).collect();
+    assert!(batches.len() >= 10, "{} batches: too few to pipeline", batches.len());
+    let mut in_place = Calibrator::new(config()).unwrap();
+    let mut background = Calibrator::new(config()).unwrap().with_tracks_in_background();
+    let mut expected = Vec::new();
+    let mut got = Vec::new();
+    for batch in &batches {
+        expected.push(in_place.push(batch));
+        got.push(background.push(batch));
+    }
+    expected.push(in_place.finish());
+    got.push(background.finish());
+    // The first push has nothing to hand back yet; the last batch comes with the rest.
+    assert_eq!(got[0], CalibratedBatch::default());
+    for k in 1..batches.len() {
+        assert_eq!(got[k], expected[k - 1], "batch {k}");
+    }
+    let mut rest = expected[batches.len() - 1].clone();
+    rest.extend(expected[batches.len()].clone());
+    assert_eq!(got[batches.len()], rest);
+    let tracks: usize = expected.iter().map(|b| b.tracks.len()).sum();
+    assert!(tracks >= 10, "{tracks} tracks: too few to compare");
+    assert_eq!(background.stats(), in_place.stats());
+}
+
 /// Track finding runs on every core: with one thread or four the output is the same, and it is
 /// what a search event by event in order gives (track ids numbered in event order).
 #[test]

@@ -21,14 +21,16 @@
 
 use larmon_decode::PacketColumns;
 use rayon::prelude::*;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use crate::channels::{ChannelTable, unique_id};
 use crate::config::DetectorConfig;
 use crate::error::CalibrationError;
 use crate::geometry::Geometry;
 use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
-use crate::tracks::{EventTracks, find_tracks};
+use crate::tracks::{EventTracks, TrackConfig, find_tracks};
 
 const SYNC_ROW: u8 = 6;
 const TRIGGER_ROW: u8 = 7;
@@ -124,7 +126,22 @@ pub struct Calibrator {
     /// Triggered events of the batch being built whose tracks are still to find: (event id,
     /// range of its hits in the output). Found together at the end of the batch, on every
     /// core, and numbered in event order, so the output is the single-threaded one.
-    track_searches: Vec<(u64, std::ops::Range<usize>)>,
+    track_searches: Vec<TrackSearch>,
+    /// Whether tracks are searched while the next batch is calibrated
+    /// ([`Calibrator::with_tracks_in_background`]).
+    background_tracks: bool,
+    /// The batch whose tracks are being searched in the background.
+    in_flight: Option<Receiver<std::thread::Result<SearchedBatch>>>,
+}
+
+/// A triggered event whose tracks are to be found: (event id, range of its hits in the batch).
+type TrackSearch = (u64, std::ops::Range<usize>);
+
+/// A batch whose tracks were found but not numbered yet.
+struct SearchedBatch {
+    batch: CalibratedBatch,
+    searches: Vec<TrackSearch>,
+    found: Vec<EventTracks>,
 }
 
 impl Calibrator {
@@ -164,6 +181,8 @@ impl Calibrator {
             next_track_id: 0,
             stats: CalibrationStats::default(),
             track_searches: Vec::new(),
+            background_tracks: false,
+            in_flight: None,
         })
     }
 
@@ -174,8 +193,20 @@ impl Calibrator {
         self
     }
 
-    /// The state to resume this stream later (see [`CalibratorState`]).
+    /// Searches a batch's tracks on other threads while the next batch is calibrated: each
+    /// [`Calibrator::push`] then returns the batch before it, and [`Calibrator::finish`] the
+    /// rest. The batches joined end to end are the same as without (tracks numbered in event
+    /// order), one batch later. Not for a stream to resume: [`Calibrator::state`] does not hold
+    /// the batch in flight.
+    pub fn with_tracks_in_background(mut self) -> Self {
+        self.background_tracks = true;
+        self
+    }
+
+    /// The state to resume this stream later (see [`CalibratorState`]); for a calibrator without
+    /// [`Calibrator::with_tracks_in_background`].
     pub fn state(&self) -> CalibratorState {
+        debug_assert!(self.in_flight.is_none(), "a batch in flight is not in the state");
         CalibratorState {
             rollover: self.rollover.to_vec(),
             latest_ts: self.latest_ts.to_vec(),
@@ -223,8 +254,13 @@ impl Calibrator {
         if let Some(horizon) = horizon {
             self.drain(horizon - self.config.events.max_lateness_ticks, &mut out);
         }
-        self.find_batch_tracks(&mut out);
-        out
+        if !self.background_tracks {
+            self.find_batch_tracks(&mut out);
+            return out;
+        }
+        let before = self.numbered_in_flight().unwrap_or_default();
+        self.search_in_background(out);
+        before
     }
 
     /// Flushes every pending hit and event at the end of the stream.
@@ -232,8 +268,10 @@ impl Calibrator {
         let mut out = CalibratedBatch::default();
         self.drain(i64::MAX, &mut out);
         self.close_cluster(&mut out);
+        let mut before = self.numbered_in_flight().unwrap_or_default();
         self.find_batch_tracks(&mut out);
-        out
+        before.extend(out);
+        before
     }
 
     /// Finds the tracks of the batch's triggered events (queued only when tracking is on),
@@ -241,17 +279,47 @@ impl Calibrator {
     /// order from `next_track_id`.
     fn find_batch_tracks(&mut self, out: &mut CalibratedBatch) {
         let searches = std::mem::take(&mut self.track_searches);
-        let (config, clock_mhz, geometry) =
-            (&self.config.tracks, self.config.clock_mhz, &self.geometry);
-        let hits = &out.hits;
-        let found: Vec<EventTracks> = searches
-            .par_iter()
-            .with_max_len(1)
-            .map(|(event_id, range)| {
-                let pitch = |tpc| geometry.tpc_pitch_mm(tpc);
-                find_tracks(config, *event_id, &hits[range.clone()], clock_mhz, &pitch, 0)
-            })
-            .collect();
+        let tracks = (&self.config.tracks, self.config.clock_mhz);
+        let found = search_tracks(tracks, &self.geometry, &out.hits, &searches);
+        self.number_tracks(out, searches, found);
+    }
+
+    /// Starts the search of `batch`'s tracks on the thread pool.
+    fn search_in_background(&mut self, batch: CalibratedBatch) {
+        let searches = std::mem::take(&mut self.track_searches);
+        let (tracks, clock_mhz) = (self.config.tracks.clone(), self.config.clock_mhz);
+        let geometry = self.geometry.clone();
+        let (done, in_flight) = sync_channel(1);
+        rayon::spawn(move || {
+            // A panic is handed to the calibrator's thread (rayon would abort the process).
+            let searched = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let found = search_tracks((&tracks, clock_mhz), &geometry, &batch.hits, &searches);
+                SearchedBatch { batch, searches, found }
+            }));
+            let _ = done.send(searched);
+        });
+        self.in_flight = Some(in_flight);
+    }
+
+    /// The batch in flight with its tracks numbered, once its search is done.
+    fn numbered_in_flight(&mut self) -> Option<CalibratedBatch> {
+        let searched = match self.in_flight.take()?.recv() {
+            Ok(Ok(searched)) => searched,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => unreachable!("the search sends its result before it ends"),
+        };
+        let SearchedBatch { mut batch, searches, found } = searched;
+        self.number_tracks(&mut batch, searches, found);
+        Some(batch)
+    }
+
+    /// Adds the tracks found to their batch, numbered in event order from `next_track_id`.
+    fn number_tracks(
+        &mut self,
+        out: &mut CalibratedBatch,
+        searches: Vec<TrackSearch>,
+        found: Vec<EventTracks>,
+    ) {
         for ((_, range), event) in searches.into_iter().zip(found) {
             let count = event.add_to(out, range.start, self.next_track_id);
             self.next_track_id += count;
@@ -557,6 +625,24 @@ impl Calibrator {
             z_mm: tile.zip(drift_mm).map(|(t, d)| (t.anode_z + t.drift_dir * d) as f32),
         }
     }
+}
+
+/// The tracks of each search's event, events in parallel (each search is seeded by its event
+/// id, so the result does not depend on the threads).
+fn search_tracks(
+    (config, clock_mhz): (&TrackConfig, f64),
+    geometry: &Geometry,
+    hits: &[HitRow],
+    searches: &[TrackSearch],
+) -> Vec<EventTracks> {
+    let pitch = |tpc| geometry.tpc_pitch_mm(tpc);
+    searches
+        .par_iter()
+        .with_max_len(1)
+        .map(|(event_id, range)| {
+            find_tracks(config, *event_id, &hits[range.clone()], clock_mhz, &pitch, 0)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, UInt8Array, UInt16Array,
-    UInt32Array, UInt64Array,
+    ArrayRef, ArrowPrimitiveType, Float32Array, Float64Array, Int64Array, PrimitiveArray,
+    RecordBatch, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 pub use crate::tracks::{SegmentRow, TrackPixelRow, TrackRow};
@@ -15,9 +16,39 @@ pub use crate::tracks::{SegmentRow, TrackPixelRow, TrackRow};
 use crate::geometry::Geometry;
 
 macro_rules! column {
-    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {
-        Arc::new($rows.iter().map(|$r| $value).collect::<$array>()) as ArrayRef
-    };
+    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {{
+        let array: $array = dense_array($rows.iter().map(|$r| $value));
+        Arc::new(array) as ArrayRef
+    }};
+}
+
+/// A column whose rows may be null.
+macro_rules! optional_column {
+    ($rows:expr, $array:ty, |$r:ident| $value:expr) => {{
+        let array: $array = optional_array(&$rows[..], |$r| $value);
+        Arc::new(array) as ArrayRef
+    }};
+}
+
+/// An array without nulls from its values. (`collect::<PrimitiveArray>()` of `Some(v)` pushes a
+/// validity bit per row through a `BooleanBufferBuilder`: a third of the main thread's time in
+/// building a run's hit batches.)
+fn dense_array<T: ArrowPrimitiveType>(
+    values: impl Iterator<Item = T::Native>,
+) -> PrimitiveArray<T> {
+    PrimitiveArray::new(ScalarBuffer::from(values.collect::<Vec<_>>()), None)
+}
+
+/// An array of optional values: null rows hold the default value, and an array without a null
+/// row has no validity buffer (both as `collect::<PrimitiveArray>()` makes them).
+fn optional_array<T: ArrowPrimitiveType, R>(
+    rows: &[R],
+    value: impl Fn(&R) -> Option<T::Native>,
+) -> PrimitiveArray<T> {
+    let values: Vec<T::Native> = rows.iter().map(|r| value(r).unwrap_or_default()).collect();
+    let valid =
+        NullBuffer::new(BooleanBuffer::collect_bool(rows.len(), |i| value(&rows[i]).is_some()));
+    PrimitiveArray::new(ScalarBuffer::from(values), (valid.null_count() > 0).then_some(valid))
 }
 
 /// How an event was found.
@@ -159,24 +190,24 @@ pub fn track_pixels_schema() -> SchemaRef {
 /// The track pixels as a record batch of the `track_pixels` schema.
 pub fn track_pixels_record_batch(rows: &[TrackPixelRow]) -> RecordBatch {
     let columns = vec![
-        column!(rows, UInt64Array, |r| Some(r.track_id)),
-        column!(rows, UInt64Array, |r| Some(r.event_id)),
-        column!(rows, UInt8Array, |r| Some(r.io_group)),
-        column!(rows, UInt8Array, |r| Some(r.io_channel)),
-        column!(rows, UInt8Array, |r| Some(r.chip_id)),
-        column!(rows, UInt8Array, |r| Some(r.channel_id)),
-        column!(rows, UInt8Array, |r| Some(r.tpc)),
-        column!(rows, Float64Array, |r| Some(r.x_mm)),
-        column!(rows, Float64Array, |r| Some(r.y_mm)),
-        column!(rows, Float64Array, |r| Some(r.z_mm)),
-        column!(rows, Float64Array, |r| Some(r.drift_us)),
-        column!(rows, Float64Array, |r| Some(r.q_ke)),
-        column!(rows, Float64Array, |r| Some(r.dx_mm)),
-        column!(rows, Float64Array, |r| Some(r.s_mm)),
-        column!(rows, UInt8Array, |r| Some(u8::from(r.at_track_end))),
-        column!(rows, UInt32Array, |r| Some(r.n_hits)),
-        column!(rows, Float64Array, |r| Some(r.track_length_mm)),
-        column!(rows, UInt32Array, |r| Some(r.track_tpc_mask)),
+        column!(rows, UInt64Array, |r| r.track_id),
+        column!(rows, UInt64Array, |r| r.event_id),
+        column!(rows, UInt8Array, |r| r.io_group),
+        column!(rows, UInt8Array, |r| r.io_channel),
+        column!(rows, UInt8Array, |r| r.chip_id),
+        column!(rows, UInt8Array, |r| r.channel_id),
+        column!(rows, UInt8Array, |r| r.tpc),
+        column!(rows, Float64Array, |r| r.x_mm),
+        column!(rows, Float64Array, |r| r.y_mm),
+        column!(rows, Float64Array, |r| r.z_mm),
+        column!(rows, Float64Array, |r| r.drift_us),
+        column!(rows, Float64Array, |r| r.q_ke),
+        column!(rows, Float64Array, |r| r.dx_mm),
+        column!(rows, Float64Array, |r| r.s_mm),
+        column!(rows, UInt8Array, |r| u8::from(r.at_track_end)),
+        column!(rows, UInt32Array, |r| r.n_hits),
+        column!(rows, Float64Array, |r| r.track_length_mm),
+        column!(rows, UInt32Array, |r| r.track_tpc_mask),
     ];
     RecordBatch::try_new(track_pixels_schema(), columns).expect("columns match the schema")
 }
@@ -218,18 +249,18 @@ pub fn pixels_record_batch(geometry: &Geometry) -> RecordBatch {
         })
         .collect();
     let columns = vec![
-        column!(rows, UInt8Array, |r| Some(r.0.io_group)),
-        column!(rows, UInt8Array, |r| Some(r.0.io_channel)),
-        column!(rows, UInt8Array, |r| Some(r.0.chip_id)),
-        column!(rows, UInt8Array, |r| Some(r.0.channel_id)),
-        column!(rows, UInt16Array, |r| Some(r.2.id)),
-        column!(rows, UInt8Array, |r| Some(r.2.tpc)),
-        column!(rows, Float64Array, |r| Some(r.1.x)),
-        column!(rows, Float64Array, |r| Some(r.1.y)),
-        column!(rows, Float64Array, |r| Some(r.2.pitch_mm)),
-        column!(rows, Float64Array, |r| Some(r.2.anode_z)),
-        column!(rows, Float64Array, |r| Some(r.2.drift_dir)),
-        column!(rows, Float64Array, |r| Some(r.2.drift_length_mm)),
+        column!(rows, UInt8Array, |r| r.0.io_group),
+        column!(rows, UInt8Array, |r| r.0.io_channel),
+        column!(rows, UInt8Array, |r| r.0.chip_id),
+        column!(rows, UInt8Array, |r| r.0.channel_id),
+        column!(rows, UInt16Array, |r| r.2.id),
+        column!(rows, UInt8Array, |r| r.2.tpc),
+        column!(rows, Float64Array, |r| r.1.x),
+        column!(rows, Float64Array, |r| r.1.y),
+        column!(rows, Float64Array, |r| r.2.pitch_mm),
+        column!(rows, Float64Array, |r| r.2.anode_z),
+        column!(rows, Float64Array, |r| r.2.drift_dir),
+        column!(rows, Float64Array, |r| r.2.drift_length_mm),
     ];
     RecordBatch::try_new(pixels_schema(), columns).expect("columns match the pixels schema")
 }
@@ -289,25 +320,25 @@ pub fn segments_schema() -> SchemaRef {
 /// The tracks as a record batch of the `tracks` schema.
 pub fn tracks_record_batch(tracks: &[TrackRow]) -> RecordBatch {
     let mut columns = vec![
-        column!(tracks, UInt64Array, |t| Some(t.track_id)),
-        column!(tracks, UInt64Array, |t| Some(t.event_id)),
+        column!(tracks, UInt64Array, |t| t.track_id),
+        column!(tracks, UInt64Array, |t| t.event_id),
     ];
     for k in 0..3 {
-        columns.push(column!(tracks, Float64Array, |t| Some(t.start[k])));
+        columns.push(column!(tracks, Float64Array, |t| t.start[k]));
     }
     for k in 0..3 {
-        columns.push(column!(tracks, Float64Array, |t| Some(t.end[k])));
+        columns.push(column!(tracks, Float64Array, |t| t.end[k]));
     }
-    columns.push(column!(tracks, Float64Array, |t| Some(t.length_mm)));
+    columns.push(column!(tracks, Float64Array, |t| t.length_mm));
     for k in 0..3 {
-        columns.push(column!(tracks, Float64Array, |t| Some(t.direction[k])));
+        columns.push(column!(tracks, Float64Array, |t| t.direction[k]));
     }
     columns.extend([
-        column!(tracks, UInt32Array, |t| Some(t.n_hits)),
-        column!(tracks, Float64Array, |t| Some(t.q_ke)),
-        column!(tracks, UInt32Array, |t| Some(t.tpc_mask)),
-        column!(tracks, UInt8Array, |t| Some(u8::from(t.has_t0))),
-        column!(tracks, Float64Array, |t| Some(t.mean_residual_mm)),
+        column!(tracks, UInt32Array, |t| t.n_hits),
+        column!(tracks, Float64Array, |t| t.q_ke),
+        column!(tracks, UInt32Array, |t| t.tpc_mask),
+        column!(tracks, UInt8Array, |t| u8::from(t.has_t0)),
+        column!(tracks, Float64Array, |t| t.mean_residual_mm),
     ]);
     RecordBatch::try_new(tracks_schema(), columns).expect("columns match the tracks schema")
 }
@@ -315,16 +346,16 @@ pub fn tracks_record_batch(tracks: &[TrackRow]) -> RecordBatch {
 /// The segments as a record batch of the `track_segments` schema.
 pub fn segments_record_batch(segments: &[SegmentRow]) -> RecordBatch {
     let columns = vec![
-        column!(segments, UInt64Array, |s| Some(s.track_id)),
-        column!(segments, UInt64Array, |s| Some(s.event_id)),
-        column!(segments, UInt32Array, |s| Some(s.index)),
-        column!(segments, Float64Array, |s| Some(s.dq_ke)),
-        column!(segments, Float64Array, |s| Some(s.dx_mm)),
-        column!(segments, Float64Array, |s| Some(s.drift_us)),
-        column!(segments, Float64Array, |s| Some(s.center[0])),
-        column!(segments, Float64Array, |s| Some(s.center[1])),
-        column!(segments, Float64Array, |s| Some(s.center[2])),
-        column!(segments, UInt32Array, |s| Some(s.n_hits)),
+        column!(segments, UInt64Array, |s| s.track_id),
+        column!(segments, UInt64Array, |s| s.event_id),
+        column!(segments, UInt32Array, |s| s.index),
+        column!(segments, Float64Array, |s| s.dq_ke),
+        column!(segments, Float64Array, |s| s.dx_mm),
+        column!(segments, Float64Array, |s| s.drift_us),
+        column!(segments, Float64Array, |s| s.center[0]),
+        column!(segments, Float64Array, |s| s.center[1]),
+        column!(segments, Float64Array, |s| s.center[2]),
+        column!(segments, UInt32Array, |s| s.n_hits),
     ];
     RecordBatch::try_new(segments_schema(), columns).expect("columns match the segments schema")
 }
@@ -397,26 +428,26 @@ pub fn events_schema() -> SchemaRef {
 /// The hits as a record batch of the `hits` schema.
 pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     let columns = vec![
-        column!(hits, UInt64Array, |h| h.event_id),
-        column!(hits, UInt64Array, |h| h.track_id),
-        column!(hits, UInt8Array, |h| Some(h.io_group)),
-        column!(hits, UInt8Array, |h| Some(h.io_channel)),
-        column!(hits, UInt8Array, |h| Some(h.chip_id)),
-        column!(hits, UInt8Array, |h| Some(h.channel_id)),
-        column!(hits, UInt16Array, |h| h.tile),
-        column!(hits, UInt8Array, |h| h.tpc),
-        column!(hits, Int64Array, |h| Some(h.ts_ticks)),
-        column!(hits, UInt64Array, |h| Some(h.unix_time)),
-        column!(hits, UInt8Array, |h| Some(h.trigger_type)),
-        column!(hits, UInt16Array, |h| Some(h.n_packets)),
-        column!(hits, Float32Array, |h| Some(h.q_mv)),
-        column!(hits, Float32Array, |h| Some(h.q_ke)),
-        column!(hits, Float32Array, |h| h.x_mm),
-        column!(hits, Float32Array, |h| h.y_mm),
-        column!(hits, Float64Array, |h| h.t0_ticks),
-        column!(hits, Float32Array, |h| h.drift_ticks),
-        column!(hits, Float32Array, |h| h.drift_mm),
-        column!(hits, Float32Array, |h| h.z_mm),
+        optional_column!(hits, UInt64Array, |h| h.event_id),
+        optional_column!(hits, UInt64Array, |h| h.track_id),
+        column!(hits, UInt8Array, |h| h.io_group),
+        column!(hits, UInt8Array, |h| h.io_channel),
+        column!(hits, UInt8Array, |h| h.chip_id),
+        column!(hits, UInt8Array, |h| h.channel_id),
+        optional_column!(hits, UInt16Array, |h| h.tile),
+        optional_column!(hits, UInt8Array, |h| h.tpc),
+        column!(hits, Int64Array, |h| h.ts_ticks),
+        column!(hits, UInt64Array, |h| h.unix_time),
+        column!(hits, UInt8Array, |h| h.trigger_type),
+        column!(hits, UInt16Array, |h| h.n_packets),
+        column!(hits, Float32Array, |h| h.q_mv),
+        column!(hits, Float32Array, |h| h.q_ke),
+        optional_column!(hits, Float32Array, |h| h.x_mm),
+        optional_column!(hits, Float32Array, |h| h.y_mm),
+        optional_column!(hits, Float64Array, |h| h.t0_ticks),
+        optional_column!(hits, Float32Array, |h| h.drift_ticks),
+        optional_column!(hits, Float32Array, |h| h.drift_mm),
+        optional_column!(hits, Float32Array, |h| h.z_mm),
     ];
     RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
 }
@@ -424,15 +455,15 @@ pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
 /// The events as a record batch of the `events` schema.
 pub fn events_record_batch(events: &[EventRow]) -> RecordBatch {
     let columns = vec![
-        column!(events, UInt64Array, |e| Some(e.event_id)),
-        column!(events, UInt8Array, |e| Some(e.kind as u8)),
-        column!(events, UInt64Array, |e| Some(e.unix_time)),
-        column!(events, Float64Array, |e| e.t0_ticks),
-        column!(events, UInt32Array, |e| Some(e.n_triggers)),
-        column!(events, UInt32Array, |e| Some(e.n_hits)),
-        column!(events, Float64Array, |e| Some(e.q_ke)),
-        column!(events, Float64Array, |e| Some(e.ts_start)),
-        column!(events, Float64Array, |e| Some(e.ts_end)),
+        column!(events, UInt64Array, |e| e.event_id),
+        column!(events, UInt8Array, |e| e.kind as u8),
+        column!(events, UInt64Array, |e| e.unix_time),
+        optional_column!(events, Float64Array, |e| e.t0_ticks),
+        column!(events, UInt32Array, |e| e.n_triggers),
+        column!(events, UInt32Array, |e| e.n_hits),
+        column!(events, Float64Array, |e| e.q_ke),
+        column!(events, Float64Array, |e| e.ts_start),
+        column!(events, Float64Array, |e| e.ts_end),
     ];
     RecordBatch::try_new(events_schema(), columns).expect("columns match the events schema")
 }

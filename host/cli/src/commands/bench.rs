@@ -21,7 +21,8 @@ use serde::Serialize;
 ///   file -> columns, reused buffers  the same into one reused buffer
 ///   file -> arrow, no read-ahead     packet files: the single-core read
 ///   file -> calibrated (1 core)      calibration (hits, events, tracks) on one thread
-///   file -> calibrated (all cores)   the same, tracks found on every core
+///   file -> calibrated (all cores)   the same, tracks found on every core while the next
+///                                    batch is calibrated
 ///   convert raw -> packet file       raw files: `larmon convert` to a temporary file
 ///   whole run, N plugins             `larmon run` in-process: calibration and every bundled
 ///                                    plugin (compiled ones from the cache), report and figures
@@ -99,21 +100,25 @@ fn to_columns_reused(path: &Path) -> Result<u64> {
 }
 
 /// Packets -> calibrated hits, events and tracks (no read-ahead) on `threads` threads (None: the
-/// global pool, every core, as `larmon calibrate` runs); returns packet rows.
+/// global pool, every core, tracks searched while the next batch is calibrated, as `larmon
+/// calibrate` runs); returns packet rows.
 fn calibrate(path: &Path, detector: &DetectorConfig, threads: Option<usize>) -> Result<u64> {
     match threads {
         Some(threads) => rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()?
-            .install(|| calibrate_here(path, detector)),
-        None => calibrate_here(path, detector),
+            .install(|| calibrate_here(path, detector, false)),
+        None => calibrate_here(path, detector, true),
     }
 }
 
-fn calibrate_here(path: &Path, detector: &DetectorConfig) -> Result<u64> {
+fn calibrate_here(path: &Path, detector: &DetectorConfig, background: bool) -> Result<u64> {
     let options = ReadOptions { read_ahead: false, ..Default::default() };
     let mut reader = LarpixReader::open(path, &options)?;
     let mut calibrator = larmon_calibrate::Calibrator::new(detector.clone())?;
+    if background {
+        calibrator = calibrator.with_tracks_in_background();
+    }
     let mut batch = larmon_ingest::PacketColumns::default();
     let mut hits = 0;
     while reader.read_batch_into(&mut batch)? {

@@ -136,7 +136,7 @@ impl RunCalibration {
         let reader = LarpixReader::open(path, options).map_err(context)?;
         Ok(ChargeSource::Packets {
             reader: Box::new(reader),
-            calibrator: Box::new(self.for_file(index)?),
+            calibrator: Box::new(self.for_file(index)?.with_tracks_in_background()),
         })
     }
 }
