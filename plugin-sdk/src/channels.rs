@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::geometry::Pixels;
+
 /// The columns that identify a channel (what [`Batch::channel_keys`](crate::Batch::channel_keys)
 /// reads): `.consumes("packets", CHANNEL_COLUMNS)`.
 pub const CHANNEL_COLUMNS: &[&str] = &["io_group", "io_channel", "chip_id", "channel_id"];
@@ -156,6 +158,20 @@ impl ChannelStats {
         m.n += moments.n;
         m.sum += moments.sum;
         m.sum_sq += moments.sum_sq;
+    }
+
+    /// The same statistics keyed by each channel's pixel ([`Pixels::identify`]): fill with a
+    /// packet's own channel key in the per-packet loop (one cache miss per packet instead of
+    /// two: the pixel lookup waits until the report) and read this view in the report. A
+    /// pixel read on two UARTs gets the sum of both keys' moments, added in key order: the
+    /// same as filling by `identify` packet by packet whenever the values are whole numbers
+    /// (ADC counts, or 0 for counting), whose sums in `f64` are exact.
+    pub fn by_pixel(&self, pixels: &Pixels) -> ChannelStats {
+        let mut keyed = ChannelStats::default();
+        for (id, m) in self.iter() {
+            keyed.add(pixels.identify(id), &m);
+        }
+        keyed
     }
 
     /// Adds another set of channels.

@@ -7,7 +7,10 @@
 //! another UART of their tile than the layout lists, so a packet's channel is the pixel of the
 //! same io_group, chip and channel on any io_channel of the same group of four
 //! (`(io_channel − 1) / 4`, one tile). Key per-channel statistics by `identify(key)` and every
-//! channel of the data finds its pixel.
+//! channel of the data finds its pixel. In a per-packet loop over millions of packets, fill
+//! [`ChannelStats`](crate::ChannelStats) by the packet's own key and regroup it once in the
+//! report with [`ChannelStats::by_pixel`](crate::ChannelStats::by_pixel): the lookup is then
+//! not a second cache miss per packet.
 
 use std::collections::BTreeMap;
 
@@ -304,7 +307,7 @@ mod tests {
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, UInt8Array, UInt16Array};
 
     use super::*;
-    use crate::{CHANNEL_COLUMNS, Info};
+    use crate::{CHANNEL_COLUMNS, ChannelStats, Info};
 
     /// A `pixels` batch of (chip, channel, x) rows on io_group 1, io_channel 1, TPC 1.
     fn batch(rows: &[(u8, u8, f64)]) -> Batch {
@@ -443,6 +446,30 @@ mod tests {
         assert_eq!(pixels.identify(unique_id(1, 4, 12, 3)), unique_id(1, 2, 12, 3));
         assert_eq!(pixels.identify(unique_id(1, 5, 13, 5)), unique_id(1, 8, 13, 5));
         assert_eq!(pixels.identify(unique_id(1, 255, 12, 7)), unique_id(1, 254, 12, 7));
+    }
+
+    #[test]
+    fn statistics_by_packet_key_then_by_pixel_are_those_filled_by_pixel() {
+        // Two UARTs of one tile: the chip is listed on UART 2, read on 2, 3 and 4; one channel
+        // the detector does not have; whole-number values (ADC counts).
+        let listed: Vec<Listed> =
+            (1..=4).map(|channel| (2, 12, channel, f64::from(channel))).collect();
+        let mut pixels = Pixels::default();
+        pixels.add(&batch_on_uarts(&listed)).unwrap();
+        let mut by_key = ChannelStats::default();
+        let mut by_pixel = ChannelStats::default();
+        for k in 0..500u32 {
+            let key = unique_id(1, 2 + (k % 3) as u8, 12, 1 + (k % 5) as u8);
+            let value = f64::from((k * 37) % 256);
+            by_key.fill(key, value);
+            by_pixel.fill(pixels.identify(key), value);
+        }
+        let regrouped = by_key.by_pixel(&pixels);
+        assert_eq!(regrouped.iter().collect::<Vec<_>>(), by_pixel.iter().collect::<Vec<_>>());
+        // Three UARTs' packets of channel 1 on the listed pixel; channel 5 stays on each key.
+        assert_eq!(regrouped.get(unique_id(1, 2, 12, 1)).unwrap().n, 100);
+        assert_eq!(regrouped.get(unique_id(1, 3, 12, 5)).unwrap().n, 34);
+        assert!(regrouped.get(unique_id(1, 3, 12, 1)).is_none());
     }
 
     #[test]

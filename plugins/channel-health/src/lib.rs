@@ -53,7 +53,8 @@ settings! {
 
 #[derive(Serialize, Deserialize, Merge)]
 struct ChannelHealth {
-    /// Valid data packets per channel.
+    /// Valid data packets per channel, by each packet's own channel key; by pixel in the report
+    /// (`ChannelStats::by_pixel`).
     counts: ChannelStats,
     span: TimeSpan,
     /// From the configuration, not from snapshots.
@@ -181,7 +182,7 @@ impl Plugin for ChannelHealth {
         let p = Packets::read(batch)?;
         for i in 0..p.rows {
             if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
-                self.counts.fill(self.pixels.identify(p.channel[i]), 0.0);
+                self.counts.fill(p.channel[i], 0.0);
                 self.span.fill(p.unix_time[i]);
             }
         }
@@ -189,8 +190,9 @@ impl Plugin for ChannelHealth {
     }
 
     fn report(&self) -> Result<Report, String> {
+        let counts = self.counts.by_pixel(&self.pixels);
         let seconds = self.span.seconds();
-        let count = |id: u32| self.counts.get(id).map_or(0, |m| m.n);
+        let count = |id: u32| counts.get(id).map_or(0, |m| m.n);
         // Expected count per chip: median over its connected channels.
         let mut by_chip: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
         for p in self.pixels.iter() {
@@ -240,7 +242,7 @@ impl Plugin for ChannelHealth {
             }
         }
         if !self.pixels.is_empty() {
-            for (id, m) in self.counts.iter().filter(|(id, _)| self.pixels.get(*id).is_none()) {
+            for (id, m) in counts.iter().filter(|(id, _)| self.pixels.get(*id).is_none()) {
                 flags.push(flag(id, "unknown", m.n, 0.0));
             }
         }

@@ -25,6 +25,7 @@ settings! {
 
 #[derive(Serialize, Deserialize, Merge)]
 struct PixelMaps {
+    /// By each packet's own channel key; by pixel in the report (`ChannelStats::by_pixel`).
     adc: ChannelStats,
     span: TimeSpan,
     /// From the configuration, not from snapshots.
@@ -71,7 +72,7 @@ impl Plugin for PixelMaps {
         let p = Packets::read(batch)?;
         for i in 0..p.rows {
             if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
-                self.adc.fill(self.pixels.identify(p.channel[i]), f64::from(p.dataword[i]));
+                self.adc.fill(p.channel[i], f64::from(p.dataword[i]));
                 self.span.fill(p.unix_time[i]);
             }
         }
@@ -79,9 +80,9 @@ impl Plugin for PixelMaps {
     }
 
     fn report(&self) -> Result<Report, String> {
+        let adc = &self.adc.by_pixel(&self.pixels);
         let seconds = self.span.seconds();
-        let stat =
-            |f: fn(&Moments) -> Option<f64>| move |id: u32| self.adc.get(id).and_then(|m| f(&m));
+        let stat = |f: fn(&Moments) -> Option<f64>| move |id: u32| adc.get(id).and_then(|m| f(&m));
         let mean = svg::pixel_map(
             &self.pixels,
             &stat(Moments::mean),
@@ -98,7 +99,7 @@ impl Plugin for PixelMaps {
             false,
             None,
         );
-        let rate_of = |id: u32| self.adc.get(id).map(|m| m.n as f64 / seconds);
+        let rate_of = |id: u32| adc.get(id).map(|m| m.n as f64 / seconds);
         let mut rates: Vec<f64> = self.pixels.iter().filter_map(|p| rate_of(p.unique_id)).collect();
         rates.sort_by(f64::total_cmp);
         let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
@@ -131,14 +132,14 @@ impl Plugin for PixelMaps {
                 )
             })
             .collect();
-        let seen = self.pixels.iter().filter(|p| self.adc.get(p.unique_id).is_some()).count();
-        let outside = self.adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
-        let table: Vec<(u32, Moments)> = self.adc.iter().collect();
+        let seen = self.pixels.iter().filter(|p| adc.get(p.unique_id).is_some()).count();
+        let outside = adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
+        let table: Vec<(u32, Moments)> = adc.iter().collect();
         // Chips of the layout and how many packets each sent.
         let mut chips: std::collections::BTreeMap<u32, (u64, u32)> = Default::default();
         for p in self.pixels.iter() {
             let chip = chips.entry(p.unique_id >> 6).or_default();
-            chip.0 += self.adc.get(p.unique_id).map_or(0, |m| m.n);
+            chip.0 += adc.get(p.unique_id).map_or(0, |m| m.n);
             chip.1 += 1;
         }
         let packets: u64 = chips.values().map(|c| c.0).sum();
