@@ -162,6 +162,12 @@ pub fn run_files(
                 for work in rx {
                     match work {
                         Work::Batch(stream, batch) => {
+                            if file_instance.is_none() {
+                                // A later file: its instance alone in memory (see `park`).
+                                if let Some(merge) = merge.as_mut() {
+                                    merge.park();
+                                }
+                            }
                             if let Ok(instance) = file_instance.get_or_insert_with(open) {
                                 let _ = instance.consume(stream.name(), &batch); // kept
                             }
@@ -212,7 +218,8 @@ pub fn run_files(
                             let snapshot = instance.and_then(|mut i| {
                                 merge.add_logs(i.log());
                                 i.snapshot()
-                            });
+                            }); // the file's instance is dropped before the run's comes back
+                            merge.unpark(open);
                             merge.add(&source, snapshot.as_deref());
                         }
                         Work::Report => report = true,
@@ -221,9 +228,10 @@ pub fn run_files(
                 // Each plugin reports on its own thread, beside the others (the reports render
                 // figures: a serial loop over them took a second of a 200 s run).
                 let entry = report.then(|| {
-                    let merge = merge.unwrap_or_else(|| {
+                    let mut merge = merge.unwrap_or_else(|| {
                         PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget)
                     });
+                    merge.unpark(open);
                     merge.finish(run_dir)
                 });
                 PluginOutcome { entry, failure }

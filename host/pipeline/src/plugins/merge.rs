@@ -19,8 +19,16 @@ use crate::plugins::open_instance;
 pub struct PluginMerge<'a> {
     plugin: &'a LoadedPlugin,
     run: Result<PluginRun, PluginFailure>,
+    /// The run instance's snapshot while it is parked ([`PluginMerge::park`]); `run` is then
+    /// a placeholder error.
+    parked: Option<Vec<u8>>,
     failure: Option<String>,
     logs: Vec<String>,
+}
+
+/// What `run` holds while the instance is parked (never reported: unparked first).
+fn parked_placeholder() -> Result<PluginRun, PluginFailure> {
+    Err(PluginFailure::Host("the run instance is parked".into()))
 }
 
 impl<'a> PluginMerge<'a> {
@@ -33,7 +41,7 @@ impl<'a> PluginMerge<'a> {
         budget: &Arc<RunBudget>,
     ) -> Self {
         let run = open_instance(plugin, runtime, config, pixels, budget);
-        Self { plugin, run, failure: None, logs: Vec::new() }
+        Self { plugin, run, parked: None, failure: None, logs: Vec::new() }
     }
 
     /// The run instance made of the first file's own instance: what merging its snapshot into
@@ -42,7 +50,37 @@ impl<'a> PluginMerge<'a> {
     pub fn adopt(plugin: &'a LoadedPlugin, mut first_file: PluginRun) -> Self {
         // The first file's lines come first, the run instance's own (its report) last.
         let logs = first_file.take_log();
-        Self { plugin, run: Ok(first_file), failure: None, logs }
+        Self { plugin, run: Ok(first_file), parked: None, failure: None, logs }
+    }
+
+    /// Keeps the run instance as its snapshot and drops the instance, so that the next file's
+    /// instance is the only one in memory (a run of many files otherwise holds two instances
+    /// per plugin: for the 2x2, each pixel-drawing plugin's pixel index and per-channel state
+    /// twice). [`PluginMerge::unpark`] brings it back: a fresh instance that merges the
+    /// snapshot, which is what merging every file into a fresh instance gives anyway. An
+    /// instance that cannot give its snapshot stays in memory. Costs a snapshot, an instance
+    /// opened with the pixels and a merge per plugin and file: a 4-file run of 200 s 2x2
+    /// files took 11.2–11.4 s instead of 10.6–10.7 s, and peaked at 361 MB instead of 475 MB.
+    pub fn park(&mut self) {
+        let Ok(run) = self.run.as_mut() else { return };
+        self.logs.extend(run.take_log());
+        if let Ok(snapshot) = run.snapshot() {
+            self.parked = Some(snapshot);
+            self.run = parked_placeholder();
+        }
+    }
+
+    /// The run instance back from its snapshot, if parked: `open` gives a fresh instance
+    /// (its opening's log lines were kept when the first one opened).
+    pub fn unpark(&mut self, open: impl FnOnce() -> Result<PluginRun, PluginFailure>) {
+        let Some(snapshot) = self.parked.take() else { return };
+        self.run = open().and_then(|mut run| {
+            run.take_log();
+            run.merge(&snapshot).map(|()| run)
+        });
+        if let Err(e) = &self.run {
+            self.failure.get_or_insert(format!("the run's state, merged back: {e}"));
+        }
     }
 
     /// Merges the snapshot of the next file (`source` names it in an error); a failed snapshot
@@ -71,6 +109,7 @@ impl<'a> PluginMerge<'a> {
     /// Asks the merged instance for the plugin's report and writes its figures under
     /// `run_dir`.
     pub fn finish(self, run_dir: &Path) -> PluginEntry {
+        debug_assert!(self.parked.is_none(), "unpark before the report");
         finish_plugin(self.plugin, self.run, self.failure, self.logs, run_dir)
     }
 }
