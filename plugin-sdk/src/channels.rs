@@ -1,6 +1,8 @@
 //! Per-channel accumulators: count, mean and RMS of a value per electronics channel (keyed by
 //! `unique_id = ((io_group·256 + io_channel)·256 + chip_id)·64 + channel_id`), mergeable.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::Pixels;
@@ -165,13 +167,17 @@ impl ChannelStats {
     /// two: the pixel lookup waits until the report) and read this view in the report. A
     /// pixel read on two UARTs gets the sum of both keys' moments, added in key order: the
     /// same as filling by `identify` packet by packet whenever the values are whole numbers
-    /// (ADC counts, or 0 for counting), whose sums in `f64` are exact.
-    pub fn by_pixel(&self, pixels: &Pixels) -> ChannelStats {
+    /// (ADC counts, or 0 for counting), whose sums in `f64` are exact. Borrowed, not copied,
+    /// when every channel already has its pixel's key.
+    pub fn by_pixel(&self, pixels: &Pixels) -> Cow<'_, ChannelStats> {
+        if self.iter().all(|(id, _)| pixels.identify(id) == id) {
+            return Cow::Borrowed(self);
+        }
         let mut keyed = ChannelStats::default();
         for (id, m) in self.iter() {
             keyed.add(pixels.identify(id), &m);
         }
-        keyed
+        Cow::Owned(keyed)
     }
 
     /// Adds another set of channels.

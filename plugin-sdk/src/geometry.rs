@@ -470,6 +470,9 @@ mod tests {
         assert_eq!(regrouped.get(unique_id(1, 2, 12, 1)).unwrap().n, 100);
         assert_eq!(regrouped.get(unique_id(1, 3, 12, 5)).unwrap().n, 34);
         assert!(regrouped.get(unique_id(1, 3, 12, 1)).is_none());
+        // Statistics already keyed by pixel are not copied.
+        assert!(matches!(regrouped, std::borrow::Cow::Owned(_)));
+        assert!(matches!(by_pixel.by_pixel(&pixels), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
