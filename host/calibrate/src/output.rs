@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
-    ArrayRef, ArrowPrimitiveType, Float32Array, Float64Array, Int64Array, PrimitiveArray,
-    RecordBatch, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, ArrowPrimitiveType, Float64Array, PrimitiveArray, RecordBatch, UInt8Array,
+    UInt16Array, UInt32Array, UInt64Array,
 };
-use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt16Type,
+    UInt64Type,
+};
 
 pub use crate::tracks::{SegmentRow, TrackPixelRow, TrackRow};
 
@@ -425,31 +428,123 @@ pub fn events_schema() -> SchemaRef {
     .clone()
 }
 
-/// The hits as a record batch of the `hits` schema.
+/// The hits as a record batch of the `hits` schema, in one pass over the rows (column by
+/// column, the 20 passes over 130-byte rows and the 10 over their validity were a fifth of the
+/// reading thread's time).
 pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
+    let n = hits.len();
+    let mut event_id = Column::<UInt64Type>::new(n);
+    let mut track_id = Column::<UInt64Type>::new(n);
+    let mut io_group = Column::<UInt8Type>::new(n);
+    let mut io_channel = Column::<UInt8Type>::new(n);
+    let mut chip_id = Column::<UInt8Type>::new(n);
+    let mut channel_id = Column::<UInt8Type>::new(n);
+    let mut tile = Column::<UInt16Type>::new(n);
+    let mut tpc = Column::<UInt8Type>::new(n);
+    let mut ts_ticks = Column::<Int64Type>::new(n);
+    let mut unix_time = Column::<UInt64Type>::new(n);
+    let mut trigger_type = Column::<UInt8Type>::new(n);
+    let mut n_packets = Column::<UInt16Type>::new(n);
+    let mut q_mv = Column::<Float32Type>::new(n);
+    let mut q_ke = Column::<Float32Type>::new(n);
+    let mut x_mm = Column::<Float32Type>::new(n);
+    let mut y_mm = Column::<Float32Type>::new(n);
+    let mut t0_ticks = Column::<Float64Type>::new(n);
+    let mut drift_ticks = Column::<Float32Type>::new(n);
+    let mut drift_mm = Column::<Float32Type>::new(n);
+    let mut z_mm = Column::<Float32Type>::new(n);
+    for h in hits {
+        event_id.push_option(h.event_id);
+        track_id.push_option(h.track_id);
+        io_group.push(h.io_group);
+        io_channel.push(h.io_channel);
+        chip_id.push(h.chip_id);
+        channel_id.push(h.channel_id);
+        tile.push_option(h.tile);
+        tpc.push_option(h.tpc);
+        ts_ticks.push(h.ts_ticks);
+        unix_time.push(h.unix_time);
+        trigger_type.push(h.trigger_type);
+        n_packets.push(h.n_packets);
+        q_mv.push(h.q_mv);
+        q_ke.push(h.q_ke);
+        x_mm.push_option(h.x_mm);
+        y_mm.push_option(h.y_mm);
+        t0_ticks.push_option(h.t0_ticks);
+        drift_ticks.push_option(h.drift_ticks);
+        drift_mm.push_option(h.drift_mm);
+        z_mm.push_option(h.z_mm);
+    }
     let columns = vec![
-        optional_column!(hits, UInt64Array, |h| h.event_id),
-        optional_column!(hits, UInt64Array, |h| h.track_id),
-        column!(hits, UInt8Array, |h| h.io_group),
-        column!(hits, UInt8Array, |h| h.io_channel),
-        column!(hits, UInt8Array, |h| h.chip_id),
-        column!(hits, UInt8Array, |h| h.channel_id),
-        optional_column!(hits, UInt16Array, |h| h.tile),
-        optional_column!(hits, UInt8Array, |h| h.tpc),
-        column!(hits, Int64Array, |h| h.ts_ticks),
-        column!(hits, UInt64Array, |h| h.unix_time),
-        column!(hits, UInt8Array, |h| h.trigger_type),
-        column!(hits, UInt16Array, |h| h.n_packets),
-        column!(hits, Float32Array, |h| h.q_mv),
-        column!(hits, Float32Array, |h| h.q_ke),
-        optional_column!(hits, Float32Array, |h| h.x_mm),
-        optional_column!(hits, Float32Array, |h| h.y_mm),
-        optional_column!(hits, Float64Array, |h| h.t0_ticks),
-        optional_column!(hits, Float32Array, |h| h.drift_ticks),
-        optional_column!(hits, Float32Array, |h| h.drift_mm),
-        optional_column!(hits, Float32Array, |h| h.z_mm),
+        event_id.finish(),
+        track_id.finish(),
+        io_group.finish(),
+        io_channel.finish(),
+        chip_id.finish(),
+        channel_id.finish(),
+        tile.finish(),
+        tpc.finish(),
+        ts_ticks.finish(),
+        unix_time.finish(),
+        trigger_type.finish(),
+        n_packets.finish(),
+        q_mv.finish(),
+        q_ke.finish(),
+        x_mm.finish(),
+        y_mm.finish(),
+        t0_ticks.finish(),
+        drift_ticks.finish(),
+        drift_mm.finish(),
+        z_mm.finish(),
     ];
     RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
+}
+
+/// One column filled row by row: its values, and its validity when a row may be null (null
+/// rows hold the default value, and a column without a null row has no validity buffer, as
+/// [`optional_array`] makes them).
+struct Column<T: ArrowPrimitiveType> {
+    values: Vec<T::Native>,
+    valid: Vec<u64>,
+    nulls: usize,
+}
+
+impl<T: ArrowPrimitiveType> Column<T> {
+    fn new(rows: usize) -> Self {
+        Self { values: Vec::with_capacity(rows), valid: Vec::new(), nulls: 0 }
+    }
+
+    #[inline]
+    fn push(&mut self, value: T::Native) {
+        self.push_option(Some(value));
+    }
+
+    #[inline]
+    fn push_option(&mut self, value: Option<T::Native>) {
+        let row = self.values.len();
+        if row % 64 == 0 {
+            self.valid.push(0);
+        }
+        match value {
+            Some(value) => {
+                self.valid[row / 64] |= 1 << (row % 64);
+                self.values.push(value);
+            }
+            None => {
+                self.nulls += 1;
+                self.values.push(T::Native::default());
+            }
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        let rows = self.values.len();
+        let nulls = (self.nulls > 0).then(|| {
+            let bits = BooleanBuffer::new(Buffer::from_vec(self.valid), 0, rows);
+            NullBuffer::new(bits)
+        });
+        Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(self.values), nulls))
+    }
 }
 
 /// The events as a record batch of the `events` schema.
