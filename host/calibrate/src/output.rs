@@ -522,7 +522,7 @@ impl<T: ArrowPrimitiveType> Column<T> {
     #[inline]
     fn push_option(&mut self, value: Option<T::Native>) {
         let row = self.values.len();
-        if row % 64 == 0 {
+        if row.is_multiple_of(64) {
             self.valid.push(0);
         }
         match value {
@@ -561,4 +561,73 @@ pub fn events_record_batch(events: &[EventRow]) -> RecordBatch {
         column!(events, Float64Array, |e| e.ts_end),
     ];
     RecordBatch::try_new(events_schema(), columns).expect("columns match the events schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(k: u32) -> HitRow {
+        let some = |every: u32| (k % every != 0).then_some(k);
+        HitRow {
+            event_id: some(3).map(u64::from),
+            track_id: some(7).map(u64::from),
+            io_group: k as u8,
+            io_channel: 1,
+            chip_id: 12,
+            channel_id: (k % 64) as u8,
+            tile: some(5).map(|k| k as u16),
+            tpc: None,
+            ts_ticks: i64::from(k) - 50,
+            unix_time: 1_700_000_000 + u64::from(k),
+            trigger_type: 2,
+            n_packets: 1,
+            q_mv: k as f32 * 0.5,
+            q_ke: k as f32,
+            x_mm: some(2).map(|k| k as f32),
+            y_mm: Some(1.0),
+            t0_ticks: some(11).map(f64::from),
+            drift_ticks: some(13).map(|k| k as f32),
+            drift_mm: some(17).map(|k| k as f32),
+            z_mm: some(19).map(|k| k as f32),
+        }
+    }
+
+    /// The one-pass hits batch is the column-by-column one: same values, nulls where a field
+    /// is `None` (across several 64-row validity words), no validity buffer without a null.
+    #[test]
+    fn hits_made_in_one_pass_are_the_columns_made_one_by_one() {
+        let hits: Vec<HitRow> = (0..200).map(hit).collect();
+        let batch = hits_record_batch(&hits);
+        let expected: Vec<ArrayRef> = vec![
+            optional_column!(hits, UInt64Array, |h| h.event_id),
+            optional_column!(hits, UInt64Array, |h| h.track_id),
+            column!(hits, UInt8Array, |h| h.io_group),
+            column!(hits, UInt8Array, |h| h.io_channel),
+            column!(hits, UInt8Array, |h| h.chip_id),
+            column!(hits, UInt8Array, |h| h.channel_id),
+            optional_column!(hits, UInt16Array, |h| h.tile),
+            optional_column!(hits, UInt8Array, |h| h.tpc),
+            column!(hits, arrow::array::Int64Array, |h| h.ts_ticks),
+            column!(hits, UInt64Array, |h| h.unix_time),
+            column!(hits, UInt8Array, |h| h.trigger_type),
+            column!(hits, UInt16Array, |h| h.n_packets),
+            column!(hits, arrow::array::Float32Array, |h| h.q_mv),
+            column!(hits, arrow::array::Float32Array, |h| h.q_ke),
+            optional_column!(hits, arrow::array::Float32Array, |h| h.x_mm),
+            optional_column!(hits, arrow::array::Float32Array, |h| h.y_mm),
+            optional_column!(hits, Float64Array, |h| h.t0_ticks),
+            optional_column!(hits, arrow::array::Float32Array, |h| h.drift_ticks),
+            optional_column!(hits, arrow::array::Float32Array, |h| h.drift_mm),
+            optional_column!(hits, arrow::array::Float32Array, |h| h.z_mm),
+        ];
+        assert_eq!(batch.num_columns(), expected.len());
+        for (k, (got, want)) in batch.columns().iter().zip(&expected).enumerate() {
+            assert_eq!(got.to_data(), want.to_data(), "column {k}");
+            assert_eq!(got.null_count(), want.null_count(), "column {k}");
+        }
+        assert_eq!(batch.column(0).null_count(), 67); // k = 0, 3, …, 198
+        assert_eq!(batch.column(7).null_count(), 200);
+        assert!(batch.column(15).nulls().is_none(), "y_mm has no null");
+    }
 }
