@@ -568,7 +568,7 @@ mod tests {
     use super::*;
 
     fn hit(k: u32) -> HitRow {
-        let some = |every: u32| (k % every != 0).then_some(k);
+        let some = |every: u32| (!k.is_multiple_of(every)).then_some(k);
         HitRow {
             event_id: some(3).map(u64::from),
             track_id: some(7).map(u64::from),
