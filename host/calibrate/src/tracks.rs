@@ -167,6 +167,9 @@ fn distance(p: V3, origin: V3, axis: V3) -> f64 {
     (dot(d, d) - along * along).max(0.0).sqrt()
 }
 
+/// Points a RANSAC count takes at a time before it checks whether the line can still win.
+const POINTS_PER_CHECK: usize = 32;
+
 /// Points as three coordinate arrays: the RANSAC count runs over them in a loop without
 /// branches that the compiler vectorises, with the same operations as [`distance`] up to the
 /// square root, which it replaces by the exact squared limit (the same counts, bit for bit).
@@ -186,33 +189,67 @@ impl Coordinates {
     }
 
     /// How many points lie within `limit` of the line through `origin` along `axis`, as
-    /// [`distance`]` <= limit` counts them; `squared_limit` is [`squared_limit`]`(limit)`.
+    /// [`distance`]` <= limit` counts them (`squared_limit` is [`squared_limit`]`(limit)`), if
+    /// that is more than `to_beat`; `None` otherwise. A line that has already missed more points
+    /// than a winner may miss is dropped there, [`POINTS_PER_CHECK`] points at a time: most
+    /// candidates of an event with one track are, well before its last point.
     /// Four points at a time on CPUs with AVX2 (the same operations in the same order: Rust
     /// never fuses a multiply and an add on its own, so the counts are the same).
-    fn count_within(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
+    fn count_more_than(
+        &self,
+        origin: V3,
+        axis: V3,
+        squared_limit: f64,
+        to_beat: Option<usize>,
+    ) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.count_within_avx2(origin, axis, squared_limit) };
+            return unsafe { self.count_more_than_avx2(origin, axis, squared_limit, to_beat) };
         }
-        self.count_within_portable(origin, axis, squared_limit)
+        self.count_more_than_portable(origin, axis, squared_limit, to_beat)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn count_within_avx2(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
-        self.count_within_portable(origin, axis, squared_limit)
+    unsafe fn count_more_than_avx2(
+        &self,
+        origin: V3,
+        axis: V3,
+        squared_limit: f64,
+        to_beat: Option<usize>,
+    ) -> Option<usize> {
+        self.count_more_than_portable(origin, axis, squared_limit, to_beat)
     }
 
     #[inline(always)]
-    fn count_within_portable(&self, origin: V3, axis: V3, squared_limit: f64) -> usize {
+    fn count_more_than_portable(
+        &self,
+        origin: V3,
+        axis: V3,
+        squared_limit: f64,
+        to_beat: Option<usize>,
+    ) -> Option<usize> {
+        let n = self.x.len();
+        // A winner counts at least to_beat + 1 points, so misses at most this many.
+        let misses_allowed = match to_beat {
+            Some(t) => n.checked_sub(t + 1)?,
+            None => n,
+        };
         let mut count = 0;
-        for ((x, y), z) in self.x.iter().zip(&self.y).zip(&self.z) {
-            let d = [x - origin[0], y - origin[1], z - origin[2]];
-            let along = dot(d, axis);
-            count += usize::from((dot(d, d) - along * along).max(0.0) <= squared_limit);
+        let chunks = self.x.chunks(POINTS_PER_CHECK).zip(self.y.chunks(POINTS_PER_CHECK));
+        for (done, ((x, y), z)) in chunks.zip(self.z.chunks(POINTS_PER_CHECK)).enumerate() {
+            for ((x, y), z) in x.iter().zip(y).zip(z) {
+                let d = [x - origin[0], y - origin[1], z - origin[2]];
+                let along = dot(d, axis);
+                count += usize::from((dot(d, d) - along * along).max(0.0) <= squared_limit);
+            }
+            let seen = done * POINTS_PER_CHECK + x.len();
+            if seen - count > misses_allowed {
+                return None;
+            }
         }
-        count
+        to_beat.is_none_or(|t| count > t).then_some(count)
     }
 
     fn swap_remove(&mut self, k: usize) {
@@ -279,6 +316,35 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
     }
+}
+
+/// Step 1: of `config.ransac_trials` lines through random pairs of `points` (`coordinates`
+/// holds the same points), the first with the most points within the inlier distance, if that
+/// is at least `min_hits`: (a point on it, its unit direction). Lines with fewer than the best
+/// so far cannot be the answer, so their counts are dropped as soon as that is certain.
+fn ransac_line(
+    config: &TrackConfig,
+    points: &[(usize, V3)],
+    coordinates: &Coordinates,
+    inlier_squared: f64,
+    rng: &mut Rng,
+) -> Option<(V3, V3)> {
+    let mut best: Option<(usize, V3, V3)> = None;
+    for _ in 0..config.ransac_trials {
+        let (a, b) = (rng.below(points.len()), rng.below(points.len()));
+        let d = sub(points[b].1, points[a].1);
+        let len = norm(d);
+        if a == b || len < config.inlier_mm {
+            continue;
+        }
+        let axis = scale(d, 1.0 / len);
+        let to_beat = best.map_or(config.min_hits.checked_sub(1), |(c, _, _)| Some(c));
+        if let Some(count) = coordinates.count_more_than(points[a].1, axis, inlier_squared, to_beat)
+        {
+            best = Some((count, points[a].1, axis));
+        }
+    }
+    best.map(|(_, origin, axis)| (origin, axis))
 }
 
 /// What [`find_tracks`] found in one event.
@@ -393,24 +459,11 @@ pub fn find_tracks(
     let mut failures = 0;
     while unused.len() >= config.min_hits && tracks.len() < config.max_tracks && failures < 3 {
         // 1. RANSAC
-        let mut best: Option<(usize, V3, V3)> = None;
-        for _ in 0..config.ransac_trials {
-            let (a, b) = (rng.below(unused.len()), rng.below(unused.len()));
-            let d = sub(unused[b].1, unused[a].1);
-            let len = norm(d);
-            if a == b || len < config.inlier_mm {
-                continue;
-            }
-            let axis = scale(d, 1.0 / len);
-            let count = coordinates.count_within(unused[a].1, axis, inlier_squared);
-            if best.is_none_or(|(c, _, _)| count > c) {
-                best = Some((count, unused[a].1, axis));
-            }
-        }
-        let Some((count, origin, axis)) = best else { break };
-        if count < config.min_hits {
+        let Some((origin, axis)) =
+            ransac_line(config, &unused, &coordinates, inlier_squared, &mut rng)
+        else {
             break;
-        }
+        };
         // 2. PCA refit and inliers again
         let inliers: Vec<V3> = unused
             .iter()
@@ -496,16 +549,17 @@ pub fn find_tracks(
                 });
             }
             // charge and track length per pixel
-            let mut by_pixel: std::collections::BTreeMap<(u8, u8, u8, u8), Vec<&HitRow>> =
-                std::collections::BTreeMap::new();
-            for h in &member_hits {
-                by_pixel
-                    .entry((h.io_group, h.io_channel, h.chip_id, h.channel_id))
-                    .or_default()
-                    .push(h);
-            }
-            for ((io_group, io_channel, chip_id, channel_id), pixel_hits) in by_pixel {
+            // (grouped by channel in channel order, each pixel's hits in the order along the line)
+            let mut by_pixel = member_hits;
+            by_pixel.sort_by_key(|h| (h.io_group, h.io_channel, h.chip_id, h.channel_id));
+            let same_pixel = |a: &&HitRow, b: &&HitRow| {
+                (a.io_group, a.io_channel, a.chip_id, a.channel_id)
+                    == (b.io_group, b.io_channel, b.chip_id, b.channel_id)
+            };
+            for pixel_hits in by_pixel.chunk_by(same_pixel) {
                 let first = pixel_hits[0];
+                let (io_group, io_channel, chip_id, channel_id) =
+                    (first.io_group, first.io_channel, first.chip_id, first.channel_id);
                 let (Some(px), Some(py)) = (first.x_mm, first.y_mm) else { continue };
                 let (px, py) = (f64::from(px), f64::from(py));
                 let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();
@@ -576,8 +630,8 @@ mod tests {
     }
 
     /// The vectorised count (with and without AVX2) equals counting [`distance`]` <= limit`
-    /// point by point, on points
-    /// scattered near a line (many at the boundary) and lines through them.
+    /// point by point, on points scattered near a line (many at the boundary) and lines through
+    /// them, when it is more than the count to beat, and is `None` when it is not.
     #[test]
     fn the_ransac_count_is_the_distance_count() {
         let mut rng = Rng(0x1234_5678_9ABC_DEF1);
@@ -596,12 +650,79 @@ mod tests {
             for limit in [8.0, 3.3, 0.5] {
                 let expected =
                     points.iter().filter(|(_, p)| distance(*p, points[a].1, axis) <= limit).count();
-                let counted = coordinates.count_within(points[a].1, axis, squared_limit(limit));
-                assert_eq!(counted, expected, "line {a}-{b}, limit {limit}");
-                let portable =
-                    coordinates.count_within_portable(points[a].1, axis, squared_limit(limit));
-                assert_eq!(portable, expected, "without AVX2: line {a}-{b}, limit {limit}");
+                let limit_squared = squared_limit(limit);
+                for to_beat in [None, Some(0), Some(expected - 1), Some(expected), Some(1999)] {
+                    let wins = to_beat.is_none_or(|t| expected > t).then_some(expected);
+                    let counted =
+                        coordinates.count_more_than(points[a].1, axis, limit_squared, to_beat);
+                    assert_eq!(counted, wins, "line {a}-{b}, limit {limit}, to beat {to_beat:?}");
+                    let portable = coordinates.count_more_than_portable(
+                        points[a].1,
+                        axis,
+                        limit_squared,
+                        to_beat,
+                    );
+                    assert_eq!(portable, wins, "without AVX2: line {a}-{b}, limit {limit}");
+                }
                 assert!(expected > 0);
+            }
+        }
+    }
+
+    /// The search's line is the one counting every candidate to its end would choose: the
+    /// first with the most points within the inlier distance, if it has `min_hits`; on events
+    /// of one track, two tracks and noise alone, for many seeds.
+    #[test]
+    fn the_ransac_line_is_the_first_with_the_most_points() {
+        let mut noise = Rng(99);
+        let mut jitter = |scale: f64| (noise.below(1000) as f64 / 1000.0 - 0.5) * scale;
+        let mut one_track: Vec<V3> = (0..200)
+            .map(|i| [i as f64 * 3.0 + jitter(6.0), -(i as f64) * 4.0 + jitter(6.0), jitter(6.0)])
+            .collect();
+        one_track.extend((0..20).map(|_| [jitter(800.0), jitter(800.0), jitter(300.0)]));
+        let mut two_tracks = one_track.clone();
+        two_tracks
+            .extend((0..120).map(|i| [300.0 + jitter(5.0), i as f64 * 5.0, 20.0 + jitter(5.0)]));
+        let noise_only: Vec<V3> =
+            (0..60).map(|_| [jitter(900.0), jitter(900.0), jitter(900.0)]).collect();
+        let config = TrackConfig::default();
+        let inlier_squared = squared_limit(config.inlier_mm);
+        for event in [&one_track, &two_tracks, &noise_only] {
+            let points: Vec<(usize, V3)> = event.iter().copied().enumerate().collect();
+            let coordinates = Coordinates::of(&points);
+            for seed in 0..40u64 {
+                let found = ransac_line(
+                    &config,
+                    &points,
+                    &coordinates,
+                    inlier_squared,
+                    &mut Rng(seed * 2 + 1),
+                );
+                // every candidate counted to its end
+                let mut rng = Rng(seed * 2 + 1);
+                let mut best: Option<(usize, V3, V3)> = None;
+                for _ in 0..config.ransac_trials {
+                    let (a, b) = (rng.below(points.len()), rng.below(points.len()));
+                    let d = sub(points[b].1, points[a].1);
+                    if a == b || norm(d) < config.inlier_mm {
+                        continue;
+                    }
+                    let axis = scale(d, 1.0 / norm(d));
+                    let count = points
+                        .iter()
+                        .filter(|(_, p)| distance(*p, points[a].1, axis) <= config.inlier_mm)
+                        .count();
+                    if best.is_none_or(|(c, _, _)| count > c) {
+                        best = Some((count, points[a].1, axis));
+                    }
+                }
+                let expected = best
+                    .filter(|(count, _, _)| *count >= config.min_hits)
+                    .map(|(_, origin, axis)| (origin, axis));
+                assert_eq!(found, expected, "seed {seed}, {} points", points.len());
+                if !std::ptr::eq(event, &noise_only) {
+                    assert!(found.is_some(), "seed {seed}: a track of 200 points is found");
+                }
             }
         }
     }
