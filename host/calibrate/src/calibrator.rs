@@ -320,6 +320,10 @@ impl Calibrator {
         searches: Vec<TrackSearch>,
         found: Vec<EventTracks>,
     ) {
+        // Room for them all at once: growing row by row copied the rows over and over.
+        out.tracks.reserve(found.iter().map(|e| e.tracks.len()).sum());
+        out.segments.reserve(found.iter().map(|e| e.segments.len()).sum());
+        out.track_pixels.reserve(found.iter().map(|e| e.pixels.len()).sum());
         for ((_, range), event) in searches.into_iter().zip(found) {
             let count = event.add_to(out, range.start, self.next_track_id);
             self.next_track_id += count;
@@ -426,6 +430,7 @@ impl Calibrator {
         // (a binary search over the few closing triggers; pending hits need no sorting).
         let mut members: Vec<Vec<PendingHit>> = vec![Vec::new(); triggers.len()];
         let mut untriggered = Vec::new();
+        let pending = self.hits.len();
         self.hits.retain(|hit| {
             if hit.ts >= limit {
                 return true;
@@ -437,6 +442,8 @@ impl Calibrator {
             }
             false
         });
+        // Every ready hit becomes a row now, and the open cluster's perhaps.
+        out.hits.reserve(pending - self.hits.len() + self.cluster.len());
 
         // Emit in time order: untriggered hits cluster between triggers; a trigger ends the open
         // cluster. Readout order is nearly time order, which the adaptive stable sort exploits.
