@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use larmon_ingest::IngestError;
-use larmon_ingest::read::{LarpixReader, RawFileReader, ReadOptions};
+use larmon_ingest::read::{DecodeAhead, LarpixReader, RawFileReader, ReadOptions};
 use larmon_ingest::write::RawFileWriter;
 use larmon_tests::{data, scratch};
 
@@ -109,6 +109,25 @@ fn message_shorter_than_its_header_names_the_row() {
     write_raw(&path, &messages);
     let text = expect_error(&path);
     assert!(text.contains("dataset `msgs`, row 3") && text.contains("truncated"), "{text}");
+    // Decoded on its own thread: the rows before it, then the same error, then the end.
+    let options = ReadOptions { batch_rows: 3, messages_per_read: 1, ..ReadOptions::default() };
+    let rows_then_error = |next: &mut dyn FnMut() -> Result<Option<usize>, IngestError>| {
+        let mut rows = 0;
+        loop {
+            match next() {
+                Ok(Some(n)) => rows += n,
+                Ok(None) => panic!("the broken message must be an error"),
+                Err(error) => return (rows, error.to_string()),
+            }
+        }
+    };
+    let mut direct = LarpixReader::open(&path, &options).unwrap();
+    let expected = rows_then_error(&mut || Ok(direct.next_batch()?.map(|b| b.len())));
+    let mut ahead = DecodeAhead::start(LarpixReader::open(&path, &options).unwrap());
+    let (rows, error) = rows_then_error(&mut || Ok(ahead.next_batch()?.map(|b| b.len())));
+    assert_eq!((rows, &error), (expected.0, &expected.1));
+    assert!(rows > 0 && error == text, "{rows} rows before {error}");
+    assert!(ahead.next_batch().unwrap().is_none(), "the end follows the error");
 }
 
 #[test]

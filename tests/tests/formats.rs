@@ -8,7 +8,7 @@ use arrow::datatypes::UInt64Type;
 use hdf5::types::TypeDescriptor;
 use larmon_decode::{PACKET_COLUMNS, PacketColumns};
 use larmon_ingest::arrow::{packets_record_batch, packets_schema};
-use larmon_ingest::read::{FileKind, LarpixReader, PacketFileReader, ReadOptions};
+use larmon_ingest::read::{DecodeAhead, FileKind, LarpixReader, PacketFileReader, ReadOptions};
 use larmon_ingest::write::{PacketFileWriter, WriteOptions};
 use larmon_tests::{data, read_all, scratch, shared_fixture, uint, write_packet_table};
 use std::path::Path;
@@ -89,6 +89,36 @@ fn raw_and_packet_files_give_the_same_arrow_stream() {
     assert_eq!(raw, packets);
     assert_eq!(raw.schema().fields().len(), 23);
     assert_eq!(raw.schema().metadata()["larmon.stream"], "packets");
+}
+
+/// Decoding ahead on its own thread hands over the reader's batches, in order, with the
+/// reader's progress after each, and the end once.
+#[test]
+fn decoding_ahead_gives_the_readers_batches_in_order() {
+    let small = ReadOptions { batch_rows: 1000, messages_per_read: 7, read_ahead: true };
+    for name in ["small-raw.h5", "small-packets.h5"] {
+        let mut direct = LarpixReader::open(&data(name), &small).unwrap();
+        let mut ahead = DecodeAhead::start(LarpixReader::open(&data(name), &small).unwrap());
+        assert_eq!(
+            (ahead.kind(), ahead.progress_total()),
+            (direct.kind(), direct.progress_total())
+        );
+        assert_eq!(ahead.progress_done(), 0);
+        let mut batches = 0;
+        while let Some(expected) = direct.next_batch().unwrap() {
+            let batch = ahead.next_batch().unwrap().expect("as many batches as the reader");
+            assert_eq!(batch, expected, "{name}: batch {batches}");
+            assert_eq!(ahead.progress_done(), direct.progress_done(), "{name}: batch {batches}");
+            batches += 1;
+        }
+        assert!(batches > 10, "{name}: {batches} batches");
+        assert!(ahead.next_batch().unwrap().is_none() && ahead.next_batch().unwrap().is_none());
+        assert_eq!(ahead.progress_done(), ahead.progress_total());
+        // Dropped half-way: the thread ends (and the file is closed) without a hang.
+        let mut partial = DecodeAhead::start(LarpixReader::open(&data(name), &small).unwrap());
+        assert!(partial.next_batch().unwrap().is_some());
+        drop(partial);
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Reading LArPix files: detect the kind, then stream packet rows in bounded batches.
 
+mod decode_ahead;
 mod flow_file;
 mod packet_file;
 mod raw_file;
@@ -7,6 +8,7 @@ mod read_ahead;
 
 use std::path::Path;
 
+pub use decode_ahead::DecodeAhead;
 pub use flow_file::{
     FLOW_EVENTS_DATASET, FLOW_HITS_DATASET, FlowChargeHit, FlowEvent, FlowFileReader, FlowHits,
     is_flow_file, read_flow_hits,

@@ -14,7 +14,9 @@ use larmon_calibrate::{CalibrationStats, Calibrator, DetectorConfig};
 use larmon_ingest::PacketColumns;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
-use larmon_ingest::read::{FileKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file};
+use larmon_ingest::read::{
+    DecodeAhead, FileKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file,
+};
 
 use super::flow::{FlowCalibration, mark_batch};
 use crate::error::{PipelineError, Result};
@@ -135,7 +137,7 @@ impl RunCalibration {
         }
         let reader = LarpixReader::open(path, options).map_err(context)?;
         Ok(ChargeSource::Packets {
-            reader: Box::new(reader),
+            reader: Box::new(DecodeAhead::start(reader)),
             calibrator: Box::new(self.for_file(index)?.with_tracks_in_background()),
         })
     }
@@ -145,8 +147,8 @@ impl RunCalibration {
 pub enum ChargeSource {
     /// Raw or packet file: packets through larmon's calibrator.
     Packets {
-        /// The file.
-        reader: Box<LarpixReader>,
+        /// The file, read and decoded on its own thread.
+        reader: Box<DecodeAhead>,
         /// Its calibrator.
         calibrator: Box<Calibrator>,
     },
