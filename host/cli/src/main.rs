@@ -89,18 +89,20 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-/// One glibc malloc arena for the whole process, unless `MALLOC_ARENA_MAX` says otherwise.
-/// Batches are made on one thread (reading, calibration) and freed on others (plugins): with
-/// glibc's default of up to 8 arenas per core, a run of many files grew by ~20 MB per file
-/// (6 copies of the 200 s file: 293 → 403 MB); with one it stays at 260–277 MB, no slower
-/// (docs/performance.md).
-fn one_malloc_arena() {
+/// Two glibc malloc arenas for the whole process, unless `MALLOC_ARENA_MAX` says otherwise.
+/// Batches are made on the reading threads and freed on plugin threads, and each file has its
+/// own reading threads: with glibc's default of up to 8 arenas per core, a run of many files
+/// grew by ~20 MB per file (6 copies of the 200 s file: 293 → 403 MB). With two (and the free
+/// memory handed back after each file, in `larmon run`) it stays under 300 MB between files;
+/// one arena was flatter still but made `larmon calibrate` ~15 % slower (the reading and
+/// calibrating threads then wait on one lock). docs/performance.md has the figures.
+fn few_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: called once at start-up, before any thread exists; M_ARENA_MAX is a valid
-        // parameter and 1 a valid value.
+        // parameter and 2 a valid value.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
@@ -169,7 +171,7 @@ fn give_up_on_stalled_hdf5() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     end_quietly_on_closed_pipe(&cli.command);
-    one_malloc_arena();
+    few_malloc_arenas();
     init_logging(cli.verbose);
     give_up_on_stalled_hdf5();
     let result = match cli.command {
