@@ -70,12 +70,30 @@ impl Plugin for TileRate {
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
         let hits = Hits::read(batch)?;
-        for i in 0..hits.rows {
-            let (Some(tile), Some(tpc)) = (hits.tile[i], hits.tpc[i]) else { continue };
-            let (unix, weight) = (hits.unix_time[i], f64::from(hits.n_packets[i]));
-            self.per_tpc.entry(tpc).or_default().fill(unix, weight);
-            self.per_tile_series.entry(tile).or_default().fill(unix, weight);
-            self.span.fill(unix);
+        // Hits come by channel within an event: runs of one tile. Each run finds its two
+        // series once (two map lookups per hit were most of this plugin's time); every series
+        // is still filled hit by hit in batch order.
+        let mut start = 0;
+        while start < hits.rows {
+            let (Some(tile), Some(tpc)) = (hits.tile[start], hits.tpc[start]) else {
+                start += 1;
+                continue;
+            };
+            let same = |i: &usize| hits.tile[*i] == Some(tile) && hits.tpc[*i] == Some(tpc);
+            let end = (start + 1..hits.rows).find(|i| !same(i)).unwrap_or(hits.rows);
+            let run = start..end;
+            let by_tpc = self.per_tpc.entry(tpc).or_default();
+            for i in run.clone() {
+                by_tpc.fill(hits.unix_time[i], f64::from(hits.n_packets[i]));
+            }
+            let by_tile = self.per_tile_series.entry(tile).or_default();
+            for i in run.clone() {
+                by_tile.fill(hits.unix_time[i], f64::from(hits.n_packets[i]));
+            }
+            for i in run {
+                self.span.fill(hits.unix_time[i]);
+            }
+            start = end;
         }
         Ok(())
     }
