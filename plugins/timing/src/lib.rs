@@ -16,6 +16,18 @@ const UART_WORD_TICKS: u32 = 264;
 /// The coincidence window around an external trigger, ticks (100 µs).
 const COINCIDENCE_TICKS: f64 = 1000.0;
 
+/// `delay.rem_euclid(UART_WORD_TICKS)`: for a whole number of ticks (every delay of two
+/// integer timestamps) by an integer remainder, which gives the same exact value without Wasm's
+/// software `fmod` per packet.
+#[inline]
+fn uart_phase(delay: f64) -> f64 {
+    if delay.trunc() == delay && delay.abs() < 9.0e15 {
+        (delay as i64).rem_euclid(i64::from(UART_WORD_TICKS)) as f64
+    } else {
+        delay.rem_euclid(f64::from(UART_WORD_TICKS))
+    }
+}
+
 /// `a − b` of two timestamps that reset every PPS second, in (−0.5 s, 0.5 s].
 #[inline]
 fn pps_difference(a: f64, b: f64) -> f64 {
@@ -271,7 +283,7 @@ impl Plugin for Timing {
                     }
                     delay.fill(d, 1.0);
                     link.delay.fill(d, 1.0);
-                    link.uart_phase.fill(d.rem_euclid(f64::from(UART_WORD_TICKS)), 1.0);
+                    link.uart_phase.fill(uart_phase(d), 1.0);
                 }
                 7 if trigger_type[i] == 2 => {
                     link.coincidence.trigger((timestamp[i] & 0xFFFF_FFFF) as f64);
