@@ -179,6 +179,17 @@ struct Coordinates {
     z: Vec<f64>,
 }
 
+/// A RANSAC line to count points for: through `origin` along the unit vector `axis`, points
+/// within the limit whose [`squared_limit`] is `squared_limit`, worth counting only if more than
+/// `to_beat` (if any).
+#[derive(Clone, Copy)]
+struct Candidate {
+    origin: V3,
+    axis: V3,
+    squared_limit: f64,
+    to_beat: Option<usize>,
+}
+
 impl Coordinates {
     fn of(points: &[(usize, V3)]) -> Self {
         Self {
@@ -188,48 +199,30 @@ impl Coordinates {
         }
     }
 
-    /// How many points lie within `limit` of the line through `origin` along `axis`, as
-    /// [`distance`]` <= limit` counts them (`squared_limit` is [`squared_limit`]`(limit)`), if
-    /// that is more than `to_beat`; `None` otherwise. A line that has already missed more points
-    /// than a winner may miss is dropped there, [`POINTS_PER_CHECK`] points at a time: most
-    /// candidates of an event with one track are, well before its last point.
-    /// Four points at a time on CPUs with AVX2 (the same operations in the same order: Rust
-    /// never fuses a multiply and an add on its own, so the counts are the same).
-    fn count_more_than(
-        &self,
-        origin: V3,
-        axis: V3,
-        squared_limit: f64,
-        to_beat: Option<usize>,
-    ) -> Option<usize> {
+    /// How many points lie within `limit` of the candidate's line, as [`distance`]` <= limit`
+    /// counts them, if that is more than its `to_beat`; `None` otherwise. A line that has
+    /// already missed more points than a winner may miss is dropped there, [`POINTS_PER_CHECK`]
+    /// points at a time: most candidates of an event with one track are, well before its last
+    /// point. Four points at a time on CPUs with AVX2 (the same operations in the same order:
+    /// Rust never fuses a multiply and an add on its own, so the counts are the same).
+    fn count_more_than(&self, line: &Candidate) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { self.count_more_than_avx2(origin, axis, squared_limit, to_beat) };
+            return unsafe { self.count_more_than_avx2(line) };
         }
-        self.count_more_than_portable(origin, axis, squared_limit, to_beat)
+        self.count_more_than_portable(line)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn count_more_than_avx2(
-        &self,
-        origin: V3,
-        axis: V3,
-        squared_limit: f64,
-        to_beat: Option<usize>,
-    ) -> Option<usize> {
-        self.count_more_than_portable(origin, axis, squared_limit, to_beat)
+    unsafe fn count_more_than_avx2(&self, line: &Candidate) -> Option<usize> {
+        self.count_more_than_portable(line)
     }
 
     #[inline(always)]
-    fn count_more_than_portable(
-        &self,
-        origin: V3,
-        axis: V3,
-        squared_limit: f64,
-        to_beat: Option<usize>,
-    ) -> Option<usize> {
+    fn count_more_than_portable(&self, line: &Candidate) -> Option<usize> {
+        let Candidate { origin, axis, squared_limit, to_beat } = *line;
         let n = self.x.len();
         // A winner counts at least to_beat + 1 points, so misses at most this many.
         let misses_allowed = match to_beat {
@@ -339,8 +332,8 @@ fn ransac_line(
         }
         let axis = scale(d, 1.0 / len);
         let to_beat = best.map_or(config.min_hits.checked_sub(1), |(c, _, _)| Some(c));
-        if let Some(count) = coordinates.count_more_than(points[a].1, axis, inlier_squared, to_beat)
-        {
+        let line = Candidate { origin: points[a].1, axis, squared_limit: inlier_squared, to_beat };
+        if let Some(count) = coordinates.count_more_than(&line) {
             best = Some((count, points[a].1, axis));
         }
     }
@@ -653,15 +646,15 @@ mod tests {
                 let limit_squared = squared_limit(limit);
                 for to_beat in [None, Some(0), Some(expected - 1), Some(expected), Some(1999)] {
                     let wins = to_beat.is_none_or(|t| expected > t).then_some(expected);
-                    let counted =
-                        coordinates.count_more_than(points[a].1, axis, limit_squared, to_beat);
-                    assert_eq!(counted, wins, "line {a}-{b}, limit {limit}, to beat {to_beat:?}");
-                    let portable = coordinates.count_more_than_portable(
-                        points[a].1,
+                    let line = Candidate {
+                        origin: points[a].1,
                         axis,
-                        limit_squared,
+                        squared_limit: limit_squared,
                         to_beat,
-                    );
+                    };
+                    let counted = coordinates.count_more_than(&line);
+                    assert_eq!(counted, wins, "line {a}-{b}, limit {limit}, to beat {to_beat:?}");
+                    let portable = coordinates.count_more_than_portable(&line);
                     assert_eq!(portable, wins, "without AVX2: line {a}-{b}, limit {limit}");
                 }
                 assert!(expected > 0);
