@@ -4,6 +4,7 @@
 use anyhow::Result;
 use arrow::datatypes::DataType;
 use larmon_pipeline::Stream;
+use larmon_pipeline::plugins::PIXEL_BATCH_ROWS;
 use larmon_pipeline::streams::Producer;
 
 /// List larmon's streams: what a plugin can consume and `calibrate --export` can write.
@@ -64,15 +65,29 @@ fn markdown() -> String {
     out
 }
 
-fn producer(stream: Stream) -> &'static str {
+fn producer(stream: Stream) -> String {
     match stream.producer() {
-        Producer::ChargeIngest => "charge files",
-        Producer::Calibration => "calibration",
-        Producer::Geometry => {
-            "detector description (once, before the data, in batches of up to 32 768 rows)"
-        }
-        Producer::LightIngest => "light files",
+        Producer::ChargeIngest => "charge files".into(),
+        Producer::Calibration => "calibration".into(),
+        Producer::Geometry => format!(
+            "detector description (once, before the data, in batches of up to {} rows)",
+            thousands(PIXEL_BATCH_ROWS)
+        ),
+        Producer::LightIngest => "light files".into(),
     }
+}
+
+/// `32768` as `32 768`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(digit);
+    }
+    out
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -110,4 +125,17 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_are_grouped_by_spaces() {
+        assert_eq!(thousands(32_768), "32 768");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000_000), "1 000 000");
+        assert_eq!(thousands(0), "0");
+    }
 }
