@@ -3,8 +3,6 @@
 //! stage of the pipeline ingest → calibrate → plugins. At most [`DEPTH`] decoded batches wait,
 //! so memory stays bounded; batches, errors and the end arrive in file order.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
@@ -16,16 +14,18 @@ use crate::error::Result;
 /// Decoded batches waiting for the caller.
 const DEPTH: usize = 2;
 
+/// What the reader's thread hands over: a batch, an error or the end, with the reader's
+/// progress after it.
+type Step = (Result<Option<PacketColumns>>, u64);
+
 /// A [`LarpixReader`] read and decoded on its own thread, one batch ahead of the caller.
 pub struct DecodeAhead {
     kind: FileKind,
     progress_total: u64,
-    /// The reader's progress after the last batch handed over.
+    /// The reader's progress after the last step handed over.
     progress_done: u64,
-    /// The reader's progress after each batch it decoded, in order.
-    progress: Arc<AtomicU64>,
-    /// Batches with the reader's progress after each; `None` once dropped.
-    batches: Option<Receiver<(Result<PacketColumns>, u64)>>,
+    /// The reader's steps, in order; `None` after the end or an error, and once dropped.
+    steps: Option<Receiver<Step>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -34,53 +34,41 @@ impl DecodeAhead {
     pub fn start(mut reader: LarpixReader) -> Self {
         let (kind, progress_total) = (reader.kind(), reader.progress_total());
         let progress_done = reader.progress_done();
-        let progress = Arc::new(AtomicU64::new(progress_done));
-        let (sender, batches) = sync_channel(DEPTH);
-        let decoded = Arc::clone(&progress);
+        let (sender, steps) = sync_channel::<Step>(DEPTH);
         let thread = std::thread::Builder::new()
             .name("larmon-decode-ahead".into())
             .spawn(move || {
                 loop {
                     let batch = reader.next_batch();
-                    let done = reader.progress_done();
-                    decoded.store(done, Ordering::Relaxed);
-                    let (batch, last) = match batch {
-                        Ok(Some(columns)) => (Ok(columns), false),
-                        Ok(None) => break,
-                        Err(error) => (Err(error), true),
-                    };
+                    let more = matches!(batch, Ok(Some(_)));
                     // A send fails when the caller hung up: nothing more to do.
-                    if sender.send((batch, done)).is_err() || last {
+                    if sender.send((batch, reader.progress_done())).is_err() || !more {
                         break;
                     }
                 }
             })
             .expect("spawning a thread");
-        Self {
-            kind,
-            progress_total,
-            progress_done,
-            progress,
-            batches: Some(batches),
-            thread: Some(thread),
-        }
+        Self { kind, progress_total, progress_done, steps: Some(steps), thread: Some(thread) }
     }
 
     /// The next batch of packet columns, in file order, or `None` at the end; a reading error
     /// is returned once, and the end follows it.
     pub fn next_batch(&mut self) -> Result<Option<PacketColumns>> {
-        let Some(batches) = &self.batches else { return Ok(None) };
-        match batches.recv() {
+        let Some(steps) = &self.steps else { return Ok(None) };
+        match steps.recv() {
             Ok((batch, done)) => {
                 self.progress_done = done;
-                batch.map(Some)
+                if !matches!(batch, Ok(Some(_))) {
+                    self.steps = None;
+                }
+                batch
             }
             Err(_) => {
-                // The thread ended: at the end of the file, or by a panic, raised here.
+                // The thread ended without handing over the end: it panicked, raised here.
+                self.steps = None;
                 if let Some(Err(panic)) = self.thread.take().map(JoinHandle::join) {
                     std::panic::resume_unwind(panic);
                 }
-                self.progress_done = self.progress.load(Ordering::Relaxed);
                 Ok(None)
             }
         }
@@ -106,7 +94,7 @@ impl Drop for DecodeAhead {
     fn drop(&mut self) {
         // Hanging up ends the thread once its batch in progress is decoded; waiting for it
         // closes the file before the reader is gone, as a reader on this thread would.
-        self.batches.take();
+        self.steps.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
