@@ -494,7 +494,8 @@ pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
 /// One column filled row by row: its values, and its validity when a row may be null. Null
 /// rows hold the default value, and a column without a null row has no validity buffer, both
 /// as `collect::<PrimitiveArray>()` of `Option`s makes them (without its validity bit pushed
-/// per row through a `BooleanBufferBuilder`).
+/// per row through a `BooleanBufferBuilder`). A column is filled with [`Column::push`] (rows
+/// never null: no validity kept) or with [`Column::push_option`], not both.
 struct Column<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
     valid: Vec<u64>,
@@ -508,12 +509,14 @@ impl<T: ArrowPrimitiveType> Column<T> {
 
     #[inline]
     fn push(&mut self, value: T::Native) {
-        self.push_option(Some(value));
+        debug_assert!(self.valid.is_empty(), "a column of optional values");
+        self.values.push(value);
     }
 
     #[inline]
     fn push_option(&mut self, value: Option<T::Native>) {
         let row = self.values.len();
+        debug_assert_eq!(self.valid.len(), row.div_ceil(64), "a column of values never null");
         if row.is_multiple_of(64) {
             self.valid.push(0);
         }
