@@ -543,16 +543,12 @@ pub fn find_tracks(
             }
             // charge and track length per pixel
             // (grouped by channel in channel order, each pixel's hits in the order along the line)
+            let channel = |h: &HitRow| (h.io_group, h.io_channel, h.chip_id, h.channel_id);
             let mut by_pixel = member_hits;
-            by_pixel.sort_by_key(|h| (h.io_group, h.io_channel, h.chip_id, h.channel_id));
-            let same_pixel = |a: &&HitRow, b: &&HitRow| {
-                (a.io_group, a.io_channel, a.chip_id, a.channel_id)
-                    == (b.io_group, b.io_channel, b.chip_id, b.channel_id)
-            };
-            for pixel_hits in by_pixel.chunk_by(same_pixel) {
+            by_pixel.sort_by_key(|h| channel(h));
+            for pixel_hits in by_pixel.chunk_by(|a, b| channel(a) == channel(b)) {
                 let first = pixel_hits[0];
-                let (io_group, io_channel, chip_id, channel_id) =
-                    (first.io_group, first.io_channel, first.chip_id, first.channel_id);
+                let (io_group, io_channel, chip_id, channel_id) = channel(first);
                 let (Some(px), Some(py)) = (first.x_mm, first.y_mm) else { continue };
                 let (px, py) = (f64::from(px), f64::from(py));
                 let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();

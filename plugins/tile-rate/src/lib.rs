@@ -81,17 +81,13 @@ impl Plugin for TileRate {
             };
             let same = |i: &usize| hits.tile[*i] == Some(tile) && hits.tpc[*i] == Some(tpc);
             let end = (start + 1..hits.rows).find(|i| !same(i)).unwrap_or(hits.rows);
-            let run = start..end;
             let by_tpc = self.per_tpc.entry(tpc).or_default();
-            for i in run.clone() {
-                by_tpc.fill(hits.unix_time[i], f64::from(hits.n_packets[i]));
-            }
             let by_tile = self.per_tile_series.entry(tile).or_default();
-            for i in run.clone() {
-                by_tile.fill(hits.unix_time[i], f64::from(hits.n_packets[i]));
-            }
-            for i in run {
-                self.span.fill(hits.unix_time[i]);
+            for i in start..end {
+                let (unix, weight) = (hits.unix_time[i], f64::from(hits.n_packets[i]));
+                by_tpc.fill(unix, weight);
+                by_tile.fill(unix, weight);
+                self.span.fill(unix);
             }
             start = end;
         }
