@@ -50,7 +50,7 @@ impl Moments {
     }
 }
 
-/// Chips per storage block of [`ChannelStats`] (48 KiB).
+/// Chips per storage block of a channel table (48 KiB of moments, 16 KiB of counts).
 const CHIPS_PER_BLOCK: usize = 32;
 
 /// Finds a chip by direct indexing: (io_group, io_channel) → a table of 256 chips → the chip's
@@ -105,26 +105,32 @@ impl ChipIndex {
     }
 }
 
-/// [`Moments`] per channel, stored densely per chip (64 channels side by side) and found with a
-/// [`ChipIndex`]: a fill is three array loads. Snapshots are columns in `unique_id` order,
-/// `{"unique_id": [...], "n": [...], "sum": [...], "sum_sq": [...]}`, written straight from the
-/// store (the 2x2's 337 k channels as a map of objects were 16 MB of JSON built through a
-/// `BTreeMap` on both sides); the older `{unique_id: moments}` map is still read.
-#[derive(Clone, Debug, Default)]
-pub struct ChannelStats {
+/// One cell per channel, stored densely per chip (64 channels side by side) and found with a
+/// [`ChipIndex`]: three array loads. The storage of [`ChannelStats`] and [`ChannelCounts`].
+#[derive(Clone, Debug)]
+struct ChannelTable<T> {
     chips: ChipIndex,
     /// 64 channels per chip, in blocks of [`CHIPS_PER_BLOCK`] chips (growing never copies).
-    blocks: Vec<Box<[[Moments; 64]; CHIPS_PER_BLOCK]>>,
+    blocks: Vec<Box<[[T; 64]; CHIPS_PER_BLOCK]>>,
 }
 
-impl ChannelStats {
+impl<T> Default for ChannelTable<T> {
+    fn default() -> Self {
+        Self { chips: ChipIndex::default(), blocks: Vec::new() }
+    }
+}
+
+impl<T: Copy + Default> ChannelTable<T> {
+    /// The cell of a channel, added (default) if its chip is new.
     #[inline(always)]
-    fn slot(&mut self, chip_key: u32) -> &mut [Moments; 64] {
+    fn cell(&mut self, unique_id: u32) -> &mut T {
+        let chip_key = unique_id >> 6;
         let index = match self.chips.get(chip_key) {
             Some(index) => index,
             None => self.add_chip(chip_key),
         };
         &mut self.blocks[index / CHIPS_PER_BLOCK][index % CHIPS_PER_BLOCK]
+            [(unique_id & 63) as usize]
     }
 
     #[cold]
@@ -132,23 +138,51 @@ impl ChannelStats {
     fn add_chip(&mut self, chip_key: u32) -> usize {
         let index = self.chips.add(chip_key);
         if index.is_multiple_of(CHIPS_PER_BLOCK) {
-            self.blocks.push(Box::new([[Moments::default(); 64]; CHIPS_PER_BLOCK]));
+            self.blocks.push(Box::new([[T::default(); 64]; CHIPS_PER_BLOCK]));
         }
         index
     }
 
-    fn find(&self, chip_key: u32) -> Option<&[Moments; 64]> {
-        self.chips.get(chip_key).map(|index| self.chip(index))
+    /// The cell of a channel whose chip was added.
+    fn find(&self, unique_id: u32) -> Option<&T> {
+        let index = self.chips.get(unique_id >> 6)?;
+        Some(&self.chip(index)[(unique_id & 63) as usize])
     }
 
-    fn chip(&self, index: usize) -> &[Moments; 64] {
+    fn chip(&self, index: usize) -> &[T; 64] {
         &self.blocks[index / CHIPS_PER_BLOCK][index % CHIPS_PER_BLOCK]
     }
 
+    /// Every cell of the chips added, in `unique_id` order.
+    fn iter(&self) -> impl Iterator<Item = (u32, &T)> + '_ {
+        let mut chips: Vec<(u32, usize)> =
+            self.chips.keys().iter().enumerate().map(|(index, key)| (*key, index)).collect();
+        chips.sort_unstable();
+        chips.into_iter().flat_map(move |(key, index)| {
+            self.chip(index)
+                .iter()
+                .enumerate()
+                .map(move |(channel, cell)| ((key << 6) | channel as u32, cell))
+        })
+    }
+}
+
+/// [`Moments`] per channel, stored densely per chip and found with a [`ChipIndex`]: a fill is
+/// three array loads. Snapshots are columns in `unique_id` order,
+/// `{"unique_id": [...], "n": [...], "sum": [...], "sum_sq": [...]}`, written straight from the
+/// store (the 2x2's 337 k channels as a map of objects were 16 MB of JSON built through a
+/// `BTreeMap` on both sides); the older `{unique_id: moments}` map is still read. To count
+/// packets only, [`ChannelCounts`] keeps a third of the memory.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelStats {
+    table: ChannelTable<Moments>,
+}
+
+impl ChannelStats {
     /// Adds `value` for a channel.
     #[inline(always)] // into the plugin's loop: a Wasm call costs stack and epoch checks
     pub fn fill(&mut self, unique_id: u32, value: f64) {
-        let m = &mut self.slot(unique_id >> 6)[(unique_id & 63) as usize];
+        let m = self.table.cell(unique_id);
         m.n += 1;
         m.sum += value;
         m.sum_sq += value * value;
@@ -156,7 +190,7 @@ impl ChannelStats {
 
     /// Adds moments for a channel.
     pub fn add(&mut self, unique_id: u32, moments: &Moments) {
-        let m = &mut self.slot(unique_id >> 6)[(unique_id & 63) as usize];
+        let m = self.table.cell(unique_id);
         m.n += moments.n;
         m.sum += moments.sum;
         m.sum_sq += moments.sum_sq;
@@ -189,32 +223,119 @@ impl ChannelStats {
 
     /// The moments of a channel, if it had entries.
     pub fn get(&self, unique_id: u32) -> Option<Moments> {
-        let m = self.find(unique_id >> 6)?[(unique_id & 63) as usize];
-        (m.n > 0).then_some(m)
+        self.table.find(unique_id).filter(|m| m.n > 0).copied()
     }
 
     /// Channels with entries, in `unique_id` order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, Moments)> + '_ {
-        let mut chips: Vec<(u32, usize)> =
-            self.chips.keys().iter().enumerate().map(|(index, key)| (*key, index)).collect();
-        chips.sort_unstable();
-        chips.into_iter().flat_map(move |(key, index)| {
-            self.chip(index)
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.n > 0)
-                .map(move |(channel, m)| ((key << 6) | channel as u32, *m))
-        })
+        self.table.iter().filter(|(_, m)| m.n > 0).map(|(id, m)| (id, *m))
     }
 
     /// Number of channels with entries.
     pub fn len(&self) -> usize {
-        (0..self.chips.keys().len()).flat_map(|i| self.chip(i)).filter(|m| m.n > 0).count()
+        self.iter().count()
     }
 
     /// True when no channel has entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A count per channel (packets, hits, …): what [`ChannelStats`] holds in `n`, in 8 bytes per
+/// channel instead of 24. Filled once per packet at a random channel of the 2x2's 337 k, the
+/// smaller table (2.7 MB) stays in the cache where the moments (8 MB) did not.
+/// Snapshots are `{"unique_id": [...], "n": [...]}`; a [`ChannelStats`] snapshot (columns or
+/// the older map) is read as its counts.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelCounts {
+    table: ChannelTable<u64>,
+}
+
+impl ChannelCounts {
+    /// Counts one for a channel.
+    #[inline(always)] // into the plugin's loop
+    pub fn count(&mut self, unique_id: u32) {
+        *self.table.cell(unique_id) += 1;
+    }
+
+    /// Adds `n` for a channel.
+    pub fn add(&mut self, unique_id: u32, n: u64) {
+        *self.table.cell(unique_id) += n;
+    }
+
+    /// The count of a channel (0 if never counted).
+    pub fn get(&self, unique_id: u32) -> u64 {
+        self.table.find(unique_id).copied().unwrap_or(0)
+    }
+
+    /// Channels counted, in `unique_id` order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.table.iter().filter(|(_, n)| **n > 0).map(|(id, n)| (id, *n))
+    }
+
+    /// Number of channels counted.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True when no channel was counted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, other: &ChannelCounts) {
+        for (id, n) in other.iter() {
+            self.add(id, n);
+        }
+    }
+
+    /// The same counts keyed by each channel's pixel, as [`ChannelStats::by_pixel`].
+    pub fn by_pixel(&self, pixels: &Pixels) -> Cow<'_, ChannelCounts> {
+        if self.iter().all(|(id, _)| pixels.identify(id) == id) {
+            return Cow::Borrowed(self);
+        }
+        let mut keyed = ChannelCounts::default();
+        for (id, n) in self.iter() {
+            keyed.add(pixels.identify(id), n);
+        }
+        Cow::Owned(keyed)
+    }
+}
+
+impl PartialEq for ChannelCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Serialize for ChannelCounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Column<'a, T>(&'a ChannelCounts, fn(u32, u64) -> T);
+        impl<T: Serialize> Serialize for Column<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(|(id, n)| (self.1)(id, n)))
+            }
+        }
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("unique_id", &Column(self, |id, _| id))?;
+        map.serialize_entry("n", &Column(self, |_, n| n))?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChannelCounts {
+    /// Its own columns, or a [`ChannelStats`] snapshot's counts (what a plugin that counted
+    /// with moments wrote before).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stats = ChannelStats::read_columns(deserializer, false)?;
+        let mut counts = ChannelCounts::default();
+        for (id, m) in stats.iter() {
+            counts.add(id, m.n);
+        }
+        Ok(counts)
     }
 }
 
@@ -248,7 +369,20 @@ impl Serialize for ChannelStats {
 
 impl<'de> Deserialize<'de> for ChannelStats {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
+        ChannelStats::read_columns(deserializer, true)
+    }
+}
+
+impl ChannelStats {
+    /// Reads a snapshot: the columns (`sum` and `sum_sq` only when `with_sums`, else counts
+    /// with zero sums) or the older `{unique_id: moments}` map.
+    fn read_columns<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+        with_sums: bool,
+    ) -> Result<Self, D::Error> {
+        struct Visitor {
+            with_sums: bool,
+        }
         impl<'de> serde::de::Visitor<'de> for Visitor {
             type Value = ChannelStats;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -279,6 +413,10 @@ impl<'de> Deserialize<'de> for ChannelStats {
                         }
                     }
                 }
+                if let (false, Some(n), None, None) = (self.with_sums, &n, &sum, &sum_sq) {
+                    // Counts: zero sums beside them.
+                    (sum, sum_sq) = (Some(vec![0.0; n.len()]), Some(vec![0.0; n.len()]));
+                }
                 match (ids, n, sum, sum_sq) {
                     (None, None, None, None) => Ok(stats),
                     (Some(ids), Some(n), Some(sum), Some(sum_sq)) => {
@@ -295,7 +433,7 @@ impl<'de> Deserialize<'de> for ChannelStats {
                 }
             }
         }
-        deserializer.deserialize_map(Visitor)
+        deserializer.deserialize_map(Visitor { with_sums })
     }
 }
 
@@ -378,5 +516,48 @@ mod tests {
         ] {
             assert!(serde_json::from_str::<ChannelStats>(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Counts are the moments' `n`, channel by channel, across chips of several storage
+    /// blocks and UARTs; they merge, regroup by pixel and round-trip through their snapshot
+    /// like the moments, and read a snapshot of moments (what channel-health wrote before it
+    /// counted) as its counts.
+    #[test]
+    fn counts_are_the_moments_counts_and_read_their_snapshots() {
+        let (mut stats, mut counts) = (ChannelStats::default(), ChannelCounts::default());
+        let (mut a, mut b) = (ChannelCounts::default(), ChannelCounts::default());
+        let mut bits = 12345u32;
+        for k in 0..20_000u32 {
+            bits = bits.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let key = unique_id(
+                1 + (bits >> 28) as u8 % 3,
+                (bits >> 20) as u8 % 5,
+                (bits >> 8) as u8,
+                (bits % 64) as u8,
+            );
+            stats.fill(key, f64::from(k % 7));
+            counts.count(key);
+            if k % 3 == 0 { a.count(key) } else { b.count(key) }
+        }
+        assert!(counts.len() > 5_000 && counts.len() == stats.len());
+        let moments_n: Vec<(u32, u64)> = stats.iter().map(|(id, m)| (id, m.n)).collect();
+        assert_eq!(counts.iter().collect::<Vec<_>>(), moments_n);
+        for (id, n) in &moments_n {
+            assert_eq!(counts.get(*id), *n);
+        }
+        assert_eq!(counts.get(unique_id(200, 1, 1, 1)), 0);
+        a.merge(&b);
+        assert_eq!(a, counts);
+
+        let snapshot = serde_json::to_string(&counts).unwrap();
+        assert!(snapshot.starts_with("{\"unique_id\":[") && !snapshot.contains("sum"));
+        assert_eq!(serde_json::from_str::<ChannelCounts>(&snapshot).unwrap(), counts);
+        let of_moments = serde_json::to_string(&stats).unwrap();
+        assert_eq!(serde_json::from_str::<ChannelCounts>(&of_moments).unwrap(), counts);
+        let older: BTreeMap<u32, Moments> = stats.iter().collect();
+        let older = serde_json::to_string(&older).unwrap();
+        assert_eq!(serde_json::from_str::<ChannelCounts>(&older).unwrap(), counts);
+        assert!(serde_json::from_str::<ChannelStats>(&snapshot).is_err(), "counts have no sums");
+        assert!(serde_json::from_str::<ChannelCounts>(r#"{"unique_id":[1,2],"n":[1]}"#).is_err());
     }
 }

@@ -307,7 +307,7 @@ mod tests {
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, UInt8Array, UInt16Array};
 
     use super::*;
-    use crate::{CHANNEL_COLUMNS, ChannelStats, Info};
+    use crate::{CHANNEL_COLUMNS, ChannelCounts, ChannelStats, Info};
 
     /// A `pixels` batch of (chip, channel, x) rows on io_group 1, io_channel 1, TPC 1.
     fn batch(rows: &[(u8, u8, f64)]) -> Batch {
@@ -458,14 +458,22 @@ mod tests {
         pixels.add(&batch_on_uarts(&listed)).unwrap();
         let mut by_key = ChannelStats::default();
         let mut by_pixel = ChannelStats::default();
+        let (mut counted_by_key, mut counted_by_pixel) =
+            (ChannelCounts::default(), ChannelCounts::default());
         for k in 0..500u32 {
             let key = unique_id(1, 2 + (k % 3) as u8, 12, 1 + (k % 5) as u8);
             let value = f64::from((k * 37) % 256);
             by_key.fill(key, value);
             by_pixel.fill(pixels.identify(key), value);
+            counted_by_key.count(key);
+            counted_by_pixel.count(pixels.identify(key));
         }
         let regrouped = by_key.by_pixel(&pixels);
         assert_eq!(regrouped.iter().collect::<Vec<_>>(), by_pixel.iter().collect::<Vec<_>>());
+        let counted = counted_by_key.by_pixel(&pixels);
+        assert_eq!(*counted, counted_by_pixel);
+        assert_eq!(counted.get(unique_id(1, 2, 12, 1)), 100);
+        assert!(matches!(counted_by_pixel.by_pixel(&pixels), std::borrow::Cow::Borrowed(_)));
         // Three UARTs' packets of channel 1 on the listed pixel; channel 5 stays on each key.
         assert_eq!(regrouped.get(unique_id(1, 2, 12, 1)).unwrap().n, 100);
         assert_eq!(regrouped.get(unique_id(1, 3, 12, 5)).unwrap().n, 34);

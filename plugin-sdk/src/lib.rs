@@ -65,7 +65,7 @@ mod adapter;
 #[doc(hidden)]
 pub use adapter::{Adapter, wit_info};
 pub use batch::Batch;
-pub use channels::{CHANNEL_COLUMNS, ChannelStats, Moments, channel_of, unique_id};
+pub use channels::{CHANNEL_COLUMNS, ChannelCounts, ChannelStats, Moments, channel_of, unique_id};
 pub use columns::{ChannelKey, Column, Columns};
 pub use figure::{TYPED_FIGURE_KEY, TypedFigure};
 pub use geometry::{Pixel, Pixels};
@@ -203,10 +203,10 @@ pub fn log(message: &str) {
 /// Everything a plugin file needs.
 pub mod prelude {
     pub use crate::{
-        Batch, CHANNEL_COLUMNS, ChannelKey, ChannelStats, CheckStatus, Columns, Hist1D, Hist2D,
-        Info, Merge, Moments, NoSettings, Pixel, Pixels, Plugin, PluginSettings, Report,
-        TimeSeries, TimeSpan, TypedFigure, channel_of, columns, export_plugin, fit, log, settings,
-        spectrum, svg, unique_id,
+        Batch, CHANNEL_COLUMNS, ChannelCounts, ChannelKey, ChannelStats, CheckStatus, Columns,
+        Hist1D, Hist2D, Info, Merge, Moments, NoSettings, Pixel, Pixels, Plugin, PluginSettings,
+        Report, TimeSeries, TimeSpan, TypedFigure, channel_of, columns, export_plugin, fit, log,
+        settings, spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -4,7 +4,7 @@
 //!
 //! - numbers add;
 //! - [`Hist1D`], [`Hist2D`] (same binning, else an error), [`TimeSeries`], [`TimeSpan`] and
-//!   [`ChannelStats`] merge bin by bin;
+//!   [`ChannelStats`] and [`ChannelCounts`] merge bin by bin;
 //! - `Vec` and arrays merge element by element (a longer `Vec` in the other part adds its extra
 //!   elements), `Option` merges the values when both have one, maps merge key by key (a key
 //!   only the other part has is inserted);
@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
-use crate::channels::ChannelStats;
+use crate::channels::{ChannelCounts, ChannelStats};
 use crate::hist::{Hist1D, Hist2D, TimeSeries, TimeSpan};
 
 /// A part of a plugin's state that another part of the same kind can be added to. Derive it
@@ -69,6 +69,13 @@ impl Merge for TimeSpan {
 impl Merge for ChannelStats {
     fn merge(&mut self, other: Self) -> Result<(), String> {
         ChannelStats::merge(self, &other);
+        Ok(())
+    }
+}
+
+impl Merge for ChannelCounts {
+    fn merge(&mut self, other: Self) -> Result<(), String> {
+        ChannelCounts::merge(self, &other);
         Ok(())
     }
 }

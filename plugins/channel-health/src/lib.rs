@@ -54,8 +54,8 @@ settings! {
 #[derive(Serialize, Deserialize, Merge)]
 struct ChannelHealth {
     /// Valid data packets per channel, by each packet's own channel key; by pixel in the report
-    /// (`ChannelStats::by_pixel`).
-    counts: ChannelStats,
+    /// (`ChannelCounts::by_pixel`).
+    counts: ChannelCounts,
     span: TimeSpan,
     /// From the configuration, not from snapshots.
     #[serde(skip)]
@@ -104,19 +104,55 @@ struct Flag {
     rate_hz: f64,
 }
 
+/// ln k and ln k! for k = 0, 1, …, grown as asked: the report judges hundreds of thousands of
+/// channels, and ln n! summed afresh for each was most of its time. Each entry is computed as
+/// the direct sum computes it (ln 1 + ln 2 + … in that order), so the values are the same.
+#[derive(Default)]
+struct LnTable {
+    /// ln k.
+    ln: Vec<f64>,
+    /// ln k! = ln 1 + … + ln k.
+    ln_fact: Vec<f64>,
+}
+
+impl LnTable {
+    fn grow_to(&mut self, k: u64) {
+        let k = k as usize;
+        if self.ln.is_empty() {
+            self.ln.push(f64::NEG_INFINITY);
+            self.ln_fact.push(-0.0); // what an empty f64 sum gives
+        }
+        while self.ln.len() <= k {
+            let next = (self.ln.len() as f64).ln();
+            self.ln.push(next);
+            self.ln_fact.push(self.ln_fact[self.ln_fact.len() - 1] + next);
+        }
+    }
+
+    fn ln(&mut self, k: u64) -> f64 {
+        self.grow_to(k);
+        self.ln[k as usize]
+    }
+
+    fn ln_fact(&mut self, k: u64) -> f64 {
+        self.grow_to(k);
+        self.ln_fact[k as usize]
+    }
+}
+
 /// ln P(N ≥ n | μ) for a Poisson N, by summing the upper tail in log space.
-fn ln_poisson_tail(n: u64, mu: f64) -> f64 {
+fn ln_poisson_tail(n: u64, mu: f64, table: &mut LnTable) -> f64 {
     if n == 0 {
         return 0.0;
     }
     if mu <= 0.0 {
         return f64::NEG_INFINITY;
     }
-    let ln_fact = |k: u64| (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
-    let mut ln_term = n as f64 * mu.ln() - mu - ln_fact(n);
+    let ln_mu = mu.ln();
+    let mut ln_term = n as f64 * ln_mu - mu - table.ln_fact(n);
     let mut ln_sum = ln_term;
     for k in n + 1..n + 2000 {
-        ln_term += mu.ln() - (k as f64).ln();
+        ln_term += ln_mu - table.ln(k);
         let next = ln_sum.max(ln_term) + (1.0 + (-(ln_sum - ln_term).abs()).exp()).ln();
         if next - ln_sum < 1e-12 {
             break;
@@ -175,14 +211,14 @@ impl Plugin for ChannelHealth {
     }
 
     fn new(settings: Settings, pixels: Pixels) -> Result<Self, String> {
-        Ok(Self { counts: ChannelStats::default(), span: TimeSpan::default(), settings, pixels })
+        Ok(Self { counts: ChannelCounts::default(), span: TimeSpan::default(), settings, pixels })
     }
 
     fn packets(&mut self, batch: &Batch) -> Result<(), String> {
         let p = Packets::read(batch)?;
         for i in 0..p.rows {
             if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
-                self.counts.fill(p.channel[i], 0.0);
+                self.counts.count(p.channel[i]);
                 self.span.fill(p.unix_time[i]);
             }
         }
@@ -192,7 +228,7 @@ impl Plugin for ChannelHealth {
     fn report(&self) -> Result<Report, String> {
         let counts = self.counts.by_pixel(&self.pixels);
         let seconds = self.span.seconds();
-        let count = |id: u32| counts.get(id).map_or(0, |m| m.n);
+        let count = |id: u32| counts.get(id);
         // Expected count per chip: median over its connected channels.
         let mut by_chip: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
         for p in self.pixels.iter() {
@@ -205,6 +241,7 @@ impl Plugin for ChannelHealth {
             by_chip.into_iter().map(|(k, mut v)| (k, median(&mut v).max(global))).collect();
         let mut flags = Vec::new();
         let mut unjudged_dead = 0usize;
+        let mut ln_table = LnTable::default();
         let flag = |id: u32, kind: &'static str, n: u64, mu: f64| {
             let (g, u, c, ch) = channel_of(id);
             Flag {
@@ -230,7 +267,7 @@ impl Plugin for ChannelHealth {
                 flags.push(flag(id, "hot", n, mu));
             } else if n as f64 >= self.settings.noisy_min_packets
                 && n as f64 >= self.settings.noisy_factor * mu.max(1.0)
-                && ln_poisson_tail(n, mu) < self.settings.noisy_p_value.ln()
+                && ln_poisson_tail(n, mu, &mut ln_table) < self.settings.noisy_p_value.ln()
             {
                 flags.push(flag(id, "noisy", n, mu));
             } else if n == 0 {
@@ -242,8 +279,8 @@ impl Plugin for ChannelHealth {
             }
         }
         if !self.pixels.is_empty() {
-            for (id, m) in counts.iter().filter(|(id, _)| self.pixels.get(*id).is_none()) {
-                flags.push(flag(id, "unknown", m.n, 0.0));
+            for (id, n) in counts.iter().filter(|(id, _)| self.pixels.get(*id).is_none()) {
+                flags.push(flag(id, "unknown", n, 0.0));
             }
         }
         let start = self.span.range.map(|(a, _)| a);
@@ -341,3 +378,44 @@ impl Plugin for ChannelHealth {
 }
 
 export_plugin!(ChannelHealth);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tail with the table is the tail summed afresh, to the bit, and a known value.
+    #[test]
+    fn the_tabled_poisson_tail_is_the_direct_sum() {
+        fn direct(n: u64, mu: f64) -> f64 {
+            if n == 0 {
+                return 0.0;
+            }
+            if mu <= 0.0 {
+                return f64::NEG_INFINITY;
+            }
+            let ln_fact = |k: u64| (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
+            let mut ln_term = n as f64 * mu.ln() - mu - ln_fact(n);
+            let mut ln_sum = ln_term;
+            for k in n + 1..n + 2000 {
+                ln_term += mu.ln() - (k as f64).ln();
+                let next = ln_sum.max(ln_term) + (1.0 + (-(ln_sum - ln_term).abs()).exp()).ln();
+                if next - ln_sum < 1e-12 {
+                    break;
+                }
+                ln_sum = next;
+            }
+            ln_sum.min(0.0)
+        }
+        let mut table = LnTable::default();
+        // Large n first, then small ones from the grown table, then larger again.
+        for n in [5_000u64, 0, 1, 2, 3, 10, 37, 400, 4_999, 9_000] {
+            for mu in [0.0, 1e-3, 0.4, 1.0, 3.3, 12.0, 150.0, 2_000.0] {
+                let (tabled, fresh) = (ln_poisson_tail(n, mu, &mut table), direct(n, mu));
+                assert_eq!(tabled.to_bits(), fresh.to_bits(), "n {n}, mu {mu}");
+            }
+        }
+        // P(N ≥ 1 | 1) = 1 − e⁻¹.
+        let p = ln_poisson_tail(1, 1.0, &mut table).exp();
+        assert!((p - (1.0 - (-1.0f64).exp())).abs() < 1e-12, "{p}");
+    }
+}
