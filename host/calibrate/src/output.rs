@@ -419,9 +419,15 @@ pub fn events_schema() -> SchemaRef {
     .clone()
 }
 
-/// The hits as a record batch of the `hits` schema, in one pass over the rows (column by
-/// column, the 20 passes over 130-byte rows and the 10 over their validity were a fifth of the
-/// reading thread's time).
+/// Rows a record batch is built from at a time: their 64 × 130 bytes stay in the L1 cache
+/// while each column is copied out of them, and each optional column's 64 validity bits are
+/// one word.
+const ROWS_PER_CHUNK: usize = 64;
+
+/// The hits as a record batch of the `hits` schema. Built [`ROWS_PER_CHUNK`] rows at a time,
+/// column by column: each column's copy is then a loop without a capacity check or a branch
+/// per row (one pass of 20 pushes per row took twice as long; 20 passes over the whole batch
+/// missed the cache on every row).
 pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     let n = hits.len();
     let mut event_id = Column::<UInt64Type>::new(n);
@@ -444,27 +450,27 @@ pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     let mut drift_ticks = Column::<Float32Type>::new(n);
     let mut drift_mm = Column::<Float32Type>::new(n);
     let mut z_mm = Column::<Float32Type>::new(n);
-    for h in hits {
-        event_id.push_option(h.event_id);
-        track_id.push_option(h.track_id);
-        io_group.push(h.io_group);
-        io_channel.push(h.io_channel);
-        chip_id.push(h.chip_id);
-        channel_id.push(h.channel_id);
-        tile.push_option(h.tile);
-        tpc.push_option(h.tpc);
-        ts_ticks.push(h.ts_ticks);
-        unix_time.push(h.unix_time);
-        trigger_type.push(h.trigger_type);
-        n_packets.push(h.n_packets);
-        q_mv.push(h.q_mv);
-        q_ke.push(h.q_ke);
-        x_mm.push_option(h.x_mm);
-        y_mm.push_option(h.y_mm);
-        t0_ticks.push_option(h.t0_ticks);
-        drift_ticks.push_option(h.drift_ticks);
-        drift_mm.push_option(h.drift_mm);
-        z_mm.push_option(h.z_mm);
+    for rows in hits.chunks(ROWS_PER_CHUNK) {
+        event_id.extend_chunk_options(rows.iter().map(|h| h.event_id));
+        track_id.extend_chunk_options(rows.iter().map(|h| h.track_id));
+        io_group.extend(rows.iter().map(|h| h.io_group));
+        io_channel.extend(rows.iter().map(|h| h.io_channel));
+        chip_id.extend(rows.iter().map(|h| h.chip_id));
+        channel_id.extend(rows.iter().map(|h| h.channel_id));
+        tile.extend_chunk_options(rows.iter().map(|h| h.tile));
+        tpc.extend_chunk_options(rows.iter().map(|h| h.tpc));
+        ts_ticks.extend(rows.iter().map(|h| h.ts_ticks));
+        unix_time.extend(rows.iter().map(|h| h.unix_time));
+        trigger_type.extend(rows.iter().map(|h| h.trigger_type));
+        n_packets.extend(rows.iter().map(|h| h.n_packets));
+        q_mv.extend(rows.iter().map(|h| h.q_mv));
+        q_ke.extend(rows.iter().map(|h| h.q_ke));
+        x_mm.extend_chunk_options(rows.iter().map(|h| h.x_mm));
+        y_mm.extend_chunk_options(rows.iter().map(|h| h.y_mm));
+        t0_ticks.extend_chunk_options(rows.iter().map(|h| h.t0_ticks));
+        drift_ticks.extend_chunk_options(rows.iter().map(|h| h.drift_ticks));
+        drift_mm.extend_chunk_options(rows.iter().map(|h| h.drift_mm));
+        z_mm.extend_chunk_options(rows.iter().map(|h| h.z_mm));
     }
     let columns = vec![
         event_id.finish(),
@@ -491,11 +497,12 @@ pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
 }
 
-/// One column filled row by row: its values, and its validity when a row may be null. Null
-/// rows hold the default value, and a column without a null row has no validity buffer, both
-/// as `collect::<PrimitiveArray>()` of `Option`s makes them (without its validity bit pushed
-/// per row through a `BooleanBufferBuilder`). A column is filled with [`Column::push`] (rows
-/// never null: no validity kept) or with [`Column::push_option`], not both.
+/// One column filled row by row or chunk by chunk: its values, and its validity when a row
+/// may be null. Null rows hold the default value, and a column without a null row has no
+/// validity buffer, both as `collect::<PrimitiveArray>()` of `Option`s makes them (without its
+/// validity bit pushed per row through a `BooleanBufferBuilder`). A column is filled with
+/// [`Column::push`] / [`Column::extend`] (rows never null: no validity kept) or with
+/// [`Column::push_option`] / [`Column::extend_chunk_options`], not both.
 struct Column<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
     valid: Vec<u64>,
@@ -530,6 +537,29 @@ impl<T: ArrowPrimitiveType> Column<T> {
                 self.values.push(T::Native::default());
             }
         }
+    }
+
+    /// Appends values never null (as [`Column::push`], without a capacity check per row).
+    #[inline]
+    fn extend(&mut self, values: impl ExactSizeIterator<Item = T::Native>) {
+        debug_assert!(self.valid.is_empty(), "a column of optional values");
+        self.values.extend(values);
+    }
+
+    /// Appends the rows of one chunk that starts a validity word (a multiple of 64 rows in)
+    /// and holds at most 64 rows, as [`Column::push_option`] would row by row.
+    #[inline]
+    fn extend_chunk_options(&mut self, values: impl ExactSizeIterator<Item = Option<T::Native>>) {
+        let (start, rows) = (self.values.len(), values.len());
+        debug_assert!(start.is_multiple_of(64) && rows <= 64, "a chunk of up to 64 rows");
+        debug_assert_eq!(self.valid.len(), start / 64, "a column of values never null");
+        let mut word = 0u64;
+        self.values.extend(values.enumerate().map(|(row, value)| {
+            word |= u64::from(value.is_some()) << row;
+            value.unwrap_or_default()
+        }));
+        self.valid.push(word);
+        self.nulls += rows - word.count_ones() as usize;
     }
 
     fn finish(self) -> ArrayRef {
@@ -588,12 +618,31 @@ mod tests {
         }
     }
 
-    /// The one-pass hits batch is the column-by-column one: same values, nulls where a field
-    /// is `None` (across several 64-row validity words), no validity buffer without a null.
+    /// The hits batch, built 64 rows at a time, is what arrow's own collect of each column
+    /// makes: same values, nulls where a field is `None` (across several 64-row validity words
+    /// and a last partial one), no validity buffer without a null; for batches of every length
+    /// around a chunk's.
     #[test]
-    fn hits_made_in_one_pass_are_the_columns_made_one_by_one() {
+    fn hits_made_in_chunks_are_the_columns_collected() {
+        for rows in [0, 1, 2, 63, 64, 65, 127, 128, 129, 200] {
+            let hits: Vec<HitRow> = (0..rows).map(hit).collect();
+            compare_hits_batch(&hits);
+        }
         let hits: Vec<HitRow> = (0..200).map(hit).collect();
-        let batch = hits_record_batch(&hits);
+        let batch = compare_hits_batch(&hits);
+        assert_eq!(batch.column(0).null_count(), 67); // k = 0, 3, …, 198
+        assert_eq!(batch.column(7).null_count(), 200);
+        assert!(batch.column(15).nulls().is_none(), "y_mm has no null");
+        // A null only in the last, partial chunk.
+        let mut hits: Vec<HitRow> = (0..130).map(|_| hit(1)).collect(); // no field None
+        hits[129].event_id = None;
+        let batch = compare_hits_batch(&hits);
+        assert_eq!(batch.column(0).null_count(), 1);
+        assert!(batch.column(1).nulls().is_none(), "track_id has no null");
+    }
+
+    fn compare_hits_batch(hits: &[HitRow]) -> RecordBatch {
+        let batch = hits_record_batch(hits);
         // What the column-by-column code made: arrow's own collect of the optional values.
         macro_rules! collected {
             ($array:ty, |$h:ident| $value:expr) => {
@@ -625,11 +674,10 @@ mod tests {
         ];
         assert_eq!(batch.num_columns(), expected.len());
         for (k, (got, want)) in batch.columns().iter().zip(&expected).enumerate() {
-            assert_eq!(got.to_data(), want.to_data(), "column {k}");
-            assert_eq!(got.null_count(), want.null_count(), "column {k}");
+            assert_eq!(got.to_data(), want.to_data(), "column {k} of {} rows", hits.len());
+            assert_eq!(got.null_count(), want.null_count(), "column {k} of {} rows", hits.len());
+            assert_eq!(got.nulls().is_some(), want.nulls().is_some(), "column {k}");
         }
-        assert_eq!(batch.column(0).null_count(), 67); // k = 0, 3, …, 198
-        assert_eq!(batch.column(7).null_count(), 200);
-        assert!(batch.column(15).nulls().is_none(), "y_mm has no null");
+        batch
     }
 }
