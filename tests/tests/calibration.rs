@@ -224,7 +224,7 @@ fn check_tracks(packets: &Path, truth_path: &Path) {
         let mut found = false;
         for reco in tracks_by_event.get(&event).map(Vec::as_slice).unwrap_or_default() {
             let hits = &hits_by_track[&reco.track_id];
-            let near = |h: &&&larmon_calibrate::output::HitRow| {
+            let near = |h: &&larmon_calibrate::output::HitRow| {
                 let p = [h.x_mm.unwrap() as f64, h.y_mm.unwrap() as f64, h.z_mm.unwrap() as f64];
                 let d = offset_from_segment(p, a, b);
                 d[0].abs() <= 1.5 * pitch && d[1].abs() <= 1.5 * pitch && d[2].abs() <= 8.0
@@ -351,24 +351,26 @@ fn tracks_found_on_every_core_are_the_single_threaded_ones() {
     // Event by event, in order, from the calibrated hits without their track ids.
     let detector = config();
     let mut expected = CalibratedBatch { hits: one.hits.clone(), ..Default::default() };
-    expected.hits.iter_mut().for_each(|h| h.track_id = None);
+    (0..expected.hits.len()).for_each(|i| expected.hits.set_track_id(i, None));
+    assert!(expected.hits.iter().all(|h| h.track_id.is_none()));
     let mut first = 0;
     while first < expected.hits.len() {
-        let event = expected.hits[first].event_id;
-        let end = first + expected.hits[first..].iter().take_while(|h| h.event_id == event).count();
+        let event = expected.hits.row(first).event_id;
+        let end =
+            first + expected.hits.iter().skip(first).take_while(|h| h.event_id == event).count();
         let triggered =
             one.events.iter().any(|e| Some(e.event_id) == event && e.t0_ticks.is_some());
         if let (Some(event_id), true) = (event, triggered) {
             let found = larmon_calibrate::tracks::find_tracks(
                 &detector.tracks,
                 event_id,
-                &expected.hits[first..end],
+                expected.hits.slice(first..end),
                 detector.clock_mhz,
                 &|tpc| calibrator.geometry().tpc_pitch_mm(tpc),
                 expected.tracks.len() as u64,
             );
             for (i, track_id) in found.assignments {
-                expected.hits[first + i].track_id = Some(track_id);
+                expected.hits.set_track_id(first + i, Some(track_id));
             }
             expected.tracks.extend(found.tracks);
             expected.segments.extend(found.segments);

@@ -119,7 +119,7 @@ fn flow_batches_say_which_calibration_made_them() {
     let calibration = RunCalibration::new(DetectorConfig::default()).unwrap();
     let mut source = calibration.open_file(&sample(), 0, &ReadOptions::default()).unwrap();
     let step = source.next_step().unwrap().unwrap();
-    let batches = source.batches(&step.calibrated);
+    let batches = source.batches(step.calibrated);
     let hits = batches.iter().find(|(s, _)| *s == Stream::Hits).unwrap();
     let mark = hits.1.schema().metadata().get(CALIBRATION_KEY).cloned().unwrap();
     assert!(mark.contains("charge/calib_prompt_hits") && mark.contains("raw_hits ADC"), "{mark}");

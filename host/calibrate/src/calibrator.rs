@@ -29,7 +29,7 @@ use crate::channels::{ChannelTable, unique_id};
 use crate::config::DetectorConfig;
 use crate::error::CalibrationError;
 use crate::geometry::Geometry;
-use crate::output::{CalibratedBatch, EventKind, EventRow, HitRow};
+use crate::output::{CalibratedBatch, EventKind, EventRow, HitColumns, HitRow};
 use crate::tracks::{EventTracks, TrackConfig, find_tracks};
 
 const SYNC_ROW: u8 = 6;
@@ -132,7 +132,15 @@ pub struct Calibrator {
     background_tracks: bool,
     /// The batch whose tracks are being searched in the background.
     in_flight: Option<Receiver<std::thread::Result<SearchedBatch>>>,
+    /// Hits made but not yet in the output's columns: they go over in blocks of
+    /// [`ROWS_PER_BLOCK`], column by column, while still in the cache ([`HitColumns::extend_rows`]).
+    rows: Vec<HitRow>,
 }
+
+/// Hits handed to the output's columns at a time (16 kB of rows: they stay in the L1 cache
+/// while the 20 columns are copied out of them; blocks of 1024 rows, in L2 only, took 8.1 %
+/// of `larmon calibrate` instead of 6.6 %).
+const ROWS_PER_BLOCK: usize = 128;
 
 /// A triggered event whose tracks are to be found: (event id, range of its hits in the batch).
 type TrackSearch = (u64, std::ops::Range<usize>);
@@ -183,6 +191,7 @@ impl Calibrator {
             track_searches: Vec::new(),
             background_tracks: false,
             in_flight: None,
+            rows: Vec::with_capacity(ROWS_PER_BLOCK),
         })
     }
 
@@ -254,6 +263,7 @@ impl Calibrator {
         if let Some(horizon) = horizon {
             self.drain(horizon - self.config.events.max_lateness_ticks, &mut out);
         }
+        self.flush_rows(&mut out);
         if !self.background_tracks {
             self.find_batch_tracks(&mut out);
             return out;
@@ -268,6 +278,7 @@ impl Calibrator {
         let mut out = CalibratedBatch::default();
         self.drain(i64::MAX, &mut out);
         self.close_cluster(&mut out);
+        self.flush_rows(&mut out);
         let mut before = self.numbered_in_flight().unwrap_or_default();
         self.find_batch_tracks(&mut out);
         before.extend(out);
@@ -490,7 +501,7 @@ impl Calibrator {
         } else {
             for h in members {
                 let row = self.hit_row(None, None, &h, 1);
-                out.hits.push(row);
+                self.add_row(row, out);
                 self.stats.hits += 1;
             }
         }
@@ -507,6 +518,21 @@ impl Calibrator {
         let hits = self.merge(members);
         self.emit_event(id, EventKind::Triggered, Some(t0), t.count, t.unix_time, hits, out);
         self.stats.triggered_events += 1;
+    }
+
+    /// Adds a hit after those made before it (see `rows`).
+    #[inline]
+    fn add_row(&mut self, row: HitRow, out: &mut CalibratedBatch) {
+        self.rows.push(row);
+        if self.rows.len() >= ROWS_PER_BLOCK {
+            self.flush_rows(out);
+        }
+    }
+
+    /// Moves the hits made so far into the output's columns.
+    fn flush_rows(&mut self, out: &mut CalibratedBatch) {
+        out.hits.extend_rows(&self.rows);
+        self.rows.clear();
     }
 
     fn take_event_id(&mut self) -> u64 {
@@ -544,13 +570,14 @@ impl Calibrator {
         if hits.is_empty() && t0.is_none() {
             (event.ts_start, event.ts_end) = (0.0, 0.0);
         }
-        let first_hit = out.hits.len();
+        let first_hit = out.hits.len() + self.rows.len();
         for (h, n) in &hits {
             let row = self.hit_row(Some(id), t0, h, *n);
-            out.hits.push(row);
+            self.add_row(row, out);
         }
         if t0.is_some() && self.config.tracks.enabled {
-            self.track_searches.push((id, first_hit..out.hits.len()));
+            let end = out.hits.len() + self.rows.len();
+            self.track_searches.push((id, first_hit..end));
         }
         self.stats.hits += hits.len() as u64;
         out.events.push(event);
@@ -639,7 +666,7 @@ impl Calibrator {
 fn search_tracks(
     (config, clock_mhz): (&TrackConfig, f64),
     geometry: &Geometry,
-    hits: &[HitRow],
+    hits: &HitColumns,
     searches: &[TrackSearch],
 ) -> Vec<EventTracks> {
     let pitch = |tpc| geometry.tpc_pitch_mm(tpc);
@@ -647,7 +674,7 @@ fn search_tracks(
         .par_iter()
         .with_max_len(1)
         .map(|(event_id, range)| {
-            find_tracks(config, *event_id, &hits[range.clone()], clock_mhz, &pitch, 0)
+            find_tracks(config, *event_id, hits.slice(range.clone()), clock_mhz, &pitch, 0)
         })
         .collect()
 }

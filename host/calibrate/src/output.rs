@@ -8,7 +8,7 @@ use arrow::array::{
     ArrayRef, ArrowPrimitiveType, Float64Array, PrimitiveArray, RecordBatch, UInt8Array,
     UInt16Array, UInt32Array, UInt64Array,
 };
-use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
     DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt16Type,
     UInt64Type,
@@ -127,7 +127,7 @@ pub struct EventRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CalibratedBatch {
     /// Hits, grouped by event; within an event ordered by channel, then time.
-    pub hits: Vec<HitRow>,
+    pub hits: HitColumns,
     /// Events.
     pub events: Vec<EventRow>,
     /// Tracks of triggered events.
@@ -141,7 +141,7 @@ pub struct CalibratedBatch {
 impl CalibratedBatch {
     /// Appends another batch.
     pub fn extend(&mut self, other: CalibratedBatch) {
-        self.hits.extend(other.hits);
+        self.hits.append(other.hits);
         self.events.extend(other.events);
         self.tracks.extend(other.tracks);
         self.segments.extend(other.segments);
@@ -419,99 +419,355 @@ pub fn events_schema() -> SchemaRef {
     .clone()
 }
 
-/// Rows a record batch is built from at a time: their 64 × 130 bytes stay in the L1 cache
-/// while each column is copied out of them, and each optional column's 64 validity bits are
-/// one word.
-const ROWS_PER_CHUNK: usize = 64;
-
-/// The hits as a record batch of the `hits` schema. Built [`ROWS_PER_CHUNK`] rows at a time,
-/// column by column: each column's copy is then a loop without a capacity check or a branch
-/// per row (one pass of 20 pushes per row took twice as long; 20 passes over the whole batch
-/// missed the cache on every row).
-pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
-    let n = hits.len();
-    let mut event_id = Column::<UInt64Type>::new(n);
-    let mut track_id = Column::<UInt64Type>::new(n);
-    let mut io_group = Column::<UInt8Type>::new(n);
-    let mut io_channel = Column::<UInt8Type>::new(n);
-    let mut chip_id = Column::<UInt8Type>::new(n);
-    let mut channel_id = Column::<UInt8Type>::new(n);
-    let mut tile = Column::<UInt16Type>::new(n);
-    let mut tpc = Column::<UInt8Type>::new(n);
-    let mut ts_ticks = Column::<Int64Type>::new(n);
-    let mut unix_time = Column::<UInt64Type>::new(n);
-    let mut trigger_type = Column::<UInt8Type>::new(n);
-    let mut n_packets = Column::<UInt16Type>::new(n);
-    let mut q_mv = Column::<Float32Type>::new(n);
-    let mut q_ke = Column::<Float32Type>::new(n);
-    let mut x_mm = Column::<Float32Type>::new(n);
-    let mut y_mm = Column::<Float32Type>::new(n);
-    let mut t0_ticks = Column::<Float64Type>::new(n);
-    let mut drift_ticks = Column::<Float32Type>::new(n);
-    let mut drift_mm = Column::<Float32Type>::new(n);
-    let mut z_mm = Column::<Float32Type>::new(n);
-    for rows in hits.chunks(ROWS_PER_CHUNK) {
-        event_id.extend_chunk_options(rows.iter().map(|h| h.event_id));
-        track_id.extend_chunk_options(rows.iter().map(|h| h.track_id));
-        io_group.extend(rows.iter().map(|h| h.io_group));
-        io_channel.extend(rows.iter().map(|h| h.io_channel));
-        chip_id.extend(rows.iter().map(|h| h.chip_id));
-        channel_id.extend(rows.iter().map(|h| h.channel_id));
-        tile.extend_chunk_options(rows.iter().map(|h| h.tile));
-        tpc.extend_chunk_options(rows.iter().map(|h| h.tpc));
-        ts_ticks.extend(rows.iter().map(|h| h.ts_ticks));
-        unix_time.extend(rows.iter().map(|h| h.unix_time));
-        trigger_type.extend(rows.iter().map(|h| h.trigger_type));
-        n_packets.extend(rows.iter().map(|h| h.n_packets));
-        q_mv.extend(rows.iter().map(|h| h.q_mv));
-        q_ke.extend(rows.iter().map(|h| h.q_ke));
-        x_mm.extend_chunk_options(rows.iter().map(|h| h.x_mm));
-        y_mm.extend_chunk_options(rows.iter().map(|h| h.y_mm));
-        t0_ticks.extend_chunk_options(rows.iter().map(|h| h.t0_ticks));
-        drift_ticks.extend_chunk_options(rows.iter().map(|h| h.drift_ticks));
-        drift_mm.extend_chunk_options(rows.iter().map(|h| h.drift_mm));
-        z_mm.extend_chunk_options(rows.iter().map(|h| h.z_mm));
-    }
-    let columns = vec![
-        event_id.finish(),
-        track_id.finish(),
-        io_group.finish(),
-        io_channel.finish(),
-        chip_id.finish(),
-        channel_id.finish(),
-        tile.finish(),
-        tpc.finish(),
-        ts_ticks.finish(),
-        unix_time.finish(),
-        trigger_type.finish(),
-        n_packets.finish(),
-        q_mv.finish(),
-        q_ke.finish(),
-        x_mm.finish(),
-        y_mm.finish(),
-        t0_ticks.finish(),
-        drift_ticks.finish(),
-        drift_mm.finish(),
-        z_mm.finish(),
-    ];
-    RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
+/// The calibrated hits of a batch, kept as the columns of the `hits` stream: the calibrator
+/// appends each hit to them as it makes it, and the record batch takes them as they are. (A
+/// `Vec` of 130-byte rows turned into columns afterwards read every row back from memory, cold:
+/// a sixth of `larmon calibrate`.) Rows are read back as [`HitRow`]s.
+#[derive(Clone, Debug, Default)]
+pub struct HitColumns {
+    event_id: Column<UInt64Type>,
+    track_id: Column<UInt64Type>,
+    io_group: Column<UInt8Type>,
+    io_channel: Column<UInt8Type>,
+    chip_id: Column<UInt8Type>,
+    channel_id: Column<UInt8Type>,
+    tile: Column<UInt16Type>,
+    tpc: Column<UInt8Type>,
+    ts_ticks: Column<Int64Type>,
+    unix_time: Column<UInt64Type>,
+    trigger_type: Column<UInt8Type>,
+    n_packets: Column<UInt16Type>,
+    q_mv: Column<Float32Type>,
+    q_ke: Column<Float32Type>,
+    x_mm: Column<Float32Type>,
+    y_mm: Column<Float32Type>,
+    t0_ticks: Column<Float64Type>,
+    drift_ticks: Column<Float32Type>,
+    drift_mm: Column<Float32Type>,
+    z_mm: Column<Float32Type>,
 }
 
-/// One column filled row by row or chunk by chunk: its values, and its validity when a row
-/// may be null. Null rows hold the default value, and a column without a null row has no
-/// validity buffer, both as `collect::<PrimitiveArray>()` of `Option`s makes them (without its
-/// validity bit pushed per row through a `BooleanBufferBuilder`). A column is filled with
-/// [`Column::push`] / [`Column::extend`] (rows never null: no validity kept) or with
-/// [`Column::push_option`] / [`Column::extend_chunk_options`], not both.
+/// Calls `$apply!(field)` for every column of [`HitColumns`], in schema order.
+macro_rules! for_each_hit_column {
+    ($apply:ident) => {
+        $apply!(event_id);
+        $apply!(track_id);
+        $apply!(io_group);
+        $apply!(io_channel);
+        $apply!(chip_id);
+        $apply!(channel_id);
+        $apply!(tile);
+        $apply!(tpc);
+        $apply!(ts_ticks);
+        $apply!(unix_time);
+        $apply!(trigger_type);
+        $apply!(n_packets);
+        $apply!(q_mv);
+        $apply!(q_ke);
+        $apply!(x_mm);
+        $apply!(y_mm);
+        $apply!(t0_ticks);
+        $apply!(drift_ticks);
+        $apply!(drift_mm);
+        $apply!(z_mm);
+    };
+}
+
+impl HitColumns {
+    /// Hits.
+    pub fn len(&self) -> usize {
+        self.io_group.values.len()
+    }
+
+    /// True without hits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Room for `additional` more hits in every column.
+    pub fn reserve(&mut self, additional: usize) {
+        let schema = hits_schema();
+        let nullable = |name| schema.field_with_name(name).is_ok_and(|f| f.is_nullable());
+        macro_rules! reserve {
+            ($field:ident) => {
+                self.$field.reserve(additional, nullable(stringify!($field)))
+            };
+        }
+        for_each_hit_column!(reserve);
+    }
+
+    /// Appends a hit.
+    #[inline]
+    pub fn push(&mut self, h: HitRow) {
+        self.event_id.push_option(h.event_id);
+        self.track_id.push_option(h.track_id);
+        self.io_group.push(h.io_group);
+        self.io_channel.push(h.io_channel);
+        self.chip_id.push(h.chip_id);
+        self.channel_id.push(h.channel_id);
+        self.tile.push_option(h.tile);
+        self.tpc.push_option(h.tpc);
+        self.ts_ticks.push(h.ts_ticks);
+        self.unix_time.push(h.unix_time);
+        self.trigger_type.push(h.trigger_type);
+        self.n_packets.push(h.n_packets);
+        self.q_mv.push(h.q_mv);
+        self.q_ke.push(h.q_ke);
+        self.x_mm.push_option(h.x_mm);
+        self.y_mm.push_option(h.y_mm);
+        self.t0_ticks.push_option(h.t0_ticks);
+        self.drift_ticks.push_option(h.drift_ticks);
+        self.drift_mm.push_option(h.drift_mm);
+        self.z_mm.push_option(h.z_mm);
+    }
+
+    /// Appends hits, column by column: each column's copy is a loop without a branch per row.
+    /// For rows still in the cache (an event's, made just before): 30 pushes per hit, one for
+    /// each column and validity flag, took longer than making the hit.
+    pub fn extend_rows(&mut self, rows: &[HitRow]) {
+        macro_rules! dense {
+            ($($field:ident),*) => {$(
+                self.$field.values.extend(rows.iter().map(|h| h.$field));
+            )*};
+        }
+        macro_rules! optional {
+            ($($field:ident),*) => {$(
+                let column = &mut self.$field;
+                debug_assert_eq!(column.valid.len(), column.values.len(), "an optional column");
+                let start = column.valid.len();
+                column.values.extend(rows.iter().map(|h| h.$field.unwrap_or_default()));
+                column.valid.extend(rows.iter().map(|h| h.$field.is_some()));
+                column.nulls += column.valid[start..].iter().filter(|valid| !**valid).count();
+            )*};
+        }
+        optional!(event_id, track_id);
+        dense!(io_group, io_channel, chip_id, channel_id);
+        optional!(tile, tpc);
+        dense!(ts_ticks, unix_time, trigger_type, n_packets, q_mv, q_ke);
+        optional!(x_mm, y_mm, t0_ticks, drift_ticks, drift_mm, z_mm);
+    }
+
+    /// Hit `i` as a row; panics if there is no such hit.
+    pub fn row(&self, i: usize) -> HitRow {
+        HitRow {
+            event_id: self.event_id.get(i),
+            track_id: self.track_id.get(i),
+            io_group: self.io_group.values[i],
+            io_channel: self.io_channel.values[i],
+            chip_id: self.chip_id.values[i],
+            channel_id: self.channel_id.values[i],
+            tile: self.tile.get(i),
+            tpc: self.tpc.get(i),
+            ts_ticks: self.ts_ticks.values[i],
+            unix_time: self.unix_time.values[i],
+            trigger_type: self.trigger_type.values[i],
+            n_packets: self.n_packets.values[i],
+            q_mv: self.q_mv.values[i],
+            q_ke: self.q_ke.values[i],
+            x_mm: self.x_mm.get(i),
+            y_mm: self.y_mm.get(i),
+            t0_ticks: self.t0_ticks.get(i),
+            drift_ticks: self.drift_ticks.get(i),
+            drift_mm: self.drift_mm.get(i),
+            z_mm: self.z_mm.get(i),
+        }
+    }
+
+    /// Every hit as a row, in order.
+    pub fn iter(&self) -> impl Iterator<Item = HitRow> + '_ {
+        (0..self.len()).map(|i| self.row(i))
+    }
+
+    /// The pixel position and drift coordinate of hit `i` (x, y, z in mm), if all are known.
+    #[inline]
+    pub fn xyz(&self, i: usize) -> Option<[f32; 3]> {
+        Some([self.x_mm.get(i)?, self.y_mm.get(i)?, self.z_mm.get(i)?])
+    }
+
+    /// The hits `range` (e.g. an event's); panics if it is out of bounds.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> HitSlice<'_> {
+        assert!(
+            range.start <= range.end && range.end <= self.len(),
+            "hits {range:?} of {}",
+            self.len()
+        );
+        HitSlice { hits: self, start: range.start, len: range.end - range.start }
+    }
+
+    /// Puts hit `i` on a track (or on none).
+    pub fn set_track_id(&mut self, i: usize, track_id: Option<u64>) {
+        self.track_id.set(i, track_id);
+    }
+
+    /// Appends another batch's hits.
+    pub fn append(&mut self, other: HitColumns) {
+        macro_rules! append {
+            ($field:ident) => {
+                self.$field.append(other.$field)
+            };
+        }
+        for_each_hit_column!(append);
+    }
+
+    /// The hits as a record batch of the `hits` schema, without copying a column.
+    pub fn into_record_batch(self) -> RecordBatch {
+        let mut columns = Vec::with_capacity(20);
+        macro_rules! finish {
+            ($field:ident) => {
+                columns.push(self.$field.finish())
+            };
+        }
+        for_each_hit_column!(finish);
+        RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
+    }
+
+    /// The hits as a record batch of the `hits` schema (the columns copied).
+    pub fn record_batch(&self) -> RecordBatch {
+        self.clone().into_record_batch()
+    }
+}
+
+/// A range of [`HitColumns`] (an event's hits), indexed from 0.
+#[derive(Clone, Copy, Debug)]
+pub struct HitSlice<'a> {
+    hits: &'a HitColumns,
+    start: usize,
+    len: usize,
+}
+
+impl HitSlice<'_> {
+    /// Hits in the range.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty range.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hit `i` of the range as a row.
+    pub fn row(&self, i: usize) -> HitRow {
+        assert!(i < self.len, "hit {i} of {}", self.len);
+        self.hits.row(self.start + i)
+    }
+
+    /// x, y, z of hit `i` of the range, if all are known ([`HitColumns::xyz`]).
+    #[inline]
+    pub fn xyz(&self, i: usize) -> Option<[f32; 3]> {
+        self.hits.xyz(self.at(i))
+    }
+
+    /// The index in the columns of hit `i` of the range.
+    #[inline]
+    fn at(&self, i: usize) -> usize {
+        assert!(i < self.len, "hit {i} of {}", self.len);
+        self.start + i
+    }
+
+    /// (io_group, io_channel, chip_id, channel_id) of hit `i` of the range.
+    #[inline]
+    pub fn channel(&self, i: usize) -> (u8, u8, u8, u8) {
+        let (h, k) = (self.hits, self.at(i));
+        (h.io_group.values[k], h.io_channel.values[k], h.chip_id.values[k], h.channel_id.values[k])
+    }
+
+    /// TPC of hit `i` of the range.
+    #[inline]
+    pub fn tpc(&self, i: usize) -> Option<u8> {
+        self.hits.tpc.get(self.at(i))
+    }
+
+    /// Charge of hit `i` of the range, ke⁻.
+    #[inline]
+    pub fn q_ke(&self, i: usize) -> f32 {
+        self.hits.q_ke.values[self.at(i)]
+    }
+
+    /// Drift time of hit `i` of the range, ticks.
+    #[inline]
+    pub fn drift_ticks(&self, i: usize) -> Option<f32> {
+        self.hits.drift_ticks.get(self.at(i))
+    }
+
+    /// Event t0 of hit `i` of the range, ticks.
+    #[inline]
+    pub fn t0_ticks(&self, i: usize) -> Option<f64> {
+        self.hits.t0_ticks.get(self.at(i))
+    }
+}
+
+impl PartialEq for HitColumns {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl<'a> IntoIterator for &'a HitColumns {
+    type Item = HitRow;
+    type IntoIter = Box<dyn Iterator<Item = HitRow> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl From<&[HitRow]> for HitColumns {
+    fn from(rows: &[HitRow]) -> Self {
+        let mut hits = HitColumns::default();
+        hits.reserve(rows.len());
+        rows.iter().for_each(|h| hits.push(*h));
+        hits
+    }
+}
+
+/// The hits as a record batch of the `hits` schema.
+pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
+    HitColumns::from(hits).into_record_batch()
+}
+
+/// One column filled row by row: its values, and its validity when a row may be null. Null
+/// rows hold the default value, and a column without a null row has no validity buffer, both
+/// as `collect::<PrimitiveArray>()` of `Option`s makes them. Validity is kept as a flag per
+/// row while the column is filled (a push without a branch or a read-modify-write of a bit
+/// word) and packed into bits once, when the column is finished. A column is filled with
+/// [`Column::push`] (rows never null: no validity kept) or with [`Column::push_option`], not
+/// both.
 struct Column<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
-    valid: Vec<u64>,
+    /// Per row, whether it holds a value (empty for a column never null).
+    valid: Vec<bool>,
     nulls: usize,
+}
+
+impl<T: ArrowPrimitiveType> Clone for Column<T> {
+    fn clone(&self) -> Self {
+        Self { values: self.values.clone(), valid: self.valid.clone(), nulls: self.nulls }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Default for Column<T> {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl<T: ArrowPrimitiveType> std::fmt::Debug for Column<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows, {} null", self.values.len(), self.nulls)
+    }
 }
 
 impl<T: ArrowPrimitiveType> Column<T> {
     fn new(rows: usize) -> Self {
         Self { values: Vec::with_capacity(rows), valid: Vec::new(), nulls: 0 }
+    }
+
+    /// Room for `additional` more rows (`optional`: with their validity).
+    fn reserve(&mut self, additional: usize, optional: bool) {
+        self.values.reserve(additional);
+        if optional {
+            self.valid.reserve(additional);
+        }
     }
 
     #[inline]
@@ -522,51 +778,38 @@ impl<T: ArrowPrimitiveType> Column<T> {
 
     #[inline]
     fn push_option(&mut self, value: Option<T::Native>) {
-        let row = self.values.len();
-        debug_assert_eq!(self.valid.len(), row.div_ceil(64), "a column of values never null");
-        if row.is_multiple_of(64) {
-            self.valid.push(0);
-        }
-        match value {
-            Some(value) => {
-                self.valid[row / 64] |= 1 << (row % 64);
-                self.values.push(value);
-            }
-            None => {
-                self.nulls += 1;
-                self.values.push(T::Native::default());
-            }
-        }
+        debug_assert_eq!(self.valid.len(), self.values.len(), "a column of values never null");
+        self.valid.push(value.is_some());
+        self.nulls += usize::from(value.is_none());
+        self.values.push(value.unwrap_or_default());
     }
 
-    /// Appends values never null (as [`Column::push`], without a capacity check per row).
+    /// Row `i` of a column filled with [`Column::push_option`].
     #[inline]
-    fn extend(&mut self, values: impl ExactSizeIterator<Item = T::Native>) {
-        debug_assert!(self.valid.is_empty(), "a column of optional values");
-        self.values.extend(values);
+    fn get(&self, i: usize) -> Option<T::Native> {
+        let value = self.values[i];
+        self.valid[i].then_some(value)
     }
 
-    /// Appends the rows of one chunk that starts a validity word (a multiple of 64 rows in)
-    /// and holds at most 64 rows, as [`Column::push_option`] would row by row.
-    #[inline]
-    fn extend_chunk_options(&mut self, values: impl ExactSizeIterator<Item = Option<T::Native>>) {
-        let (start, rows) = (self.values.len(), values.len());
-        debug_assert!(start.is_multiple_of(64) && rows <= 64, "a chunk of up to 64 rows");
-        debug_assert_eq!(self.valid.len(), start / 64, "a column of values never null");
-        let mut word = 0u64;
-        self.values.extend(values.enumerate().map(|(row, value)| {
-            word |= u64::from(value.is_some()) << row;
-            value.unwrap_or_default()
-        }));
-        self.valid.push(word);
-        self.nulls += rows - word.count_ones() as usize;
+    /// Sets row `i` of a column filled with [`Column::push_option`].
+    fn set(&mut self, i: usize, value: Option<T::Native>) {
+        let was_null = !self.valid[i];
+        self.nulls = self.nulls + usize::from(value.is_none()) - usize::from(was_null);
+        self.valid[i] = value.is_some();
+        self.values[i] = value.unwrap_or_default();
+    }
+
+    /// Appends another column filled the same way.
+    fn append(&mut self, other: Column<T>) {
+        self.values.extend(other.values);
+        self.valid.extend(other.valid);
+        self.nulls += other.nulls;
     }
 
     fn finish(self) -> ArrayRef {
-        let rows = self.values.len();
         let nulls = (self.nulls > 0).then(|| {
-            let bits = BooleanBuffer::new(Buffer::from_vec(self.valid), 0, rows);
-            NullBuffer::new(bits)
+            let valid = &self.valid;
+            NullBuffer::new(BooleanBuffer::collect_bool(valid.len(), |i| valid[i]))
         });
         Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(self.values), nulls))
     }
@@ -618,10 +861,10 @@ mod tests {
         }
     }
 
-    /// The hits batch, built 64 rows at a time, is what arrow's own collect of each column
-    /// makes: same values, nulls where a field is `None` (across several 64-row validity words
-    /// and a last partial one), no validity buffer without a null; for batches of every length
-    /// around a chunk's.
+    /// The hits batch, from columns filled hit by hit, is what arrow's own collect of each
+    /// column makes: same values, nulls where a field is `None` (across several 64-row validity
+    /// words and a last partial one), no validity buffer without a null; for batches of every
+    /// length around a validity word's.
     #[test]
     fn hits_made_in_chunks_are_the_columns_collected() {
         for rows in [0, 1, 2, 63, 64, 65, 127, 128, 129, 200] {
@@ -639,6 +882,44 @@ mod tests {
         let batch = compare_hits_batch(&hits);
         assert_eq!(batch.column(0).null_count(), 1);
         assert!(batch.column(1).nulls().is_none(), "track_id has no null");
+    }
+
+    /// Hits read back as rows are the rows pushed; batches appended at any length are one
+    /// batch; track ids set afterwards count their nulls right; a slice reads its range.
+    #[test]
+    fn hit_columns_give_back_their_rows_and_append_at_any_length() {
+        let rows: Vec<HitRow> = (0..300).map(hit).collect();
+        let all = HitColumns::from(&rows[..]);
+        assert_eq!(all.len(), 300);
+        assert!(all.iter().eq(rows.iter().copied()));
+        assert!((&all).into_iter().eq(rows.iter().copied()));
+        for cut in [0, 1, 63, 64, 65, 130, 299, 300] {
+            let mut joined = HitColumns::from(&rows[..cut]);
+            joined.append(HitColumns::from(&rows[cut..]));
+            assert_eq!(joined, all, "cut at {cut}");
+            assert_eq!(joined.record_batch(), all.record_batch(), "cut at {cut}");
+            let mut extended = HitColumns::from(&rows[..cut]);
+            extended.extend_rows(&rows[cut..cut + (300 - cut) / 2]);
+            extended.extend_rows(&rows[cut + (300 - cut) / 2..]);
+            assert_eq!(extended.record_batch(), all.record_batch(), "extended at {cut}");
+        }
+        let mut tracked = all.clone();
+        let mut expected = rows.clone();
+        for i in (0..300).step_by(7) {
+            let id = (i % 3 != 0).then_some(i as u64 * 10);
+            tracked.set_track_id(i, id);
+            expected[i].track_id = id;
+        }
+        assert!(tracked.iter().eq(expected.iter().copied()));
+        let batch = tracked.into_record_batch();
+        let want = hits_record_batch(&expected);
+        assert_eq!(batch.column(1).to_data(), want.column(1).to_data());
+        assert_eq!(batch.column(1).null_count(), want.column(1).null_count());
+        let slice = all.slice(100..164);
+        assert_eq!(slice.len(), 64);
+        assert_eq!(slice.row(5), rows[105]);
+        let xyz = |h: &HitRow| Some([h.x_mm?, h.y_mm?, h.z_mm?]);
+        assert!((0..64).all(|i| slice.xyz(i) == xyz(&rows[100 + i])));
     }
 
     fn compare_hits_batch(hits: &[HitRow]) -> RecordBatch {

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::{CalibratedBatch, HitRow};
+use crate::output::{CalibratedBatch, HitSlice};
 
 /// Track-finding parameters (`[tracks]` in the detector configuration).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -340,6 +340,20 @@ fn ransac_line(
     best.map(|(_, origin, axis)| (origin, axis))
 }
 
+/// What a track's hits give its segments and pixels: the hit's fields the track finder reads,
+/// copied out of the event's columns for the hits of a track only.
+struct TrackHit {
+    /// (io_group, io_channel, chip_id, channel_id).
+    channel: (u8, u8, u8, u8),
+    tpc: Option<u8>,
+    q_ke: f32,
+    /// Pixel x, y and drift coordinate z, mm (all known: the hit is a point of the search).
+    xyz: V3,
+    drift_ticks: Option<f32>,
+    /// Whether the hit's event has a t0.
+    has_t0: bool,
+}
+
 /// What [`find_tracks`] found in one event.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventTracks {
@@ -395,7 +409,8 @@ pub fn add_event_tracks(
     if !config.enabled {
         return 0;
     }
-    let found = find_tracks(config, event_id, &out.hits[first_hit..], clock_mhz, pitch_of_tpc, 0);
+    let hits = out.hits.slice(first_hit..out.hits.len());
+    let found = find_tracks(config, event_id, hits, clock_mhz, pitch_of_tpc, 0);
     found.add_to(out, first_hit, first_track_id)
 }
 
@@ -413,7 +428,7 @@ impl EventTracks {
         self.segments.iter_mut().for_each(|s| s.track_id += first_track_id);
         self.pixels.iter_mut().for_each(|p| p.track_id += first_track_id);
         for (i, track_id) in self.assignments {
-            out.hits[first_hit + i].track_id = Some(first_track_id + track_id);
+            out.hits.set_track_id(first_hit + i, Some(first_track_id + track_id));
         }
         let count = self.tracks.len() as u64;
         out.tracks.extend(self.tracks);
@@ -428,7 +443,7 @@ impl EventTracks {
 pub fn find_tracks(
     config: &TrackConfig,
     event_id: u64,
-    hits: &[HitRow],
+    hits: HitSlice<'_>,
     clock_mhz: f64,
     pitch_of_tpc: &dyn Fn(u8) -> f64,
     first_track_id: u64,
@@ -437,11 +452,10 @@ pub fn find_tracks(
     let mut segments = Vec::new();
     let mut pixels = Vec::new();
     let mut assignments = Vec::new();
-    let points: Vec<(usize, V3)> = hits
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            Some((i, [f64::from(h.x_mm?), f64::from(h.y_mm?), f64::from(h.z_mm?)]))
+    let points: Vec<(usize, V3)> = (0..hits.len())
+        .filter_map(|i| {
+            let [x, y, z] = hits.xyz(i)?;
+            Some((i, [f64::from(x), f64::from(y), f64::from(z)]))
         })
         .collect();
     let mut unused: Vec<(usize, V3)> = points;
@@ -490,8 +504,20 @@ pub fn find_tracks(
                 continue;
             }
             let track_id = first_track_id + tracks.len() as u64;
-            let member_hits: Vec<&HitRow> =
-                piece.iter().map(|(_, k)| &hits[unused[*k].0]).collect();
+            let member_hits: Vec<TrackHit> = piece
+                .iter()
+                .map(|(_, k)| {
+                    let (i, [x, y, z]) = unused[*k];
+                    TrackHit {
+                        channel: hits.channel(i),
+                        tpc: hits.tpc(i),
+                        q_ke: hits.q_ke(i),
+                        xyz: [x, y, z],
+                        drift_ticks: hits.drift_ticks(i),
+                        has_t0: hits.t0_ticks(i).is_some(),
+                    }
+                })
+                .collect();
             let start_point = add(center, scale(axis, s0));
             let end_point = add(center, scale(axis, s1));
             let residual =
@@ -513,7 +539,7 @@ pub fn find_tracks(
                 n_hits: piece.len() as u32,
                 q_ke: member_hits.iter().map(|h| f64::from(h.q_ke)).sum(),
                 tpc_mask,
-                has_t0: member_hits.iter().all(|h| h.t0_ticks.is_some()),
+                has_t0: member_hits.iter().all(|h| h.has_t0),
                 mean_residual_mm: residual,
             });
             // segments of segment_mm along the axis
@@ -543,19 +569,17 @@ pub fn find_tracks(
             }
             // charge and track length per pixel
             // (grouped by channel in channel order, each pixel's hits in the order along the line)
-            let channel = |h: &HitRow| (h.io_group, h.io_channel, h.chip_id, h.channel_id);
-            let mut by_pixel = member_hits;
-            by_pixel.sort_by_key(|h| channel(h));
-            for pixel_hits in by_pixel.chunk_by(|a, b| channel(a) == channel(b)) {
+            let mut by_pixel: Vec<&TrackHit> = member_hits.iter().collect();
+            by_pixel.sort_by_key(|h| h.channel);
+            for pixel_hits in by_pixel.chunk_by(|a, b| a.channel == b.channel) {
                 let first = pixel_hits[0];
-                let (io_group, io_channel, chip_id, channel_id) = channel(first);
-                let (Some(px), Some(py)) = (first.x_mm, first.y_mm) else { continue };
-                let (px, py) = (f64::from(px), f64::from(py));
+                let (io_group, io_channel, chip_id, channel_id) = first.channel;
+                let [px, py, _] = first.xyz;
                 let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();
-                let weight = |h: &HitRow| {
+                let weight = |h: &TrackHit| {
                     if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 }
                 };
-                let mean = |value: &dyn Fn(&HitRow) -> f64| {
+                let mean = |value: &dyn Fn(&TrackHit) -> f64| {
                     pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>()
                 };
                 let pitch = pitch_of_tpc(first.tpc.unwrap_or(0));
@@ -570,7 +594,7 @@ pub fn find_tracks(
                     tpc: first.tpc.unwrap_or(0),
                     x_mm: px,
                     y_mm: py,
-                    z_mm: mean(&|h| f64::from(h.z_mm.unwrap_or(0.0))),
+                    z_mm: mean(&|h| h.xyz[2]),
                     drift_us: mean(&|h| f64::from(h.drift_ticks.unwrap_or(0.0))) / clock_mhz,
                     q_ke: q,
                     dx_mm: hi - lo,

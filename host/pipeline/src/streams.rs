@@ -9,9 +9,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use larmon_calibrate::output::{
-    CalibratedBatch, events_record_batch, events_schema, hits_record_batch, hits_schema,
-    pixels_schema, segments_record_batch, segments_schema, track_pixels_record_batch,
-    track_pixels_schema, tracks_record_batch, tracks_schema,
+    CalibratedBatch, events_record_batch, events_schema, hits_schema, pixels_schema,
+    segments_record_batch, segments_schema, track_pixels_record_batch, track_pixels_schema,
+    tracks_record_batch, tracks_schema,
 };
 use larmon_ingest::arrow::packets_schema;
 use larmon_ingest::light::streams::{
@@ -136,10 +136,11 @@ impl std::fmt::Display for Stream {
 pub const CALIBRATED: [Stream; 5] =
     [Stream::Hits, Stream::Events, Stream::Tracks, Stream::TrackSegments, Stream::TrackPixels];
 
-/// One calibrated stream of a calibration step as an Arrow batch (possibly empty).
-pub fn calibrated_batch(done: &CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
+/// One calibrated stream of a calibration step as an Arrow batch (possibly empty); the hits'
+/// columns are taken as they are.
+pub fn calibrated_batch(done: CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
     Some(match stream {
-        Stream::Hits => hits_record_batch(&done.hits),
+        Stream::Hits => done.hits.into_record_batch(),
         Stream::Events => events_record_batch(&done.events),
         Stream::Tracks => tracks_record_batch(&done.tracks),
         Stream::TrackSegments => segments_record_batch(&done.segments),
@@ -148,14 +149,19 @@ pub fn calibrated_batch(done: &CalibratedBatch, stream: Stream) -> Option<Record
     })
 }
 
-/// Every calibrated stream of a calibration step, empty ones dropped.
-pub fn calibrated_batches(done: &CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
-    CALIBRATED
-        .into_iter()
-        .filter_map(|s| calibrated_batch(done, s).map(|b| (s, b)))
-        .filter(|(_, b)| b.num_rows() > 0)
-        .map(|(s, b)| (s, Arc::new(b)))
-        .collect()
+/// Every calibrated stream of a calibration step, empty ones dropped; the hits' columns are
+/// taken as they are.
+pub fn calibrated_batches(done: CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
+    let CalibratedBatch { hits, events, tracks, segments, track_pixels } = done;
+    let batches: [(Stream, RecordBatch); 5] = [
+        (Stream::Hits, hits.into_record_batch()),
+        (Stream::Events, events_record_batch(&events)),
+        (Stream::Tracks, tracks_record_batch(&tracks)),
+        (Stream::TrackSegments, segments_record_batch(&segments)),
+        (Stream::TrackPixels, track_pixels_record_batch(&track_pixels)),
+    ];
+    debug_assert!(batches.iter().map(|(s, _)| *s).eq(CALIBRATED), "in the order of CALIBRATED");
+    batches.into_iter().filter(|(_, b)| b.num_rows() > 0).map(|(s, b)| (s, Arc::new(b))).collect()
 }
 
 #[cfg(test)]
@@ -175,10 +181,10 @@ mod tests {
     fn each_calibrated_stream_builds_a_batch_of_its_schema() {
         let done = CalibratedBatch::default();
         for stream in CALIBRATED {
-            let batch = calibrated_batch(&done, stream).unwrap();
+            let batch = calibrated_batch(done.clone(), stream).unwrap();
             assert_eq!(batch.schema(), stream.schema(), "{stream}");
             assert_eq!(stream.producer(), Producer::Calibration);
         }
-        assert!(calibrated_batch(&done, Stream::Packets).is_none());
+        assert!(calibrated_batch(done, Stream::Packets).is_none());
     }
 }

@@ -270,7 +270,7 @@ impl ChargeSource {
     }
 
     /// The calibrated streams of a step, empty ones dropped (flow batches marked).
-    pub fn batches(&self, done: &CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
+    pub fn batches(&self, done: CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
         match self {
             Self::Packets { .. } => calibrated_batches(done),
             Self::Flow { calibration, .. } => calibration.batches(done),
@@ -278,7 +278,7 @@ impl ChargeSource {
     }
 
     /// One calibrated stream of a step (flow batches marked).
-    pub fn batch(&self, done: &CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
+    pub fn batch(&self, done: CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
         let batch = calibrated_batch(done, stream)?;
         Some(match self {
             Self::Packets { .. } => batch,
@@ -368,7 +368,7 @@ pub fn stream_charge_file<E: From<PipelineError>>(
     let bar = progress.bar("calibrating", source.progress_total(), source.progress_unit());
     let (mut hits, mut events) = (0, 0);
     let mut hand_over =
-        |source: &ChargeSource, done: &CalibratedBatch, packets: Option<PacketColumns>| {
+        |source: &ChargeSource, done: CalibratedBatch, packets: Option<PacketColumns>| {
             hits += done.hits.len();
             events += done.events.len();
             match (stream, packets) {
@@ -377,11 +377,11 @@ pub fn stream_charge_file<E: From<PipelineError>>(
             }
         };
     while let Some(step) = source.next_step()? {
-        hand_over(&source, &step.calibrated, step.packets)?;
+        hand_over(&source, step.calibrated, step.packets)?;
         bar.set_position(source.progress_done());
     }
     let rest = source.finish();
-    hand_over(&source, &rest, None)?;
+    hand_over(&source, rest, None)?;
     bar.finish();
     Ok(StreamCounts {
         hits,

@@ -204,7 +204,7 @@ impl FlowCalibration {
     }
 
     /// The streams of a calibration step, each batch marked with what produced it.
-    pub fn batches(&self, done: &CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
+    pub fn batches(&self, done: CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
         calibrated_batches(done)
             .into_iter()
             .map(|(stream, batch)| (stream, Arc::new(mark_batch(&batch, &self.mark))))

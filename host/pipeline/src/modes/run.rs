@@ -287,21 +287,21 @@ pub fn run_files(
             } else {
                 let mut source = calibration.open_file(file, index, &ReadOptions::default())?;
                 let mut file_span = None;
-                let mut hand_over = |source: &ChargeSource, done: &CalibratedBatch| {
+                let mut hand_over = |source: &ChargeSource, done: CalibratedBatch| {
                     charge_triggers.extend(charge_triggers_of(&done.events));
                     for (stream, batch) in source.batches(done) {
                         broadcast(stream, batch);
                     }
                 };
                 while let Some(step) = source.next_step()? {
-                    hand_over(&source, &step.calibrated);
+                    hand_over(&source, step.calibrated);
                     if let Some(packets) = step.packets {
                         widen_by_timestamps(&mut file_span, &packets);
                         broadcast(Stream::Packets, Arc::new(packets_record_batch(packets)));
                     }
                 }
                 let rest = source.finish();
-                hand_over(&source, &rest);
+                hand_over(&source, rest);
                 file_span = join_span(file_span, source.span());
                 (source.host_stats(), file_span)
             };

@@ -533,7 +533,7 @@ impl DaqWatch {
             let file = &mut self.files[i];
             let done = file.calibrator.finish();
             file.triggers.extend(charge_triggers_of(&done.events));
-            Self::feed(&mut file.instances, &calibrated_batches(&done));
+            Self::feed(&mut file.instances, &calibrated_batches(done));
             file.finished = true;
             flushed = true;
         }
@@ -994,7 +994,7 @@ impl DaqWatch {
             widen_by_timestamps(&mut file.span, &batch);
             let done = file.calibrator.push(&batch);
             file.triggers.extend(charge_triggers_of(&done.events));
-            calibrated.extend(calibrated_batches(&done));
+            calibrated.extend(calibrated_batches(done));
             calibrated.push((Stream::Packets, Arc::new(packets_record_batch(batch))));
             // Bound memory on a large backlog: hand over every ~1 M rows.
             if calibrated.len() > 200 {
@@ -1074,7 +1074,7 @@ impl DaqWatch {
             let mut triggers = Vec::new();
             while let Some(step) = source.next_step()? {
                 triggers.extend(charge_triggers_of(&step.calibrated.events));
-                batches.extend(source.batches(&step.calibrated));
+                batches.extend(source.batches(step.calibrated));
             }
             Ok((batches, triggers, source.host_stats(), source.span(), source.progress_done()))
         })();
