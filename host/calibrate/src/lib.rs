@@ -6,7 +6,8 @@
 //! - [`calibrator`]: PPS rollover, external-trigger and self-triggered events, t0, hits with
 //!   charge, position and drift coordinate, built correctly across batch boundaries;
 //! - [`tracks`]: straight tracks (RANSAC + PCA, split at gaps) and dQ/dx segments;
-//! - [`output`]: the `hits`, `events`, `tracks` and `track_segments` Arrow streams.
+//! - [`output`]: the `hits` (kept as columns: [`output::HitColumns`]), `events`, `tracks`,
+//!   `track_segments` and `track_pixels` Arrow streams.
 //!
 //! ```no_run
 //! use larmon_calibrate::{Calibrator, DetectorConfig};

@@ -804,8 +804,8 @@ fn bench_measures_each_stage_and_the_whole_run_with_every_plugin() {
     let whole_run = format!("whole run, {plugins} plugins");
     for task in [
         "file -> arrow packets",
-        "file -> calibrated (1 core)",
-        "file -> calibrated (all cores)",
+        "file -> calibrated batches (1 core)",
+        "file -> calibrated batches (all cores)",
         "convert raw -> packet file",
         &whole_run,
     ] {

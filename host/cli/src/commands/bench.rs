@@ -10,6 +10,7 @@ use larmon_calibrate::DetectorConfig;
 use larmon_ingest::arrow::packets_record_batch;
 use larmon_ingest::read::{FileKind, LarpixReader, ReadOptions};
 use larmon_ingest::write::WriteOptions;
+use larmon_pipeline::streams::calibrated_batches;
 use larmon_pipeline::{LarmonConfig, PluginOptions, PluginSet, RunOptions, Silent, run_files};
 use serde::Serialize;
 
@@ -20,9 +21,12 @@ use serde::Serialize;
 ///   file -> arrow packets            read every row into Arrow record batches
 ///   file -> columns, reused buffers  the same into one reused buffer
 ///   file -> arrow, no read-ahead     packet files: the single-core read
-///   file -> calibrated (1 core)      calibration (hits, events, tracks) on one thread
-///   file -> calibrated (all cores)   the same, tracks found on every core while the next
-///                                    batch is calibrated
+///   file -> calibrated batches (1 core)
+///                                    calibration on one thread, into the Arrow batches of
+///                                    hits, events, tracks, segments and track pixels
+///   file -> calibrated batches (all cores)
+///                                    the same, tracks found on every core while the next
+///                                    batch is calibrated (what `larmon calibrate` runs)
 ///   convert raw -> packet file       raw files: `larmon convert` to a temporary file
 ///   whole run, N plugins             `larmon run` in-process: calibration and every bundled
 ///                                    plugin (compiled ones from the cache), report and figures
@@ -99,9 +103,9 @@ fn to_columns_reused(path: &Path) -> Result<u64> {
     Ok(rows)
 }
 
-/// Packets -> calibrated hits, events and tracks (no read-ahead) on `threads` threads (None: the
-/// global pool, every core, tracks searched while the next batch is calibrated, as `larmon
-/// calibrate` runs); returns packet rows.
+/// Packets -> the Arrow batches of the calibrated streams (no read-ahead) on `threads` threads
+/// (None: the global pool, every core, tracks searched while the next batch is calibrated, as
+/// `larmon calibrate` runs); returns packet rows.
 fn calibrate(path: &Path, detector: &DetectorConfig, threads: Option<usize>) -> Result<u64> {
     match threads {
         Some(threads) => rayon::ThreadPoolBuilder::new()
@@ -120,12 +124,15 @@ fn calibrate_here(path: &Path, detector: &DetectorConfig, background: bool) -> R
         calibrator = calibrator.with_tracks_in_background();
     }
     let mut batch = larmon_ingest::PacketColumns::default();
-    let mut hits = 0;
+    let mut rows = 0;
+    let mut count = |done| {
+        rows += calibrated_batches(done).iter().map(|(_, b)| b.num_rows()).sum::<usize>();
+    };
     while reader.read_batch_into(&mut batch)? {
-        hits += calibrator.push(&batch).hits.len();
+        count(calibrator.push(&batch));
     }
-    hits += calibrator.finish().hits.len();
-    std::hint::black_box(hits);
+    count(calibrator.finish());
+    std::hint::black_box(rows);
     Ok(calibrator.stats().rows)
 }
 
@@ -190,10 +197,14 @@ pub fn run(args: Args) -> Result<()> {
                 Box::new(|| to_arrow(file, false)),
             ));
         }
-        tasks
-            .push(("file -> calibrated (1 core)", Box::new(|| calibrate(file, detector, Some(1)))));
-        tasks
-            .push(("file -> calibrated (all cores)", Box::new(|| calibrate(file, detector, None))));
+        tasks.push((
+            "file -> calibrated batches (1 core)",
+            Box::new(|| calibrate(file, detector, Some(1))),
+        ));
+        tasks.push((
+            "file -> calibrated batches (all cores)",
+            Box::new(|| calibrate(file, detector, None)),
+        ));
         if kind == FileKind::Raw {
             tasks.push(("convert raw -> packet file", Box::new(|| convert(file, &scratch))));
         }
@@ -218,7 +229,7 @@ pub fn run(args: Args) -> Result<()> {
             };
             if !args.json {
                 println!(
-                    "{:<40} {:<32} {:>9} rows  best {:>7.2} M rows/s  median {:>7.2} M rows/s  ({} passes)",
+                    "{:<40} {:<38} {:>9} rows  best {:>7.2} M rows/s  median {:>7.2} M rows/s  ({} passes)",
                     m.file.display(),
                     m.task,
                     m.rows,
