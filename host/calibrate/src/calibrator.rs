@@ -488,22 +488,27 @@ impl Calibrator {
     }
 
     fn close_cluster(&mut self, out: &mut CalibratedBatch) {
-        let members = std::mem::take(&mut self.cluster);
-        if members.is_empty() {
+        if self.cluster.is_empty() {
             return;
         }
-        if members.len() >= self.config.events.self_trigger_min_hits {
+        if self.cluster.len() >= self.config.events.self_trigger_min_hits {
+            let members = std::mem::take(&mut self.cluster);
             let id = self.take_event_id();
             let hits = self.merge(members);
             let unix_time = hits.first().map_or(0, |(h, _)| u64::from(h.unix_time));
             self.emit_event(id, EventKind::SelfTriggered, None, 0, unix_time, hits, out);
             self.stats.self_triggered_events += 1;
         } else {
-            for h in members {
-                let row = self.hit_row(None, None, &h, 1);
+            // Unassociated hits (most noise is a "cluster" of one): the cluster's buffer is
+            // kept for the next one, not allocated afresh for each.
+            let members = std::mem::take(&mut self.cluster);
+            for h in &members {
+                let row = self.hit_row(None, None, h, 1);
                 self.add_row(row, out);
                 self.stats.hits += 1;
             }
+            self.cluster = members;
+            self.cluster.clear();
         }
     }
 
