@@ -438,15 +438,22 @@ impl Calibrator {
         let triggers: Vec<PendingTrigger> = self.triggers.drain(..closing).collect();
 
         // Each ready hit belongs to the latest trigger at or before it, if within its window
-        // (a binary search over the few closing triggers; pending hits need no sorting).
+        // (pending hits need no sorting). `k` is the number of closing triggers at or before
+        // the hit: readout order is nearly time order, so the previous hit's `k` is usually
+        // the answer, checked with two comparisons; else a binary search finds it.
         let mut members: Vec<Vec<PendingHit>> = vec![Vec::new(); triggers.len()];
         let mut untriggered = Vec::new();
         let pending = self.hits.len();
+        let mut k = 0;
         self.hits.retain(|hit| {
             if hit.ts >= limit {
                 return true;
             }
-            let k = triggers.partition_point(|t| t.ts <= hit.ts);
+            let after_previous = k == 0 || triggers[k - 1].ts <= hit.ts;
+            let before_next = triggers.get(k).is_none_or(|t| t.ts > hit.ts);
+            if !(after_previous && before_next) {
+                k = triggers.partition_point(|t| t.ts <= hit.ts);
+            }
             match k.checked_sub(1) {
                 Some(k) if hit.ts - triggers[k].ts <= window => members[k].push(*hit),
                 _ => untriggered.push(*hit),
