@@ -541,6 +541,11 @@ impl Calibrator {
         }
     }
 
+    /// Hits of the batch made so far: those in the output's columns and those waiting.
+    fn hits_made(&self, out: &CalibratedBatch) -> usize {
+        out.hits.len() + self.rows.len()
+    }
+
     /// Moves the hits made so far into the output's columns.
     fn flush_rows(&mut self, out: &mut CalibratedBatch) {
         out.hits.extend_rows(&self.rows);
@@ -582,13 +587,13 @@ impl Calibrator {
         if hits.is_empty() && t0.is_none() {
             (event.ts_start, event.ts_end) = (0.0, 0.0);
         }
-        let first_hit = out.hits.len() + self.rows.len();
+        let first_hit = self.hits_made(out);
         for (h, n) in &hits {
             let row = self.hit_row(Some(id), t0, h, *n);
             self.add_row(row, out);
         }
         if t0.is_some() && self.config.tracks.enabled {
-            let end = out.hits.len() + self.rows.len();
+            let end = self.hits_made(out);
             self.track_searches.push((id, first_hit..end));
         }
         self.stats.hits += hits.len() as u64;

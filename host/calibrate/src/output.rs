@@ -447,29 +447,16 @@ pub struct HitColumns {
     z_mm: Column<Float32Type>,
 }
 
-/// Calls `$apply!(field)` for every column of [`HitColumns`], in schema order.
-macro_rules! for_each_hit_column {
-    ($apply:ident) => {
-        $apply!(event_id);
-        $apply!(track_id);
-        $apply!(io_group);
-        $apply!(io_channel);
-        $apply!(chip_id);
-        $apply!(channel_id);
-        $apply!(tile);
-        $apply!(tpc);
-        $apply!(ts_ticks);
-        $apply!(unix_time);
-        $apply!(trigger_type);
-        $apply!(n_packets);
-        $apply!(q_mv);
-        $apply!(q_ke);
-        $apply!(x_mm);
-        $apply!(y_mm);
-        $apply!(t0_ticks);
-        $apply!(drift_ticks);
-        $apply!(drift_mm);
-        $apply!(z_mm);
+/// Calls `$dense!(fields…)` for the columns of [`HitColumns`] never null and
+/// `$optional!(fields…)` for those that may be, together in schema order: the one list every
+/// method that goes over all columns takes them from.
+macro_rules! hit_columns {
+    ($dense:ident, $optional:ident) => {
+        $optional!(event_id, track_id);
+        $dense!(io_group, io_channel, chip_id, channel_id);
+        $optional!(tile, tpc);
+        $dense!(ts_ticks, unix_time, trigger_type, n_packets, q_mv, q_ke);
+        $optional!(x_mm, y_mm, t0_ticks, drift_ticks, drift_mm, z_mm);
     };
 }
 
@@ -486,39 +473,23 @@ impl HitColumns {
 
     /// Room for `additional` more hits in every column.
     pub fn reserve(&mut self, additional: usize) {
-        let schema = hits_schema();
-        let nullable = |name| schema.field_with_name(name).is_ok_and(|f| f.is_nullable());
-        macro_rules! reserve {
-            ($field:ident) => {
-                self.$field.reserve(additional, nullable(stringify!($field)))
-            };
+        macro_rules! dense {
+            ($($field:ident),*) => {$(
+                self.$field.values.reserve(additional);
+            )*};
         }
-        for_each_hit_column!(reserve);
+        macro_rules! optional {
+            ($($field:ident),*) => {$(
+                self.$field.values.reserve(additional);
+                self.$field.valid.reserve(additional);
+            )*};
+        }
+        hit_columns!(dense, optional);
     }
 
     /// Appends a hit.
-    #[inline]
     pub fn push(&mut self, h: HitRow) {
-        self.event_id.push_option(h.event_id);
-        self.track_id.push_option(h.track_id);
-        self.io_group.push(h.io_group);
-        self.io_channel.push(h.io_channel);
-        self.chip_id.push(h.chip_id);
-        self.channel_id.push(h.channel_id);
-        self.tile.push_option(h.tile);
-        self.tpc.push_option(h.tpc);
-        self.ts_ticks.push(h.ts_ticks);
-        self.unix_time.push(h.unix_time);
-        self.trigger_type.push(h.trigger_type);
-        self.n_packets.push(h.n_packets);
-        self.q_mv.push(h.q_mv);
-        self.q_ke.push(h.q_ke);
-        self.x_mm.push_option(h.x_mm);
-        self.y_mm.push_option(h.y_mm);
-        self.t0_ticks.push_option(h.t0_ticks);
-        self.drift_ticks.push_option(h.drift_ticks);
-        self.drift_mm.push_option(h.drift_mm);
-        self.z_mm.push_option(h.z_mm);
+        self.extend_rows(std::slice::from_ref(&h));
     }
 
     /// Appends hits, column by column: each column's copy is a loop without a branch per row.
@@ -540,11 +511,7 @@ impl HitColumns {
                 column.nulls += column.valid[start..].iter().filter(|valid| !**valid).count();
             )*};
         }
-        optional!(event_id, track_id);
-        dense!(io_group, io_channel, chip_id, channel_id);
-        optional!(tile, tpc);
-        dense!(ts_ticks, unix_time, trigger_type, n_packets, q_mv, q_ke);
-        optional!(x_mm, y_mm, t0_ticks, drift_ticks, drift_mm, z_mm);
+        hit_columns!(dense, optional);
     }
 
     /// Hit `i` as a row; panics if there is no such hit.
@@ -602,22 +569,22 @@ impl HitColumns {
     /// Appends another batch's hits.
     pub fn append(&mut self, other: HitColumns) {
         macro_rules! append {
-            ($field:ident) => {
-                self.$field.append(other.$field)
-            };
+            ($($field:ident),*) => {$(
+                self.$field.append(other.$field);
+            )*};
         }
-        for_each_hit_column!(append);
+        hit_columns!(append, append);
     }
 
     /// The hits as a record batch of the `hits` schema, without copying a column.
     pub fn into_record_batch(self) -> RecordBatch {
         let mut columns = Vec::with_capacity(20);
         macro_rules! finish {
-            ($field:ident) => {
-                columns.push(self.$field.finish())
-            };
+            ($($field:ident),*) => {$(
+                columns.push(self.$field.finish());
+            )*};
         }
-        for_each_hit_column!(finish);
+        hit_columns!(finish, finish);
         RecordBatch::try_new(hits_schema(), columns).expect("columns match the hits schema")
     }
 
@@ -714,8 +681,7 @@ impl<'a> IntoIterator for &'a HitColumns {
 impl From<&[HitRow]> for HitColumns {
     fn from(rows: &[HitRow]) -> Self {
         let mut hits = HitColumns::default();
-        hits.reserve(rows.len());
-        rows.iter().for_each(|h| hits.push(*h));
+        hits.extend_rows(rows);
         hits
     }
 }
@@ -725,13 +691,11 @@ pub fn hits_record_batch(hits: &[HitRow]) -> RecordBatch {
     HitColumns::from(hits).into_record_batch()
 }
 
-/// One column filled row by row: its values, and its validity when a row may be null. Null
-/// rows hold the default value, and a column without a null row has no validity buffer, both
-/// as `collect::<PrimitiveArray>()` of `Option`s makes them. Validity is kept as a flag per
-/// row while the column is filled (a push without a branch or a read-modify-write of a bit
-/// word) and packed into bits once, when the column is finished. A column is filled with
-/// [`Column::push`] (rows never null: no validity kept) or with [`Column::push_option`], not
-/// both.
+/// One column: its values, and its validity when a row may be null (a column never null keeps
+/// none). Null rows hold the default value, and a column without a null row has no validity
+/// buffer, both as `collect::<PrimitiveArray>()` of `Option`s makes them. Validity is kept as
+/// a flag per row while the column is filled (a push without a branch or a read-modify-write of
+/// a bit word) and packed into bits once, when the column is finished.
 struct Column<T: ArrowPrimitiveType> {
     values: Vec<T::Native>,
     /// Per row, whether it holds a value (empty for a column never null).
@@ -760,20 +724,6 @@ impl<T: ArrowPrimitiveType> std::fmt::Debug for Column<T> {
 impl<T: ArrowPrimitiveType> Column<T> {
     fn new(rows: usize) -> Self {
         Self { values: Vec::with_capacity(rows), valid: Vec::new(), nulls: 0 }
-    }
-
-    /// Room for `additional` more rows (`optional`: with their validity).
-    fn reserve(&mut self, additional: usize, optional: bool) {
-        self.values.reserve(additional);
-        if optional {
-            self.valid.reserve(additional);
-        }
-    }
-
-    #[inline]
-    fn push(&mut self, value: T::Native) {
-        debug_assert!(self.valid.is_empty(), "a column of optional values");
-        self.values.push(value);
     }
 
     #[inline]

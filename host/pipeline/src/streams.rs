@@ -138,30 +138,31 @@ pub const CALIBRATED: [Stream; 5] =
 
 /// One calibrated stream of a calibration step as an Arrow batch (possibly empty); the hits'
 /// columns are taken as they are.
-pub fn calibrated_batch(done: CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
+pub fn calibrated_batch(mut done: CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
+    take_batch(&mut done, stream)
+}
+
+/// Every calibrated stream of a calibration step, empty ones dropped; the hits' columns are
+/// taken as they are.
+pub fn calibrated_batches(mut done: CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
+    CALIBRATED
+        .into_iter()
+        .filter_map(|s| take_batch(&mut done, s).map(|b| (s, b)))
+        .filter(|(_, b)| b.num_rows() > 0)
+        .map(|(s, b)| (s, Arc::new(b)))
+        .collect()
+}
+
+/// The batch of one calibrated stream, the hits' columns taken out of `done`.
+fn take_batch(done: &mut CalibratedBatch, stream: Stream) -> Option<RecordBatch> {
     Some(match stream {
-        Stream::Hits => done.hits.into_record_batch(),
+        Stream::Hits => std::mem::take(&mut done.hits).into_record_batch(),
         Stream::Events => events_record_batch(&done.events),
         Stream::Tracks => tracks_record_batch(&done.tracks),
         Stream::TrackSegments => segments_record_batch(&done.segments),
         Stream::TrackPixels => track_pixels_record_batch(&done.track_pixels),
         _ => return None,
     })
-}
-
-/// Every calibrated stream of a calibration step, empty ones dropped; the hits' columns are
-/// taken as they are.
-pub fn calibrated_batches(done: CalibratedBatch) -> Vec<(Stream, Arc<RecordBatch>)> {
-    let CalibratedBatch { hits, events, tracks, segments, track_pixels } = done;
-    let batches: [(Stream, RecordBatch); 5] = [
-        (Stream::Hits, hits.into_record_batch()),
-        (Stream::Events, events_record_batch(&events)),
-        (Stream::Tracks, tracks_record_batch(&tracks)),
-        (Stream::TrackSegments, segments_record_batch(&segments)),
-        (Stream::TrackPixels, track_pixels_record_batch(&track_pixels)),
-    ];
-    debug_assert!(batches.iter().map(|(s, _)| *s).eq(CALIBRATED), "in the order of CALIBRATED");
-    batches.into_iter().filter(|(_, b)| b.num_rows() > 0).map(|(s, b)| (s, Arc::new(b))).collect()
 }
 
 #[cfg(test)]
