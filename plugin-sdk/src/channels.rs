@@ -105,6 +105,33 @@ impl ChipIndex {
     }
 }
 
+/// What a channel table holds per channel: empty until something is added, and added to
+/// another cell of its kind field by field.
+trait Cell: Copy + Default {
+    fn is_filled(&self) -> bool;
+    fn add(&mut self, other: &Self);
+}
+
+impl Cell for Moments {
+    fn is_filled(&self) -> bool {
+        self.n > 0
+    }
+    fn add(&mut self, other: &Self) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
+    }
+}
+
+impl Cell for u64 {
+    fn is_filled(&self) -> bool {
+        *self > 0
+    }
+    fn add(&mut self, other: &Self) {
+        *self += other;
+    }
+}
+
 /// One cell per channel, stored densely per chip (64 channels side by side) and found with a
 /// [`ChipIndex`]: three array loads. The storage of [`ChannelStats`] and [`ChannelCounts`].
 #[derive(Clone, Debug)]
@@ -120,7 +147,7 @@ impl<T> Default for ChannelTable<T> {
     }
 }
 
-impl<T: Copy + Default> ChannelTable<T> {
+impl<T: Cell> ChannelTable<T> {
     /// The cell of a channel, added (default) if its chip is new.
     #[inline(always)]
     fn cell(&mut self, unique_id: u32) -> &mut T {
@@ -153,8 +180,18 @@ impl<T: Copy + Default> ChannelTable<T> {
         &self.blocks[index / CHIPS_PER_BLOCK][index % CHIPS_PER_BLOCK]
     }
 
-    /// Every cell of the chips added, in `unique_id` order.
-    fn iter(&self) -> impl Iterator<Item = (u32, &T)> + '_ {
+    /// The cell of a channel, if it was filled.
+    fn get(&self, unique_id: u32) -> Option<T> {
+        self.find(unique_id).filter(|cell| cell.is_filled()).copied()
+    }
+
+    /// Adds `cell` to a channel's.
+    fn add(&mut self, unique_id: u32, cell: &T) {
+        self.cell(unique_id).add(cell);
+    }
+
+    /// The filled cells, in `unique_id` order.
+    fn iter(&self) -> impl Iterator<Item = (u32, T)> + '_ {
         let mut chips: Vec<(u32, usize)> =
             self.chips.keys().iter().enumerate().map(|(index, key)| (*key, index)).collect();
         chips.sort_unstable();
@@ -162,8 +199,45 @@ impl<T: Copy + Default> ChannelTable<T> {
             self.chip(index)
                 .iter()
                 .enumerate()
-                .map(move |(channel, cell)| ((key << 6) | channel as u32, cell))
+                .filter(|(_, cell)| cell.is_filled())
+                .map(move |(channel, cell)| ((key << 6) | channel as u32, *cell))
         })
+    }
+
+    /// Adds another table, channel by channel.
+    fn merge(&mut self, other: &Self) {
+        for (id, cell) in other.iter() {
+            self.add(id, &cell);
+        }
+    }
+
+    /// The table keyed by each channel's pixel ([`Pixels::identify`]), cells added in key
+    /// order; `None` when every channel already has its pixel's key.
+    fn by_pixel(&self, pixels: &Pixels) -> Option<Self> {
+        if self.iter().all(|(id, _)| pixels.identify(id) == id) {
+            return None;
+        }
+        let mut keyed = Self::default();
+        for (id, cell) in self.iter() {
+            keyed.add(pixels.identify(id), &cell);
+        }
+        Some(keyed)
+    }
+}
+
+impl<T: Cell + PartialEq> PartialEq for ChannelTable<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+/// One snapshot column: `value` of each filled channel, in `unique_id` order, written as it is
+/// read from the table.
+struct SnapshotColumn<'a, T, V>(&'a ChannelTable<T>, fn(u32, &T) -> V);
+
+impl<T: Cell, V: Serialize> Serialize for SnapshotColumn<'_, T, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(id, cell)| (self.1)(id, &cell)))
     }
 }
 
@@ -173,7 +247,7 @@ impl<T: Copy + Default> ChannelTable<T> {
 /// store (the 2x2's 337 k channels as a map of objects were 16 MB of JSON built through a
 /// `BTreeMap` on both sides); the older `{unique_id: moments}` map is still read. To count
 /// packets only, [`ChannelCounts`] keeps a third of the memory.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChannelStats {
     table: ChannelTable<Moments>,
 }
@@ -190,10 +264,7 @@ impl ChannelStats {
 
     /// Adds moments for a channel.
     pub fn add(&mut self, unique_id: u32, moments: &Moments) {
-        let m = self.table.cell(unique_id);
-        m.n += moments.n;
-        m.sum += moments.sum;
-        m.sum_sq += moments.sum_sq;
+        self.table.add(unique_id, moments);
     }
 
     /// The same statistics keyed by each channel's pixel ([`Pixels::identify`]): fill with a
@@ -204,31 +275,25 @@ impl ChannelStats {
     /// (ADC counts, or 0 for counting), whose sums in `f64` are exact. Borrowed, not copied,
     /// when every channel already has its pixel's key.
     pub fn by_pixel(&self, pixels: &Pixels) -> Cow<'_, ChannelStats> {
-        if self.iter().all(|(id, _)| pixels.identify(id) == id) {
-            return Cow::Borrowed(self);
+        match self.table.by_pixel(pixels) {
+            Some(table) => Cow::Owned(ChannelStats { table }),
+            None => Cow::Borrowed(self),
         }
-        let mut keyed = ChannelStats::default();
-        for (id, m) in self.iter() {
-            keyed.add(pixels.identify(id), &m);
-        }
-        Cow::Owned(keyed)
     }
 
     /// Adds another set of channels.
     pub fn merge(&mut self, other: &ChannelStats) {
-        for (id, m) in other.iter() {
-            self.add(id, &m);
-        }
+        self.table.merge(&other.table);
     }
 
     /// The moments of a channel, if it had entries.
     pub fn get(&self, unique_id: u32) -> Option<Moments> {
-        self.table.find(unique_id).filter(|m| m.n > 0).copied()
+        self.table.get(unique_id)
     }
 
     /// Channels with entries, in `unique_id` order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, Moments)> + '_ {
-        self.table.iter().filter(|(_, m)| m.n > 0).map(|(id, m)| (id, *m))
+        self.table.iter()
     }
 
     /// Number of channels with entries.
@@ -247,7 +312,7 @@ impl ChannelStats {
 /// smaller table (2.7 MB) stays in the cache where the moments (8 MB) did not.
 /// Snapshots are `{"unique_id": [...], "n": [...]}`; a [`ChannelStats`] snapshot (columns or
 /// the older map) is read as its counts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ChannelCounts {
     table: ChannelTable<u64>,
 }
@@ -261,17 +326,17 @@ impl ChannelCounts {
 
     /// Adds `n` for a channel.
     pub fn add(&mut self, unique_id: u32, n: u64) {
-        *self.table.cell(unique_id) += n;
+        self.table.add(unique_id, &n);
     }
 
     /// The count of a channel (0 if never counted).
     pub fn get(&self, unique_id: u32) -> u64 {
-        self.table.find(unique_id).copied().unwrap_or(0)
+        self.table.get(unique_id).unwrap_or(0)
     }
 
     /// Channels counted, in `unique_id` order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        self.table.iter().filter(|(_, n)| **n > 0).map(|(id, n)| (id, *n))
+        self.table.iter()
     }
 
     /// Number of channels counted.
@@ -286,42 +351,24 @@ impl ChannelCounts {
 
     /// Adds another set of counts.
     pub fn merge(&mut self, other: &ChannelCounts) {
-        for (id, n) in other.iter() {
-            self.add(id, n);
-        }
+        self.table.merge(&other.table);
     }
 
     /// The same counts keyed by each channel's pixel, as [`ChannelStats::by_pixel`].
     pub fn by_pixel(&self, pixels: &Pixels) -> Cow<'_, ChannelCounts> {
-        if self.iter().all(|(id, _)| pixels.identify(id) == id) {
-            return Cow::Borrowed(self);
+        match self.table.by_pixel(pixels) {
+            Some(table) => Cow::Owned(ChannelCounts { table }),
+            None => Cow::Borrowed(self),
         }
-        let mut keyed = ChannelCounts::default();
-        for (id, n) in self.iter() {
-            keyed.add(pixels.identify(id), n);
-        }
-        Cow::Owned(keyed)
-    }
-}
-
-impl PartialEq for ChannelCounts {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
     }
 }
 
 impl Serialize for ChannelCounts {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        struct Column<'a, T>(&'a ChannelCounts, fn(u32, u64) -> T);
-        impl<T: Serialize> Serialize for Column<'_, T> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|(id, n)| (self.1)(id, n)))
-            }
-        }
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("unique_id", &Column(self, |id, _| id))?;
-        map.serialize_entry("n", &Column(self, |_, n| n))?;
+        map.serialize_entry("unique_id", &SnapshotColumn(&self.table, |id, _| id))?;
+        map.serialize_entry("n", &SnapshotColumn(&self.table, |_, n| *n))?;
         map.end()
     }
 }
@@ -339,30 +386,17 @@ impl<'de> Deserialize<'de> for ChannelCounts {
     }
 }
 
-impl PartialEq for ChannelStats {
-    fn eq(&self, other: &Self) -> bool {
-        self.iter().eq(other.iter())
-    }
-}
-
 /// The snapshot's column names.
 const SNAPSHOT_COLUMNS: [&str; 4] = ["unique_id", "n", "sum", "sum_sq"];
 
 impl Serialize for ChannelStats {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        /// One column of the channels with entries, written as it is read from the store.
-        struct Column<'a, T>(&'a ChannelStats, fn(u32, &Moments) -> T);
-        impl<T: Serialize> Serialize for Column<'_, T> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.iter().map(|(id, m)| (self.1)(id, &m)))
-            }
-        }
         let mut map = serializer.serialize_map(Some(4))?;
-        map.serialize_entry("unique_id", &Column(self, |id, _| id))?;
-        map.serialize_entry("n", &Column(self, |_, m| m.n))?;
-        map.serialize_entry("sum", &Column(self, |_, m| m.sum))?;
-        map.serialize_entry("sum_sq", &Column(self, |_, m| m.sum_sq))?;
+        map.serialize_entry("unique_id", &SnapshotColumn(&self.table, |id, _| id))?;
+        map.serialize_entry("n", &SnapshotColumn(&self.table, |_, m| m.n))?;
+        map.serialize_entry("sum", &SnapshotColumn(&self.table, |_, m| m.sum))?;
+        map.serialize_entry("sum_sq", &SnapshotColumn(&self.table, |_, m| m.sum_sq))?;
         map.end()
     }
 }
