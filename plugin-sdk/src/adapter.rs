@@ -143,6 +143,7 @@ impl<P: Plugin> GuestInstance for Adapter<P> {
 fn dispatch<P: Plugin>(state: &mut P, stream: &str, batch: &Batch) -> Result<(), String> {
     match stream {
         "packets" => state.packets(batch),
+        "channels" => state.channels(batch),
         "hits" => state.hits(batch),
         "events" => state.events(batch),
         "tracks" => state.tracks(batch),

@@ -264,6 +264,15 @@ impl TimeSpan {
         });
     }
 
+    /// Widens the span to include a first and a last second, each when known (the `channels`
+    /// stream's `first_unix_time` and `last_unix_time`).
+    #[inline]
+    pub fn widen(&mut self, first: Option<u64>, last: Option<u64>) {
+        for t in [first, last].into_iter().flatten() {
+            self.fill(t);
+        }
+    }
+
     /// Widens the span by another.
     pub fn merge(&mut self, other: &TimeSpan) {
         if let Some((a, b)) = other.range {

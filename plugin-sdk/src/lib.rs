@@ -157,6 +157,13 @@ pub trait Plugin: Sized + serde::Serialize + serde::de::DeserializeOwned + Merge
     fn packets(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())
     }
+    /// A batch of the `channels` stream: per channel, the count, Σ ADC, Σ ADC² and first/last
+    /// Unix time of its valid data packets, summed by the host (add them with
+    /// [`ChannelStats::add`] / [`ChannelCounts::add`] when per-channel totals are all a plugin
+    /// keeps: far fewer rows than `packets`, and the same totals).
+    fn channels(&mut self, _batch: &Batch) -> Result<(), String> {
+        Ok(())
+    }
     /// A batch of the `hits` stream.
     fn hits(&mut self, _batch: &Batch) -> Result<(), String> {
         Ok(())

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod arrow;
+pub mod channel_activity;
 pub mod convert;
 mod error;
 mod hdf5_io;

@@ -14,6 +14,7 @@ use larmon_calibrate::output::{
     tracks_record_batch, tracks_schema,
 };
 use larmon_ingest::arrow::packets_schema;
+use larmon_ingest::channel_activity::channels_schema;
 use larmon_ingest::light::streams::{
     light_events_schema, light_matches_schema, light_waveforms_schema,
 };
@@ -23,6 +24,9 @@ use larmon_ingest::light::streams::{
 pub enum Stream {
     /// Decoded packet rows, one per LArPix or PACMAN word (ingest).
     Packets,
+    /// Per channel, the valid data packets' count, Σ ADC, Σ ADC² and first/last Unix time,
+    /// summed natively from `packets` (ingest): for plugins that keep per-channel totals only.
+    Channels,
     /// Calibrated hits: charge in ke⁻, pixel x/y, drift z (calibration).
     Hits,
     /// Events built from external triggers or self-triggered clusters, with t0 (calibration).
@@ -59,8 +63,9 @@ pub enum Producer {
 
 impl Stream {
     /// Every stream, in the order the docs list them.
-    pub const ALL: [Stream; 10] = [
+    pub const ALL: [Stream; 11] = [
         Stream::Packets,
+        Stream::Channels,
         Stream::Hits,
         Stream::Events,
         Stream::Tracks,
@@ -76,6 +81,7 @@ impl Stream {
     pub const fn name(self) -> &'static str {
         match self {
             Stream::Packets => "packets",
+            Stream::Channels => "channels",
             Stream::Hits => "hits",
             Stream::Events => "events",
             Stream::Tracks => "tracks",
@@ -97,6 +103,7 @@ impl Stream {
     pub fn schema(self) -> SchemaRef {
         match self {
             Stream::Packets => packets_schema(),
+            Stream::Channels => channels_schema(),
             Stream::Hits => hits_schema(),
             Stream::Events => events_schema(),
             Stream::Tracks => tracks_schema(),
@@ -112,7 +119,7 @@ impl Stream {
     /// The stage that produces it.
     pub const fn producer(self) -> Producer {
         match self {
-            Stream::Packets => Producer::ChargeIngest,
+            Stream::Packets | Stream::Channels => Producer::ChargeIngest,
             Stream::Hits
             | Stream::Events
             | Stream::Tracks

@@ -192,8 +192,9 @@ const HELP: &str = "\
     configuration; a whole chip noisy: its threshold is too low.";
 
 columns! {
-    struct Packets from "packets" {
-        packet_type: u8, valid_parity: u8, unix_time: u64, channel: ChannelKey,
+    struct Channels from "channels" {
+        channel: ChannelKey, packets: u64, adc_sum: u64, adc_sum_sq: u64,
+        first_unix_time: Option<u64>, last_unix_time: Option<u64>,
     }
 }
 
@@ -206,7 +207,7 @@ impl Plugin for ChannelHealth {
             "Hot, noisy and dead channels against robust per-run expectations",
         )
         .help(HELP)
-        .reads::<Packets>()
+        .reads::<Channels>()
         .uses_pixels()
     }
 
@@ -214,13 +215,11 @@ impl Plugin for ChannelHealth {
         Ok(Self { counts: ChannelCounts::default(), span: TimeSpan::default(), settings, pixels })
     }
 
-    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let p = Packets::read(batch)?;
-        for i in 0..p.rows {
-            if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
-                self.counts.count(p.channel[i]);
-                self.span.fill(p.unix_time[i]);
-            }
+    fn channels(&mut self, batch: &Batch) -> Result<(), String> {
+        let c = Channels::read(batch)?;
+        for i in 0..c.rows {
+            self.counts.add(c.channel[i], c.packets[i]);
+            self.span.widen(c.first_unix_time[i], c.last_unix_time[i]);
         }
         Ok(())
     }

@@ -49,8 +49,9 @@ const HELP: &str = "\
     shorter runs are not judged): warning from 1 chip, error from 10.";
 
 columns! {
-    struct Packets from "packets" {
-        packet_type: u8, valid_parity: u8, dataword: u8, unix_time: u64, channel: ChannelKey,
+    struct Channels from "channels" {
+        channel: ChannelKey, packets: u64, adc_sum: u64, adc_sum_sq: u64,
+        first_unix_time: Option<u64>, last_unix_time: Option<u64>,
     }
 }
 
@@ -60,7 +61,7 @@ impl Plugin for PixelMaps {
     fn info() -> Info {
         Info::new("pixel-maps", "Per-channel mean ADC, ADC RMS and rate on the anode geometry")
             .help(HELP)
-            .reads::<Packets>()
+            .reads::<Channels>()
             .uses_pixels()
     }
 
@@ -68,13 +69,12 @@ impl Plugin for PixelMaps {
         Ok(Self { adc: ChannelStats::default(), span: TimeSpan::default(), settings, pixels })
     }
 
-    fn packets(&mut self, batch: &Batch) -> Result<(), String> {
-        let p = Packets::read(batch)?;
-        for i in 0..p.rows {
-            if p.packet_type[i] == 0 && p.valid_parity[i] == 1 {
-                self.adc.fill(p.channel[i], f64::from(p.dataword[i]));
-                self.span.fill(p.unix_time[i]);
-            }
+    fn channels(&mut self, batch: &Batch) -> Result<(), String> {
+        let c = Channels::read(batch)?;
+        for i in 0..c.rows {
+            let (sum, sum_sq) = (c.adc_sum[i] as f64, c.adc_sum_sq[i] as f64);
+            self.adc.add(c.channel[i], &Moments { n: c.packets[i], sum, sum_sq });
+            self.span.widen(c.first_unix_time[i], c.last_unix_time[i]);
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use larmon_calibrate::output::{CalibratedBatch, EventRow, pixels_record_batch};
 use larmon_calibrate::{CalibrationStats, Calibrator, DetectorConfig};
 use larmon_ingest::PacketColumns;
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::channel_activity::ChannelActivity;
 use larmon_ingest::light::streams::TICKS_PER_S as LIGHT_TICKS_PER_S;
 use larmon_ingest::read::{
     DecodeAhead, FileKind, FlowFileReader, LarpixReader, ReadOptions, is_flow_file,
@@ -367,12 +368,17 @@ pub fn stream_charge_file<E: From<PipelineError>>(
     let mut source = calibration.open_file(file, 0, &ReadOptions::default())?;
     let bar = progress.bar("calibrating", source.progress_total(), source.progress_unit());
     let (mut hits, mut events) = (0, 0);
+    let mut activity = ChannelActivity::new();
     let mut hand_over =
         |source: &ChargeSource, done: CalibratedBatch, packets: Option<PacketColumns>| {
             hits += done.hits.len();
             events += done.events.len();
             match (stream, packets) {
                 (Stream::Packets, Some(packets)) => put(packets_record_batch(packets)),
+                (Stream::Channels, Some(packets)) => {
+                    activity.add(&packets).into_iter().try_for_each(&mut put)
+                }
+                (Stream::Channels, None) => activity.flush().into_iter().try_for_each(&mut put),
                 _ => source.batch(done, stream).map_or(Ok(()), &mut put),
             }
         };

@@ -13,6 +13,7 @@ use arrow::array::RecordBatch;
 use larmon_calibrate::output::{CalibratedBatch, pixels_record_batch};
 use larmon_catalog::runs::RunDatabase;
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::channel_activity::ChannelActivity;
 use larmon_ingest::light::is_light_file;
 use larmon_ingest::read::ReadOptions;
 use larmon_report::PluginEntry;
@@ -245,6 +246,11 @@ pub fn run_files(
                 let _ = tx.send(Work::Batch(stream, batch.clone()));
             }
         };
+        // The `channels` stream is summed only when a plugin asks for it.
+        let mut activity = loaded
+            .iter()
+            .any(|p| p.info().consumes.iter().any(|r| r.stream == Stream::Channels.name()))
+            .then(ChannelActivity::new);
         // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
         let mut charge_triggers = Vec::<(i64, u64)>::new();
         let total: u64 = files[file_range.clone()]
@@ -297,11 +303,21 @@ pub fn run_files(
                     hand_over(&source, step.calibrated);
                     if let Some(packets) = step.packets {
                         widen_by_timestamps(&mut file_span, &packets);
+                        if let Some(activity) = activity.as_mut() {
+                            for batch in activity.add(&packets) {
+                                broadcast(Stream::Channels, Arc::new(batch));
+                            }
+                        }
                         broadcast(Stream::Packets, Arc::new(packets_record_batch(packets)));
                     }
                 }
                 let rest = source.finish();
                 hand_over(&source, rest);
+                // A file's channel sums in one go: a few hundred thousand rows for the 2x2,
+                // however many packets it had.
+                for batch in activity.as_mut().map(ChannelActivity::flush).unwrap_or_default() {
+                    broadcast(Stream::Channels, Arc::new(batch));
+                }
                 file_span = join_span(file_span, source.span());
                 (source.host_stats(), file_span)
             };

@@ -19,6 +19,7 @@ use larmon_calibrate::output::pixels_record_batch;
 use larmon_calibrate::{Calibrator, CalibratorState};
 use larmon_catalog::runs::{RunDatabase, System, run_label};
 use larmon_ingest::arrow::packets_record_batch;
+use larmon_ingest::channel_activity::ChannelActivity;
 use larmon_ingest::light::channel_map::ChannelMap;
 use larmon_ingest::light::{LightFile, is_light_file};
 use larmon_ingest::read::{LarpixReader, ReadOptions, is_flow_file};
@@ -980,6 +981,14 @@ impl DaqWatch {
         reader.seek(file.position);
         let mut calibrated: Vec<(Stream, Arc<RecordBatch>)> = Vec::new();
         let mut rows = 0u64;
+        // The `channels` stream, summed only when a plugin asks for it, handed over with each
+        // feed (so a figure is as fresh as the packets').
+        let wants_channels =
+            file.instances.iter().flatten().any(|i| i.wants(Stream::Channels.name()));
+        let mut activity = ChannelActivity::new();
+        let channels = |batches: Vec<RecordBatch>| {
+            batches.into_iter().map(|b| (Stream::Channels, Arc::new(b)))
+        };
         loop {
             let batch = match reader.next_batch() {
                 Ok(Some(batch)) => batch,
@@ -995,13 +1004,18 @@ impl DaqWatch {
             let done = file.calibrator.push(&batch);
             file.triggers.extend(charge_triggers_of(&done.events));
             calibrated.extend(calibrated_batches(done));
+            if wants_channels {
+                calibrated.extend(channels(activity.add(&batch)));
+            }
             calibrated.push((Stream::Packets, Arc::new(packets_record_batch(batch))));
             // Bound memory on a large backlog: hand over every ~1 M rows.
             if calibrated.len() > 200 {
+                calibrated.extend(channels(activity.flush()));
                 Self::feed(&mut file.instances, &calibrated);
                 calibrated.clear();
             }
         }
+        calibrated.extend(channels(activity.flush()));
         Self::feed(&mut file.instances, &calibrated);
         file.position = reader.progress_done();
         file.size = meta.len();
