@@ -56,7 +56,7 @@ pub enum EventKind {
 }
 
 /// One calibrated hit.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct HitRow {
     /// Event it belongs to (none for isolated untriggered hits).
     pub event_id: Option<u64>,
@@ -516,28 +516,15 @@ impl HitColumns {
 
     /// Hit `i` as a row; panics if there is no such hit.
     pub fn row(&self, i: usize) -> HitRow {
-        HitRow {
-            event_id: self.event_id.get(i),
-            track_id: self.track_id.get(i),
-            io_group: self.io_group.values[i],
-            io_channel: self.io_channel.values[i],
-            chip_id: self.chip_id.values[i],
-            channel_id: self.channel_id.values[i],
-            tile: self.tile.get(i),
-            tpc: self.tpc.get(i),
-            ts_ticks: self.ts_ticks.values[i],
-            unix_time: self.unix_time.values[i],
-            trigger_type: self.trigger_type.values[i],
-            n_packets: self.n_packets.values[i],
-            q_mv: self.q_mv.values[i],
-            q_ke: self.q_ke.values[i],
-            x_mm: self.x_mm.get(i),
-            y_mm: self.y_mm.get(i),
-            t0_ticks: self.t0_ticks.get(i),
-            drift_ticks: self.drift_ticks.get(i),
-            drift_mm: self.drift_mm.get(i),
-            z_mm: self.z_mm.get(i),
+        let mut row = HitRow::default();
+        macro_rules! dense {
+            ($($field:ident),*) => {$( row.$field = self.$field.values[i]; )*};
         }
+        macro_rules! optional {
+            ($($field:ident),*) => {$( row.$field = self.$field.get(i); )*};
+        }
+        hit_columns!(dense, optional);
+        row
     }
 
     /// Every hit as a row, in order.

@@ -244,6 +244,10 @@ impl LoadedPlugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+    /// Whether the plugin asks for `stream` (what [`PluginRun::wants`] says of an instance).
+    pub fn wants(&self, stream: &str) -> bool {
+        self.info.consumes.iter().any(|r| r.stream == stream)
+    }
     /// The name it was loaded under (file name).
     pub fn label(&self) -> &str {
         &self.label

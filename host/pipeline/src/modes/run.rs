@@ -247,10 +247,8 @@ pub fn run_files(
             }
         };
         // The `channels` stream is summed only when a plugin asks for it.
-        let mut activity = loaded
-            .iter()
-            .any(|p| p.info().consumes.iter().any(|r| r.stream == Stream::Channels.name()))
-            .then(ChannelActivity::new);
+        let mut activity =
+            loaded.iter().any(|p| p.wants(Stream::Channels.name())).then(ChannelActivity::new);
         // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
         let mut charge_triggers = Vec::<(i64, u64)>::new();
         let total: u64 = files[file_range.clone()]
