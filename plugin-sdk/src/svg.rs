@@ -1326,6 +1326,14 @@ fn anode_panels(
     } else {
         ((300 * panels + key_width).max(SIZE.0), 560)
     };
+    // Each anode's pixels (indices into `pixels`), found in one pass: a pass over all of them
+    // per panel was the largest part of a 2x2 pixel map's time.
+    let mut of_anode: BTreeMap<u8, Vec<(usize, &crate::geometry::Pixel)>> = BTreeMap::new();
+    for (k, p) in pixels.iter().enumerate() {
+        if only.is_none_or(|t| t == p.tpc) {
+            of_anode.entry(p.tpc).or_default().push((k, p));
+        }
+    }
     let mut svg = String::new();
     let mut images = Vec::new();
     let mut overlay = String::new();
@@ -1363,9 +1371,12 @@ fn anode_panels(
             let rows = ((y1 - y0) / pitch).round() as usize + 1;
             let mut rgba = vec![255u8; cols * rows * 4];
             let mut tiles: BTreeMap<u16, (f64, f64, f64, f64)> = BTreeMap::new();
-            for (k, p) in pixels.iter().enumerate().filter(|(_, p)| p.tpc == *tpc) {
-                let c = (((p.x_mm - x0) / pitch).round() as usize).min(cols - 1);
-                let r = rows - 1 - (((p.y_mm - y0) / pitch).round() as usize).min(rows - 1);
+            for &(k, p) in of_anode.get(tpc).map_or(&[][..], Vec::as_slice) {
+                // Offsets from the extent's corner are whole pitches up to rounding, never
+                // halves: rounding half to even (one Wasm instruction) is rounding here.
+                let c = (((p.x_mm - x0) / pitch).round_ties_even() as usize).min(cols - 1);
+                let r =
+                    rows - 1 - (((p.y_mm - y0) / pitch).round_ties_even() as usize).min(rows - 1);
                 rgba[(r * cols + c) * 4..][..3].copy_from_slice(&colour(k, p));
                 if let Some([red, green, blue]) = ring(k, p) {
                     if overlay.len() < 3000 * 120 {
@@ -1375,8 +1386,10 @@ fn anode_panels(
                         );
                     }
                 }
-                let t = tiles.entry(p.tile).or_insert((p.x_mm, p.x_mm, p.y_mm, p.y_mm));
-                *t = (t.0.min(p.x_mm), t.1.max(p.x_mm), t.2.min(p.y_mm), t.3.max(p.y_mm));
+                if only.is_some() {
+                    let t = tiles.entry(p.tile).or_insert((p.x_mm, p.x_mm, p.y_mm, p.y_mm));
+                    *t = (t.0.min(p.x_mm), t.1.max(p.x_mm), t.2.min(p.y_mm), t.3.max(p.y_mm));
+                }
             }
             if only.is_some() {
                 // Tiles outlined and numbered.

@@ -228,7 +228,10 @@ impl Runtime {
             }
         }
         let compiled = self.engine.precompile_component(wasm).map_err(|e| format!("{e:#}"))?;
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A temporary name of this process and this write: components are loaded in parallel.
+        static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = path.with_extension(format!("tmp{}-{write}", std::process::id()));
         if std::fs::write(&temp, &compiled).and_then(|()| std::fs::rename(&temp, &path)).is_err() {
             let _ = std::fs::remove_file(&temp);
         }

@@ -154,11 +154,12 @@ fn load_components(
     let mut unusable = Vec::new();
     let mut replaced = Vec::new();
     let mut bundled_count = 0;
-    for (k, path) in files.iter().chain(extra).enumerate() {
+    let paths: Vec<&PathBuf> = files.iter().chain(extra).collect();
+    for (k, (path, outcome)) in paths.iter().zip(load_in_parallel(runtime, &paths)).enumerate() {
         if k == files.len() {
             bundled_count = loaded.len();
         }
-        let plugin = match runtime.load_file(path) {
+        let plugin = match outcome {
             Ok(plugin) => plugin,
             Err(e) => {
                 let file = path.file_name().map_or_else(
@@ -191,6 +192,36 @@ fn load_components(
         return Err(PipelineError::NoPlugins);
     }
     Ok(LoadedPlugins { plugins: loaded, unusable, replaced })
+}
+
+/// Loads the components on every core, each outcome at its file's place. Each load reads and
+/// hashes the file, maps the compiled component from the cache (or compiles it) and asks the
+/// instantiated plugin for its `info()`: about 13 ms per bundled plugin here, so one after the
+/// other the 14 took the first 0.2 s of every run with one core idle.
+fn load_in_parallel(
+    runtime: &Runtime,
+    paths: &[&PathBuf],
+) -> Vec<std::result::Result<LoadedPlugin, larmon_runtime::RuntimeError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len());
+    let mut outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(k) else { return done };
+                        done.push((k, runtime.load_file(path)));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a plugin-loading thread")).collect()
+    });
+    outcomes.sort_by_key(|(k, _)| *k);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
 }
 
 /// Rows of the `pixels` stream per batch: the 2x2's 337 k pixels in one batch were an 18 MB
