@@ -228,16 +228,17 @@ impl Plugin for ChannelHealth {
         let counts = self.counts.by_pixel(&self.pixels);
         let seconds = self.span.seconds();
         let count = |id: u32| counts.get(id);
-        // Expected count per chip: median over its connected channels.
-        let mut by_chip: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-        for p in self.pixels.iter() {
-            by_chip.entry(p.unique_id >> 6).or_default().push(count(p.unique_id) as f64);
-        }
-        let mut all: Vec<f64> = by_chip.values().flatten().copied().collect();
+        // Expected count per chip: median over its connected channels. Pixels come in key
+        // order, so each chip's channels are one run of them.
+        let pixels: Vec<&Pixel> = self.pixels.iter().collect();
+        let chips: Vec<&[&Pixel]> =
+            pixels.chunk_by(|a, b| a.unique_id >> 6 == b.unique_id >> 6).collect();
+        let chip_counts = |chip: &[&Pixel]| -> Vec<f64> {
+            chip.iter().map(|p| count(p.unique_id) as f64).collect()
+        };
+        let mut all: Vec<f64> = pixels.iter().map(|p| count(p.unique_id) as f64).collect();
         let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
         let global = median(&mut all).max(mean);
-        let chip_median: BTreeMap<u32, f64> =
-            by_chip.into_iter().map(|(k, mut v)| (k, median(&mut v).max(global))).collect();
         let mut flags = Vec::new();
         let mut unjudged_dead = 0usize;
         let mut ln_table = LnTable::default();
@@ -255,25 +256,27 @@ impl Plugin for ChannelHealth {
                 rate_hz: n as f64 / seconds,
             }
         };
-        for p in self.pixels.iter() {
-            let id = p.unique_id;
-            let n = count(id);
-            let mu = chip_median.get(&(id >> 6)).copied().unwrap_or(global);
-            let rate = n as f64 / seconds;
-            if n as f64 >= self.settings.hot_factor * mu.max(1.0)
-                && rate >= self.settings.hot_min_rate_hz
-            {
-                flags.push(flag(id, "hot", n, mu));
-            } else if n as f64 >= self.settings.noisy_min_packets
-                && n as f64 >= self.settings.noisy_factor * mu.max(1.0)
-                && ln_poisson_tail(n, mu, &mut ln_table) < self.settings.noisy_p_value.ln()
-            {
-                flags.push(flag(id, "noisy", n, mu));
-            } else if n == 0 {
-                if -mu < self.settings.dead_p_value.ln() {
-                    flags.push(flag(id, "dead", n, mu));
-                } else {
-                    unjudged_dead += 1;
+        for chip in &chips {
+            let mu = median(&mut chip_counts(chip)).max(global);
+            for p in chip.iter() {
+                let id = p.unique_id;
+                let n = count(id);
+                let rate = n as f64 / seconds;
+                if n as f64 >= self.settings.hot_factor * mu.max(1.0)
+                    && rate >= self.settings.hot_min_rate_hz
+                {
+                    flags.push(flag(id, "hot", n, mu));
+                } else if n as f64 >= self.settings.noisy_min_packets
+                    && n as f64 >= self.settings.noisy_factor * mu.max(1.0)
+                    && ln_poisson_tail(n, mu, &mut ln_table) < self.settings.noisy_p_value.ln()
+                {
+                    flags.push(flag(id, "noisy", n, mu));
+                } else if n == 0 {
+                    if -mu < self.settings.dead_p_value.ln() {
+                        flags.push(flag(id, "dead", n, mu));
+                    } else {
+                        unjudged_dead += 1;
+                    }
                 }
             }
         }

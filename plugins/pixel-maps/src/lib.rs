@@ -135,14 +135,17 @@ impl Plugin for PixelMaps {
         let seen = self.pixels.iter().filter(|p| adc.get(p.unique_id).is_some()).count();
         let outside = adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
         let table: Vec<(u32, Moments)> = adc.iter().collect();
-        // Chips of the layout and how many packets each sent.
-        let mut chips: std::collections::BTreeMap<u32, (u64, u32)> = Default::default();
-        for p in self.pixels.iter() {
-            let chip = chips.entry(p.unique_id >> 6).or_default();
-            chip.0 += adc.get(p.unique_id).map_or(0, |m| m.n);
-            chip.1 += 1;
-        }
-        let packets: u64 = chips.values().map(|c| c.0).sum();
+        // Chips of the layout and how many packets each sent: (chip, (packets, channels)).
+        // Pixels come in key order, so each chip's channels are one run of them.
+        let pixels: Vec<&Pixel> = self.pixels.iter().collect();
+        let chips: Vec<(u32, (u64, u32))> = pixels
+            .chunk_by(|a, b| a.unique_id >> 6 == b.unique_id >> 6)
+            .map(|chip| {
+                let packets = chip.iter().map(|p| adc.get(p.unique_id).map_or(0, |m| m.n)).sum();
+                (chip[0].unique_id >> 6, (packets, chip.len() as u32))
+            })
+            .collect();
+        let packets: u64 = chips.iter().map(|(_, c)| c.0).sum();
         let per_channel = packets as f64 / self.pixels.len().max(1) as f64;
         let silent: Vec<u32> = chips
             .iter()
@@ -154,8 +157,8 @@ impl Plugin for PixelMaps {
             .map(|(chip, _)| *chip)
             .collect();
         let judged = chips
-            .values()
-            .filter(|(_, c)| {
+            .iter()
+            .filter(|(_, (_, c))| {
                 per_channel * f64::from(*c) / self.settings.packets_per_crossing
                     >= self.settings.min_expected_crossings
             })
