@@ -162,9 +162,16 @@ fn add(a: V3, b: V3) -> V3 {
 
 /// Distance of `p` from the line through `origin` along the unit vector `axis`.
 fn distance(p: V3, origin: V3, axis: V3) -> f64 {
+    squared_distance(p, origin, axis).sqrt()
+}
+
+/// [`distance`] squared: compared with a [`squared_limit`], the same decision without the
+/// square root.
+#[inline]
+fn squared_distance(p: V3, origin: V3, axis: V3) -> f64 {
     let d = sub(p, origin);
     let along = dot(d, axis);
-    (dot(d, d) - along * along).max(0.0).sqrt()
+    (dot(d, d) - along * along).max(0.0)
 }
 
 /// Points a RANSAC count takes at a time before it checks whether the line can still win.
@@ -474,7 +481,7 @@ pub fn find_tracks(
         // 2. PCA refit and inliers again
         let inliers: Vec<V3> = unused
             .iter()
-            .filter(|(_, p)| distance(*p, origin, axis) <= config.inlier_mm)
+            .filter(|(_, p)| squared_distance(*p, origin, axis) <= inlier_squared)
             .map(|(_, p)| *p)
             .collect();
         let (center, mut axis) = pca(&inliers);
@@ -484,10 +491,12 @@ pub fn find_tracks(
         let mut on_line: Vec<(f64, usize)> = unused
             .iter()
             .enumerate()
-            .filter(|(_, (_, p))| distance(*p, center, axis) <= config.inlier_mm)
+            .filter(|(_, (_, p))| squared_distance(*p, center, axis) <= inlier_squared)
             .map(|(k, (_, p))| (dot(sub(*p, center), axis), k))
             .collect();
-        on_line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // By position along the line, ties in the points' order (what a stable sort keeps),
+        // without a stable sort's scratch allocation.
+        on_line.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         // 3. split at gaps
         let mut pieces: Vec<&[(f64, usize)]> = Vec::new();
         let mut start = 0;
@@ -569,8 +578,11 @@ pub fn find_tracks(
             }
             // charge and track length per pixel
             // (grouped by channel in channel order, each pixel's hits in the order along the line)
-            let mut by_pixel: Vec<&TrackHit> = member_hits.iter().collect();
-            by_pixel.sort_by_key(|h| h.channel);
+            // Ties in the order along the line, as a stable sort keeps them, without a stable
+            // sort's scratch allocation.
+            let mut order: Vec<usize> = (0..member_hits.len()).collect();
+            order.sort_unstable_by_key(|&k| (member_hits[k].channel, k));
+            let by_pixel: Vec<&TrackHit> = order.iter().map(|&k| &member_hits[k]).collect();
             for pixel_hits in by_pixel.chunk_by(|a, b| a.channel == b.channel) {
                 let first = pixel_hits[0];
                 let (io_group, io_channel, chip_id, channel_id) = first.channel;
