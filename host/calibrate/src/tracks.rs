@@ -578,11 +578,21 @@ pub fn find_tracks(
             }
             // charge and track length per pixel
             // (grouped by channel in channel order, each pixel's hits in the order along the line)
-            // Ties in the order along the line, as a stable sort keeps them, without a stable
-            // sort's scratch allocation.
-            let mut order: Vec<usize> = (0..member_hits.len()).collect();
-            order.sort_unstable_by_key(|&k| (member_hits[k].channel, k));
-            let by_pixel: Vec<&TrackHit> = order.iter().map(|&k| &member_hits[k]).collect();
+            // Ties in the order along the line, as a stable sort keeps them: sorted as one
+            // integer per hit, the channel's four bytes in their order above the hit's place
+            // (sorting the hits themselves by channel was 7 % of calibration's time).
+            let mut order: Vec<u64> = member_hits
+                .iter()
+                .enumerate()
+                .map(|(k, h)| {
+                    let (io_group, io_channel, chip_id, channel_id) = h.channel;
+                    let channel = u32::from_be_bytes([io_group, io_channel, chip_id, channel_id]);
+                    (u64::from(channel) << 32) | k as u64
+                })
+                .collect();
+            order.sort_unstable();
+            let by_pixel: Vec<&TrackHit> =
+                order.iter().map(|&key| &member_hits[(key & 0xFFFF_FFFF) as usize]).collect();
             for pixel_hits in by_pixel.chunk_by(|a, b| a.channel == b.channel) {
                 let first = pixel_hits[0];
                 let (io_group, io_channel, chip_id, channel_id) = first.channel;
