@@ -165,9 +165,13 @@ impl Pixels {
     /// Sorts the gathered rows and builds the index, so lookups and iteration need no
     /// sorting; a channel listed twice keeps its last row.
     pub(crate) fn finish(&mut self) {
-        self.by_id.reverse();
-        self.by_id.sort_by_key(|p| p.unique_id);
-        self.by_id.dedup_by_key(|p| p.unique_id);
+        // The host sends them in key order, each channel once: then there is nothing to sort
+        // (and no sort's scratch memory, which Wasm memory keeps for the instance's life).
+        if !self.by_id.is_sorted_by(|a, b| a.unique_id < b.unique_id) {
+            self.by_id.reverse();
+            self.by_id.sort_by_key(|p| p.unique_id);
+            self.by_id.dedup_by_key(|p| p.unique_id);
+        }
         self.index();
     }
 
