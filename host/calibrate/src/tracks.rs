@@ -445,6 +445,23 @@ impl EventTracks {
     }
 }
 
+/// The working buffers of [`find_tracks`], kept from event to event on each thread (allocating
+/// them afresh for every candidate line and track was 5 % of calibration's time).
+#[derive(Default)]
+struct TrackScratch {
+    inliers: Vec<V3>,
+    on_line: Vec<(f64, usize)>,
+    pieces: Vec<std::ops::Range<usize>>,
+    taken: Vec<usize>,
+    member_hits: Vec<TrackHit>,
+    segment_sums: Vec<(f64, f64, u32)>,
+    by_pixel: Vec<u64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<TrackScratch> = std::cell::RefCell::default();
+}
+
 /// Finds the tracks of one event among `hits` (those without x, y, z are ignored); track ids
 /// start at `first_track_id`.
 pub fn find_tracks(
@@ -455,6 +472,26 @@ pub fn find_tracks(
     pitch_of_tpc: &dyn Fn(u8) -> f64,
     first_track_id: u64,
 ) -> EventTracks {
+    let search = |scratch: &mut TrackScratch| {
+        find_tracks_with(scratch, config, event_id, hits, clock_mhz, pitch_of_tpc, first_track_id)
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut scratch) => search(&mut scratch),
+        Err(_) => search(&mut TrackScratch::default()),
+    })
+}
+
+fn find_tracks_with(
+    scratch: &mut TrackScratch,
+    config: &TrackConfig,
+    event_id: u64,
+    hits: HitSlice<'_>,
+    clock_mhz: f64,
+    pitch_of_tpc: &dyn Fn(u8) -> f64,
+    first_track_id: u64,
+) -> EventTracks {
+    let TrackScratch { inliers, on_line, pieces, taken, member_hits, segment_sums, by_pixel } =
+        scratch;
     let mut tracks = Vec::new();
     let mut segments = Vec::new();
     let mut pixels = Vec::new();
@@ -479,61 +516,64 @@ pub fn find_tracks(
             break;
         };
         // 2. PCA refit and inliers again
-        let inliers: Vec<V3> = unused
-            .iter()
-            .filter(|(_, p)| squared_distance(*p, origin, axis) <= inlier_squared)
-            .map(|(_, p)| *p)
-            .collect();
-        let (center, mut axis) = pca(&inliers);
+        inliers.clear();
+        inliers.extend(
+            unused
+                .iter()
+                .filter(|(_, p)| squared_distance(*p, origin, axis) <= inlier_squared)
+                .map(|(_, p)| *p),
+        );
+        let (center, mut axis) = pca(inliers);
         if axis[1] > 0.0 || (axis[1] == 0.0 && axis[0] < 0.0) {
             axis = scale(axis, -1.0); // start at the top: cosmics go down
         }
-        let mut on_line: Vec<(f64, usize)> = unused
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, p))| squared_distance(*p, center, axis) <= inlier_squared)
-            .map(|(k, (_, p))| (dot(sub(*p, center), axis), k))
-            .collect();
+        on_line.clear();
+        on_line.extend(
+            unused
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, p))| squared_distance(*p, center, axis) <= inlier_squared)
+                .map(|(k, (_, p))| (dot(sub(*p, center), axis), k)),
+        );
         // By position along the line, ties in the points' order (what a stable sort keeps),
         // without a stable sort's scratch allocation.
         on_line.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         // 3. split at gaps
-        let mut pieces: Vec<&[(f64, usize)]> = Vec::new();
+        pieces.clear();
         let mut start = 0;
         for i in 1..=on_line.len() {
             if i == on_line.len() || on_line[i].0 - on_line[i - 1].0 > config.max_gap_mm {
-                pieces.push(&on_line[start..i]);
+                pieces.push(start..i);
                 start = i;
             }
         }
-        let mut taken: Vec<usize> = Vec::new();
-        for piece in pieces {
+        taken.clear();
+        for piece in pieces.iter() {
+            let piece = &on_line[piece.clone()];
             let (s0, s1) = (piece[0].0, piece[piece.len() - 1].0);
             if piece.len() < config.min_hits || s1 - s0 < config.min_length_mm {
                 continue;
             }
             let track_id = first_track_id + tracks.len() as u64;
-            let member_hits: Vec<TrackHit> = piece
-                .iter()
-                .map(|(_, k)| {
-                    let (i, [x, y, z]) = unused[*k];
-                    TrackHit {
-                        channel: hits.channel(i),
-                        tpc: hits.tpc(i),
-                        q_ke: hits.q_ke(i),
-                        xyz: [x, y, z],
-                        drift_ticks: hits.drift_ticks(i),
-                        has_t0: hits.t0_ticks(i).is_some(),
-                    }
-                })
-                .collect();
+            member_hits.clear();
+            member_hits.extend(piece.iter().map(|(_, k)| {
+                let (i, [x, y, z]) = unused[*k];
+                TrackHit {
+                    channel: hits.channel(i),
+                    tpc: hits.tpc(i),
+                    q_ke: hits.q_ke(i),
+                    xyz: [x, y, z],
+                    drift_ticks: hits.drift_ticks(i),
+                    has_t0: hits.t0_ticks(i).is_some(),
+                }
+            }));
             let start_point = add(center, scale(axis, s0));
             let end_point = add(center, scale(axis, s1));
             let residual =
                 piece.iter().map(|(_, k)| distance(unused[*k].1, center, axis)).sum::<f64>()
                     / piece.len() as f64;
             let mut tpc_mask = 0u32;
-            for h in &member_hits {
+            for h in member_hits.iter() {
                 if let Some(t) = h.tpc.filter(|t| *t < 32) {
                     tpc_mask |= 1 << t;
                 }
@@ -554,14 +594,15 @@ pub fn find_tracks(
             // segments of segment_mm along the axis
             let n_segments = ((s1 - s0) / config.segment_mm).ceil().max(1.0) as usize;
             let dx = (s1 - s0) / n_segments as f64;
-            let mut acc = vec![(0.0f64, 0.0f64, 0u32); n_segments];
-            for ((s, _), h) in piece.iter().zip(&member_hits) {
+            segment_sums.clear();
+            segment_sums.resize(n_segments, (0.0, 0.0, 0));
+            for ((s, _), h) in piece.iter().zip(member_hits.iter()) {
                 let i = (((s - s0) / dx) as usize).min(n_segments - 1);
-                acc[i].0 += f64::from(h.q_ke);
-                acc[i].1 += f64::from(h.drift_ticks.unwrap_or(0.0));
-                acc[i].2 += 1;
+                segment_sums[i].0 += f64::from(h.q_ke);
+                segment_sums[i].1 += f64::from(h.drift_ticks.unwrap_or(0.0));
+                segment_sums[i].2 += 1;
             }
-            for (i, (dq, drift_ticks, n)) in acc.into_iter().enumerate() {
+            for (i, &(dq, drift_ticks, n)) in segment_sums.iter().enumerate() {
                 if n == 0 {
                     continue;
                 }
@@ -581,28 +622,24 @@ pub fn find_tracks(
             // Ties in the order along the line, as a stable sort keeps them: sorted as one
             // integer per hit, the channel's four bytes in their order above the hit's place
             // (sorting the hits themselves by channel was 7 % of calibration's time).
-            let mut order: Vec<u64> = member_hits
-                .iter()
-                .enumerate()
-                .map(|(k, h)| {
-                    let (io_group, io_channel, chip_id, channel_id) = h.channel;
-                    let channel = u32::from_be_bytes([io_group, io_channel, chip_id, channel_id]);
-                    (u64::from(channel) << 32) | k as u64
-                })
-                .collect();
-            order.sort_unstable();
-            let by_pixel: Vec<&TrackHit> =
-                order.iter().map(|&key| &member_hits[(key & 0xFFFF_FFFF) as usize]).collect();
-            for pixel_hits in by_pixel.chunk_by(|a, b| a.channel == b.channel) {
-                let first = pixel_hits[0];
+            by_pixel.clear();
+            by_pixel.extend(member_hits.iter().enumerate().map(|(k, h)| {
+                let (io_group, io_channel, chip_id, channel_id) = h.channel;
+                let channel = u32::from_be_bytes([io_group, io_channel, chip_id, channel_id]);
+                (u64::from(channel) << 32) | k as u64
+            }));
+            by_pixel.sort_unstable();
+            let hit = |key: &u64| &member_hits[(key & 0xFFFF_FFFF) as usize];
+            for pixel_hits in by_pixel.chunk_by(|a, b| a >> 32 == b >> 32) {
+                let first = hit(&pixel_hits[0]);
                 let (io_group, io_channel, chip_id, channel_id) = first.channel;
                 let [px, py, _] = first.xyz;
-                let q: f64 = pixel_hits.iter().map(|h| f64::from(h.q_ke)).sum();
+                let q: f64 = pixel_hits.iter().map(|k| f64::from(hit(k).q_ke)).sum();
                 let weight = |h: &TrackHit| {
                     if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 }
                 };
                 let mean = |value: &dyn Fn(&TrackHit) -> f64| {
-                    pixel_hits.iter().map(|h| weight(h) * value(h)).sum::<f64>()
+                    pixel_hits.iter().map(|k| weight(hit(k)) * value(hit(k))).sum::<f64>()
                 };
                 let pitch = pitch_of_tpc(first.tpc.unwrap_or(0));
                 let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pitch);
@@ -635,7 +672,7 @@ pub fn find_tracks(
             continue;
         }
         taken.sort_unstable();
-        for k in taken.into_iter().rev() {
+        for &k in taken.iter().rev() {
             unused.swap_remove(k);
             coordinates.swap_remove(k);
         }
