@@ -307,16 +307,30 @@ impl Plugin for Timing {
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
         let hits = Hits::read(batch)?;
-        for (drift, tpc) in hits.drift_ticks.iter().zip(hits.tpc) {
-            let Some(drift) = drift else { continue };
-            let us = f64::from(*drift) / 10.0;
-            self.trigger_relative.fill(us, 1.0);
-            if let Some(tpc) = tpc {
-                self.trigger_relative_per_tpc
-                    .entry(tpc)
-                    .or_insert_with(|| Hist1D::new(220, -10.0, 210.0))
-                    .fill(us, 1.0);
+        let Self { trigger_relative, trigger_relative_per_tpc, .. } = self;
+        // Hits come in runs of one TPC: each run with a drift time finds its TPC's histogram
+        // once, not once per hit.
+        let mut start = 0;
+        while start < hits.rows {
+            let tpc = hits.tpc[start];
+            let end = (start + 1..hits.rows).find(|&i| hits.tpc[i] != tpc).unwrap_or(hits.rows);
+            let drifts = &hits.drift_ticks[start..end];
+            let mut per_tpc = match tpc {
+                Some(tpc) if drifts.iter().any(Option::is_some) => Some(
+                    trigger_relative_per_tpc
+                        .entry(tpc)
+                        .or_insert_with(|| Hist1D::new(220, -10.0, 210.0)),
+                ),
+                _ => None,
+            };
+            for drift in drifts.iter().flatten() {
+                let us = f64::from(*drift) / 10.0;
+                trigger_relative.fill(us, 1.0);
+                if let Some(histogram) = per_tpc.as_mut() {
+                    histogram.fill(us, 1.0);
+                }
             }
+            start = end;
         }
         Ok(())
     }
