@@ -68,18 +68,28 @@ impl Plugin for Charge {
 
     fn hits(&mut self, batch: &Batch) -> Result<(), String> {
         let Hits { tpc, q_ke: q, drift_ticks: drift, rows } = Hits::read(batch)?;
-        for i in 0..rows {
-            let tpc = tpc[i].unwrap_or(0);
-            self.q_per_tpc
-                .entry(tpc)
-                .or_insert_with(|| Hist1D::new(120, 0.0, 120.0))
-                .fill(f64::from(q[i]), 1.0);
-            if let Some(d) = drift[i] {
-                self.drift_per_tpc
-                    .entry(tpc)
-                    .or_insert_with(|| Hist1D::new(240, -20.0, 220.0))
-                    .fill(f64::from(d) / 10.0, 1.0);
+        // Hits come in runs of one TPC: each run finds its TPC's histograms once (the drift
+        // one only if the run has a drift time), not once per hit.
+        let mut start = 0;
+        while start < rows {
+            let end = (start + 1..rows).find(|&i| tpc[i] != tpc[start]).unwrap_or(rows);
+            let run_tpc = tpc[start].unwrap_or(0);
+            let charge =
+                self.q_per_tpc.entry(run_tpc).or_insert_with(|| Hist1D::new(120, 0.0, 120.0));
+            for q in &q[start..end] {
+                charge.fill(f64::from(*q), 1.0);
             }
+            let drifts = &drift[start..end];
+            if drifts.iter().any(Option::is_some) {
+                let drift_time = self
+                    .drift_per_tpc
+                    .entry(run_tpc)
+                    .or_insert_with(|| Hist1D::new(240, -20.0, 220.0));
+                for d in drifts.iter().flatten() {
+                    drift_time.fill(f64::from(*d) / 10.0, 1.0);
+                }
+            }
+            start = end;
         }
         Ok(())
     }

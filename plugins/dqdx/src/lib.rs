@@ -122,18 +122,27 @@ impl Plugin for Dqdx {
     fn track_pixels(&mut self, batch: &Batch) -> Result<(), String> {
         let TrackPixels { tpc, q_ke: q, dx_mm: dx, drift_us: drift, at_track_end: end, rows } =
             TrackPixels::read(batch)?;
-        for i in 0..rows {
-            if dx[i] < self.settings.min_dx_mm || end[i] != 0 {
-                continue;
+        let Self { slices, per_tpc, settings, .. } = self;
+        let counts = |i: &usize| !(dx[*i] < settings.min_dx_mm || end[*i] != 0);
+        // Track pixels come in runs of one TPC: each run that has pixels to count finds its
+        // TPC's histograms once, not once per pixel.
+        let mut start = 0;
+        while start < rows {
+            let run_end = (start + 1..rows).find(|&i| tpc[i] != tpc[start]).unwrap_or(rows);
+            let mut counted = (start..run_end).filter(counts).peekable();
+            if counted.peek().is_some() {
+                let histograms = per_tpc
+                    .entry(tpc[start])
+                    .or_insert_with(|| vec![Hist1D::new(300, 0.0, 150.0); SLICES]);
+                for i in counted {
+                    let raw = q[i] / dx[i] * 10.0;
+                    let slice = ((drift[i].max(0.0) / MAX_DRIFT_US * SLICES as f64) as usize)
+                        .min(SLICES - 1);
+                    slices[slice].fill(raw, 1.0);
+                    histograms[slice].fill(raw, 1.0);
+                }
             }
-            let raw = q[i] / dx[i] * 10.0;
-            let slice =
-                ((drift[i].max(0.0) / MAX_DRIFT_US * SLICES as f64) as usize).min(SLICES - 1);
-            self.slices[slice].fill(raw, 1.0);
-            self.per_tpc
-                .entry(tpc[i])
-                .or_insert_with(|| vec![Hist1D::new(300, 0.0, 150.0); SLICES])[slice]
-                .fill(raw, 1.0);
+            start = run_end;
         }
         Ok(())
     }

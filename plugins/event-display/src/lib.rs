@@ -141,17 +141,24 @@ impl Plugin for EventDisplay {
         let full =
             self.settings.pick == Pick::First && self.picked().count() >= self.settings.events;
         let Hits { event_id: event, x_mm: x, y_mm: y, z_mm: z, q_ke: q, rows } = Hits::read(batch)?;
-        for i in 0..rows {
-            let (Some(e), Some(x), Some(y), Some(z)) = (event[i], x[i], y[i], z[i]) else {
+        // Hits come in runs of one event: each run is judged and finds its event once.
+        let mut start = 0;
+        while start < rows {
+            let end = (start + 1..rows).find(|&i| event[i] != event[start]).unwrap_or(rows);
+            let placed = (start..end).filter_map(|i| Some([x[i]?, y[i]?, z[i]?, q[i]]));
+            let (Some(e), mut placed) = (event[start], placed.peekable()) else {
+                start = end;
                 continue;
             };
             // Every event of the step is a candidate (for `first`, until enough with tracks are
             // found); memory is bounded by one step, and a step of many small events cannot
-            // crowd out later ones.
-            if full && !self.events.contains_key(&e) && !self.settings.event_ids.contains(&e) {
-                continue;
+            // crowd out later ones. An event is kept from its first hit with a position.
+            let skipped =
+                full && !self.events.contains_key(&e) && !self.settings.event_ids.contains(&e);
+            if placed.peek().is_some() && !skipped {
+                self.events.entry(e).or_default().hits.extend(placed);
             }
-            self.events.entry(e).or_default().hits.push([x, y, z, q[i]]);
+            start = end;
         }
         Ok(())
     }
