@@ -76,10 +76,12 @@ pub enum RunOutcome {
 }
 
 /// Batches a plugin's thread may lag behind the reading thread. The batches are shared, so a
-/// deeper queue costs only the batches the slowest plugin has not read yet (+10 MB on a 200 s
-/// 2x2 run); with 4 the reading thread often waited on the slowest plugin while the others
-/// sat idle (`larmon run` of that run: 4.2–4.4 s at 4, 3.9–4.0 s at 16, no better at 64).
-const PLUGIN_QUEUE_BATCHES: usize = 16;
+/// deeper queue costs only the batches the slowest plugin has not read yet; with 4 the reading
+/// thread often waited on the slowest plugin while the others sat idle (`larmon run` of a
+/// 200 s 2x2 run, 2026-12-05: 4.2–4.4 s at 4, 3.9–4.0 s at 16, no better at 64). Since the
+/// plugins got faster, 8 is as fast as 16 (2.08–2.15 s against 2.13–2.17 s, `perf stat -r 5`
+/// twice) and a 27-file run peaks 15 MB lower (374 against 389 MB).
+const PLUGIN_QUEUE_BATCHES: usize = 8;
 
 /// What the reading thread sends each plugin's thread.
 enum Work {
