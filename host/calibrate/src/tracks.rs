@@ -472,212 +472,204 @@ pub fn find_tracks(
     pitch_of_tpc: &dyn Fn(u8) -> f64,
     first_track_id: u64,
 ) -> EventTracks {
-    let search = |scratch: &mut TrackScratch| {
-        find_tracks_with(scratch, config, event_id, hits, clock_mhz, pitch_of_tpc, first_track_id)
-    };
+    with_track_scratch(|scratch| {
+        let TrackScratch { inliers, on_line, pieces, taken, member_hits, segment_sums, by_pixel } =
+            scratch;
+        let mut tracks = Vec::new();
+        let mut segments = Vec::new();
+        let mut pixels = Vec::new();
+        let mut assignments = Vec::new();
+        let points: Vec<(usize, V3)> = (0..hits.len())
+            .filter_map(|i| {
+                let [x, y, z] = hits.xyz(i)?;
+                Some((i, [f64::from(x), f64::from(y), f64::from(z)]))
+            })
+            .collect();
+        let mut unused: Vec<(usize, V3)> = points;
+        // The same points by coordinate, for the RANSAC count (a loop the compiler vectorises).
+        let mut coordinates = Coordinates::of(&unused);
+        let inlier_squared = squared_limit(config.inlier_mm);
+        let mut rng = Rng(event_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut failures = 0;
+        while unused.len() >= config.min_hits && tracks.len() < config.max_tracks && failures < 3 {
+            // 1. RANSAC
+            let Some((origin, axis)) =
+                ransac_line(config, &unused, &coordinates, inlier_squared, &mut rng)
+            else {
+                break;
+            };
+            // 2. PCA refit and inliers again
+            inliers.clear();
+            inliers.extend(
+                unused
+                    .iter()
+                    .filter(|(_, p)| squared_distance(*p, origin, axis) <= inlier_squared)
+                    .map(|(_, p)| *p),
+            );
+            let (center, mut axis) = pca(inliers);
+            if axis[1] > 0.0 || (axis[1] == 0.0 && axis[0] < 0.0) {
+                axis = scale(axis, -1.0); // start at the top: cosmics go down
+            }
+            on_line.clear();
+            on_line.extend(
+                unused
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, p))| squared_distance(*p, center, axis) <= inlier_squared)
+                    .map(|(k, (_, p))| (dot(sub(*p, center), axis), k)),
+            );
+            // By position along the line, ties in the points' order (what a stable sort keeps),
+            // without a stable sort's scratch allocation.
+            on_line.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            // 3. split at gaps
+            pieces.clear();
+            let mut start = 0;
+            for i in 1..=on_line.len() {
+                if i == on_line.len() || on_line[i].0 - on_line[i - 1].0 > config.max_gap_mm {
+                    pieces.push(start..i);
+                    start = i;
+                }
+            }
+            taken.clear();
+            for piece in pieces.iter() {
+                let piece = &on_line[piece.clone()];
+                let (s0, s1) = (piece[0].0, piece[piece.len() - 1].0);
+                if piece.len() < config.min_hits || s1 - s0 < config.min_length_mm {
+                    continue;
+                }
+                let track_id = first_track_id + tracks.len() as u64;
+                member_hits.clear();
+                member_hits.extend(piece.iter().map(|(_, k)| {
+                    let (i, [x, y, z]) = unused[*k];
+                    TrackHit {
+                        channel: hits.channel(i),
+                        tpc: hits.tpc(i),
+                        q_ke: hits.q_ke(i),
+                        xyz: [x, y, z],
+                        drift_ticks: hits.drift_ticks(i),
+                        has_t0: hits.t0_ticks(i).is_some(),
+                    }
+                }));
+                let start_point = add(center, scale(axis, s0));
+                let end_point = add(center, scale(axis, s1));
+                let residual =
+                    piece.iter().map(|(_, k)| distance(unused[*k].1, center, axis)).sum::<f64>()
+                        / piece.len() as f64;
+                let mut tpc_mask = 0u32;
+                for h in member_hits.iter() {
+                    if let Some(t) = h.tpc.filter(|t| *t < 32) {
+                        tpc_mask |= 1 << t;
+                    }
+                }
+                tracks.push(TrackRow {
+                    track_id,
+                    event_id,
+                    start: start_point,
+                    end: end_point,
+                    length_mm: s1 - s0,
+                    direction: axis,
+                    n_hits: piece.len() as u32,
+                    q_ke: member_hits.iter().map(|h| f64::from(h.q_ke)).sum(),
+                    tpc_mask,
+                    has_t0: member_hits.iter().all(|h| h.has_t0),
+                    mean_residual_mm: residual,
+                });
+                // segments of segment_mm along the axis
+                let n_segments = ((s1 - s0) / config.segment_mm).ceil().max(1.0) as usize;
+                let dx = (s1 - s0) / n_segments as f64;
+                segment_sums.clear();
+                segment_sums.resize(n_segments, (0.0, 0.0, 0));
+                for ((s, _), h) in piece.iter().zip(member_hits.iter()) {
+                    let i = (((s - s0) / dx) as usize).min(n_segments - 1);
+                    segment_sums[i].0 += f64::from(h.q_ke);
+                    segment_sums[i].1 += f64::from(h.drift_ticks.unwrap_or(0.0));
+                    segment_sums[i].2 += 1;
+                }
+                for (i, &(dq, drift_ticks, n)) in segment_sums.iter().enumerate() {
+                    if n == 0 {
+                        continue;
+                    }
+                    segments.push(SegmentRow {
+                        track_id,
+                        event_id,
+                        index: i as u32,
+                        dq_ke: dq,
+                        dx_mm: dx,
+                        drift_us: drift_ticks / f64::from(n) / clock_mhz,
+                        center: add(center, scale(axis, s0 + (i as f64 + 0.5) * dx)),
+                        n_hits: n,
+                    });
+                }
+                // charge and track length per pixel
+                // (grouped by channel in channel order, each pixel's hits in the order along the line)
+                // Ties in the order along the line, as a stable sort keeps them: sorted as one
+                // integer per hit, the channel's four bytes in their order above the hit's place
+                // (sorting the hits themselves by channel was 7 % of calibration's time).
+                by_pixel.clear();
+                by_pixel.extend(member_hits.iter().enumerate().map(|(k, h)| {
+                    let (io_group, io_channel, chip_id, channel_id) = h.channel;
+                    let channel = u32::from_be_bytes([io_group, io_channel, chip_id, channel_id]);
+                    (u64::from(channel) << 32) | k as u64
+                }));
+                by_pixel.sort_unstable();
+                let hit = |key: &u64| &member_hits[(key & 0xFFFF_FFFF) as usize];
+                for pixel_hits in by_pixel.chunk_by(|a, b| a >> 32 == b >> 32) {
+                    let first = hit(&pixel_hits[0]);
+                    let (io_group, io_channel, chip_id, channel_id) = first.channel;
+                    let [px, py, _] = first.xyz;
+                    let q: f64 = pixel_hits.iter().map(|k| f64::from(hit(k).q_ke)).sum();
+                    let weight = |h: &TrackHit| {
+                        if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 }
+                    };
+                    let mean = |value: &dyn Fn(&TrackHit) -> f64| {
+                        pixel_hits.iter().map(|k| weight(hit(k)) * value(hit(k))).sum::<f64>()
+                    };
+                    let pitch = pitch_of_tpc(first.tpc.unwrap_or(0));
+                    let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pitch);
+                    pixels.push(TrackPixelRow {
+                        track_id,
+                        event_id,
+                        io_group,
+                        io_channel,
+                        chip_id,
+                        channel_id,
+                        tpc: first.tpc.unwrap_or(0),
+                        x_mm: px,
+                        y_mm: py,
+                        z_mm: mean(&|h| h.xyz[2]),
+                        drift_us: mean(&|h| f64::from(h.drift_ticks.unwrap_or(0.0))) / clock_mhz,
+                        q_ke: q,
+                        dx_mm: hi - lo,
+                        s_mm: (lo + hi) / 2.0 - s0,
+                        at_track_end: hi > lo && (lo <= s0 + 1e-9 || hi >= s1 - 1e-9),
+                        n_hits: pixel_hits.len() as u32,
+                        track_length_mm: s1 - s0,
+                        track_tpc_mask: tpc_mask,
+                    });
+                }
+                assignments.extend(piece.iter().map(|(_, k)| (unused[*k].0, track_id)));
+                taken.extend(piece.iter().map(|(_, k)| *k));
+            }
+            if taken.is_empty() {
+                failures += 1;
+                continue;
+            }
+            taken.sort_unstable();
+            for &k in taken.iter().rev() {
+                unused.swap_remove(k);
+                coordinates.swap_remove(k);
+            }
+        }
+        EventTracks { tracks, segments, pixels, assignments }
+    })
+}
+
+/// Runs `search` with this thread's [`TrackScratch`] (a fresh one if it is in use).
+fn with_track_scratch<R>(search: impl FnOnce(&mut TrackScratch) -> R) -> R {
     SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut scratch) => search(&mut scratch),
         Err(_) => search(&mut TrackScratch::default()),
     })
-}
-
-fn find_tracks_with(
-    scratch: &mut TrackScratch,
-    config: &TrackConfig,
-    event_id: u64,
-    hits: HitSlice<'_>,
-    clock_mhz: f64,
-    pitch_of_tpc: &dyn Fn(u8) -> f64,
-    first_track_id: u64,
-) -> EventTracks {
-    let TrackScratch { inliers, on_line, pieces, taken, member_hits, segment_sums, by_pixel } =
-        scratch;
-    let mut tracks = Vec::new();
-    let mut segments = Vec::new();
-    let mut pixels = Vec::new();
-    let mut assignments = Vec::new();
-    let points: Vec<(usize, V3)> = (0..hits.len())
-        .filter_map(|i| {
-            let [x, y, z] = hits.xyz(i)?;
-            Some((i, [f64::from(x), f64::from(y), f64::from(z)]))
-        })
-        .collect();
-    let mut unused: Vec<(usize, V3)> = points;
-    // The same points by coordinate, for the RANSAC count (a loop the compiler vectorises).
-    let mut coordinates = Coordinates::of(&unused);
-    let inlier_squared = squared_limit(config.inlier_mm);
-    let mut rng = Rng(event_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut failures = 0;
-    while unused.len() >= config.min_hits && tracks.len() < config.max_tracks && failures < 3 {
-        // 1. RANSAC
-        let Some((origin, axis)) =
-            ransac_line(config, &unused, &coordinates, inlier_squared, &mut rng)
-        else {
-            break;
-        };
-        // 2. PCA refit and inliers again
-        inliers.clear();
-        inliers.extend(
-            unused
-                .iter()
-                .filter(|(_, p)| squared_distance(*p, origin, axis) <= inlier_squared)
-                .map(|(_, p)| *p),
-        );
-        let (center, mut axis) = pca(inliers);
-        if axis[1] > 0.0 || (axis[1] == 0.0 && axis[0] < 0.0) {
-            axis = scale(axis, -1.0); // start at the top: cosmics go down
-        }
-        on_line.clear();
-        on_line.extend(
-            unused
-                .iter()
-                .enumerate()
-                .filter(|(_, (_, p))| squared_distance(*p, center, axis) <= inlier_squared)
-                .map(|(k, (_, p))| (dot(sub(*p, center), axis), k)),
-        );
-        // By position along the line, ties in the points' order (what a stable sort keeps),
-        // without a stable sort's scratch allocation.
-        on_line.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        // 3. split at gaps
-        pieces.clear();
-        let mut start = 0;
-        for i in 1..=on_line.len() {
-            if i == on_line.len() || on_line[i].0 - on_line[i - 1].0 > config.max_gap_mm {
-                pieces.push(start..i);
-                start = i;
-            }
-        }
-        taken.clear();
-        for piece in pieces.iter() {
-            let piece = &on_line[piece.clone()];
-            let (s0, s1) = (piece[0].0, piece[piece.len() - 1].0);
-            if piece.len() < config.min_hits || s1 - s0 < config.min_length_mm {
-                continue;
-            }
-            let track_id = first_track_id + tracks.len() as u64;
-            member_hits.clear();
-            member_hits.extend(piece.iter().map(|(_, k)| {
-                let (i, [x, y, z]) = unused[*k];
-                TrackHit {
-                    channel: hits.channel(i),
-                    tpc: hits.tpc(i),
-                    q_ke: hits.q_ke(i),
-                    xyz: [x, y, z],
-                    drift_ticks: hits.drift_ticks(i),
-                    has_t0: hits.t0_ticks(i).is_some(),
-                }
-            }));
-            let start_point = add(center, scale(axis, s0));
-            let end_point = add(center, scale(axis, s1));
-            let residual =
-                piece.iter().map(|(_, k)| distance(unused[*k].1, center, axis)).sum::<f64>()
-                    / piece.len() as f64;
-            let mut tpc_mask = 0u32;
-            for h in member_hits.iter() {
-                if let Some(t) = h.tpc.filter(|t| *t < 32) {
-                    tpc_mask |= 1 << t;
-                }
-            }
-            tracks.push(TrackRow {
-                track_id,
-                event_id,
-                start: start_point,
-                end: end_point,
-                length_mm: s1 - s0,
-                direction: axis,
-                n_hits: piece.len() as u32,
-                q_ke: member_hits.iter().map(|h| f64::from(h.q_ke)).sum(),
-                tpc_mask,
-                has_t0: member_hits.iter().all(|h| h.has_t0),
-                mean_residual_mm: residual,
-            });
-            // segments of segment_mm along the axis
-            let n_segments = ((s1 - s0) / config.segment_mm).ceil().max(1.0) as usize;
-            let dx = (s1 - s0) / n_segments as f64;
-            segment_sums.clear();
-            segment_sums.resize(n_segments, (0.0, 0.0, 0));
-            for ((s, _), h) in piece.iter().zip(member_hits.iter()) {
-                let i = (((s - s0) / dx) as usize).min(n_segments - 1);
-                segment_sums[i].0 += f64::from(h.q_ke);
-                segment_sums[i].1 += f64::from(h.drift_ticks.unwrap_or(0.0));
-                segment_sums[i].2 += 1;
-            }
-            for (i, &(dq, drift_ticks, n)) in segment_sums.iter().enumerate() {
-                if n == 0 {
-                    continue;
-                }
-                segments.push(SegmentRow {
-                    track_id,
-                    event_id,
-                    index: i as u32,
-                    dq_ke: dq,
-                    dx_mm: dx,
-                    drift_us: drift_ticks / f64::from(n) / clock_mhz,
-                    center: add(center, scale(axis, s0 + (i as f64 + 0.5) * dx)),
-                    n_hits: n,
-                });
-            }
-            // charge and track length per pixel
-            // (grouped by channel in channel order, each pixel's hits in the order along the line)
-            // Ties in the order along the line, as a stable sort keeps them: sorted as one
-            // integer per hit, the channel's four bytes in their order above the hit's place
-            // (sorting the hits themselves by channel was 7 % of calibration's time).
-            by_pixel.clear();
-            by_pixel.extend(member_hits.iter().enumerate().map(|(k, h)| {
-                let (io_group, io_channel, chip_id, channel_id) = h.channel;
-                let channel = u32::from_be_bytes([io_group, io_channel, chip_id, channel_id]);
-                (u64::from(channel) << 32) | k as u64
-            }));
-            by_pixel.sort_unstable();
-            let hit = |key: &u64| &member_hits[(key & 0xFFFF_FFFF) as usize];
-            for pixel_hits in by_pixel.chunk_by(|a, b| a >> 32 == b >> 32) {
-                let first = hit(&pixel_hits[0]);
-                let (io_group, io_channel, chip_id, channel_id) = first.channel;
-                let [px, py, _] = first.xyz;
-                let q: f64 = pixel_hits.iter().map(|k| f64::from(hit(k).q_ke)).sum();
-                let weight = |h: &TrackHit| {
-                    if q > 0.0 { f64::from(h.q_ke) / q } else { 1.0 / pixel_hits.len() as f64 }
-                };
-                let mean = |value: &dyn Fn(&TrackHit) -> f64| {
-                    pixel_hits.iter().map(|k| weight(hit(k)) * value(hit(k))).sum::<f64>()
-                };
-                let pitch = pitch_of_tpc(first.tpc.unwrap_or(0));
-                let (lo, hi) = pixel_chord(center, axis, (s0, s1), (px, py), pitch);
-                pixels.push(TrackPixelRow {
-                    track_id,
-                    event_id,
-                    io_group,
-                    io_channel,
-                    chip_id,
-                    channel_id,
-                    tpc: first.tpc.unwrap_or(0),
-                    x_mm: px,
-                    y_mm: py,
-                    z_mm: mean(&|h| h.xyz[2]),
-                    drift_us: mean(&|h| f64::from(h.drift_ticks.unwrap_or(0.0))) / clock_mhz,
-                    q_ke: q,
-                    dx_mm: hi - lo,
-                    s_mm: (lo + hi) / 2.0 - s0,
-                    at_track_end: hi > lo && (lo <= s0 + 1e-9 || hi >= s1 - 1e-9),
-                    n_hits: pixel_hits.len() as u32,
-                    track_length_mm: s1 - s0,
-                    track_tpc_mask: tpc_mask,
-                });
-            }
-            assignments.extend(piece.iter().map(|(_, k)| (unused[*k].0, track_id)));
-            taken.extend(piece.iter().map(|(_, k)| *k));
-        }
-        if taken.is_empty() {
-            failures += 1;
-            continue;
-        }
-        taken.sort_unstable();
-        for &k in taken.iter().rev() {
-            unused.swap_remove(k);
-            coordinates.swap_remove(k);
-        }
-    }
-    EventTracks { tracks, segments, pixels, assignments }
 }
 
 #[cfg(test)]
