@@ -117,6 +117,26 @@ impl Batch {
     getter!(f64, opt_f64, Float64Type, f64);
 }
 
+/// The runs of equal `key` among rows `0..rows`, in order: rows of a stream come grouped (a
+/// step's hits by event and channel, a track's pixels by TPC), so a per-row map look-up can be
+/// made once per run instead. `key(i)` is the row's key.
+pub fn runs<K: PartialEq>(
+    rows: usize,
+    key: impl Fn(usize) -> K,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= rows {
+            return None;
+        }
+        let first = key(start);
+        let end = (start + 1..rows).find(|&i| key(i) != first).unwrap_or(rows);
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -155,5 +175,15 @@ mod tests {
             assert_eq!(batch.opt_f32("q").unwrap(), charges[start..start + len]);
         }
         assert!(Batch::new(whole.clone()).opt_u64("q").unwrap_err().contains("Float32"));
+    }
+
+    /// Runs cover every row once, in order, each of one key, neighbours of different keys.
+    #[test]
+    fn runs_split_rows_where_the_key_changes() {
+        let keys = [Some(1), Some(1), None, None, Some(1), Some(2), Some(2), Some(2), None];
+        let found: Vec<_> = runs(keys.len(), |i| keys[i]).collect();
+        assert_eq!(found, [0..2, 2..4, 4..5, 5..8, 8..9]);
+        assert_eq!(runs(0, |i| keys[i]).count(), 0);
+        assert_eq!(runs(1, |i| keys[i]).collect::<Vec<_>>(), [0..1]);
     }
 }

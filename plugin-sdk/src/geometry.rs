@@ -282,6 +282,12 @@ impl Pixels {
         self.by_id.iter()
     }
 
+    /// Each chip's pixels (same `unique_id >> 6`), chip by chip in channel-key order: a chip's
+    /// channels are one run of the key-ordered pixels.
+    pub fn chips(&self) -> impl Iterator<Item = &[Pixel]> {
+        self.by_id.chunk_by(|a, b| a.unique_id >> 6 == b.unique_id >> 6)
+    }
+
     /// Number of connected channels.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -64,7 +64,7 @@ mod adapter;
 
 #[doc(hidden)]
 pub use adapter::{Adapter, wit_info};
-pub use batch::Batch;
+pub use batch::{Batch, runs};
 pub use channels::{CHANNEL_COLUMNS, ChannelCounts, ChannelStats, Moments, channel_of, unique_id};
 pub use columns::{ChannelKey, Column, Columns};
 pub use figure::{TYPED_FIGURE_KEY, TypedFigure};
@@ -213,7 +213,7 @@ pub mod prelude {
         Batch, CHANNEL_COLUMNS, ChannelCounts, ChannelKey, ChannelStats, CheckStatus, Columns,
         Hist1D, Hist2D, Info, Merge, Moments, NoSettings, Pixel, Pixels, Plugin, PluginSettings,
         Report, TimeSeries, TimeSpan, TypedFigure, channel_of, columns, export_plugin, fit, log,
-        settings, spectrum, svg, unique_id,
+        runs, settings, spectrum, svg, unique_id,
     };
     pub use serde::{Deserialize, Serialize};
 }

@@ -228,15 +228,11 @@ impl Plugin for ChannelHealth {
         let counts = self.counts.by_pixel(&self.pixels);
         let seconds = self.span.seconds();
         let count = |id: u32| counts.get(id);
-        // Expected count per chip: median over its connected channels. Pixels come in key
-        // order, so each chip's channels are one run of them.
-        let pixels: Vec<&Pixel> = self.pixels.iter().collect();
-        let chips: Vec<&[&Pixel]> =
-            pixels.chunk_by(|a, b| a.unique_id >> 6 == b.unique_id >> 6).collect();
-        let chip_counts = |chip: &[&Pixel]| -> Vec<f64> {
+        // Expected count per chip: median over its connected channels.
+        let chip_counts = |chip: &[Pixel]| -> Vec<f64> {
             chip.iter().map(|p| count(p.unique_id) as f64).collect()
         };
-        let mut all: Vec<f64> = pixels.iter().map(|p| count(p.unique_id) as f64).collect();
+        let mut all: Vec<f64> = self.pixels.iter().map(|p| count(p.unique_id) as f64).collect();
         let mean = all.iter().sum::<f64>() / all.len().max(1) as f64;
         let global = median(&mut all).max(mean);
         let mut flags = Vec::new();
@@ -256,7 +252,7 @@ impl Plugin for ChannelHealth {
                 rate_hz: n as f64 / seconds,
             }
         };
-        for chip in &chips {
+        for chip in self.pixels.chips() {
             let mu = median(&mut chip_counts(chip)).max(global);
             for p in chip.iter() {
                 let id = p.unique_id;

@@ -70,16 +70,14 @@ impl Plugin for Charge {
         let Hits { tpc, q_ke: q, drift_ticks: drift, rows } = Hits::read(batch)?;
         // Hits come in runs of one TPC: each run finds its TPC's histograms once (the drift
         // one only if the run has a drift time), not once per hit.
-        let mut start = 0;
-        while start < rows {
-            let end = (start + 1..rows).find(|&i| tpc[i] != tpc[start]).unwrap_or(rows);
-            let run_tpc = tpc[start].unwrap_or(0);
+        for run in runs(rows, |i| tpc[i]) {
+            let run_tpc = tpc[run.start].unwrap_or(0);
             let charge =
                 self.q_per_tpc.entry(run_tpc).or_insert_with(|| Hist1D::new(120, 0.0, 120.0));
-            for q in &q[start..end] {
+            for q in &q[run.clone()] {
                 charge.fill(f64::from(*q), 1.0);
             }
-            let drifts = &drift[start..end];
+            let drifts = &drift[run];
             if drifts.iter().any(Option::is_some) {
                 let drift_time = self
                     .drift_per_tpc
@@ -89,7 +87,6 @@ impl Plugin for Charge {
                     drift_time.fill(f64::from(*d) / 10.0, 1.0);
                 }
             }
-            start = end;
         }
         Ok(())
     }

@@ -126,13 +126,12 @@ impl Plugin for Dqdx {
         let counts = |i: &usize| !(dx[*i] < settings.min_dx_mm || end[*i] != 0);
         // Track pixels come in runs of one TPC: each run that has pixels to count finds its
         // TPC's histograms once, not once per pixel.
-        let mut start = 0;
-        while start < rows {
-            let run_end = (start + 1..rows).find(|&i| tpc[i] != tpc[start]).unwrap_or(rows);
-            let mut counted = (start..run_end).filter(counts).peekable();
+        for run in runs(rows, |i| tpc[i]) {
+            let run_tpc = tpc[run.start];
+            let mut counted = run.filter(counts).peekable();
             if counted.peek().is_some() {
                 let histograms = per_tpc
-                    .entry(tpc[start])
+                    .entry(run_tpc)
                     .or_insert_with(|| vec![Hist1D::new(300, 0.0, 150.0); SLICES]);
                 for i in counted {
                     let raw = q[i] / dx[i] * 10.0;
@@ -142,7 +141,6 @@ impl Plugin for Dqdx {
                     histograms[slice].fill(raw, 1.0);
                 }
             }
-            start = run_end;
         }
         Ok(())
     }

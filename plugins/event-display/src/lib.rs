@@ -142,14 +142,10 @@ impl Plugin for EventDisplay {
             self.settings.pick == Pick::First && self.picked().count() >= self.settings.events;
         let Hits { event_id: event, x_mm: x, y_mm: y, z_mm: z, q_ke: q, rows } = Hits::read(batch)?;
         // Hits come in runs of one event: each run is judged and finds its event once.
-        let mut start = 0;
-        while start < rows {
-            let end = (start + 1..rows).find(|&i| event[i] != event[start]).unwrap_or(rows);
-            let placed = (start..end).filter_map(|i| Some([x[i]?, y[i]?, z[i]?, q[i]]));
-            let (Some(e), mut placed) = (event[start], placed.peekable()) else {
-                start = end;
-                continue;
-            };
+        for run in runs(rows, |i| event[i]) {
+            let first = event[run.start];
+            let placed = run.filter_map(|i| Some([x[i]?, y[i]?, z[i]?, q[i]]));
+            let (Some(e), mut placed) = (first, placed.peekable()) else { continue };
             // Every event of the step is a candidate (for `first`, until enough with tracks are
             // found); memory is bounded by one step, and a step of many small events cannot
             // crowd out later ones. An event is kept from its first hit with a position.
@@ -158,7 +154,6 @@ impl Plugin for EventDisplay {
             if placed.peek().is_some() && !skipped {
                 self.events.entry(e).or_default().hits.extend(placed);
             }
-            start = end;
         }
         Ok(())
     }

@@ -136,10 +136,9 @@ impl Plugin for PixelMaps {
         let outside = adc.iter().filter(|(id, _)| self.pixels.get(*id).is_none()).count();
         let table: Vec<(u32, Moments)> = adc.iter().collect();
         // Chips of the layout and how many packets each sent: (chip, (packets, channels)).
-        // Pixels come in key order, so each chip's channels are one run of them.
-        let pixels: Vec<&Pixel> = self.pixels.iter().collect();
-        let chips: Vec<(u32, (u64, u32))> = pixels
-            .chunk_by(|a, b| a.unique_id >> 6 == b.unique_id >> 6)
+        let chips: Vec<(u32, (u64, u32))> = self
+            .pixels
+            .chips()
             .map(|chip| {
                 let packets = chip.iter().map(|p| adc.get(p.unique_id).map_or(0, |m| m.n)).sum();
                 (chip[0].unique_id >> 6, (packets, chip.len() as u32))

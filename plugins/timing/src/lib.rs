@@ -310,11 +310,9 @@ impl Plugin for Timing {
         let Self { trigger_relative, trigger_relative_per_tpc, .. } = self;
         // Hits come in runs of one TPC: each run with a drift time finds its TPC's histogram
         // once, not once per hit.
-        let mut start = 0;
-        while start < hits.rows {
-            let tpc = hits.tpc[start];
-            let end = (start + 1..hits.rows).find(|&i| hits.tpc[i] != tpc).unwrap_or(hits.rows);
-            let drifts = &hits.drift_ticks[start..end];
+        for run in runs(hits.rows, |i| hits.tpc[i]) {
+            let tpc = hits.tpc[run.start];
+            let drifts = &hits.drift_ticks[run];
             let mut per_tpc = match tpc {
                 Some(tpc) if drifts.iter().any(Option::is_some) => Some(
                     trigger_relative_per_tpc
@@ -330,7 +328,6 @@ impl Plugin for Timing {
                     histogram.fill(us, 1.0);
                 }
             }
-            start = end;
         }
         Ok(())
     }
