@@ -194,34 +194,16 @@ fn load_components(
     Ok(LoadedPlugins { plugins: loaded, unusable, replaced })
 }
 
-/// Loads the components on every core, each outcome at its file's place. Each load reads and
-/// hashes the file, maps the compiled component from the cache (or compiles it) and asks the
-/// instantiated plugin for its `info()`: about 13 ms per bundled plugin here, so one after the
-/// other the 14 took the first 0.2 s of every run with one core idle.
+/// Loads the components on every core (rayon keeps each outcome at its file's place). Each
+/// load reads and hashes the file, maps the compiled component from the cache (or compiles it)
+/// and asks the instantiated plugin for its `info()`: about 13 ms per bundled plugin here, so
+/// one after the other the 14 took the first 0.2 s of every run with one core idle.
 fn load_in_parallel(
     runtime: &Runtime,
     paths: &[&PathBuf],
 ) -> Vec<std::result::Result<LoadedPlugin, larmon_runtime::RuntimeError>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(paths.len());
-    let mut outcomes: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(k) else { return done };
-                        done.push((k, runtime.load_file(path)));
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a plugin-loading thread")).collect()
-    });
-    outcomes.sort_by_key(|(k, _)| *k);
-    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+    use rayon::prelude::*;
+    paths.par_iter().with_max_len(1).map(|path| runtime.load_file(path)).collect()
 }
 
 /// Rows of the `pixels` stream per batch: the 2x2's 337 k pixels in one batch were an 18 MB
