@@ -82,6 +82,11 @@ pub struct Pixels {
     pixel_of: Vec<[[u32; 2]; 64]>,
 }
 
+/// Schema metadata of the `pixels` batches: the rows of all of them together.
+const TOTAL_ROWS: &str = "larmon.total_rows";
+/// The most pixels reserved on the host's word (the 2x2 has 337 k).
+const MAX_RESERVED_PIXELS: usize = 1 << 24;
+
 /// Marks a row of `Pixels::row_of` or an entry of `Pixels::pixel_of` found on another UART of
 /// the tile.
 const ANOTHER_UART: u32 = 1 << 31;
@@ -140,6 +145,13 @@ impl Pixels {
         let (x, y, pitch) = (batch.f64("x_mm")?, batch.f64("y_mm")?, batch.f64("pitch_mm")?);
         let (anode_z, dir, length) =
             (batch.f64("anode_z_mm")?, batch.f64("drift_dir")?, batch.f64("drift_length_mm")?);
+        if self.by_id.is_empty() {
+            // All the batches' rows at once (the host says how many): pushed batch by batch the
+            // list doubled, and Wasm memory keeps its high-water mark for the instance's life.
+            let total = batch.record_batch().schema().metadata().get(TOTAL_ROWS).cloned();
+            let total = total.and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
+            self.by_id.reserve_exact(total.clamp(batch.len(), MAX_RESERVED_PIXELS));
+        }
         for i in 0..batch.len() {
             let id = unique_id(group[i], uart[i], chip[i], channel[i]);
             self.by_id.push(Pixel {
@@ -312,6 +324,7 @@ impl Pixels {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, UInt8Array, UInt16Array};
@@ -391,6 +404,32 @@ mod tests {
                 let key = unique_id(1, uart, chip, channel);
                 assert_eq!(added.identify(key), gathered.identify(key), "{uart}-{chip}-{channel}");
             }
+        }
+    }
+
+    /// With the host's total in the schema metadata, the pixel list is reserved once, at its
+    /// size (grown batch by batch it doubled); a total that is wrong or missing is only a
+    /// hint: every row is still gathered.
+    #[test]
+    fn gathered_pixels_are_reserved_at_the_total_the_host_gives() {
+        let with_total = |b: Batch, total: &str| {
+            let batch = b.record_batch();
+            let metadata = HashMap::from([(TOTAL_ROWS.to_owned(), total.to_owned())]);
+            let schema = Arc::new(batch.schema().as_ref().clone().with_metadata(metadata));
+            Batch::new(batch.clone().with_schema(schema).unwrap())
+        };
+        let rows: Vec<Listed> =
+            (0..300).map(|k| (1, (k / 64) as u8, (k % 64) as u8, 0.0)).collect();
+        for (total, capacity) in [("300", 300), ("junk", 100), ("2", 100)] {
+            let mut pixels = Pixels::default();
+            for chunk in rows.chunks(100) {
+                pixels.gather(&with_total(batch_on_uarts(chunk), total)).unwrap();
+                if pixels.len() == 100 {
+                    assert_eq!(pixels.by_id.capacity(), capacity, "total {total}");
+                }
+            }
+            pixels.finish();
+            assert_eq!(pixels.len(), 300, "total {total}");
         }
     }
 

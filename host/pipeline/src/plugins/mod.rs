@@ -210,6 +210,11 @@ fn load_in_parallel(
 /// IPC buffer inside every plugin that draws pixels (Wasm memory never shrinks).
 pub const PIXEL_BATCH_ROWS: usize = 1 << 15;
 
+/// Schema metadata of every `pixels` batch: how many rows all of them hold, so that the SDK
+/// reserves its pixel list once (grown batch by batch it doubled, and Wasm memory keeps the
+/// high-water mark: the 2x2's pixel index took 23 MB of every pixel-drawing instance, not 11).
+pub const PIXELS_TOTAL_ROWS: &str = "larmon.total_rows";
+
 /// A plugin instance with its configuration, given the detector's pixels before any data, in
 /// batches of [`PIXEL_BATCH_ROWS`] (every instance gets them: per-file ones and those that
 /// only merge).
@@ -221,9 +226,15 @@ pub fn open_instance(
     budget: &Arc<RunBudget>,
 ) -> Result<PluginRun, PluginFailure> {
     let mut instance = plugin.open_with_budget(runtime, config, budget.clone())?;
-    for start in (0..pixels.num_rows()).step_by(PIXEL_BATCH_ROWS) {
-        let rows = PIXEL_BATCH_ROWS.min(pixels.num_rows() - start);
-        instance.consume(Stream::Pixels.name(), &pixels.slice(start, rows))?;
+    let total = pixels.num_rows();
+    let mut metadata = pixels.schema().metadata().clone();
+    metadata.insert(PIXELS_TOTAL_ROWS.to_owned(), total.to_string());
+    let schema = Arc::new(pixels.schema().as_ref().clone().with_metadata(metadata));
+    for start in (0..total).step_by(PIXEL_BATCH_ROWS) {
+        let rows = PIXEL_BATCH_ROWS.min(total - start);
+        let batch = pixels.slice(start, rows).with_schema(schema.clone());
+        let batch = batch.map_err(|e| PluginFailure::Host(format!("pixels: {e}")))?;
+        instance.consume(Stream::Pixels.name(), &batch)?;
     }
     Ok(instance)
 }
