@@ -92,8 +92,12 @@ impl Report {
     }
     /// Adds a figure: an SVG and the data plotted in it (serialised as JSON).
     pub fn figure(mut self, name: &str, title: &str, svg: String, data: &impl Serialize) -> Self {
-        let data_json =
-            serde_json::to_string(data).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        let data_json = match crate::adapter::to_json_exact(data) {
+            // serde_json writes UTF-8: the buffer becomes the string as it is.
+            Ok(bytes) => String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            Err(e) => format!("{{\"error\":\"{e}\"}}"),
+        };
         self.figures.push(wit::Figure { name: name.into(), title: title.into(), svg, data_json });
         self
     }
