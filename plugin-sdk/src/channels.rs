@@ -377,12 +377,7 @@ impl<'de> Deserialize<'de> for ChannelCounts {
     /// Its own columns, or a [`ChannelStats`] snapshot's counts (what a plugin that counted
     /// with moments wrote before).
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let stats = ChannelStats::read_columns(deserializer, false)?;
-        let mut counts = ChannelCounts::default();
-        for (id, m) in stats.iter() {
-            counts.add(id, m.n);
-        }
-        Ok(counts)
+        Ok(ChannelCounts { table: read_snapshot(deserializer)? })
     }
 }
 
@@ -403,72 +398,201 @@ impl Serialize for ChannelStats {
 
 impl<'de> Deserialize<'de> for ChannelStats {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ChannelStats::read_columns(deserializer, true)
+        Ok(ChannelStats { table: read_snapshot(deserializer)? })
     }
 }
 
-impl ChannelStats {
-    /// Reads a snapshot: the columns (`sum` and `sum_sq` only when `with_sums`, else counts
-    /// with zero sums) or the older `{unique_id: moments}` map.
-    fn read_columns<'de, D: serde::Deserializer<'de>>(
-        deserializer: D,
-        with_sums: bool,
-    ) -> Result<Self, D::Error> {
-        struct Visitor {
-            with_sums: bool,
+/// A cell a snapshot is read into, column by column.
+trait SnapshotCell: Cell {
+    /// Whether the `sum` and `sum_sq` columns must be present (else they are checked and
+    /// skipped).
+    const WITH_SUMS: bool;
+    /// Adds a value of column `column` (1: `n`, 2: `sum`, 3: `sum_sq`).
+    fn add_column(&mut self, column: usize, value: ColumnValue);
+    /// Adds a channel of the older `{unique_id: moments}` snapshot.
+    fn add_moments(&mut self, moments: &Moments);
+}
+
+/// A value of a snapshot column: `n` is a count, the sums are floats.
+#[derive(Clone, Copy)]
+enum ColumnValue {
+    Count(u64),
+    Float(f64),
+}
+
+impl SnapshotCell for Moments {
+    const WITH_SUMS: bool = true;
+    fn add_column(&mut self, column: usize, value: ColumnValue) {
+        match (column, value) {
+            (1, ColumnValue::Count(n)) => self.n += n,
+            (2, ColumnValue::Float(sum)) => self.sum += sum,
+            (3, ColumnValue::Float(sum_sq)) => self.sum_sq += sum_sq,
+            _ => {}
         }
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = ChannelStats;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "per-channel columns (unique_id, n, sum, sum_sq) or {unique_id: moments}",
-                )
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                use serde::de::Error;
-                let mut stats = ChannelStats::default();
-                let (mut ids, mut n) = (None::<Vec<u32>>, None::<Vec<u64>>);
-                let (mut sum, mut sum_sq) = (None::<Vec<f64>>, None::<Vec<f64>>);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "unique_id" => ids = Some(map.next_value()?),
-                        "n" => n = Some(map.next_value()?),
-                        "sum" => sum = Some(map.next_value()?),
-                        "sum_sq" => sum_sq = Some(map.next_value()?),
-                        // The older snapshot: a map of channel key → moments.
-                        id => {
-                            let id = id
-                                .parse::<u32>()
-                                .map_err(|_| A::Error::unknown_field(id, &SNAPSHOT_COLUMNS))?;
-                            stats.add(id, &map.next_value::<Moments>()?);
-                        }
-                    }
-                }
-                if let (false, Some(n), None, None) = (self.with_sums, &n, &sum, &sum_sq) {
-                    // Counts: zero sums beside them.
-                    (sum, sum_sq) = (Some(vec![0.0; n.len()]), Some(vec![0.0; n.len()]));
-                }
-                match (ids, n, sum, sum_sq) {
-                    (None, None, None, None) => Ok(stats),
-                    (Some(ids), Some(n), Some(sum), Some(sum_sq)) => {
-                        if [n.len(), sum.len(), sum_sq.len()].iter().any(|l| *l != ids.len()) {
-                            return Err(A::Error::custom("columns of different lengths"));
-                        }
-                        for (k, id) in ids.into_iter().enumerate() {
-                            let m = Moments { n: n[k], sum: sum[k], sum_sq: sum_sq[k] };
-                            stats.add(id, &m);
-                        }
-                        Ok(stats)
-                    }
-                    _ => Err(A::Error::custom("a column is missing (unique_id, n, sum, sum_sq)")),
-                }
-            }
-        }
-        deserializer.deserialize_map(Visitor { with_sums })
     }
+    fn add_moments(&mut self, moments: &Moments) {
+        self.add(moments);
+    }
+}
+
+impl SnapshotCell for u64 {
+    const WITH_SUMS: bool = false;
+    fn add_column(&mut self, column: usize, value: ColumnValue) {
+        if let (1, ColumnValue::Count(n)) = (column, value) {
+            *self += n;
+        }
+    }
+    fn add_moments(&mut self, moments: &Moments) {
+        *self += moments.n;
+    }
+}
+
+/// Reads a snapshot into a table: the columns (`unique_id`, `n`, and `sum`, `sum_sq` unless
+/// the cells are counts) or the older `{unique_id: moments}` map. Each value column is added
+/// to the cells as it is read, after the `unique_id` column (the order snapshots are written
+/// in), so no column but the keys is held beside the table: read into four vectors first, the
+/// 2x2's channels took 14 MB more of the instance's memory, which Wasm keeps.
+fn read_snapshot<'de, T: SnapshotCell, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ChannelTable<T>, D::Error> {
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: SnapshotCell> serde::de::Visitor<'de> for Visitor<T> {
+        type Value = ChannelTable<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("per-channel columns (unique_id, n, sum, sum_sq) or {unique_id: moments}")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            use serde::de::Error;
+            let mut table = ChannelTable::<T>::default();
+            let mut ids: Option<Vec<u32>> = None;
+            // Value columns read before the keys (not written so, but valid JSON), then added.
+            let mut early: Vec<(usize, Vec<ColumnValue>)> = Vec::new();
+            let mut lengths: [Option<usize>; 4] = [None; 4];
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                let column = SNAPSHOT_COLUMNS.iter().position(|c| *c == key.as_ref());
+                match (column, &ids) {
+                    (Some(0), _) => {
+                        let keys: Vec<u32> = map.next_value()?;
+                        lengths[0] = Some(keys.len());
+                        ids = Some(keys);
+                    }
+                    (Some(column), Some(keys)) => {
+                        let seed = ColumnInto { keys, table: &mut table, column };
+                        lengths[column] = Some(map.next_value_seed(seed)?);
+                    }
+                    (Some(column), None) => {
+                        let values = map.next_value_seed(ColumnValues { column })?;
+                        lengths[column] = Some(values.len());
+                        early.push((column, values));
+                    }
+                    // The older snapshot: a map of channel key → moments.
+                    (None, _) => {
+                        let id = key
+                            .parse::<u32>()
+                            .map_err(|_| A::Error::unknown_field(&key, &SNAPSHOT_COLUMNS))?;
+                        table.cell(id).add_moments(&map.next_value::<Moments>()?);
+                    }
+                }
+            }
+            let needed = if T::WITH_SUMS { 4 } else { 2 };
+            match lengths {
+                [None, None, None, None] => return Ok(table),
+                _ if lengths[..needed].iter().any(Option::is_none) => {
+                    return Err(A::Error::custom(
+                        "a column is missing (unique_id, n, sum, sum_sq)",
+                    ));
+                }
+                _ if lengths.iter().flatten().any(|l| Some(*l) != lengths[0]) => {
+                    return Err(A::Error::custom("columns of different lengths"));
+                }
+                _ => {}
+            }
+            let keys = ids.unwrap_or_default();
+            for (column, values) in early {
+                for (id, value) in keys.iter().zip(values) {
+                    table.cell(*id).add_column(column, value);
+                }
+            }
+            Ok(table)
+        }
+    }
+    deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+}
+
+/// Reads one value column of a snapshot, adding each value to the cell of the key at its
+/// place; gives the column's length (values past the keys are counted, not added).
+struct ColumnInto<'t, T> {
+    keys: &'t [u32],
+    table: &'t mut ChannelTable<T>,
+    column: usize,
+}
+
+impl<'de, T: SnapshotCell> serde::de::DeserializeSeed<'de> for ColumnInto<'_, T> {
+    type Value = usize;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<usize, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: SnapshotCell> serde::de::Visitor<'de> for ColumnInto<'_, T> {
+    type Value = usize;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "the {} column", SNAPSHOT_COLUMNS[self.column])
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<usize, S::Error> {
+        let mut count = 0;
+        while let Some(value) = next_column_value(&mut seq, self.column)? {
+            if let Some(id) = self.keys.get(count) {
+                self.table.cell(*id).add_column(self.column, value);
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// Reads one value column of a snapshot whose keys come later.
+struct ColumnValues {
+    column: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ColumnValues {
+    type Value = Vec<ColumnValue>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ColumnValues {
+    type Value = Vec<ColumnValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "the {} column", SNAPSHOT_COLUMNS[self.column])
+    }
+    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let mut values = Vec::new();
+        while let Some(value) = next_column_value(&mut seq, self.column)? {
+            values.push(value);
+        }
+        Ok(values)
+    }
+}
+
+/// The next value of column `column`: a count for `n`, a float for the sums.
+fn next_column_value<'de, S: serde::de::SeqAccess<'de>>(
+    seq: &mut S,
+    column: usize,
+) -> Result<Option<ColumnValue>, S::Error> {
+    Ok(if column == 1 {
+        seq.next_element::<u64>()?.map(ColumnValue::Count)
+    } else {
+        seq.next_element::<f64>()?.map(ColumnValue::Float)
+    })
 }
 
 #[cfg(test)]
@@ -543,8 +667,19 @@ mod tests {
         let older = serde_json::to_string(&older).unwrap();
         assert_eq!(serde_json::from_str::<ChannelStats>(&older).unwrap(), stats);
         assert_eq!(serde_json::from_str::<ChannelStats>("{}").unwrap(), ChannelStats::default());
+        // The value columns are added as they are read, after the keys; before them (valid
+        // JSON, though never written so) they are held and added at the end.
+        let keys_last = format!(
+            "{{\"n\":[2,1],\"sum\":[10.1,7.0],\"sum_sq\":[100.01,49.0],\"unique_id\":[{},{}]}}",
+            unique_id(1, 2, 3, 4),
+            unique_id(8, 40, 200, 63)
+        );
+        assert_eq!(serde_json::from_str::<ChannelStats>(&keys_last).unwrap(), stats);
         for bad in [
             r#"{"unique_id":[1,2],"n":[1],"sum":[1.0],"sum_sq":[1.0]}"#,
+            r#"{"unique_id":[1],"n":[1,2],"sum":[1.0],"sum_sq":[1.0]}"#,
+            r#"{"n":[1,2],"sum":[1.0,2.0],"sum_sq":[1.0,2.0],"unique_id":[1]}"#,
+            r#"{"unique_id":[1],"n":[1.5],"sum":[1.0],"sum_sq":[1.0]}"#,
             r#"{"unique_id":[1],"n":[1],"sum":[1.0]}"#,
             r#"{"channel":[1]}"#,
         ] {
