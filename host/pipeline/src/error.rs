@@ -18,6 +18,14 @@ pub enum PipelineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The system refused a thread (of a plugin, or of a stage).
+    #[error("starting the thread of {what}: {source}")]
+    Thread {
+        /// Whose thread.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The configuration file is not valid.
     #[error("{path}: {reason}")]
     Config {

@@ -87,8 +87,9 @@ const PLUGIN_QUEUE_BATCHES: usize = 8;
 enum Work {
     /// A batch of a stream of the current file.
     Batch(Stream, Arc<RecordBatch>),
-    /// The current file (index in the run's file list) is complete.
-    EndOfFile(usize),
+    /// The current file (index in the run's file list) is complete; `more`: another file
+    /// follows.
+    EndOfFile { index: usize, more: bool },
     /// Every file was read: report the merged run (sent only when the whole run was read, so
     /// a run that failed writes no figures).
     Report,
@@ -162,7 +163,9 @@ pub fn run_files(
             let plugin_config = config.settings_for(plugin.info());
             let (run_dir, pixels) = (&run_dir, pixels.clone());
             let (merge_turns, report_turns) = (&merge_turns, &report_turns);
-            workers.push(scope.spawn(move || {
+            // Named after the plugin: it shows in `top -H`, `perf` and a panic's message.
+            let thread = std::thread::Builder::new().name(plugin.info().name.clone());
+            let worker = thread.spawn_scoped(scope, move || {
                 let open = || open_instance(plugin, runtime, &plugin_config, &pixels, budget);
                 // The run instance: the first file's own instance, then the snapshots of
                 // the others merged into it (a shard only writes its files' snapshots).
@@ -173,17 +176,11 @@ pub fn run_files(
                 for work in rx {
                     match work {
                         Work::Batch(stream, batch) => {
-                            if file_instance.is_none() {
-                                // A later file: its instance alone in memory (see `park`).
-                                if let Some(merge) = merge.as_mut() {
-                                    merge.park();
-                                }
-                            }
                             if let Ok(instance) = file_instance.get_or_insert_with(open) {
                                 let _ = instance.consume(stream.name(), &batch); // kept
                             }
                         }
-                        Work::EndOfFile(index) => {
+                        Work::EndOfFile { index, more } => {
                             let _turn = (!sharded).then(|| merge_turns.take());
                             let instance = file_instance.take().unwrap_or_else(open);
                             let source = format!("file {}", index + 1);
@@ -217,22 +214,34 @@ pub fn run_files(
                             }
                             // An instance that failed goes the snapshot way, so its failure
                             // is reported with the file it came from.
-                            let instance = match (&merge, instance) {
+                            let merge = match (merge.as_mut(), instance) {
                                 (None, Ok(first)) if first.failure().is_none() => {
-                                    merge = Some(PluginMerge::adopt(plugin, first));
-                                    continue;
+                                    merge.insert(PluginMerge::adopt(plugin, first))
                                 }
-                                (_, instance) => instance,
+                                (_, instance) => {
+                                    let merge = merge.get_or_insert_with(|| {
+                                        PluginMerge::open(
+                                            plugin,
+                                            runtime,
+                                            &plugin_config,
+                                            &pixels,
+                                            budget,
+                                        )
+                                    });
+                                    let snapshot = instance.and_then(|mut i| {
+                                        merge.add_logs(i.log());
+                                        i.snapshot()
+                                    }); // the file's instance is dropped before the run's is back
+                                    merge.unpark(open);
+                                    merge.add(&source, snapshot.as_deref());
+                                    merge
+                                }
                             };
-                            let merge = merge.get_or_insert_with(|| {
-                                PluginMerge::open(plugin, runtime, &plugin_config, &pixels, budget)
-                            });
-                            let snapshot = instance.and_then(|mut i| {
-                                merge.add_logs(i.log());
-                                i.snapshot()
-                            }); // the file's instance is dropped before the run's comes back
-                            merge.unpark(open);
-                            merge.add(&source, snapshot.as_deref());
+                            if more {
+                                // The next file's instance alone in memory (see `park`), and
+                                // the merged run instance gone before any plugin opens one.
+                                merge.park();
+                            }
                         }
                         Work::Report => report = true,
                     }
@@ -248,7 +257,11 @@ pub fn run_files(
                     merge.finish(run_dir)
                 });
                 PluginOutcome { entry, failure }
-            }));
+            });
+            workers.push(worker.map_err(|source| PipelineError::Thread {
+                what: format!("plugin {}", plugin.info().name),
+                source,
+            })?);
         }
         let broadcast = |stream: Stream, batch: Arc<RecordBatch>| {
             if batch.num_rows() == 0 {
@@ -288,8 +301,10 @@ pub fn run_files(
                 )?);
             }
         }
+        let files_in_order = charge_files.len() + light_files.len();
         let in_order = charge_files.into_iter().map(|i| (i, false));
-        for (index, light) in in_order.chain(light_files.into_iter().map(|i| (i, true))) {
+        let in_order = in_order.chain(light_files.into_iter().map(|i| (i, true)));
+        for (position, (index, light)) in in_order.enumerate() {
             let file = &files[index];
             let (stats, file_span) = if light {
                 let (stats, _) = process_light_file(
@@ -331,8 +346,9 @@ pub fn run_files(
                 file_span = join_span(file_span, source.span());
                 (source.host_stats(), file_span)
             };
+            let more = position + 1 < files_in_order;
             for tx in &senders {
-                let _ = tx.send(Work::EndOfFile(index));
+                let _ = tx.send(Work::EndOfFile { index, more });
             }
             release_free_memory();
             if sharded {
