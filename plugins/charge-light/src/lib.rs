@@ -25,14 +25,23 @@ struct ChargeLight {
     charge_triggers: u64,
     matched: u64,
     dt: Hist1D,
-    /// Charge of triggered charge events, ke⁻, by event id (each event in one part only).
-    #[merge(extend)]
-    charge_q: BTreeMap<u64, f64>,
     /// Light integral summed over a light event's waveforms, by light event.
     light_sum: BTreeMap<u64, f64>,
-    /// Matched (light event, charge event).
+    /// Matched (light event, charge of its charge event in ke⁻), as `light_matches` gives
+    /// them: only matched events are kept, not the charge of every triggered event of the run
+    /// (which grew with the run's length: 337 k events and 31 MB of Wasm memory on a 27-file
+    /// run). Absent from an earlier version's snapshots.
+    #[serde(default)]
+    #[merge(extend)]
+    matched_charge: Vec<(u64, f64)>,
+    /// Snapshots of earlier versions: matched (light event, charge event) and the charge of
+    /// every triggered charge event by id; still read, so that their matches keep their points.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[merge(extend)]
     pairs: Vec<(u64, u64)>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[merge(extend)]
+    charge_q: BTreeMap<u64, f64>,
     /// From the configuration, not from snapshots.
     #[serde(skip)]
     settings: Settings,
@@ -55,8 +64,8 @@ columns! {
     /// The match columns it reads (a null side is unmatched).
     struct Matches from "light_matches" {
         light_event: Option<u64>, charge_event: Option<u64>, dt_ticks: Option<i64>,
+        charge_q_ke: Option<f64>,
     }
-    struct Events from "events" { event_id: u64, kind: u8, q_ke: f64 }
     struct Waveforms from "light_waveforms" { event: u64, integral: f32 }
 }
 
@@ -67,7 +76,6 @@ impl Plugin for ChargeLight {
         Info::new("charge-light", "Charge-light matching: efficiency both ways and time difference")
             .help(HELP)
             .reads::<Matches>()
-            .reads::<Events>()
             .reads::<Waveforms>()
     }
 
@@ -77,35 +85,28 @@ impl Plugin for ChargeLight {
             charge_triggers: 0,
             matched: 0,
             dt: Hist1D::new(61, -30.5, 30.5),
-            charge_q: BTreeMap::new(),
             light_sum: BTreeMap::new(),
+            matched_charge: Vec::new(),
             pairs: Vec::new(),
+            charge_q: BTreeMap::new(),
             settings,
         })
     }
 
     fn light_matches(&mut self, batch: &Batch) -> Result<(), String> {
-        let Matches { light_event: light, charge_event: charge, dt_ticks: dt, rows } =
+        let Matches { light_event: light, charge_event: charge, dt_ticks: dt, charge_q_ke, rows } =
             Matches::read(batch)?;
         for i in 0..rows {
             self.light_events += u64::from(light[i].is_some());
             self.charge_triggers += u64::from(charge[i].is_some());
-            if let (Some(l), Some(c)) = (light[i], charge[i]) {
-                self.pairs.push((l, c));
+            if let (Some(l), Some(_)) = (light[i], charge[i]) {
+                if let Some(q) = charge_q_ke[i] {
+                    self.matched_charge.push((l, q));
+                }
                 self.matched += 1;
                 if let Some(dt) = dt[i] {
                     self.dt.fill(dt as f64, 1.0);
                 }
-            }
-        }
-        Ok(())
-    }
-
-    fn events(&mut self, batch: &Batch) -> Result<(), String> {
-        let Events { event_id: id, kind, q_ke: q, rows } = Events::read(batch)?;
-        for i in 0..rows {
-            if kind[i] == 1 {
-                self.charge_q.insert(id[i], q[i]);
             }
         }
         Ok(())
@@ -153,11 +154,7 @@ impl Plugin for ChargeLight {
                 ],
             ],
         );
-        let points: Vec<(f64, f64)> = self
-            .pairs
-            .iter()
-            .filter_map(|(l, c)| Some((*self.charge_q.get(c)?, *self.light_sum.get(l)?)))
-            .collect();
+        let points = self.light_vs_charge();
         let correlation = pearson(&points);
         let mut scatter = svg::Plot::new(
             "Light vs charge of matched events",
@@ -202,6 +199,18 @@ impl Plugin for ChargeLight {
     }
 }
 
+impl ChargeLight {
+    /// (charge, light) of the matched events with both sides: an earlier version's pairs
+    /// first (their parts came first), then this version's.
+    fn light_vs_charge(&self) -> Vec<(f64, f64)> {
+        let earlier = self.pairs.iter().filter_map(|(l, c)| Some((*l, *self.charge_q.get(c)?)));
+        earlier
+            .chain(self.matched_charge.iter().copied())
+            .filter_map(|(l, q)| Some((q, *self.light_sum.get(&l)?)))
+            .collect()
+    }
+}
+
 /// Pearson correlation coefficient (0 for fewer than 3 points or no spread).
 fn pearson(points: &[(f64, f64)]) -> f64 {
     let n = points.len() as f64;
@@ -220,3 +229,33 @@ fn pearson(points: &[(f64, f64)]) -> f64 {
 }
 
 export_plugin!(ChargeLight);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot of an earlier version (matched pairs of event ids, and the charge of every
+    /// triggered event) still gives its points beside this version's, which keeps only the
+    /// charge of matched events and writes no table of every event.
+    #[test]
+    fn snapshots_of_earlier_versions_keep_their_points() {
+        let fresh =
+            || <ChargeLight as Plugin>::new(Settings::default(), Pixels::default()).unwrap();
+        let mut earlier = serde_json::to_value(fresh()).unwrap();
+        let object = earlier.as_object_mut().unwrap();
+        assert!(!object.contains_key("pairs") && !object.contains_key("charge_q"));
+        object.remove("matched_charge");
+        object.insert("pairs".into(), serde_json::json!([[7, 70], [9, 90]]));
+        object.insert("charge_q".into(), serde_json::json!({"70": 5.0, "71": 1.0}));
+        object.insert("light_sum".into(), serde_json::json!({"7": 2.0, "9": 4.0}));
+        let earlier: ChargeLight = serde_json::from_value(earlier).unwrap();
+        let mut now = fresh();
+        now.matched_charge = vec![(8, 6.0), (10, 7.0)];
+        now.light_sum = BTreeMap::from([(8, 3.0)]);
+        let mut run = fresh();
+        Merge::merge(&mut run, earlier).unwrap();
+        Merge::merge(&mut run, now).unwrap();
+        // Event 9's charge and event 10's light are unknown: no point for either.
+        assert_eq!(run.light_vs_charge(), [(5.0, 2.0), (6.0, 3.0)]);
+    }
+}

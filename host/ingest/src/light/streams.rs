@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float32Builder, Int16Builder, Int64Builder, ListBuilder, RecordBatch, UInt8Builder,
-    UInt16Builder, UInt32Builder, UInt64Builder,
+    ArrayRef, Float32Builder, Float64Builder, Int16Builder, Int64Builder, ListBuilder, RecordBatch,
+    UInt8Builder, UInt16Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
@@ -72,6 +72,7 @@ pub fn light_matches_schema() -> SchemaRef {
         Field::new("charge_event", DataType::UInt64, true),
         Field::new("dt_ticks", DataType::Int64, true),
         Field::new("time_ticks", DataType::Int64, false),
+        Field::new("charge_q_ke", DataType::Float64, true),
     ]))
 }
 
@@ -235,8 +236,9 @@ impl LightBatchBuilder {
 /// every charge trigger inside the light data's time span without a light event gets a row
 /// (light side empty).
 pub struct Matcher {
-    /// Charge triggers: (time ticks, event id), sorted.
-    charge: Vec<(i64, u64)>,
+    /// Charge triggers: (time ticks, event id, the event's charge in ke⁻), sorted by time and
+    /// id.
+    charge: Vec<(i64, u64, f64)>,
     used: Vec<bool>,
     window_ticks: i64,
     light_span: Option<(i64, i64)>,
@@ -244,8 +246,8 @@ pub struct Matcher {
 
 impl Matcher {
     /// A matcher over the charge triggers of a run.
-    pub fn new(mut charge: Vec<(i64, u64)>, window_ticks: i64) -> Self {
-        charge.sort_unstable();
+    pub fn new(mut charge: Vec<(i64, u64, f64)>, window_ticks: i64) -> Self {
+        charge.sort_unstable_by_key(|&(time, id, _)| (time, id));
         let used = vec![false; charge.len()];
         Self { charge, used, window_ticks, light_span: None }
     }
@@ -254,31 +256,34 @@ impl Matcher {
     pub fn match_events(&mut self, light: &[(u64, i64)]) -> RecordBatch {
         let (mut l, mut c, mut dt, mut t) =
             (UInt64Builder::new(), UInt64Builder::new(), Int64Builder::new(), Int64Builder::new());
+        let mut q = Float64Builder::new();
         for &(event, time) in light {
             self.light_span =
                 Some(self.light_span.map_or((time, time), |(a, b)| (a.min(time), b.max(time))));
-            let i = self.charge.partition_point(|&(ct, _)| ct < time - self.window_ticks);
+            let i = self.charge.partition_point(|&(ct, _, _)| ct < time - self.window_ticks);
             let best = self.charge[i..]
                 .iter()
                 .enumerate()
-                .take_while(|(_, (ct, _))| *ct <= time + self.window_ticks)
-                .min_by_key(|(_, (ct, _))| (ct - time).abs())
-                .map(|(k, &(ct, id))| (i + k, ct, id));
+                .take_while(|(_, (ct, _, _))| *ct <= time + self.window_ticks)
+                .min_by_key(|(_, (ct, _, _))| (ct - time).abs())
+                .map(|(k, &(ct, id, q_ke))| (i + k, ct, id, q_ke));
             l.append_value(event);
             t.append_value(time);
             match best {
-                Some((k, ct, id)) => {
+                Some((k, ct, id, q_ke)) => {
                     self.used[k] = true;
                     c.append_value(id);
                     dt.append_value(time - ct);
+                    q.append_value(q_ke);
                 }
                 None => {
                     c.append_null();
                     dt.append_null();
+                    q.append_null();
                 }
             }
         }
-        Self::batch(l, c, dt, t)
+        Self::batch(l, c, dt, t, q)
     }
 
     /// Rows for the charge triggers within the light data's time span that no light event
@@ -286,8 +291,9 @@ impl Matcher {
     pub fn unmatched_charge(&self) -> RecordBatch {
         let (mut l, mut c, mut dt, mut t) =
             (UInt64Builder::new(), UInt64Builder::new(), Int64Builder::new(), Int64Builder::new());
+        let mut q = Float64Builder::new();
         if let Some((first, last)) = self.light_span {
-            for (k, &(time, id)) in self.charge.iter().enumerate() {
+            for (k, &(time, id, q_ke)) in self.charge.iter().enumerate() {
                 if !self.used[k]
                     && time >= first - self.window_ticks
                     && time <= last + self.window_ticks
@@ -296,10 +302,11 @@ impl Matcher {
                     c.append_value(id);
                     dt.append_null();
                     t.append_value(time);
+                    q.append_value(q_ke);
                 }
             }
         }
-        Self::batch(l, c, dt, t)
+        Self::batch(l, c, dt, t, q)
     }
 
     fn batch(
@@ -307,12 +314,14 @@ impl Matcher {
         mut c: UInt64Builder,
         mut dt: Int64Builder,
         mut t: Int64Builder,
+        mut q: Float64Builder,
     ) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(l.finish()),
             Arc::new(c.finish()),
             Arc::new(dt.finish()),
             Arc::new(t.finish()),
+            Arc::new(q.finish()),
         ];
         RecordBatch::try_new(light_matches_schema(), columns).expect("light_matches columns")
     }
@@ -323,7 +332,7 @@ mod tests {
     use super::*;
     use crate::light::Waveform;
     use arrow::array::{Array, AsArray};
-    use arrow::datatypes::{UInt32Type, UInt64Type};
+    use arrow::datatypes::{Float64Type, UInt32Type, UInt64Type};
 
     #[test]
     fn events_carry_every_boards_tai_and_waveforms_their_detector() {
@@ -374,13 +383,19 @@ mod tests {
 
     #[test]
     fn matching_pairs_the_nearest_trigger_and_reports_both_ways() {
-        let mut m = Matcher::new(vec![(1_000, 1), (5_000, 2), (9_000, 3)], 30);
+        let triggers = vec![(9_000, 3, 30.0), (1_000, 1, 10.0), (5_000, 2, 20.0)];
+        let mut m = Matcher::new(triggers, 30);
         let rows = m.match_events(&[(10, 1_010), (11, 7_000)]);
         let charge = rows.column(1).as_primitive::<UInt64Type>();
         assert_eq!((charge.is_valid(0), charge.value(0), charge.is_valid(1)), (true, 1, false));
+        // The matched trigger's charge beside it, none for the unmatched light event.
+        let q = rows.column_by_name("charge_q_ke").unwrap().as_primitive::<Float64Type>();
+        assert_eq!((q.is_valid(0), q.value(0), q.is_valid(1)), (true, 10.0, false));
         // Trigger 2 (5000) lies inside the light span [1010, 7000] and was not matched.
         let unmatched = m.unmatched_charge();
         assert_eq!(unmatched.num_rows(), 1);
         assert_eq!(unmatched.column(1).as_primitive::<UInt64Type>().value(0), 2);
+        let q = unmatched.column_by_name("charge_q_ke").unwrap().as_primitive::<Float64Type>();
+        assert_eq!(q.value(0), 20.0);
     }
 }

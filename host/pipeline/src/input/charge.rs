@@ -288,8 +288,9 @@ impl ChargeSource {
     }
 }
 
-/// A charge trigger: (time on the 10 MHz light clock, event id).
-pub type ChargeTrigger = (i64, u64);
+/// A charge trigger: (time on the 10 MHz light clock, event id, the event's charge in ke⁻:
+/// `light_matches` carries it, so a plugin needs no table of every event's charge).
+pub type ChargeTrigger = (i64, u64, f64);
 
 /// The charge triggers of calibrated events: Unix second × 1e7 + (t0 mod 1e7).
 pub fn charge_triggers_of(events: &[EventRow]) -> Vec<ChargeTrigger> {
@@ -298,7 +299,7 @@ pub fn charge_triggers_of(events: &[EventRow]) -> Vec<ChargeTrigger> {
         .filter_map(|e| {
             let t0 = e.t0_ticks?;
             let in_second = (t0.round() as i64).rem_euclid(LIGHT_TICKS_PER_S);
-            Some((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id))
+            Some((e.unix_time as i64 * LIGHT_TICKS_PER_S + in_second, e.event_id, e.q_ke))
         })
         .collect()
 }

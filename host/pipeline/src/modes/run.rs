@@ -23,7 +23,7 @@ use larmon_runtime::{PluginFailure, PluginRun};
 use crate::config::LarmonConfig;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::input::charge::{
-    ChargeSource, RunCalibration, charge_triggers_of, triggers_of_charge_file,
+    ChargeSource, ChargeTrigger, RunCalibration, charge_triggers_of, triggers_of_charge_file,
 };
 use crate::input::light::{load_channel_map, process_light_file};
 use crate::input::{add_host_stats, join_span, widen_by_timestamps};
@@ -274,8 +274,9 @@ pub fn run_files(
         // The `channels` stream is summed only when a plugin asks for it.
         let mut activity =
             loaded.iter().any(|p| p.wants(Stream::Channels.name())).then(ChannelActivity::new);
-        // Charge triggers of the run (time on the 10 MHz clock, event id), for light matching.
-        let mut charge_triggers = Vec::<(i64, u64)>::new();
+        // Charge triggers of the run (time on the 10 MHz clock, event id, charge), for light
+        // matching.
+        let mut charge_triggers = Vec::<ChargeTrigger>::new();
         let total: u64 = files[file_range.clone()]
             .iter()
             .filter_map(|f| std::fs::metadata(f).ok())
@@ -301,6 +302,9 @@ pub fn run_files(
                 )?);
             }
         }
+        // Kept only for light files to match: a run without any (most of them) does not hold a
+        // trigger list that grows with its length.
+        let match_light = !light_files.is_empty();
         let files_in_order = charge_files.len() + light_files.len();
         let in_order = charge_files.into_iter().map(|i| (i, false));
         let in_order = in_order.chain(light_files.into_iter().map(|i| (i, true)));
@@ -319,7 +323,9 @@ pub fn run_files(
                 let mut source = calibration.open_file(file, index, &ReadOptions::default())?;
                 let mut file_span = None;
                 let mut hand_over = |source: &ChargeSource, done: CalibratedBatch| {
-                    charge_triggers.extend(charge_triggers_of(&done.events));
+                    if match_light {
+                        charge_triggers.extend(charge_triggers_of(&done.events));
+                    }
                     for (stream, batch) in source.batches(done) {
                         broadcast(stream, batch);
                     }
