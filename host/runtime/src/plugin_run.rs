@@ -229,6 +229,9 @@ impl From<wit::Report> for PluginReport {
 /// limit and the run budget (wall time: wasm yields every epoch tick, so a plugin looping in
 /// wasm and one blocked in a host call such as a sleep are both stopped), then records the
 /// outcome. A macro rather than a method because the call's future borrows the store.
+/// Bytes per MiB, for the memory log.
+const MIB: f64 = (1 << 20) as f64;
+
 macro_rules! guarded_call {
     ($run:expr, $what:expr, |$store:ident, $plugin:ident, $instance:ident| $body:expr) => {{
         let run: &mut PluginRun = $run;
@@ -260,6 +263,8 @@ pub struct PluginRun {
     budget: Arc<RunBudget>,
     /// Whether the running call's deadline is the run budget's (not the per-call limit's).
     budget_bound: bool,
+    /// Memory the instance had grown to when the running call began.
+    memory_at_call: usize,
     executor: tokio::runtime::Runtime,
     requested: BTreeMap<String, Vec<String>>,
     stdout: BoundedLog,
@@ -335,6 +340,7 @@ impl PluginRun {
             limits,
             budget,
             budget_bound: false,
+            memory_at_call: 0,
             executor,
             requested: BTreeMap::new(),
             stdout,
@@ -390,6 +396,7 @@ impl PluginRun {
             return Err(failure);
         }
         self.budget_bound = remaining < self.limits.call_timeout;
+        self.memory_at_call = self.store.data().limiter.used_bytes();
         self.store.set_epoch_deadline(1);
         Ok(remaining.min(self.limits.call_timeout))
     }
@@ -402,6 +409,19 @@ impl PluginRun {
         outcome: Option<wasmtime::Result<Result<R, String>>>,
     ) -> Result<R, PluginFailure> {
         self.budget.charge(elapsed);
+        let memory = self.store.data().limiter.used_bytes();
+        if memory > self.memory_at_call {
+            // What each call costs in memory the instance keeps (Wasm memory never shrinks):
+            // `RUST_LOG=larmon::plugin_memory=debug larmon run …` (docs/performance.md).
+            tracing::debug!(
+                target: "larmon::plugin_memory",
+                plugin = %self.label,
+                call = what,
+                "memory {:.1} -> {:.1} MiB",
+                self.memory_at_call as f64 / MIB,
+                memory as f64 / MIB,
+            );
+        }
         let failure = match outcome {
             Some(Ok(Ok(value))) => return Ok(value),
             Some(Ok(Err(message))) => PluginFailure::Reported { call: what, message },

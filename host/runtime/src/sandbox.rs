@@ -35,7 +35,6 @@ impl TotalLimiter {
     }
 
     /// Bytes grown so far.
-    #[cfg(test)]
     pub(crate) fn used_bytes(&self) -> usize {
         self.used_bytes
     }
