@@ -453,3 +453,36 @@ fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::Turns;
+
+    /// No more threads hold a turn at once than there are turns, and every thread gets one.
+    #[test]
+    fn turns_let_as_many_threads_in_as_there_are_turns() {
+        for turns in [1, 2, 3] {
+            let gate = Turns::new(turns);
+            let (inside, most, done) =
+                (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        let _turn = gate.take();
+                        let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            });
+            assert_eq!(done.load(Ordering::SeqCst), 8);
+            let most = most.load(Ordering::SeqCst);
+            assert!((1..=turns).contains(&most), "{most} threads inside with {turns} turns");
+        }
+    }
+}
