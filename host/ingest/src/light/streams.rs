@@ -254,9 +254,7 @@ impl Matcher {
 
     /// The `light_matches` rows of a batch of light events `(event, time ticks)`.
     pub fn match_events(&mut self, light: &[(u64, i64)]) -> RecordBatch {
-        let (mut l, mut c, mut dt, mut t) =
-            (UInt64Builder::new(), UInt64Builder::new(), Int64Builder::new(), Int64Builder::new());
-        let mut q = Float64Builder::new();
+        let mut rows = MatchRows::default();
         for &(event, time) in light {
             self.light_span =
                 Some(self.light_span.map_or((time, time), |(a, b)| (a.min(time), b.max(time))));
@@ -267,61 +265,69 @@ impl Matcher {
                 .take_while(|(_, (ct, _, _))| *ct <= time + self.window_ticks)
                 .min_by_key(|(_, (ct, _, _))| (ct - time).abs())
                 .map(|(k, &(ct, id, q_ke))| (i + k, ct, id, q_ke));
-            l.append_value(event);
-            t.append_value(time);
             match best {
                 Some((k, ct, id, q_ke)) => {
                     self.used[k] = true;
-                    c.append_value(id);
-                    dt.append_value(time - ct);
-                    q.append_value(q_ke);
+                    rows.push(Some(event), Some((id, q_ke)), Some(time - ct), time);
                 }
-                None => {
-                    c.append_null();
-                    dt.append_null();
-                    q.append_null();
-                }
+                None => rows.push(Some(event), None, None, time),
             }
         }
-        Self::batch(l, c, dt, t, q)
+        rows.finish()
     }
 
     /// Rows for the charge triggers within the light data's time span that no light event
     /// matched (call once, after the last light event).
     pub fn unmatched_charge(&self) -> RecordBatch {
-        let (mut l, mut c, mut dt, mut t) =
-            (UInt64Builder::new(), UInt64Builder::new(), Int64Builder::new(), Int64Builder::new());
-        let mut q = Float64Builder::new();
+        let mut rows = MatchRows::default();
         if let Some((first, last)) = self.light_span {
             for (k, &(time, id, q_ke)) in self.charge.iter().enumerate() {
                 if !self.used[k]
                     && time >= first - self.window_ticks
                     && time <= last + self.window_ticks
                 {
-                    l.append_null();
-                    c.append_value(id);
-                    dt.append_null();
-                    t.append_value(time);
-                    q.append_value(q_ke);
+                    rows.push(None, Some((id, q_ke)), None, time);
                 }
             }
         }
-        Self::batch(l, c, dt, t, q)
+        rows.finish()
+    }
+}
+
+/// The columns of `light_matches`, built a row at a time.
+#[derive(Default)]
+struct MatchRows {
+    light_event: UInt64Builder,
+    charge_event: UInt64Builder,
+    dt_ticks: Int64Builder,
+    time_ticks: Int64Builder,
+    charge_q_ke: Float64Builder,
+}
+
+impl MatchRows {
+    /// A row: the light event, the charge trigger (event id, charge in ke⁻), Δt when both
+    /// sides are there, and the row's time.
+    fn push(
+        &mut self,
+        light_event: Option<u64>,
+        charge: Option<(u64, f64)>,
+        dt_ticks: Option<i64>,
+        time_ticks: i64,
+    ) {
+        self.light_event.append_option(light_event);
+        self.charge_event.append_option(charge.map(|(id, _)| id));
+        self.dt_ticks.append_option(dt_ticks);
+        self.time_ticks.append_value(time_ticks);
+        self.charge_q_ke.append_option(charge.map(|(_, q_ke)| q_ke));
     }
 
-    fn batch(
-        mut l: UInt64Builder,
-        mut c: UInt64Builder,
-        mut dt: Int64Builder,
-        mut t: Int64Builder,
-        mut q: Float64Builder,
-    ) -> RecordBatch {
+    fn finish(mut self) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(l.finish()),
-            Arc::new(c.finish()),
-            Arc::new(dt.finish()),
-            Arc::new(t.finish()),
-            Arc::new(q.finish()),
+            Arc::new(self.light_event.finish()),
+            Arc::new(self.charge_event.finish()),
+            Arc::new(self.dt_ticks.finish()),
+            Arc::new(self.time_ticks.finish()),
+            Arc::new(self.charge_q_ke.finish()),
         ];
         RecordBatch::try_new(light_matches_schema(), columns).expect("light_matches columns")
     }

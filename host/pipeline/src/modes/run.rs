@@ -305,7 +305,6 @@ pub fn run_files(
         // Kept only for light files to match: a run without any (most of them) does not hold a
         // trigger list that grows with its length.
         let match_light = !light_files.is_empty();
-        let files_in_order = charge_files.len() + light_files.len();
         let in_order = charge_files.into_iter().map(|i| (i, false));
         let in_order = in_order.chain(light_files.into_iter().map(|i| (i, true)));
         for (position, (index, light)) in in_order.enumerate() {
@@ -352,7 +351,7 @@ pub fn run_files(
                 file_span = join_span(file_span, source.span());
                 (source.host_stats(), file_span)
             };
-            let more = position + 1 < files_in_order;
+            let more = position + 1 < file_range.len();
             for tx in &senders {
                 let _ = tx.send(Work::EndOfFile { index, more });
             }
