@@ -80,12 +80,18 @@ pub enum RunOutcome {
 /// thread often waited on the slowest plugin while the others sat idle (`larmon run` of a
 /// 200 s 2x2 run, 2026-12-05: 4.2–4.4 s at 4, 3.9–4.0 s at 16, no better at 64). Since the
 /// plugins got faster, 8 is as fast as 16 (2.08–2.15 s against 2.13–2.17 s, `perf stat -r 5`
-/// twice) and a 27-file run peaks 15 MB lower (374 against 389 MB).
-const PLUGIN_QUEUE_BATCHES: usize = 8;
+/// twice) and a 27-file run peaks 15 MB lower (374 against 389 MB). Since batches go only to
+/// the plugins that read them (2026-12-07), the reading thread runs further ahead and the
+/// queues fill: 4 is as fast as 8 (wall median 2.02 against 2.06 s, 6 interleaved pairs) and
+/// the 27-file run peaks at 292 MB, not 294–307.
+const PLUGIN_QUEUE_BATCHES: usize = 4;
 
 /// What the reading thread sends each plugin's thread.
 enum Work {
-    /// A batch of a stream of the current file.
+    /// A file begins: its instance opens now, as the file's memory peaks come at its end
+    /// (a plugin may get no batch before the file's last step: the `channels` sums).
+    StartOfFile,
+    /// A batch of a stream of the current file (sent only to the plugins that read it).
     Batch(Stream, Arc<RecordBatch>),
     /// The current file (index in the run's file list) is complete; `more`: another file
     /// follows.
@@ -175,6 +181,9 @@ pub fn run_files(
                 let mut report = false;
                 for work in rx {
                     match work {
+                        Work::StartOfFile => {
+                            let _ = file_instance.get_or_insert_with(open);
+                        }
                         Work::Batch(stream, batch) => {
                             if let Ok(instance) = file_instance.get_or_insert_with(open) {
                                 let _ = instance.consume(stream.name(), &batch); // kept
@@ -314,6 +323,9 @@ pub fn run_files(
         let in_order = in_order.chain(light_files.into_iter().map(|i| (i, true)));
         for (position, (index, light)) in in_order.enumerate() {
             let file = &files[index];
+            for tx in &senders {
+                let _ = tx.send(Work::StartOfFile);
+            }
             let (stats, file_span) = if light {
                 let (stats, _) = process_light_file(
                     file,
