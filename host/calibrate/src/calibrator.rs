@@ -881,7 +881,7 @@ mod tests {
             let len = [0, 1, 2, 63, 64, 500, 5000][case % 7];
             let groups = 1 + next(if case % 3 == 0 { 1 } else { 8 });
             let disorder = [0, 3, 1_000_000][case / 3 % 3];
-            let mut clock = vec![0i64; 8];
+            let mut clock = [0i64; 8];
             let hits: Vec<PendingHit> = (0..len)
                 .map(|k| {
                     let g = next(groups) as usize;
