@@ -83,7 +83,7 @@ pub enum RunOutcome {
 /// twice) and a 27-file run peaks 15 MB lower (374 against 389 MB). Since batches go only to
 /// the plugins that read them (2026-12-07), the reading thread runs further ahead and the
 /// queues fill: 4 is as fast as 8 (wall median 2.02 against 2.06 s, 6 interleaved pairs) and
-/// the 27-file run peaks at 292 MB, not 294–307.
+/// the 27-file run peaks at 288–292 MB, not 294–307 (285–289 before the change).
 const PLUGIN_QUEUE_BATCHES: usize = 4;
 
 /// What the reading thread sends each plugin's thread.
