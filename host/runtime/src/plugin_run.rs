@@ -225,13 +225,13 @@ impl From<wit::Report> for PluginReport {
     }
 }
 
+/// Bytes per MiB, for the memory log.
+const MIB: f64 = (1 << 20) as f64;
+
 /// Runs one call into the plugin: checks the recorded failure, bounds the call by the time
 /// limit and the run budget (wall time: wasm yields every epoch tick, so a plugin looping in
 /// wasm and one blocked in a host call such as a sleep are both stopped), then records the
 /// outcome. A macro rather than a method because the call's future borrows the store.
-/// Bytes per MiB, for the memory log.
-const MIB: f64 = (1 << 20) as f64;
-
 macro_rules! guarded_call {
     ($run:expr, $what:expr, |$store:ident, $plugin:ident, $instance:ident| $body:expr) => {{
         let run: &mut PluginRun = $run;

@@ -229,11 +229,7 @@ impl<K: Copy + Ord + Into<usize>> SeriesSlots<K> {
         let mut index = std::mem::take(index);
         let slots: Vec<(K, TimeSeries)> = std::mem::take(map).into_iter().collect();
         for (k, (key, _)) in slots.iter().enumerate() {
-            let at = (*key).into();
-            if index.len() <= at {
-                index.resize(at + 1, 0);
-            }
-            index[at] = k as u32 + 1;
+            *entry(&mut index, (*key).into()) = k as u32 + 1;
         }
         Self { slots, index }
     }
@@ -245,11 +241,8 @@ impl<K: Copy + Ord + Into<usize>> SeriesSlots<K> {
         match self.index.get(at) {
             Some(&slot) if slot > 0 => slot as usize - 1,
             _ => {
-                if self.index.len() <= at {
-                    self.index.resize(at + 1, 0);
-                }
                 self.slots.push((key, TimeSeries::default()));
-                self.index[at] = self.slots.len() as u32;
+                *entry(&mut self.index, at) = self.slots.len() as u32;
                 self.slots.len() - 1
             }
         }
@@ -263,6 +256,14 @@ impl<K: Copy + Ord + Into<usize>> SeriesSlots<K> {
         *map = self.slots.into_iter().collect();
         *index = self.index;
     }
+}
+
+/// `index[at]`, the table grown to hold it.
+fn entry(index: &mut Vec<u32>, at: usize) -> &mut u32 {
+    if index.len() <= at {
+        index.resize(at + 1, 0);
+    }
+    &mut index[at]
 }
 
 #[cfg(test)]
