@@ -180,6 +180,7 @@ const POINTS_PER_CHECK: usize = 32;
 /// Points as three coordinate arrays: the RANSAC count runs over them in a loop without
 /// branches that the compiler vectorises, with the same operations as [`distance`] up to the
 /// square root, which it replaces by the exact squared limit (the same counts, bit for bit).
+#[derive(Clone)]
 struct Coordinates {
     x: Vec<f64>,
     y: Vec<f64>,
@@ -252,6 +253,28 @@ impl Coordinates {
         to_beat.is_none_or(|t| count > t).then_some(count)
     }
 
+    /// Reorders the points so that those the line does not count come first. A count does not
+    /// depend on the order of the points, and neither does [`Coordinates::count_more_than`]'s
+    /// answer: a line that wins never misses more points than it may, wherever they come, and
+    /// one that does not win is `None` whether it stops early or counts to the end. Put behind
+    /// the misses of the best line so far, a line that cannot beat it — most often one through
+    /// two points of the same track, missing about the same points — stops after those misses
+    /// instead of counting the whole track.
+    fn put_misses_first(&mut self, line: &Candidate) {
+        let Candidate { origin, axis, squared_limit, .. } = *line;
+        let mut misses = 0;
+        for k in 0..self.x.len() {
+            let d = [self.x[k] - origin[0], self.y[k] - origin[1], self.z[k] - origin[2]];
+            let along = dot(d, axis);
+            if (dot(d, d) - along * along).max(0.0) > squared_limit {
+                self.x.swap(k, misses);
+                self.y.swap(k, misses);
+                self.z.swap(k, misses);
+                misses += 1;
+            }
+        }
+    }
+
     fn swap_remove(&mut self, k: usize) {
         self.x.swap_remove(k);
         self.y.swap_remove(k);
@@ -321,7 +344,9 @@ impl Rng {
 /// Step 1: of `config.ransac_trials` lines through random pairs of `points` (`coordinates`
 /// holds the same points), the first with the most points within the inlier distance, if that
 /// is at least `min_hits`: (a point on it, its unit direction). Lines with fewer than the best
-/// so far cannot be the answer, so their counts are dropped as soon as that is certain.
+/// so far cannot be the answer, so their counts are dropped as soon as that is certain, and the
+/// points are counted in an order that makes that soon: the best line's misses first
+/// ([`Coordinates::put_misses_first`]).
 fn ransac_line(
     config: &TrackConfig,
     points: &[(usize, V3)],
@@ -330,6 +355,8 @@ fn ransac_line(
     rng: &mut Rng,
 ) -> Option<(V3, V3)> {
     let mut best: Option<(usize, V3, V3)> = None;
+    // The same points, in the order that is counted (`coordinates` keeps the points' order).
+    let mut in_count_order = coordinates.clone();
     for _ in 0..config.ransac_trials {
         let (a, b) = (rng.below(points.len()), rng.below(points.len()));
         let d = sub(points[b].1, points[a].1);
@@ -340,8 +367,9 @@ fn ransac_line(
         let axis = scale(d, 1.0 / len);
         let to_beat = best.map_or(config.min_hits.checked_sub(1), |(c, _, _)| Some(c));
         let line = Candidate { origin: points[a].1, axis, squared_limit: inlier_squared, to_beat };
-        if let Some(count) = coordinates.count_more_than(&line) {
+        if let Some(count) = in_count_order.count_more_than(&line) {
             best = Some((count, points[a].1, axis));
+            in_count_order.put_misses_first(&line);
         }
     }
     best.map(|(_, origin, axis)| (origin, axis))
@@ -727,6 +755,20 @@ mod tests {
                     assert_eq!(counted, wins, "line {a}-{b}, limit {limit}, to beat {to_beat:?}");
                     let portable = coordinates.count_more_than_portable(&line);
                     assert_eq!(portable, wins, "without AVX2: line {a}-{b}, limit {limit}");
+                    // In the order of another line's misses first, and of this line's own.
+                    for other in [(3, 1500), (a, b)] {
+                        let mut reordered = coordinates.clone();
+                        let d = sub(points[other.1].1, points[other.0].1);
+                        let other = Candidate {
+                            origin: points[other.0].1,
+                            axis: scale(d, 1.0 / norm(d)),
+                            ..line
+                        };
+                        reordered.put_misses_first(&other);
+                        assert_ne!(reordered.x, coordinates.x, "the points were reordered");
+                        let counted = reordered.count_more_than(&line);
+                        assert_eq!(counted, wins, "reordered: line {a}-{b}, limit {limit}");
+                    }
                 }
                 assert!(expected > 0);
             }
