@@ -376,6 +376,11 @@ impl PluginRun {
         log_lines(std::mem::take(&mut state.log), dropped, pipes)
     }
 
+    /// Bytes of Wasm memory (linear memories and tables) the instance has grown to.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used_bytes()
+    }
+
     /// Time this plugin has spent in calls during the run (all its instances).
     pub fn budget(&self) -> &Arc<RunBudget> {
         &self.budget

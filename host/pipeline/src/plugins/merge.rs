@@ -106,6 +106,15 @@ impl<'a> PluginMerge<'a> {
         self.logs.extend(logs);
     }
 
+    /// The size of the run's state: its instance's Wasm memory, or its snapshot while parked.
+    pub fn state_bytes(&self) -> usize {
+        match (&self.run, &self.parked) {
+            (_, Some(snapshot)) => snapshot.len(),
+            (Ok(run), None) => run.memory_bytes(),
+            (Err(_), None) => 0,
+        }
+    }
+
     /// Asks the merged instance for the plugin's report and writes its figures under
     /// `run_dir`.
     pub fn finish(self, run_dir: &Path) -> PluginEntry {
