@@ -401,7 +401,7 @@ impl PluginRun {
             return Err(failure);
         }
         self.budget_bound = remaining < self.limits.call_timeout;
-        self.memory_at_call = self.store.data().limiter.used_bytes();
+        self.memory_at_call = self.memory_bytes();
         self.store.set_epoch_deadline(1);
         Ok(remaining.min(self.limits.call_timeout))
     }
@@ -414,7 +414,7 @@ impl PluginRun {
         outcome: Option<wasmtime::Result<Result<R, String>>>,
     ) -> Result<R, PluginFailure> {
         self.budget.charge(elapsed);
-        let memory = self.store.data().limiter.used_bytes();
+        let memory = self.memory_bytes();
         if memory > self.memory_at_call {
             // What each call costs in memory the instance keeps (Wasm memory never shrinks):
             // `RUST_LOG=larmon::plugin_memory=debug larmon run …` (docs/performance.md).

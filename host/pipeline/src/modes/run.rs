@@ -539,6 +539,13 @@ mod tests {
         }
     }
 
+    /// Waits until `count` threads wait for a turn of `gate`.
+    fn wait_for_waiters(gate: &Turns, count: usize) {
+        while gate.state.lock().unwrap().waiting.len() < count {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// A turn given back goes to the waiting thread of the highest priority.
     #[test]
     fn turns_go_to_the_highest_priority_first() {
@@ -554,9 +561,7 @@ mod tests {
                 });
             }
             // Every thread waits before the turn is given back.
-            while gate.state.lock().unwrap().waiting.len() < 4 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_waiters(&gate, 4);
             drop(held);
         });
         assert_eq!(*order.lock().unwrap(), [50, 20, 7, 3]);
@@ -571,18 +576,13 @@ mod tests {
             let held = gate.take();
             for k in 0..6 {
                 let (gate, order) = (&gate, &order);
-                // One at a time into the queue.
-                while gate.state.lock().unwrap().waiting.len() < k {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                wait_for_waiters(gate, k); // one at a time into the queue
                 scope.spawn(move || {
                     let _turn = gate.take();
                     order.lock().unwrap().push(k);
                 });
             }
-            while gate.state.lock().unwrap().waiting.len() < 6 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            wait_for_waiters(&gate, 6);
             drop(held);
         });
         assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4, 5]);
