@@ -164,6 +164,10 @@ struct MoyalGaussGrid {
     /// Grid points `t` and `moyal(t)·norm` at each.
     points: Vec<(f64, f64)>,
     dt: f64,
+    /// Values given so far ([`MoyalGaussGrid::remembered_at`]): (x as bits, value), in the order
+    /// first asked, and where the next x is expected (a fit goes through its bins in order).
+    given: Vec<(u64, f64)>,
+    next_given: usize,
 }
 
 impl MoyalGaussGrid {
@@ -173,7 +177,15 @@ impl MoyalGaussGrid {
         let key = [mpv.to_bits(), width.to_bits(), sigma.to_bits()];
         let (width, sigma) = (width.abs().max(1e-9), sigma.abs());
         if sigma < 1e-6 * width {
-            return Self { key, sigma, plain: Some((mpv, width)), points: Vec::new(), dt: 0.0 };
+            return Self {
+                key,
+                sigma,
+                plain: Some((mpv, width)),
+                points: Vec::new(),
+                dt: 0.0,
+                given: Vec::new(),
+                next_given: 0,
+            };
         }
         let (lo, hi) = (mpv - 6.0 * width, mpv + 30.0 * width);
         let dt = (hi - lo) / Self::STEPS as f64;
@@ -184,7 +196,28 @@ impl MoyalGaussGrid {
                 (t, moyal(t, mpv, width) * norm)
             })
             .collect();
-        Self { key, sigma, plain: None, points, dt }
+        Self { key, sigma, plain: None, points, dt, given: Vec::new(), next_given: 0 }
+    }
+
+    /// [`MoyalGaussGrid::at`], computed once per x: a value given before is returned again.
+    fn remembered_at(&mut self, x: f64) -> f64 {
+        let bits = x.to_bits();
+        let found = match self.given.get(self.next_given) {
+            Some(&(b, _)) if b == bits => Some(self.next_given),
+            _ => self.given.iter().position(|&(b, _)| b == bits),
+        };
+        match found {
+            Some(k) => {
+                self.next_given = k + 1;
+                self.given[k].1
+            }
+            None => {
+                let value = self.at(x);
+                self.given.push((bits, value));
+                self.next_given = self.given.len();
+                value
+            }
+        }
     }
 
     fn at(&self, x: f64) -> f64 {
@@ -230,7 +263,10 @@ impl PeakFit {
 /// 2.5 peak widths), with Poisson errors √max(n, 1).
 pub fn fit_moyal_gauss(hist: &Hist1D, from_fraction: f64) -> Option<PeakFit> {
     // The fit asks for the same few parameter sets (the point and its ± steps) at every bin:
-    // their grids are kept, not recomputed per bin.
+    // their grids are kept, not recomputed per bin, and each keeps the values it gave. A shape
+    // is asked for again at the same bin three times per iteration (the point and its two
+    // amplitude steps share it), and once more after a step is taken (the trial's values are the
+    // next point's): those repeats are looked up, not summed again (the same value, bit for bit).
     let grids = std::cell::RefCell::new(Vec::<MoyalGaussGrid>::new());
     let model = |x: f64, p: &[f64]| {
         let key = [p[1].to_bits(), p[2].to_bits(), p[3].to_bits()];
@@ -245,7 +281,7 @@ pub fn fit_moyal_gauss(hist: &Hist1D, from_fraction: f64) -> Option<PeakFit> {
                 grids.len() - 1
             }
         };
-        p[0] * grids[at].at(x)
+        p[0] * grids[at].remembered_at(x)
     };
     fit_peak(hist, from_fraction, &model)
 }
@@ -363,8 +399,9 @@ mod tests {
         assert!((fit.width - width).abs() < 0.05, "{fit:?}");
     }
 
-    /// Keeping the grids of recent parameters changes nothing: the fit is bit for bit the one
-    /// that evaluates [`moyal_gauss`] afresh at every point (on a narrow and a wide peak).
+    /// Keeping the grids of recent parameters and the values they gave changes nothing: the
+    /// fit is bit for bit the one that evaluates [`moyal_gauss`] afresh at every point (on a
+    /// narrow and a wide peak).
     #[test]
     fn the_kept_grids_give_the_same_fit_as_fresh_evaluations() {
         let fresh = |x: f64, p: &[f64]| p[0] * moyal_gauss(x, p[1], p[2], p[3]);
@@ -378,6 +415,19 @@ mod tests {
             let kept = fit_moyal_gauss(&hist, 0.05).unwrap();
             assert_eq!(Some(kept), fit_peak(&hist, 0.05, &fresh));
         }
+    }
+
+    /// A grid gives back what it gave for an x asked before, in or out of order, and computes
+    /// each x once.
+    #[test]
+    fn a_grid_remembers_each_value_it_gave() {
+        let mut grid = MoyalGaussGrid::new(5.0, 0.35, 0.2);
+        let xs = [4.0, 4.5, 5.0, 4.0, 4.5, 5.0, 5.0, 4.5, 7.25, 4.0];
+        for x in xs {
+            assert_eq!(grid.remembered_at(x).to_bits(), moyal_gauss(x, 5.0, 0.35, 0.2).to_bits());
+        }
+        let firsts: Vec<u64> = grid.given.iter().map(|(bits, _)| *bits).collect();
+        assert_eq!(firsts, [4.0f64, 4.5, 5.0, 7.25].map(f64::to_bits));
     }
 
     #[test]
