@@ -164,15 +164,55 @@ fn dispatch<P: Plugin>(state: &mut P, stream: &str, batch: &Batch) -> Result<(),
 
 /// `value` as JSON in a buffer of exactly its size: written twice, once to count the bytes.
 /// Large snapshots and figure data grown as they were written doubled their buffer, and a
-/// plugin's Wasm memory keeps its high-water mark for the instance's life.
+/// plugin's Wasm memory keeps its high-water mark for the instance's life. The bytes are
+/// serde_json's ([`WholeFloatsFast`]).
 pub(crate) fn to_json_exact<T: serde::Serialize + ?Sized>(
     value: &T,
 ) -> serde_json::Result<Vec<u8>> {
     let mut counter = ByteCounter(0);
-    serde_json::to_writer(&mut counter, value)?;
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut counter, WholeFloatsFast))?;
     let mut bytes = Vec::with_capacity(counter.0);
-    serde_json::to_writer(&mut bytes, value)?;
+    value.serialize(&mut serde_json::Serializer::with_formatter(&mut bytes, WholeFloatsFast))?;
     Ok(bytes)
+}
+
+/// serde_json's compact JSON, byte for byte, with whole-number floats below 10¹⁶ written by an
+/// integer routine: serde_json writes them as the integer and `.0` (`2590.0`, `-0.0`), and
+/// its shortest-digits float algorithm spends 128-bit multiplications, which Wasm does not
+/// have, on every one. Histogram counts and per-channel sums (pixel-maps' 337 k channels,
+/// twice per report) are such floats; any other float goes to serde_json's own routine.
+struct WholeFloatsFast;
+
+impl serde_json::ser::Formatter for WholeFloatsFast {
+    #[inline]
+    fn write_f64<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: f64,
+    ) -> std::io::Result<()> {
+        // serde_json hands only finite values here (NaN and infinities are written as null).
+        if value.trunc() != value || value.abs() >= 1e16 {
+            return serde_json::ser::CompactFormatter.write_f64(writer, value);
+        }
+        // |value| < 10¹⁶ < 2⁶³ is a whole number: exact as an integer, 16 digits at most.
+        let mut text = [0u8; 20];
+        let mut at = text.len() - 2;
+        text[at..].copy_from_slice(b".0");
+        let mut magnitude = value.abs() as u64;
+        loop {
+            at -= 1;
+            text[at] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if value.is_sign_negative() {
+            at -= 1;
+            text[at] = b'-';
+        }
+        writer.write_all(&text[at..])
+    }
 }
 
 /// A writer that only counts the bytes written to it.
@@ -199,6 +239,38 @@ mod tests {
         let bytes = super::to_json_exact(&value).unwrap();
         assert_eq!(bytes, serde_json::to_vec(&value).unwrap());
         assert_eq!(bytes.capacity(), bytes.len());
+    }
+
+    /// Whole-number floats written by the integer routine are serde_json's own text: every
+    /// whole number to 10⁵, both zeros, random whole numbers of every size to 10¹⁶ and past
+    /// it, the edges of the fast path, and floats with a fraction (which go to serde_json).
+    #[test]
+    fn whole_floats_are_written_as_serde_json_writes_them() {
+        let mut bits = 0x2545_F491_4F6C_DD1Du64;
+        let mut random = move || {
+            bits = bits
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            bits
+        };
+        let mut values: Vec<f64> = (0..100_000).map(f64::from).collect();
+        values.extend([-0.0, 1e15, 1e16, 1e16 - 2.0, 9_007_199_254_740_992.0, 1e16 + 2.0, 1e17]);
+        values.extend([0.5, -0.5, 1e-300, 2590.25, f64::MAX, f64::MIN_POSITIVE, 4.9e-324]);
+        for _ in 0..200_000 {
+            let magnitude = (random() % 54) as i32;
+            let whole =
+                ((random() >> 11) as f64 / (1u64 << 53) as f64 * 2f64.powi(magnitude)).trunc();
+            let sign = if random() & 1 == 1 { -1.0 } else { 1.0 };
+            values.push(sign * whole);
+            values.push(sign * (whole + 0.25));
+            values.push(f64::from_bits(random()));
+        }
+        values.retain(|v| v.is_finite());
+        let expected: Vec<String> =
+            values.iter().map(|v| serde_json::to_string(v).unwrap()).collect();
+        let written = super::to_json_exact(&values).unwrap();
+        let expected_all = format!("[{}]", expected.join(","));
+        assert_eq!(String::from_utf8(written).unwrap(), expected_all);
     }
 
     /// A snapshot (serde_json, as `snapshot` and `merge` above) gives back every float
