@@ -363,13 +363,15 @@ pub fn run_files(
                         broadcast(Stream::Packets, Arc::new(packets_record_batch(packets)));
                     }
                 }
-                let rest = source.finish();
-                hand_over(&source, rest);
                 // A file's channel sums in one go: a few hundred thousand rows for the 2x2,
-                // however many packets it had.
+                // however many packets it had. Sent as soon as the last packet is read, before
+                // the calibrator's last events: the plugins that read them (pixel-maps,
+                // channel-health) have the longest reports, which then start first.
                 for batch in activity.as_mut().map(ChannelActivity::flush).unwrap_or_default() {
                     broadcast(Stream::Channels, Arc::new(batch));
                 }
+                let rest = source.finish();
+                hand_over(&source, rest);
                 file_span = join_span(file_span, source.span());
                 (source.host_stats(), file_span)
             };
