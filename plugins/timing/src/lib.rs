@@ -18,10 +18,15 @@ const COINCIDENCE_TICKS: f64 = 1000.0;
 
 /// `delay.rem_euclid(UART_WORD_TICKS)`: for a whole number of ticks (every delay of two
 /// integer timestamps) by an integer remainder, which gives the same exact value without Wasm's
-/// software `fmod` per packet.
+/// software `fmod` per packet. Delays of data packets are whole and in [0, 2³²) (a 32-bit
+/// receipt minus a 31-bit timestamp): their remainder is taken in 32 bits, where a constant
+/// divisor becomes a multiplication (Wasm has no 64-bit high multiply, so a 64-bit remainder is
+/// a division instruction per packet).
 #[inline]
 fn uart_phase(delay: f64) -> f64 {
-    if delay.trunc() == delay && delay.abs() < 9.0e15 {
+    if delay.trunc() == delay && (0.0..4_294_967_296.0).contains(&delay) {
+        ((delay as u32) % UART_WORD_TICKS) as f64
+    } else if delay.trunc() == delay && delay.abs() < 9.0e15 {
         (delay as i64).rem_euclid(i64::from(UART_WORD_TICKS)) as f64
     } else {
         delay.rem_euclid(f64::from(UART_WORD_TICKS))
@@ -456,3 +461,27 @@ fn merge_maps<K: Ord>(
 }
 
 export_plugin!(Timing);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The UART phase is `rem_euclid` by 264 ticks on every kind of delay: whole ones in and
+    /// out of 32 bits, negative ones, fractions, huge ones.
+    #[test]
+    fn the_uart_phase_is_the_euclidean_remainder() {
+        let mut bits = 0x853C_49E6_748F_EA9Bu64;
+        let mut delays = vec![0.0, -0.0, 263.0, 264.0, 265.0, -1.0, -264.0, 4_294_967_295.0];
+        delays.extend([4_294_967_296.0, 4_294_967_297.0, 9.5e15, -9.5e15, 0.5, -0.5, 1e300]);
+        for _ in 0..100_000 {
+            bits = bits.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let whole = (bits >> 20) as f64 - 1e12; // whole, negative and positive, past 2³²
+            delays.extend([whole, (bits >> 32) as f64, f64::from((bits >> 40) as u32) + 0.25]);
+        }
+        for d in delays {
+            let expected = d.rem_euclid(f64::from(UART_WORD_TICKS));
+            // (−0 gives +0 where `rem_euclid` gives −0: the same bin.)
+            assert_eq!(uart_phase(d), expected, "delay {d}");
+        }
+    }
+}
