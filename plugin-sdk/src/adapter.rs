@@ -194,24 +194,13 @@ impl serde_json::ser::Formatter for WholeFloatsFast {
         if value.trunc() != value || value.abs() >= 1e16 {
             return serde_json::ser::CompactFormatter.write_f64(writer, value);
         }
-        // |value| < 10¹⁶ < 2⁶³ is a whole number: exact as an integer, 16 digits at most.
-        let mut text = [0u8; 20];
-        let mut at = text.len() - 2;
-        text[at..].copy_from_slice(b".0");
-        let mut magnitude = value.abs() as u64;
-        loop {
-            at -= 1;
-            text[at] = b'0' + (magnitude % 10) as u8;
-            magnitude /= 10;
-            if magnitude == 0 {
-                break;
-            }
-        }
+        // |value| < 10¹⁶ < 2⁶³ is a whole number: exact as an integer, written by serde_json's
+        // own integer routine.
         if value.is_sign_negative() {
-            at -= 1;
-            text[at] = b'-';
+            writer.write_all(b"-")?;
         }
-        writer.write_all(&text[at..])
+        serde_json::ser::CompactFormatter.write_u64(writer, value.abs() as u64)?;
+        writer.write_all(b".0")
     }
 }
 

@@ -176,27 +176,21 @@ impl MoyalGaussGrid {
     fn new(mpv: f64, width: f64, sigma: f64) -> Self {
         let key = [mpv.to_bits(), width.to_bits(), sigma.to_bits()];
         let (width, sigma) = (width.abs().max(1e-9), sigma.abs());
-        if sigma < 1e-6 * width {
-            return Self {
-                key,
-                sigma,
-                plain: Some((mpv, width)),
-                points: Vec::new(),
-                dt: 0.0,
-                given: Vec::new(),
-                next_given: 0,
-            };
-        }
-        let (lo, hi) = (mpv - 6.0 * width, mpv + 30.0 * width);
-        let dt = (hi - lo) / Self::STEPS as f64;
-        let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
-        let points = (0..Self::STEPS)
-            .map(|k| {
-                let t = lo + (k as f64 + 0.5) * dt;
-                (t, moyal(t, mpv, width) * norm)
-            })
-            .collect();
-        Self { key, sigma, plain: None, points, dt, given: Vec::new(), next_given: 0 }
+        let (plain, points, dt) = if sigma < 1e-6 * width {
+            (Some((mpv, width)), Vec::new(), 0.0)
+        } else {
+            let (lo, hi) = (mpv - 6.0 * width, mpv + 30.0 * width);
+            let dt = (hi - lo) / Self::STEPS as f64;
+            let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+            let points = (0..Self::STEPS)
+                .map(|k| {
+                    let t = lo + (k as f64 + 0.5) * dt;
+                    (t, moyal(t, mpv, width) * norm)
+                })
+                .collect();
+            (None, points, dt)
+        };
+        Self { key, sigma, plain, points, dt, given: Vec::new(), next_given: 0 }
     }
 
     /// [`MoyalGaussGrid::at`], computed once per x: a value given before is returned again.

@@ -24,13 +24,15 @@ const COINCIDENCE_TICKS: f64 = 1000.0;
 /// a division instruction per packet).
 #[inline]
 fn uart_phase(delay: f64) -> f64 {
-    if delay.trunc() == delay && (0.0..4_294_967_296.0).contains(&delay) {
-        ((delay as u32) % UART_WORD_TICKS) as f64
-    } else if delay.trunc() == delay && delay.abs() < 9.0e15 {
-        (delay as i64).rem_euclid(i64::from(UART_WORD_TICKS)) as f64
-    } else {
-        delay.rem_euclid(f64::from(UART_WORD_TICKS))
+    if delay.trunc() == delay {
+        if (0.0..4_294_967_296.0).contains(&delay) {
+            return ((delay as u32) % UART_WORD_TICKS) as f64;
+        }
+        if delay.abs() < 9.0e15 {
+            return (delay as i64).rem_euclid(i64::from(UART_WORD_TICKS)) as f64;
+        }
     }
+    delay.rem_euclid(f64::from(UART_WORD_TICKS))
 }
 
 /// `a − b` of two timestamps that reset every PPS second, in (−0.5 s, 0.5 s].

@@ -100,7 +100,7 @@ pub fn draw_typed_figures(
     let used = entries.par_iter_mut().filter_map(|entry| {
         let reference =
             references.of(&entry.name).filter(|r| *r != run && !r.contains(['/', '\\']));
-        let mut used = None;
+        let mut compared_with = None;
         let mut checks = Vec::new();
         for figure in &entry.figures {
             let Some(typed) = std::fs::read_to_string(run_dir.join(&figure.data))
@@ -119,7 +119,7 @@ pub fn draw_typed_figures(
                     let (plot, compared, verdict) =
                         over_reference(plot, &figure.name, against, check);
                     if let Some(run) = compared {
-                        used = Some((entry.name.clone(), run));
+                        compared_with = Some((entry.name.clone(), run));
                     }
                     checks.extend(verdict);
                     plot.render()
@@ -133,7 +133,7 @@ pub fn draw_typed_figures(
             }
         }
         entry.checks.extend(checks);
-        used
+        compared_with
     });
     used.collect()
 }
